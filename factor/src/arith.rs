@@ -1,0 +1,422 @@
+//! Montgomery arithmetic in one word (`u64`) and two words (`u128`), behind
+//! one trait so the primality and factoring algorithms are written once.
+
+/// The integer operations the generic algorithms need.
+pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
+    const ZERO: Self;
+    const ONE: Self;
+    const BITS: u32;
+    fn tz(self) -> u32;
+    fn lz(self) -> u32;
+    fn shr(self, k: u32) -> Self;
+    fn wsub(self, o: Self) -> Self;
+    fn wadd(self, o: Self) -> Self;
+    /// Truncating conversion (callers pass values that fit).
+    fn from_u128(x: u128) -> Self;
+    fn bit(self, i: u32) -> bool;
+    fn to_u128(self) -> u128;
+}
+
+macro_rules! impl_word {
+    ($t:ty) => {
+        impl Word for $t {
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            const BITS: u32 = <$t>::BITS;
+            #[inline(always)]
+            fn tz(self) -> u32 {
+                self.trailing_zeros()
+            }
+            #[inline(always)]
+            fn lz(self) -> u32 {
+                self.leading_zeros()
+            }
+            #[inline(always)]
+            fn shr(self, k: u32) -> Self {
+                self >> k
+            }
+            #[inline(always)]
+            fn wsub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            #[inline(always)]
+            fn wadd(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            #[inline(always)]
+            fn from_u128(x: u128) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn bit(self, i: u32) -> bool {
+                (self >> i) & 1 == 1
+            }
+            #[inline(always)]
+            fn to_u128(self) -> u128 {
+                self as u128
+            }
+        }
+    };
+}
+impl_word!(u64);
+impl_word!(u128);
+
+/// Binary GCD.
+#[inline]
+pub(crate) fn gcd<W: Word>(mut a: W, mut b: W) -> W {
+    if a == W::ZERO {
+        return b;
+    }
+    if b == W::ZERO {
+        return a;
+    }
+    let shift = (a.to_u128() | b.to_u128()).trailing_zeros();
+    a = a.shr(a.tz());
+    loop {
+        b = b.shr(b.tz());
+        if a > b {
+            core::mem::swap(&mut a, &mut b);
+        }
+        b = b.wsub(a);
+        if b == W::ZERO {
+            break;
+        }
+    }
+    // `a` is the odd part of the gcd; restore the common power of two.
+    W::from_u128(a.to_u128() << shift)
+}
+
+/// Arithmetic modulo an odd n > 1 in Montgomery form (x ↦ x·R mod n).
+pub(crate) trait Monty {
+    type W: Word;
+    fn n(&self) -> Self::W;
+    /// 1 in Montgomery form.
+    fn one(&self) -> Self::W;
+    fn mul(&self, a: Self::W, b: Self::W) -> Self::W;
+    fn add(&self, a: Self::W, b: Self::W) -> Self::W;
+    fn sub(&self, a: Self::W, b: Self::W) -> Self::W;
+    /// Plain residue (< n) to Montgomery form.
+    fn to_mont(&self, x: Self::W) -> Self::W;
+    /// a / 2 mod n.
+    fn half(&self, a: Self::W) -> Self::W;
+
+    #[inline(always)]
+    fn sqr(&self, a: Self::W) -> Self::W {
+        self.mul(a, a)
+    }
+
+    #[inline(always)]
+    fn neg(&self, a: Self::W) -> Self::W {
+        self.sub(Self::W::ZERO, a)
+    }
+
+    /// base^e with base in Montgomery form.
+    fn pow(&self, base: Self::W, e: Self::W) -> Self::W {
+        if e == Self::W::ZERO {
+            return self.one();
+        }
+        let top = Self::W::BITS - 1 - e.lz();
+        let mut x = base;
+        for i in (0..top).rev() {
+            x = self.sqr(x);
+            if e.bit(i) {
+                x = self.mul(x, base);
+            }
+        }
+        x
+    }
+}
+
+/// Inverse of an odd `n` modulo 2^64 (Newton: each step doubles the correct bits).
+#[inline]
+pub(crate) const fn inv64(n: u64) -> u64 {
+    let mut inv = n; // correct to 3 bits: n·n ≡ 1 (mod 8)
+    let mut i = 0;
+    while i < 5 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(n.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+}
+
+/// Inverse of an odd `n` modulo 2^128.
+#[inline]
+pub(crate) const fn inv128(n: u128) -> u128 {
+    let mut inv = n;
+    let mut i = 0;
+    while i < 6 {
+        inv = inv.wrapping_mul(2u128.wrapping_sub(n.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+}
+
+/// Montgomery arithmetic modulo an odd 64-bit n > 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mont64 {
+    n: u64,
+    ninv: u64,
+    one: u64,
+    r2: u64,
+}
+
+impl Mont64 {
+    pub(crate) fn new(n: u64) -> Self {
+        debug_assert!(n & 1 == 1 && n > 1);
+        let one = ((1u128 << 64) % n as u128) as u64;
+        let r2 = ((one as u128 * one as u128) % n as u128) as u64;
+        Mont64 {
+            n,
+            ninv: inv64(n),
+            one,
+            r2,
+        }
+    }
+
+    /// t·R⁻¹ mod n for t < n·R. Uses hi(t) − hi(m·n), which cannot overflow.
+    #[inline(always)]
+    fn redc(&self, t: u128) -> u64 {
+        let lo = t as u64;
+        let hi = (t >> 64) as u64;
+        let m = lo.wrapping_mul(self.ninv);
+        let mn_hi = ((m as u128 * self.n as u128) >> 64) as u64;
+        let (d, borrow) = hi.overflowing_sub(mn_hi);
+        if borrow {
+            d.wrapping_add(self.n)
+        } else {
+            d
+        }
+    }
+}
+
+impl Monty for Mont64 {
+    type W = u64;
+    #[inline(always)]
+    fn n(&self) -> u64 {
+        self.n
+    }
+    #[inline(always)]
+    fn one(&self) -> u64 {
+        self.one
+    }
+    #[inline(always)]
+    fn mul(&self, a: u64, b: u64) -> u64 {
+        self.redc(a as u128 * b as u128)
+    }
+    #[inline(always)]
+    fn add(&self, a: u64, b: u64) -> u64 {
+        let (s, c) = a.overflowing_add(b);
+        if c || s >= self.n {
+            s.wrapping_sub(self.n)
+        } else {
+            s
+        }
+    }
+    #[inline(always)]
+    fn sub(&self, a: u64, b: u64) -> u64 {
+        let (d, borrow) = a.overflowing_sub(b);
+        if borrow {
+            d.wrapping_add(self.n)
+        } else {
+            d
+        }
+    }
+    #[inline(always)]
+    fn to_mont(&self, x: u64) -> u64 {
+        self.mul(x, self.r2)
+    }
+    #[inline(always)]
+    fn half(&self, a: u64) -> u64 {
+        if a & 1 == 0 {
+            a >> 1
+        } else {
+            (a >> 1) + (self.n >> 1) + 1
+        }
+    }
+}
+
+/// Full 128×128 → 256-bit product as (low, high).
+#[inline(always)]
+pub(crate) fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    let (a0, a1) = (a as u64 as u128, a >> 64);
+    let (b0, b1) = (b as u64 as u128, b >> 64);
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    let mid = (p00 >> 64) + (p01 as u64 as u128) + (p10 as u64 as u128);
+    let lo = (p00 as u64 as u128) | (mid << 64);
+    let hi = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+    (lo, hi)
+}
+
+/// Montgomery arithmetic modulo an odd 128-bit n > 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mont128 {
+    n: u128,
+    ninv: u128,
+    one: u128,
+    r2: u128,
+}
+
+impl Mont128 {
+    pub(crate) fn new(n: u128) -> Self {
+        debug_assert!(n & 1 == 1 && n > 1);
+        // 2^128 mod n == (2^128 − n) mod n.
+        let one = 0u128.wrapping_sub(n) % n;
+        let mut m = Mont128 {
+            n,
+            ninv: inv128(n),
+            one,
+            r2: 0,
+        };
+        let mut r2 = one;
+        for _ in 0..128 {
+            r2 = m.add(r2, r2);
+        }
+        m.r2 = r2;
+        m
+    }
+
+    #[inline(always)]
+    fn redc(&self, lo: u128, hi: u128) -> u128 {
+        let m = lo.wrapping_mul(self.ninv);
+        let (_, mn_hi) = mul_wide(m, self.n);
+        let (d, borrow) = hi.overflowing_sub(mn_hi);
+        if borrow {
+            d.wrapping_add(self.n)
+        } else {
+            d
+        }
+    }
+}
+
+impl Monty for Mont128 {
+    type W = u128;
+    #[inline(always)]
+    fn n(&self) -> u128 {
+        self.n
+    }
+    #[inline(always)]
+    fn one(&self) -> u128 {
+        self.one
+    }
+    #[inline(always)]
+    fn mul(&self, a: u128, b: u128) -> u128 {
+        let (lo, hi) = mul_wide(a, b);
+        self.redc(lo, hi)
+    }
+    #[inline(always)]
+    fn add(&self, a: u128, b: u128) -> u128 {
+        let (s, c) = a.overflowing_add(b);
+        if c || s >= self.n {
+            s.wrapping_sub(self.n)
+        } else {
+            s
+        }
+    }
+    #[inline(always)]
+    fn sub(&self, a: u128, b: u128) -> u128 {
+        let (d, borrow) = a.overflowing_sub(b);
+        if borrow {
+            d.wrapping_add(self.n)
+        } else {
+            d
+        }
+    }
+    #[inline(always)]
+    fn to_mont(&self, x: u128) -> u128 {
+        self.mul(x, self.r2)
+    }
+    #[inline(always)]
+    fn half(&self, a: u128) -> u128 {
+        if a & 1 == 0 {
+            a >> 1
+        } else {
+            (a >> 1) + (self.n >> 1) + 1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mont64_matches_plain_modmul() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..20_000 {
+            let n = rng.u64(3..) | 1;
+            let m = Mont64::new(n);
+            let (a, b) = (rng.u64(..n), rng.u64(..n));
+            let want = ((a as u128 * b as u128) % n as u128) as u64;
+            let got = m.mul(m.to_mont(a), m.to_mont(b));
+            assert_eq!(got, m.to_mont(want), "n={n} a={a} b={b}");
+        }
+    }
+
+    #[test]
+    fn mont128_matches_u64_reference_on_small_moduli_and_identities_on_large() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        for _ in 0..5_000 {
+            let n = (rng.u64(3..) | 1) as u128;
+            let m = Mont128::new(n);
+            let (a, b) = (rng.u128(..n), rng.u128(..n));
+            let want = (a * b) % n;
+            assert_eq!(m.mul(m.to_mont(a), m.to_mont(b)), m.to_mont(want));
+        }
+        for _ in 0..5_000 {
+            let n = rng.u128((1 << 100)..) | 1;
+            let m = Mont128::new(n);
+            let a = rng.u128(..n);
+            let am = m.to_mont(a);
+            // (a + a) == 2a and a·1 == a and a·2 == a + a
+            let two = m.to_mont(2);
+            assert_eq!(m.mul(am, m.one()), am);
+            assert_eq!(m.mul(am, two), m.add(am, am));
+            assert_eq!(m.half(m.add(am, am)), am);
+            assert_eq!(m.add(m.sub(am, two), two), am);
+        }
+    }
+
+    #[test]
+    fn mul_wide_is_exact() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..10_000 {
+            let (a, b) = (rng.u128(..), rng.u128(..));
+            let r = schoolbook(a, b);
+            let want_lo = r[0] as u128 | (r[1] as u128) << 64;
+            let want_hi = r[2] as u128 | (r[3] as u128) << 64;
+            assert_eq!(mul_wide(a, b), (want_lo, want_hi));
+        }
+        assert_eq!(mul_wide(u128::MAX, u128::MAX), (1, u128::MAX - 1));
+    }
+
+    /// Schoolbook 2×2-limb product, four 64-bit limbs little-endian.
+    fn schoolbook(a: u128, b: u128) -> [u64; 4] {
+        let (a, b) = ([a as u64, (a >> 64) as u64], [b as u64, (b >> 64) as u64]);
+        let mut res = [0u64; 4];
+        for i in 0..2 {
+            let mut carry = 0u128;
+            for j in 0..2 {
+                let t = a[i] as u128 * b[j] as u128 + res[i + j] as u128 + carry;
+                res[i + j] = t as u64;
+                carry = t >> 64;
+            }
+            res[i + 2] = carry as u64;
+        }
+        res
+    }
+
+    #[test]
+    fn gcd_works() {
+        assert_eq!(gcd(12u64, 18), 6);
+        assert_eq!(gcd(0u64, 5), 5);
+        assert_eq!(gcd(7u128, 0), 7);
+        assert_eq!(gcd(1u128 << 100, 1 << 90), 1 << 90);
+        assert_eq!(
+            gcd(3u128 * 5 * 7 * (1 << 20), 5 * 7 * 11 * (1 << 3)),
+            35 * 8
+        );
+    }
+}

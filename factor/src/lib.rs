@@ -1,0 +1,317 @@
+//! Exact factorization of integers below 2^128.
+//!
+//! Pure Rust, no I/O, no threads, no allocation besides the returned vector;
+//! the same source builds for native targets and `wasm32-unknown-unknown`.
+//!
+//! Pipeline for one number: strip powers of two; trial division by the odd
+//! primes below 4096 using multiplication by precomputed inverses (no
+//! division instruction); then every remaining cofactor is tested with BPSW
+//! (Miller–Rabin bases {2, 7, 61} below 2^32) and composites are split with
+//! perfect-power checks and Pollard–Brent rho in one-word (`u64`) or
+//! two-word (`u128`) Montgomery arithmetic.
+//!
+//! ```
+//! use crowdfactor_factor::{factor, verify};
+//! let f = factor(999_999_999_999);
+//! assert_eq!(f, vec![3, 3, 3, 7, 11, 13, 37, 101, 9901]);
+//! assert!(verify(999_999_999_999, &f).is_ok());
+//! ```
+
+mod arith;
+mod prime;
+mod rho;
+mod small;
+
+use arith::{Mont128, Mont64};
+pub use prime::{is_prime, is_prime_u64};
+
+/// The prime factors of `n`, ascending, with multiplicity.
+/// `factor(0)` and `factor(1)` are empty (as GNU `factor` prints `0:` and `1:`).
+pub fn factor(n: u128) -> Vec<u128> {
+    let mut out = Vec::new();
+    factor_into(n, &mut out);
+    out
+}
+
+/// The prime factors of a 64-bit `n`, ascending, with multiplicity.
+pub fn factor_u64(n: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    factor_u64_into(n, &mut out);
+    out
+}
+
+/// Appends the prime factors of `n` (ascending) to `out`, so a caller can
+/// reuse one buffer for many numbers.
+pub fn factor_into(n: u128, out: &mut Vec<u128>) {
+    if n <= u64::MAX as u128 {
+        return factor_u64_into(n as u64, out);
+    }
+    let start = out.len();
+    let tz = n.trailing_zeros();
+    out.extend(core::iter::repeat_n(2, tz as usize));
+    let mut n = n >> tz;
+    for d in &small::ODD_PRIMES {
+        if n <= u64::MAX as u128 {
+            break;
+        }
+        while n.wrapping_mul(d.inv128) <= d.lim128 {
+            n = n.wrapping_mul(d.inv128);
+            out.push(d.p.into());
+        }
+    }
+    if n <= u64::MAX as u128 {
+        factor_u64_into(n as u64, out);
+    } else {
+        split_u128(n, out);
+    }
+    out[start..].sort_unstable();
+}
+
+/// Appends the prime factors of a 64-bit `n` (ascending) to `out`.
+pub fn factor_u64_into<T: From<u64> + Ord>(n: u64, out: &mut Vec<T>) {
+    if n < 2 {
+        return;
+    }
+    let start = out.len();
+    let tz = n.trailing_zeros();
+    for _ in 0..tz {
+        out.push(2.into());
+    }
+    let mut n = n >> tz;
+    for d in &small::ODD_PRIMES {
+        let p = d.p as u64;
+        if p * p > n {
+            break;
+        }
+        while n.wrapping_mul(d.inv64) <= d.lim64 {
+            n = n.wrapping_mul(d.inv64);
+            out.push(p.into());
+        }
+    }
+    if n > 1 {
+        split_u64(n, out);
+    }
+    out[start..].sort_unstable();
+}
+
+/// Factors an odd n > 1 with no prime factor below `small::LIMIT`
+/// (or n < small::LIMIT² after trial division stopped at √n).
+fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>) {
+    if prime::is_prime_odd_u64(n) {
+        out.push(n.into());
+        return;
+    }
+    let r = n.isqrt();
+    if r * r == n {
+        split_u64(r, out);
+        split_u64(r, out);
+        return;
+    }
+    let m = Mont64::new(n);
+    let d = (1..)
+        .find_map(|c| rho::brent(&m, c))
+        .unwrap_or_else(|| unreachable!("rho always splits a composite for some c"));
+    split_u64(d, out);
+    split_u64(n / d, out);
+}
+
+/// Factors an odd n > 1 with no prime factor below `small::LIMIT`.
+fn split_u128(n: u128, out: &mut Vec<u128>) {
+    if n <= u64::MAX as u128 {
+        return split_u64(n as u64, out);
+    }
+    if prime::is_prime_odd_u128(n) {
+        out.push(n);
+        return;
+    }
+    let r = n.isqrt();
+    if r * r == n {
+        split_u128(r, out);
+        split_u128(r, out);
+        return;
+    }
+    if let Some(c) = icbrt_exact(n) {
+        for _ in 0..3 {
+            split_u128(c, out);
+        }
+        return;
+    }
+    let m = Mont128::new(n);
+    let d = (1..)
+        .find_map(|c| rho::brent(&m, c))
+        .unwrap_or_else(|| unreachable!("rho always splits a composite for some c"));
+    split_u128(d, out);
+    split_u128(n / d, out);
+}
+
+/// The integer cube root of n if n is a perfect cube.
+fn icbrt_exact(n: u128) -> Option<u128> {
+    // f64 is accurate to far better than ±1 for cube roots below 2^43.
+    let r = (n as f64).cbrt().round() as u128;
+    (r.saturating_sub(1)..=r + 1).find(|&c| c.checked_pow(3) == Some(n))
+}
+
+/// Why a claimed factorization is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// 0 has no prime factorization.
+    #[error("0 has no prime factorization")]
+    Zero,
+    /// The factors are not in ascending order.
+    #[error("factors are not in ascending order")]
+    NotSorted,
+    /// The product of the factors does not fit below 2^128.
+    #[error("the product of the factors exceeds 2^128")]
+    Overflow,
+    /// The product of the factors is not n.
+    #[error("the product of the factors is {product}, not {n}")]
+    WrongProduct {
+        /// The number.
+        n: u128,
+        /// What the factors multiply to.
+        product: u128,
+    },
+    /// A factor is not prime.
+    #[error("{0} is not prime")]
+    NotPrime(u128),
+}
+
+/// Checks that `factors` is the prime factorization of `n`: ascending, their
+/// product is `n`, and each is prime. Costs one primality test per distinct
+/// factor, far less than factoring.
+pub fn verify(n: u128, factors: &[u128]) -> Result<(), VerifyError> {
+    if n == 0 {
+        return Err(VerifyError::Zero);
+    }
+    if factors.windows(2).any(|w| w[0] > w[1]) {
+        return Err(VerifyError::NotSorted);
+    }
+    let product = factors
+        .iter()
+        .try_fold(1u128, |acc, &f| acc.checked_mul(f))
+        .ok_or(VerifyError::Overflow)?;
+    if product != n {
+        return Err(VerifyError::WrongProduct { n, product });
+    }
+    let mut last = 0;
+    for &f in factors {
+        if f != last && !is_prime(f) {
+            return Err(VerifyError::NotPrime(f));
+        }
+        last = f;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(mut n: u64) -> Vec<u64> {
+        let mut out = vec![];
+        let mut d = 2;
+        while d * d <= n {
+            while n % d == 0 {
+                out.push(d);
+                n /= d;
+            }
+            d += 1;
+        }
+        if n > 1 {
+            out.push(n);
+        }
+        out
+    }
+
+    #[test]
+    fn small_numbers_match_naive() {
+        for n in 1..200_000u64 {
+            assert_eq!(factor_u64(n), naive(n), "n={n}");
+        }
+        assert!(factor(0).is_empty());
+        assert!(factor(1).is_empty());
+        assert_eq!(factor(2), vec![2]);
+    }
+
+    #[test]
+    fn random_u64_multiply_back_and_are_prime() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let n = (rng.u64(1..) >> rng.u32(0..63)).max(1);
+            let f = factor(n as u128);
+            assert_eq!(verify(n as u128, &f), Ok(()), "n={n} f={f:?}");
+        }
+    }
+
+    #[test]
+    fn random_u128_up_to_96_bits_verify() {
+        let mut rng = fastrand::Rng::with_seed(8);
+        for _ in 0..2_000 {
+            let n = (rng.u128(1..) >> rng.u32(32..127)).max(1);
+            let f = factor(n);
+            assert_eq!(verify(n, &f), Ok(()), "n={n} f={f:?}");
+        }
+    }
+
+    #[test]
+    fn edge_cases() {
+        let p64 = 18446744073709551557u128; // largest prime below 2^64
+        let p32 = 4294967291u128; // largest prime below 2^32
+        let cases: Vec<(u128, Vec<u128>)> = vec![
+            (
+                u128::MAX,
+                vec![3, 5, 17, 257, 641, 65537, 274177, 6700417, 67280421310721],
+            ),
+            (1 << 127, vec![2; 127]),
+            (p64 * p64, vec![p64, p64]),
+            (p32 * p32 * p32, vec![p32, p32, p32]),
+            (p32 * p32, vec![p32, p32]),
+            (4099 * 4111, vec![4099, 4111]), // just above the trial-division bound
+            (4099u128 * 4099 * 4099 * 4111, vec![4099, 4099, 4099, 4111]),
+            ((1 << 64) + 13, vec![(1 << 64) + 13]),
+            (u64::MAX as u128, vec![3, 5, 17, 257, 641, 65537, 6700417]),
+            (999_999_999_999, vec![3, 3, 3, 7, 11, 13, 37, 101, 9901]),
+        ];
+        for (n, want) in cases {
+            assert_eq!(factor(n), want, "n={n}");
+        }
+    }
+
+    #[test]
+    fn semiprimes_of_40_bit_primes() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut prime = |bits: u32| loop {
+            let c = rng.u128((1 << (bits - 1))..(1 << bits)) | 1;
+            if is_prime(c) {
+                return c;
+            }
+        };
+        for _ in 0..3 {
+            let (p, q) = (prime(40), prime(40));
+            let mut want = vec![p, q];
+            want.sort();
+            assert_eq!(factor(p * q), want);
+        }
+    }
+
+    #[test]
+    fn verify_rejects_wrong_factorizations() {
+        assert_eq!(verify(12, &[2, 2, 3]), Ok(()));
+        assert_eq!(verify(1, &[]), Ok(()));
+        assert_eq!(verify(0, &[]), Err(VerifyError::Zero));
+        assert_eq!(verify(12, &[2, 3, 2]), Err(VerifyError::NotSorted));
+        assert_eq!(verify(12, &[3, 4]), Err(VerifyError::NotPrime(4)));
+        assert_eq!(
+            verify(12, &[2, 2, 2]),
+            Err(VerifyError::WrongProduct { n: 12, product: 8 })
+        );
+        assert_eq!(
+            verify(12, &[1 << 100, 1 << 100]),
+            Err(VerifyError::Overflow)
+        );
+        assert_eq!(
+            verify(5, &[]),
+            Err(VerifyError::WrongProduct { n: 5, product: 1 })
+        );
+    }
+}

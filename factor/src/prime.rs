@@ -1,0 +1,276 @@
+//! Primality: Miller–Rabin and the strong Lucas test, combined as BPSW.
+//!
+//! BPSW (a strong base-2 test plus a strong Lucas test with Selfridge's
+//! parameters) has no known counterexample and is proven correct below 2^64
+//! (Feitsma–Galway pseudoprime tables); below 2^32 the bases {2, 7, 61} are
+//! deterministic and cheaper.
+
+use crate::arith::{Mont128, Mont64, Monty, Word};
+use crate::small;
+
+/// Strong probable-prime test to base `a` (plain residue, 1 < a < n).
+pub(crate) fn sprp<M: Monty>(m: &M, a: M::W) -> bool {
+    let n = m.n();
+    let nm1 = n.wsub(M::W::ONE);
+    let s = nm1.tz();
+    let d = nm1.shr(s);
+    let one = m.one();
+    let minus_one = m.neg(one);
+    let mut x = m.pow(m.to_mont(a), d);
+    if x == one || x == minus_one {
+        return true;
+    }
+    for _ in 1..s {
+        x = m.sqr(x);
+        if x == minus_one {
+            return true;
+        }
+        if x == one {
+            return false;
+        }
+    }
+    false
+}
+
+/// Jacobi symbol (a / n) for odd n > 0.
+fn jacobi(a: i64, n: u128) -> i32 {
+    let mut a = if a >= 0 {
+        (a as u128) % n
+    } else {
+        let r = (a.unsigned_abs() as u128) % n;
+        if r == 0 {
+            0
+        } else {
+            n - r
+        }
+    };
+    let mut n = n;
+    let mut t = 1;
+    while a != 0 {
+        let z = a.trailing_zeros();
+        a >>= z;
+        if z & 1 == 1 && (n % 8 == 3 || n % 8 == 5) {
+            t = -t;
+        }
+        if a % 4 == 3 && n % 4 == 3 {
+            t = -t;
+        }
+        core::mem::swap(&mut a, &mut n);
+        a %= n;
+    }
+    if n == 1 {
+        t
+    } else {
+        0
+    }
+}
+
+/// Strong Lucas probable-prime test with Selfridge's method A parameters.
+/// `n` must be odd, > small::LIMIT and not a perfect square.
+pub(crate) fn strong_lucas<M: Monty>(m: &M) -> bool {
+    let n = m.n();
+    let n128 = n.to_u128();
+    let mut d: i64 = 5;
+    loop {
+        match jacobi(d, n128) {
+            -1 => break,
+            0 => return false, // |d| < n shares a factor with n
+            _ => d = if d > 0 { -(d + 2) } else { -d + 2 },
+        }
+    }
+    let q = (1 - d) / 4;
+    let to_residue = |v: i64| -> M::W {
+        let r = (v.unsigned_abs() as u128) % n128;
+        let r = if v < 0 && r != 0 { n128 - r } else { r };
+        // r < n fits in M::W by construction.
+        M::W::from_u128(r)
+    };
+    let dm = m.to_mont(to_residue(d));
+    let qm = m.to_mont(to_residue(q));
+
+    // n + 1 = k·2^s with k odd; n < W::MAX because W::MAX = 2^w − 1 is divisible by 3.
+    let np1 = n.wadd(M::W::ONE);
+    let s = np1.tz();
+    let k = np1.shr(s);
+
+    let one = m.one();
+    let (mut u, mut v, mut qk) = (one, one, qm); // U_1 = 1, V_1 = P = 1, Q^1
+    let top = M::W::BITS - 1 - k.lz();
+    for i in (0..top).rev() {
+        u = m.mul(u, v);
+        v = m.sub(m.sqr(v), m.add(qk, qk));
+        qk = m.sqr(qk);
+        if k.bit(i) {
+            let u2 = m.half(m.add(u, v));
+            v = m.half(m.add(m.mul(dm, u), v));
+            u = u2;
+            qk = m.mul(qk, qm);
+        }
+    }
+    if u == M::W::ZERO || v == M::W::ZERO {
+        return true;
+    }
+    for _ in 1..s {
+        v = m.sub(m.sqr(v), m.add(qk, qk));
+        if v == M::W::ZERO {
+            return true;
+        }
+        qk = m.sqr(qk);
+    }
+    false
+}
+
+/// Primality of an odd n ≥ small::LIMIT with no prime factor below small::LIMIT.
+#[inline]
+pub(crate) fn is_prime_odd_u64(n: u64) -> bool {
+    if n < small::LIMIT_SQ {
+        return true;
+    }
+    let m = Mont64::new(n);
+    if n < 1 << 32 {
+        return sprp(&m, 2) && sprp(&m, 7) && sprp(&m, 61);
+    }
+    if !sprp(&m, 2) {
+        return false;
+    }
+    let r = n.isqrt();
+    if r * r == n {
+        return false;
+    }
+    strong_lucas(&m)
+}
+
+/// Primality of an odd n ≥ 2^64 with no prime factor below small::LIMIT.
+#[inline]
+pub(crate) fn is_prime_odd_u128(n: u128) -> bool {
+    let m = Mont128::new(n);
+    if !sprp(&m, 2) {
+        return false;
+    }
+    let r = n.isqrt();
+    if r * r == n {
+        return false;
+    }
+    strong_lucas(&m)
+}
+
+/// Deterministic primality test for any n < 2^128.
+pub fn is_prime(n: u128) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n < small::LIMIT as u128 {
+        return small::is_small_prime(n as u64);
+    }
+    if n & 1 == 0 {
+        return false;
+    }
+    if n <= u64::MAX as u128 {
+        let n = n as u64;
+        for d in &small::ODD_PRIMES {
+            if n.wrapping_mul(d.inv64) <= d.lim64 {
+                return false;
+            }
+        }
+        return is_prime_odd_u64(n);
+    }
+    for d in &small::ODD_PRIMES {
+        if n.wrapping_mul(d.inv128) <= d.lim128 {
+            return false;
+        }
+    }
+    is_prime_odd_u128(n)
+}
+
+/// Deterministic primality test for any n < 2^64.
+pub fn is_prime_u64(n: u64) -> bool {
+    is_prime(n as u128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(n: u64) -> bool {
+        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    }
+
+    #[test]
+    fn jacobi_small() {
+        // (a/n) table checks
+        assert_eq!(jacobi(5, 3), -1);
+        assert_eq!(jacobi(5, 11), 1);
+        assert_eq!(jacobi(-7, 15), 1); // (-7/3)(-7/5) = (2/3)(3/5) = (-1)(-1)
+        assert_eq!(jacobi(9, 15), 0);
+    }
+
+    #[test]
+    fn agrees_with_naive_below_two_million() {
+        for n in 0..2_000_000u64 {
+            assert_eq!(is_prime_u64(n), naive(n), "n={n}");
+        }
+    }
+
+    #[test]
+    fn strong_pseudoprimes_and_carmichaels_are_composite() {
+        for n in [
+            2047u128,                  // spsp(2)
+            3215031751,                // spsp(2,3,5,7)
+            2152302898747,             // spsp(2,3,5,7,11)
+            3474749660383,             // spsp to bases 2..13
+            341550071728321,           // spsp to bases 2..17
+            3825123056546413051,       // spsp to bases 2..23
+            318665857834031151167461,  // spsp to bases 2..37
+            3317044064679887385961981, // spsp to bases 2..41
+            561,
+            41041,
+            825265,
+            321197185,
+            5394826801,
+            232250619601,
+            9746347772161,
+            1436697831295441,
+            60977817398996785,
+            7156857700403137441,
+            1791562810662585767521,
+            87674969936234821377601,
+            6553130926752006031481761,
+            1590231231043178376951698401,
+            // Lucas pseudoprimes (Selfridge) must still fail MR base 2.
+            5459,
+            5777,
+            10877,
+            16109,
+            18971,
+        ] {
+            assert!(!is_prime(n), "{n} is composite");
+        }
+    }
+
+    #[test]
+    fn primes_near_powers_of_two() {
+        for (n, want) in [
+            ((1u128 << 32) - 5, true),
+            ((1u128 << 32) + 15, true),
+            ((1u128 << 32) + 1, false),
+            ((1u128 << 64) - 59, true),
+            ((1u128 << 64) + 13, true),
+            ((1u128 << 64) - 1, false),
+            (u128::MAX - 158, true), // 2^128 − 159
+            (u128::MAX, false),
+            ((1u128 << 127) - 1, true), // Mersenne M127
+            ((1u128 << 89) - 1, true),
+            ((1u128 << 61) - 1, true),
+        ] {
+            assert_eq!(is_prime(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn squares_of_primes_are_composite() {
+        for p in [4093u128, 65521, 4294967291, 18446744073709551557] {
+            assert!(is_prime(p));
+            assert!(!is_prime(p * p), "{p}^2");
+        }
+    }
+}
