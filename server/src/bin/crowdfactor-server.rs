@@ -1,0 +1,109 @@
+//! `crowdfactor-server`: the coordinator binary. All logic lives in the library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use crowdfactor_server::Config;
+use tracing_subscriber::EnvFilter;
+
+/// crowdfactor coordinator: holds factoring jobs, cuts them into chunks and
+/// pushes them to native and browser workers over WebSockets.
+///
+/// Open http://<listen>/ in a browser to contribute from that machine; run
+/// `crowdfactor-worker --server ws://<listen>/ws` on headless ones.
+///
+/// Examples:
+///   crowdfactor-server
+///   crowdfactor-server --listen 0.0.0.0:8080 --chunk-size 100
+///   curl -X POST localhost:8080/api/jobs -d '{"numbers": ["999999999999"]}'
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CROWDFACTOR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Default numbers per chunk for jobs that do not set chunk_size.
+    #[arg(long, env = "CROWDFACTOR_CHUNK_SIZE", default_value_t = 43)]
+    chunk_size: u32,
+    /// Seconds a worker may stay silent before its chunks are leased again.
+    #[arg(long, env = "CROWDFACTOR_LEASE_TIMEOUT", default_value_t = 30.0)]
+    lease_timeout: f64,
+    /// Seconds allowed between assigning a chunk and the worker's ack.
+    #[arg(long, env = "CROWDFACTOR_ACK_TIMEOUT", default_value_t = 10.0)]
+    ack_timeout: f64,
+    /// Largest job, in numbers.
+    #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000)]
+    max_numbers_per_job: u64,
+}
+
+fn secs(v: f64, name: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match (
+        secs(args.lease_timeout, "lease-timeout"),
+        secs(args.ack_timeout, "ack-timeout"),
+    ) {
+        (Ok(lease_timeout), Ok(ack_timeout)) => Config {
+            chunk_size: args.chunk_size.max(1),
+            lease_timeout,
+            ack_timeout,
+            max_numbers_per_job: args.max_numbers_per_job,
+            ..Config::default()
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("crowdfactor-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "crowdfactor-server: cannot listen on {}: {e} (is another server running? try --listen 127.0.0.1:0)",
+                args.listen
+            );
+            return ExitCode::from(1);
+        }
+    };
+    match crowdfactor_server::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

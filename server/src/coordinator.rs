@@ -1,0 +1,531 @@
+//! The live side of the queue: which chunks wait, which are leased to which
+//! connection, and when a lease lapses.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crowdfactor_protocol::{Assignment, ChunkId, ServerMessage, WorkerKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::store::{ChunkWork, Completion, JobId, JobInfo, Store, StoreError};
+
+/// Identifies one WebSocket connection.
+pub type ConnId = u64;
+
+/// Timing knobs for leases.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTiming {
+    /// Time allowed between `assign` and `ack`.
+    pub ack_timeout: Duration,
+    /// Silence after which a worker's leases lapse.
+    pub lease_timeout: Duration,
+}
+
+/// The coordinator: store plus in-memory queue and leases.
+#[derive(Debug)]
+pub struct Coordinator {
+    store: Arc<dyn Store>,
+    state: Mutex<State>,
+    /// Bumped whenever work appears or the amount in flight changes; every
+    /// connection task watches it to pull new chunks or to report `idle`.
+    changes: watch::Sender<u64>,
+    timing: LeaseTiming,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_conn: ConnId,
+    /// Chunks waiting for a worker. May hold stale ids (completed or already
+    /// leased); `lease` skips those.
+    queue: VecDeque<ChunkId>,
+    /// Every chunk without an accepted result.
+    open: HashMap<ChunkId, OpenChunk>,
+    conns: HashMap<ConnId, Conn>,
+    started_jobs: HashSet<JobId>,
+    /// Jobs with chunks currently leased.
+    leased_per_job: HashMap<JobId, usize>,
+}
+
+#[derive(Debug)]
+struct OpenChunk {
+    work: ChunkWork,
+    lease: Option<Lease>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    conn: ConnId,
+    acked: bool,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Conn {
+    kind: WorkerKind,
+    ip: IpAddr,
+    slots: u32,
+    held: HashSet<ChunkId>,
+    /// Chunks ever leased to this connection and not yet done: a late result
+    /// for one of these is still welcome.
+    ever: HashSet<ChunkId>,
+    last_seen: Instant,
+    strikes: u32,
+    tx: mpsc::Sender<ServerMessage>,
+}
+
+/// What to do with an incoming result.
+#[derive(Debug)]
+pub enum ResultCheck {
+    /// The chunk was never leased to this connection: ignore the result.
+    NotAssigned,
+    /// The chunk already has an accepted result: ignore the duplicate.
+    AlreadyDone,
+    /// Verify the result against these numbers.
+    Verify(ChunkWork),
+}
+
+impl Coordinator {
+    /// Builds a coordinator over `store`, queueing every chunk still open in it.
+    pub fn new(store: Arc<dyn Store>, timing: LeaseTiming) -> Result<Self, StoreError> {
+        let mut state = State::default();
+        for work in store.incomplete_chunks()? {
+            state.queue.push_back(work.id);
+            state.open.insert(work.id, OpenChunk { work, lease: None });
+        }
+        let (changes, _) = watch::channel(0);
+        Ok(Coordinator {
+            store,
+            state: Mutex::new(state),
+            changes,
+            timing,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The store behind the coordinator.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// A receiver that changes whenever there may be new work or new idleness.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Creates a job and queues its chunks.
+    pub fn create_job(&self, numbers: Vec<u128>, chunk_size: u32) -> Result<JobInfo, StoreError> {
+        let (info, chunks) = self.store.create_job(numbers, chunk_size)?;
+        {
+            let mut st = self.lock();
+            for work in chunks {
+                st.queue.push_back(work.id);
+                st.open.insert(work.id, OpenChunk { work, lease: None });
+            }
+        }
+        tracing::info!(
+            job = info.id,
+            numbers = info.total,
+            chunks = info.chunks,
+            "job created"
+        );
+        self.bump();
+        Ok(info)
+    }
+
+    /// Whether any chunk of the job has been leased since start-up.
+    pub fn job_started(&self, job: JobId) -> bool {
+        self.lock().started_jobs.contains(&job)
+    }
+
+    /// Registers a connection after a valid `hello`.
+    pub fn register(
+        &self,
+        kind: WorkerKind,
+        slots: u32,
+        ip: IpAddr,
+        tx: mpsc::Sender<ServerMessage>,
+    ) -> ConnId {
+        let mut st = self.lock();
+        st.next_conn += 1;
+        let id = st.next_conn;
+        st.conns.insert(
+            id,
+            Conn {
+                kind,
+                ip,
+                slots,
+                held: HashSet::new(),
+                ever: HashSet::new(),
+                last_seen: Instant::now(),
+                strikes: 0,
+                tx,
+            },
+        );
+        id
+    }
+
+    /// Forgets a connection and requeues everything it held, at the front.
+    pub fn unregister(&self, conn: ConnId) {
+        let requeued = {
+            let mut st = self.lock();
+            let Some(c) = st.conns.remove(&conn) else {
+                return;
+            };
+            let held: Vec<ChunkId> = c.held.into_iter().collect();
+            for id in &held {
+                st.drop_lease(*id);
+            }
+            held.len()
+        };
+        if requeued > 0 {
+            tracing::info!(
+                conn,
+                requeued,
+                "connection closed; its chunks are queued again"
+            );
+        }
+        self.bump();
+    }
+
+    /// Records that the connection was heard from.
+    pub fn touch(&self, conn: ConnId) {
+        if let Some(c) = self.lock().conns.get_mut(&conn) {
+            c.last_seen = Instant::now();
+        }
+    }
+
+    /// Changes how many chunks a connection may hold.
+    pub fn set_slots(&self, conn: ConnId, slots: u32) {
+        if let Some(c) = self.lock().conns.get_mut(&conn) {
+            c.slots = slots;
+        }
+        self.bump();
+    }
+
+    /// Leases queued chunks to `conn` until its slots are full.
+    pub fn lease(&self, conn: ConnId) -> Vec<Assignment> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(c) = st.conns.get_mut(&conn) else {
+            return vec![];
+        };
+        let mut out = vec![];
+        while (c.held.len() as u32) < c.slots {
+            let Some(id) = st.queue.pop_front() else {
+                break;
+            };
+            let Some(open) = st.open.get_mut(&id) else {
+                continue;
+            };
+            if open.lease.is_some() {
+                continue;
+            }
+            open.lease = Some(Lease {
+                conn,
+                acked: false,
+                since: Instant::now(),
+            });
+            c.held.insert(id);
+            c.ever.insert(id);
+            st.started_jobs.insert(open.work.job);
+            *st.leased_per_job.entry(open.work.job).or_default() += 1;
+            out.push(Assignment {
+                chunk_id: id,
+                job_id: open.work.job.to_string(),
+                numbers: open.work.numbers.to_vec(),
+            });
+        }
+        out
+    }
+
+    /// The worker confirmed it received `chunk`.
+    pub fn ack(&self, conn: ConnId, chunk: ChunkId) {
+        let mut st = self.lock();
+        if let Some(lease) = st.open.get_mut(&chunk).and_then(|o| o.lease.as_mut()) {
+            if lease.conn == conn {
+                lease.acked = true;
+            }
+        }
+    }
+
+    /// The worker hands chunks back unfinished.
+    pub fn release(&self, conn: ConnId, chunks: &[ChunkId]) {
+        {
+            let mut st = self.lock();
+            for id in chunks {
+                let held = st.conns.get_mut(&conn).is_some_and(|c| c.held.remove(id));
+                if held {
+                    st.drop_lease(*id);
+                }
+            }
+        }
+        self.bump();
+    }
+
+    /// Decides how to treat a result for `chunk` from `conn`.
+    pub fn check_result(&self, conn: ConnId, chunk: ChunkId) -> ResultCheck {
+        let st = self.lock();
+        let ever = st.conns.get(&conn).is_some_and(|c| c.ever.contains(&chunk));
+        match st.open.get(&chunk) {
+            None if ever => ResultCheck::AlreadyDone,
+            None => ResultCheck::NotAssigned,
+            Some(_) if !ever => ResultCheck::NotAssigned,
+            Some(open) => ResultCheck::Verify(open.work.clone()),
+        }
+    }
+
+    /// Stores verified results; returns `Completion::Duplicate` if another
+    /// worker's result got there first.
+    pub fn accept(
+        &self,
+        conn: ConnId,
+        chunk: ChunkId,
+        factors: Vec<Vec<u128>>,
+    ) -> Result<Completion, StoreError> {
+        let kind = {
+            let mut st = self.lock();
+            let Some(c) = st.conns.get_mut(&conn) else {
+                return Ok(Completion::Duplicate);
+            };
+            c.ever.remove(&chunk);
+            c.kind
+        };
+        // The store call happens outside the lock; a concurrent duplicate is
+        // resolved by the store, which accepts a chunk only once.
+        let outcome = self.store.complete_chunk(chunk, factors, kind)?;
+        if let Completion::Accepted { job_done } = outcome {
+            let cancel_on = {
+                let mut st = self.lock();
+                let open = st.open.remove(&chunk);
+                let mut other = None;
+                if let Some(OpenChunk {
+                    lease: Some(lease),
+                    work,
+                }) = open
+                {
+                    st.unlease_accounting(work.job);
+                    if let Some(holder) = st.conns.get_mut(&lease.conn) {
+                        holder.held.remove(&chunk);
+                        if lease.conn != conn {
+                            other = Some(holder.tx.clone());
+                        }
+                    }
+                }
+                other
+            };
+            if let Some(tx) = cancel_on {
+                // Best effort: a full queue means a slow reader that will be dropped anyway.
+                let _ = tx.try_send(ServerMessage::Cancel {
+                    chunk_ids: vec![chunk],
+                });
+            }
+            if job_done {
+                tracing::info!(chunk, "job complete");
+            }
+            self.bump();
+        }
+        Ok(outcome)
+    }
+
+    /// A wrong result: requeue the chunk if `conn` holds it and add a strike.
+    /// Returns the connection's strike count.
+    pub fn reject(&self, conn: ConnId, chunk: ChunkId) -> u32 {
+        let strikes = {
+            let mut st = self.lock();
+            let held = st
+                .conns
+                .get_mut(&conn)
+                .is_some_and(|c| c.held.remove(&chunk));
+            if held {
+                st.drop_lease(chunk);
+            }
+            st.conns.get_mut(&conn).map_or(0, |c| {
+                c.ever.remove(&chunk);
+                c.strikes += 1;
+                c.strikes
+            })
+        };
+        self.bump();
+        strikes
+    }
+
+    /// Whether the connection has nothing to do and nothing is in flight anywhere.
+    pub fn is_idle(&self, conn: ConnId) -> bool {
+        let st = self.lock();
+        st.open.is_empty() && st.conns.get(&conn).is_none_or(|c| c.held.is_empty())
+    }
+
+    /// Numbers of chunks waiting for a worker and leased, for status output.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        let leased: usize = st.leased_per_job.values().sum();
+        (st.open.len() - leased, leased)
+    }
+
+    /// Whether some chunk of `job` is leased right now.
+    pub fn job_has_leases(&self, job: JobId) -> bool {
+        self.lock().leased_per_job.get(&job).is_some_and(|n| *n > 0)
+    }
+
+    /// The IP address of a connection (for logs and bans).
+    pub fn ip(&self, conn: ConnId) -> Option<IpAddr> {
+        self.lock().conns.get(&conn).map(|c| c.ip)
+    }
+
+    /// Requeues leases whose ack is overdue or whose worker has been silent too long.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let expired: Vec<(ChunkId, ConnId, &'static str)> = {
+            let st = self.lock();
+            st.open
+                .iter()
+                .filter_map(|(id, open)| {
+                    let lease = open.lease?;
+                    let silent = st.conns.get(&lease.conn).is_none_or(|c| {
+                        now.saturating_duration_since(c.last_seen) > self.timing.lease_timeout
+                    });
+                    if silent {
+                        Some((*id, lease.conn, "worker silent"))
+                    } else if !lease.acked
+                        && now.saturating_duration_since(lease.since) > self.timing.ack_timeout
+                    {
+                        Some((*id, lease.conn, "no ack"))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        };
+        if expired.is_empty() {
+            return 0;
+        }
+        {
+            let mut st = self.lock();
+            for (id, conn, why) in &expired {
+                if let Some(c) = st.conns.get_mut(conn) {
+                    c.held.remove(id);
+                }
+                st.drop_lease(*id);
+                tracing::warn!(
+                    chunk = id,
+                    conn,
+                    reason = why,
+                    "lease expired; chunk queued again"
+                );
+            }
+        }
+        self.bump();
+        expired.len()
+    }
+}
+
+impl State {
+    /// Ends the lease on an open chunk (if any) and puts it at the front of the queue.
+    fn drop_lease(&mut self, id: ChunkId) {
+        let Some(open) = self.open.get_mut(&id) else {
+            return;
+        };
+        if open.lease.take().is_some() {
+            let job = open.work.job;
+            self.unlease_accounting(job);
+            self.queue.push_front(id);
+        }
+    }
+
+    fn unlease_accounting(&mut self, job: JobId) {
+        if let Some(n) = self.leased_per_job.get_mut(&job) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::net::Ipv4Addr;
+
+    fn coord(ack_ms: u64, lease_ms: u64) -> Coordinator {
+        Coordinator::new(
+            Arc::new(MemoryStore::new()),
+            LeaseTiming {
+                ack_timeout: Duration::from_millis(ack_ms),
+                lease_timeout: Duration::from_millis(lease_ms),
+            },
+        )
+        .expect("coordinator")
+    }
+
+    fn conn(c: &Coordinator, slots: u32) -> ConnId {
+        let (tx, _rx) = mpsc::channel(8);
+        c.register(WorkerKind::Native, slots, Ipv4Addr::LOCALHOST.into(), tx)
+    }
+
+    #[test]
+    fn a_chunk_is_leased_to_one_worker_and_requeued_on_close() {
+        let c = coord(10_000, 10_000);
+        c.create_job((1..=10).collect(), 3).expect("job");
+        let (a, b) = (conn(&c, 2), conn(&c, 10));
+        let la = c.lease(a);
+        assert_eq!(la.len(), 2);
+        let lb = c.lease(b);
+        assert_eq!(lb.len(), 2, "only 4 chunks exist");
+        assert!(c.lease(b).is_empty());
+        c.unregister(a);
+        let again = c.lease(b);
+        let mut ids: Vec<_> = again.iter().map(|x| x.chunk_id).collect();
+        ids.sort();
+        let mut want: Vec<_> = la.iter().map(|x| x.chunk_id).collect();
+        want.sort();
+        assert_eq!(ids, want);
+    }
+
+    #[test]
+    fn unacked_and_silent_leases_expire() {
+        let c = coord(0, 60_000);
+        c.create_job(vec![2, 3], 1).expect("job");
+        let a = conn(&c, 2);
+        let leased = c.lease(a);
+        c.ack(a, leased[0].chunk_id);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.sweep(Instant::now()), 1, "only the unacked lease lapses");
+        let b = conn(&c, 2);
+        assert_eq!(c.lease(b)[0].chunk_id, leased[1].chunk_id);
+        let c2 = coord(60_000, 0);
+        c2.create_job(vec![2], 1).expect("job");
+        let a = conn(&c2, 1);
+        c2.lease(a);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c2.sweep(Instant::now()), 1);
+    }
+
+    #[test]
+    fn late_results_are_accepted_once_and_strangers_ignored() {
+        let c = coord(0, 60_000);
+        c.create_job(vec![6], 1).expect("job");
+        let (a, b, stranger) = (conn(&c, 1), conn(&c, 1), conn(&c, 1));
+        let id = c.lease(a)[0].chunk_id;
+        std::thread::sleep(Duration::from_millis(5));
+        c.sweep(Instant::now()); // a never acked: lease lapses
+        assert_eq!(c.lease(b)[0].chunk_id, id);
+        assert!(matches!(
+            c.check_result(stranger, id),
+            ResultCheck::NotAssigned
+        ));
+        assert!(matches!(c.check_result(a, id), ResultCheck::Verify(_)));
+        assert_eq!(
+            c.accept(a, id, vec![vec![2, 3]]).expect("accept"),
+            Completion::Accepted { job_done: true }
+        );
+        assert!(matches!(c.check_result(b, id), ResultCheck::AlreadyDone));
+        assert!(c.is_idle(b));
+    }
+}

@@ -1,0 +1,187 @@
+//! The crowdfactor coordinator.
+//!
+//! [`run`] serves, on one listener:
+//! - `/` and its assets: the volunteer page (embedded from `web/`),
+//! - `/ws`: the worker protocol (see [`crowdfactor_protocol`]),
+//! - `/api/...`: the JSON job API (see `docs/api.md`).
+
+pub mod api;
+pub mod coordinator;
+pub mod store;
+mod web;
+mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use coordinator::{Coordinator, LeaseTiming};
+use store::{MemoryStore, Store, StoreError};
+
+/// Coordinator settings. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Numbers per chunk when a job does not say (43, as in the classic manager example).
+    pub chunk_size: u32,
+    /// Largest `chunk_size` a job may ask for.
+    pub max_chunk_size: u32,
+    /// Largest job, in numbers.
+    pub max_numbers_per_job: u64,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// Time allowed between `assign` and `ack`.
+    pub ack_timeout: Duration,
+    /// Worker silence after which its leases lapse.
+    pub lease_timeout: Duration,
+    /// How often workers are asked to send a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Worker silence after which the connection is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed for the `hello` after the upgrade.
+    pub handshake_timeout: Duration,
+    /// Time allowed for one write to a worker before it counts as not reading.
+    pub write_timeout: Duration,
+    /// Wrong results before a worker is disconnected.
+    pub max_strikes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            chunk_size: 43,
+            max_chunk_size: 100_000,
+            max_numbers_per_job: 10_000_000,
+            max_body_bytes: 256 << 20,
+            max_message_bytes: crowdfactor_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            ack_timeout: Duration::from_secs(10),
+            lease_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(20),
+            max_strikes: 3,
+        }
+    }
+}
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug)]
+pub struct AppState {
+    pub(crate) coord: Arc<Coordinator>,
+    pub(crate) config: Arc<Config>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Serves the coordinator on `listener` with an in-memory store until
+/// `shutdown` completes, then closes worker connections and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_with_store(listener, config, Arc::new(MemoryStore::new()), shutdown).await
+}
+
+/// Like [`run`], over the given store.
+pub async fn run_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let timing = LeaseTiming {
+        ack_timeout: config.ack_timeout,
+        lease_timeout: config.lease_timeout,
+    };
+    let coord = Arc::new(Coordinator::new(store, timing)?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweep_every = (config.ack_timeout.min(config.lease_timeout) / 4)
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let sweeper = {
+        let coord = coord.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweep_every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => { coord.sweep(std::time::Instant::now()); }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    if !web::has_wasm() {
+        tracing::warn!("this build has no wasm factorizer (web/pkg was not built): browsers cannot contribute; run scripts/build-wasm.sh and rebuild");
+    }
+    let state = Arc::new(AppState {
+        coord,
+        config: Arc::new(config.clone()),
+        stop: stop_rx,
+    });
+    let app = router(state, &config);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing worker connections");
+        let _ = stop_tx.send(true);
+    })
+    .await?;
+    sweeper.abort();
+    Ok(())
+}
+
+fn router(state: Arc<AppState>, config: &Config) -> Router {
+    let api = Router::new()
+        .route("/jobs", get(api::list_jobs).post(api::create_job))
+        .route("/jobs/{id}", get(api::get_job))
+        .route("/jobs/{id}/results", get(api::job_results))
+        .route("/status", get(api::status))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    Router::new()
+        .nest("/api", api)
+        .route("/ws", get(ws_upgrade))
+        .fallback(web::asset)
+        .with_state(state)
+}
+
+async fn ws_upgrade(
+    upgrade: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<Arc<AppState>>,
+) -> Response {
+    let (coord, config, stop) = (
+        state.coord.clone(),
+        state.config.clone(),
+        state.stop.clone(),
+    );
+    upgrade
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes)
+        .on_upgrade(move |socket| ws::serve(socket, peer, coord, config, stop))
+}

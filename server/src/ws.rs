@@ -1,0 +1,319 @@
+//! One task per worker connection: a reader loop that owns the protocol
+//! state, and a writer task fed by a bounded channel, so a worker that stops
+//! reading is dropped instead of buffered without bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use crowdfactor_protocol::{
+    ChunkResult, ClientMessage, ErrorCode, Hello, ServerMessage, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::coordinator::{ConnId, Coordinator, ResultCheck};
+use crate::store::Completion;
+use crate::Config;
+
+/// Most chunks one connection may hold at once, whatever it asks for.
+const MAX_SLOTS: u32 = 1024;
+/// Messages queued for one connection before it counts as a slow reader.
+const OUTBOX: usize = 256;
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn serve(
+    socket: WebSocket,
+    peer: SocketAddr,
+    coord: Arc<Coordinator>,
+    config: Arc<Config>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<ServerMessage>(OUTBOX);
+    let write_timeout = config.write_timeout;
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let closing = matches!(msg, ServerMessage::Error { .. });
+            let frame = Message::Text(msg.encode().into());
+            match tokio::time::timeout(write_timeout, sink.send(frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(%peer, "worker is not reading; dropping it");
+                    break;
+                }
+            }
+            if closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let hello = match handshake(&mut stream, &config).await {
+        Ok(h) => h,
+        Err((code, message)) => {
+            tracing::info!(%peer, %message, "handshake refused");
+            let _ = tx.send(ServerMessage::Error { code, message }).await;
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+    };
+    let slots = hello.slots.min(MAX_SLOTS);
+    let conn = coord.register(hello.kind, slots, peer.ip(), tx.clone());
+    tracing::info!(
+        conn,
+        %peer,
+        kind = hello.kind.as_str(),
+        slots,
+        threads = hello.threads,
+        name = hello.name.as_deref().unwrap_or(""),
+        agent = %hello.agent,
+        "worker connected"
+    );
+    let welcome = ServerMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+        worker_id: conn,
+        heartbeat_ms: config.heartbeat_interval.as_millis() as u64,
+        lease_timeout_ms: config.lease_timeout.as_millis() as u64,
+        ack_timeout_ms: config.ack_timeout.as_millis() as u64,
+    };
+    let mut session = Session {
+        conn,
+        coord: &coord,
+        config: &config,
+        tx: &tx,
+    };
+    let reason = if tx.send(welcome).await.is_ok() {
+        session.run(&mut stream, &mut stop).await
+    } else {
+        "writer closed"
+    };
+    coord.unregister(conn);
+    tracing::info!(conn, %peer, reason, "worker disconnected");
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn handshake(
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    config: &Config,
+) -> Result<Hello, (ErrorCode, String)> {
+    let first = tokio::time::timeout(config.handshake_timeout, stream.next())
+        .await
+        .map_err(|_| {
+            (
+                ErrorCode::Timeout,
+                "no hello within the handshake timeout".to_owned(),
+            )
+        })?;
+    let text = match first {
+        Some(Ok(Message::Text(t))) => t,
+        _ => {
+            return Err((
+                ErrorCode::BadHandshake,
+                "expected a hello text frame".to_owned(),
+            ))
+        }
+    };
+    match ClientMessage::decode(&text, config.max_message_bytes) {
+        Ok(ClientMessage::Hello(h)) if h.protocol == PROTOCOL_VERSION => Ok(h),
+        Ok(ClientMessage::Hello(h)) => Err((
+            ErrorCode::BadHandshake,
+            format!(
+                "protocol version {} is not supported; this coordinator speaks {PROTOCOL_VERSION}",
+                h.protocol
+            ),
+        )),
+        Ok(_) => Err((
+            ErrorCode::BadHandshake,
+            "the first message must be hello".to_owned(),
+        )),
+        Err(e) => Err((e.code(), e.to_string())),
+    }
+}
+
+struct Session<'a> {
+    conn: ConnId,
+    coord: &'a Coordinator,
+    config: &'a Config,
+    tx: &'a mpsc::Sender<ServerMessage>,
+}
+
+impl Session<'_> {
+    /// Runs the connection; returns why it ended.
+    async fn run(
+        &mut self,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> &'static str {
+        let mut changes = self.coord.subscribe();
+        let mut idle_sent = false;
+        let mut last_heard = Instant::now();
+        let mut idle_check = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            changes.borrow_and_update();
+            let assigned = self.coord.lease(self.conn);
+            if !assigned.is_empty() {
+                idle_sent = false;
+            }
+            for a in assigned {
+                if self.tx.send(ServerMessage::Assign(a)).await.is_err() {
+                    return "writer closed";
+                }
+            }
+            if !idle_sent && self.coord.is_idle(self.conn) {
+                idle_sent = true;
+                if self.tx.send(ServerMessage::Idle).await.is_err() {
+                    return "writer closed";
+                }
+            }
+            tokio::select! {
+                frame = stream.next() => {
+                    let text = match frame {
+                        None | Some(Err(_)) => return "socket closed",
+                        Some(Ok(Message::Close(_))) => return "worker closed the socket",
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            last_heard = Instant::now();
+                            self.coord.touch(self.conn);
+                            continue;
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            return self.fail(ErrorCode::BadMessage, "binary frames are not part of the protocol".into()).await;
+                        }
+                        Some(Ok(Message::Text(t))) => t,
+                    };
+                    last_heard = Instant::now();
+                    self.coord.touch(self.conn);
+                    let msg = match ClientMessage::decode(&text, self.config.max_message_bytes) {
+                        Ok(m) => m,
+                        Err(e) => return self.fail(e.code(), e.to_string()).await,
+                    };
+                    if let Err(reason) = self.handle(msg).await {
+                        return reason;
+                    }
+                }
+                _ = changes.changed() => {}
+                _ = idle_check.tick() => {
+                    if last_heard.elapsed() > self.config.idle_timeout {
+                        return self.fail(ErrorCode::Timeout, "no message within the idle timeout".into()).await;
+                    }
+                }
+                _ = stop.changed() => {
+                    return self.fail(ErrorCode::ShuttingDown, "the coordinator is shutting down".into()).await;
+                }
+            }
+        }
+    }
+
+    async fn fail(&self, code: ErrorCode, message: String) -> &'static str {
+        tracing::info!(conn = self.conn, ?code, %message, "closing connection");
+        let _ = self.tx.send(ServerMessage::Error { code, message }).await;
+        "protocol error"
+    }
+
+    async fn handle(&mut self, msg: ClientMessage) -> Result<(), &'static str> {
+        match msg {
+            ClientMessage::Hello(_) => Err(self
+                .fail(ErrorCode::BadHandshake, "hello was already received".into())
+                .await),
+            ClientMessage::Ack { chunk_id } => {
+                self.coord.ack(self.conn, chunk_id);
+                Ok(())
+            }
+            ClientMessage::Heartbeat => Ok(()),
+            ClientMessage::Capacity { slots } => {
+                self.coord.set_slots(self.conn, slots.min(MAX_SLOTS));
+                Ok(())
+            }
+            ClientMessage::Release { chunk_ids } => {
+                self.coord.release(self.conn, &chunk_ids);
+                Ok(())
+            }
+            ClientMessage::Result(result) => self.result(result).await,
+        }
+    }
+
+    async fn result(&mut self, result: ChunkResult) -> Result<(), &'static str> {
+        let chunk = result.chunk_id;
+        let work = match self.coord.check_result(self.conn, chunk) {
+            ResultCheck::NotAssigned => {
+                tracing::debug!(
+                    conn = self.conn,
+                    chunk,
+                    "ignoring result for a chunk this worker never held"
+                );
+                return Ok(());
+            }
+            ResultCheck::AlreadyDone => {
+                tracing::debug!(conn = self.conn, chunk, "ignoring duplicate result");
+                return Ok(());
+            }
+            ResultCheck::Verify(work) => work,
+        };
+        let factors = match check(&work.numbers, result) {
+            Ok(f) => f,
+            Err(reason) => {
+                let strikes = self.coord.reject(self.conn, chunk);
+                tracing::warn!(conn = self.conn, chunk, strikes, %reason, "wrong result rejected; chunk queued again");
+                self.send(ServerMessage::Rejected {
+                    chunk_id: chunk,
+                    reason,
+                })
+                .await?;
+                if strikes >= self.config.max_strikes {
+                    return Err(self
+                        .fail(
+                            ErrorCode::Banned,
+                            format!("{strikes} wrong results; disconnected"),
+                        )
+                        .await);
+                }
+                return Ok(());
+            }
+        };
+        match self.coord.accept(self.conn, chunk, factors) {
+            Ok(Completion::Accepted { .. }) => {
+                self.send(ServerMessage::Accepted { chunk_id: chunk }).await
+            }
+            Ok(Completion::Duplicate) => Ok(()),
+            Err(e) => {
+                tracing::error!(chunk, error = %e, "store failed to record a result");
+                // The chunk stays open and will be leased again.
+                self.coord.release(self.conn, &[chunk]);
+                Ok(())
+            }
+        }
+    }
+
+    async fn send(&self, msg: ServerMessage) -> Result<(), &'static str> {
+        self.tx.send(msg).await.map_err(|_| "writer closed")
+    }
+}
+
+/// Checks a worker's result against the chunk: same numbers in the same
+/// order, and each factorization verified. Returns the factor lists.
+fn check(numbers: &[u128], result: ChunkResult) -> Result<Vec<Vec<u128>>, String> {
+    if result.results.len() != numbers.len() {
+        return Err(format!(
+            "expected {} results, got {}",
+            numbers.len(),
+            result.results.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(numbers.len());
+    for (want, got) in numbers.iter().zip(result.results) {
+        if got.n != *want {
+            return Err(format!(
+                "expected a result for {want}, got one for {}",
+                got.n
+            ));
+        }
+        crowdfactor_factor::verify(got.n, &got.factors).map_err(|e| format!("{}: {e}", got.n))?;
+        out.push(got.factors);
+    }
+    Ok(out)
+}

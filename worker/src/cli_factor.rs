@@ -1,0 +1,186 @@
+//! `crowdfactor-worker factor`: the same output as GNU coreutils `factor`
+//! for every n < 2^128, in input order, optionally on several threads.
+
+use std::io::{self, BufRead, Write};
+
+/// How one input token was understood.
+enum Token<'a> {
+    Number(u128),
+    Invalid(&'a str),
+    TooLarge(&'a str),
+}
+
+/// GNU accepts optional leading whitespace and one leading `+`, then digits.
+fn parse(tok: &str) -> Token<'_> {
+    let t = tok.trim_start();
+    let digits = t.strip_prefix('+').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Token::Invalid(tok);
+    }
+    match digits.parse::<u128>() {
+        Ok(n) => Token::Number(n),
+        Err(_) => Token::TooLarge(tok),
+    }
+}
+
+/// Formats one input into `out` (a line) or `err` (a message); returns false on invalid input.
+fn render(tok: &str, buf: &mut Vec<u128>, out: &mut String, err: &mut String) -> bool {
+    use std::fmt::Write as _;
+    match parse(tok) {
+        Token::Number(n) => {
+            buf.clear();
+            crowdfactor_factor::factor_into(n, buf);
+            let _ = write!(out, "{n}:");
+            for f in buf.iter() {
+                let _ = write!(out, " {f}");
+            }
+            out.push('\n');
+            true
+        }
+        Token::Invalid(t) => {
+            let _ = writeln!(
+                err,
+                "crowdfactor-worker factor: ‘{t}’ is not a valid positive integer"
+            );
+            false
+        }
+        Token::TooLarge(t) => {
+            let _ = writeln!(
+                err,
+                "crowdfactor-worker factor: ‘{t}’ is too large: this factorizer handles numbers below 2^128"
+            );
+            false
+        }
+    }
+}
+
+/// Factors a batch of tokens on up to `threads` threads; writes results in
+/// input order. Returns false if any token was invalid.
+fn batch(tokens: &[String], threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
+    let parts = threads.clamp(1, tokens.len().max(1));
+    let per = tokens.len().div_ceil(parts).max(1);
+    let outputs: Vec<(String, String, bool)> = if parts == 1 {
+        vec![render_all(tokens)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = tokens
+                .chunks(per)
+                .map(|c| s.spawn(move || render_all(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let mut ok = true;
+    for (out, err, good) in outputs {
+        stdout.write_all(out.as_bytes())?;
+        if !err.is_empty() {
+            // Keep stderr in step with stdout for interleaved reading.
+            stdout.flush()?;
+            io::stderr().write_all(err.as_bytes())?;
+        }
+        ok &= good;
+    }
+    Ok(ok)
+}
+
+fn render_all(tokens: &[String]) -> (String, String, bool) {
+    let mut out = String::with_capacity(tokens.len() * 24);
+    let mut err = String::new();
+    let mut buf = Vec::with_capacity(128);
+    let mut ok = true;
+    for t in tokens {
+        // An invalid token reports to stderr; later tokens go on (as GNU does).
+        ok &= render(t, &mut buf, &mut out, &mut err);
+    }
+    (out, err, ok)
+}
+
+/// Runs the subcommand; returns the process exit code (0, or 1 after invalid input).
+pub fn run(numbers: &[String], threads: usize) -> u8 {
+    let stdout = io::stdout();
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let result = if numbers.is_empty() {
+        from_stdin(threads, &mut stdout)
+    } else {
+        batch(numbers, threads, &mut stdout)
+    };
+    let result = result.and_then(|ok| stdout.flush().map(|()| ok));
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "crowdfactor-worker factor: {e}");
+            1
+        }
+    }
+}
+
+fn from_stdin(threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
+    // Batches keep memory flat on endless input while giving threads enough work.
+    const BATCH: usize = 8192;
+    let stdin = io::stdin();
+    let mut ok = true;
+    let mut tokens = Vec::with_capacity(BATCH);
+    // At a terminal, answer each line as it is typed, like GNU factor.
+    let interactive_lines = io::IsTerminal::is_terminal(&stdin);
+    for line in stdin.lock().lines() {
+        let line = line?;
+        tokens.extend(line.split_ascii_whitespace().map(str::to_owned));
+        if tokens.len() >= BATCH || interactive_lines {
+            ok &= batch(&tokens, threads, stdout)?;
+            tokens.clear();
+            if interactive_lines {
+                stdout.flush()?;
+            }
+        }
+    }
+    ok &= batch(&tokens, threads, stdout)?;
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(tok: &str) -> (String, String) {
+        let (mut out, mut err) = (String::new(), String::new());
+        render(tok, &mut vec![], &mut out, &mut err);
+        (out, err)
+    }
+
+    #[test]
+    fn gnu_formatting() {
+        assert_eq!(line("0").0, "0:\n");
+        assert_eq!(line("1").0, "1:\n");
+        assert_eq!(line("+12").0, "12: 2 2 3\n");
+        assert_eq!(line("  0012").0, "12: 2 2 3\n");
+        assert!(line("-5")
+            .1
+            .contains("‘-5’ is not a valid positive integer"));
+        assert!(line("5x").1.contains("not a valid positive integer"));
+        assert!(line("").1.contains("‘’"));
+        assert!(line("340282366920938463463374607431768211456")
+            .1
+            .contains("too large"));
+    }
+
+    #[test]
+    fn batches_keep_input_order() {
+        let tokens: Vec<String> = (1..=500u32).rev().map(|n| n.to_string()).collect();
+        let mut out = vec![];
+        assert!(batch(&tokens, 4, &mut out).expect("write"));
+        let text = String::from_utf8(out).expect("utf8");
+        let firsts: Vec<&str> = text
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            firsts,
+            tokens.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+    }
+}

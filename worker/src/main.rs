@@ -1,0 +1,109 @@
+//! `crowdfactor-worker`: contributes this machine's cores to a crowdfactor
+//! coordinator, or factors numbers locally like GNU `factor`.
+
+mod cli_factor;
+mod session;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// crowdfactor native worker.
+///
+/// Connects to a coordinator over one WebSocket and factors the chunks it
+/// pushes on N compute threads, reconnecting with backoff if the server goes
+/// away. `factor` factors numbers locally with GNU factor's output format.
+///
+/// Examples:
+///   crowdfactor-worker --server ws://127.0.0.1:8080/ws
+///   crowdfactor-worker --server ws://coordinator:8080/ws --threads 4 --name lab-pc
+///   crowdfactor-worker --exit-when-idle          # finish the queue, then exit 0
+///   crowdfactor-worker factor 999999999999 12
+///   seq 1000 2000 | crowdfactor-worker factor --threads 2
+///
+/// Exit codes: 0 success (or idle with --exit-when-idle); 1 invalid numbers
+/// given to `factor`; 2 bad command line.
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+struct Args {
+    /// WebSocket URL of the coordinator.
+    #[arg(
+        long,
+        env = "CROWDFACTOR_SERVER",
+        default_value = "ws://127.0.0.1:8080/ws"
+    )]
+    server: String,
+    /// Compute threads (default: all cores).
+    #[arg(long, short = 't', env = "CROWDFACTOR_THREADS")]
+    threads: Option<usize>,
+    /// Name shown to the operator.
+    #[arg(long, env = "CROWDFACTOR_NAME")]
+    name: Option<String>,
+    /// Exit with status 0 once the coordinator has no work left for this worker.
+    #[arg(long)]
+    exit_when_idle: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the prime factors of each number, like GNU coreutils `factor`.
+    ///
+    /// Reads numbers from the arguments, or whitespace-separated from stdin
+    /// when there are none. Output: `n: p1 p2 ...`, one line per input, in
+    /// input order. Numbers must be below 2^128. Invalid input is reported on
+    /// stderr and gives exit status 1; the other numbers are still factored.
+    ///
+    /// Examples:
+    ///   crowdfactor-worker factor 12 340282366920938463463374607431768211455
+    ///   seq 1 1000000 | crowdfactor-worker factor --threads 2 > out.txt
+    #[command(verbatim_doc_comment)]
+    Factor {
+        /// Numbers to factor (stdin when none).
+        #[arg(allow_negative_numbers = true)]
+        numbers: Vec<String>,
+        /// Threads for long inputs (output order is kept).
+        #[arg(long, short = 't', default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Factor { numbers, threads }) = &args.command {
+        return ExitCode::from(cli_factor::run(numbers, *threads));
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let threads = args
+        .threads
+        .filter(|t| *t > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = session::Options {
+        server: args.server,
+        threads,
+        name: args.name,
+        exit_when_idle: args.exit_when_idle,
+        min_backoff: Duration::from_millis(250),
+        max_backoff: Duration::from_secs(30),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crowdfactor-worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(session::run(opts))
+}

@@ -1,0 +1,231 @@
+//! The worker's connection loop: connect, hello, factor what is assigned,
+//! heartbeat, and reconnect with exponential backoff when the socket drops.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crowdfactor_protocol::{
+    ChunkId, ChunkResult, ClientMessage, ErrorCode, Factored, Hello, ServerMessage, WorkerKind,
+    DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What the worker was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server: String,
+    pub threads: usize,
+    pub name: Option<String>,
+    pub exit_when_idle: bool,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot connect: {0}")]
+    Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("connection lost: {0}")]
+    Socket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("the server sent an invalid message: {0}")]
+    Protocol(#[from] crowdfactor_protocol::DecodeError),
+    #[error("the server refused us ({code:?}): {message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("no welcome from the server")]
+    NoWelcome,
+}
+
+enum End {
+    Idle,
+    Interrupted,
+}
+
+/// Runs until idle (with `--exit-when-idle`) or Ctrl-C.
+pub async fn run(opts: Options) -> ExitCode {
+    let compute = Arc::new(Semaphore::new(opts.threads));
+    let mut delay = opts.min_backoff;
+    let mut stats = Stats::default();
+    loop {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = session(&opts, &compute, &mut stats) => r,
+            _ = tokio::signal::ctrl_c() => Ok(End::Interrupted),
+        };
+        match outcome {
+            Ok(End::Idle) => {
+                tracing::info!(
+                    numbers = stats.numbers,
+                    chunks = stats.chunks,
+                    "no work left; exiting"
+                );
+                return ExitCode::SUCCESS;
+            }
+            Ok(End::Interrupted) => {
+                tracing::info!(numbers = stats.numbers, "interrupted; exiting");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(10) {
+                    delay = opts.min_backoff;
+                }
+                if let SessionError::Refused {
+                    code: ErrorCode::Banned,
+                    ..
+                } = e
+                {
+                    delay = opts.max_backoff;
+                }
+                // Jitter spreads reconnects of many workers after a server restart.
+                let wait = delay.mul_f64(0.5 + fastrand::f64());
+                tracing::warn!(server = %opts.server, error = %e, retry_in = ?wait, "disconnected");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+                }
+                delay = (delay * 2).min(opts.max_backoff);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    numbers: u64,
+    chunks: u64,
+}
+
+async fn session(
+    opts: &Options,
+    compute: &Arc<Semaphore>,
+    stats: &mut Stats,
+) -> Result<End, SessionError> {
+    let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
+        .await
+        .map_err(SessionError::Connect)?;
+    let (mut sink, mut stream) = ws.split();
+    let hello = ClientMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        kind: WorkerKind::Native,
+        // Two chunks per thread: one computing, one waiting, so no thread idles
+        // during a round trip.
+        slots: (opts.threads * 2) as u32,
+        threads: opts.threads as u32,
+        name: opts.name.clone(),
+        agent: concat!("crowdfactor-worker/", env!("CARGO_PKG_VERSION")).to_owned(),
+    });
+    sink.send(Message::text(hello.encode())).await?;
+    let heartbeat_ms = match tokio::time::timeout(Duration::from_secs(15), stream.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => {
+            match ServerMessage::decode(&t, DEFAULT_MAX_MESSAGE_BYTES)? {
+                ServerMessage::Welcome {
+                    heartbeat_ms,
+                    worker_id,
+                    ..
+                } => {
+                    tracing::info!(server = %opts.server, worker_id, threads = opts.threads, "connected");
+                    heartbeat_ms
+                }
+                ServerMessage::Error { code, message } => {
+                    return Err(SessionError::Refused { code, message })
+                }
+                _ => return Err(SessionError::NoWelcome),
+            }
+        }
+        _ => return Err(SessionError::NoWelcome),
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ChunkId, Vec<Factored>)>();
+    let mut inflight: HashSet<ChunkId> = HashSet::new();
+    let mut cancelled: HashSet<ChunkId> = HashSet::new();
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(100, 60_000)));
+    let mut report = tokio::time::interval(Duration::from_secs(10));
+    let mut last_report = (Instant::now(), stats.numbers);
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    None => return Err(SessionError::Closed),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) => return Err(SessionError::Closed),
+                    Some(Ok(_)) => continue,
+                };
+                match ServerMessage::decode(&text, DEFAULT_MAX_MESSAGE_BYTES)? {
+                    ServerMessage::Assign(a) => {
+                        sink.send(Message::text(ClientMessage::Ack { chunk_id: a.chunk_id }.encode())).await?;
+                        inflight.insert(a.chunk_id);
+                        let (compute, done_tx) = (compute.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            let Ok(_permit) = compute.acquire_owned().await else { return };
+                            let numbers = a.numbers;
+                            let results = tokio::task::spawn_blocking(move || factor_chunk(numbers)).await;
+                            if let Ok(results) = results {
+                                let _ = done_tx.send((a.chunk_id, results));
+                            }
+                        });
+                    }
+                    ServerMessage::Cancel { chunk_ids } => {
+                        for id in chunk_ids {
+                            if inflight.contains(&id) {
+                                cancelled.insert(id);
+                            }
+                        }
+                    }
+                    ServerMessage::Rejected { chunk_id, reason } => {
+                        tracing::error!(chunk_id, %reason, "the server rejected our result");
+                    }
+                    ServerMessage::Idle => {
+                        if opts.exit_when_idle && inflight.is_empty() {
+                            let _ = sink.send(Message::Close(None)).await;
+                            return Ok(End::Idle);
+                        }
+                        tracing::debug!("server has no work; waiting");
+                    }
+                    ServerMessage::Error { code, message } => {
+                        return Err(SessionError::Refused { code, message });
+                    }
+                    ServerMessage::Accepted { .. } | ServerMessage::Welcome { .. } => {}
+                }
+            }
+            Some((chunk_id, results)) = done_rx.recv() => {
+                inflight.remove(&chunk_id);
+                if cancelled.remove(&chunk_id) {
+                    continue;
+                }
+                stats.numbers += results.len() as u64;
+                stats.chunks += 1;
+                let msg = ClientMessage::Result(ChunkResult { chunk_id, results });
+                sink.send(Message::text(msg.encode())).await?;
+            }
+            _ = heartbeat.tick() => {
+                sink.send(Message::text(ClientMessage::Heartbeat.encode())).await?;
+            }
+            _ = report.tick() => {
+                let (t0, n0) = last_report;
+                let dn = stats.numbers - n0;
+                if dn > 0 {
+                    let rate = dn as f64 / t0.elapsed().as_secs_f64();
+                    tracing::info!(numbers = stats.numbers, chunks = stats.chunks, rate = format!("{rate:.0}/s"), "progress");
+                }
+                last_report = (Instant::now(), stats.numbers);
+            }
+        }
+    }
+}
+
+fn factor_chunk(numbers: Vec<u128>) -> Vec<Factored> {
+    numbers
+        .into_iter()
+        .map(|n| Factored {
+            n,
+            factors: crowdfactor_factor::factor(n),
+        })
+        .collect()
+}
