@@ -342,7 +342,8 @@ impl Monty for Mont128 {
 mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn mont64_matches_plain_modmul() {
         let mut rng = fastrand::Rng::with_seed(1);
         for _ in 0..20_000 {
@@ -355,7 +356,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn mont128_matches_u64_reference_on_small_moduli_and_identities_on_large() {
         let mut rng = fastrand::Rng::with_seed(2);
         for _ in 0..5_000 {
@@ -379,7 +381,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn mul_wide_is_exact() {
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..10_000 {
@@ -408,7 +411,8 @@ mod tests {
         res
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn gcd_works() {
         assert_eq!(gcd(12u64, 18), 6);
         assert_eq!(gcd(0u64, 5), 5);

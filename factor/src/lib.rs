@@ -211,7 +211,7 @@ mod tests {
         let mut out = vec![];
         let mut d = 2;
         while d * d <= n {
-            while n % d == 0 {
+            while n.is_multiple_of(d) {
                 out.push(d);
                 n /= d;
             }
@@ -223,7 +223,8 @@ mod tests {
         out
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn small_numbers_match_naive() {
         for n in 1..200_000u64 {
             assert_eq!(factor_u64(n), naive(n), "n={n}");
@@ -233,7 +234,8 @@ mod tests {
         assert_eq!(factor(2), vec![2]);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn random_u64_multiply_back_and_are_prime() {
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..20_000 {
@@ -243,7 +245,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn random_u128_up_to_96_bits_verify() {
         let mut rng = fastrand::Rng::with_seed(8);
         for _ in 0..2_000 {
@@ -253,7 +256,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn edge_cases() {
         let p64 = 18446744073709551557u128; // largest prime below 2^64
         let p32 = 4294967291u128; // largest prime below 2^32
@@ -277,7 +281,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn semiprimes_of_40_bit_primes() {
         let mut rng = fastrand::Rng::with_seed(9);
         let mut prime = |bits: u32| loop {
@@ -294,7 +299,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn verify_rejects_wrong_factorizations() {
         assert_eq!(verify(12, &[2, 2, 3]), Ok(()));
         assert_eq!(verify(1, &[]), Ok(()));
@@ -315,3 +321,8 @@ mod tests {
         );
     }
 }
+
+// The unit tests above also run in headless Chromium, in a dedicated worker
+// like the volunteer page: `cargo test -p crowdfactor-factor --target wasm32-unknown-unknown`.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);

@@ -192,10 +192,11 @@ mod tests {
     use super::*;
 
     fn naive(n: u64) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn jacobi_small() {
         // (a/n) table checks
         assert_eq!(jacobi(5, 3), -1);
@@ -204,14 +205,16 @@ mod tests {
         assert_eq!(jacobi(9, 15), 0);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn agrees_with_naive_below_two_million() {
         for n in 0..2_000_000u64 {
             assert_eq!(is_prime_u64(n), naive(n), "n={n}");
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn strong_pseudoprimes_and_carmichaels_are_composite() {
         for n in [
             2047u128,                  // spsp(2)
@@ -247,7 +250,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn primes_near_powers_of_two() {
         for (n, want) in [
             ((1u128 << 32) - 5, true),
@@ -266,7 +270,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn squares_of_primes_are_composite() {
         for p in [4093u128, 65521, 4294967291, 18446744073709551557] {
             assert!(is_prime(p));

@@ -93,7 +93,8 @@ pub(crate) fn is_small_prime(n: u64) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn table_is_right() {
         assert_eq!(ODD_PRIMES[0].p, 3);
         assert_eq!(NUM_ODD + 1, 564); // π(4096) = 564

@@ -100,6 +100,15 @@ fn render_all(tokens: &[String]) -> (String, String, bool) {
 
 /// Runs the subcommand; returns the process exit code (0, or 1 after invalid input).
 pub fn run(numbers: &[String], threads: usize) -> u8 {
+    // GNU reads `-5` as an (invalid) option and prints nothing; so do we.
+    if let Some(opt) = numbers.iter().find(|a| a.len() > 1 && a.starts_with('-')) {
+        let _ = writeln!(
+            io::stderr(),
+            "crowdfactor-worker factor: invalid option -- '{}'\nTry 'crowdfactor-worker factor --help' for more information.",
+            &opt[1..]
+        );
+        return 1;
+    }
     let stdout = io::stdout();
     let mut stdout = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = if numbers.is_empty() {

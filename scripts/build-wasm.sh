@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the browser factorizer (wasm-worker/) into web/pkg with wasm-pack;
+# the server embeds web/ at compile time, so build this before the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+args=(build wasm-worker --release --target web --out-dir ../web/pkg --out-name crowdfactor_wasm --no-typescript --no-pack)
+if [[ -f target/.wasm-build-std ]]; then
+  # Offline fallback: Debian's rustc-web builds std for wasm32 from source.
+  PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 wasm-pack "${args[@]}" -- -Zbuild-std=std,panic_abort
+else
+  wasm-pack "${args[@]}"
+fi
+if command -v wasm-opt >/dev/null; then
+  wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    web/pkg/crowdfactor_wasm_bg.wasm -o web/pkg/crowdfactor_wasm_bg.wasm
+fi
+ls -l web/pkg >&2

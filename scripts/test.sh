@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints (native and wasm32), unit tests,
+# end-to-end tests (real server, real worker processes, headless Chromium),
+# the wasm factorizer's tests in headless Chromium (dedicated worker), and a
+# smoke run of the benchmark. Installs what it needs first (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "toolchain"
+scripts/setup.sh --browser
+
+step "wasm factorizer (wasm-pack)"
+scripts/build-wasm.sh
+
+wasm_cargo=(cargo)
+wasm_flags=()
+if [[ -f target/.wasm-build-std ]]; then
+  wasm_cargo=(env PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 cargo)
+  wasm_flags=(-Zbuild-std=std,panic_abort)
+fi
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+"${wasm_cargo[@]}" clippy -p crowdfactor-wasm -p crowdfactor-factor -p crowdfactor-protocol \
+  --target wasm32-unknown-unknown --all-targets "${wasm_flags[@]}" -- -D warnings
+
+step "native unit, CLI and end-to-end tests (incl. headless Chromium)"
+cargo test --workspace
+
+step "wasm tests in headless Chromium (dedicated worker)"
+"${wasm_cargo[@]}" test -p crowdfactor-factor -p crowdfactor-wasm --target wasm32-unknown-unknown "${wasm_flags[@]}"

@@ -1,0 +1,266 @@
+//! Helpers for the end-to-end tests: a coordinator on port 0, worker
+//! processes, the HTTP API, and GNU `factor` as the oracle.
+#![allow(clippy::unwrap_used)] // test support: a failed step should fail the test loudly
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub use crowdfactor_server::Config;
+
+/// A coordinator running in this process on an ephemeral port.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts `crowdfactor_server::run` on 127.0.0.1:0.
+    pub async fn start(config: Config) -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    /// Starts the server on `addr`, retrying while the port is still being released.
+    pub async fn start_on(addr: SocketAddr, config: Config) -> Self {
+        let start = Instant::now();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot bind {addr}: {e}"),
+            }
+        };
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            crowdfactor_server::run(listener, config, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            addr,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// POST /api/jobs; returns (status, body).
+    pub async fn post_job(&self, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("http://{}/api/jobs", self.addr))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    /// Submits a job that must be accepted; returns its id.
+    pub async fn submit(&self, body: Value) -> String {
+        let (status, v) = self.post_job(&body).await;
+        assert_eq!(status, 201, "job rejected: {v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.get(&format!("/api/jobs/{id}")).await.1
+    }
+
+    /// Polls until the job is done; panics after `timeout`.
+    pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if job["state"] == "done" {
+                return job;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "job {id} not done after {timeout:?}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// GET /api/jobs/<id>/results as number → factor strings.
+    pub async fn results(&self, id: &str) -> HashMap<String, Vec<String>> {
+        let v = self.get(&format!("/api/jobs/{id}/results")).await.1;
+        v["results"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(n, f)| {
+                let f = f
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_owned())
+                    .collect();
+                (n.clone(), f)
+            })
+            .collect()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+/// Path of a workspace binary, next to this test executable's directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
+}
+
+/// A `crowdfactor-worker` process, killed when dropped.
+#[derive(Debug)]
+pub struct WorkerProc(pub Child);
+
+impl WorkerProc {
+    pub fn spawn(server: &TestServer, extra: &[&str]) -> Self {
+        let child = Command::new(bin("crowdfactor-worker"))
+            .arg("--server")
+            .arg(server.ws_url())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        WorkerProc(child)
+    }
+
+    /// SIGKILL, like a machine losing power.
+    pub fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        let _ = self.0.wait();
+    }
+
+    /// Waits for exit; returns the status code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GNU coreutils `factor` on the given numbers: n → factors, as strings.
+pub fn gnu_factor(numbers: &[u128]) -> HashMap<String, Vec<String>> {
+    let mut child = Command::new("factor")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("GNU factor (coreutils) must be installed");
+    let mut input = String::new();
+    for n in numbers {
+        input.push_str(&n.to_string());
+        input.push('\n');
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (n, f) = line.split_once(':').unwrap();
+            (
+                n.to_owned(),
+                f.split_whitespace().map(str::to_owned).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that the job's results are exactly GNU factor's, for every number.
+pub fn assert_matches_gnu(numbers: &[u128], results: &HashMap<String, Vec<String>>) {
+    let want = gnu_factor(numbers);
+    for n in numbers {
+        let key = n.to_string();
+        let got = results
+            .get(&key)
+            .unwrap_or_else(|| panic!("no result for {key}"));
+        assert_eq!(Some(got), want.get(&key), "factors of {key}");
+    }
+}
+
+/// `count` numbers from `start` in steps of `step`.
+pub fn range(start: u128, count: u128, step: u128) -> Vec<u128> {
+    (0..count).map(|i| start + i * step).collect()
+}
+
+/// Semiprimes p·q of two random primes of `bits` bits each (fixed seed).
+pub fn semiprimes(count: usize, bits: u32, seed: u64) -> Vec<u128> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut prime = || loop {
+        let c = rng.u128((1 << (bits - 1))..(1 << bits)) | 1;
+        if crowdfactor_factor::is_prime(c) {
+            return c;
+        }
+    };
+    (0..count).map(|_| prime() * prime()).collect()
+}

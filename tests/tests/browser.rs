@@ -1,0 +1,159 @@
+//! Browser end to end: headless Chromium, driven over WebDriver, opens the
+//! volunteer page; its Web Workers (wasm) factor a whole job.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crowdfactor_e2e::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn chromium() -> (Driver, Client) {
+    let driver_path =
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let port = free_port();
+    let driver = Driver(
+        Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {driver_path}: {e} (run scripts/setup.sh --browser)")
+            }),
+    );
+    let mut caps = serde_json::Map::new();
+    let mut opts = json!({
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--window-size=1200,900"
+        ]
+    });
+    if let Ok(bin) = std::env::var("CHROME") {
+        opts["binary"] = json!(bin);
+    }
+    caps.insert("goog:chromeOptions".into(), opts);
+    let start = Instant::now();
+    let client = loop {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a WebDriver session: {e}"),
+        }
+    };
+    (driver, client)
+}
+
+async fn text(client: &Client, id: &str) -> String {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
+    let server = TestServer::start(Config::default()).await;
+    let wasm = reqwest::get(format!("{}pkg/crowdfactor_wasm_bg.wasm", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        wasm.status().as_u16(),
+        200,
+        "the server was built without web/pkg: run scripts/build-wasm.sh, then rebuild"
+    );
+    let numbers = range(999_999_999_999, 1000, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 1000, "step": 2}}))
+        .await;
+
+    let (_driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job["by_kind"]["browser"], 1000,
+        "all done by the page: {job}"
+    );
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+
+    // The page reports what it did: one Web Worker per core, 1000 numbers.
+    let cores: u64 = client
+        .execute("return navigator.hardwareConcurrency", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert_eq!(text(&client, "workers").await, cores.to_string());
+    let start = Instant::now();
+    while text(&client, "factored").await != "1,000" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "page shows {}",
+            text(&client, "factored").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text(&client, "conn").await, "connected");
+
+    // Pause is remembered across a reload and stops work; Resume restarts it.
+    client
+        .find(Locator::Id("toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client.refresh().await.unwrap();
+    assert_eq!(text(&client, "toggle").await, "Resume");
+    let paused_job = server
+        .submit(json!({"numbers": ["1000000000001", "12", "97"]}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        server.job(&paused_job).await["done"],
+        0,
+        "a paused tab takes no work"
+    );
+    client
+        .find(Locator::Id("toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let job = server.wait_done(&paused_job, Duration::from_secs(30)).await;
+    assert_eq!(job["by_kind"]["browser"], 3);
+
+    client.close().await.unwrap();
+    server.shutdown().await;
+}

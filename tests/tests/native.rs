@@ -1,0 +1,136 @@
+//! Native end to end: a real coordinator, real `crowdfactor-worker`
+//! processes over real sockets, results checked against GNU `factor`.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use crowdfactor_e2e::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_job_two_workers_matches_gnu_factor() {
+    let server = TestServer::start(Config::default()).await;
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 1000, "step": 2}}))
+        .await;
+    let job = server.job(&id).await;
+    assert_eq!(
+        (
+            job["state"].as_str(),
+            job["total"].as_u64(),
+            job["chunks"].as_u64()
+        ),
+        (Some("queued"), Some(1000), Some(24))
+    );
+
+    let mut w1 = WorkerProc::spawn(&server, &["--threads", "1", "--exit-when-idle"]);
+    let mut w2 = WorkerProc::spawn(&server, &["--threads", "1", "--exit-when-idle"]);
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["done"], 1000);
+    assert_eq!(
+        job["by_kind"]["native"], 1000,
+        "each number counted once: {job}"
+    );
+
+    let numbers = range(999_999_999_999, 1000, 2);
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    assert_eq!(
+        w1.wait(Duration::from_secs(30)),
+        Some(0),
+        "--exit-when-idle exits 0"
+    );
+    assert_eq!(w2.wait(Duration::from_secs(30)), Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_survives_a_worker_killed_mid_job() {
+    let server = TestServer::start(Config::default()).await;
+    // Semiprimes of two ~31-bit primes take rho a while each, so the job lasts
+    // long enough to kill a worker in the middle of it.
+    let numbers = semiprimes(1500, 31, 42);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server
+        .submit(json!({"numbers": list, "chunk_size": 5}))
+        .await;
+
+    let mut victim = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let _survivor = WorkerProc::spawn(&server, &["--threads", "1"]);
+    // Wait until the job is under way, then pull the plug on one worker.
+    let start = std::time::Instant::now();
+    loop {
+        let job = server.job(&id).await;
+        if job["done"].as_u64().unwrap() >= 100 {
+            assert!(
+                job["done"].as_u64().unwrap() < 1500,
+                "job finished before the kill: {job}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "job did not start: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    victim.kill9();
+
+    let job = server.wait_done(&id, Duration::from_secs(300)).await;
+    assert_eq!(job["done"], 1500);
+    assert_eq!(
+        job["by_kind"]["native"], 1500,
+        "no result accepted twice: {job}"
+    );
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jobs_are_rejected_and_nothing_is_queued() {
+    let server = TestServer::start(Config::default()).await;
+    for (body, item) in [
+        (json!({"numbers": ["12", "abc"]}), "numbers[1]"),
+        (
+            json!({"numbers": ["340282366920938463463374607431768211456"]}),
+            "numbers[0]",
+        ),
+        (json!({"numbers": [1, 0]}), "numbers[1]"),
+        (json!({"numbers": [5, -7]}), "numbers[1]"),
+        (
+            json!({"range": {"start": "340282366920938463463374607431768211000", "count": 1000}}),
+            "range",
+        ),
+    ] {
+        let (status, v) = server.post_job(&body).await;
+        assert_eq!(status, 400, "{body} -> {v}");
+        assert_eq!(v["error"]["item"], item, "{body} -> {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(item));
+    }
+    let (status, v) = server.post_job(&json!({"numbers": []})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        server.get("/api/jobs").await.1["jobs"],
+        json!([]),
+        "nothing was queued"
+    );
+    assert_eq!(server.get("/api/jobs/99").await.0, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_reconnects_after_the_server_restarts_on_the_same_port() {
+    let server = TestServer::start(Config::default()).await;
+    let addr = server.addr;
+    let _worker = WorkerProc::spawn(&server, &["--threads", "1"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A new coordinator on the same address: the worker finds it by itself.
+    let server = TestServer::start_on(addr, Config::default()).await;
+    let id = server
+        .submit(json!({"numbers": ["1000000000001", "12"]}))
+        .await;
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["by_kind"]["native"], 2);
+    server.shutdown().await;
+}

@@ -1,0 +1,128 @@
+//! The browser side of crowdfactor, compiled to WebAssembly with wasm-pack.
+//!
+//! Each Web Worker of the volunteer page (`web/worker.js`) instantiates this
+//! module and calls [`factor_chunk`] with the coordinator's `assign` frame;
+//! the page's main thread (`web/app.js`) uses the message builders so that
+//! every frame it sends is produced by the same protocol crate as the native
+//! worker's.
+
+use crowdfactor_protocol::{
+    ChunkResult, ClientMessage, Factored, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+};
+use wasm_bindgen::prelude::*;
+
+/// Largest frame accepted from the coordinator.
+const MAX_FRAME: usize = crowdfactor_protocol::DEFAULT_MAX_MESSAGE_BYTES;
+
+/// Why a call from JavaScript failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The frame was not a valid protocol message.
+    Decode(crowdfactor_protocol::DecodeError),
+    /// The frame was valid but not an `assign`.
+    NotAssign,
+    /// A number given as text was invalid.
+    Number(crowdfactor_protocol::NumberError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Decode(e) => write!(f, "{e}"),
+            Error::NotAssign => f.write_str("expected an assign message"),
+            Error::Number(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Factors every number of an `assign` frame and returns the `result` frame.
+pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
+    let ServerMessage::Assign(a) =
+        ServerMessage::decode(assign_json, MAX_FRAME).map_err(Error::Decode)?
+    else {
+        return Err(Error::NotAssign);
+    };
+    let results = a
+        .numbers
+        .into_iter()
+        .map(|n| Factored {
+            n,
+            factors: crowdfactor_factor::factor(n),
+        })
+        .collect();
+    Ok(ClientMessage::Result(ChunkResult {
+        chunk_id: a.chunk_id,
+        results,
+    })
+    .encode())
+}
+
+/// JS: factors the chunk in an `assign` frame; returns the `result` frame to send.
+#[wasm_bindgen]
+pub fn factor_chunk(assign_json: &str) -> Result<String, JsError> {
+    factor_assignment(assign_json).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// JS: the prime factors of a decimal number, space-separated (`"12"` → `"2 2 3"`).
+#[wasm_bindgen]
+pub fn factor_decimal(n: &str) -> Result<String, JsError> {
+    let n = crowdfactor_protocol::parse_u128(n)
+        .map_err(|e| JsError::new(&Error::Number(e).to_string()))?;
+    let f: Vec<String> = crowdfactor_factor::factor(n)
+        .iter()
+        .map(u128::to_string)
+        .collect();
+    Ok(f.join(" "))
+}
+
+/// JS: the `hello` frame for a browser tab with `threads` Web Workers.
+#[wasm_bindgen]
+pub fn hello_message(slots: u32, threads: u32, agent: &str) -> String {
+    ClientMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        kind: WorkerKind::Browser,
+        slots,
+        threads,
+        name: None,
+        agent: agent.to_owned(),
+    })
+    .encode()
+}
+
+/// JS: the `ack` frame for a chunk.
+#[wasm_bindgen]
+pub fn ack_message(chunk_id: f64) -> String {
+    ClientMessage::Ack {
+        chunk_id: chunk_id as u64,
+    }
+    .encode()
+}
+
+/// JS: the `heartbeat` frame.
+#[wasm_bindgen]
+pub fn heartbeat_message() -> String {
+    ClientMessage::Heartbeat.encode()
+}
+
+/// JS: the `capacity` frame (0 pauses).
+#[wasm_bindgen]
+pub fn capacity_message(slots: u32) -> String {
+    ClientMessage::Capacity { slots }.encode()
+}
+
+/// JS: the `release` frame handing chunks back.
+#[wasm_bindgen]
+pub fn release_message(chunk_ids: &[f64]) -> String {
+    ClientMessage::Release {
+        chunk_ids: chunk_ids.iter().map(|&id| id as u64).collect(),
+    }
+    .encode()
+}
+
+/// JS: the protocol version this module speaks.
+#[wasm_bindgen]
+pub fn protocol_version() -> u32 {
+    PROTOCOL_VERSION
+}

@@ -1,0 +1,54 @@
+//! The wasm factorizer in headless Chromium, inside a dedicated Web Worker
+//! (where the page runs it). Run with
+//! `cargo test -p crowdfactor-wasm --target wasm32-unknown-unknown`.
+#![cfg(target_arch = "wasm32")]
+
+use crowdfactor_protocol::{ClientMessage, DEFAULT_MAX_MESSAGE_BYTES};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+#[wasm_bindgen_test]
+fn factors_a_chunk_and_answers_with_a_result_frame() {
+    let assign = r#"{"type":"assign","chunk_id":5,"job_id":"1","numbers":["999999999999","340282366920938463463374607431768211455","1"]}"#;
+    let out = crowdfactor_wasm::factor_assignment(assign).expect("factors");
+    let ClientMessage::Result(r) =
+        ClientMessage::decode(&out, DEFAULT_MAX_MESSAGE_BYTES).expect("decodes")
+    else {
+        panic!("not a result frame: {out}");
+    };
+    assert_eq!(r.chunk_id, 5);
+    for f in &r.results {
+        crowdfactor_factor::verify(f.n, &f.factors).expect("verified");
+    }
+    assert_eq!(r.results[1].factors.len(), 9);
+    assert!(r.results[2].factors.is_empty());
+}
+
+#[wasm_bindgen_test]
+fn rejects_frames_that_are_not_assignments() {
+    assert!(crowdfactor_wasm::factor_assignment(r#"{"type":"idle"}"#).is_err());
+    assert!(crowdfactor_wasm::factor_assignment("garbage").is_err());
+}
+
+#[wasm_bindgen_test]
+fn builds_protocol_frames() {
+    let hello = crowdfactor_wasm::hello_message(4, 2, "test");
+    assert!(hello.contains(r#""kind":"browser""#), "{hello}");
+    assert_eq!(
+        crowdfactor_wasm::ack_message(7.0),
+        r#"{"type":"ack","chunk_id":7}"#
+    );
+    assert_eq!(
+        crowdfactor_wasm::release_message(&[1.0, 2.0]),
+        r#"{"type":"release","chunk_ids":[1,2]}"#
+    );
+}
+
+#[wasm_bindgen_test]
+fn semiprime_and_prime_square_near_2_64() {
+    let p = 18446744073709551557u128;
+    assert_eq!(crowdfactor_factor::factor(p * p), vec![p, p]);
+    let (a, b) = (4294967291u128, 4294967279u128);
+    assert_eq!(crowdfactor_factor::factor(a * b), vec![b, a]);
+}
