@@ -192,7 +192,10 @@ mod tests {
     use super::*;
 
     fn naive(n: u64) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+        n >= 2
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

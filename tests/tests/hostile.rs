@@ -1,0 +1,287 @@
+//! Workers that lie, babble or vanish: the coordinator rejects what is
+//! wrong, requeues the chunk, and the job still completes exactly.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use crowdfactor_e2e::*;
+use crowdfactor_protocol::{
+    ChunkResult, ClientMessage, ErrorCode, Factored, Hello, ServerMessage, WorkerKind,
+    PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A scripted worker speaking the protocol by hand.
+async fn connect(server: &TestServer, slots: u32) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let hello = ClientMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        kind: WorkerKind::Native,
+        slots,
+        threads: 1,
+        name: Some("scripted".into()),
+        agent: "test".into(),
+    });
+    ws.send(Message::text(hello.encode())).await.unwrap();
+    assert!(matches!(
+        recv(&mut ws).await,
+        Some(ServerMessage::Welcome { .. })
+    ));
+    ws
+}
+
+async fn recv(ws: &mut Ws) -> Option<ServerMessage> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .ok()??;
+        match frame {
+            Ok(Message::Text(t)) => return Some(ServerMessage::decode(&t, 1 << 24).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn next_assign(ws: &mut Ws) -> crowdfactor_protocol::Assignment {
+    loop {
+        match recv(ws).await {
+            Some(ServerMessage::Assign(a)) => return a,
+            Some(_) => continue,
+            None => panic!("socket closed before an assignment"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
+    let server = TestServer::start(Config::default()).await;
+    let numbers = range(999_999_999_999, 200, 2);
+    let id = server
+        .submit(
+            json!({"range": {"start": "999999999999", "count": 200, "step": 2}, "chunk_size": 10}),
+        )
+        .await;
+
+    let mut liar = connect(&server, 1).await;
+    let mut strikes = 0;
+    let mut lies = vec![
+        // product right, a factor not prime
+        |n: u128| vec![1, n],
+        // product wrong
+        |n: u128| vec![n + 2],
+        // right primes, wrong order
+        |n: u128| {
+            let mut f = crowdfactor_factor::factor(n);
+            f.reverse();
+            f
+        },
+    ];
+    loop {
+        let a = next_assign(&mut liar).await;
+        liar.send(Message::text(
+            ClientMessage::Ack {
+                chunk_id: a.chunk_id,
+            }
+            .encode(),
+        ))
+        .await
+        .unwrap();
+        let lie = lies.remove(0);
+        let results = a
+            .numbers
+            .iter()
+            .map(|&n| Factored { n, factors: lie(n) })
+            .collect();
+        let msg = ClientMessage::Result(ChunkResult {
+            chunk_id: a.chunk_id,
+            results,
+        });
+        liar.send(Message::text(msg.encode())).await.unwrap();
+        // Rejected, and after max_strikes (3) an error and a close.
+        let mut rejected = false;
+        loop {
+            match recv(&mut liar).await {
+                Some(ServerMessage::Rejected { chunk_id, .. }) if chunk_id == a.chunk_id => {
+                    rejected = true
+                }
+                Some(ServerMessage::Error {
+                    code: ErrorCode::Banned,
+                    ..
+                }) => {}
+                Some(ServerMessage::Assign(_)) | Some(ServerMessage::Idle) if !rejected => continue,
+                Some(_) if rejected => break,
+                None => break,
+                Some(_) => continue,
+            }
+            if rejected {
+                break;
+            }
+        }
+        assert!(
+            rejected,
+            "wrong result for chunk {} was not rejected",
+            a.chunk_id
+        );
+        strikes += 1;
+        if strikes == 3 {
+            // The socket closes after the third strike.
+            let mut closed = false;
+            for _ in 0..50 {
+                match recv(&mut liar).await {
+                    None => {
+                        closed = true;
+                        break;
+                    }
+                    Some(ServerMessage::Error { code, .. }) => assert_eq!(code, ErrorCode::Banned),
+                    Some(_) => {}
+                }
+            }
+            assert!(closed, "liar still connected after 3 strikes");
+            break;
+        }
+    }
+    assert_eq!(
+        server.job(&id).await["done"],
+        0,
+        "no wrong result was accepted"
+    );
+
+    let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["by_kind"]["native"], 200);
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_a_protocol_error_and_harms_nobody() {
+    let server = TestServer::start(Config::default()).await;
+    let id = server
+        .submit(json!({"numbers": ["1000000000001", "1000000000003"], "chunk_size": 1}))
+        .await;
+    let garbage = [
+        "not json",
+        r#"{"type":"hullo"}"#,
+        r#"{"type":"result","chunk_id":1,"results":[{"n":"-1","factors":[]}]}"#,
+        r#"{"type":"ack"}"#,
+    ];
+    for g in garbage {
+        let mut ws = connect(&server, 0).await;
+        ws.send(Message::text(g)).await.unwrap();
+        let mut got_error = false;
+        while let Some(msg) = recv(&mut ws).await {
+            if let ServerMessage::Error { code, .. } = msg {
+                assert_eq!(code, ErrorCode::BadMessage, "{g}");
+                got_error = true;
+            }
+        }
+        assert!(got_error, "no protocol error for {g}");
+    }
+    // No hello at all, and a binary frame.
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    ws.send(Message::text(ClientMessage::Heartbeat.encode()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        recv(&mut ws).await,
+        Some(ServerMessage::Error {
+            code: ErrorCode::BadHandshake,
+            ..
+        })
+    ));
+    let mut ws = connect(&server, 0).await;
+    ws.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
+    assert!(matches!(
+        recv(&mut ws).await,
+        Some(ServerMessage::Error {
+            code: ErrorCode::BadMessage,
+            ..
+        })
+    ));
+
+    // A result for a chunk this connection never held is ignored.
+    let mut stranger = connect(&server, 0).await;
+    let fake = ClientMessage::Result(ChunkResult {
+        chunk_id: 1,
+        results: vec![Factored {
+            n: 1000000000001,
+            factors: vec![73, 137, 99990001],
+        }],
+    });
+    stranger.send(Message::text(fake.encode())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.job(&id).await["done"],
+        0,
+        "result from a stranger was accepted"
+    );
+
+    let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["by_kind"]["native"], 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
+    let config = Config {
+        ack_timeout: Duration::from_millis(300),
+        lease_timeout: Duration::from_millis(800),
+        ..Config::default()
+    };
+    let server = TestServer::start(config).await;
+    let id = server
+        .submit(json!({"numbers": ["12", "15"], "chunk_size": 1}))
+        .await;
+    // One never acks; one acks and then says nothing at all.
+    let mut mute = connect(&server, 1).await;
+    let a = next_assign(&mut mute).await;
+    let mut silent = connect(&server, 1).await;
+    let b = next_assign(&mut silent).await;
+    silent
+        .send(Message::text(
+            ClientMessage::Ack {
+                chunk_id: b.chunk_id,
+            }
+            .encode(),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(a.chunk_id, b.chunk_id);
+
+    let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let job = server.wait_done(&id, Duration::from_secs(30)).await;
+    assert_eq!(job["done"], 2);
+
+    // The silent worker's late result, after its chunk was done elsewhere, is ignored.
+    let late = ClientMessage::Result(ChunkResult {
+        chunk_id: b.chunk_id,
+        results: b
+            .numbers
+            .iter()
+            .map(|&n| Factored {
+                n,
+                factors: crowdfactor_factor::factor(n),
+            })
+            .collect(),
+    });
+    let _ = silent.send(Message::text(late.encode())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.job(&id).await["by_kind"]["native"],
+        2,
+        "late duplicate not counted"
+    );
+    drop((mute, silent));
+    server.shutdown().await;
+}
