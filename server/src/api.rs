@@ -363,12 +363,21 @@ pub(crate) async fn job_results(
         .job(jid)?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
     let view = view(&state, info);
-    // Numbers and factors are plain digits, so the JSON is written directly.
+    let body = tokio::task::spawn_blocking(move || results_json(&state, jid, &view))
+        .await
+        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Numbers and factors are plain digits, so the JSON is written directly.
+fn results_json(state: &AppState, jid: JobId, view: &JobView) -> Result<String, AppError> {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(64 + view.done as usize * 32);
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "{{\"id\":\"{}\",\"state\":\"{}\",\"total\":{},\"done\":{},\"results\":{{",
         view.id, view.state, view.total, view.done
-    ));
+    );
     let mut first = true;
     state.coord.store().visit_results(jid, &mut |n, factors| {
         let Some(factors) = factors else { return };
@@ -376,21 +385,14 @@ pub(crate) async fn job_results(
             out.push(',');
         }
         first = false;
-        out.push('"');
-        out.push_str(&n.to_string());
-        out.push_str("\":[");
+        let _ = write!(out, "\"{n}\":[");
         for (i, f) in factors.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('"');
-            out.push_str(&f.to_string());
-            out.push('"');
+            let _ = write!(out, "{}\"{f}\"", if i > 0 { "," } else { "" });
         }
         out.push(']');
     })?;
     out.push_str("}}");
-    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+    Ok(out)
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod coordinator;
+pub mod sqlite;
 pub mod store;
 mod web;
 mod ws;

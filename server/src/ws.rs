@@ -138,7 +138,7 @@ async fn handshake(
 
 struct Session<'a> {
     conn: ConnId,
-    coord: &'a Coordinator,
+    coord: &'a Arc<Coordinator>,
     config: &'a Config,
     tx: &'a mpsc::Sender<ServerMessage>,
 }
@@ -254,8 +254,17 @@ impl Session<'_> {
             }
             ResultCheck::Verify(work) => work,
         };
-        let factors = match check(&work.numbers, result) {
-            Ok(f) => f,
+        // Verifying is CPU work and accepting waits for the store's commit:
+        // both run off the async threads.
+        let coord = Arc::clone(self.coord);
+        let conn = self.conn;
+        let outcome = tokio::task::spawn_blocking(move || match check(&work.numbers, result) {
+            Ok(factors) => Ok(coord.accept(conn, chunk, factors)),
+            Err(reason) => Err(reason),
+        })
+        .await
+        .map_err(|_| "verification task failed")?;
+        match outcome {
             Err(reason) => {
                 let strikes = self.coord.reject(self.conn, chunk);
                 tracing::warn!(conn = self.conn, chunk, strikes, %reason, "wrong result rejected; chunk queued again");
@@ -272,15 +281,13 @@ impl Session<'_> {
                         )
                         .await);
                 }
-                return Ok(());
+                Ok(())
             }
-        };
-        match self.coord.accept(self.conn, chunk, factors) {
-            Ok(Completion::Accepted { .. }) => {
+            Ok(Ok(Completion::Accepted { .. })) => {
                 self.send(ServerMessage::Accepted { chunk_id: chunk }).await
             }
-            Ok(Completion::Duplicate) => Ok(()),
-            Err(e) => {
+            Ok(Ok(Completion::Duplicate)) => Ok(()),
+            Ok(Err(e)) => {
                 tracing::error!(chunk, error = %e, "store failed to record a result");
                 // The chunk stays open and will be leased again.
                 self.coord.release(self.conn, &[chunk]);

@@ -33,6 +33,12 @@ struct Args {
     /// Seconds allowed between assigning a chunk and the worker's ack.
     #[arg(long, env = "CROWDFACTOR_ACK_TIMEOUT", default_value_t = 10.0)]
     ack_timeout: f64,
+    /// SQLite database holding jobs and results (created if missing).
+    #[arg(long, env = "CROWDFACTOR_DB", default_value = "crowdfactor.db")]
+    db: std::path::PathBuf,
+    /// Keep everything in memory instead (lost when the server stops).
+    #[arg(long, env = "CROWDFACTOR_IN_MEMORY", conflicts_with = "db")]
+    in_memory: bool,
     /// Largest job, in numbers.
     #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000)]
     max_numbers_per_job: u64,
@@ -78,7 +84,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match crowdfactor_server::run(listener, config, shutdown_signal()).await {
+    let store: std::sync::Arc<dyn crowdfactor_server::store::Store> = if args.in_memory {
+        std::sync::Arc::new(crowdfactor_server::store::MemoryStore::new())
+    } else {
+        match crowdfactor_server::sqlite::open_store(&args.db) {
+            Ok(s) => {
+                tracing::info!(db = %args.db.display(), "store opened");
+                s
+            }
+            Err(e) => {
+                eprintln!(
+                    "crowdfactor-server: cannot open the database {}: {e}",
+                    args.db.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    };
+    match crowdfactor_server::run_with_store(listener, config, store, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -1,0 +1,142 @@
+//! The server process is killed with SIGKILL mid-job and restarted on the
+//! same SQLite file: nothing accepted is lost, the worker reconnects by
+//! itself, and the job completes with exact results, none counted twice.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crowdfactor_e2e::*;
+use serde_json::{json, Value};
+
+struct ServerProc(Child);
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(port: u16, db: &std::path::Path) -> ServerProc {
+    ServerProc(
+        Command::new(bin("crowdfactor-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(db)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn api(port: u16, path: &str) -> Option<Value> {
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
+async fn wait_up(port: u16) {
+    let start = Instant::now();
+    while api(port, "/api/status").await.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_server_mid_job_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("crowdfactor-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("crowdfactor.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let mut server = start_server(port, &db);
+    wait_up(port).await;
+    let numbers = semiprimes(1200, 31, 7);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/jobs"))
+        .json(&json!({"numbers": list, "chunk_size": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let worker_server = format!("ws://127.0.0.1:{port}/ws");
+    let _worker = WorkerProc(
+        Command::new(bin("crowdfactor-worker"))
+            .args(["--server", &worker_server, "--threads", "2"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let before = loop {
+        let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+        if job["done"].as_u64().unwrap() >= 200 {
+            break job["done"].as_u64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    assert!(before < 1200, "job finished before the kill");
+
+    let _server = start_server(port, &db);
+    wait_up(port).await;
+    let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+    assert!(
+        job["done"].as_u64().unwrap() >= before,
+        "accepted results lost: {before} -> {job}"
+    );
+
+    let start = Instant::now();
+    let job = loop {
+        let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+        if job["state"] == "done" {
+            break job;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "not done: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["done"], 1200);
+    assert_eq!(
+        job["by_kind"]["native"], 1200,
+        "a result was accepted twice: {job}"
+    );
+    let results = api(port, &format!("/api/jobs/{id}/results")).await.unwrap();
+    let results = results["results"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(n, f)| {
+            (
+                n.clone(),
+                f.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_matches_gnu(&numbers, &results);
+    let _ = std::fs::remove_dir_all(&dir);
+}
