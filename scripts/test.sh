@@ -29,6 +29,8 @@ cargo clippy --workspace --all-targets -- -D warnings
   --target wasm32-unknown-unknown --all-targets "${wasm_flags[@]}" -- -D warnings
 
 step "native unit, CLI and end-to-end tests (incl. headless Chromium)"
+# The end-to-end tests start the binaries as real processes.
+cargo build --workspace --bins
 cargo test --workspace
 
 step "wasm tests in headless Chromium (dedicated worker)"

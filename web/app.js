@@ -75,7 +75,8 @@ function connect() {
   state.generation = (state.generation || 0) + 1;
   render();
   ws.onopen = () => {
-    ws.send(hello_message(slots(), threads, `crowdfactor-page (${navigator.userAgent})`));
+    const token = new URLSearchParams(location.search).get('token') || undefined;
+    ws.send(hello_message(slots(), threads, `crowdfactor-page (${navigator.userAgent})`, token));
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {

@@ -28,7 +28,7 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `hello` | `{"type":"hello","protocol":1,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` |
+//! | `hello` | `{"type":"hello","protocol":1,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
 //! | `result` | `{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}]}` |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
@@ -138,6 +138,9 @@ pub struct Hello {
     /// Software and version, e.g. `crowdfactor-worker/0.1.0`.
     #[serde(default)]
     pub agent: String,
+    /// The worker token, when the coordinator requires one (`--worker-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Body of the `result` message.
@@ -240,6 +243,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Connection limits reached.
     Overloaded,
+    /// A worker token is required and was missing or wrong.
+    Unauthorized,
 }
 
 /// Why a frame could not be decoded.
@@ -455,6 +460,7 @@ mod tests {
             threads: 4,
             name: Some("tab".into()),
             agent: "test".into(),
+            token: Some("secret".into()),
         }));
         round_trip_client(ClientMessage::Ack { chunk_id: 7 });
         round_trip_client(ClientMessage::Heartbeat);

@@ -6,6 +6,7 @@
 //! - `/api/...`: the JSON job API (see `docs/api.md`).
 
 pub mod api;
+pub mod auth;
 pub mod coordinator;
 pub mod sqlite;
 pub mod store;
@@ -54,6 +55,10 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Wrong results before a worker is disconnected.
     pub max_strikes: u32,
+    /// Bearer token required by the job API (`None`: no authentication).
+    pub api_token: Option<String>,
+    /// Token workers must present in `hello` (`None`: anyone may contribute).
+    pub worker_token: Option<String>,
 }
 
 impl Default for Config {
@@ -71,6 +76,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(20),
             max_strikes: 3,
+            api_token: None,
+            worker_token: None,
         }
     }
 }
@@ -158,10 +165,16 @@ pub async fn run_with_store(
 }
 
 fn router(state: Arc<AppState>, config: &Config) -> Router {
-    let api = Router::new()
+    let jobs = Router::new()
         .route("/jobs", get(api::list_jobs).post(api::create_job))
         .route("/jobs/{id}", get(api::get_job))
         .route("/jobs/{id}/results", get(api::job_results))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_token,
+        ));
+    let api = Router::new()
+        .merge(jobs)
         .route("/status", get(api::status))
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
     Router::new()

@@ -120,7 +120,14 @@ async fn handshake(
         }
     };
     match ClientMessage::decode(&text, config.max_message_bytes) {
-        Ok(ClientMessage::Hello(h)) if h.protocol == PROTOCOL_VERSION => Ok(h),
+        Ok(ClientMessage::Hello(h)) if h.protocol == PROTOCOL_VERSION => match &config.worker_token {
+            Some(want) if !h.token.as_deref().is_some_and(|t| crate::auth::token_matches(t, want)) => Err((
+                ErrorCode::Unauthorized,
+                "this coordinator needs a worker token (crowdfactor-worker --token, or ?token= in the page URL)"
+                    .to_owned(),
+            )),
+            _ => Ok(h),
+        },
         Ok(ClientMessage::Hello(h)) => Err((
             ErrorCode::BadHandshake,
             format!(

@@ -21,7 +21,13 @@ impl Drop for ServerProc {
 fn start_server(port: u16, db: &std::path::Path) -> ServerProc {
     ServerProc(
         Command::new(bin("crowdfactor-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--token",
+                TOKEN,
+                "--db",
+            ])
             .arg(db)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -30,8 +36,13 @@ fn start_server(port: u16, db: &std::path::Path) -> ServerProc {
     )
 }
 
+const TOKEN: &str = "durable-test-token";
+
 async fn api(port: u16, path: &str) -> Option<Value> {
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+    let resp = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
         .await
         .ok()?;
     resp.json().await.ok()
@@ -66,6 +77,7 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
     let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
     let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/jobs"))
+        .bearer_auth(TOKEN)
         .json(&json!({"numbers": list, "chunk_size": 4}))
         .send()
         .await

@@ -28,6 +28,7 @@ async fn connect(server: &TestServer, slots: u32) -> Ws {
         threads: 1,
         name: Some("scripted".into()),
         agent: "test".into(),
+        token: None,
     });
     ws.send(Message::text(hello.encode())).await.unwrap();
     assert!(matches!(

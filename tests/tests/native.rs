@@ -134,3 +134,83 @@ async fn worker_reconnects_after_the_server_restarts_on_the_same_port() {
     assert_eq!(job["by_kind"]["native"], 2);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_worker_tokens_are_enforced() {
+    let server = TestServer::start(Config {
+        api_token: Some("s3cret".into()),
+        worker_token: Some("w0rker".into()),
+        ..Config::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let jobs = format!("http://{}/api/jobs", server.addr);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        let mut req = http.post(&jobs).json(&json!({"numbers": ["12"]}));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let resp = http.get(&jobs).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    let list = http.get(&jobs).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(
+        list.json::<serde_json::Value>().await.unwrap(),
+        json!({"jobs": []}),
+        "nothing was queued"
+    );
+    let resp = http
+        .post(&jobs)
+        .bearer_auth("s3cret")
+        .json(&json!({"numbers": ["12", "1000000000001"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A worker without the worker token contributes nothing; with it, the job completes.
+    let _anonymous = WorkerProc::spawn(&server, &["--threads", "1"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = format!("http://{}/api/jobs/{id}", server.addr);
+    let job: serde_json::Value = http
+        .get(&status)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["done"], 0, "a worker without the token was given work");
+    let _member = WorkerProc::spawn(&server, &["--threads", "1", "--token", "w0rker"]);
+    let start = std::time::Instant::now();
+    loop {
+        let job: serde_json::Value = http
+            .get(&status)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "done" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}

@@ -77,9 +77,10 @@ pub fn factor_decimal(n: &str) -> Result<String, JsError> {
     Ok(f.join(" "))
 }
 
-/// JS: the `hello` frame for a browser tab with `threads` Web Workers.
+/// JS: the `hello` frame for a browser tab with `threads` Web Workers;
+/// `token` is the worker token from the page URL, if any.
 #[wasm_bindgen]
-pub fn hello_message(slots: u32, threads: u32, agent: &str) -> String {
+pub fn hello_message(slots: u32, threads: u32, agent: &str, token: Option<String>) -> String {
     ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         kind: WorkerKind::Browser,
@@ -87,6 +88,7 @@ pub fn hello_message(slots: u32, threads: u32, agent: &str) -> String {
         threads,
         name: None,
         agent: agent.to_owned(),
+        token,
     })
     .encode()
 }

@@ -33,7 +33,7 @@ fn rejects_frames_that_are_not_assignments() {
 
 #[wasm_bindgen_test]
 fn builds_protocol_frames() {
-    let hello = crowdfactor_wasm::hello_message(4, 2, "test");
+    let hello = crowdfactor_wasm::hello_message(4, 2, "test", None);
     assert!(hello.contains(r#""kind":"browser""#), "{hello}");
     assert_eq!(
         crowdfactor_wasm::ack_message(7.0),

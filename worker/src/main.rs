@@ -41,6 +41,9 @@ struct Args {
     /// Name shown to the operator.
     #[arg(long, env = "CROWDFACTOR_NAME")]
     name: Option<String>,
+    /// Worker token, if the coordinator requires one (its --worker-token).
+    #[arg(long, env = "CROWDFACTOR_WORKER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Exit with status 0 once the coordinator has no work left for this worker.
     #[arg(long)]
     exit_when_idle: bool,
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         threads,
         name: args.name,
         exit_when_idle: args.exit_when_idle,
+        token: args.token,
         min_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(30),
     };

@@ -21,6 +21,7 @@ pub struct Options {
     pub threads: usize,
     pub name: Option<String>,
     pub exit_when_idle: bool,
+    pub token: Option<String>,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -119,6 +120,7 @@ async fn session(
         threads: opts.threads as u32,
         name: opts.name.clone(),
         agent: concat!("crowdfactor-worker/", env!("CARGO_PKG_VERSION")).to_owned(),
+        token: opts.token.clone(),
     });
     sink.send(Message::text(hello.encode())).await?;
     let heartbeat_ms = match tokio::time::timeout(Duration::from_secs(15), stream.next()).await {

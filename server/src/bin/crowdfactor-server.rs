@@ -39,6 +39,14 @@ struct Args {
     /// Keep everything in memory instead (lost when the server stops).
     #[arg(long, env = "CROWDFACTOR_IN_MEMORY", conflicts_with = "db")]
     in_memory: bool,
+    /// Bearer token for the job API. Default: generated on first start, printed
+    /// once and stored next to the database as <db>.token.
+    #[arg(long, env = "CROWDFACTOR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Require this token from workers (`crowdfactor-worker --token`, or
+    /// `?token=` in the page URL). Default: anyone may contribute.
+    #[arg(long, env = "CROWDFACTOR_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Option<String>,
     /// Largest job, in numbers.
     #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000)]
     max_numbers_per_job: u64,
@@ -67,6 +75,7 @@ async fn main() -> ExitCode {
             lease_timeout,
             ack_timeout,
             max_numbers_per_job: args.max_numbers_per_job,
+            worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
             ..Config::default()
         },
         (Err(e), _) | (_, Err(e)) => {
@@ -101,6 +110,14 @@ async fn main() -> ExitCode {
             }
         }
     };
+    let mut config = config;
+    config.api_token = match api_token(&args) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("crowdfactor-server: cannot set up the API token: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match crowdfactor_server::run_with_store(listener, config, store, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -108,6 +125,30 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The API token: --token, else the one stored next to the database (created
+/// and printed once), else (in memory) a fresh one printed at every start.
+fn api_token(args: &Args) -> std::io::Result<String> {
+    if let Some(t) = args.token.as_ref().filter(|t| !t.is_empty()) {
+        return Ok(t.clone());
+    }
+    if args.in_memory {
+        let token = crowdfactor_server::auth::generate_token().map_err(std::io::Error::other)?;
+        eprintln!("crowdfactor-server: API token for this run: {token}");
+        return Ok(token);
+    }
+    let mut path = args.db.clone().into_os_string();
+    path.push(".token");
+    let path = std::path::PathBuf::from(path);
+    let (token, created) = crowdfactor_server::auth::load_or_create_token(&path)?;
+    if created {
+        eprintln!(
+            "crowdfactor-server: generated the API token {token}\n  (stored in {}; use it as `Authorization: Bearer <token>`)",
+            path.display()
+        );
+    }
+    Ok(token)
 }
 
 async fn shutdown_signal() {

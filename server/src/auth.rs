@@ -1,0 +1,102 @@
+//! Bearer tokens: one for the job API (operators), optionally one for workers.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::AppState;
+
+/// A fresh random token: 32 hex digits from the OS's CSPRNG.
+pub fn generate_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads the token stored at `path`, or creates it (mode 0600).
+/// Returns the token and whether it was just created.
+pub fn load_or_create_token(path: &Path) -> std::io::Result<(String, bool)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let token = text.trim().to_owned();
+        if !token.is_empty() {
+            return Ok((token, false));
+        }
+    }
+    let token = generate_token().map_err(std::io::Error::other)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    writeln!(f, "{token}")?;
+    f.sync_all()?;
+    Ok((token, true))
+}
+
+/// Compares without an early exit, so timing does not reveal a prefix.
+pub(crate) fn token_matches(given: &str, want: &str) -> bool {
+    let (a, b) = (given.as_bytes(), want.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Middleware for the job API: `Authorization: Bearer <token>` or 401.
+pub(crate) async fn require_api_token(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(want) = state.config.api_token.as_deref() else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if token_matches(t, want) => next.run(req).await,
+        _ => {
+            let body = serde_json::json!({"error": {
+                "code": "unauthorized",
+                "message": "this API needs `Authorization: Bearer <token>`; the token was printed when the server first started and is stored next to its database (--token sets it)"
+            }});
+            let mut resp = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_persisted() {
+        let a = generate_token().expect("token");
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, generate_token().expect("token"));
+        let path = std::env::temp_dir().join(format!("crowdfactor-token-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (t1, created) = load_or_create_token(&path).expect("create");
+        assert!(created);
+        let (t2, created) = load_or_create_token(&path).expect("load");
+        assert!(!created);
+        assert_eq!(t1, t2);
+        let _ = std::fs::remove_file(&path);
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc"));
+        assert!(!token_matches("ab", "abc"));
+    }
+}
