@@ -99,6 +99,8 @@ pub(crate) trait Monty {
     fn to_mont(&self, x: Self::W) -> Self::W;
     /// a / 2 mod n.
     fn half(&self, a: Self::W) -> Self::W;
+    /// R² mod n (plain).
+    fn r2(&self) -> Self::W;
 
     #[inline(always)]
     fn sqr(&self, a: Self::W) -> Self::W {
@@ -125,6 +127,40 @@ pub(crate) trait Monty {
         }
         x
     }
+}
+
+/// Inverse of `a` (Montgomery form) modulo n, in Montgomery form; or the
+/// non-trivial gcd(a, n) when there is none.
+pub(crate) fn inv_mont<M: Monty>(m: &M, a: M::W) -> Result<M::W, M::W> {
+    let n = m.n();
+    let g = gcd(a, n);
+    if g != M::W::ONE {
+        return Err(g);
+    }
+    // Binary inversion on plain residues: x1·a ≡ u and x2·a ≡ v (mod n).
+    let (mut u, mut v) = (a, n);
+    let (mut x1, mut x2) = (M::W::ONE, M::W::ZERO);
+    while u != M::W::ONE && v != M::W::ONE {
+        while !u.bit(0) {
+            u = u.shr(1);
+            x1 = m.half(x1);
+        }
+        while !v.bit(0) {
+            v = v.shr(1);
+            x2 = m.half(x2);
+        }
+        if u >= v {
+            u = u.wsub(v);
+            x1 = m.sub(x1, x2);
+        } else {
+            v = v.wsub(u);
+            x2 = m.sub(x2, x1);
+        }
+    }
+    // y = (aR)⁻¹ = a⁻¹R⁻¹ (plain); a⁻¹R = y·R² = mont_mul(y, R³).
+    let y = if u == M::W::ONE { x1 } else { x2 };
+    let r3 = m.mul(m.r2(), m.r2());
+    Ok(m.mul(y, r3))
 }
 
 /// Inverse of an odd `n` modulo 2^64 (Newton: each step doubles the correct bits).
@@ -224,6 +260,10 @@ impl Monty for Mont64 {
     #[inline(always)]
     fn to_mont(&self, x: u64) -> u64 {
         self.mul(x, self.r2)
+    }
+    #[inline(always)]
+    fn r2(&self) -> u64 {
+        self.r2
     }
     #[inline(always)]
     fn half(&self, a: u64) -> u64 {
@@ -327,6 +367,10 @@ impl Monty for Mont128 {
     #[inline(always)]
     fn to_mont(&self, x: u128) -> u128 {
         self.mul(x, self.r2)
+    }
+    #[inline(always)]
+    fn r2(&self) -> u128 {
+        self.r2
     }
     #[inline(always)]
     fn half(&self, a: u128) -> u128 {

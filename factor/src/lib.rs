@@ -18,6 +18,7 @@
 //! ```
 
 mod arith;
+mod ecm;
 mod prime;
 mod rho;
 mod small;
@@ -108,9 +109,7 @@ fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>) {
         return;
     }
     let m = Mont64::new(n);
-    let d = (1..)
-        .find_map(|c| rho::brent(&m, c))
-        .unwrap_or_else(|| unreachable!("rho always splits a composite for some c"));
+    let d = find_factor(&m);
     split_u64(d, out);
     split_u64(n / d, out);
 }
@@ -137,11 +136,19 @@ fn split_u128(n: u128, out: &mut Vec<u128>) {
         return;
     }
     let m = Mont128::new(n);
-    let d = (1..)
-        .find_map(|c| rho::brent(&m, c))
-        .unwrap_or_else(|| unreachable!("rho always splits a composite for some c"));
+    let d = find_factor(&m);
     split_u128(d, out);
     split_u128(n / d, out);
+}
+
+/// Rho iterations tried before switching to ECM: rho finds factors up to
+/// about 2 log2(ITERS) bits faster than a first ECM curve.
+const RHO_BUDGET: u64 = 1 << 12;
+
+/// A non-trivial factor of the odd composite `m.n()`, which is neither a
+/// square nor a cube and has no prime factor below `small::LIMIT`.
+fn find_factor<M: arith::Monty>(m: &M) -> M::W {
+    rho::brent(m, 1, RHO_BUDGET).unwrap_or_else(|| ecm::find_factor(m))
 }
 
 /// The integer cube root of n if n is a perfect cube.

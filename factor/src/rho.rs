@@ -5,10 +5,10 @@ use crate::arith::{gcd, Monty, Word};
 /// Products of this many differences share one GCD.
 const BATCH: u64 = 128;
 
-/// Tries to split the odd composite `m.n()` with the polynomial x² + c.
-/// Returns a non-trivial factor, or `None` when this `c` cycles without one
-/// (the caller then tries another `c`).
-pub(crate) fn brent<M: Monty>(m: &M, c: u64) -> Option<M::W> {
+/// Tries to split the odd composite `m.n()` with the polynomial x² + c in at
+/// most about `budget` iterations. Returns a non-trivial factor, or `None`
+/// when the budget runs out or this `c` cycles without one.
+pub(crate) fn brent<M: Monty>(m: &M, c: u64, budget: u64) -> Option<M::W> {
     let n = m.n();
     let one = m.one();
     let mut cm = M::W::ZERO;
@@ -39,6 +39,9 @@ pub(crate) fn brent<M: Monty>(m: &M, c: u64) -> Option<M::W> {
             k += lim;
         }
         r <<= 1;
+        if g == M::W::ONE && r > budget {
+            return None;
+        }
     }
     if g == n {
         // The batch overshot: step through it one difference at a time.

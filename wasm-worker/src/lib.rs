@@ -77,6 +77,21 @@ pub fn factor_decimal(n: &str) -> Result<String, JsError> {
     Ok(f.join(" "))
 }
 
+/// JS (benchmarks): factors whitespace-separated decimal numbers and returns
+/// how many prime factors they have in total, so timing excludes JS overhead.
+#[wasm_bindgen]
+pub fn factor_all(numbers: &str) -> Result<u32, JsError> {
+    let mut total = 0u32;
+    let mut buf = Vec::with_capacity(128);
+    for tok in numbers.split_ascii_whitespace() {
+        let n = crowdfactor_protocol::parse_u128(tok).map_err(|e| JsError::new(&e.to_string()))?;
+        buf.clear();
+        crowdfactor_factor::factor_into(n, &mut buf);
+        total += buf.len() as u32;
+    }
+    Ok(total)
+}
+
 /// JS: the `hello` frame for a browser tab with `threads` Web Workers;
 /// `token` is the worker token from the page URL, if any.
 #[wasm_bindgen]
