@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::{ByKind, JobId, JobInfo, StoreError};
+use crate::store::{ByKind, JobId, JobInfo, NewJob, StoreError};
 use crate::AppState;
 
 /// An API error, rendered as `{"error": {"code", "message", ...}}`.
@@ -28,6 +28,8 @@ pub enum AppError {
     },
     /// No such job.
     NotFound(String),
+    /// The request conflicts with the job's state.
+    Conflict(String),
     /// The body could not be read (too large, not UTF-8, ...).
     Body(BytesRejection),
     /// The store failed.
@@ -75,6 +77,7 @@ impl IntoResponse for AppError {
                 item.as_deref(),
             ),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), None),
             AppError::Body(rej) => {
                 let status = rej.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -118,11 +121,14 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_ms: Option<u64>,
     by_kind: ByKind,
+    priority: i32,
 }
 
 pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
     let st = if info.done == info.total {
         "done"
+    } else if info.cancelled {
+        "cancelled"
     } else if info.done > 0 || state.coord.job_started(info.id) {
         "running"
     } else {
@@ -138,6 +144,7 @@ pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
         created_ms: info.created_ms,
         finished_ms: info.finished_ms,
         by_kind: info.by_kind,
+        priority: info.priority,
     }
 }
 
@@ -149,6 +156,7 @@ struct JobRequest<'a> {
     #[serde(borrow)]
     range: Option<RangeRequest<'a>>,
     chunk_size: Option<&'a RawValue>,
+    priority: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -186,8 +194,8 @@ fn parse_number(raw: &RawValue, item: &str) -> Result<u128, AppError> {
     })
 }
 
-/// Parses a job request into its numbers and chunk size, or names the bad item.
-pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<(Vec<u128>, u32), AppError> {
+/// Parses a job request, or names the bad item.
+pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError> {
     let req: JobRequest = serde_json::from_slice(body).map_err(|e| {
         bad(
             "bad_json",
@@ -300,7 +308,19 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<(Vec<u128
             (0..count).map(|i| start + i * step).collect()
         }
     };
-    Ok((numbers, chunk_size))
+    let priority = req.priority.unwrap_or(0);
+    if !(-1000..=1000).contains(&priority) {
+        return Err(bad(
+            "invalid_priority",
+            Some("priority".into()),
+            "priority must be between -1000 and 1000",
+        ));
+    }
+    Ok(NewJob {
+        numbers,
+        chunk_size,
+        priority,
+    })
 }
 
 pub(crate) async fn create_job(
@@ -308,9 +328,9 @@ pub(crate) async fn create_job(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let body = body.map_err(AppError::Body)?;
-    let (numbers, chunk_size) = parse_job(&body, &state.config)?;
+    let job = parse_job(&body, &state.config)?;
     let coord = state.coord.clone();
-    let info = tokio::task::spawn_blocking(move || coord.create_job(numbers, chunk_size))
+    let info = tokio::task::spawn_blocking(move || coord.create_job(job))
         .await
         .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??;
     let location = format!("/api/jobs/{}", info.id);
@@ -352,10 +372,64 @@ pub(crate) async fn get_job(
     Ok(Json(view(&state, info)))
 }
 
+pub(crate) async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, AppError> {
+    let jid = job_id(&id)?;
+    let info = state
+        .coord
+        .store()
+        .job(jid)?
+        .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+    if info.done == info.total {
+        return Err(AppError::Conflict(format!("job {id} is already done")));
+    }
+    let coord = state.coord.clone();
+    let info = tokio::task::spawn_blocking(move || coord.cancel_job(jid))
+        .await
+        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??
+        .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+    Ok(Json(view(&state, info)))
+}
+
+/// `?format=` of the results endpoint.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Format {
+    /// One JSON object: `{"id", ..., "results": {"<n>": ["<p>", ...]}}`.
+    #[default]
+    Json,
+    /// One `{"n": "...", "factors": [...]}` object per line.
+    Ndjson,
+    /// `n,factors` with factors space-separated.
+    Csv,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResultsQuery {
+    #[serde(default)]
+    format: Format,
+}
+
+/// Bytes buffered before a piece of the response is handed to the socket.
+const STREAM_PIECE: usize = 64 << 10;
+
 pub(crate) async fn job_results(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    query: Result<axum::extract::Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
+    let format = query
+        .map_err(|_| {
+            bad(
+                "bad_request",
+                Some("format".into()),
+                "format must be json, ndjson or csv",
+            )
+        })?
+        .0
+        .format;
     let jid = job_id(&id)?;
     let info = state
         .coord
@@ -363,36 +437,102 @@ pub(crate) async fn job_results(
         .job(jid)?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
     let view = view(&state, info);
-    let body = tokio::task::spawn_blocking(move || results_json(&state, jid, &view))
-        .await
-        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    // The answer is produced piece by piece on a blocking thread and streamed,
+    // so a job of millions of numbers never sits in memory as one document.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut out = String::with_capacity(STREAM_PIECE + 256);
+        let mut open = true;
+        let flush = |out: &mut String, open: &mut bool| {
+            if *open
+                && tx
+                    .blocking_send(Ok(Bytes::from(std::mem::take(out))))
+                    .is_err()
+            {
+                *open = false; // the client went away
+            }
+            out.clear();
+        };
+        write_head(&mut out, format, &view);
+        let mut first = true;
+        let visited = state.coord.store().visit_results(jid, &mut |n, factors| {
+            let Some(factors) = factors else { return };
+            if open {
+                write_row(&mut out, format, n, factors, first);
+                first = false;
+                if out.len() >= STREAM_PIECE {
+                    flush(&mut out, &mut open);
+                }
+            }
+        });
+        match visited {
+            Ok(_) => {
+                if format == Format::Json {
+                    out.push_str("}}");
+                }
+                flush(&mut out, &mut open);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading results failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Ndjson => "application/x-ndjson",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
-/// Numbers and factors are plain digits, so the JSON is written directly.
-fn results_json(state: &AppState, jid: JobId, view: &JobView) -> Result<String, AppError> {
+fn write_head(out: &mut String, format: Format, view: &JobView) {
     use std::fmt::Write as _;
-    let mut out = String::with_capacity(64 + view.done as usize * 32);
-    let _ = write!(
-        out,
-        "{{\"id\":\"{}\",\"state\":\"{}\",\"total\":{},\"done\":{},\"results\":{{",
-        view.id, view.state, view.total, view.done
-    );
-    let mut first = true;
-    state.coord.store().visit_results(jid, &mut |n, factors| {
-        let Some(factors) = factors else { return };
-        if !first {
-            out.push(',');
+    match format {
+        Format::Json => {
+            let _ = write!(
+                out,
+                "{{\"id\":\"{}\",\"state\":\"{}\",\"total\":{},\"done\":{},\"results\":{{",
+                view.id, view.state, view.total, view.done
+            );
         }
-        first = false;
-        let _ = write!(out, "\"{n}\":[");
+        Format::Ndjson => {}
+        Format::Csv => out.push_str("n,factors\n"),
+    }
+}
+
+/// Numbers and factors are plain digits, so rows are written directly.
+fn write_row(out: &mut String, format: Format, n: u128, factors: &[u128], first: bool) {
+    use std::fmt::Write as _;
+    let list = |out: &mut String, sep: &str, quote: &str| {
         for (i, f) in factors.iter().enumerate() {
-            let _ = write!(out, "{}\"{f}\"", if i > 0 { "," } else { "" });
+            let _ = write!(out, "{}{quote}{f}{quote}", if i > 0 { sep } else { "" });
         }
-        out.push(']');
-    })?;
-    out.push_str("}}");
-    Ok(out)
+    };
+    match format {
+        Format::Json => {
+            let _ = write!(out, "{}\"{n}\":[", if first { "" } else { "," });
+            list(out, ",", "\"");
+            out.push(']');
+        }
+        Format::Ndjson => {
+            let _ = write!(out, "{{\"n\":\"{n}\",\"factors\":[");
+            list(out, ",", "\"");
+            out.push_str("]}\n");
+        }
+        Format::Csv => {
+            let _ = write!(out, "{n},");
+            list(out, " ", "");
+            out.push('\n');
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -416,7 +556,8 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<(Vec<u128>, u32), String> {
-        parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| match e {
+        let job = parse_job(body.as_bytes(), &crate::Config::default());
+        job.map(|j| (j.numbers, j.chunk_size)).map_err(|e| match e {
             AppError::BadRequest { message, item, .. } => format!("{item:?}: {message}"),
             other => format!("{other:?}"),
         })

@@ -1,7 +1,8 @@
 //! The live side of the queue: which chunks wait, which are leased to which
 //! connection, and when a lease lapses.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use crowdfactor_protocol::{Assignment, ChunkId, ServerMessage, WorkerKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{ChunkWork, Completion, JobId, JobInfo, Store, StoreError};
+use crate::store::{ChunkWork, Completion, JobId, JobInfo, NewJob, Store, StoreError};
 
 /// Identifies one WebSocket connection.
 pub type ConnId = u64;
@@ -37,9 +38,9 @@ pub struct Coordinator {
 #[derive(Debug, Default)]
 struct State {
     next_conn: ConnId,
-    /// Chunks waiting for a worker. May hold stale ids (completed or already
-    /// leased); `lease` skips those.
-    queue: VecDeque<ChunkId>,
+    /// Chunks waiting for a worker, per job, highest priority then oldest job
+    /// first. May hold stale ids (completed or already leased); `lease` skips those.
+    queue: BTreeMap<(Reverse<i32>, JobId), VecDeque<ChunkId>>,
     /// Every chunk without an accepted result.
     open: HashMap<ChunkId, OpenChunk>,
     conns: HashMap<ConnId, Conn>,
@@ -91,7 +92,7 @@ impl Coordinator {
     pub fn new(store: Arc<dyn Store>, timing: LeaseTiming) -> Result<Self, StoreError> {
         let mut state = State::default();
         for work in store.incomplete_chunks()? {
-            state.queue.push_back(work.id);
+            state.enqueue(&work, false);
             state.open.insert(work.id, OpenChunk { work, lease: None });
         }
         let (changes, _) = watch::channel(0);
@@ -122,12 +123,12 @@ impl Coordinator {
     }
 
     /// Creates a job and queues its chunks.
-    pub fn create_job(&self, numbers: Vec<u128>, chunk_size: u32) -> Result<JobInfo, StoreError> {
-        let (info, chunks) = self.store.create_job(numbers, chunk_size)?;
+    pub fn create_job(&self, job: NewJob) -> Result<JobInfo, StoreError> {
+        let (info, chunks) = self.store.create_job(job)?;
         {
             let mut st = self.lock();
             for work in chunks {
-                st.queue.push_back(work.id);
+                st.enqueue(&work, false);
                 st.open.insert(work.id, OpenChunk { work, lease: None });
             }
         }
@@ -139,6 +140,50 @@ impl Coordinator {
         );
         self.bump();
         Ok(info)
+    }
+
+    /// Cancels a job: its queued chunks are dropped and the workers holding
+    /// its other chunks are told to drop them. `None` for an unknown job.
+    pub fn cancel_job(&self, job: JobId) -> Result<Option<JobInfo>, StoreError> {
+        let Some(info) = self.store.cancel_job(job)? else {
+            return Ok(None);
+        };
+        let mut notices: HashMap<ConnId, (mpsc::Sender<ServerMessage>, Vec<ChunkId>)> =
+            HashMap::new();
+        {
+            let mut st = self.lock();
+            st.queue.remove(&(Reverse(info.priority), job));
+            let ids: Vec<ChunkId> = st
+                .open
+                .iter()
+                .filter(|(_, o)| o.work.job == job)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                let Some(open) = st.open.remove(&id) else {
+                    continue;
+                };
+                if let Some(lease) = open.lease {
+                    if let Some(c) = st.conns.get_mut(&lease.conn) {
+                        c.held.remove(&id);
+                        c.ever.remove(&id);
+                        notices
+                            .entry(lease.conn)
+                            .or_insert_with(|| (c.tx.clone(), vec![]))
+                            .1
+                            .push(id);
+                    }
+                }
+            }
+            st.leased_per_job.remove(&job);
+        }
+        for (_, (tx, chunk_ids)) in notices {
+            // Best effort: a worker too slow to read this is dropped anyway.
+            let _ = tx.try_send(ServerMessage::Cancel { chunk_ids });
+        }
+        tracing::info!(job, "job cancelled");
+        self.bump();
+        Ok(Some(info))
     }
 
     /// Whether any chunk of the job has been leased since start-up.
@@ -220,8 +265,15 @@ impl Coordinator {
         };
         let mut out = vec![];
         while (c.held.len() as u32) < c.slots {
-            let Some(id) = st.queue.pop_front() else {
+            let Some(mut next) = st.queue.first_entry() else {
                 break;
+            };
+            let popped = next.get_mut().pop_front();
+            if next.get().is_empty() {
+                next.remove();
+            }
+            let Some(id) = popped else {
+                continue;
             };
             let Some(open) = st.open.get_mut(&id) else {
                 continue;
@@ -434,9 +486,23 @@ impl State {
             return;
         };
         if open.lease.take().is_some() {
-            let job = open.work.job;
-            self.unlease_accounting(job);
-            self.queue.push_front(id);
+            let work = open.work.clone();
+            self.unlease_accounting(work.job);
+            self.enqueue(&work, true);
+        }
+    }
+
+    /// Queues a chunk behind (or, when it comes back from a lease, in front
+    /// of) the other chunks of its job.
+    fn enqueue(&mut self, work: &ChunkWork, front: bool) {
+        let q = self
+            .queue
+            .entry((Reverse(work.priority), work.job))
+            .or_default();
+        if front {
+            q.push_front(work.id);
+        } else {
+            q.push_back(work.id);
         }
     }
 
@@ -464,6 +530,41 @@ mod tests {
         .expect("coordinator")
     }
 
+    fn job(numbers: Vec<u128>, chunk_size: u32) -> NewJob {
+        NewJob {
+            numbers,
+            chunk_size,
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn higher_priority_jobs_go_first_and_cancel_drops_chunks() {
+        let c = coord(10_000, 10_000);
+        let low = c.create_job(job(vec![2, 3], 1)).expect("job");
+        let high = c
+            .create_job(NewJob {
+                priority: 5,
+                ..job(vec![5, 7], 1)
+            })
+            .expect("job");
+        let (tx, mut rx) = mpsc::channel(8);
+        let a = c.register(WorkerKind::Native, 3, Ipv4Addr::LOCALHOST.into(), tx);
+        let got: Vec<String> = c.lease(a).iter().map(|x| x.job_id.clone()).collect();
+        assert_eq!(
+            got,
+            vec![high.id.to_string(), high.id.to_string(), low.id.to_string()]
+        );
+        c.cancel_job(low.id).expect("cancel").expect("known job");
+        assert!(matches!(rx.try_recv(), Ok(ServerMessage::Cancel { .. })));
+        let b = conn(&c, 5);
+        assert!(
+            c.lease(b).is_empty(),
+            "cancelled chunks are not leased again"
+        );
+        assert!(c.cancel_job(999).expect("cancel").is_none());
+    }
+
     fn conn(c: &Coordinator, slots: u32) -> ConnId {
         let (tx, _rx) = mpsc::channel(8);
         c.register(WorkerKind::Native, slots, Ipv4Addr::LOCALHOST.into(), tx)
@@ -472,7 +573,7 @@ mod tests {
     #[test]
     fn a_chunk_is_leased_to_one_worker_and_requeued_on_close() {
         let c = coord(10_000, 10_000);
-        c.create_job((1..=10).collect(), 3).expect("job");
+        c.create_job(job((1..=10).collect(), 3)).expect("job");
         let (a, b) = (conn(&c, 2), conn(&c, 10));
         let la = c.lease(a);
         assert_eq!(la.len(), 2);
@@ -491,7 +592,7 @@ mod tests {
     #[test]
     fn unacked_and_silent_leases_expire() {
         let c = coord(0, 60_000);
-        c.create_job(vec![2, 3], 1).expect("job");
+        c.create_job(job(vec![2, 3], 1)).expect("job");
         let a = conn(&c, 2);
         let leased = c.lease(a);
         c.ack(a, leased[0].chunk_id);
@@ -500,7 +601,7 @@ mod tests {
         let b = conn(&c, 2);
         assert_eq!(c.lease(b)[0].chunk_id, leased[1].chunk_id);
         let c2 = coord(60_000, 0);
-        c2.create_job(vec![2], 1).expect("job");
+        c2.create_job(job(vec![2], 1)).expect("job");
         let a = conn(&c2, 1);
         c2.lease(a);
         std::thread::sleep(Duration::from_millis(5));
@@ -510,7 +611,7 @@ mod tests {
     #[test]
     fn late_results_are_accepted_once_and_strangers_ignored() {
         let c = coord(0, 60_000);
-        c.create_job(vec![6], 1).expect("job");
+        c.create_job(job(vec![6], 1)).expect("job");
         let (a, b, stranger) = (conn(&c, 1), conn(&c, 1), conn(&c, 1));
         let id = c.lease(a)[0].chunk_id;
         std::thread::sleep(Duration::from_millis(5));

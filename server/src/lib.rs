@@ -167,7 +167,7 @@ pub async fn run_with_store(
 fn router(state: Arc<AppState>, config: &Config) -> Router {
     let jobs = Router::new()
         .route("/jobs", get(api::list_jobs).post(api::create_job))
-        .route("/jobs/{id}", get(api::get_job))
+        .route("/jobs/{id}", get(api::get_job).delete(api::cancel_job))
         .route("/jobs/{id}/results", get(api::job_results))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -21,7 +21,9 @@ use std::time::Duration;
 use crowdfactor_protocol::{ChunkId, WorkerKind};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::{now_ms, ByKind, ChunkWork, Completion, JobId, JobInfo, Store, StoreError};
+use crate::store::{
+    now_ms, ByKind, ChunkWork, Completion, JobId, JobInfo, NewJob, Store, StoreError,
+};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -36,7 +38,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_ms  INTEGER NOT NULL,
     finished_ms INTEGER,
     by_native   INTEGER NOT NULL DEFAULT 0,
-    by_browser  INTEGER NOT NULL DEFAULT 0
+    by_browser  INTEGER NOT NULL DEFAULT 0,
+    priority    INTEGER NOT NULL DEFAULT 0,
+    cancelled   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id       INTEGER PRIMARY KEY,
@@ -98,8 +102,7 @@ fn encode_factors(factors: &[Vec<u128>]) -> String {
 
 enum Op {
     CreateJob {
-        numbers: Vec<u128>,
-        chunk_size: u32,
+        job: NewJob,
         reply: mpsc::SyncSender<Result<(JobInfo, Vec<ChunkWork>), StoreError>>,
     },
     Complete {
@@ -108,6 +111,10 @@ enum Op {
         kind: WorkerKind,
         reply: mpsc::SyncSender<Result<Completion, StoreError>>,
     },
+    Cancel {
+        job: JobId,
+        reply: mpsc::SyncSender<Result<Option<JobInfo>, StoreError>>,
+    },
 }
 
 /// SQLite-backed [`Store`].
@@ -115,6 +122,32 @@ enum Op {
 pub struct SqliteStore {
     writer: Mutex<mpsc::Sender<Op>>,
     reader: Mutex<Connection>,
+    path: std::path::PathBuf,
+}
+
+/// Adds columns that databases from earlier versions lack.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("PRAGMA table_info(jobs)").map_err(backend)?;
+    let cols: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(1))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for (col, ddl) in [
+        (
+            "priority",
+            "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        ),
+        (
+            "cancelled",
+            "ALTER TABLE jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0",
+        ),
+    ] {
+        if !cols.iter().any(|c| c == col) {
+            conn.execute_batch(ddl).map_err(backend)?;
+        }
+    }
+    Ok(())
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -135,6 +168,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&write)?;
         let reader = open(path)?;
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
@@ -144,6 +178,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(tx),
             reader: Mutex::new(reader),
+            path: path.to_owned(),
         })
     }
 
@@ -190,6 +225,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         (Op::Complete { reply, .. }, Answer::Completion(r)) => {
                             let _ = reply.send(r);
                         }
+                        (Op::Cancel { reply, .. }, Answer::Cancelled(r)) => {
+                            let _ = reply.send(r);
+                        }
                         _ => unreachable!("answers follow the batch's order and kinds"),
                     }
                 }
@@ -206,6 +244,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         Op::Complete { reply, .. } => {
                             let _ = reply.send(Err(err()));
                         }
+                        Op::Cancel { reply, .. } => {
+                            let _ = reply.send(Err(err()));
+                        }
                     }
                 }
             }
@@ -220,6 +261,7 @@ struct CommitFailed(String);
 enum Answer {
     Job(Result<(JobInfo, Vec<ChunkWork>), StoreError>),
     Completion(Result<Completion, StoreError>),
+    Cancelled(Result<Option<JobInfo>, StoreError>),
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusqlite::Error> {
@@ -227,17 +269,14 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
     let mut answers = Vec::with_capacity(batch.len());
     for op in batch {
         answers.push(match op {
-            Op::CreateJob {
-                numbers,
-                chunk_size,
-                ..
-            } => Answer::Job(insert_job(&tx, numbers, *chunk_size)),
+            Op::CreateJob { job, .. } => Answer::Job(insert_job(&tx, job)),
             Op::Complete {
                 chunk,
                 factors,
                 kind,
                 ..
             } => Answer::Completion(complete(&tx, *chunk, factors, *kind)),
+            Op::Cancel { job, .. } => Answer::Cancelled(cancel(&tx, *job)),
         });
     }
     tx.commit()?;
@@ -246,20 +285,15 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
 
 fn insert_job(
     tx: &rusqlite::Transaction<'_>,
-    numbers: &[u128],
-    chunk_size: u32,
+    new: &NewJob,
 ) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
+    let (numbers, chunk_size, priority) = (&new.numbers, new.chunk_size, new.priority);
     let size = chunk_size.max(1) as usize;
     let chunks = numbers.len().div_ceil(size) as u64;
     let created_ms = now_ms();
     tx.execute(
-        "INSERT INTO jobs (total, chunk_size, chunks, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            numbers.len() as i64,
-            chunk_size,
-            chunks as i64,
-            created_ms as i64
-        ],
+        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![numbers.len() as i64, chunk_size, chunks as i64, created_ms as i64, priority],
     )
     .map_err(backend)?;
     let job = tx.last_insert_rowid() as JobId;
@@ -273,6 +307,7 @@ fn insert_job(
         work.push(ChunkWork {
             id: tx.last_insert_rowid() as ChunkId,
             job,
+            priority,
             numbers: slice.into(),
         });
     }
@@ -285,6 +320,8 @@ fn insert_job(
         created_ms,
         finished_ms: None,
         by_kind: ByKind::default(),
+        priority,
+        cancelled: false,
     };
     Ok((info, work))
 }
@@ -297,7 +334,8 @@ fn complete(
 ) -> Result<Completion, StoreError> {
     let row: Option<(i64, String, bool)> = tx
         .query_row(
-            "SELECT job_id, numbers, factors IS NOT NULL FROM chunks WHERE id = ?1",
+            "SELECT c.job_id, c.numbers, c.factors IS NOT NULL OR j.cancelled <> 0 \
+             FROM chunks c JOIN jobs j ON j.id = c.job_id WHERE c.id = ?1",
             params![chunk as i64],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -350,6 +388,21 @@ fn complete(
     Ok(Completion::Accepted { job_done })
 }
 
+fn cancel(tx: &rusqlite::Transaction<'_>, job: JobId) -> Result<Option<JobInfo>, StoreError> {
+    tx.execute(
+        "UPDATE jobs SET cancelled = 1 WHERE id = ?1",
+        params![job as i64],
+    )
+    .map_err(backend)?;
+    tx.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+        params![job as i64],
+        job_from_row,
+    )
+    .optional()
+    .map_err(backend)
+}
+
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobInfo> {
     Ok(JobInfo {
         id: r.get::<_, i64>(0)? as JobId,
@@ -363,30 +416,29 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobInfo> {
             native: r.get::<_, i64>(7)? as u64,
             browser: r.get::<_, i64>(8)? as u64,
         },
+        priority: r.get(9)?,
+        cancelled: r.get::<_, i64>(10)? != 0,
     })
 }
 
 const JOB_COLUMNS: &str =
-    "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser";
+    "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser, priority, cancelled";
 
 impl Store for SqliteStore {
-    fn create_job(
-        &self,
-        numbers: Vec<u128>,
-        chunk_size: u32,
-    ) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
-        self.submit(|reply| Op::CreateJob {
-            numbers,
-            chunk_size,
-            reply,
-        })
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
+        self.submit(|reply| Op::CreateJob { job, reply })
+    }
+
+    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.submit(|reply| Op::Cancel { job: id, reply })
     }
 
     fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn
             .prepare(
-                "SELECT id, job_id, numbers FROM chunks WHERE factors IS NULL ORDER BY job_id, seq",
+                "SELECT c.id, c.job_id, c.numbers, j.priority FROM chunks c JOIN jobs j ON j.id = c.job_id \
+                 WHERE c.factors IS NULL AND j.cancelled = 0 ORDER BY c.job_id, c.seq",
             )
             .map_err(backend)?;
         let rows = stmt
@@ -395,15 +447,17 @@ impl Store for SqliteStore {
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, i32>(3)?,
                 ))
             })
             .map_err(backend)?;
         let mut out = vec![];
         for row in rows {
-            let (id, job, numbers) = row.map_err(backend)?;
+            let (id, job, numbers, priority) = row.map_err(backend)?;
             out.push(ChunkWork {
                 id: id as ChunkId,
                 job: job as JobId,
+                priority,
                 numbers: decode_numbers(&numbers, id as ChunkId)?.into(),
             });
         }
@@ -452,7 +506,9 @@ impl Store for SqliteStore {
         if self.job(id)?.is_none() {
             return Ok(false);
         }
-        let conn = self.reader();
+        // A connection of its own: streaming a large job must not hold up the
+        // short reads of status polls (WAL lets both run at once).
+        let conn = open(&self.path)?;
         let mut stmt = conn
             .prepare("SELECT id, numbers, factors FROM chunks WHERE job_id = ?1 ORDER BY seq")
             .map_err(backend)?;
@@ -502,7 +558,13 @@ mod tests {
         let path = dir.join("t.db");
         let (job, chunks) = {
             let store = SqliteStore::open(&path).expect("open");
-            let (job, chunks) = store.create_job(vec![4, 6, 1, 35], 3).expect("create");
+            let (job, chunks) = store
+                .create_job(NewJob {
+                    numbers: vec![4, 6, 1, 35],
+                    chunk_size: 3,
+                    priority: 0,
+                })
+                .expect("create");
             assert_eq!(job.chunks, 2);
             let c = store
                 .complete_chunk(

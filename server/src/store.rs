@@ -33,6 +33,21 @@ pub struct JobInfo {
     pub finished_ms: Option<u64>,
     /// Numbers factored by each kind of worker.
     pub by_kind: ByKind,
+    /// Higher runs first; equal priorities run oldest first.
+    pub priority: i32,
+    /// Cancelled jobs keep their results but get no more work.
+    pub cancelled: bool,
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The numbers, in order.
+    pub numbers: Vec<u128>,
+    /// Numbers per chunk.
+    pub chunk_size: u32,
+    /// Scheduling priority (higher first).
+    pub priority: i32,
 }
 
 /// Per-kind counters.
@@ -60,6 +75,8 @@ pub struct ChunkWork {
     pub id: ChunkId,
     /// Its job.
     pub job: JobId,
+    /// Its job's priority.
+    pub priority: i32,
     /// The numbers to factor.
     pub numbers: Arc<[u128]>,
 }
@@ -99,13 +116,14 @@ pub enum StoreError {
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new job cut into chunks of `chunk_size` numbers and returns
     /// it with its chunks (all of them need work).
-    fn create_job(
-        &self,
-        numbers: Vec<u128>,
-        chunk_size: u32,
-    ) -> Result<(JobInfo, Vec<ChunkWork>), StoreError>;
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Vec<ChunkWork>), StoreError>;
 
-    /// Every chunk without results, in job and chunk order (used at start-up).
+    /// Marks a job cancelled: its open chunks get no more work and late
+    /// results for them are ignored. Returns the job, `None` if unknown.
+    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError>;
+
+    /// Every chunk without results of jobs not cancelled, in job and chunk
+    /// order (used at start-up).
     fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError>;
 
     /// Records verified results for a chunk: one factor list per number, in order.
@@ -182,11 +200,12 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn create_job(
-        &self,
-        numbers: Vec<u128>,
-        chunk_size: u32,
-    ) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
+    fn create_job(&self, new: NewJob) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
+        let NewJob {
+            numbers,
+            chunk_size,
+            priority,
+        } = new;
         let mut inner = self.lock();
         inner.next_job += 1;
         let id = inner.next_job;
@@ -207,6 +226,7 @@ impl Store for MemoryStore {
             work.push(ChunkWork {
                 id: chunk_id,
                 job: id,
+                priority,
                 numbers: nums,
             });
         }
@@ -219,6 +239,8 @@ impl Store for MemoryStore {
             created_ms: now_ms(),
             finished_ms: None,
             by_kind: ByKind::default(),
+            priority,
+            cancelled: false,
         };
         let factors = vec![None; numbers.len()];
         inner.jobs.insert(
@@ -238,10 +260,12 @@ impl Store for MemoryStore {
         Ok(inner
             .jobs
             .values()
+            .filter(|job| !job.info.cancelled)
             .flat_map(|job| {
                 job.chunks.iter().filter(|c| !c.done).map(|c| ChunkWork {
                     id: c.id,
                     job: job.info.id,
+                    priority: job.info.priority,
                     numbers: c.numbers.clone(),
                 })
             })
@@ -262,7 +286,7 @@ impl Store for MemoryStore {
             return Ok(Completion::Duplicate);
         };
         let c = &mut job.chunks[idx];
-        if c.done {
+        if c.done || job.info.cancelled {
             return Ok(Completion::Duplicate);
         }
         if factors.len() != c.numbers.len() {
@@ -284,6 +308,14 @@ impl Store for MemoryStore {
             job.info.finished_ms = Some(now_ms());
         }
         Ok(Completion::Accepted { job_done })
+    }
+
+    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner.jobs.get_mut(&id).map(|j| {
+            j.info.cancelled = true;
+            j.info.clone()
+        }))
     }
 
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
@@ -317,7 +349,13 @@ mod tests {
     #[test]
     fn chunks_complete_once_and_job_finishes() {
         let store = MemoryStore::new();
-        let (info, chunks) = store.create_job(vec![4, 6, 9, 10, 15], 2).expect("create");
+        let (info, chunks) = store
+            .create_job(NewJob {
+                numbers: vec![4, 6, 9, 10, 15],
+                chunk_size: 2,
+                priority: 0,
+            })
+            .expect("create");
         assert_eq!((info.total, info.chunks), (5, 3));
         assert_eq!(chunks[2].numbers.as_ref(), &[15]);
         assert_eq!(store.incomplete_chunks().expect("list").len(), 3);

@@ -214,3 +214,123 @@ async fn api_and_worker_tokens_are_enforced() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
+    let server = TestServer::start(Config::default()).await;
+    let http = reqwest::Client::new();
+    // A long job: cancelled while running; the worker moves on to the next job.
+    let slow: Vec<String> = semiprimes(3000, 31, 11)
+        .iter()
+        .map(u128::to_string)
+        .collect();
+    let slow_id = server
+        .submit(json!({"numbers": slow, "chunk_size": 2}))
+        .await;
+    let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let start = std::time::Instant::now();
+    while server.job(&slow_id).await["done"].as_u64().unwrap() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("http://{}/api/jobs/{slow_id}", server.addr);
+    let resp = http.delete(&url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "cancelled"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.job(&slow_id).await;
+    assert_eq!(after["state"], "cancelled");
+    assert!(after["done"].as_u64().unwrap() < 3000, "{after}");
+
+    let numbers = range(999_999_999_999, 500, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}, "priority": 5}))
+        .await;
+    server.wait_done(&id, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.job(&slow_id).await["done"],
+        after["done"],
+        "no work on a cancelled job"
+    );
+    let done_url = format!("http://{}/api/jobs/{id}", server.addr);
+    assert_eq!(
+        http.delete(&done_url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        409
+    );
+    let missing = format!("http://{}/api/jobs/12345", server.addr);
+    assert_eq!(
+        http.delete(&missing)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // Streamed formats carry the same results as the JSON object.
+    let base = format!("http://{}/api/jobs/{id}/results", server.addr);
+    let ndjson = http
+        .get(format!("{base}?format=ndjson"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut from_ndjson = std::collections::HashMap::new();
+    for line in ndjson.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let f = v["factors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect();
+        from_ndjson.insert(v["n"].as_str().unwrap().to_owned(), f);
+    }
+    assert_eq!(from_ndjson.len(), 500);
+    assert_matches_gnu(&numbers, &from_ndjson);
+    let csv = http
+        .get(format!("{base}?format=csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("n,factors"));
+    let from_csv = lines
+        .map(|l| {
+            let (n, f) = l.split_once(',').unwrap();
+            (
+                n.to_owned(),
+                f.split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_matches_gnu(&numbers, &from_csv);
+    assert_eq!(
+        http.get(format!("{base}?format=xml"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+    server.shutdown().await;
+}
