@@ -539,14 +539,16 @@ fn write_row(out: &mut String, format: Format, n: u128, factors: &[u128], first:
 pub(crate) struct Status {
     queued_chunks: usize,
     leased_chunks: usize,
+    workers: usize,
     version: &'static str,
 }
 
 pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
-    let (queued_chunks, leased_chunks) = state.coord.counts();
+    let g = state.coord.gauges();
     Json(Status {
-        queued_chunks,
-        leased_chunks,
+        queued_chunks: g.queued,
+        leased_chunks: g.leased,
+        workers: g.native + g.browser,
         version: env!("CARGO_PKG_VERSION"),
     })
 }

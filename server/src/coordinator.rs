@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{Assignment, ChunkId, ServerMessage, WorkerKind};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::{mpsc, watch};
 
 use crate::store::{ChunkWork, Completion, JobId, JobInfo, NewJob, Store, StoreError};
@@ -33,6 +34,31 @@ pub struct Coordinator {
     /// connection task watches it to pull new chunks or to report `idle`.
     changes: watch::Sender<u64>,
     timing: LeaseTiming,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Monotonic counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Chunks handed to workers.
+    pub leased: AtomicU64,
+    /// Assignments acknowledged by workers.
+    pub acked: AtomicU64,
+    /// Chunks whose results were accepted.
+    pub completed: AtomicU64,
+    /// Chunks put back in the queue (disconnect, expiry, release, rejection).
+    pub requeued: AtomicU64,
+    /// Results rejected by verification.
+    pub rejected: AtomicU64,
+    /// Numbers with accepted results.
+    pub numbers: AtomicU64,
+    /// Store writes and their total duration in microseconds.
+    pub store_writes: AtomicU64,
+    /// Sum of store write durations, µs.
+    pub store_write_us: AtomicU64,
+    /// Longest store write, µs.
+    pub store_write_max_us: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +73,8 @@ struct State {
     started_jobs: HashSet<JobId>,
     /// Jobs with chunks currently leased.
     leased_per_job: HashMap<JobId, usize>,
+    /// Chunks put back in the queue so far.
+    requeued: u64,
 }
 
 #[derive(Debug)]
@@ -76,6 +104,21 @@ struct Conn {
     tx: mpsc::Sender<ServerMessage>,
 }
 
+/// Point-in-time values for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    /// Connected native workers.
+    pub native: usize,
+    /// Connected browser tabs.
+    pub browser: usize,
+    /// Chunks waiting for a worker.
+    pub queued: usize,
+    /// Chunks leased right now.
+    pub leased: usize,
+    /// Chunks requeued since start.
+    pub requeued: u64,
+}
+
 /// What to do with an incoming result.
 #[derive(Debug)]
 pub enum ResultCheck {
@@ -101,6 +144,7 @@ impl Coordinator {
             state: Mutex::new(state),
             changes,
             timing,
+            metrics: Metrics::default(),
         })
     }
 
@@ -287,6 +331,7 @@ impl Coordinator {
                 since: Instant::now(),
             });
             c.held.insert(id);
+            self.metrics.leased.fetch_add(1, Relaxed);
             c.ever.insert(id);
             st.started_jobs.insert(open.work.job);
             *st.leased_per_job.entry(open.work.job).or_default() += 1;
@@ -305,6 +350,7 @@ impl Coordinator {
         if let Some(lease) = st.open.get_mut(&chunk).and_then(|o| o.lease.as_mut()) {
             if lease.conn == conn {
                 lease.acked = true;
+                self.metrics.acked.fetch_add(1, Relaxed);
             }
         }
     }
@@ -353,7 +399,18 @@ impl Coordinator {
         };
         // The store call happens outside the lock; a concurrent duplicate is
         // resolved by the store, which accepts a chunk only once.
-        let outcome = self.store.complete_chunk(chunk, factors, kind)?;
+        let count = factors.len() as u64;
+        let started = std::time::Instant::now();
+        let outcome = self.store.complete_chunk(chunk, factors, kind);
+        let us = started.elapsed().as_micros() as u64;
+        self.metrics.store_writes.fetch_add(1, Relaxed);
+        self.metrics.store_write_us.fetch_add(us, Relaxed);
+        self.metrics.store_write_max_us.fetch_max(us, Relaxed);
+        let outcome = outcome?;
+        if let Completion::Accepted { .. } = outcome {
+            self.metrics.completed.fetch_add(1, Relaxed);
+            self.metrics.numbers.fetch_add(count, Relaxed);
+        }
         if let Completion::Accepted { job_done } = outcome {
             let cancel_on = {
                 let mut st = self.lock();
@@ -403,6 +460,7 @@ impl Coordinator {
             st.conns.get_mut(&conn).map_or(0, |c| {
                 c.ever.remove(&chunk);
                 c.strikes += 1;
+                self.metrics.rejected.fetch_add(1, Relaxed);
                 c.strikes
             })
         };
@@ -416,16 +474,24 @@ impl Coordinator {
         st.open.is_empty() && st.conns.get(&conn).is_none_or(|c| c.held.is_empty())
     }
 
-    /// Numbers of chunks waiting for a worker and leased, for status output.
-    pub fn counts(&self) -> (usize, usize) {
+    /// A snapshot for `/metrics`: connected workers by kind, chunks queued
+    /// and leased, chunks requeued so far.
+    pub fn gauges(&self) -> Gauges {
         let st = self.lock();
         let leased: usize = st.leased_per_job.values().sum();
-        (st.open.len() - leased, leased)
-    }
-
-    /// Whether some chunk of `job` is leased right now.
-    pub fn job_has_leases(&self, job: JobId) -> bool {
-        self.lock().leased_per_job.get(&job).is_some_and(|n| *n > 0)
+        let mut g = Gauges {
+            queued: st.open.len() - leased,
+            leased,
+            requeued: st.requeued,
+            ..Gauges::default()
+        };
+        for c in st.conns.values() {
+            match c.kind {
+                WorkerKind::Native => g.native += 1,
+                WorkerKind::Browser => g.browser += 1,
+            }
+        }
+        g
     }
 
     /// The IP address of a connection (for logs and bans).
@@ -486,6 +552,7 @@ impl State {
             return;
         };
         if open.lease.take().is_some() {
+            self.requeued += 1;
             let work = open.work.clone();
             self.unlease_accounting(work.job);
             self.enqueue(&work, true);

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod coordinator;
+mod metrics;
 pub mod sqlite;
 pub mod store;
 mod web;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -55,6 +56,10 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Wrong results before a worker is disconnected.
     pub max_strikes: u32,
+    /// Most worker connections at once.
+    pub max_connections: usize,
+    /// Most worker connections at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// Bearer token required by the job API (`None`: no authentication).
     pub api_token: Option<String>,
     /// Token workers must present in `hello` (`None`: anyone may contribute).
@@ -76,6 +81,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(20),
             max_strikes: 3,
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
             api_token: None,
             worker_token: None,
         }
@@ -99,6 +106,59 @@ pub struct AppState {
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) config: Arc<Config>,
     stop: watch::Receiver<bool>,
+    conns: Arc<ConnCounter>,
+}
+
+/// Counts open worker connections, in total and per IP address.
+#[derive(Debug, Default)]
+struct ConnCounter {
+    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// Holds one connection's place; gives it back when dropped.
+#[derive(Debug)]
+struct ConnSlot {
+    counter: Arc<ConnCounter>,
+    ip: std::net::IpAddr,
+}
+
+impl ConnCounter {
+    fn acquire(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        config: &Config,
+    ) -> Result<ConnSlot, &'static str> {
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = map.values().sum();
+        if total >= config.max_connections {
+            return Err("the coordinator has as many workers as it accepts; try again later");
+        }
+        let n = map.entry(ip).or_default();
+        if *n >= config.max_connections_per_ip {
+            return Err("too many connections from this address");
+        }
+        *n += 1;
+        Ok(ConnSlot {
+            counter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counter
+            .per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Serves the coordinator on `listener` with an in-memory store until
@@ -146,6 +206,7 @@ pub async fn run_with_store(
         coord,
         config: Arc::new(config.clone()),
         stop: stop_rx,
+        conns: Arc::default(),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -177,8 +238,15 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .merge(jobs)
         .route("/status", get(api::status))
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_token,
+        ));
     Router::new()
         .nest("/api", api)
+        .merge(metrics)
         .route("/ws", get(ws_upgrade))
         .fallback(web::asset)
         .with_state(state)
@@ -189,6 +257,18 @@ async fn ws_upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<Arc<AppState>>,
 ) -> Response {
+    let slot = match state.conns.acquire(peer.ip(), &state.config) {
+        Ok(slot) => slot,
+        Err(why) => {
+            tracing::warn!(%peer, why, "worker connection refused");
+            let body = serde_json::json!({"error": {"code": "overloaded", "message": why}});
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(body),
+            )
+                .into_response();
+        }
+    };
     let (coord, config, stop) = (
         state.coord.clone(),
         state.config.clone(),
@@ -197,5 +277,8 @@ async fn ws_upgrade(
     upgrade
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes)
-        .on_upgrade(move |socket| ws::serve(socket, peer, coord, config, stop))
+        .on_upgrade(move |socket| async move {
+            ws::serve(socket, peer, coord, config, stop).await;
+            drop(slot);
+        })
 }

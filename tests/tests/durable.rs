@@ -152,3 +152,51 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
     assert_matches_gnu(&numbers, &results);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
+    let dir = std::env::temp_dir().join(format!("crowdfactor-term-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("crowdfactor.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = start_server(port, &db);
+    wait_up(port).await;
+    let worker_server = format!("ws://127.0.0.1:{port}/ws");
+    let mut worker = WorkerProc(
+        Command::new(bin("crowdfactor-worker"))
+            .args(["--server", &worker_server, "--threads", "1"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "server ignored SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0), "graceful shutdown exits 0");
+    assert_eq!(
+        worker.0.try_wait().unwrap(),
+        None,
+        "the worker keeps trying to reconnect"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

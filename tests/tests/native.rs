@@ -334,3 +334,49 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_connection_limits() {
+    let server = TestServer::start(Config {
+        max_connections_per_ip: 2,
+        ..Config::default()
+    })
+    .await;
+    let id = server
+        .submit(json!({"numbers": ["12", "1000000000001", "97"], "chunk_size": 1}))
+        .await;
+    let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
+    server.wait_done(&id, Duration::from_secs(30)).await;
+    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "crowdfactor_workers_connected{kind=\"native\"} 1",
+        "crowdfactor_chunks_completed_total 3",
+        "crowdfactor_numbers_factored_total 3",
+        "crowdfactor_chunks_rejected_total 0",
+        &format!("crowdfactor_job_numbers{{job=\"{id}\",what=\"done\"}} 3"),
+        "# TYPE crowdfactor_chunks_leased_total counter",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // The worker holds one connection; one more is allowed, the next refused.
+    let url = server.ws_url();
+    let second = tokio_tungstenite::connect_async(&url).await;
+    assert!(second.is_ok());
+    let third = tokio_tungstenite::connect_async(&url).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("third connection from one IP was not refused: {other:?}"),
+    }
+    drop(second);
+    server.shutdown().await;
+}

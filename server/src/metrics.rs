@@ -1,0 +1,116 @@
+//! `GET /metrics` in the Prometheus text exposition format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::AppState;
+
+pub(crate) async fn metrics(
+    State(state): State<Arc<AppState>>,
+) -> Result<impl IntoResponse, crate::api::AppError> {
+    let coord = &state.coord;
+    let m = &coord.metrics;
+    let g = coord.gauges();
+    let jobs = coord.store().jobs()?;
+    let mut out = String::with_capacity(2048 + jobs.len() * 160);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            // For a summary the "labels" slot carries the _sum/_count suffix.
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    metric(
+        "crowdfactor_workers_connected",
+        "gauge",
+        "Connected workers by kind.",
+        &[
+            ("{kind=\"native\"}", g.native as f64),
+            ("{kind=\"browser\"}", g.browser as f64),
+        ],
+    );
+    metric(
+        "crowdfactor_chunks_queued",
+        "gauge",
+        "Chunks waiting for a worker.",
+        &[("", g.queued as f64)],
+    );
+    metric(
+        "crowdfactor_chunks_in_flight",
+        "gauge",
+        "Chunks leased to workers now.",
+        &[("", g.leased as f64)],
+    );
+    for (name, help, v) in [
+        (
+            "crowdfactor_chunks_leased_total",
+            "Chunks handed to workers.",
+            m.leased.load(Relaxed),
+        ),
+        (
+            "crowdfactor_chunks_acked_total",
+            "Assignments acknowledged by workers.",
+            m.acked.load(Relaxed),
+        ),
+        (
+            "crowdfactor_chunks_completed_total",
+            "Chunks whose verified results were stored.",
+            m.completed.load(Relaxed),
+        ),
+        (
+            "crowdfactor_chunks_requeued_total",
+            "Chunks put back in the queue.",
+            g.requeued,
+        ),
+        (
+            "crowdfactor_chunks_rejected_total",
+            "Results that failed verification.",
+            m.rejected.load(Relaxed),
+        ),
+        (
+            "crowdfactor_numbers_factored_total",
+            "Numbers with accepted results.",
+            m.numbers.load(Relaxed),
+        ),
+    ] {
+        metric(name, "counter", help, &[("", v as f64)]);
+    }
+    let writes = m.store_writes.load(Relaxed);
+    metric(
+        "crowdfactor_store_write_seconds",
+        "summary",
+        "Time to durably store one chunk's results (includes waiting for the group commit).",
+        &[
+            ("_sum", m.store_write_us.load(Relaxed) as f64 / 1e6),
+            ("_count", writes as f64),
+        ],
+    );
+    metric(
+        "crowdfactor_store_write_max_seconds",
+        "gauge",
+        "Longest store write since start.",
+        &[("", m.store_write_max_us.load(Relaxed) as f64 / 1e6)],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP crowdfactor_job_numbers Numbers per job, total and done.\n# TYPE crowdfactor_job_numbers gauge"
+    );
+    for j in &jobs {
+        let _ = writeln!(
+            out,
+            "crowdfactor_job_numbers{{job=\"{}\",what=\"total\"}} {}",
+            j.id, j.total
+        );
+        let _ = writeln!(
+            out,
+            "crowdfactor_job_numbers{{job=\"{}\",what=\"done\"}} {}",
+            j.id, j.done
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
