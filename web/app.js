@@ -1,69 +1,103 @@
-// The volunteer page's runtime: one WebSocket to the coordinator, one Web
-// Worker per core. Every frame sent is built by the wasm protocol bindings.
+// The volunteer page's runtime: one WebSocket to the coordinator, N Web
+// Workers (each with its own wasm factorizer). Every frame sent is built by
+// the wasm protocol bindings. Settings live in localStorage.
 import init, {
   hello_message, ack_message, heartbeat_message, capacity_message, release_message,
 } from './pkg/crowdfactor_wasm.js';
 
-const PAUSE_KEY = 'crowdfactor.paused';
 const $ = (id) => document.getElementById(id);
+const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+const stored = (key, fallback) => {
+  const v = localStorage.getItem(`crowdfactor.${key}`);
+  return v === null ? fallback : JSON.parse(v);
+};
+const store = (key, value) => localStorage.setItem(`crowdfactor.${key}`, JSON.stringify(value));
+
+const settings = {
+  paused: stored('paused', false),
+  workers: Math.min(cores, Math.max(1, stored('workers', cores))),
+  duty: stored('duty', 1),
+  pauseHidden: stored('pauseHidden', false),
+  pauseBattery: stored('pauseBattery', false),
+};
 
 const state = {
-  paused: localStorage.getItem(PAUSE_KEY) === '1',
   ws: null,
   connection: 'connecting',
-  workers: [],        // { worker, chunk: {id, count} | null, ready }
+  generation: 0,
+  workers: [],        // { worker, chunk: {id, count, generation} | null, ready, retiring }
   queue: [],          // assignments received but not started: { id, count, frame }
-  cancelled: new Set(),
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
   heartbeat: null,
   serverIdle: false,
+  onBattery: false,
+  batterySupported: false,
 };
-const threads = Math.max(1, navigator.hardwareConcurrency || 1);
-// Two chunks per worker: one computing, one waiting, so workers never idle on a round trip.
-const slots = () => (state.paused ? 0 : threads * 2);
+
+/** Paused by the button, or by a condition the volunteer asked for. */
+function effectivePause() {
+  return settings.paused
+    || (settings.pauseHidden && document.hidden)
+    || (settings.pauseBattery && state.onBattery);
+}
+const slots = () => (effectivePause() ? 0 : settings.workers * 2);
 
 function send(frame) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(frame);
 }
 
-function startWorkers() {
-  for (let i = 0; i < threads; i++) {
-    const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunk: null, ready: false };
-    w.worker.onmessage = (event) => onWorkerMessage(w, event.data);
-    w.worker.onerror = (event) => { console.error('worker failed', event.message); };
-    state.workers.push(w);
+function spawnWorker() {
+  const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunk: null, ready: false, retiring: false };
+  w.worker.onmessage = (event) => onWorkerMessage(w, event.data);
+  w.worker.onerror = (event) => console.error('worker failed', event.message);
+  w.worker.postMessage({ type: 'duty', value: settings.duty });
+  state.workers.push(w);
+}
+
+function retire(w) {
+  w.worker.terminate();
+  state.workers = state.workers.filter((x) => x !== w);
+}
+
+/** Grows or shrinks the pool; busy workers finish their chunk first. */
+function applyWorkerCount() {
+  const active = state.workers.filter((w) => !w.retiring);
+  for (let i = active.length; i < settings.workers; i++) spawnWorker();
+  for (const w of active.slice(settings.workers)) {
+    w.retiring = true;
+    if (!w.chunk) retire(w);
   }
+  send(capacity_message(slots()));
+  pump();
 }
 
 function onWorkerMessage(w, msg) {
   if (msg.type === 'ready') { w.ready = true; pump(); render(); return; }
   const chunk = w.chunk;
   w.chunk = null;
-  if (msg.type === 'result' && chunk && chunk.id === msg.id) {
-    if (state.cancelled.delete(chunk.id)) {
-      // Its job was cancelled or the chunk was done elsewhere.
-    } else if (chunk.generation === state.generation) {
-      send(msg.frame);
-      state.factored += chunk.count;
-      state.events.push([performance.now(), chunk.count]);
-    }
+  if (msg.type === 'result' && chunk && chunk.id === msg.id && chunk.generation === state.generation) {
+    send(msg.frame);
+    state.factored += chunk.count;
+    state.events.push([performance.now(), chunk.count]);
   } else if (msg.type === 'error') {
     console.error('factorizer error', msg.message);
     if (chunk) send(release_message([chunk.id]));
   }
+  if (w.retiring) retire(w);
   pump();
   render();
 }
 
 function pump() {
+  if (effectivePause()) return;
   for (const w of state.workers) {
     if (state.queue.length === 0) break;
-    if (w.chunk || !w.ready) continue;
+    if (w.chunk || !w.ready || w.retiring) continue;
     const next = state.queue.shift();
     w.chunk = { id: next.id, count: next.count, generation: state.generation };
-    w.worker.postMessage({ id: next.id, frame: next.frame });
+    w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame });
   }
 }
 
@@ -72,11 +106,11 @@ function connect() {
   const ws = new WebSocket(`${proto}//${location.host}/ws`);
   state.ws = ws;
   state.connection = 'connecting';
-  state.generation = (state.generation || 0) + 1;
+  state.generation += 1;
   render();
   ws.onopen = () => {
     const token = new URLSearchParams(location.search).get('token') || undefined;
-    ws.send(hello_message(slots(), threads, `crowdfactor-page (${navigator.userAgent})`, token));
+    ws.send(hello_message(slots(), settings.workers, `crowdfactor-page (${navigator.userAgent})`, token));
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {
@@ -103,14 +137,19 @@ function onServerMessage(text) {
     case 'assign':
       send(ack_message(msg.chunk_id));
       state.serverIdle = false;
-      state.queue.push({ id: msg.chunk_id, count: msg.numbers.length, frame: text });
-      pump();
+      if (effectivePause()) {
+        send(release_message([msg.chunk_id])); // raced with a pause: hand it back
+      } else {
+        state.queue.push({ id: msg.chunk_id, count: msg.numbers.length, frame: text });
+        pump();
+      }
       break;
     case 'cancel':
       for (const id of msg.chunk_ids) {
-        const before = state.queue.length;
         state.queue = state.queue.filter((c) => c.id !== id);
-        if (state.queue.length === before) state.cancelled.add(id);
+        for (const w of state.workers) {
+          if (w.chunk && w.chunk.id === id) w.worker.postMessage({ type: 'cancel', id });
+        }
       }
       break;
     case 'idle':
@@ -128,15 +167,15 @@ function onServerMessage(text) {
   render();
 }
 
-function setPaused(paused) {
-  state.paused = paused;
-  localStorage.setItem(PAUSE_KEY, paused ? '1' : '0');
+/** Re-evaluates pausing after any setting or condition changes. */
+function updatePause() {
   send(capacity_message(slots()));
-  if (paused && state.queue.length) {
+  if (effectivePause() && state.queue.length) {
     // Hand back what has not started; running chunks finish and are sent.
     send(release_message(state.queue.map((c) => c.id)));
     state.queue = [];
   }
+  pump();
   render();
 }
 
@@ -145,39 +184,103 @@ function rate() {
   state.events = state.events.filter(([t]) => now - t < 10000);
   if (state.events.length === 0) return 0;
   const n = state.events.reduce((s, [, c]) => s + c, 0);
-  const span = Math.max(1000, now - state.events[0][0]);
-  return n / (span / 1000);
+  return n / (Math.max(1000, now - state.events[0][0]) / 1000);
+}
+
+function pauseReason() {
+  if (settings.paused) return 'Paused. Nothing is computed until you resume.';
+  if (settings.pauseHidden && document.hidden) return 'Paused while this tab is hidden.';
+  return 'Paused while on battery.';
 }
 
 function render() {
-  $('toggle').textContent = state.paused ? 'Resume' : 'Pause';
-  $('toggle').setAttribute('aria-pressed', String(state.paused));
+  const paused = effectivePause();
+  $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
+  $('toggle').setAttribute('aria-pressed', String(settings.paused));
   $('conn').textContent = state.connection;
-  $('workers').textContent = String(state.workers.length);
+  $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
   $('rate').textContent = `${Math.round(rate()).toLocaleString('en-US')} /s`;
   const busy = state.workers.filter((w) => w.chunk).length;
-  $('state-text').textContent = state.paused
-    ? 'Paused. Nothing is computed until you resume.'
+  $('state-text').textContent = paused
+    ? pauseReason()
     : state.serverIdle && busy === 0 ? 'Contributing — waiting for work from the server.'
     : `Contributing with ${busy} of ${state.workers.length} workers busy.`;
   const list = $('worker-list');
+  while (list.children.length > state.workers.length) list.lastChild.remove();
   while (list.children.length < state.workers.length) list.appendChild(document.createElement('li'));
   state.workers.forEach((w, i) => {
-    const label = w.chunk ? 'factoring' : state.paused ? 'paused' : 'idle';
+    const label = w.chunk ? (w.retiring ? 'finishing' : 'factoring') : paused ? 'paused' : 'idle';
     list.children[i].textContent = `worker ${i + 1}: ${label}`;
     list.children[i].className = label;
   });
 }
 
+async function refreshProject() {
+  try {
+    const s = await (await fetch('/api/status')).json();
+    const pct = s.numbers_total ? Math.floor((100 * s.numbers_done) / s.numbers_total) : 100;
+    $('project').textContent = s.jobs_active
+      ? `${s.numbers_done.toLocaleString('en-US')} of ${s.numbers_total.toLocaleString('en-US')} numbers done in ${s.jobs_active} active job(s); ${s.workers} worker connection(s).`
+      : `No active jobs right now; ${s.workers} worker connection(s). This tab waits for work.`;
+    $('project-fill').style.width = `${pct}%`;
+    $('project-bar').setAttribute('aria-valuenow', String(pct));
+  } catch {
+    $('project').textContent = 'Project status unavailable.';
+  }
+}
+
+function setupControls() {
+  const count = $('worker-count');
+  for (let i = 1; i <= cores; i++) count.add(new Option(String(i), String(i)));
+  count.value = String(settings.workers);
+  count.addEventListener('change', () => {
+    settings.workers = Number(count.value);
+    store('workers', settings.workers);
+    applyWorkerCount();
+    render();
+  });
+  const duty = $('duty');
+  duty.value = String(settings.duty);
+  duty.addEventListener('change', () => {
+    settings.duty = Number(duty.value);
+    store('duty', settings.duty);
+    for (const w of state.workers) w.worker.postMessage({ type: 'duty', value: settings.duty });
+  });
+  const hidden = $('pause-hidden');
+  hidden.checked = settings.pauseHidden;
+  hidden.addEventListener('change', () => { settings.pauseHidden = hidden.checked; store('pauseHidden', hidden.checked); updatePause(); });
+  document.addEventListener('visibilitychange', updatePause);
+  const battery = $('pause-battery');
+  battery.checked = settings.pauseBattery;
+  battery.addEventListener('change', () => { settings.pauseBattery = battery.checked; store('pauseBattery', battery.checked); updatePause(); });
+  if (navigator.getBattery) {
+    navigator.getBattery().then((b) => {
+      state.batterySupported = true;
+      const update = () => { state.onBattery = !b.charging; updatePause(); };
+      b.addEventListener('chargingchange', update);
+      update();
+    }).catch(() => {});
+  } else {
+    $('battery-note').textContent = '(this browser does not report battery state)';
+  }
+  $('toggle').addEventListener('click', () => {
+    settings.paused = !settings.paused;
+    store('paused', settings.paused);
+    updatePause();
+  });
+}
+
 async function main() {
   $('origin').textContent = location.host;
-  $('cores').textContent = String(threads);
-  $('toggle').addEventListener('click', () => setPaused(!state.paused));
+  $('cores').textContent = String(cores);
+  setupControls();
   await init();
-  startWorkers();
+  for (let i = 0; i < settings.workers; i++) spawnWorker();
   connect();
   setInterval(render, 1000);
+  setInterval(refreshProject, 2000);
+  refreshProject();
   render();
 }
 

@@ -540,17 +540,30 @@ pub(crate) struct Status {
     queued_chunks: usize,
     leased_chunks: usize,
     workers: usize,
+    jobs_active: usize,
+    numbers_total: u64,
+    numbers_done: u64,
     version: &'static str,
 }
 
-pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
+pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, AppError> {
     let g = state.coord.gauges();
-    Json(Status {
+    let active: Vec<JobInfo> = state
+        .coord
+        .store()
+        .jobs()?
+        .into_iter()
+        .filter(|j| !j.cancelled && j.done < j.total)
+        .collect();
+    Ok(Json(Status {
+        jobs_active: active.len(),
+        numbers_total: active.iter().map(|j| j.total).sum(),
+        numbers_done: active.iter().map(|j| j.done).sum(),
         queued_chunks: g.queued,
         leased_chunks: g.leased,
         workers: g.native + g.browser,
         version: env!("CARGO_PKG_VERSION"),
-    })
+    }))
 }
 
 #[cfg(test)]

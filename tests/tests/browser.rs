@@ -71,6 +71,14 @@ async fn chromium() -> (Driver, Client) {
     (driver, client)
 }
 
+/// Saves a screenshot under target/test-output/ for the README.
+async fn save_screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-output");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
 async fn text(client: &Client, id: &str) -> String {
     client
         .find(Locator::Id(id))
@@ -124,6 +132,46 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(text(&client, "conn").await, "connected");
+
+    // Fewer workers and a 25 % duty cycle, changed live: the next job still
+    // completes exactly, done by this tab.
+    client
+        .find(Locator::Id("worker-count"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("duty"))
+        .await
+        .unwrap()
+        .select_by_value("0.25")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while text(&client, "workers").await != "1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "worker count not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let numbers2 = range(1_000_000_000_001, 200, 2);
+    let throttled = server
+        .submit(
+            json!({"range": {"start": "1000000000001", "count": 200, "step": 2}, "chunk_size": 10}),
+        )
+        .await;
+    let job = server.wait_done(&throttled, Duration::from_secs(60)).await;
+    assert_eq!(job["by_kind"]["browser"], 200, "{job}");
+    assert_matches_gnu(&numbers2, &server.results(&throttled).await);
+    let items = client
+        .find_all(Locator::Css("#worker-list li"))
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    save_screenshot(&client, "page.png").await;
 
     // Pause is remembered across a reload and stops work; Resume restarts it.
     client

@@ -59,6 +59,61 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
     .encode())
 }
 
+/// A chunk being factored a slice at a time, so a Web Worker can pause
+/// between slices (CPU duty cycle) and answer messages in between.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct ChunkJob {
+    chunk_id: u64,
+    numbers: Vec<u128>,
+    results: Vec<Factored>,
+}
+
+#[wasm_bindgen]
+impl ChunkJob {
+    /// Starts on the chunk of an `assign` frame.
+    #[wasm_bindgen(constructor)]
+    pub fn new(assign_json: &str) -> Result<ChunkJob, JsError> {
+        let ServerMessage::Assign(a) = ServerMessage::decode(assign_json, MAX_FRAME)
+            .map_err(|e| JsError::new(&Error::Decode(e).to_string()))?
+        else {
+            return Err(JsError::new(&Error::NotAssign.to_string()));
+        };
+        Ok(ChunkJob {
+            chunk_id: a.chunk_id,
+            results: Vec::with_capacity(a.numbers.len()),
+            numbers: a.numbers,
+        })
+    }
+
+    /// Factors up to `count` more numbers; returns true when all are done.
+    pub fn step(&mut self, count: u32) -> bool {
+        let start = self.results.len();
+        let end = (start + count.max(1) as usize).min(self.numbers.len());
+        for &n in &self.numbers[start..end] {
+            self.results.push(Factored {
+                n,
+                factors: crowdfactor_factor::factor(n),
+            });
+        }
+        self.results.len() == self.numbers.len()
+    }
+
+    /// Numbers in the chunk.
+    pub fn total(&self) -> u32 {
+        self.numbers.len() as u32
+    }
+
+    /// The `result` frame (call once `step` returned true).
+    pub fn finish(self) -> String {
+        ClientMessage::Result(ChunkResult {
+            chunk_id: self.chunk_id,
+            results: self.results,
+        })
+        .encode()
+    }
+}
+
 /// JS: factors the chunk in an `assign` frame; returns the `result` frame to send.
 #[wasm_bindgen]
 pub fn factor_chunk(assign_json: &str) -> Result<String, JsError> {

@@ -52,3 +52,17 @@ fn semiprime_and_prime_square_near_2_64() {
     let (a, b) = (4294967291u128, 4294967279u128);
     assert_eq!(crowdfactor_factor::factor(a * b), vec![b, a]);
 }
+
+#[wasm_bindgen_test]
+fn a_chunk_factored_in_slices_gives_the_same_frame() {
+    let assign = r#"{"type":"assign","chunk_id":9,"job_id":"1","numbers":["12","1000000000001","97","1","340282366920938463463374607431768211455"]}"#;
+    let mut job = crowdfactor_wasm::ChunkJob::new(assign).expect("assign");
+    assert_eq!(job.total(), 5);
+    assert!(!job.step(2));
+    assert!(!job.step(2));
+    assert!(job.step(2));
+    assert_eq!(
+        job.finish(),
+        crowdfactor_wasm::factor_assignment(assign).expect("whole")
+    );
+}
