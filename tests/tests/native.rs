@@ -380,3 +380,40 @@ async fn metrics_and_connection_limits() {
     drop(second);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_hands_back_work_and_exits_zero() {
+    let server = TestServer::start(Config::default()).await;
+    let numbers = semiprimes(800, 31, 5);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server
+        .submit(json!({"numbers": list, "chunk_size": 4}))
+        .await;
+    let mut first = WorkerProc::spawn(&server, &["--threads", "2"]);
+    let start = std::time::Instant::now();
+    while server.job(&id).await["done"].as_u64().unwrap() < 40 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = first.0.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        first.wait(Duration::from_secs(20)),
+        Some(0),
+        "Ctrl-C exits 0 after finishing or handing back"
+    );
+    let done_at_exit = server.job(&id).await["done"].as_u64().unwrap();
+    assert!(done_at_exit < 800, "job finished before Ctrl-C took effect");
+    let _second = WorkerProc::spawn(&server, &["--threads", "2"]);
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job["by_kind"]["native"], 800,
+        "nothing lost or counted twice: {job}"
+    );
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    server.shutdown().await;
+}

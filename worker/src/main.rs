@@ -23,8 +23,11 @@ use tracing_subscriber::EnvFilter;
 ///   crowdfactor-worker factor 999999999999 12
 ///   seq 1000 2000 | crowdfactor-worker factor --threads 2
 ///
-/// Exit codes: 0 success (or idle with --exit-when-idle); 1 invalid numbers
-/// given to `factor`; 2 bad command line.
+/// Ctrl-C hands back the chunks not started, finishes the ones in progress,
+/// and exits 0; a second Ctrl-C quits at once (the server requeues).
+///
+/// Exit codes: 0 success (idle with --exit-when-idle, or Ctrl-C); 1 invalid
+/// numbers given to `factor`; 2 bad command line; 130 second Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {
@@ -44,6 +47,9 @@ struct Args {
     /// Worker token, if the coordinator requires one (its --worker-token).
     #[arg(long, env = "CROWDFACTOR_WORKER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CPU share each compute thread may use, 1-100 (sleeps between slices).
+    #[arg(long, env = "CROWDFACTOR_CPU_PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    cpu_percent: u8,
     /// Exit with status 0 once the coordinator has no work left for this worker.
     #[arg(long)]
     exit_when_idle: bool,
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         name: args.name,
         exit_when_idle: args.exit_when_idle,
         token: args.token,
+        cpu_percent: args.cpu_percent,
         min_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(30),
     };

@@ -22,6 +22,8 @@ pub struct Options {
     pub name: Option<String>,
     pub exit_when_idle: bool,
     pub token: Option<String>,
+    /// CPU share per compute thread, 1..=100.
+    pub cpu_percent: u8,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -52,13 +54,26 @@ enum End {
 pub async fn run(opts: Options) -> ExitCode {
     let compute = Arc::new(Semaphore::new(opts.threads));
     let mut delay = opts.min_backoff;
-    let mut stats = Stats::default();
-    loop {
+    let mut stats = Stats {
+        progress: progress_bar(),
+        ..Stats::default()
+    };
+    // First Ctrl-C: drain (hand back what has not started, finish the rest).
+    // Second Ctrl-C: quit at once; the server requeues what we held.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let interrupts = tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::warn!("Ctrl-C: finishing the chunks in progress and handing back the rest (Ctrl-C again quits at once)");
+        let _ = drain_tx.send(true);
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    let code = loop {
+        if *drain_rx.borrow() {
+            break ExitCode::SUCCESS;
+        }
         let started = Instant::now();
-        let outcome = tokio::select! {
-            r = session(&opts, &compute, &mut stats) => r,
-            _ = tokio::signal::ctrl_c() => Ok(End::Interrupted),
-        };
+        let outcome = session(&opts, &compute, &mut stats, drain_rx.clone()).await;
         match outcome {
             Ok(End::Idle) => {
                 tracing::info!(
@@ -86,26 +101,47 @@ pub async fn run(opts: Options) -> ExitCode {
                 // Jitter spreads reconnects of many workers after a server restart.
                 let wait = delay.mul_f64(0.5 + fastrand::f64());
                 tracing::warn!(server = %opts.server, error = %e, retry_in = ?wait, "disconnected");
+                let mut drain = drain_rx.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+                    _ = drain.changed() => {}
                 }
                 delay = (delay * 2).min(opts.max_backoff);
             }
         }
+    };
+    interrupts.abort();
+    if let Some(pb) = &stats.progress {
+        pb.finish();
     }
+    code
+}
+
+/// A live status line when stderr is a terminal; plain log lines otherwise.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    let style = indicatif::ProgressStyle::with_template("{spinner} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    pb.set_style(style);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    Some(pb)
 }
 
 #[derive(Debug, Default)]
 struct Stats {
     numbers: u64,
     chunks: u64,
+    progress: Option<indicatif::ProgressBar>,
 }
 
 async fn session(
     opts: &Options,
     compute: &Arc<Semaphore>,
     stats: &mut Stats,
+    mut drain: tokio::sync::watch::Receiver<bool>,
 ) -> Result<End, SessionError> {
     let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
         .await
@@ -145,9 +181,14 @@ async fn session(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ChunkId, Vec<Factored>)>();
     let mut inflight: HashSet<ChunkId> = HashSet::new();
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
+    // Chunks whose computation has begun (the rest can be handed back).
+    let started = Arc::new(std::sync::Mutex::new(HashSet::<ChunkId>::new()));
+    let mut draining = false;
+    let cpu = opts.cpu_percent.clamp(1, 100);
     let mut heartbeat =
         tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(100, 60_000)));
-    let mut report = tokio::time::interval(Duration::from_secs(10));
+    let every = if stats.progress.is_some() { 1 } else { 10 };
+    let mut report = tokio::time::interval(Duration::from_secs(every));
     let mut last_report = (Instant::now(), stats.numbers);
     loop {
         tokio::select! {
@@ -162,12 +203,24 @@ async fn session(
                 match ServerMessage::decode(&text, DEFAULT_MAX_MESSAGE_BYTES)? {
                     ServerMessage::Assign(a) => {
                         sink.send(Message::text(ClientMessage::Ack { chunk_id: a.chunk_id }.encode())).await?;
+                        if draining {
+                            let release = ClientMessage::Release { chunk_ids: vec![a.chunk_id] };
+                            sink.send(Message::text(release.encode())).await?;
+                            continue;
+                        }
                         inflight.insert(a.chunk_id);
-                        let (compute, done_tx) = (compute.clone(), done_tx.clone());
+                        let (compute, done_tx, started) = (compute.clone(), done_tx.clone(), started.clone());
                         tokio::spawn(async move {
                             let Ok(_permit) = compute.acquire_owned().await else { return };
+                            {
+                                let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
+                                // Handed back while waiting for a thread: skip it.
+                                if !s.insert(a.chunk_id) {
+                                    return;
+                                }
+                            }
                             let numbers = a.numbers;
-                            let results = tokio::task::spawn_blocking(move || factor_chunk(numbers)).await;
+                            let results = tokio::task::spawn_blocking(move || factor_chunk(numbers, cpu)).await;
                             if let Ok(results) = results {
                                 let _ = done_tx.send((a.chunk_id, results));
                             }
@@ -205,6 +258,29 @@ async fn session(
                 stats.chunks += 1;
                 let msg = ClientMessage::Result(ChunkResult { chunk_id, results });
                 sink.send(Message::text(msg.encode())).await?;
+                if draining && inflight.is_empty() {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(End::Interrupted);
+                }
+            }
+            _ = drain.changed(), if !draining => {
+                draining = true;
+                sink.send(Message::text(ClientMessage::Capacity { slots: 0 }.encode())).await?;
+                // Hand back every chunk no thread has begun; mark them so they never start.
+                let unstarted: Vec<ChunkId> = {
+                    let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
+                    inflight.iter().copied().filter(|id| s.insert(*id)).collect()
+                };
+                for id in &unstarted {
+                    inflight.remove(id);
+                }
+                if !unstarted.is_empty() {
+                    sink.send(Message::text(ClientMessage::Release { chunk_ids: unstarted }.encode())).await?;
+                }
+                if inflight.is_empty() {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(End::Interrupted);
+                }
             }
             _ = heartbeat.tick() => {
                 sink.send(Message::text(ClientMessage::Heartbeat.encode())).await?;
@@ -212,8 +288,13 @@ async fn session(
             _ = report.tick() => {
                 let (t0, n0) = last_report;
                 let dn = stats.numbers - n0;
-                if dn > 0 {
-                    let rate = dn as f64 / t0.elapsed().as_secs_f64();
+                let rate = dn as f64 / t0.elapsed().as_secs_f64();
+                if let Some(pb) = &stats.progress {
+                    pb.set_message(format!(
+                        "{} numbers factored · {rate:.0}/s · {} chunks · {} in hand · {}",
+                        stats.numbers, stats.chunks, inflight.len(), opts.server
+                    ));
+                } else if dn > 0 {
                     tracing::info!(numbers = stats.numbers, chunks = stats.chunks, rate = format!("{rate:.0}/s"), "progress");
                 }
                 last_report = (Instant::now(), stats.numbers);
@@ -222,12 +303,24 @@ async fn session(
     }
 }
 
-fn factor_chunk(numbers: Vec<u128>) -> Vec<Factored> {
-    numbers
-        .into_iter()
-        .map(|n| Factored {
+/// Factors a chunk; below 100 % CPU it sleeps between slices so that
+/// work / (work + sleep) matches `cpu_percent`.
+fn factor_chunk(numbers: Vec<u128>, cpu_percent: u8) -> Vec<Factored> {
+    let mut out = Vec::with_capacity(numbers.len());
+    let mut slice_start = Instant::now();
+    for n in numbers {
+        out.push(Factored {
             n,
             factors: crowdfactor_factor::factor(n),
-        })
-        .collect()
+        });
+        if cpu_percent < 100 {
+            let worked = slice_start.elapsed();
+            if worked >= Duration::from_millis(10) {
+                let idle = worked.mul_f64((100 - cpu_percent) as f64 / cpu_percent as f64);
+                std::thread::sleep(idle);
+                slice_start = Instant::now();
+            }
+        }
+    }
+    out
 }
