@@ -594,6 +594,42 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+
+        /// Arbitrary bodies never panic the parser; they parse or give a 400.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_job(&body, &crate::Config::default());
+        }
+
+        /// Lists of valid numbers, as strings or integers, parse to exactly those numbers.
+        #[test]
+        fn valid_lists_parse_exactly(numbers in proptest::collection::vec(1u128.., 1..50), as_ints in proptest::prelude::any::<bool>()) {
+            let items: Vec<String> = numbers
+                .iter()
+                .map(|n| if as_ints { n.to_string() } else { format!("\"{n}\"") })
+                .collect();
+            let body = format!("{{\"numbers\": [{}]}}", items.join(","));
+            let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).unwrap();
+            proptest::prop_assert_eq!(job.numbers, numbers);
+        }
+
+        /// Ranges parse to start + i*step, or are refused when they pass 2^128.
+        #[test]
+        fn ranges_parse_or_refuse(start in 1u128.., count in 1u64..200, step in 1u128..(1 << 100)) {
+            let body = format!("{{\"range\": {{\"start\": \"{start}\", \"count\": {count}, \"step\": \"{step}\"}}}}");
+            let last = (count as u128 - 1).checked_mul(step).and_then(|s| start.checked_add(s));
+            match parse_job(body.as_bytes(), &crate::Config::default()) {
+                Ok(job) => {
+                    proptest::prop_assert_eq!(job.numbers.len() as u64, count);
+                    proptest::prop_assert_eq!(job.numbers.last().copied(), last);
+                }
+                Err(_) => proptest::prop_assert!(last.is_none()),
+            }
+        }
+    }
+
     #[test]
     fn names_the_bad_item() {
         for (body, item) in [

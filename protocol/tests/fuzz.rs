@@ -1,0 +1,73 @@
+//! Property-based fuzzing of the message decoder: arbitrary bytes, and valid
+//! messages with random mutations, never panic; valid messages round-trip.
+#![allow(clippy::unwrap_used)]
+
+use crowdfactor_protocol::*;
+use proptest::prelude::*;
+
+fn factored() -> impl Strategy<Value = Factored> {
+    (
+        any::<u128>(),
+        proptest::collection::vec(any::<u128>(), 0..6),
+    )
+        .prop_map(|(n, factors)| Factored { n, factors })
+}
+
+fn client_message() -> impl Strategy<Value = ClientMessage> {
+    prop_oneof![
+        (
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of("[a-z]{0,8}")
+        )
+            .prop_map(|(slots, threads, name)| {
+                ClientMessage::Hello(Hello {
+                    protocol: PROTOCOL_VERSION,
+                    kind: WorkerKind::Native,
+                    slots,
+                    threads,
+                    name,
+                    agent: "fuzz".into(),
+                    token: None,
+                })
+            }),
+        (0u64..1 << 53).prop_map(|chunk_id| ClientMessage::Ack { chunk_id }),
+        Just(ClientMessage::Heartbeat),
+        any::<u32>().prop_map(|slots| ClientMessage::Capacity { slots }),
+        proptest::collection::vec(0u64..1 << 53, 0..5)
+            .prop_map(|chunk_ids| ClientMessage::Release { chunk_ids }),
+        ((0u64..1 << 53), proptest::collection::vec(factored(), 0..5)).prop_map(
+            |(chunk_id, results)| ClientMessage::Result(ChunkResult { chunk_id, results })
+        ),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in ".{0,300}") {
+        let _ = ClientMessage::decode(&text, 1 << 20);
+        let _ = ServerMessage::decode(&text, 1 << 20);
+    }
+
+    #[test]
+    fn valid_messages_round_trip(msg in client_message()) {
+        let text = msg.encode();
+        prop_assert_eq!(ClientMessage::decode(&text, 1 << 24).unwrap(), msg);
+    }
+
+    #[test]
+    fn mutated_messages_decode_or_fail_cleanly(msg in client_message(), pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        let mut bytes = msg.encode().into_bytes();
+        let i = pos.index(bytes.len());
+        bytes[i] = byte;
+        bytes.truncate(cut.index(bytes.len() + 1).max(1));
+        if let Ok(text) = String::from_utf8(bytes) {
+            match ClientMessage::decode(&text, 1 << 24) {
+                Ok(m) => { let _ = m.encode(); }
+                Err(e) => prop_assert!(matches!(e.code(), ErrorCode::BadMessage)),
+            }
+        }
+    }
+}
