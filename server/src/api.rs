@@ -611,7 +611,7 @@ mod tests {
                 .map(|n| if as_ints { n.to_string() } else { format!("\"{n}\"") })
                 .collect();
             let body = format!("{{\"numbers\": [{}]}}", items.join(","));
-            let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).unwrap();
+            let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).expect("a valid list parses");
             proptest::prop_assert_eq!(job.numbers, numbers);
         }
 
