@@ -43,3 +43,83 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         "{out:?}"
     );
 }
+
+#[test]
+fn owner_cli_submits_watches_fetches_and_cancels() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut srv = server()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--in-memory",
+            "--token",
+            "t0k",
+        ])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let cli = |args: &[&str]| {
+        server()
+            .args(args)
+            .env("CROWDFACTOR_URL", &url)
+            .env("CROWDFACTOR_TOKEN", "t0k")
+            .output()
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    while cli(&["jobs"]).status.code() != Some(0) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let bad = cli(&["submit", "12", "x1"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("numbers[1]"));
+    let ok = cli(&["submit", "12", "1000000000001", "97"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
+    // No worker yet: cancel works on the queued job.
+    let second = cli(&["submit", "--range", "999999999999", "20", "--step", "2"]);
+    let second_id = String::from_utf8_lossy(&second.stdout).trim().to_owned();
+    assert_eq!(cli(&["cancel", &second_id]).status.code(), Some(0));
+    // A worker finishes the first job; watch returns once it is done.
+    let mut worker = Command::new(
+        env!("CARGO_BIN_EXE_crowdfactor-server")
+            .replace("crowdfactor-server", "crowdfactor-worker"),
+    )
+    .args([
+        "--server",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--threads",
+        "1",
+    ])
+    .env("RUST_LOG", "warn")
+    .spawn();
+    if let Ok(w) = &mut worker {
+        assert_eq!(cli(&["watch", &id]).status.code(), Some(0));
+        let csv = cli(&["results", &id, "--format", "csv"]);
+        assert_eq!(
+            String::from_utf8_lossy(&csv.stdout),
+            "n,factors\n12,2 2 3\n1000000000001,73 137 99990001\n97,97\n"
+        );
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let wrong = server()
+        .args(["jobs", "--api-token", "nope"])
+        .env("CROWDFACTOR_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(3));
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let down = cli(&["jobs"]);
+    assert_eq!(down.status.code(), Some(4));
+}

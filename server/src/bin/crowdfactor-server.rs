@@ -1,4 +1,8 @@
-//! `crowdfactor-server`: the coordinator binary. All logic lives in the library.
+//! `crowdfactor-server`: the coordinator binary (all serving logic lives in
+//! the library) and the job owner's client subcommands.
+#![allow(clippy::print_stdout)] // the client subcommands print their answers
+
+mod client;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,13 +18,24 @@ use tracing_subscriber::EnvFilter;
 /// Open http://<listen>/ in a browser to contribute from that machine; run
 /// `crowdfactor-worker --server ws://<listen>/ws` on headless ones.
 ///
+/// Without a subcommand it serves; the subcommands talk to a running server.
+///
 /// Examples:
-///   crowdfactor-server
-///   crowdfactor-server --listen 0.0.0.0:8080 --chunk-size 100
-///   curl -X POST localhost:8080/api/jobs -d '{"numbers": ["999999999999"]}'
+///   crowdfactor-server                                  # serve on 127.0.0.1:8080
+///   crowdfactor-server --listen 0.0.0.0:8080 --db /var/lib/crowdfactor.db
+///   crowdfactor-server submit --range 999999999999 1000 --step 2 --watch
+///   crowdfactor-server results 1 --format csv -o factors.csv
+///
+/// Exit codes: 0 success; 1 cannot listen, open the database or read a
+/// local file; 2 bad command line; 3 the server refused the request (bad
+/// input, unknown job, wrong token); 4 the server could not be reached.
 #[derive(Debug, Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<client::Command>,
+    #[command(flatten)]
+    conn: client::Conn,
     /// Address to listen on.
     #[arg(long, env = "CROWDFACTOR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -65,7 +80,10 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(cmd) = args.command.take() {
+        return ExitCode::from(client::run(args.conn, cmd).await);
+    }
     let config = match (
         secs(args.lease_timeout, "lease-timeout"),
         secs(args.ack_timeout, "ack-timeout"),

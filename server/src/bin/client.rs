@@ -1,0 +1,365 @@
+//! The job owner's side of `crowdfactor-server`: submit, list, watch, fetch
+//! results and cancel, over the HTTP API.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+/// Exit code for "the server said no" (bad request, unknown job, 401).
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code for "the server could not be reached".
+pub const EXIT_UNREACHABLE: u8 = 4;
+
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// Base URL of the coordinator.
+    #[arg(
+        long,
+        env = "CROWDFACTOR_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// API token (default: CROWDFACTOR_TOKEN, else ./crowdfactor.db.token).
+    #[arg(
+        long = "api-token",
+        env = "CROWDFACTOR_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit a job: numbers as arguments, from a file (or - for stdin), or a range.
+    ///
+    /// Examples:
+    ///   crowdfactor-server submit 999999999999 1000000000001
+    ///   crowdfactor-server submit --file numbers.txt --chunk-size 100
+    ///   crowdfactor-server submit --range 999999999999 1000 --step 2 --watch
+    #[command(verbatim_doc_comment)]
+    Submit {
+        /// Numbers to factor.
+        numbers: Vec<String>,
+        /// Read whitespace-separated numbers from this file (- for stdin).
+        #[arg(long, conflicts_with = "numbers")]
+        file: Option<PathBuf>,
+        /// A range: START COUNT.
+        #[arg(long, num_args = 2, value_names = ["START", "COUNT"], conflicts_with_all = ["numbers", "file"])]
+        range: Option<Vec<String>>,
+        /// Step of --range.
+        #[arg(long, default_value = "1", requires = "range")]
+        step: String,
+        /// Numbers per chunk.
+        #[arg(long)]
+        chunk_size: Option<u32>,
+        /// Priority (-1000..1000, higher first).
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Then watch it until done.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// List jobs.
+    Jobs,
+    /// Show a job's progress until it is done (a progress bar on a terminal).
+    Watch {
+        /// The job id.
+        id: String,
+    },
+    /// Fetch a job's results.
+    ///
+    /// Examples:
+    ///   crowdfactor-server results 3
+    ///   crowdfactor-server results 3 --format csv --output factors.csv
+    #[command(verbatim_doc_comment)]
+    Results {
+        /// The job id.
+        id: String,
+        /// json, ndjson or csv.
+        #[arg(long, default_value = "json", value_parser = ["json", "ndjson", "csv"])]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("cannot reach {url}: {source} (is crowdfactor-server running? set --url)")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(conn: &Conn) -> Self {
+        let token = conn.api_token.clone().or_else(|| {
+            std::fs::read_to_string("crowdfactor.db.token")
+                .ok()
+                .map(|t| t.trim().to_owned())
+        });
+        Api {
+            http: reqwest::Client::new(),
+            base: conn.url.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|source| CliError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let msg = body["error"]["message"]
+            .as_str()
+            .unwrap_or("no details")
+            .to_owned();
+        let hint = if status.as_u16() == 401 {
+            " (pass --api-token or set CROWDFACTOR_TOKEN; the server stores it in <db>.token)"
+        } else {
+            ""
+        };
+        Err(CliError::Refused(format!(
+            "the server answered {status}: {msg}{hint}"
+        )))
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Value, CliError> {
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| CliError::Refused(format!("unexpected answer: {e}")))
+    }
+}
+
+fn line(job: &Value) -> String {
+    format!(
+        "{:>6}  {:<9} {:>12} / {:<12} priority {}",
+        job["id"].as_str().unwrap_or("?"),
+        job["state"].as_str().unwrap_or("?"),
+        job["done"],
+        job["total"],
+        job["priority"]
+    )
+}
+
+/// Runs one subcommand; returns the exit code.
+pub async fn run(conn: Conn, cmd: Command) -> u8 {
+    let api = Api::new(&conn);
+    let outcome = match cmd {
+        Command::Submit {
+            numbers,
+            file,
+            range,
+            step,
+            chunk_size,
+            priority,
+            watch,
+        } => {
+            submit(
+                &api, numbers, file, range, step, chunk_size, priority, watch,
+            )
+            .await
+        }
+        Command::Jobs => jobs(&api).await,
+        Command::Watch { id } => watch_job(&api, &id).await,
+        Command::Results { id, format, output } => results(&api, &id, &format, output).await,
+        Command::Cancel { id } => cancel(&api, &id).await,
+    };
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("crowdfactor-server: {e}");
+            match e {
+                CliError::Unreachable { .. } => EXIT_UNREACHABLE,
+                CliError::Refused(_) => EXIT_REFUSED,
+                CliError::Local(_) => 1,
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn submit(
+    api: &Api,
+    numbers: Vec<String>,
+    file: Option<PathBuf>,
+    range: Option<Vec<String>>,
+    step: String,
+    chunk_size: Option<u32>,
+    priority: Option<i32>,
+    watch: bool,
+) -> Result<(), CliError> {
+    let mut body = match (range, file) {
+        (Some(r), _) => {
+            json!({"range": {"start": r[0], "count": r[1].parse::<u64>().map_err(|_| CliError::Local(format!("range COUNT {:?} is not a whole number", r[1])))?, "step": step}})
+        }
+        (None, Some(path)) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&path)
+            }
+            .map_err(|e| CliError::Local(format!("cannot read {}: {e}", path.display())))?;
+            let list: Vec<&str> = text.split_ascii_whitespace().collect();
+            json!({ "numbers": list })
+        }
+        (None, None) if !numbers.is_empty() => json!({ "numbers": numbers }),
+        (None, None) => {
+            return Err(CliError::Local(
+                "nothing to submit: give numbers, --file FILE or --range START COUNT".into(),
+            ))
+        }
+    };
+    if let Some(c) = chunk_size {
+        body["chunk_size"] = json!(c);
+    }
+    if let Some(p) = priority {
+        body["priority"] = json!(p);
+    }
+    let resp = api
+        .send(api.http.post(format!("{}/api/jobs", api.base)).json(&body))
+        .await?;
+    let job: Value = resp
+        .json()
+        .await
+        .map_err(|e| CliError::Refused(e.to_string()))?;
+    let id = job["id"].as_str().unwrap_or("?").to_owned();
+    println!("{id}");
+    eprintln!(
+        "submitted job {id}: {} numbers in {} chunks",
+        job["total"], job["chunks"]
+    );
+    if watch {
+        watch_job(api, &id).await?;
+    }
+    Ok(())
+}
+
+async fn jobs(api: &Api) -> Result<(), CliError> {
+    let list = api.get_json("/api/jobs").await?;
+    let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+    if jobs.is_empty() {
+        eprintln!("no jobs yet; submit one with `crowdfactor-server submit`");
+    }
+    for job in &jobs {
+        println!("{}", line(job));
+    }
+    Ok(())
+}
+
+async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
+    let job = api.get_json(&format!("/api/jobs/{id}")).await?;
+    let total = job["total"].as_u64().unwrap_or(0);
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = indicatif::ProgressBar::new(total);
+    if tty {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} numbers  {per_sec}  eta {eta}  {msg}",
+        ) {
+            bar.set_style(style);
+        }
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last_print = std::time::Instant::now();
+    loop {
+        let job = api.get_json(&format!("/api/jobs/{id}")).await?;
+        let done = job["done"].as_u64().unwrap_or(0);
+        let state = job["state"].as_str().unwrap_or("?").to_owned();
+        bar.set_position(done);
+        bar.set_message(state.clone());
+        if !tty && (last_print.elapsed() > Duration::from_secs(5) || state != "running") {
+            eprintln!("job {id}: {state}, {done} of {total} numbers");
+            last_print = std::time::Instant::now();
+        }
+        match state.as_str() {
+            "done" => {
+                bar.finish();
+                return Ok(());
+            }
+            "cancelled" => {
+                bar.abandon();
+                return Err(CliError::Refused(format!("job {id} was cancelled")));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn results(
+    api: &Api,
+    id: &str,
+    format: &str,
+    output: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let resp = api
+        .send(api.http.get(format!(
+            "{}/api/jobs/{id}/results?format={format}",
+            api.base
+        )))
+        .await?;
+    let mut sink: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| CliError::Local(format!("cannot create {}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    // Streamed to the output as it arrives: large jobs never sit in memory.
+    let mut stream = resp.bytes_stream();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| CliError::Refused(format!("the download broke off: {e}")))?;
+        sink.write_all(&piece)
+            .map_err(|e| CliError::Local(e.to_string()))?;
+    }
+    if format == "json" {
+        sink.write_all(b"\n")
+            .map_err(|e| CliError::Local(e.to_string()))?;
+    }
+    sink.flush().map_err(|e| CliError::Local(e.to_string()))?;
+    Ok(())
+}
+
+async fn cancel(api: &Api, id: &str) -> Result<(), CliError> {
+    let resp = api
+        .send(api.http.delete(format!("{}/api/jobs/{id}", api.base)))
+        .await?;
+    let job: Value = resp
+        .json()
+        .await
+        .map_err(|e| CliError::Refused(e.to_string()))?;
+    println!("{}", line(&job));
+    Ok(())
+}
