@@ -415,6 +415,97 @@ pub(crate) struct ResultsQuery {
 /// Bytes buffered before a piece of the response is handed to the socket.
 const STREAM_PIECE: usize = 64 << 10;
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobPatch {
+    priority: i32,
+}
+
+/// `PATCH /api/jobs/<id>` with `{"priority": n}`.
+pub(crate) async fn patch_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<JobPatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<JobView>, AppError> {
+    let Json(patch) = body.map_err(|e| {
+        bad(
+            "bad_json",
+            None,
+            format!("{e}; expected {{\"priority\": 5}}"),
+        )
+    })?;
+    if !(-1000..=1000).contains(&patch.priority) {
+        return Err(bad(
+            "invalid_priority",
+            Some("priority".into()),
+            "priority must be between -1000 and 1000",
+        ));
+    }
+    let jid = job_id(&id)?;
+    let coord = state.coord.clone();
+    let info = tokio::task::spawn_blocking(move || coord.set_priority(jid, patch.priority))
+        .await
+        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??
+        .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+    Ok(Json(view(&state, info)))
+}
+
+#[derive(Serialize)]
+pub(crate) struct WorkerList {
+    workers: Vec<crate::coordinator::WorkerView>,
+}
+
+/// `GET /api/workers`: connected workers with their live rates.
+pub(crate) async fn list_workers(State(state): State<Arc<AppState>>) -> Json<WorkerList> {
+    Json(WorkerList {
+        workers: state.coord.workers(),
+    })
+}
+
+/// `GET /api/events`: a server-sent event every second with jobs, workers
+/// and the total of numbers factored, for the dashboard.
+pub(crate) async fn events(
+    State(state): State<Arc<AppState>>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    let tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let stream = futures_util::stream::unfold((state, tick), |(state, mut tick)| async move {
+        tick.tick().await;
+        let snapshot = {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || snapshot(&st))
+                .await
+                .ok()
+                .flatten()
+        };
+        let event =
+            axum::response::sse::Event::default().data(snapshot.unwrap_or_else(|| "{}".into()));
+        Some((Ok(event), (state, tick)))
+    });
+    axum::response::sse::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default())
+}
+
+fn snapshot(state: &AppState) -> Option<String> {
+    let jobs: Vec<JobView> = match state.coord.store().jobs() {
+        Ok(jobs) => jobs.into_iter().map(|j| view(state, j)).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading jobs for the dashboard failed");
+            return None;
+        }
+    };
+    let g = state.coord.gauges();
+    let body = serde_json::json!({
+        "time_ms": crate::store::now_ms(),
+        "numbers_factored": state.coord.metrics.numbers.load(std::sync::atomic::Ordering::Relaxed),
+        "queued_chunks": g.queued,
+        "leased_chunks": g.leased,
+        "workers": state.coord.workers(),
+        "jobs": jobs,
+    });
+    Some(body.to_string())
+}
+
 pub(crate) async fn job_results(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

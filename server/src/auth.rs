@@ -57,12 +57,20 @@ pub(crate) async fn require_api_token(
     let Some(want) = state.config.api_token.as_deref() else {
         return next.run(req).await;
     };
+    // EventSource cannot set headers, so `?token=` is accepted as well.
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_owned)
+    });
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(|t| t.trim().to_owned())
+        .or(from_query);
+    let given = given.as_deref();
     match given {
         Some(t) if token_matches(t, want) => next.run(req).await,
         _ => {

@@ -102,6 +102,43 @@ struct Conn {
     last_seen: Instant,
     strikes: u32,
     tx: mpsc::Sender<ServerMessage>,
+    name: String,
+    threads: u32,
+    connected: Instant,
+    chunks_done: u64,
+    numbers_done: u64,
+    /// (when, numbers) of recent accepted results, for the live rate.
+    recent: VecDeque<(Instant, u64)>,
+}
+
+/// How far back a worker's live rate looks.
+const RATE_WINDOW: Duration = Duration::from_secs(15);
+
+/// A connected worker as the dashboard shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerView {
+    /// Connection id.
+    pub id: ConnId,
+    /// `native` or `browser`.
+    pub kind: &'static str,
+    /// Name given by the worker (`--name`), if any.
+    pub name: String,
+    /// Compute threads or Web Workers.
+    pub threads: u32,
+    /// Chunks it may hold at once (0: paused).
+    pub slots: u32,
+    /// Chunks it holds now.
+    pub holding: usize,
+    /// Chunks and numbers accepted from it.
+    pub chunks_done: u64,
+    /// Numbers accepted from it.
+    pub numbers_done: u64,
+    /// Numbers per second over the last 15 s.
+    pub rate: f64,
+    /// Wrong results so far.
+    pub strikes: u32,
+    /// Seconds since it connected.
+    pub connected_secs: u64,
 }
 
 /// Point-in-time values for `/metrics`.
@@ -257,9 +294,85 @@ impl Coordinator {
                 last_seen: Instant::now(),
                 strikes: 0,
                 tx,
+                name: String::new(),
+                threads: 0,
+                connected: Instant::now(),
+                chunks_done: 0,
+                numbers_done: 0,
+                recent: VecDeque::new(),
             },
         );
         id
+    }
+
+    /// Records what the worker said about itself in `hello`.
+    pub fn describe(&self, conn: ConnId, name: Option<&str>, threads: u32) {
+        if let Some(c) = self.lock().conns.get_mut(&conn) {
+            c.name = name.unwrap_or_default().chars().take(64).collect();
+            c.threads = threads;
+        }
+    }
+
+    /// Connected workers, for the dashboard.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let now = Instant::now();
+        let st = self.lock();
+        let mut out: Vec<WorkerView> = st
+            .conns
+            .iter()
+            .map(|(id, c)| {
+                let recent: u64 = c
+                    .recent
+                    .iter()
+                    .filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW)
+                    .map(|(_, n)| n)
+                    .sum();
+                let span = now
+                    .duration_since(c.connected)
+                    .min(RATE_WINDOW)
+                    .as_secs_f64()
+                    .max(1.0);
+                WorkerView {
+                    id: *id,
+                    kind: c.kind.as_str(),
+                    name: c.name.clone(),
+                    threads: c.threads,
+                    slots: c.slots,
+                    holding: c.held.len(),
+                    chunks_done: c.chunks_done,
+                    numbers_done: c.numbers_done,
+                    rate: recent as f64 / span,
+                    strikes: c.strikes,
+                    connected_secs: now.duration_since(c.connected).as_secs(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|w| w.id);
+        out
+    }
+
+    /// Changes a job's priority; its queued chunks move accordingly.
+    pub fn set_priority(&self, job: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
+        let Some(old) = self.store.job(job)? else {
+            return Ok(None);
+        };
+        let info = self.store.set_priority(job, priority)?;
+        {
+            let mut st = self.lock();
+            if let Some(q) = st.queue.remove(&(Reverse(old.priority), job)) {
+                st.queue
+                    .entry((Reverse(priority), job))
+                    .or_default()
+                    .extend(q);
+            }
+            for open in st.open.values_mut() {
+                if open.work.job == job {
+                    open.work.priority = priority;
+                }
+            }
+        }
+        self.bump();
+        Ok(info)
     }
 
     /// Forgets a connection and requeues everything it held, at the front.
@@ -397,6 +510,7 @@ impl Coordinator {
             c.ever.remove(&chunk);
             c.kind
         };
+        let numbers_in_chunk = factors.len() as u64;
         // The store call happens outside the lock; a concurrent duplicate is
         // resolved by the store, which accepts a chunk only once.
         let count = factors.len() as u64;
@@ -410,6 +524,19 @@ impl Coordinator {
         if let Completion::Accepted { .. } = outcome {
             self.metrics.completed.fetch_add(1, Relaxed);
             self.metrics.numbers.fetch_add(count, Relaxed);
+            if let Some(c) = self.lock().conns.get_mut(&conn) {
+                let now = Instant::now();
+                c.chunks_done += 1;
+                c.numbers_done += numbers_in_chunk;
+                c.recent.push_back((now, numbers_in_chunk));
+                while c
+                    .recent
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+                {
+                    c.recent.pop_front();
+                }
+            }
         }
         if let Completion::Accepted { job_done } = outcome {
             let cancel_on = {

@@ -228,7 +228,14 @@ pub async fn run_with_store(
 fn router(state: Arc<AppState>, config: &Config) -> Router {
     let jobs = Router::new()
         .route("/jobs", get(api::list_jobs).post(api::create_job))
-        .route("/jobs/{id}", get(api::get_job).delete(api::cancel_job))
+        .route(
+            "/jobs/{id}",
+            get(api::get_job)
+                .delete(api::cancel_job)
+                .patch(api::patch_job),
+        )
+        .route("/workers", get(api::list_workers))
+        .route("/events", get(api::events))
         .route("/jobs/{id}/results", get(api::job_results))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -248,6 +255,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .nest("/api", api)
         .merge(metrics)
         .route("/ws", get(ws_upgrade))
+        .route("/dashboard", get(web::dashboard))
         .fallback(web::asset)
         .with_state(state)
 }

@@ -115,6 +115,11 @@ enum Op {
         job: JobId,
         reply: mpsc::SyncSender<Result<Option<JobInfo>, StoreError>>,
     },
+    SetPriority {
+        job: JobId,
+        priority: i32,
+        reply: mpsc::SyncSender<Result<Option<JobInfo>, StoreError>>,
+    },
 }
 
 /// SQLite-backed [`Store`].
@@ -225,7 +230,10 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         (Op::Complete { reply, .. }, Answer::Completion(r)) => {
                             let _ = reply.send(r);
                         }
-                        (Op::Cancel { reply, .. }, Answer::Cancelled(r)) => {
+                        (
+                            Op::Cancel { reply, .. } | Op::SetPriority { reply, .. },
+                            Answer::Cancelled(r),
+                        ) => {
                             let _ = reply.send(r);
                         }
                         _ => unreachable!("answers follow the batch's order and kinds"),
@@ -244,7 +252,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         Op::Complete { reply, .. } => {
                             let _ = reply.send(Err(err()));
                         }
-                        Op::Cancel { reply, .. } => {
+                        Op::Cancel { reply, .. } | Op::SetPriority { reply, .. } => {
                             let _ = reply.send(Err(err()));
                         }
                     }
@@ -276,7 +284,12 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
                 kind,
                 ..
             } => Answer::Completion(complete(&tx, *chunk, factors, *kind)),
-            Op::Cancel { job, .. } => Answer::Cancelled(cancel(&tx, *job)),
+            Op::Cancel { job, .. } => {
+                Answer::Cancelled(update_job(&tx, *job, "cancelled = 1", None))
+            }
+            Op::SetPriority { job, priority, .. } => {
+                Answer::Cancelled(update_job(&tx, *job, "priority = ?2", Some(*priority)))
+            }
         });
     }
     tx.commit()?;
@@ -388,11 +401,19 @@ fn complete(
     Ok(Completion::Accepted { job_done })
 }
 
-fn cancel(tx: &rusqlite::Transaction<'_>, job: JobId) -> Result<Option<JobInfo>, StoreError> {
-    tx.execute(
-        "UPDATE jobs SET cancelled = 1 WHERE id = ?1",
-        params![job as i64],
-    )
+/// Applies `set` (an SQL assignment, with `?2` bound to `value`) to one job
+/// and returns the job afterwards.
+fn update_job(
+    tx: &rusqlite::Transaction<'_>,
+    job: JobId,
+    set: &str,
+    value: Option<i32>,
+) -> Result<Option<JobInfo>, StoreError> {
+    let sql = format!("UPDATE jobs SET {set} WHERE id = ?1");
+    match value {
+        Some(v) => tx.execute(&sql, params![job as i64, v]),
+        None => tx.execute(&sql, params![job as i64]),
+    }
     .map_err(backend)?;
     tx.query_row(
         &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
@@ -431,6 +452,14 @@ impl Store for SqliteStore {
 
     fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
         self.submit(|reply| Op::Cancel { job: id, reply })
+    }
+
+    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
+        self.submit(|reply| Op::SetPriority {
+            job: id,
+            priority,
+            reply,
+        })
     }
 
     fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError> {

@@ -122,6 +122,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// results for them are ignored. Returns the job, `None` if unknown.
     fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError>;
 
+    /// Changes a job's priority. Returns the job, `None` if unknown.
+    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError>;
+
     /// Every chunk without results of jobs not cancelled, in job and chunk
     /// order (used at start-up).
     fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError>;
@@ -314,6 +317,14 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         Ok(inner.jobs.get_mut(&id).map(|j| {
             j.info.cancelled = true;
+            j.info.clone()
+        }))
+    }
+
+    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner.jobs.get_mut(&id).map(|j| {
+            j.info.priority = priority;
             j.info.clone()
         }))
     }

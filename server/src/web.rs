@@ -30,10 +30,18 @@ pub(crate) fn has_wasm() -> bool {
     ASSETS.iter().any(|(p, _)| p.ends_with(".wasm"))
 }
 
+/// The operator dashboard (its API calls need the token; the page asks for it).
+pub(crate) async fn dashboard() -> Response {
+    serve("dashboard.html")
+}
+
 /// Serves an embedded file, `index.html` for `/`.
 pub(crate) async fn asset(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
+    serve(if path.is_empty() { "index.html" } else { path })
+}
+
+fn serve(path: &str) -> Response {
     let Some((_, body)) = ASSETS.iter().find(|(p, _)| *p == path) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };

@@ -64,6 +64,7 @@ pub(crate) async fn serve(
     };
     let slots = hello.slots.min(MAX_SLOTS);
     let conn = coord.register(hello.kind, slots, peer.ip(), tx.clone());
+    coord.describe(conn, hello.name.as_deref(), hello.threads);
     tracing::info!(
         conn,
         %peer,

@@ -205,3 +205,120 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     client.close().await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
+    let server = TestServer::start(Config {
+        api_token: Some("dash-token".into()),
+        ..Config::default()
+    })
+    .await;
+    let (_driver, client) = chromium().await;
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    // A wrong token is refused; the right one opens the dashboard.
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while text(&client, "login-error").await.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "wrong token not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let field = client.find(Locator::Id("token")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("dash-token").await.unwrap();
+    client
+        .find(Locator::Css("#login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Submit a range through the form.
+    client
+        .find(Locator::Css("input[name=kind][value=range]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let count = client.find(Locator::Id("range-count")).await.unwrap();
+    count.clear().await.unwrap();
+    count.send_keys("300").await.unwrap();
+    client
+        .find(Locator::Css("#submit button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while !text(&client, "submit-result")
+        .await
+        .starts_with("Submitted job")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "submit failed: {}",
+            text(&client, "submit-result").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _worker = WorkerProc::spawn(&server, &["--threads", "1", "--name", "dash-test"]);
+    let start = Instant::now();
+    loop {
+        let cells = client
+            .find_all(Locator::Css("#jobs td[data-job] span"))
+            .await
+            .unwrap();
+        let mut shown = String::new();
+        if let Some(c) = cells.first() {
+            shown = c.text().await.unwrap();
+        }
+        if shown.starts_with("100 %") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "dashboard shows {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let workers = client
+        .find(Locator::Id("workers"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        workers.contains("native") && workers.contains("dash-test"),
+        "{workers}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
+    save_screenshot(&client, "dashboard.png").await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}

@@ -1,0 +1,191 @@
+// Operator dashboard: live over server-sent events (/api/events), actions
+// over the JSON API with the bearer token the operator enters.
+const $ = (id) => document.getElementById(id);
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+const TOKEN_KEY = 'crowdfactor.apiToken';
+let token = sessionStorage.getItem(TOKEN_KEY) || new URLSearchParams(location.search).get('token') || '';
+let source = null;
+const history = [];        // [time ms, numbers factored] for the chart
+const jobHistory = new Map(); // job id -> [[time ms, done], ...] for rate and ETA
+
+async function api(method, path, body) {
+  const resp = await fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error((data.error && data.error.message) || `${resp.status}`);
+  return data;
+}
+
+function duration(s) {
+  if (!isFinite(s)) return '∞';
+  if (s < 60) return `${Math.max(0, Math.round(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+/** Rate of a job and an ETA interval from the spread of its per-second rates. */
+function estimate(job, now) {
+  const h = jobHistory.get(job.id) || [];
+  h.push([now, job.done]);
+  while (h.length && now - h[0][0] > 60000) h.shift();
+  jobHistory.set(job.id, h);
+  if (job.state !== 'running' || h.length < 3) return { rate: 0, eta: '—' };
+  const rates = [];
+  for (let i = 1; i < h.length; i++) rates.push((h[i][1] - h[i - 1][1]) / ((h[i][0] - h[i - 1][0]) / 1000));
+  const mean = rates.reduce((a, b) => a + b, 0) / rates.length;
+  const sd = Math.sqrt(rates.reduce((a, r) => a + (r - mean) ** 2, 0) / Math.max(1, rates.length - 1));
+  const se = sd / Math.sqrt(rates.length);
+  const left = job.total - job.done;
+  if (mean <= 0) return { rate: 0, eta: 'stalled' };
+  const lo = left / (mean + 1.96 * se);
+  const hi = mean - 1.96 * se > 0 ? left / (mean - 1.96 * se) : Infinity;
+  return { rate: mean, eta: `${duration(left / mean)} (${duration(lo)} – ${duration(hi)})` };
+}
+
+function drawChart() {
+  const c = $('chart');
+  const ctx = c.getContext('2d');
+  ctx.clearRect(0, 0, c.width, c.height);
+  const pts = [];
+  for (let i = 1; i < history.length; i++) {
+    const dt = (history[i][0] - history[i - 1][0]) / 1000;
+    pts.push([history[i][0], dt > 0 ? (history[i][1] - history[i - 1][1]) / dt : 0]);
+  }
+  if (pts.length < 2) return;
+  const max = Math.max(1, ...pts.map((p) => p[1]));
+  const t0 = pts[0][0];
+  const span = Math.max(1, pts[pts.length - 1][0] - t0);
+  ctx.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue('--accent') || '#0b5cad';
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  pts.forEach(([t, r], i) => {
+    const x = ((t - t0) / span) * (c.width - 10) + 5;
+    const y = c.height - 5 - (r / max) * (c.height - 25);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = ctx.strokeStyle;
+  ctx.font = '12px system-ui';
+  ctx.fillText(`${fmt(max)}/s`, 8, 14);
+}
+
+function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  return td;
+}
+
+function renderJobs(jobs, now) {
+  const body = $('jobs');
+  body.replaceChildren();
+  for (const job of jobs.slice().reverse()) {
+    const tr = document.createElement('tr');
+    const pct = job.total ? Math.floor((100 * job.done) / job.total) : 0;
+    const { rate, eta } = estimate(job, now);
+    tr.append(cell(job.id), cell(job.state));
+    const prog = document.createElement('td');
+    prog.innerHTML = '<div class="progress"><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div></div></div><span></span></div>';
+    prog.querySelector('[role=progressbar]').setAttribute('aria-valuenow', String(pct));
+    prog.querySelector('[role=progressbar]').setAttribute('aria-label', `Job ${job.id} progress`);
+    prog.querySelector('.bar > div').style.width = `${pct}%`;
+    prog.querySelector('span').textContent = `${pct} % (${fmt(job.done)} / ${fmt(job.total)})`;
+    prog.dataset.job = job.id;
+    tr.append(prog, cell(rate ? `${fmt(rate)}/s` : '—'), cell(job.state === 'done' ? 'done' : eta));
+    const pr = document.createElement('td');
+    const input = document.createElement('input');
+    input.type = 'number'; input.min = '-1000'; input.max = '1000'; input.value = String(job.priority);
+    input.setAttribute('aria-label', `Priority of job ${job.id}`);
+    input.addEventListener('change', () => api('PATCH', `/api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
+    pr.append(input);
+    const act = document.createElement('td');
+    if (job.state === 'queued' || job.state === 'running') {
+      const b = document.createElement('button');
+      b.type = 'button'; b.textContent = 'Cancel'; b.setAttribute('aria-label', `Cancel job ${job.id}`);
+      b.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `/api/jobs/${job.id}`).catch(alert); });
+      act.append(b);
+    }
+    tr.append(pr, act);
+    body.append(tr);
+  }
+}
+
+function renderWorkers(workers) {
+  const body = $('workers');
+  body.replaceChildren();
+  for (const w of workers) {
+    const tr = document.createElement('tr');
+    tr.append(cell(String(w.id)), cell(w.kind), cell(w.name || '—'), cell(String(w.threads)), cell(`${fmt(w.rate)}/s`),
+      cell(fmt(w.chunks_done)), cell(w.slots === 0 ? `${w.holding} (paused)` : String(w.holding)), cell(String(w.strikes)));
+    body.append(tr);
+  }
+}
+
+function onSnapshot(s) {
+  const now = s.time_ms;
+  history.push([now, s.numbers_factored]);
+  while (history.length && now - history[0][0] > 300000) history.shift();
+  const last = history.length > 5 ? history[history.length - 6] : history[0];
+  const rateNow = last && now > last[0] ? (s.numbers_factored - last[1]) / ((now - last[0]) / 1000) : 0;
+  $('rate-now').textContent = fmt(rateNow);
+  $('total').textContent = fmt(s.numbers_factored);
+  $('worker-total').textContent = String(s.workers.length);
+  $('chunks').textContent = `${s.queued_chunks} chunks queued, ${s.leased_chunks} in flight`;
+  renderJobs(s.jobs, now);
+  renderWorkers(s.workers);
+  drawChart();
+  $('live').textContent = `Live · updated ${new Date(now).toLocaleTimeString()}`;
+}
+
+function connect() {
+  if (source) source.close();
+  source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
+  source.onmessage = (e) => { try { onSnapshot(JSON.parse(e.data)); } catch (err) { console.error(err); } };
+  source.onerror = () => { $('live').textContent = 'Connection lost; retrying…'; };
+}
+
+async function login(event) {
+  if (event) event.preventDefault();
+  if (event) token = $('token').value.trim();
+  try {
+    await api('GET', '/api/jobs');
+  } catch (err) {
+    $('login-error').textContent = `That token was refused: ${err.message}`;
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $('login').hidden = true;
+  $('app').hidden = false;
+  connect();
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  const kind = new FormData($('submit')).get('kind');
+  let body;
+  if (kind === 'range') {
+    body = { range: { start: $('range-start').value.trim(), count: Number($('range-count').value), step: $('range-step').value.trim() || '1' } };
+  } else {
+    const text = kind === 'file' ? await ($('file').files[0]?.text() ?? Promise.resolve('')) : $('list').value;
+    body = { numbers: text.split(/[\s,]+/).filter((t) => t.length > 0) };
+  }
+  if ($('chunk-size').value.trim()) body.chunk_size = Number($('chunk-size').value);
+  body.priority = Number($('priority').value || 0);
+  try {
+    const job = await api('POST', '/api/jobs', body);
+    $('submit-result').textContent = `Submitted job ${job.id}: ${fmt(job.total)} numbers.`;
+  } catch (err) {
+    $('submit-result').textContent = `Not submitted: ${err.message}`;
+  }
+}
+
+$('login').addEventListener('submit', login);
+$('submit').addEventListener('submit', submitJob);
+for (const radio of document.querySelectorAll('input[name=kind]')) {
+  radio.addEventListener('change', () => {
+    for (const div of document.querySelectorAll('[data-kind]')) div.hidden = div.dataset.kind !== radio.value || !radio.checked;
+  });
+}
+if (token) login();
