@@ -308,14 +308,7 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
             (0..count).map(|i| start + i * step).collect()
         }
     };
-    let priority = req.priority.unwrap_or(0);
-    if !(-1000..=1000).contains(&priority) {
-        return Err(bad(
-            "invalid_priority",
-            Some("priority".into()),
-            "priority must be between -1000 and 1000",
-        ));
-    }
+    let priority = check_priority(req.priority.unwrap_or(0))?;
     Ok(NewJob {
         numbers,
         chunk_size,
@@ -330,9 +323,7 @@ pub(crate) async fn create_job(
     let body = body.map_err(AppError::Body)?;
     let job = parse_job(&body, &state.config)?;
     let coord = state.coord.clone();
-    let info = tokio::task::spawn_blocking(move || coord.create_job(job))
-        .await
-        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??;
+    let info = blocking(move || coord.create_job(job)).await?;
     let location = format!("/api/jobs/{}", info.id);
     let mut resp = (StatusCode::CREATED, Json(view(&state, info))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -355,20 +346,42 @@ pub(crate) async fn list_jobs(
     }))
 }
 
-fn job_id(raw: &str) -> Result<JobId, AppError> {
-    raw.parse()
-        .map_err(|_| AppError::NotFound(format!("no job with id {raw:?}")))
+/// Priorities run from -1000 to 1000.
+fn check_priority(p: i32) -> Result<i32, AppError> {
+    if (-1000..=1000).contains(&p) {
+        Ok(p)
+    } else {
+        Err(bad(
+            "invalid_priority",
+            Some("priority".into()),
+            "priority must be between -1000 and 1000",
+        ))
+    }
+}
+
+/// Runs store work (which may wait for a commit) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))?
+        .map_err(AppError::Store)
+}
+
+/// The job named in a URL, or a 404 naming it.
+fn load_job(state: &AppState, raw: &str) -> Result<(JobId, JobInfo), AppError> {
+    let missing = || AppError::NotFound(format!("no job with id {raw:?}"));
+    let id: JobId = raw.parse().map_err(|_| missing())?;
+    let info = state.coord.store().job(id)?.ok_or_else(missing)?;
+    Ok((id, info))
 }
 
 pub(crate) async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, AppError> {
-    let info = state
-        .coord
-        .store()
-        .job(job_id(&id)?)?
-        .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+    let (_, info) = load_job(&state, &id)?;
     Ok(Json(view(&state, info)))
 }
 
@@ -376,19 +389,13 @@ pub(crate) async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, AppError> {
-    let jid = job_id(&id)?;
-    let info = state
-        .coord
-        .store()
-        .job(jid)?
-        .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+    let (jid, info) = load_job(&state, &id)?;
     if info.done == info.total {
         return Err(AppError::Conflict(format!("job {id} is already done")));
     }
     let coord = state.coord.clone();
-    let info = tokio::task::spawn_blocking(move || coord.cancel_job(jid))
-        .await
-        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??
+    let info = blocking(move || coord.cancel_job(jid))
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
     Ok(Json(view(&state, info)))
 }
@@ -434,18 +441,11 @@ pub(crate) async fn patch_job(
             format!("{e}; expected {{\"priority\": 5}}"),
         )
     })?;
-    if !(-1000..=1000).contains(&patch.priority) {
-        return Err(bad(
-            "invalid_priority",
-            Some("priority".into()),
-            "priority must be between -1000 and 1000",
-        ));
-    }
-    let jid = job_id(&id)?;
+    check_priority(patch.priority)?;
+    let (jid, _) = load_job(&state, &id)?;
     let coord = state.coord.clone();
-    let info = tokio::task::spawn_blocking(move || coord.set_priority(jid, patch.priority))
-        .await
-        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??
+    let info = blocking(move || coord.set_priority(jid, patch.priority))
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
     Ok(Json(view(&state, info)))
 }
@@ -521,12 +521,7 @@ pub(crate) async fn job_results(
         })?
         .0
         .format;
-    let jid = job_id(&id)?;
-    let info = state
-        .coord
-        .store()
-        .job(jid)?
-        .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+    let (jid, info) = load_job(&state, &id)?;
     let view = view(&state, info);
     // The answer is produced piece by piece on a blocking thread and streamed,
     // so a job of millions of numbers never sits in memory as one document.

@@ -75,6 +75,8 @@ struct State {
     leased_per_job: HashMap<JobId, usize>,
     /// Chunks put back in the queue so far.
     requeued: u64,
+    /// Addresses refused until the given time (too many wrong results).
+    bans: HashMap<IpAddr, Instant>,
 }
 
 #[derive(Debug)]
@@ -303,6 +305,22 @@ impl Coordinator {
             },
         );
         id
+    }
+
+    /// Refuses new connections from `ip` for `duration`.
+    pub fn ban(&self, ip: IpAddr, duration: Duration) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        st.bans.retain(|_, until| *until > now);
+        st.bans.insert(ip, now + duration);
+        tracing::warn!(%ip, secs = duration.as_secs(), "address refused for too many wrong results");
+    }
+
+    /// How much longer `ip` is refused, if it is.
+    pub fn banned_for(&self, ip: IpAddr) -> Option<Duration> {
+        let st = self.lock();
+        let until = st.bans.get(&ip)?;
+        until.checked_duration_since(Instant::now())
     }
 
     /// Records what the worker said about itself in `hello`.

@@ -56,6 +56,9 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Wrong results before a worker is disconnected.
     pub max_strikes: u32,
+    /// How long an address is refused after a worker from it was disconnected
+    /// for wrong results.
+    pub ban_duration: Duration,
     /// Most worker connections at once.
     pub max_connections: usize,
     /// Most worker connections at once from one IP address.
@@ -81,6 +84,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(20),
             max_strikes: 3,
+            ban_duration: Duration::from_secs(600),
             max_connections: 20_000,
             max_connections_per_ip: 256,
             api_token: None,
@@ -265,6 +269,12 @@ async fn ws_upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<Arc<AppState>>,
 ) -> Response {
+    if let Some(left) = state.coord.banned_for(peer.ip()) {
+        let body = serde_json::json!({"error": {"code": "banned", "message": format!(
+            "this address sent too many wrong results; try again in {} s", left.as_secs() + 1
+        )}});
+        return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
     let slot = match state.conns.acquire(peer.ip(), &state.config) {
         Ok(slot) => slot,
         Err(why) => {

@@ -282,6 +282,9 @@ impl Session<'_> {
                 })
                 .await?;
                 if strikes >= self.config.max_strikes {
+                    if let Some(ip) = self.coord.ip(self.conn) {
+                        self.coord.ban(ip, self.config.ban_duration);
+                    }
                     return Err(self
                         .fail(
                             ErrorCode::Banned,

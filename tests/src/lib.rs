@@ -264,3 +264,20 @@ pub fn semiprimes(count: usize, bits: u32, seed: u64) -> Vec<u128> {
     };
     (0..count).map(|_| prime() * prime()).collect()
 }
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crowdfactor-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

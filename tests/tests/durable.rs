@@ -61,15 +61,9 @@ async fn wait_up(port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_server_mid_job_loses_nothing() {
-    let dir = std::env::temp_dir().join(format!("crowdfactor-durable-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("durable");
     let db = dir.join("crowdfactor.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
 
     let mut server = start_server(port, &db);
     wait_up(port).await;
@@ -155,15 +149,9 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
-    let dir = std::env::temp_dir().join(format!("crowdfactor-term-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("term");
     let db = dir.join("crowdfactor.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = start_server(port, &db);
     wait_up(port).await;
     let worker_server = format!("ws://127.0.0.1:{port}/ws");

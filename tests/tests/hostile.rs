@@ -63,7 +63,11 @@ async fn next_assign(ws: &mut Ws) -> crowdfactor_protocol::Assignment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(Config {
+        ban_duration: Duration::from_secs(2),
+        ..Config::default()
+    })
+    .await;
     let numbers = range(999_999_999_999, 200, 2);
     let id = server
         .submit(
@@ -154,6 +158,14 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
         0,
         "no wrong result was accepted"
     );
+    // The liar's address is refused for a while (here 2 s), then welcome again.
+    match tokio_tungstenite::connect_async(server.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 403)
+        }
+        other => panic!("a banned address was let back in: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
     let job = server.wait_done(&id, Duration::from_secs(60)).await;
