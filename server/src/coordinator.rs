@@ -23,6 +23,10 @@ pub struct LeaseTiming {
     pub ack_timeout: Duration,
     /// Silence after which a worker's leases lapse.
     pub lease_timeout: Duration,
+    /// Longest a chunk may stay leased (even with heartbeats) while the
+    /// worker's speed is unknown; once it is known, the deadline is ten times
+    /// the chunk's expected time at that speed (but at least `lease_timeout`).
+    pub max_lease: Duration,
 }
 
 /// The coordinator: store plus in-memory queue and leases.
@@ -115,6 +119,37 @@ struct Conn {
 
 /// How far back a worker's live rate looks.
 const RATE_WINDOW: Duration = Duration::from_secs(15);
+
+impl Conn {
+    /// Numbers per second over the recent window, if it returned any results.
+    fn rate(&self, now: Instant) -> Option<f64> {
+        let recent = self
+            .recent
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW);
+        let (first, total) = recent.fold((None, 0u64), |(first, total), (t, n)| {
+            (first.or(Some(*t)), total + n)
+        });
+        let span = now
+            .duration_since(first?)
+            .max(Duration::from_secs(1))
+            .min(RATE_WINDOW);
+        Some(total as f64 / span.as_secs_f64())
+    }
+
+    /// How long a chunk of `len` numbers may stay leased to this worker.
+    fn lease_deadline(&self, len: usize, now: Instant, timing: &LeaseTiming) -> Duration {
+        match self.rate(now) {
+            Some(rate) if rate > 0.0 => {
+                // One chunk runs on one thread: per-thread speed is rate / threads.
+                let per_thread = rate / self.threads.max(1) as f64;
+                Duration::from_secs_f64((10.0 * len as f64 / per_thread).min(86_400.0))
+                    .max(timing.lease_timeout)
+            }
+            _ => timing.max_lease,
+        }
+    }
+}
 
 /// A connected worker as the dashboard shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -338,31 +373,18 @@ impl Coordinator {
         let mut out: Vec<WorkerView> = st
             .conns
             .iter()
-            .map(|(id, c)| {
-                let recent: u64 = c
-                    .recent
-                    .iter()
-                    .filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW)
-                    .map(|(_, n)| n)
-                    .sum();
-                let span = now
-                    .duration_since(c.connected)
-                    .min(RATE_WINDOW)
-                    .as_secs_f64()
-                    .max(1.0);
-                WorkerView {
-                    id: *id,
-                    kind: c.kind.as_str(),
-                    name: c.name.clone(),
-                    threads: c.threads,
-                    slots: c.slots,
-                    holding: c.held.len(),
-                    chunks_done: c.chunks_done,
-                    numbers_done: c.numbers_done,
-                    rate: recent as f64 / span,
-                    strikes: c.strikes,
-                    connected_secs: now.duration_since(c.connected).as_secs(),
-                }
+            .map(|(id, c)| WorkerView {
+                id: *id,
+                kind: c.kind.as_str(),
+                name: c.name.clone(),
+                threads: c.threads,
+                slots: c.slots,
+                holding: c.held.len(),
+                chunks_done: c.chunks_done,
+                numbers_done: c.numbers_done,
+                rate: c.rate(now).unwrap_or(0.0),
+                strikes: c.strikes,
+                connected_secs: now.duration_since(c.connected).as_secs(),
             })
             .collect();
         out.sort_by_key(|w| w.id);
@@ -655,8 +677,14 @@ impl Coordinator {
                     let silent = st.conns.get(&lease.conn).is_none_or(|c| {
                         now.saturating_duration_since(c.last_seen) > self.timing.lease_timeout
                     });
+                    let overdue = st.conns.get(&lease.conn).is_some_and(|c| {
+                        now.saturating_duration_since(lease.since)
+                            > c.lease_deadline(open.work.numbers.len(), now, &self.timing)
+                    });
                     if silent {
                         Some((*id, lease.conn, "worker silent"))
+                    } else if overdue {
+                        Some((*id, lease.conn, "past its deadline"))
                     } else if !lease.acked
                         && now.saturating_duration_since(lease.since) > self.timing.ack_timeout
                     {
@@ -737,6 +765,7 @@ mod tests {
             LeaseTiming {
                 ack_timeout: Duration::from_millis(ack_ms),
                 lease_timeout: Duration::from_millis(lease_ms),
+                max_lease: Duration::from_secs(3600),
             },
         )
         .expect("coordinator")

@@ -46,6 +46,8 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// Worker silence after which its leases lapse.
     pub lease_timeout: Duration,
+    /// Longest lease while a worker's speed is unknown (see `LeaseTiming`).
+    pub max_lease: Duration,
     /// How often workers are asked to send a heartbeat.
     pub heartbeat_interval: Duration,
     /// Worker silence after which the connection is closed.
@@ -79,6 +81,7 @@ impl Default for Config {
             max_message_bytes: crowdfactor_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             ack_timeout: Duration::from_secs(10),
             lease_timeout: Duration::from_secs(30),
+            max_lease: Duration::from_secs(600),
             heartbeat_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
             handshake_timeout: Duration::from_secs(10),
@@ -185,6 +188,7 @@ pub async fn run_with_store(
     let timing = LeaseTiming {
         ack_timeout: config.ack_timeout,
         lease_timeout: config.lease_timeout,
+        max_lease: config.max_lease,
     };
     let coord = Arc::new(Coordinator::new(store, timing)?);
     let (stop_tx, stop_rx) = watch::channel(false);

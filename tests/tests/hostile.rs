@@ -298,3 +298,45 @@ async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
     drop((mute, silent));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_heartbeats_but_never_finishes_loses_the_chunk_at_its_deadline() {
+    let server = TestServer::start(Config {
+        max_lease: Duration::from_millis(800),
+        ..Config::default()
+    })
+    .await;
+    let id = server.submit(json!({"numbers": ["1000000000001"]})).await;
+    let mut hoarder = connect(&server, 1).await;
+    let a = next_assign(&mut hoarder).await;
+    hoarder
+        .send(Message::text(
+            ClientMessage::Ack {
+                chunk_id: a.chunk_id,
+            }
+            .encode(),
+        ))
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = hoarder.split();
+    // Heartbeats keep it from counting as silent; only the deadline can help.
+    let beats = tokio::spawn(async move {
+        loop {
+            if sink
+                .send(Message::text(ClientMessage::Heartbeat.encode()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let drain = tokio::spawn(async move { while stream.next().await.is_some() {} });
+    let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let job = server.wait_done(&id, Duration::from_secs(30)).await;
+    assert_eq!(job["by_kind"]["native"], 1);
+    beats.abort();
+    drain.abort();
+    server.shutdown().await;
+}
