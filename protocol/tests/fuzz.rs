@@ -1,5 +1,6 @@
 //! Property-based fuzzing of the message decoder: arbitrary bytes, and valid
 //! messages with random mutations, never panic; valid messages round-trip.
+#![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used)]
 
 use crowdfactor_protocol::*;
