@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, ErrorCode, Hello, ServerMessage, PROTOCOL_VERSION,
+    ChunkId, ChunkResult, ClientMessage, ErrorCode, Hello, ServerMessage, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -87,6 +87,7 @@ pub(crate) async fn serve(
         coord: &coord,
         config: &config,
         tx: &tx,
+        pending: tokio::task::JoinSet::new(),
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session.run(&mut stream, &mut stop).await
@@ -144,11 +145,16 @@ async fn handshake(
     }
 }
 
+/// Outcome of verifying and storing one result: the verification failure, or the store's answer.
+type Verdict = Result<Result<Completion, crate::store::StoreError>, String>;
+
 struct Session<'a> {
     conn: ConnId,
     coord: &'a Arc<Coordinator>,
     config: &'a Config,
     tx: &'a mpsc::Sender<ServerMessage>,
+    /// Results being verified and stored.
+    pending: tokio::task::JoinSet<(ChunkId, Verdict)>,
 }
 
 impl Session<'_> {
@@ -202,6 +208,13 @@ impl Session<'_> {
                     };
                     if let Err(reason) = self.handle(msg).await {
                         return reason;
+                    }
+                }
+                Some(done) = self.pending.join_next(), if !self.pending.is_empty() => {
+                    if let Ok((chunk, outcome)) = done {
+                        if let Err(reason) = self.settle(chunk, outcome).await {
+                            return reason;
+                        }
                     }
                 }
                 _ = changes.changed() => {}
@@ -263,15 +276,24 @@ impl Session<'_> {
             ResultCheck::Verify(work) => work,
         };
         // Verifying is CPU work and accepting waits for the store's commit:
-        // both run off the async threads.
+        // both run off the async threads, and the session keeps reading
+        // meanwhile, so one worker's results share group commits.
         let coord = Arc::clone(self.coord);
         let conn = self.conn;
-        let outcome = tokio::task::spawn_blocking(move || match check(&work.numbers, result) {
-            Ok(factors) => Ok(coord.accept(conn, chunk, factors)),
-            Err(reason) => Err(reason),
-        })
-        .await
-        .map_err(|_| "verification task failed")?;
+        self.pending.spawn(async move {
+            let outcome = tokio::task::spawn_blocking(move || match check(&work.numbers, result) {
+                Ok(factors) => Ok(coord.accept(conn, chunk, factors)),
+                Err(reason) => Err(reason),
+            })
+            .await
+            .unwrap_or_else(|_| Err("verification task failed".to_owned()));
+            (chunk, outcome)
+        });
+        Ok(())
+    }
+
+    /// Reports the outcome of a verified (or refused) result to the worker.
+    async fn settle(&mut self, chunk: ChunkId, outcome: Verdict) -> Result<(), &'static str> {
         match outcome {
             Err(reason) => {
                 let strikes = self.coord.reject(self.conn, chunk);
