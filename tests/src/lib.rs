@@ -118,6 +118,29 @@ impl TestServer {
         }
     }
 
+    /// Submits `numbers` as a list job with the given chunk size; returns its id.
+    pub async fn submit_numbers(&self, numbers: &[u128], chunk_size: u32) -> String {
+        let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+        self.submit(serde_json::json!({"numbers": list, "chunk_size": chunk_size}))
+            .await
+    }
+
+    /// Polls until at least `done` numbers of the job are done; returns the job.
+    pub async fn wait_progress(&self, id: &str, done: u64, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if job["done"].as_u64().unwrap() >= done {
+                return job;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "job {id} stuck below {done}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// GET /api/jobs/<id>/results as number → factor strings.
     pub async fn results(&self, id: &str) -> HashMap<String, Vec<String>> {
         let v = self.get(&format!("/api/jobs/{id}/results")).await.1;

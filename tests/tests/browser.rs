@@ -63,6 +63,33 @@ async fn chromium() -> (Driver, Client) {
     (driver, client)
 }
 
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Replaces the text of an input.
+async fn fill(client: &Client, css: &str, text: &str) {
+    let field = client.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn select(client: &Client, css: &str, value: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
 /// Saves a screenshot under target/test-output/ for the README.
 async fn save_screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.unwrap();
@@ -127,20 +154,8 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
 
     // Fewer workers and a 25 % duty cycle, changed live: the next job still
     // completes exactly, done by this tab.
-    client
-        .find(Locator::Id("worker-count"))
-        .await
-        .unwrap()
-        .select_by_value("1")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("duty"))
-        .await
-        .unwrap()
-        .select_by_value("0.25")
-        .await
-        .unwrap();
+    select(&client, "#worker-count", "1").await;
+    select(&client, "#duty", "0.25").await;
     let start = Instant::now();
     while text(&client, "workers").await != "1" {
         assert!(
@@ -166,13 +181,7 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     save_screenshot(&client, "page.png").await;
 
     // Pause is remembered across a reload and stops work; Resume restarts it.
-    client
-        .find(Locator::Id("toggle"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#toggle").await;
     client.refresh().await.unwrap();
     assert_eq!(text(&client, "toggle").await, "Resume");
     let paused_job = server
@@ -184,13 +193,7 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
         0,
         "a paused tab takes no work"
     );
-    client
-        .find(Locator::Id("toggle"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#toggle").await;
     let job = server.wait_done(&paused_job, Duration::from_secs(30)).await;
     assert_eq!(job["by_kind"]["browser"], 3);
 
@@ -211,20 +214,8 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     // A wrong token is refused; the right one opens the dashboard.
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, "#token", "wrong").await;
+    click(&client, "#login button").await;
     let start = Instant::now();
     while text(&client, "login-error").await.is_empty() {
         assert!(
@@ -233,35 +224,13 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let field = client.find(Locator::Id("token")).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys("dash-token").await.unwrap();
-    client
-        .find(Locator::Css("#login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, "#token", "dash-token").await;
+    click(&client, "#login button").await;
 
     // Submit a range through the form.
-    client
-        .find(Locator::Css("input[name=kind][value=range]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let count = client.find(Locator::Id("range-count")).await.unwrap();
-    count.clear().await.unwrap();
-    count.send_keys("300").await.unwrap();
-    client
-        .find(Locator::Css("#submit button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "input[name=kind][value=range]").await;
+    fill(&client, "#range-count", "300").await;
+    click(&client, "#submit button").await;
     let start = Instant::now();
     while !text(&client, "submit-result")
         .await

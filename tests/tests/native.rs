@@ -49,30 +49,18 @@ async fn job_survives_a_worker_killed_mid_job() {
     // Semiprimes of two ~31-bit primes take rho a while each, so the job lasts
     // long enough to kill a worker in the middle of it.
     let numbers = semiprimes(1500, 31, 42);
-    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
-    let id = server
-        .submit(json!({"numbers": list, "chunk_size": 5}))
-        .await;
+    let id = server.submit_numbers(&numbers, 5).await;
 
     let mut victim = WorkerProc::spawn(&server, &["--threads", "1"]);
     let _survivor = WorkerProc::spawn(&server, &["--threads", "1"]);
     // Wait until the job is under way, then pull the plug on one worker.
-    let start = std::time::Instant::now();
-    loop {
-        let job = server.job(&id).await;
-        if job["done"].as_u64().unwrap() >= 100 {
-            assert!(
-                job["done"].as_u64().unwrap() < 1500,
-                "job finished before the kill: {job}"
-            );
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "job did not start: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let job = server
+        .wait_progress(&id, 100, Duration::from_secs(60))
+        .await;
+    assert!(
+        job["done"].as_u64().unwrap() < 1500,
+        "job finished before the kill: {job}"
+    );
     victim.kill9();
 
     let job = server.wait_done(&id, Duration::from_secs(300)).await;
@@ -220,19 +208,11 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     let server = TestServer::start(Config::default()).await;
     let http = reqwest::Client::new();
     // A long job: cancelled while running; the worker moves on to the next job.
-    let slow: Vec<String> = semiprimes(3000, 31, 11)
-        .iter()
-        .map(u128::to_string)
-        .collect();
-    let slow_id = server
-        .submit(json!({"numbers": slow, "chunk_size": 2}))
-        .await;
+    let slow_id = server.submit_numbers(&semiprimes(3000, 31, 11), 2).await;
     let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
-    let start = std::time::Instant::now();
-    while server.job(&slow_id).await["done"].as_u64().unwrap() == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .wait_progress(&slow_id, 1, Duration::from_secs(30))
+        .await;
     let url = format!("http://{}/api/jobs/{slow_id}", server.addr);
     let resp = http.delete(&url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -385,16 +365,9 @@ async fn metrics_and_connection_limits() {
 async fn ctrl_c_hands_back_work_and_exits_zero() {
     let server = TestServer::start(Config::default()).await;
     let numbers = semiprimes(800, 31, 5);
-    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
-    let id = server
-        .submit(json!({"numbers": list, "chunk_size": 4}))
-        .await;
+    let id = server.submit_numbers(&numbers, 4).await;
     let mut first = WorkerProc::spawn(&server, &["--threads", "2"]);
-    let start = std::time::Instant::now();
-    while server.job(&id).await["done"].as_u64().unwrap() < 40 {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_progress(&id, 40, Duration::from_secs(30)).await;
     let pid = first.0.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
