@@ -138,8 +138,9 @@ impl Conn {
     }
 
     /// How long a chunk of `len` numbers may stay leased to this worker.
-    fn lease_deadline(&self, len: usize, now: Instant, timing: &LeaseTiming) -> Duration {
-        match self.rate(now) {
+    /// `rate` is this worker's [`Conn::rate`], computed once per sweep.
+    fn lease_deadline(&self, len: usize, rate: Option<f64>, timing: &LeaseTiming) -> Duration {
+        match rate {
             Some(rate) if rate > 0.0 => {
                 // One chunk runs on one thread: per-thread speed is rate / threads.
                 let per_thread = rate / self.threads.max(1) as f64;
@@ -668,32 +669,36 @@ impl Coordinator {
 
     /// Requeues leases whose ack is overdue or whose worker has been silent too long.
     pub fn sweep(&self, now: Instant) -> usize {
+        // Only leased chunks can expire, and each connection's `held` set names
+        // exactly its leases: walk those, not every open chunk, and judge each
+        // connection's silence and speed once.
         let expired: Vec<(ChunkId, ConnId, &'static str)> = {
             let st = self.lock();
-            st.open
-                .iter()
-                .filter_map(|(id, open)| {
-                    let lease = open.lease?;
-                    let silent = st.conns.get(&lease.conn).is_none_or(|c| {
-                        now.saturating_duration_since(c.last_seen) > self.timing.lease_timeout
-                    });
-                    let overdue = st.conns.get(&lease.conn).is_some_and(|c| {
-                        now.saturating_duration_since(lease.since)
-                            > c.lease_deadline(open.work.numbers.len(), now, &self.timing)
-                    });
-                    if silent {
-                        Some((*id, lease.conn, "worker silent"))
-                    } else if overdue {
-                        Some((*id, lease.conn, "past its deadline"))
-                    } else if !lease.acked
-                        && now.saturating_duration_since(lease.since) > self.timing.ack_timeout
+            let mut expired = vec![];
+            for (&conn, c) in &st.conns {
+                let silent = now.saturating_duration_since(c.last_seen) > self.timing.lease_timeout;
+                let rate = c.rate(now);
+                for id in &c.held {
+                    let Some((open, lease)) = st.open.get(id).and_then(|o| Some((o, o.lease?)))
+                    else {
+                        continue;
+                    };
+                    let held_for = now.saturating_duration_since(lease.since);
+                    let why = if silent {
+                        "worker silent"
+                    } else if held_for
+                        > c.lease_deadline(open.work.numbers.len(), rate, &self.timing)
                     {
-                        Some((*id, lease.conn, "no ack"))
+                        "past its deadline"
+                    } else if !lease.acked && held_for > self.timing.ack_timeout {
+                        "no ack"
                     } else {
-                        None
-                    }
-                })
-                .collect()
+                        continue;
+                    };
+                    expired.push((*id, conn, why));
+                }
+            }
+            expired
         };
         if expired.is_empty() {
             return 0;
