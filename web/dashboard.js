@@ -132,7 +132,7 @@ function onSnapshot(s) {
   $('rate-now').textContent = fmt(rateNow);
   $('total').textContent = fmt(s.numbers_factored);
   $('worker-total').textContent = String(s.workers.length);
-  $('chunks').textContent = `${s.queued_chunks} chunks queued, ${s.leased_chunks} in flight`;
+  $('chunks').textContent = `${s.queued_numbers.toLocaleString()} numbers queued, ${s.leased_chunks} chunks in flight`;
   renderJobs(s.jobs, now);
   renderWorkers(s.workers);
   drawChart();

@@ -13,6 +13,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function run(id, frame) {
   const job = new ChunkJob(frame);
+  const started = performance.now();
   let batch = 4;
   for (;;) {
     const t0 = performance.now();
@@ -32,7 +33,7 @@ async function run(id, frame) {
     if (duty < 1) await sleep((dt * (1 - duty)) / duty);
     else if (dt > 5) await sleep(0);
   }
-  self.postMessage({ type: 'result', id, frame: job.finish() });
+  self.postMessage({ type: 'result', id, frame: job.finish(performance.now() - started) });
 }
 
 async function pump() {

@@ -30,7 +30,7 @@
 //! |---|---|
 //! | `hello` | `{"type":"hello","protocol":1,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
-//! | `result` | `{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}]}` |
+//! | `result` | `{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}],"compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
 //! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned) |
 //! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished) |
@@ -151,6 +151,10 @@ pub struct ChunkResult {
     pub chunk_id: ChunkId,
     /// One entry per number of the chunk, in assignment order.
     pub results: Vec<Factored>,
+    /// Wall-clock microseconds the worker spent on the chunk (optional). The
+    /// coordinator sizes this worker's next chunks from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_us: Option<u64>,
 }
 
 /// One number and its prime factors.
@@ -480,6 +484,7 @@ mod tests {
                     factors: vec![],
                 },
             ],
+            compute_us: None,
         }));
     }
 
@@ -522,7 +527,7 @@ mod tests {
             r#"{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}"#
         );
         let result = ClientMessage::decode(
-            r#"{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}]}"#,
+            r#"{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}],"compute_us":41}"#,
             1 << 20,
         )
         .expect("documented example decodes");
@@ -540,6 +545,7 @@ mod tests {
                         factors: vec![]
                     },
                 ],
+                compute_us: Some(41),
             })
         );
         assert_eq!(ClientMessage::Heartbeat.encode(), r#"{"type":"heartbeat"}"#);

@@ -38,7 +38,11 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         proptest::collection::vec(0u64..1 << 53, 0..5)
             .prop_map(|chunk_ids| ClientMessage::Release { chunk_ids }),
         ((0u64..1 << 53), proptest::collection::vec(factored(), 0..5)).prop_map(
-            |(chunk_id, results)| ClientMessage::Result(ChunkResult { chunk_id, results })
+            |(chunk_id, results)| ClientMessage::Result(ChunkResult {
+                chunk_id,
+                results,
+                compute_us: None
+            })
         ),
     ]
 }

@@ -115,7 +115,7 @@ pub struct JobView {
     state: &'static str,
     total: u64,
     done: u64,
-    chunk_size: u32,
+    chunk_size: Option<u32>,
     chunks: u64,
     created_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,7 +139,7 @@ pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
         state: st,
         total: info.total,
         done: info.done,
-        chunk_size: info.chunk_size,
+        chunk_size: info.chunk_cap,
         chunks: info.chunks,
         created_ms: info.created_ms,
         finished_ms: info.finished_ms,
@@ -205,8 +205,8 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
             ),
         )
     })?;
-    let chunk_size = match req.chunk_size {
-        None => limits.chunk_size,
+    let chunk_cap = match req.chunk_size {
+        None => None,
         Some(raw) => {
             let v = parse_number(raw, "chunk_size")?;
             if v == 0 || v > limits.max_chunk_size as u128 {
@@ -216,7 +216,7 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
                     format!("chunk_size must be between 1 and {}", limits.max_chunk_size),
                 ));
             }
-            v as u32
+            Some(v as u32)
         }
     };
     let numbers = match (req.numbers, req.range) {
@@ -311,7 +311,7 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
     let priority = check_priority(req.priority.unwrap_or(0))?;
     Ok(NewJob {
         numbers,
-        chunk_size,
+        chunk_cap,
         priority,
     })
 }
@@ -498,7 +498,7 @@ fn snapshot(state: &AppState) -> Option<String> {
     let body = serde_json::json!({
         "time_ms": crate::store::now_ms(),
         "numbers_factored": state.coord.metrics.numbers.load(std::sync::atomic::Ordering::Relaxed),
-        "queued_chunks": g.queued,
+        "queued_numbers": g.queued,
         "leased_chunks": g.leased,
         "workers": state.coord.workers(),
         "jobs": jobs,
@@ -623,7 +623,7 @@ fn write_row(out: &mut String, format: Format, n: u128, factors: &[u128], first:
 
 #[derive(Serialize)]
 pub(crate) struct Status {
-    queued_chunks: usize,
+    queued_numbers: u64,
     leased_chunks: usize,
     workers: usize,
     jobs_active: usize,
@@ -645,7 +645,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<St
         jobs_active: active.len(),
         numbers_total: active.iter().map(|j| j.total).sum(),
         numbers_done: active.iter().map(|j| j.done).sum(),
-        queued_chunks: g.queued,
+        queued_numbers: g.queued,
         leased_chunks: g.leased,
         workers: g.native + g.browser,
         version: env!("CARGO_PKG_VERSION"),
@@ -656,9 +656,9 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<St
 mod tests {
     use super::*;
 
-    fn parse(body: &str) -> Result<(Vec<u128>, u32), String> {
+    fn parse(body: &str) -> Result<(Vec<u128>, Option<u32>), String> {
         let job = parse_job(body.as_bytes(), &crate::Config::default());
-        job.map(|j| (j.numbers, j.chunk_size)).map_err(|e| match e {
+        job.map(|j| (j.numbers, j.chunk_cap)).map_err(|e| match e {
             AppError::BadRequest { message, item, .. } => format!("{item:?}: {message}"),
             other => format!("{other:?}"),
         })
@@ -668,15 +668,15 @@ mod tests {
     fn accepts_strings_integers_and_ranges() {
         assert_eq!(
             parse(r#"{"numbers": ["999999999999", 1000000000001]}"#),
-            Ok((vec![999999999999, 1000000000001], 43))
+            Ok((vec![999999999999, 1000000000001], None))
         );
         assert_eq!(
             parse(r#"{"range": {"start": "10", "count": 3, "step": 2}, "chunk_size": 2}"#),
-            Ok((vec![10, 12, 14], 2))
+            Ok((vec![10, 12, 14], Some(2)))
         );
         assert_eq!(
             parse(r#"{"numbers": [340282366920938463463374607431768211455]}"#),
-            Ok((vec![u128::MAX], 43))
+            Ok((vec![u128::MAX], None))
         );
     }
 

@@ -2,7 +2,7 @@
 //! connection, and when a lease lapses.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use crowdfactor_protocol::{Assignment, ChunkId, ServerMessage, WorkerKind};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{ChunkWork, Completion, JobId, JobInfo, NewJob, Store, StoreError};
+use crate::store::{Completion, JobId, JobInfo, NewJob, Span, Store, StoreError};
 
 /// Identifies one WebSocket connection.
 pub type ConnId = u64;
@@ -29,11 +29,59 @@ pub struct LeaseTiming {
     pub max_lease: Duration,
 }
 
+/// How chunks are sized. A chunk is cut when it is leased, for the worker
+/// that takes it: long enough to take about `target` on one of its threads
+/// at its measured speed for that job, never longer than `max` numbers, the
+/// job's own cap, or what fits one result message.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkSizing {
+    /// Wanted time per chunk on one worker thread.
+    pub target: Duration,
+    /// Numbers in a worker's first chunk of a job (its speed is unknown).
+    pub initial: u32,
+    /// Most numbers per chunk.
+    pub max: u32,
+    /// Largest message a worker may send; bounds a chunk's result.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ChunkSizing {
+    fn default() -> Self {
+        ChunkSizing {
+            target: Duration::from_secs(2),
+            initial: 8,
+            max: 100_000,
+            max_message_bytes: crowdfactor_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// An upper bound on the bytes of one number's entry in a `result` message:
+/// `{"n":"<n>","factors":["p",...]},`. The factors' digits add up to at most
+/// digits(n) + Ω(n), and Ω(n) ≤ bits(n).
+fn result_bytes_bound(n: u128) -> usize {
+    let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
+    let bits = 128 - n.leading_zeros() as usize;
+    24 + 2 * digits + 4 * bits
+}
+
+/// A chunk: a span of a job and its numbers.
+#[derive(Debug, Clone)]
+pub struct ChunkWork {
+    /// The chunk's id.
+    pub id: ChunkId,
+    /// What it covers.
+    pub span: Span,
+    /// The numbers to factor.
+    pub numbers: Arc<[u128]>,
+}
+
 /// The coordinator: store plus in-memory queue and leases.
 #[derive(Debug)]
 pub struct Coordinator {
     store: Arc<dyn Store>,
     state: Mutex<State>,
+    sizing: ChunkSizing,
     /// Bumped whenever work appears or the amount in flight changes; every
     /// connection task watches it to pull new chunks or to report `idle`.
     changes: watch::Sender<u64>,
@@ -68,10 +116,12 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 struct State {
     next_conn: ConnId,
-    /// Chunks waiting for a worker, per job, highest priority then oldest job
-    /// first. May hold stale ids (completed or already leased); `lease` skips those.
-    queue: BTreeMap<(Reverse<i32>, JobId), VecDeque<ChunkId>>,
-    /// Every chunk without an accepted result.
+    next_chunk: ChunkId,
+    /// Jobs with numbers still to factor.
+    jobs: HashMap<JobId, JobQueue>,
+    /// Jobs with numbers waiting for a worker, highest priority then oldest first.
+    ready: BTreeSet<(Reverse<i32>, JobId)>,
+    /// Every chunk cut and not yet accepted.
     open: HashMap<ChunkId, OpenChunk>,
     conns: HashMap<ConnId, Conn>,
     started_jobs: HashSet<JobId>,
@@ -81,6 +131,55 @@ struct State {
     requeued: u64,
     /// Addresses refused until the given time (too many wrong results).
     bans: HashMap<IpAddr, Instant>,
+}
+
+/// The live queue of one job.
+#[derive(Debug)]
+struct JobQueue {
+    priority: i32,
+    numbers: Arc<[u128]>,
+    /// Most numbers per chunk of this job.
+    max_len: u64,
+    /// Index ranges `[start, end)` never leased yet, in order.
+    fresh: VecDeque<(u64, u64)>,
+    /// Chunks handed back (closed socket, expiry, rejection), leased again
+    /// first. May hold ids accepted meanwhile; `lease` skips those.
+    returned: VecDeque<ChunkId>,
+    /// Numbers waiting: in `fresh` plus in `returned` chunks.
+    queued: u64,
+}
+
+impl JobQueue {
+    fn new(
+        info: &JobInfo,
+        numbers: Arc<[u128]>,
+        sizing: &ChunkSizing,
+        done: &[(u64, u64)],
+    ) -> Self {
+        let widest = numbers.iter().copied().max().unwrap_or(1);
+        let fits = (sizing.max_message_bytes / result_bytes_bound(widest)).max(1) as u64;
+        let max_len =
+            u64::from(info.chunk_cap.unwrap_or(u32::MAX).min(sizing.max).max(1)).min(fits);
+        let mut fresh = VecDeque::new();
+        let mut at = 0;
+        for &(start, len) in done {
+            if start > at {
+                fresh.push_back((at, start));
+            }
+            at = at.max(start + len);
+        }
+        if at < numbers.len() as u64 {
+            fresh.push_back((at, numbers.len() as u64));
+        }
+        JobQueue {
+            priority: info.priority,
+            queued: fresh.iter().map(|(s, e)| e - s).sum(),
+            numbers,
+            max_len,
+            fresh,
+            returned: VecDeque::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -115,6 +214,33 @@ struct Conn {
     numbers_done: u64,
     /// (when, numbers) of recent accepted results, for the live rate.
     recent: VecDeque<(Instant, u64)>,
+    /// Measured speed per job, for sizing its chunks and their deadlines.
+    speed: HashMap<JobId, Speed>,
+}
+
+/// How fast one worker factors one job's numbers.
+#[derive(Debug, Clone, Copy)]
+struct Speed {
+    /// Numbers per second on one of its threads (smoothed).
+    per_thread: f64,
+    /// Longest chunk of the job it finished; the next may be at most 8× that,
+    /// so one lucky fast chunk cannot earn a huge one.
+    largest: u64,
+}
+
+/// How many numbers of `q` to give a worker with speed `speed` (if known).
+/// `threads` counts the threads of every worker taking work: near a job's end
+/// no chunk takes more than half of one thread's share of what is left, so
+/// the last chunks finish together.
+fn chunk_len(speed: Option<&Speed>, q: &JobQueue, threads: u64, sizing: &ChunkSizing) -> u64 {
+    let want = match speed {
+        Some(s) => {
+            ((s.per_thread * sizing.target.as_secs_f64()) as u64).min(s.largest.saturating_mul(8))
+        }
+        None => u64::from(sizing.initial),
+    };
+    let share = q.queued.div_ceil(2 * threads.max(1));
+    want.min(share).min(q.max_len).max(1)
 }
 
 /// How far back a worker's live rate looks.
@@ -137,14 +263,12 @@ impl Conn {
         Some(total as f64 / span.as_secs_f64())
     }
 
-    /// How long a chunk of `len` numbers may stay leased to this worker.
-    /// `rate` is this worker's [`Conn::rate`], computed once per sweep.
-    fn lease_deadline(&self, len: usize, rate: Option<f64>, timing: &LeaseTiming) -> Duration {
-        match rate {
-            Some(rate) if rate > 0.0 => {
-                // One chunk runs on one thread: per-thread speed is rate / threads.
-                let per_thread = rate / self.threads.max(1) as f64;
-                Duration::from_secs_f64((10.0 * len as f64 / per_thread).min(86_400.0))
+    /// How long a chunk may stay leased to this worker: ten times what it
+    /// should take at the worker's measured speed for its job.
+    fn lease_deadline(&self, span: &Span, timing: &LeaseTiming) -> Duration {
+        match self.speed.get(&span.job) {
+            Some(s) if s.per_thread > 0.0 => {
+                Duration::from_secs_f64((10.0 * span.len as f64 / s.per_thread).min(86_400.0))
                     .max(timing.lease_timeout)
             }
             _ => timing.max_lease,
@@ -186,8 +310,8 @@ pub struct Gauges {
     pub native: usize,
     /// Connected browser tabs.
     pub browser: usize,
-    /// Chunks waiting for a worker.
-    pub queued: usize,
+    /// Numbers waiting for a worker.
+    pub queued: u64,
     /// Chunks leased right now.
     pub leased: usize,
     /// Chunks requeued since start.
@@ -206,17 +330,22 @@ pub enum ResultCheck {
 }
 
 impl Coordinator {
-    /// Builds a coordinator over `store`, queueing every chunk still open in it.
-    pub fn new(store: Arc<dyn Store>, timing: LeaseTiming) -> Result<Self, StoreError> {
+    /// Builds a coordinator over `store`, queueing every number still open in it.
+    pub fn new(
+        store: Arc<dyn Store>,
+        timing: LeaseTiming,
+        sizing: ChunkSizing,
+    ) -> Result<Self, StoreError> {
         let mut state = State::default();
-        for work in store.incomplete_chunks()? {
-            state.enqueue(&work, false);
-            state.open.insert(work.id, OpenChunk { work, lease: None });
+        for job in store.open_jobs()? {
+            let q = JobQueue::new(&job.info, job.numbers, &sizing, &job.done);
+            state.add_job(job.info.id, q);
         }
         let (changes, _) = watch::channel(0);
         Ok(Coordinator {
             store,
             state: Mutex::new(state),
+            sizing,
             changes,
             timing,
             metrics: Metrics::default(),
@@ -241,28 +370,25 @@ impl Coordinator {
         self.changes.subscribe()
     }
 
-    /// Creates a job and queues its chunks.
+    /// Creates a job and queues its numbers.
     pub fn create_job(&self, job: NewJob) -> Result<JobInfo, StoreError> {
-        let (info, chunks) = self.store.create_job(job)?;
-        {
-            let mut st = self.lock();
-            for work in chunks {
-                st.enqueue(&work, false);
-                st.open.insert(work.id, OpenChunk { work, lease: None });
-            }
-        }
+        let (info, numbers) = self.store.create_job(job)?;
+        let q = JobQueue::new(&info, numbers, &self.sizing, &[]);
+        let max_len = q.max_len;
+        self.lock().add_job(info.id, q);
         tracing::info!(
             job = info.id,
             numbers = info.total,
-            chunks = info.chunks,
+            max_chunk = max_len,
+            priority = info.priority,
             "job created"
         );
         self.bump();
         Ok(info)
     }
 
-    /// Cancels a job: its queued chunks are dropped and the workers holding
-    /// its other chunks are told to drop them. `None` for an unknown job.
+    /// Cancels a job: its queued numbers are dropped and the workers holding
+    /// its chunks are told to drop them. `None` for an unknown job.
     pub fn cancel_job(&self, job: JobId) -> Result<Option<JobInfo>, StoreError> {
         let Some(info) = self.store.cancel_job(job)? else {
             return Ok(None);
@@ -271,11 +397,13 @@ impl Coordinator {
             HashMap::new();
         {
             let mut st = self.lock();
-            st.queue.remove(&(Reverse(info.priority), job));
+            if let Some(q) = st.jobs.remove(&job) {
+                st.ready.remove(&(Reverse(q.priority), job));
+            }
             let ids: Vec<ChunkId> = st
                 .open
                 .iter()
-                .filter(|(_, o)| o.work.job == job)
+                .filter(|(_, o)| o.work.span.job == job)
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
@@ -338,6 +466,7 @@ impl Coordinator {
                 chunks_done: 0,
                 numbers_done: 0,
                 recent: VecDeque::new(),
+                speed: HashMap::new(),
             },
         );
         id
@@ -392,24 +521,17 @@ impl Coordinator {
         out
     }
 
-    /// Changes a job's priority; its queued chunks move accordingly.
+    /// Changes a job's priority; its queued numbers move accordingly.
     pub fn set_priority(&self, job: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
-        let Some(old) = self.store.job(job)? else {
-            return Ok(None);
-        };
         let info = self.store.set_priority(job, priority)?;
         {
             let mut st = self.lock();
-            if let Some(q) = st.queue.remove(&(Reverse(old.priority), job)) {
-                st.queue
-                    .entry((Reverse(priority), job))
-                    .or_default()
-                    .extend(q);
-            }
-            for open in st.open.values_mut() {
-                if open.work.job == job {
-                    open.work.priority = priority;
+            let st = &mut *st;
+            if let Some(q) = st.jobs.get_mut(&job) {
+                if st.ready.remove(&(Reverse(q.priority), job)) {
+                    st.ready.insert((Reverse(priority), job));
                 }
+                q.priority = priority;
             }
         }
         self.bump();
@@ -454,44 +576,82 @@ impl Coordinator {
         self.bump();
     }
 
-    /// Leases queued chunks to `conn` until its slots are full.
+    /// Leases chunks to `conn` until its slots are full: handed-back chunks
+    /// first, then new ones cut to this worker's size.
     pub fn lease(&self, conn: ConnId) -> Vec<Assignment> {
         let mut st = self.lock();
         let st = &mut *st;
+        let threads: u64 = st
+            .conns
+            .values()
+            .filter(|c| c.slots > 0)
+            .map(|c| u64::from(c.threads.max(1)))
+            .sum();
         let Some(c) = st.conns.get_mut(&conn) else {
             return vec![];
         };
         let mut out = vec![];
         while (c.held.len() as u32) < c.slots {
-            let Some(mut next) = st.queue.first_entry() else {
+            let Some(&key) = st.ready.first() else {
                 break;
             };
-            let popped = next.get_mut().pop_front();
-            if next.get().is_empty() {
-                next.remove();
-            }
-            let Some(id) = popped else {
+            let job = key.1;
+            let Some(q) = st.jobs.get_mut(&job) else {
+                st.ready.remove(&key);
                 continue;
             };
+            let id = if let Some(id) = q.returned.pop_front() {
+                match st.open.get(&id) {
+                    Some(o) if o.lease.is_none() => {
+                        q.queued -= o.work.span.len;
+                        id
+                    }
+                    _ => continue,
+                }
+            } else if let Some(&(start, end)) = q.fresh.front() {
+                let len = chunk_len(c.speed.get(&job), q, threads, &self.sizing).min(end - start);
+                let span = Span { job, start, len };
+                if span.end() == end {
+                    q.fresh.pop_front();
+                } else if let Some(front) = q.fresh.front_mut() {
+                    front.0 = span.end();
+                }
+                q.queued -= len;
+                st.next_chunk += 1;
+                let id = st.next_chunk;
+                let numbers = q.numbers[span.start as usize..span.end() as usize].into();
+                st.open.insert(
+                    id,
+                    OpenChunk {
+                        work: ChunkWork { id, span, numbers },
+                        lease: None,
+                    },
+                );
+                id
+            } else {
+                st.ready.remove(&key);
+                continue;
+            };
+            if q.queued == 0 {
+                q.returned.clear();
+                st.ready.remove(&key);
+            }
             let Some(open) = st.open.get_mut(&id) else {
                 continue;
             };
-            if open.lease.is_some() {
-                continue;
-            }
             open.lease = Some(Lease {
                 conn,
                 acked: false,
                 since: Instant::now(),
             });
             c.held.insert(id);
-            self.metrics.leased.fetch_add(1, Relaxed);
             c.ever.insert(id);
-            st.started_jobs.insert(open.work.job);
-            *st.leased_per_job.entry(open.work.job).or_default() += 1;
+            self.metrics.leased.fetch_add(1, Relaxed);
+            st.started_jobs.insert(job);
+            *st.leased_per_job.entry(job).or_default() += 1;
             out.push(Assignment {
                 chunk_id: id,
-                job_id: open.work.job.to_string(),
+                job_id: job.to_string(),
                 numbers: open.work.numbers.to_vec(),
             });
         }
@@ -536,40 +696,49 @@ impl Coordinator {
     }
 
     /// Stores verified results; returns `Completion::Duplicate` if another
-    /// worker's result got there first.
+    /// worker's result got there first. `compute` is how long the worker
+    /// says the chunk took (its next chunks are sized from it).
     pub fn accept(
         &self,
         conn: ConnId,
         chunk: ChunkId,
         factors: Vec<Vec<u128>>,
+        compute: Option<Duration>,
     ) -> Result<Completion, StoreError> {
-        let kind = {
+        let (kind, span) = {
             let mut st = self.lock();
+            let Some(span) = st.open.get(&chunk).map(|o| o.work.span) else {
+                return Ok(Completion::Duplicate);
+            };
             let Some(c) = st.conns.get_mut(&conn) else {
                 return Ok(Completion::Duplicate);
             };
             c.ever.remove(&chunk);
-            c.kind
+            (c.kind, span)
         };
-        let numbers_in_chunk = factors.len() as u64;
         // The store call happens outside the lock; a concurrent duplicate is
-        // resolved by the store, which accepts a chunk only once.
-        let count = factors.len() as u64;
-        let started = std::time::Instant::now();
-        let outcome = self.store.complete_chunk(chunk, factors, kind);
+        // resolved by the store, which accepts each number only once.
+        let started = Instant::now();
+        let outcome = self.store.complete_span(span, factors, kind);
         let us = started.elapsed().as_micros() as u64;
         self.metrics.store_writes.fetch_add(1, Relaxed);
         self.metrics.store_write_us.fetch_add(us, Relaxed);
         self.metrics.store_write_max_us.fetch_max(us, Relaxed);
-        let outcome = outcome?;
-        if let Completion::Accepted { .. } = outcome {
-            self.metrics.completed.fetch_add(1, Relaxed);
-            self.metrics.numbers.fetch_add(count, Relaxed);
-            if let Some(c) = self.lock().conns.get_mut(&conn) {
-                let now = Instant::now();
+        let Completion::Accepted { job_done } = outcome? else {
+            return Ok(Completion::Duplicate);
+        };
+        self.metrics.completed.fetch_add(1, Relaxed);
+        self.metrics.numbers.fetch_add(span.len, Relaxed);
+        let cancel_on = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let now = Instant::now();
+            let open = st.open.remove(&chunk);
+            let lease = open.as_ref().and_then(|o| o.lease);
+            if let Some(c) = st.conns.get_mut(&conn) {
                 c.chunks_done += 1;
-                c.numbers_done += numbers_in_chunk;
-                c.recent.push_back((now, numbers_in_chunk));
+                c.numbers_done += span.len;
+                c.recent.push_back((now, span.len));
                 while c
                     .recent
                     .front()
@@ -577,40 +746,61 @@ impl Coordinator {
                 {
                     c.recent.pop_front();
                 }
-            }
-        }
-        if let Completion::Accepted { job_done } = outcome {
-            let cancel_on = {
-                let mut st = self.lock();
-                let open = st.open.remove(&chunk);
-                let mut other = None;
-                if let Some(OpenChunk {
-                    lease: Some(lease),
-                    work,
-                }) = open
-                {
-                    st.unlease_accounting(work.job);
-                    if let Some(holder) = st.conns.get_mut(&lease.conn) {
-                        holder.held.remove(&chunk);
-                        if lease.conn != conn {
-                            other = Some(holder.tx.clone());
-                        }
-                    }
+                // Without the worker's own figure, the time since the lease
+                // (which includes waiting in its queue) errs on the short side.
+                let took = compute
+                    .filter(|d| !d.is_zero())
+                    .or(lease.filter(|l| l.conn == conn).map(|l| now - l.since));
+                if let Some(took) = took {
+                    let per_thread = span.len as f64 / took.as_secs_f64().max(1e-6);
+                    let s = c.speed.entry(span.job).or_insert(Speed {
+                        per_thread,
+                        largest: 0,
+                    });
+                    s.per_thread = 0.5 * s.per_thread + 0.5 * per_thread;
+                    s.largest = s.largest.max(span.len);
                 }
-                other
-            };
-            if let Some(tx) = cancel_on {
-                // Best effort: a full queue means a slow reader that will be dropped anyway.
-                let _ = tx.try_send(ServerMessage::Cancel {
-                    chunk_ids: vec![chunk],
-                });
             }
             if job_done {
-                tracing::info!(chunk, "job complete");
+                if let Some(q) = st.jobs.remove(&span.job) {
+                    st.ready.remove(&(Reverse(q.priority), span.job));
+                }
+                for c in st.conns.values_mut() {
+                    c.speed.remove(&span.job);
+                }
+            } else if open.is_some() && lease.is_none() {
+                // A late result for a chunk waiting in the queue.
+                if let Some(q) = st.jobs.get_mut(&span.job) {
+                    q.queued -= span.len;
+                    if q.queued == 0 {
+                        q.returned.clear();
+                        st.ready.remove(&(Reverse(q.priority), span.job));
+                    }
+                }
             }
-            self.bump();
+            let mut other = None;
+            if let Some(lease) = lease {
+                st.unlease_accounting(span.job);
+                if let Some(holder) = st.conns.get_mut(&lease.conn) {
+                    holder.held.remove(&chunk);
+                    if lease.conn != conn {
+                        other = Some(holder.tx.clone());
+                    }
+                }
+            }
+            other
+        };
+        if let Some(tx) = cancel_on {
+            // Best effort: a full queue means a slow reader that will be dropped anyway.
+            let _ = tx.try_send(ServerMessage::Cancel {
+                chunk_ids: vec![chunk],
+            });
         }
-        Ok(outcome)
+        if job_done {
+            tracing::info!(job = span.job, "job complete");
+        }
+        self.bump();
+        Ok(Completion::Accepted { job_done })
     }
 
     /// A wrong result: requeue the chunk if `conn` holds it and add a strike.
@@ -639,17 +829,18 @@ impl Coordinator {
     /// Whether the connection has nothing to do and nothing is in flight anywhere.
     pub fn is_idle(&self, conn: ConnId) -> bool {
         let st = self.lock();
-        st.open.is_empty() && st.conns.get(&conn).is_none_or(|c| c.held.is_empty())
+        st.open.is_empty()
+            && st.ready.is_empty()
+            && st.conns.get(&conn).is_none_or(|c| c.held.is_empty())
     }
 
-    /// A snapshot for `/metrics`: connected workers by kind, chunks queued
-    /// and leased, chunks requeued so far.
+    /// A snapshot for `/metrics`: connected workers by kind, numbers queued,
+    /// chunks leased, chunks requeued so far.
     pub fn gauges(&self) -> Gauges {
         let st = self.lock();
-        let leased: usize = st.leased_per_job.values().sum();
         let mut g = Gauges {
-            queued: st.open.len() - leased,
-            leased,
+            queued: st.jobs.values().map(|q| q.queued).sum(),
+            leased: st.leased_per_job.values().sum(),
             requeued: st.requeued,
             ..Gauges::default()
         };
@@ -677,7 +868,6 @@ impl Coordinator {
             let mut expired = vec![];
             for (&conn, c) in &st.conns {
                 let silent = now.saturating_duration_since(c.last_seen) > self.timing.lease_timeout;
-                let rate = c.rate(now);
                 for id in &c.held {
                     let Some((open, lease)) = st.open.get(id).and_then(|o| Some((o, o.lease?)))
                     else {
@@ -686,9 +876,7 @@ impl Coordinator {
                     let held_for = now.saturating_duration_since(lease.since);
                     let why = if silent {
                         "worker silent"
-                    } else if held_for
-                        > c.lease_deadline(open.work.numbers.len(), rate, &self.timing)
-                    {
+                    } else if held_for > c.lease_deadline(&open.work.span, &self.timing) {
                         "past its deadline"
                     } else if !lease.acked && held_for > self.timing.ack_timeout {
                         "no ack"
@@ -724,30 +912,27 @@ impl Coordinator {
 }
 
 impl State {
-    /// Ends the lease on an open chunk (if any) and puts it at the front of the queue.
+    fn add_job(&mut self, id: JobId, q: JobQueue) {
+        if q.queued > 0 {
+            self.ready.insert((Reverse(q.priority), id));
+        }
+        self.jobs.insert(id, q);
+    }
+
+    /// Ends the lease on an open chunk (if any) and puts it at the front of its job's queue.
     fn drop_lease(&mut self, id: ChunkId) {
         let Some(open) = self.open.get_mut(&id) else {
             return;
         };
         if open.lease.take().is_some() {
             self.requeued += 1;
-            let work = open.work.clone();
-            self.unlease_accounting(work.job);
-            self.enqueue(&work, true);
-        }
-    }
-
-    /// Queues a chunk behind (or, when it comes back from a lease, in front
-    /// of) the other chunks of its job.
-    fn enqueue(&mut self, work: &ChunkWork, front: bool) {
-        let q = self
-            .queue
-            .entry((Reverse(work.priority), work.job))
-            .or_default();
-        if front {
-            q.push_front(work.id);
-        } else {
-            q.push_back(work.id);
+            let span = open.work.span;
+            self.unlease_accounting(span.job);
+            if let Some(q) = self.jobs.get_mut(&span.job) {
+                q.returned.push_front(id);
+                q.queued += span.len;
+                self.ready.insert((Reverse(q.priority), span.job));
+            }
         }
     }
 
@@ -762,26 +947,47 @@ impl State {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use crowdfactor_protocol::ClientMessage;
     use std::net::Ipv4Addr;
+
+    fn timing(ack_ms: u64, lease_ms: u64) -> LeaseTiming {
+        LeaseTiming {
+            ack_timeout: Duration::from_millis(ack_ms),
+            lease_timeout: Duration::from_millis(lease_ms),
+            max_lease: Duration::from_secs(3600),
+        }
+    }
 
     fn coord(ack_ms: u64, lease_ms: u64) -> Coordinator {
         Coordinator::new(
             Arc::new(MemoryStore::new()),
-            LeaseTiming {
-                ack_timeout: Duration::from_millis(ack_ms),
-                lease_timeout: Duration::from_millis(lease_ms),
-                max_lease: Duration::from_secs(3600),
-            },
+            timing(ack_ms, lease_ms),
+            ChunkSizing::default(),
         )
         .expect("coordinator")
     }
 
-    fn job(numbers: Vec<u128>, chunk_size: u32) -> NewJob {
+    fn job(numbers: Vec<u128>, chunk_cap: u32) -> NewJob {
         NewJob {
             numbers,
-            chunk_size,
+            chunk_cap: Some(chunk_cap),
             priority: 0,
         }
+    }
+
+    /// Every index of a job of `total` numbers covered exactly once.
+    fn assert_covers(spans: &[Span], total: u64) {
+        let mut seen = vec![0u32; total as usize];
+        for s in spans {
+            for i in s.start..s.end() {
+                seen[i as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{spans:?} cover {seen:?}");
+    }
+
+    fn span_of(c: &Coordinator, id: ChunkId) -> Span {
+        c.lock().open[&id].work.span
     }
 
     #[test]
@@ -820,19 +1026,156 @@ mod tests {
     fn a_chunk_is_leased_to_one_worker_and_requeued_on_close() {
         let c = coord(10_000, 10_000);
         c.create_job(job((1..=10).collect(), 3)).expect("job");
-        let (a, b) = (conn(&c, 2), conn(&c, 10));
+        let (a, b) = (conn(&c, 2), conn(&c, 100));
         let la = c.lease(a);
         assert_eq!(la.len(), 2);
         let lb = c.lease(b);
-        assert_eq!(lb.len(), 2, "only 4 chunks exist");
-        assert!(c.lease(b).is_empty());
+        assert!(c.lease(b).is_empty(), "everything is leased");
+        let spans: Vec<Span> = la
+            .iter()
+            .chain(&lb)
+            .map(|x| span_of(&c, x.chunk_id))
+            .collect();
+        assert!(spans.iter().all(|s| s.len <= 3), "the job's cap holds");
+        assert_covers(&spans, 10);
+        for x in la.iter().chain(&lb) {
+            let s = span_of(&c, x.chunk_id);
+            assert_eq!(
+                x.numbers,
+                (s.start as u128 + 1..=s.end() as u128).collect::<Vec<_>>()
+            );
+        }
         c.unregister(a);
         let again = c.lease(b);
         let mut ids: Vec<_> = again.iter().map(|x| x.chunk_id).collect();
         ids.sort();
         let mut want: Vec<_> = la.iter().map(|x| x.chunk_id).collect();
         want.sort();
-        assert_eq!(ids, want);
+        assert_eq!(
+            ids, want,
+            "handed-back chunks are leased again as they were"
+        );
+    }
+
+    #[test]
+    fn chunks_grow_with_measured_speed_and_shrink_at_the_end() {
+        let c = coord(10_000, 10_000);
+        let total = 200_000u64;
+        let info = c
+            .create_job(NewJob {
+                numbers: (1..=u128::from(total)).collect(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("job");
+        let a = conn(&c, 1);
+        c.describe(a, None, 1);
+        let mut spans = vec![];
+        let mut lens = vec![];
+        loop {
+            let got = c.lease(a);
+            let Some(x) = got.first() else { break };
+            let span = span_of(&c, x.chunk_id);
+            spans.push(span);
+            lens.push(span.len);
+            // This worker factors 10,000 numbers per second per thread.
+            let took = Duration::from_micros(span.len * 100);
+            let factors = vec![vec![]; span.len as usize];
+            c.accept(a, x.chunk_id, factors, Some(took))
+                .expect("accept");
+        }
+        assert_covers(&spans, total);
+        assert_eq!(lens[0], 8, "first chunk: speed unknown");
+        assert_eq!(
+            lens[1], 64,
+            "growth is limited to 8x the largest chunk so far"
+        );
+        assert!(
+            lens.contains(&20_000),
+            "at 10,000/s a 2 s chunk has 20,000 numbers: {lens:?}"
+        );
+        let last = &lens[lens.len() - 3..];
+        assert!(
+            last.iter().all(|&l| l < 20_000),
+            "the tail is cut finer: {lens:?}"
+        );
+        let info = c.store().job(info.id).expect("job").expect("exists");
+        assert_eq!(info.done, total);
+        assert!(c.is_idle(a));
+    }
+
+    #[test]
+    fn chunk_results_must_fit_one_message() {
+        let c = Coordinator::new(
+            Arc::new(MemoryStore::new()),
+            timing(10_000, 10_000),
+            ChunkSizing {
+                max_message_bytes: 64 << 10,
+                initial: 1000,
+                ..ChunkSizing::default()
+            },
+        )
+        .expect("coordinator");
+        c.create_job(NewJob {
+            numbers: vec![1 << 127; 1000],
+            chunk_cap: None,
+            priority: 0,
+        })
+        .expect("job");
+        let a = conn(&c, 1);
+        let got = c.lease(a);
+        let len = span_of(&c, got[0].chunk_id).len;
+        assert!(
+            len < 1000,
+            "{len} numbers of 2^127 need more than 64 KiB of results"
+        );
+        assert!(len as usize * result_bytes_bound(1 << 127) <= 64 << 10);
+        let text = ClientMessage::Result(crowdfactor_protocol::ChunkResult {
+            chunk_id: 1,
+            results: vec![
+                crowdfactor_protocol::Factored {
+                    n: 1 << 127,
+                    factors: vec![2; 127]
+                };
+                len as usize
+            ],
+            compute_us: Some(u64::MAX),
+        })
+        .encode();
+        assert!(
+            text.len() <= 64 << 10,
+            "the worst case fits: {} bytes",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn a_restart_queues_only_what_has_no_result() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (info, _) = store.create_job(job((1..=10).collect(), 100)).expect("job");
+        store
+            .complete_span(
+                Span {
+                    job: info.id,
+                    start: 3,
+                    len: 2,
+                },
+                vec![vec![2, 2], vec![5]],
+                WorkerKind::Native,
+            )
+            .expect("complete");
+        let c = Coordinator::new(store, timing(10_000, 10_000), ChunkSizing::default())
+            .expect("coordinator");
+        assert_eq!(c.gauges().queued, 8);
+        let a = conn(&c, 100);
+        let spans: Vec<Span> = c.lease(a).iter().map(|x| span_of(&c, x.chunk_id)).collect();
+        let mut all = spans.clone();
+        all.push(Span {
+            job: info.id,
+            start: 3,
+            len: 2,
+        });
+        assert_covers(&all, 10);
     }
 
     #[test]
@@ -869,7 +1212,7 @@ mod tests {
         ));
         assert!(matches!(c.check_result(a, id), ResultCheck::Verify(_)));
         assert_eq!(
-            c.accept(a, id, vec![vec![2, 3]]).expect("accept"),
+            c.accept(a, id, vec![vec![2, 3]], None).expect("accept"),
             Completion::Accepted { job_done: true }
         );
         assert!(matches!(c.check_result(b, id), ResultCheck::AlreadyDone));

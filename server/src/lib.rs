@@ -26,15 +26,18 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use coordinator::{Coordinator, LeaseTiming};
+use coordinator::{ChunkSizing, Coordinator, LeaseTiming};
 use store::{MemoryStore, Store, StoreError};
 
 /// Coordinator settings. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Numbers per chunk when a job does not say (43, as in the classic manager example).
-    pub chunk_size: u32,
-    /// Largest `chunk_size` a job may ask for.
+    /// Wanted time for one chunk on one worker thread; chunks are cut per
+    /// worker from its measured speed (see [`coordinator::ChunkSizing`]).
+    pub chunk_target: Duration,
+    /// Numbers in a worker's first chunk of a job, while its speed is unknown.
+    pub initial_chunk: u32,
+    /// Most numbers in one chunk (and the largest `chunk_size` cap a job may set).
     pub max_chunk_size: u32,
     /// Largest job, in numbers.
     pub max_numbers_per_job: u64,
@@ -74,7 +77,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            chunk_size: 43,
+            chunk_target: Duration::from_secs(2),
+            initial_chunk: 8,
             max_chunk_size: 100_000,
             max_numbers_per_job: 10_000_000,
             max_body_bytes: 256 << 20,
@@ -190,7 +194,13 @@ pub async fn run_with_store(
         lease_timeout: config.lease_timeout,
         max_lease: config.max_lease,
     };
-    let coord = Arc::new(Coordinator::new(store, timing)?);
+    let sizing = ChunkSizing {
+        target: config.chunk_target,
+        initial: config.initial_chunk.max(1),
+        max: config.max_chunk_size.max(1),
+        max_message_bytes: config.max_message_bytes,
+    };
+    let coord = Arc::new(Coordinator::new(store, timing, sizing)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweep_every = (config.ack_timeout.min(config.lease_timeout) / 4)
         .clamp(Duration::from_millis(20), Duration::from_secs(1));

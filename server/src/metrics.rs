@@ -35,9 +35,9 @@ pub(crate) async fn metrics(
         ],
     );
     metric(
-        "crowdfactor_chunks_queued",
+        "crowdfactor_numbers_queued",
         "gauge",
-        "Chunks waiting for a worker.",
+        "Numbers waiting for a worker (chunks are cut when leased).",
         &[("", g.queued as f64)],
     );
     metric(

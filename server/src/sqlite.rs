@@ -18,16 +18,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crowdfactor_protocol::{ChunkId, WorkerKind};
+use crowdfactor_protocol::WorkerKind;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    now_ms, ByKind, ChunkWork, Completion, JobId, JobInfo, NewJob, Store, StoreError,
+    check_span, now_ms, ByKind, Completion, JobId, JobInfo, NewJob, OpenJob, Span, Store,
+    StoreError,
 };
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Numbers per row of `job_numbers`.
+const SEGMENT: usize = 4096;
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 2;
+
+/// `jobs.chunk_size` is the job's chunk cap (0: none); `jobs.chunks` counts
+/// accepted chunks. A job's numbers are kept in segments; each accepted
+/// chunk is one `results` row covering `count` numbers from `start`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id          INTEGER PRIMARY KEY,
@@ -42,26 +52,30 @@ CREATE TABLE IF NOT EXISTS jobs (
     priority    INTEGER NOT NULL DEFAULT 0,
     cancelled   INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS chunks (
-    id       INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS job_numbers (
     job_id   INTEGER NOT NULL REFERENCES jobs(id),
-    seq      INTEGER NOT NULL,
+    seg      INTEGER NOT NULL,
     numbers  TEXT NOT NULL,
-    factors  TEXT,
-    UNIQUE (job_id, seq)
+    PRIMARY KEY (job_id, seg)
 );
-CREATE INDEX IF NOT EXISTS chunks_open ON chunks (job_id, seq) WHERE factors IS NULL;
+CREATE TABLE IF NOT EXISTS results (
+    job_id   INTEGER NOT NULL REFERENCES jobs(id),
+    start    INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    factors  TEXT NOT NULL,
+    PRIMARY KEY (job_id, start)
+);
 ";
 
 fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
-/// Why the stored text of a chunk could not be read back.
+/// Why stored text could not be read back.
 #[derive(Debug, thiserror::Error)]
-#[error("corrupt chunk {chunk} in the database: {what}")]
+#[error("corrupt {what} of job {job} in the database")]
 struct Corrupt {
-    chunk: ChunkId,
+    job: JobId,
     what: &'static str,
 }
 
@@ -77,18 +91,16 @@ fn encode_numbers(numbers: &[u128]) -> String {
     s
 }
 
-fn decode_numbers(text: &str, chunk: ChunkId) -> Result<Vec<u128>, StoreError> {
-    text.split(' ')
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse().map_err(|_| {
-                backend(Corrupt {
-                    chunk,
-                    what: "number",
-                })
+fn decode_numbers_into(text: &str, job: JobId, out: &mut Vec<u128>) -> Result<(), StoreError> {
+    for t in text.split(' ').filter(|t| !t.is_empty()) {
+        out.push(t.parse().map_err(|_| {
+            backend(Corrupt {
+                job,
+                what: "number",
             })
-        })
-        .collect()
+        })?);
+    }
+    Ok(())
 }
 
 /// Factor lists, one per line (an empty line for 1).
@@ -100,13 +112,16 @@ fn encode_factors(factors: &[Vec<u128>]) -> String {
         .join("\n")
 }
 
+/// A created job and its numbers.
+type Created = Result<(JobInfo, Arc<[u128]>), StoreError>;
+
 enum Op {
     CreateJob {
         job: NewJob,
-        reply: mpsc::SyncSender<Result<(JobInfo, Vec<ChunkWork>), StoreError>>,
+        reply: mpsc::SyncSender<Created>,
     },
     Complete {
-        chunk: ChunkId,
+        span: Span,
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
         reply: mpsc::SyncSender<Result<Completion, StoreError>>,
@@ -130,14 +145,24 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
 }
 
-/// Adds columns that databases from earlier versions lack.
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare("PRAGMA table_info(jobs)").map_err(backend)?;
-    let cols: Vec<String> = stmt
-        .query_map([], |r| r.get::<_, String>(1))
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
+/// Brings databases written by earlier versions up to [`SCHEMA_VERSION`].
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let cols: Vec<String> = {
+        let mut stmt = conn.prepare("PRAGMA table_info(jobs)").map_err(backend)?;
+        let cols = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        cols
+    };
+    let tx = conn.transaction().map_err(backend)?;
     for (col, ddl) in [
         (
             "priority",
@@ -149,10 +174,57 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         ),
     ] {
         if !cols.iter().any(|c| c == col) {
-            conn.execute_batch(ddl).map_err(backend)?;
+            tx.execute_batch(ddl).map_err(backend)?;
         }
     }
-    Ok(())
+    // Version 1 stored pre-cut chunks (numbers and factors per chunk row):
+    // each chunk becomes a numbers segment, each finished one a results row.
+    let has_chunks: bool = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chunks'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        > 0;
+    if has_chunks {
+        tx.execute_batch(
+            "INSERT INTO job_numbers (job_id, seg, numbers) SELECT job_id, seq, numbers FROM chunks;
+             UPDATE jobs SET chunks = (SELECT count(*) FROM chunks c WHERE c.job_id = jobs.id AND c.factors IS NOT NULL);",
+        )
+        .map_err(backend)?;
+        let rows: Vec<(i64, String, Option<String>)> = {
+            let mut stmt = tx
+                .prepare("SELECT job_id, numbers, factors FROM chunks ORDER BY job_id, seq")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            rows
+        };
+        let (mut job, mut start) = (-1i64, 0i64);
+        for (job_id, numbers, factors) in rows {
+            if job_id != job {
+                (job, start) = (job_id, 0);
+            }
+            let count = numbers.split(' ').filter(|t| !t.is_empty()).count() as i64;
+            if let Some(factors) = factors {
+                tx.execute(
+                    "INSERT INTO results (job_id, start, count, factors) VALUES (?1, ?2, ?3, ?4)",
+                    params![job_id, start, count, factors],
+                )
+                .map_err(backend)?;
+            }
+            start += count;
+        }
+        tx.execute_batch("DROP TABLE chunks").map_err(backend)?;
+        tracing::info!("database converted from schema 1 (pre-cut chunks) to 2");
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -171,9 +243,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let write = open(path)?;
+        let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
-        migrate(&write)?;
+        migrate(&mut write)?;
         let reader = open(path)?;
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
@@ -267,7 +339,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 struct CommitFailed(String);
 
 enum Answer {
-    Job(Result<(JobInfo, Vec<ChunkWork>), StoreError>),
+    Job(Created),
     Completion(Result<Completion, StoreError>),
     Cancelled(Result<Option<JobInfo>, StoreError>),
 }
@@ -279,11 +351,11 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
         answers.push(match op {
             Op::CreateJob { job, .. } => Answer::Job(insert_job(&tx, job)),
             Op::Complete {
-                chunk,
+                span,
                 factors,
                 kind,
                 ..
-            } => Answer::Completion(complete(&tx, *chunk, factors, *kind)),
+            } => Answer::Completion(complete(&tx, *span, factors, *kind)),
             Op::Cancel { job, .. } => {
                 Answer::Cancelled(update_job(&tx, *job, "cancelled = 1", None))
             }
@@ -299,96 +371,102 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
 fn insert_job(
     tx: &rusqlite::Transaction<'_>,
     new: &NewJob,
-) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
-    let (numbers, chunk_size, priority) = (&new.numbers, new.chunk_size, new.priority);
-    let size = chunk_size.max(1) as usize;
-    let chunks = numbers.len().div_ceil(size) as u64;
+) -> Result<(JobInfo, Arc<[u128]>), StoreError> {
+    let numbers = &new.numbers;
     let created_ms = now_ms();
     tx.execute(
-        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![numbers.len() as i64, chunk_size, chunks as i64, created_ms as i64, priority],
+        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority) VALUES (?1, ?2, 0, ?3, ?4)",
+        params![
+            numbers.len() as i64,
+            new.chunk_cap.unwrap_or(0),
+            created_ms as i64,
+            new.priority
+        ],
     )
     .map_err(backend)?;
     let job = tx.last_insert_rowid() as JobId;
-    let mut work = Vec::with_capacity(chunks as usize);
     let mut stmt = tx
-        .prepare_cached("INSERT INTO chunks (job_id, seq, numbers) VALUES (?1, ?2, ?3)")
+        .prepare_cached("INSERT INTO job_numbers (job_id, seg, numbers) VALUES (?1, ?2, ?3)")
         .map_err(backend)?;
-    for (seq, slice) in numbers.chunks(size).enumerate() {
-        stmt.execute(params![job as i64, seq as i64, encode_numbers(slice)])
+    for (seg, slice) in numbers.chunks(SEGMENT).enumerate() {
+        stmt.execute(params![job as i64, seg as i64, encode_numbers(slice)])
             .map_err(backend)?;
-        work.push(ChunkWork {
-            id: tx.last_insert_rowid() as ChunkId,
-            job,
-            priority,
-            numbers: slice.into(),
-        });
     }
     let info = JobInfo {
         id: job,
         total: numbers.len() as u64,
         done: 0,
-        chunk_size,
-        chunks,
+        chunk_cap: new.chunk_cap,
+        chunks: 0,
         created_ms,
         finished_ms: None,
         by_kind: ByKind::default(),
-        priority,
+        priority: new.priority,
         cancelled: false,
     };
-    Ok((info, work))
+    Ok((info, numbers.as_slice().into()))
 }
 
 fn complete(
     tx: &rusqlite::Transaction<'_>,
-    chunk: ChunkId,
+    span: Span,
     factors: &[Vec<u128>],
     kind: WorkerKind,
 ) -> Result<Completion, StoreError> {
-    let row: Option<(i64, String, bool)> = tx
+    let job = span.job as i64;
+    let row: Option<(i64, bool)> = tx
         .query_row(
-            "SELECT c.job_id, c.numbers, c.factors IS NOT NULL OR j.cancelled <> 0 \
-             FROM chunks c JOIN jobs j ON j.id = c.job_id WHERE c.id = ?1",
-            params![chunk as i64],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            "SELECT total, cancelled <> 0 FROM jobs WHERE id = ?1",
+            params![job],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .map_err(backend)?;
-    let Some((job, numbers, done)) = row else {
+    let Some((total, cancelled)) = row else {
         return Ok(Completion::Duplicate);
     };
-    if done {
+    check_span(span, total as u64, factors.len())?;
+    if cancelled {
         return Ok(Completion::Duplicate);
     }
-    let expected = numbers.split(' ').filter(|t| !t.is_empty()).count();
-    if expected != factors.len() {
-        return Err(StoreError::ResultCount {
-            chunk,
-            expected,
-            got: factors.len(),
-        });
+    // Accepted spans are disjoint, so only the last one starting before this
+    // span's end can overlap it.
+    let before: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT start, count FROM results WHERE job_id = ?1 AND start < ?2 ORDER BY start DESC LIMIT 1",
+        )
+        .map_err(backend)?
+        .query_row(params![job, span.end() as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    if before.is_some_and(|(start, count)| (start + count) as u64 > span.start) {
+        return Ok(Completion::Duplicate);
     }
-    tx.execute(
-        "UPDATE chunks SET factors = ?1 WHERE id = ?2",
-        params![encode_factors(factors), chunk as i64],
+    tx.prepare_cached(
+        "INSERT INTO results (job_id, start, count, factors) VALUES (?1, ?2, ?3, ?4)",
     )
+    .map_err(backend)?
+    .execute(params![
+        job,
+        span.start as i64,
+        span.len as i64,
+        encode_factors(factors)
+    ])
     .map_err(backend)?;
-    let count = factors.len() as i64;
+    let count = span.len as i64;
     let (native, browser) = match kind {
         WorkerKind::Native => (count, 0),
         WorkerKind::Browser => (0, count),
     };
-    tx.execute(
-        "UPDATE jobs SET done = done + ?1, by_native = by_native + ?2, by_browser = by_browser + ?3 WHERE id = ?4",
-        params![count, native, browser, job],
-    )
-    .map_err(backend)?;
     let (done, total): (i64, i64) = tx
-        .query_row(
-            "SELECT done, total FROM jobs WHERE id = ?1",
-            params![job],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+        .prepare_cached(
+            "UPDATE jobs SET done = done + ?1, chunks = chunks + 1, by_native = by_native + ?2, \
+             by_browser = by_browser + ?3 WHERE id = ?4 RETURNING done, total",
         )
+        .map_err(backend)?
+        .query_row(params![count, native, browser, job], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(backend)?;
     let job_done = done == total;
     if job_done {
@@ -429,7 +507,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobInfo> {
         id: r.get::<_, i64>(0)? as JobId,
         total: r.get::<_, i64>(1)? as u64,
         done: r.get::<_, i64>(2)? as u64,
-        chunk_size: r.get(3)?,
+        chunk_cap: Some(r.get::<_, u32>(3)?).filter(|&c| c > 0),
         chunks: r.get::<_, i64>(4)? as u64,
         created_ms: r.get::<_, i64>(5)? as u64,
         finished_ms: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
@@ -446,7 +524,7 @@ const JOB_COLUMNS: &str =
     "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser, priority, cancelled";
 
 impl Store for SqliteStore {
-    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Arc<[u128]>), StoreError> {
         self.submit(|reply| Op::CreateJob { job, reply })
     }
 
@@ -462,45 +540,61 @@ impl Store for SqliteStore {
         })
     }
 
-    fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError> {
+    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn
-            .prepare(
-                "SELECT c.id, c.job_id, c.numbers, j.priority FROM chunks c JOIN jobs j ON j.id = c.job_id \
-                 WHERE c.factors IS NULL AND j.cancelled = 0 ORDER BY c.job_id, c.seq",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i32>(3)?,
+        let infos: Vec<JobInfo> = {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE cancelled = 0 AND done < total ORDER BY id"
                 ))
-            })
-            .map_err(backend)?;
-        let mut out = vec![];
-        for row in rows {
-            let (id, job, numbers, priority) = row.map_err(backend)?;
-            out.push(ChunkWork {
-                id: id as ChunkId,
-                job: job as JobId,
-                priority,
-                numbers: decode_numbers(&numbers, id as ChunkId)?.into(),
+                .map_err(backend)?;
+            let rows = stmt.query_map([], job_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)?
+        };
+        let mut out = Vec::with_capacity(infos.len());
+        for info in infos {
+            let mut numbers = Vec::with_capacity(info.total as usize);
+            let mut stmt = conn
+                .prepare_cached("SELECT numbers FROM job_numbers WHERE job_id = ?1 ORDER BY seg")
+                .map_err(backend)?;
+            let mut rows = stmt.query(params![info.id as i64]).map_err(backend)?;
+            while let Some(row) = rows.next().map_err(backend)? {
+                let text: String = row.get(0).map_err(backend)?;
+                decode_numbers_into(&text, info.id, &mut numbers)?;
+            }
+            if numbers.len() as u64 != info.total {
+                return Err(backend(Corrupt {
+                    job: info.id,
+                    what: "number list",
+                }));
+            }
+            let mut stmt = conn
+                .prepare_cached("SELECT start, count FROM results WHERE job_id = ?1 ORDER BY start")
+                .map_err(backend)?;
+            let done = stmt
+                .query_map(params![info.id as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+                })
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            out.push(OpenJob {
+                info,
+                numbers: numbers.into(),
+                done,
             });
         }
         Ok(out)
     }
 
-    fn complete_chunk(
+    fn complete_span(
         &self,
-        chunk: ChunkId,
+        span: Span,
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError> {
         self.submit(|reply| Op::Complete {
-            chunk,
+            span,
             factors,
             kind,
             reply,
@@ -538,32 +632,57 @@ impl Store for SqliteStore {
         // A connection of its own: streaming a large job must not hold up the
         // short reads of status polls (WAL lets both run at once).
         let conn = open(&self.path)?;
-        let mut stmt = conn
-            .prepare("SELECT id, numbers, factors FROM chunks WHERE job_id = ?1 ORDER BY seq")
+        let mut segs = conn
+            .prepare("SELECT numbers FROM job_numbers WHERE job_id = ?1 ORDER BY seg")
             .map_err(backend)?;
-        let mut rows = stmt.query(params![id as i64]).map_err(backend)?;
-        let mut buf = Vec::new();
-        while let Some(row) = rows.next().map_err(backend)? {
-            let chunk = row.get::<_, i64>(0).map_err(backend)? as ChunkId;
-            let numbers: String = row.get(1).map_err(backend)?;
-            let factors: Option<String> = row.get(2).map_err(backend)?;
-            let numbers = decode_numbers(&numbers, chunk)?;
-            match factors {
-                None => numbers.iter().for_each(|&n| f(n, None)),
-                Some(text) => {
-                    let mut lines = text.split('\n');
-                    for &n in &numbers {
-                        let line = lines.next().ok_or_else(|| {
-                            backend(Corrupt {
-                                chunk,
-                                what: "factor lines",
-                            })
-                        })?;
-                        buf.clear();
-                        buf.extend(decode_numbers(line, chunk)?);
-                        f(n, Some(&buf));
+        let mut segs = segs.query(params![id as i64]).map_err(backend)?;
+        let mut results = conn
+            .prepare("SELECT start, count, factors FROM results WHERE job_id = ?1 ORDER BY start")
+            .map_err(backend)?;
+        let mut results = results.query(params![id as i64]).map_err(backend)?;
+        let corrupt = |what| backend(Corrupt { job: id, what });
+        // The current result span: its end index and its remaining lines.
+        let mut span_end = 0u64;
+        let mut span_start = 0u64;
+        let mut lines: Vec<String> = vec![];
+        let mut next_result = |span_start: &mut u64,
+                               span_end: &mut u64,
+                               lines: &mut Vec<String>|
+         -> Result<(), StoreError> {
+            match results.next().map_err(backend)? {
+                Some(row) => {
+                    let start = row.get::<_, i64>(0).map_err(backend)? as u64;
+                    let count = row.get::<_, i64>(1).map_err(backend)? as u64;
+                    let text: String = row.get(2).map_err(backend)?;
+                    *lines = text.split('\n').rev().map(str::to_owned).collect();
+                    if lines.len() as u64 != count {
+                        return Err(corrupt("factor lines"));
                     }
+                    (*span_start, *span_end) = (start, start + count);
                 }
+                None => (*span_start, *span_end) = (u64::MAX, u64::MAX),
+            }
+            Ok(())
+        };
+        next_result(&mut span_start, &mut span_end, &mut lines)?;
+        let (mut index, mut numbers, mut factors) = (0u64, Vec::new(), Vec::new());
+        while let Some(row) = segs.next().map_err(backend)? {
+            let text: String = row.get(0).map_err(backend)?;
+            numbers.clear();
+            decode_numbers_into(&text, id, &mut numbers)?;
+            for &n in &numbers {
+                if index >= span_end {
+                    next_result(&mut span_start, &mut span_end, &mut lines)?;
+                }
+                if index >= span_start {
+                    let line = lines.pop().ok_or_else(|| corrupt("factor lines"))?;
+                    factors.clear();
+                    decode_numbers_into(&line, id, &mut factors)?;
+                    f(n, Some(&factors));
+                } else {
+                    f(n, None);
+                }
+                index += 1;
             }
         }
         Ok(true)
@@ -579,71 +698,102 @@ pub fn open_store(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn survives_reopen_and_accepts_each_chunk_once() {
-        let dir = std::env::temp_dir().join(format!("crowdfactor-sqlite-{}", std::process::id()));
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("crowdfactor-sqlite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("tmp dir");
-        let path = dir.join("t.db");
-        let (job, chunks) = {
+        dir.join("t.db")
+    }
+
+    #[test]
+    fn sqlite_store_completes_spans_once_and_survives_reopen() {
+        let path = temp_db("spans");
+        let id = {
             let store = SqliteStore::open(&path).expect("open");
-            let (job, chunks) = store
-                .create_job(NewJob {
-                    numbers: vec![4, 6, 1, 35],
-                    chunk_size: 3,
-                    priority: 0,
-                })
-                .expect("create");
-            assert_eq!(job.chunks, 2);
-            let c = store
-                .complete_chunk(
-                    chunks[0].id,
-                    vec![vec![2, 2], vec![2, 3], vec![]],
-                    WorkerKind::Browser,
-                )
-                .expect("complete");
-            assert_eq!(c, Completion::Accepted { job_done: false });
-            (job, chunks)
+            crate::store::tests::spans_complete_once(&store)
         };
         let store = SqliteStore::open(&path).expect("reopen");
-        let open = store.incomplete_chunks().expect("open chunks");
-        assert_eq!(open.len(), 1);
-        assert_eq!(open[0].numbers.as_ref(), &[35]);
-        assert_eq!(
-            store
-                .complete_chunk(
-                    chunks[0].id,
-                    vec![vec![2, 2], vec![2, 3], vec![]],
-                    WorkerKind::Native
-                )
-                .expect("dup"),
-            Completion::Duplicate
-        );
-        assert_eq!(
-            store
-                .complete_chunk(open[0].id, vec![vec![5, 7]], WorkerKind::Native)
-                .expect("complete"),
-            Completion::Accepted { job_done: true }
-        );
-        let info = store.job(job.id).expect("job").expect("exists");
-        assert_eq!(
-            (info.done, info.by_kind.browser, info.by_kind.native),
-            (4, 3, 1)
-        );
-        assert!(info.finished_ms.is_some());
+        let info = store.job(id).expect("job").expect("exists");
+        assert_eq!((info.done, info.chunks, info.chunk_cap), (5, 3, Some(2)));
+        let (second, _) = store
+            .create_job(NewJob {
+                numbers: (1..=10_000).collect(),
+                chunk_cap: None,
+                priority: 3,
+            })
+            .expect("create");
+        let span = Span {
+            job: second.id,
+            start: 4095,
+            len: 2,
+        };
+        store
+            .complete_span(span, vec![vec![2; 12], vec![17, 241]], WorkerKind::Native)
+            .expect("complete");
+        drop(store);
+        let store = SqliteStore::open(&path).expect("reopen");
+        let open = store.open_jobs().expect("open jobs");
+        assert_eq!(open.len(), 1, "the finished job is not open");
+        assert_eq!(open[0].numbers.len(), 10_000);
+        assert_eq!(open[0].numbers[9_999], 10_000);
+        assert_eq!(open[0].done, vec![(4095, 2)]);
+        assert_eq!(open[0].info.priority, 3);
         let mut seen = vec![];
         store
-            .visit_results(job.id, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .visit_results(second.id, &mut |n, f| {
+                if f.is_some() {
+                    seen.push(n)
+                }
+            })
             .expect("visit");
-        assert_eq!(
-            seen,
-            vec![
-                (4, Some(vec![2, 2])),
-                (6, Some(vec![2, 3])),
-                (1, Some(vec![])),
-                (35, Some(vec![5, 7]))
-            ]
-        );
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(seen, vec![4096, 4097], "results line up across segments");
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[test]
+    fn schema_1_databases_are_converted() {
+        let path = temp_db("migrate");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE jobs (id INTEGER PRIMARY KEY, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0,
+                   chunk_size INTEGER NOT NULL, chunks INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+                   finished_ms INTEGER, by_native INTEGER NOT NULL DEFAULT 0, by_browser INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE chunks (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                   numbers TEXT NOT NULL, factors TEXT, UNIQUE (job_id, seq));
+                 INSERT INTO jobs (id, total, done, chunk_size, chunks, created_ms, by_native) VALUES (1, 5, 2, 2, 3, 0, 2);
+                 INSERT INTO chunks (job_id, seq, numbers, factors) VALUES (1, 0, '4 6', '2 2\n2 3');
+                 INSERT INTO chunks (job_id, seq, numbers, factors) VALUES (1, 1, '9 10', NULL);
+                 INSERT INTO chunks (job_id, seq, numbers, factors) VALUES (1, 2, '1', NULL);",
+            )
+            .expect("old schema");
+        }
+        let store = SqliteStore::open(&path).expect("open converts");
+        let open = store.open_jobs().expect("open jobs");
+        assert_eq!(open[0].numbers.as_ref(), &[4, 6, 9, 10, 1]);
+        assert_eq!(open[0].done, vec![(0, 2)]);
+        assert_eq!(open[0].info.chunks, 1);
+        let done = store
+            .complete_span(
+                Span {
+                    job: 1,
+                    start: 2,
+                    len: 3,
+                },
+                vec![vec![3, 3], vec![2, 5], vec![]],
+                WorkerKind::Native,
+            )
+            .expect("complete");
+        assert_eq!(done, Completion::Accepted { job_done: true });
+        let mut seen = vec![];
+        store
+            .visit_results(1, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .expect("visit");
+        assert_eq!(seen[1], (6, Some(vec![2, 3])));
+        assert_eq!(seen[4], (1, Some(vec![])));
+        drop(store);
+        SqliteStore::open(&path).expect("opening a converted database again is a no-op");
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 }

@@ -1,14 +1,19 @@
-//! The durable side of the queue: jobs, their chunks and accepted results.
+//! The durable side of the queue: jobs, their numbers and accepted results.
 //!
-//! Leases are deliberately *not* part of the store: they are transient and
-//! live in the [`Coordinator`](crate::coordinator::Coordinator). After a
-//! restart every chunk without an accepted result is simply queued again.
+//! A job is stored whole (its numbers, in order); results are stored per
+//! accepted *span* (a run of consecutive numbers of one job that a worker
+//! factored as one chunk). How a job is cut into chunks is not stored: the
+//! [`Coordinator`](crate::coordinator::Coordinator) cuts chunks when it leases
+//! them, sized for the worker that takes them. After a restart every number
+//! without an accepted result is simply queued again.
+//!
+//! Leases are deliberately *not* part of the store either: they are transient.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crowdfactor_protocol::{ChunkId, WorkerKind};
+use crowdfactor_protocol::WorkerKind;
 use serde::Serialize;
 
 /// Identifies a job.
@@ -23,9 +28,10 @@ pub struct JobInfo {
     pub total: u64,
     /// How many of them have an accepted result.
     pub done: u64,
-    /// Numbers per chunk.
-    pub chunk_size: u32,
-    /// How many chunks the job was cut into.
+    /// Most numbers per chunk, if the job set a cap (chunks are otherwise
+    /// sized per worker).
+    pub chunk_cap: Option<u32>,
+    /// Chunks accepted so far.
     pub chunks: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
@@ -44,10 +50,39 @@ pub struct JobInfo {
 pub struct NewJob {
     /// The numbers, in order.
     pub numbers: Vec<u128>,
-    /// Numbers per chunk.
-    pub chunk_size: u32,
+    /// Most numbers per chunk (`None`: sized per worker only).
+    pub chunk_cap: Option<u32>,
     /// Scheduling priority (higher first).
     pub priority: i32,
+}
+
+/// A job that still needs results, as loaded at start-up.
+#[derive(Debug, Clone)]
+pub struct OpenJob {
+    /// The job.
+    pub info: JobInfo,
+    /// All its numbers, in order.
+    pub numbers: Arc<[u128]>,
+    /// Accepted spans as `(start, len)`, ascending and disjoint.
+    pub done: Vec<(u64, u64)>,
+}
+
+/// A run of consecutive numbers of one job: what one chunk covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The job.
+    pub job: JobId,
+    /// Index of the first number in the job.
+    pub start: u64,
+    /// How many numbers.
+    pub len: u64,
+}
+
+impl Span {
+    /// One past the last index.
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
 }
 
 /// Per-kind counters.
@@ -68,20 +103,7 @@ impl ByKind {
     }
 }
 
-/// A chunk that still needs a result.
-#[derive(Debug, Clone)]
-pub struct ChunkWork {
-    /// The chunk's id.
-    pub id: ChunkId,
-    /// Its job.
-    pub job: JobId,
-    /// Its job's priority.
-    pub priority: i32,
-    /// The numbers to factor.
-    pub numbers: Arc<[u128]>,
-}
-
-/// Outcome of [`Store::complete_chunk`].
+/// Outcome of [`Store::complete_span`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
     /// The results were stored; `job_done` tells whether that finished the job.
@@ -89,50 +111,54 @@ pub enum Completion {
         /// Whether the job now has every result.
         job_done: bool,
     },
-    /// The chunk already had results (or no longer exists); nothing changed.
+    /// Some of these numbers already have results, or the job is cancelled
+    /// or unknown; nothing changed.
     Duplicate,
 }
 
 /// Errors of a store backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The number of results does not match the chunk.
-    #[error("chunk {chunk} has {expected} numbers but {got} results were given")]
-    ResultCount {
-        /// The chunk.
-        chunk: ChunkId,
-        /// Numbers in the chunk.
-        expected: usize,
-        /// Results given.
-        got: usize,
+    /// The number of results does not match the span, or the span lies
+    /// outside its job.
+    #[error("span {start}+{len} of job {job} does not fit: {why}")]
+    BadSpan {
+        /// The job.
+        job: JobId,
+        /// First index.
+        start: u64,
+        /// Length.
+        len: u64,
+        /// What does not fit.
+        why: String,
     },
     /// The backend failed (I/O, database).
     #[error("store backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Storage for jobs, chunks and accepted results. Implementations must be
-/// safe to call from many tasks; calls are short and synchronous.
+/// Storage for jobs and accepted results. Implementations must be safe to
+/// call from many tasks; calls are short and synchronous.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a new job cut into chunks of `chunk_size` numbers and returns
-    /// it with its chunks (all of them need work).
-    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Vec<ChunkWork>), StoreError>;
+    /// Stores a new job; returns it and its numbers.
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Arc<[u128]>), StoreError>;
 
-    /// Marks a job cancelled: its open chunks get no more work and late
-    /// results for them are ignored. Returns the job, `None` if unknown.
+    /// Marks a job cancelled: it gets no more work and late results for it
+    /// are ignored. Returns the job, `None` if unknown.
     fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError>;
 
     /// Changes a job's priority. Returns the job, `None` if unknown.
     fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError>;
 
-    /// Every chunk without results of jobs not cancelled, in job and chunk
-    /// order (used at start-up).
-    fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError>;
+    /// Every job that is neither done nor cancelled, oldest first, with its
+    /// numbers and accepted spans (used at start-up).
+    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError>;
 
-    /// Records verified results for a chunk: one factor list per number, in order.
-    fn complete_chunk(
+    /// Records verified results for a span: one factor list per number, in
+    /// order. A span overlapping accepted results is a [`Completion::Duplicate`].
+    fn complete_span(
         &self,
-        chunk: ChunkId,
+        span: Span,
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError>;
@@ -159,6 +185,25 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Checks that `factors` fits `span` of a job with `total` numbers.
+pub(crate) fn check_span(span: Span, total: u64, results: usize) -> Result<(), StoreError> {
+    let why = if span.len == 0 {
+        "empty span".to_owned()
+    } else if span.end() > total {
+        format!("the job has {total} numbers")
+    } else if results as u64 != span.len {
+        format!("{results} results were given")
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::BadSpan {
+        job: span.job,
+        start: span.start,
+        len: span.len,
+        why,
+    })
+}
+
 /// In-memory store: everything is lost when the process exits.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -168,25 +213,14 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     next_job: JobId,
-    next_chunk: ChunkId,
     jobs: BTreeMap<JobId, MemJob>,
-    chunk_index: HashMap<ChunkId, (JobId, usize)>,
 }
 
 #[derive(Debug)]
 struct MemJob {
     info: JobInfo,
-    numbers: Vec<u128>,
-    factors: Vec<Option<Vec<u128>>>,
-    chunks: Vec<MemChunk>,
-}
-
-#[derive(Debug)]
-struct MemChunk {
-    id: ChunkId,
-    start: usize,
     numbers: Arc<[u128]>,
-    done: bool,
+    factors: Vec<Option<Vec<u128>>>,
 }
 
 impl MemoryStore {
@@ -203,109 +237,81 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn create_job(&self, new: NewJob) -> Result<(JobInfo, Vec<ChunkWork>), StoreError> {
-        let NewJob {
-            numbers,
-            chunk_size,
-            priority,
-        } = new;
+    fn create_job(&self, new: NewJob) -> Result<(JobInfo, Arc<[u128]>), StoreError> {
         let mut inner = self.lock();
         inner.next_job += 1;
         let id = inner.next_job;
-        let size = chunk_size.max(1) as usize;
-        let mut chunks = Vec::with_capacity(numbers.len().div_ceil(size));
-        let mut work = Vec::with_capacity(chunks.capacity());
-        for (i, slice) in numbers.chunks(size).enumerate() {
-            inner.next_chunk += 1;
-            let chunk_id = inner.next_chunk;
-            let nums: Arc<[u128]> = slice.into();
-            inner.chunk_index.insert(chunk_id, (id, i));
-            chunks.push(MemChunk {
-                id: chunk_id,
-                start: i * size,
-                numbers: nums.clone(),
-                done: false,
-            });
-            work.push(ChunkWork {
-                id: chunk_id,
-                job: id,
-                priority,
-                numbers: nums,
-            });
-        }
+        let numbers: Arc<[u128]> = new.numbers.into();
         let info = JobInfo {
             id,
             total: numbers.len() as u64,
             done: 0,
-            chunk_size,
-            chunks: chunks.len() as u64,
+            chunk_cap: new.chunk_cap,
+            chunks: 0,
             created_ms: now_ms(),
             finished_ms: None,
             by_kind: ByKind::default(),
-            priority,
+            priority: new.priority,
             cancelled: false,
         };
-        let factors = vec![None; numbers.len()];
         inner.jobs.insert(
             id,
             MemJob {
                 info: info.clone(),
-                numbers,
-                factors,
-                chunks,
+                factors: vec![None; numbers.len()],
+                numbers: numbers.clone(),
             },
         );
-        Ok((info, work))
+        Ok((info, numbers))
     }
 
-    fn incomplete_chunks(&self) -> Result<Vec<ChunkWork>, StoreError> {
+    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .jobs
             .values()
-            .filter(|job| !job.info.cancelled)
-            .flat_map(|job| {
-                job.chunks.iter().filter(|c| !c.done).map(|c| ChunkWork {
-                    id: c.id,
-                    job: job.info.id,
-                    priority: job.info.priority,
-                    numbers: c.numbers.clone(),
-                })
+            .filter(|j| !j.info.cancelled && j.info.done < j.info.total)
+            .map(|j| {
+                let mut done: Vec<(u64, u64)> = vec![];
+                for (i, f) in j.factors.iter().enumerate() {
+                    if f.is_none() {
+                        continue;
+                    }
+                    match done.last_mut() {
+                        Some((s, l)) if *s + *l == i as u64 => *l += 1,
+                        _ => done.push((i as u64, 1)),
+                    }
+                }
+                OpenJob {
+                    info: j.info.clone(),
+                    numbers: j.numbers.clone(),
+                    done,
+                }
             })
             .collect())
     }
 
-    fn complete_chunk(
+    fn complete_span(
         &self,
-        chunk: ChunkId,
+        span: Span,
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError> {
         let mut inner = self.lock();
-        let Some(&(job_id, idx)) = inner.chunk_index.get(&chunk) else {
+        let Some(job) = inner.jobs.get_mut(&span.job) else {
             return Ok(Completion::Duplicate);
         };
-        let Some(job) = inner.jobs.get_mut(&job_id) else {
-            return Ok(Completion::Duplicate);
-        };
-        let c = &mut job.chunks[idx];
-        if c.done || job.info.cancelled {
+        check_span(span, job.info.total, factors.len())?;
+        let slots = &mut job.factors[span.start as usize..span.end() as usize];
+        if job.info.cancelled || slots.iter().any(Option::is_some) {
             return Ok(Completion::Duplicate);
         }
-        if factors.len() != c.numbers.len() {
-            return Err(StoreError::ResultCount {
-                chunk,
-                expected: c.numbers.len(),
-                got: factors.len(),
-            });
-        }
-        c.done = true;
-        let (start, count) = (c.start, factors.len());
-        for (slot, f) in job.factors[start..start + count].iter_mut().zip(factors) {
+        for (slot, f) in slots.iter_mut().zip(factors) {
             *slot = Some(f);
         }
-        job.info.done += count as u64;
-        job.info.by_kind.add(kind, count as u64);
+        job.info.done += span.len;
+        job.info.chunks += 1;
+        job.info.by_kind.add(kind, span.len);
         let job_done = job.info.done == job.info.total;
         if job_done {
             job.info.finished_ms = Some(now_ms());
@@ -354,58 +360,74 @@ impl Store for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn chunks_complete_once_and_job_finishes() {
-        let store = MemoryStore::new();
-        let (info, chunks) = store
+    /// Exercises any store the same way: spans complete once, overlaps and
+    /// misfits are refused, the job finishes, results come back in order.
+    pub(crate) fn spans_complete_once(store: &dyn Store) -> JobId {
+        let (info, numbers) = store
             .create_job(NewJob {
                 numbers: vec![4, 6, 9, 10, 15],
-                chunk_size: 2,
+                chunk_cap: Some(2),
                 priority: 0,
             })
             .expect("create");
-        assert_eq!((info.total, info.chunks), (5, 3));
-        assert_eq!(chunks[2].numbers.as_ref(), &[15]);
-        assert_eq!(store.incomplete_chunks().expect("list").len(), 3);
-        let done = store
-            .complete_chunk(
-                chunks[0].id,
-                vec![vec![2, 2], vec![2, 3]],
-                WorkerKind::Native,
-            )
+        assert_eq!((info.total, info.chunk_cap), (5, Some(2)));
+        assert_eq!(numbers.as_ref(), &[4, 6, 9, 10, 15]);
+        let span = |start, len| Span {
+            job: info.id,
+            start,
+            len,
+        };
+        let ok = store
+            .complete_span(span(0, 2), vec![vec![2, 2], vec![2, 3]], WorkerKind::Native)
             .expect("complete");
-        assert_eq!(done, Completion::Accepted { job_done: false });
-        let again = store
-            .complete_chunk(
-                chunks[0].id,
-                vec![vec![2, 2], vec![2, 3]],
-                WorkerKind::Native,
-            )
-            .expect("complete");
-        assert_eq!(again, Completion::Duplicate);
+        assert_eq!(ok, Completion::Accepted { job_done: false });
+        for overlapping in [span(0, 2), span(1, 1), span(1, 2)] {
+            let factors = vec![vec![3]; overlapping.len as usize];
+            assert_eq!(
+                store
+                    .complete_span(overlapping, factors, WorkerKind::Native)
+                    .expect("dup"),
+                Completion::Duplicate
+            );
+        }
         assert!(store
-            .complete_chunk(chunks[1].id, vec![vec![3, 3]], WorkerKind::Native)
+            .complete_span(span(2, 2), vec![vec![3, 3]], WorkerKind::Native)
             .is_err());
+        assert!(store
+            .complete_span(span(4, 2), vec![vec![3, 5], vec![1]], WorkerKind::Native)
+            .is_err());
+        let open = store.open_jobs().expect("open");
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].done, vec![(0, 2)]);
         store
-            .complete_chunk(
-                chunks[1].id,
+            .complete_span(span(4, 1), vec![vec![3, 5]], WorkerKind::Native)
+            .expect("complete");
+        let last = store
+            .complete_span(
+                span(2, 2),
                 vec![vec![3, 3], vec![2, 5]],
                 WorkerKind::Browser,
             )
             .expect("complete");
-        let last = store
-            .complete_chunk(chunks[2].id, vec![vec![3, 5]], WorkerKind::Native)
-            .expect("complete");
         assert_eq!(last, Completion::Accepted { job_done: true });
         let info = store.job(info.id).expect("job").expect("exists");
-        assert_eq!((info.done, info.by_kind.browser), (5, 2));
+        assert_eq!((info.done, info.chunks, info.by_kind.browser), (5, 3, 2));
+        assert!(info.finished_ms.is_some());
+        assert!(store.open_jobs().expect("open").is_empty());
         let mut seen = vec![];
         store
-            .visit_results(info.id, &mut |n, f| seen.push((n, f.map(|f| f.to_vec()))))
+            .visit_results(info.id, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
             .expect("visit");
+        assert_eq!(seen[3], (10, Some(vec![2, 5])));
         assert_eq!(seen[4], (15, Some(vec![3, 5])));
+        info.id
+    }
+
+    #[test]
+    fn memory_store_completes_spans_once() {
+        spans_complete_once(&MemoryStore::new());
     }
 }

@@ -280,9 +280,10 @@ impl Session<'_> {
         // meanwhile, so one worker's results share group commits.
         let coord = Arc::clone(self.coord);
         let conn = self.conn;
+        let compute = result.compute_us.map(Duration::from_micros);
         self.pending.spawn(async move {
             let outcome = tokio::task::spawn_blocking(move || match check(&work.numbers, result) {
-                Ok(factors) => Ok(coord.accept(conn, chunk, factors)),
+                Ok(factors) => Ok(coord.accept(conn, chunk, factors, compute)),
                 Err(reason) => Err(reason),
             })
             .await

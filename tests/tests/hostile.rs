@@ -108,6 +108,7 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
         let msg = ClientMessage::Result(ChunkResult {
             chunk_id: a.chunk_id,
             results,
+            compute_us: None,
         });
         liar.send(Message::text(msg.encode())).await.unwrap();
         // Rejected, and after max_strikes (3) an error and a close.
@@ -230,6 +231,7 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
             n: 1000000000001,
             factors: vec![73, 137, 99990001],
         }],
+        compute_us: None,
     });
     stranger.send(Message::text(fake.encode())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -287,6 +289,7 @@ async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
                 factors: crowdfactor_factor::factor(n),
             })
             .collect(),
+        compute_us: None,
     });
     let _ = silent.send(Message::text(late.encode())).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -55,6 +55,7 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
     Ok(ClientMessage::Result(ChunkResult {
         chunk_id: a.chunk_id,
         results,
+        compute_us: None,
     })
     .encode())
 }
@@ -104,11 +105,14 @@ impl ChunkJob {
         self.numbers.len() as u32
     }
 
-    /// The `result` frame (call once `step` returned true).
-    pub fn finish(self) -> String {
+    /// The `result` frame (call once `step` returned true). `elapsed_ms` is
+    /// the wall time the chunk took, pauses for the duty cycle included: the
+    /// coordinator sizes the next chunks from it.
+    pub fn finish(self, elapsed_ms: f64) -> String {
         ClientMessage::Result(ChunkResult {
             chunk_id: self.chunk_id,
             results: self.results,
+            compute_us: Some((elapsed_ms.max(0.0) * 1000.0) as u64),
         })
         .encode()
     }

@@ -178,7 +178,7 @@ async fn session(
         }
         _ => return Err(SessionError::NoWelcome),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ChunkId, Vec<Factored>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ChunkId, Vec<Factored>, Duration)>();
     let mut inflight: HashSet<ChunkId> = HashSet::new();
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
     // Chunks whose computation has begun (the rest can be handed back).
@@ -220,9 +220,14 @@ async fn session(
                                 }
                             }
                             let numbers = a.numbers;
-                            let results = tokio::task::spawn_blocking(move || factor_chunk(numbers, cpu)).await;
-                            if let Ok(results) = results {
-                                let _ = done_tx.send((a.chunk_id, results));
+                            let results = tokio::task::spawn_blocking(move || {
+                                let began = Instant::now();
+                                let results = factor_chunk(numbers, cpu);
+                                (results, began.elapsed())
+                            })
+                            .await;
+                            if let Ok((results, took)) = results {
+                                let _ = done_tx.send((a.chunk_id, results, took));
                             }
                         });
                     }
@@ -249,14 +254,14 @@ async fn session(
                     ServerMessage::Accepted { .. } | ServerMessage::Welcome { .. } => {}
                 }
             }
-            Some((chunk_id, results)) = done_rx.recv() => {
+            Some((chunk_id, results, took)) = done_rx.recv() => {
                 inflight.remove(&chunk_id);
                 if cancelled.remove(&chunk_id) {
                     continue;
                 }
                 stats.numbers += results.len() as u64;
                 stats.chunks += 1;
-                let msg = ClientMessage::Result(ChunkResult { chunk_id, results });
+                let msg = ClientMessage::Result(ChunkResult { chunk_id, results, compute_us: Some(took.as_micros() as u64) });
                 sink.send(Message::text(msg.encode())).await?;
                 if draining && inflight.is_empty() {
                     let _ = sink.send(Message::Close(None)).await;

@@ -55,7 +55,7 @@ pub enum Command {
         /// Step of --range.
         #[arg(long, default_value = "1", requires = "range")]
         step: String,
-        /// Numbers per chunk.
+        /// Most numbers per chunk (default: sized per worker, ~2 s each).
         #[arg(long)]
         chunk_size: Option<u32>,
         /// Priority (-1000..1000, higher first).

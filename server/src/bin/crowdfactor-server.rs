@@ -39,9 +39,14 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "CROWDFACTOR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Default numbers per chunk for jobs that do not set chunk_size.
-    #[arg(long, env = "CROWDFACTOR_CHUNK_SIZE", default_value_t = 43)]
-    chunk_size: u32,
+    /// Seconds one chunk should take on one worker thread. Chunks are cut for
+    /// each worker from its measured speed, within --max-chunk-size and the
+    /// job's own chunk_size cap.
+    #[arg(long, env = "CROWDFACTOR_CHUNK_SECONDS", default_value_t = 2.0)]
+    chunk_seconds: f64,
+    /// Most numbers in one chunk.
+    #[arg(long, env = "CROWDFACTOR_MAX_CHUNK_SIZE", default_value_t = 100_000)]
+    max_chunk_size: u32,
     /// Seconds a worker may stay silent before its chunks are leased again.
     #[arg(long, env = "CROWDFACTOR_LEASE_TIMEOUT", default_value_t = 30.0)]
     lease_timeout: f64,
@@ -87,16 +92,18 @@ async fn main() -> ExitCode {
     let config = match (
         secs(args.lease_timeout, "lease-timeout"),
         secs(args.ack_timeout, "ack-timeout"),
+        secs(args.chunk_seconds, "chunk-seconds"),
     ) {
-        (Ok(lease_timeout), Ok(ack_timeout)) => Config {
-            chunk_size: args.chunk_size.max(1),
+        (Ok(lease_timeout), Ok(ack_timeout), Ok(chunk_target)) => Config {
+            chunk_target,
+            max_chunk_size: args.max_chunk_size.max(1),
             lease_timeout,
             ack_timeout,
             max_numbers_per_job: args.max_numbers_per_job,
             worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
             ..Config::default()
         },
-        (Err(e), _) | (_, Err(e)) => {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("crowdfactor-server: {e}");
             return ExitCode::from(2);
         }
