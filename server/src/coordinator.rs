@@ -124,6 +124,8 @@ struct State {
     /// Every chunk cut and not yet accepted.
     open: HashMap<ChunkId, OpenChunk>,
     conns: HashMap<ConnId, Conn>,
+    /// Compute threads of all connections (at least one each).
+    threads: u64,
     started_jobs: HashSet<JobId>,
     /// Jobs with chunks currently leased.
     leased_per_job: HashMap<JobId, usize>,
@@ -448,6 +450,7 @@ impl Coordinator {
     ) -> ConnId {
         let mut st = self.lock();
         st.next_conn += 1;
+        st.threads += 1;
         let id = st.next_conn;
         st.conns.insert(
             id,
@@ -490,9 +493,12 @@ impl Coordinator {
 
     /// Records what the worker said about itself in `hello`.
     pub fn describe(&self, conn: ConnId, name: Option<&str>, threads: u32) {
-        if let Some(c) = self.lock().conns.get_mut(&conn) {
+        let mut st = self.lock();
+        if let Some(c) = st.conns.get_mut(&conn) {
             c.name = name.unwrap_or_default().chars().take(64).collect();
+            let old = c.threads.max(1);
             c.threads = threads;
+            st.threads = st.threads - u64::from(old) + u64::from(threads.max(1));
         }
     }
 
@@ -545,6 +551,7 @@ impl Coordinator {
             let Some(c) = st.conns.remove(&conn) else {
                 return;
             };
+            st.threads -= u64::from(c.threads.max(1));
             let held: Vec<ChunkId> = c.held.into_iter().collect();
             for id in &held {
                 st.drop_lease(*id);
@@ -557,8 +564,8 @@ impl Coordinator {
                 requeued,
                 "connection closed; its chunks are queued again"
             );
+            self.bump();
         }
-        self.bump();
     }
 
     /// Records that the connection was heard from.
@@ -568,12 +575,12 @@ impl Coordinator {
         }
     }
 
-    /// Changes how many chunks a connection may hold.
+    /// Changes how many chunks a connection may hold (the connection's own
+    /// task leases more after this; nobody else needs waking).
     pub fn set_slots(&self, conn: ConnId, slots: u32) {
         if let Some(c) = self.lock().conns.get_mut(&conn) {
             c.slots = slots;
         }
-        self.bump();
     }
 
     /// Leases chunks to `conn` until its slots are full: handed-back chunks
@@ -581,12 +588,7 @@ impl Coordinator {
     pub fn lease(&self, conn: ConnId) -> Vec<Assignment> {
         let mut st = self.lock();
         let st = &mut *st;
-        let threads: u64 = st
-            .conns
-            .values()
-            .filter(|c| c.slots > 0)
-            .map(|c| u64::from(c.threads.max(1)))
-            .sum();
+        let threads = st.threads;
         let Some(c) = st.conns.get_mut(&conn) else {
             return vec![];
         };
@@ -671,16 +673,20 @@ impl Coordinator {
 
     /// The worker hands chunks back unfinished.
     pub fn release(&self, conn: ConnId, chunks: &[ChunkId]) {
+        let mut requeued = false;
         {
             let mut st = self.lock();
             for id in chunks {
                 let held = st.conns.get_mut(&conn).is_some_and(|c| c.held.remove(id));
                 if held {
                     st.drop_lease(*id);
+                    requeued = true;
                 }
             }
         }
-        self.bump();
+        if requeued {
+            self.bump();
+        }
     }
 
     /// Decides how to treat a result for `chunk` from `conn`.
@@ -697,7 +703,8 @@ impl Coordinator {
 
     /// Stores verified results; returns `Completion::Duplicate` if another
     /// worker's result got there first. `compute` is how long the worker
-    /// says the chunk took (its next chunks are sized from it).
+    /// says the chunk took (its next chunks are sized from it). Blocks while
+    /// the store commits: async callers use [`Coordinator::accept_async`].
     pub fn accept(
         &self,
         conn: ConnId,
@@ -705,21 +712,61 @@ impl Coordinator {
         factors: Vec<Vec<u128>>,
         compute: Option<Duration>,
     ) -> Result<Completion, StoreError> {
-        let (kind, span) = {
-            let mut st = self.lock();
-            let Some(span) = st.open.get(&chunk).map(|o| o.work.span) else {
-                return Ok(Completion::Duplicate);
-            };
-            let Some(c) = st.conns.get_mut(&conn) else {
-                return Ok(Completion::Duplicate);
-            };
-            c.ever.remove(&chunk);
-            (c.kind, span)
+        let Some((kind, span)) = self.accept_begin(conn, chunk) else {
+            return Ok(Completion::Duplicate);
         };
-        // The store call happens outside the lock; a concurrent duplicate is
-        // resolved by the store, which accepts each number only once.
         let started = Instant::now();
         let outcome = self.store.complete_span(span, factors, kind);
+        self.accept_finish(conn, chunk, span, outcome, compute, started)
+    }
+
+    /// Like [`Coordinator::accept`], but waits for the store's commit without
+    /// holding a thread, so many results can wait for one group commit.
+    pub async fn accept_async(
+        &self,
+        conn: ConnId,
+        chunk: ChunkId,
+        factors: Vec<Vec<u128>>,
+        compute: Option<Duration>,
+    ) -> Result<Completion, StoreError> {
+        let Some((kind, span)) = self.accept_begin(conn, chunk) else {
+            return Ok(Completion::Duplicate);
+        };
+        let started = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.store.complete_span_then(
+            span,
+            factors,
+            kind,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        let outcome = rx
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("the store dropped a write".into())));
+        self.accept_finish(conn, chunk, span, outcome, compute, started)
+    }
+
+    /// The chunk's span and the worker's kind, if the chunk is still open.
+    fn accept_begin(&self, conn: ConnId, chunk: ChunkId) -> Option<(WorkerKind, Span)> {
+        let mut st = self.lock();
+        let span = st.open.get(&chunk).map(|o| o.work.span)?;
+        let c = st.conns.get_mut(&conn)?;
+        c.ever.remove(&chunk);
+        Some((c.kind, span))
+    }
+
+    /// Books a stored result: metrics, the worker's speed, the chunk's lease.
+    fn accept_finish(
+        &self,
+        conn: ConnId,
+        chunk: ChunkId,
+        span: Span,
+        outcome: Result<Completion, StoreError>,
+        compute: Option<Duration>,
+        started: Instant,
+    ) -> Result<Completion, StoreError> {
         let us = started.elapsed().as_micros() as u64;
         self.metrics.store_writes.fetch_add(1, Relaxed);
         self.metrics.store_write_us.fetch_add(us, Relaxed);
@@ -799,7 +846,11 @@ impl Coordinator {
         if job_done {
             tracing::info!(job = span.job, "job complete");
         }
-        self.bump();
+        // Other connections only need waking when there is nothing left
+        // anywhere (they report idle); this one leases its next chunk itself.
+        if job_done || self.lock().is_drained() {
+            self.bump();
+        }
         Ok(Completion::Accepted { job_done })
     }
 
@@ -815,23 +866,25 @@ impl Coordinator {
             if held {
                 st.drop_lease(chunk);
             }
-            st.conns.get_mut(&conn).map_or(0, |c| {
+            let strikes = st.conns.get_mut(&conn).map_or(0, |c| {
                 c.ever.remove(&chunk);
                 c.strikes += 1;
                 self.metrics.rejected.fetch_add(1, Relaxed);
                 c.strikes
-            })
+            });
+            (strikes, held)
         };
-        self.bump();
+        let (strikes, requeued) = strikes;
+        if requeued {
+            self.bump();
+        }
         strikes
     }
 
     /// Whether the connection has nothing to do and nothing is in flight anywhere.
     pub fn is_idle(&self, conn: ConnId) -> bool {
         let st = self.lock();
-        st.open.is_empty()
-            && st.ready.is_empty()
-            && st.conns.get(&conn).is_none_or(|c| c.held.is_empty())
+        st.is_drained() && st.conns.get(&conn).is_none_or(|c| c.held.is_empty())
     }
 
     /// A snapshot for `/metrics`: connected workers by kind, numbers queued,
@@ -912,6 +965,11 @@ impl Coordinator {
 }
 
 impl State {
+    /// Nothing queued and nothing in flight.
+    fn is_drained(&self) -> bool {
+        self.open.is_empty() && self.ready.is_empty()
+    }
+
     fn add_job(&mut self, id: JobId, q: JobQueue) {
         if q.queued > 0 {
             self.ready.insert((Reverse(q.priority), id));

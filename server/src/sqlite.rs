@@ -12,6 +12,8 @@
 //! The SQL sticks to what PostgreSQL also understands (plain tables, TEXT
 //! and INTEGER columns, no upserts), except the schema's key declaration.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +24,7 @@ use crowdfactor_protocol::WorkerKind;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    check_span, now_ms, ByKind, Completion, JobId, JobInfo, NewJob, OpenJob, Span, Store,
+    check_span, now_ms, ByKind, Completion, Done, JobId, JobInfo, NewJob, OpenJob, Span, Store,
     StoreError,
 };
 
@@ -124,7 +126,7 @@ enum Op {
         span: Span,
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
-        reply: mpsc::SyncSender<Result<Completion, StoreError>>,
+        done: Done,
     },
     Cancel {
         job: JobId,
@@ -299,9 +301,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         (Op::CreateJob { reply, .. }, Answer::Job(r)) => {
                             let _ = reply.send(r);
                         }
-                        (Op::Complete { reply, .. }, Answer::Completion(r)) => {
-                            let _ = reply.send(r);
-                        }
+                        (Op::Complete { done, .. }, Answer::Completion(r)) => done(r),
                         (
                             Op::Cancel { reply, .. } | Op::SetPriority { reply, .. },
                             Answer::Cancelled(r),
@@ -321,9 +321,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         Op::CreateJob { reply, .. } => {
                             let _ = reply.send(Err(err()));
                         }
-                        Op::Complete { reply, .. } => {
-                            let _ = reply.send(Err(err()));
-                        }
+                        Op::Complete { done, .. } => done(Err(err())),
                         Op::Cancel { reply, .. } | Op::SetPriority { reply, .. } => {
                             let _ = reply.send(Err(err()));
                         }
@@ -344,10 +342,54 @@ enum Answer {
     Cancelled(Result<Option<JobInfo>, StoreError>),
 }
 
+/// A job's counters as a batch changes them; written once per batch.
+#[derive(Debug, Default)]
+struct Tally {
+    total: i64,
+    cancelled: bool,
+    done: i64,
+    add_done: i64,
+    add_chunks: i64,
+    add_native: i64,
+    add_browser: i64,
+    finished: bool,
+}
+
+/// Writes the gathered counters of every job touched since the last flush.
+fn flush_tallies(
+    tx: &rusqlite::Transaction<'_>,
+    tallies: &mut HashMap<i64, Tally>,
+) -> rusqlite::Result<()> {
+    for (job, t) in tallies.drain() {
+        if t.add_chunks == 0 {
+            continue;
+        }
+        tx.prepare_cached(
+            "UPDATE jobs SET done = done + ?1, chunks = chunks + ?2, by_native = by_native + ?3, \
+             by_browser = by_browser + ?4, finished_ms = CASE WHEN ?5 THEN ?6 ELSE finished_ms END \
+             WHERE id = ?7",
+        )?
+        .execute(params![
+            t.add_done,
+            t.add_chunks,
+            t.add_native,
+            t.add_browser,
+            t.finished,
+            now_ms() as i64,
+            job
+        ])?;
+    }
+    Ok(())
+}
+
 fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut answers = Vec::with_capacity(batch.len());
+    let mut tallies = HashMap::new();
     for op in batch {
+        if !matches!(op, Op::Complete { .. }) {
+            flush_tallies(&tx, &mut tallies)?;
+        }
         answers.push(match op {
             Op::CreateJob { job, .. } => Answer::Job(insert_job(&tx, job)),
             Op::Complete {
@@ -355,7 +397,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
                 factors,
                 kind,
                 ..
-            } => Answer::Completion(complete(&tx, *span, factors, *kind)),
+            } => Answer::Completion(complete(&tx, &mut tallies, *span, factors, *kind)),
             Op::Cancel { job, .. } => {
                 Answer::Cancelled(update_job(&tx, *job, "cancelled = 1", None))
             }
@@ -364,6 +406,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
             }
         });
     }
+    flush_tallies(&tx, &mut tallies)?;
     tx.commit()?;
     Ok(answers)
 }
@@ -409,24 +452,34 @@ fn insert_job(
 
 fn complete(
     tx: &rusqlite::Transaction<'_>,
+    tallies: &mut HashMap<i64, Tally>,
     span: Span,
     factors: &[Vec<u128>],
     kind: WorkerKind,
 ) -> Result<Completion, StoreError> {
     let job = span.job as i64;
-    let row: Option<(i64, bool)> = tx
-        .query_row(
-            "SELECT total, cancelled <> 0 FROM jobs WHERE id = ?1",
-            params![job],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(backend)?;
-    let Some((total, cancelled)) = row else {
-        return Ok(Completion::Duplicate);
+    let t = match tallies.entry(job) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => {
+            let row: Option<(i64, bool, i64)> = tx
+                .prepare_cached("SELECT total, cancelled <> 0, done FROM jobs WHERE id = ?1")
+                .map_err(backend)?
+                .query_row(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(backend)?;
+            let Some((total, cancelled, done)) = row else {
+                return Ok(Completion::Duplicate);
+            };
+            v.insert(Tally {
+                total,
+                cancelled,
+                done,
+                ..Tally::default()
+            })
+        }
     };
-    check_span(span, total as u64, factors.len())?;
-    if cancelled {
+    check_span(span, t.total as u64, factors.len())?;
+    if t.cancelled {
         return Ok(Completion::Duplicate);
     }
     // Accepted spans are disjoint, so only the last one starting before this
@@ -454,28 +507,15 @@ fn complete(
     ])
     .map_err(backend)?;
     let count = span.len as i64;
-    let (native, browser) = match kind {
-        WorkerKind::Native => (count, 0),
-        WorkerKind::Browser => (0, count),
-    };
-    let (done, total): (i64, i64) = tx
-        .prepare_cached(
-            "UPDATE jobs SET done = done + ?1, chunks = chunks + 1, by_native = by_native + ?2, \
-             by_browser = by_browser + ?3 WHERE id = ?4 RETURNING done, total",
-        )
-        .map_err(backend)?
-        .query_row(params![count, native, browser, job], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(backend)?;
-    let job_done = done == total;
-    if job_done {
-        tx.execute(
-            "UPDATE jobs SET finished_ms = ?1 WHERE id = ?2",
-            params![now_ms() as i64, job],
-        )
-        .map_err(backend)?;
+    t.done += count;
+    t.add_done += count;
+    t.add_chunks += 1;
+    match kind {
+        WorkerKind::Native => t.add_native += count,
+        WorkerKind::Browser => t.add_browser += count,
     }
+    let job_done = t.done == t.total;
+    t.finished |= job_done;
     Ok(Completion::Accepted { job_done })
 }
 
@@ -597,8 +637,33 @@ impl Store for SqliteStore {
             span,
             factors,
             kind,
-            reply,
+            done: Box::new(move |r| {
+                let _ = reply.send(r);
+            }),
         })
+    }
+
+    fn complete_span_then(
+        &self,
+        span: Span,
+        factors: Vec<Vec<u128>>,
+        kind: WorkerKind,
+        done: Done,
+    ) {
+        let op = Op::Complete {
+            span,
+            factors,
+            kind,
+            done,
+        };
+        let sent = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(op);
+        if let Err(mpsc::SendError(Op::Complete { done, .. })) = sent {
+            done(Err(backend(WriterGone)));
+        }
     }
 
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {

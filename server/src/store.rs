@@ -137,6 +137,9 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Receives the outcome of [`Store::complete_span_then`].
+pub type Done = Box<dyn FnOnce(Result<Completion, StoreError>) + Send>;
+
 /// Storage for jobs and accepted results. Implementations must be safe to
 /// call from many tasks; calls are short and synchronous.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -162,6 +165,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError>;
+
+    /// Like [`Store::complete_span`], but hands the outcome to `done`
+    /// (possibly on another thread, once durable) instead of blocking the
+    /// caller. The default calls `complete_span` and then `done`.
+    fn complete_span_then(
+        &self,
+        span: Span,
+        factors: Vec<Vec<u128>>,
+        kind: WorkerKind,
+        done: Done,
+    ) {
+        done(self.complete_span(span, factors, kind));
+    }
 
     /// One job.
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError>;

@@ -21,6 +21,10 @@ use crate::Config;
 const MAX_SLOTS: u32 = 1024;
 /// Messages queued for one connection before it counts as a slow reader.
 const OUTBOX: usize = 256;
+/// Chunks up to this many numbers are verified on the connection's task.
+const INLINE_VERIFY: usize = 64;
+/// Most messages written to a socket before one flush.
+const WRITE_BATCH: usize = 64;
 
 /// Serves one upgraded WebSocket until it closes.
 pub(crate) async fn serve(
@@ -34,10 +38,19 @@ pub(crate) async fn serve(
     let (tx, mut rx) = mpsc::channel::<ServerMessage>(OUTBOX);
     let write_timeout = config.write_timeout;
     let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let closing = matches!(msg, ServerMessage::Error { .. });
-            let frame = Message::Text(msg.encode().into());
-            match tokio::time::timeout(write_timeout, sink.send(frame)).await {
+        // Whatever is queued goes out in one write and one flush.
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let closing = batch
+                .iter()
+                .any(|m| matches!(m, ServerMessage::Error { .. }));
+            let write = async {
+                for msg in batch.drain(..) {
+                    sink.feed(Message::Text(msg.encode().into())).await?;
+                }
+                sink.flush().await
+            };
+            match tokio::time::timeout(write_timeout, write).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break,
                 Err(_) => {
@@ -168,21 +181,27 @@ impl Session<'_> {
         let mut idle_sent = false;
         let mut last_heard = Instant::now();
         let mut idle_check = tokio::time::interval(Duration::from_millis(500));
+        // Whether something happened that may let this connection take work
+        // (acks and heartbeats do not).
+        let mut may_lease = true;
         loop {
-            changes.borrow_and_update();
-            let assigned = self.coord.lease(self.conn);
-            if !assigned.is_empty() {
-                idle_sent = false;
-            }
-            for a in assigned {
-                if self.tx.send(ServerMessage::Assign(a)).await.is_err() {
-                    return "writer closed";
+            if may_lease {
+                may_lease = false;
+                changes.borrow_and_update();
+                let assigned = self.coord.lease(self.conn);
+                if !assigned.is_empty() {
+                    idle_sent = false;
                 }
-            }
-            if !idle_sent && self.coord.is_idle(self.conn) {
-                idle_sent = true;
-                if self.tx.send(ServerMessage::Idle).await.is_err() {
-                    return "writer closed";
+                for a in assigned {
+                    if self.tx.send(ServerMessage::Assign(a)).await.is_err() {
+                        return "writer closed";
+                    }
+                }
+                if !idle_sent && self.coord.is_idle(self.conn) {
+                    idle_sent = true;
+                    if self.tx.send(ServerMessage::Idle).await.is_err() {
+                        return "writer closed";
+                    }
                 }
             }
             tokio::select! {
@@ -206,18 +225,20 @@ impl Session<'_> {
                         Ok(m) => m,
                         Err(e) => return self.fail(e.code(), e.to_string()).await,
                     };
+                    may_lease = matches!(msg, ClientMessage::Capacity { .. } | ClientMessage::Release { .. });
                     if let Err(reason) = self.handle(msg).await {
                         return reason;
                     }
                 }
                 Some(done) = self.pending.join_next(), if !self.pending.is_empty() => {
+                    may_lease = true;
                     if let Ok((chunk, outcome)) = done {
                         if let Err(reason) = self.settle(chunk, outcome).await {
                             return reason;
                         }
                     }
                 }
-                _ = changes.changed() => {}
+                _ = changes.changed() => may_lease = true,
                 _ = idle_check.tick() => {
                     if last_heard.elapsed() > self.config.idle_timeout {
                         return self.fail(ErrorCode::Timeout, "no message within the idle timeout".into()).await;
@@ -282,12 +303,18 @@ impl Session<'_> {
         let conn = self.conn;
         let compute = result.compute_us.map(Duration::from_micros);
         self.pending.spawn(async move {
-            let outcome = tokio::task::spawn_blocking(move || match check(&work.numbers, result) {
-                Ok(factors) => Ok(coord.accept(conn, chunk, factors, compute)),
+            // Small chunks verify in microseconds: not worth a thread hop.
+            let checked = if work.numbers.len() <= INLINE_VERIFY {
+                check(&work.numbers, result)
+            } else {
+                tokio::task::spawn_blocking(move || check(&work.numbers, result))
+                    .await
+                    .unwrap_or_else(|_| Err("verification task failed".to_owned()))
+            };
+            let outcome = match checked {
+                Ok(factors) => Ok(coord.accept_async(conn, chunk, factors, compute).await),
                 Err(reason) => Err(reason),
-            })
-            .await
-            .unwrap_or_else(|_| Err("verification task failed".to_owned()));
+            };
             (chunk, outcome)
         });
         Ok(())
