@@ -165,22 +165,37 @@ pub fn is_prime(n: u128) -> bool {
     if n & 1 == 0 {
         return false;
     }
+    // A few small primes catch most composites cheaply; the tests below are
+    // exact for any odd n, so there is no need to divide by all of them
+    // (`verify` calls this on every factor a worker reports).
     if n <= u64::MAX as u128 {
         let n = n as u64;
-        for d in &small::ODD_PRIMES {
+        for d in &small::ODD_PRIMES[..QUICK_DIVISORS] {
             if n.wrapping_mul(d.inv64) <= d.lim64 {
                 return false;
             }
         }
-        return is_prime_odd_u64(n);
+        let m = Mont64::new(n);
+        if n < 1 << 32 {
+            // Deterministic below 4,759,123,141.
+            return sprp(&m, 2) && sprp(&m, 7) && sprp(&m, 61);
+        }
+        if !sprp(&m, 2) {
+            return false;
+        }
+        let r = n.isqrt();
+        return r * r != n && strong_lucas(&m);
     }
-    for d in &small::ODD_PRIMES {
+    for d in &small::ODD_PRIMES[..QUICK_DIVISORS] {
         if n.wrapping_mul(d.inv128) <= d.lim128 {
             return false;
         }
     }
     is_prime_odd_u128(n)
 }
+
+/// Small odd primes `is_prime` divides by before its exact test.
+const QUICK_DIVISORS: usize = 15;
 
 /// Deterministic primality test for any n < 2^64.
 pub fn is_prime_u64(n: u64) -> bool {

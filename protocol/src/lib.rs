@@ -293,9 +293,55 @@ fn encode<T: Serialize>(msg: &T) -> String {
     serde_json::to_string(msg).unwrap_or_else(|e| unreachable!("protocol message serializes: {e}"))
 }
 
+/// serde buffers a whole internally tagged message before it looks at the
+/// tag; for the two large, frequent messages (`result`, `assign`) that is
+/// most of the decoding cost. When the tag comes first, as every encoder here
+/// writes it, they are decoded straight into these mirrors instead.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultFrame {
+    #[serde(rename = "type")]
+    _tag: ResultTag,
+    chunk_id: ChunkId,
+    results: Vec<Factored>,
+    #[serde(default)]
+    compute_us: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ResultTag {
+    Result,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignFrame {
+    #[serde(rename = "type")]
+    _tag: AssignTag,
+    chunk_id: ChunkId,
+    job_id: String,
+    #[serde(with = "dec_vec")]
+    numbers: Vec<u128>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AssignTag {
+    Assign,
+}
+
 impl ClientMessage {
     /// Decodes one text frame, refusing frames over `limit` bytes.
     pub fn decode(text: &str, limit: usize) -> Result<Self, DecodeError> {
+        if text.starts_with(r#"{"type":"result","#) && text.len() <= limit {
+            let f: ResultFrame = serde_json::from_str(text)?;
+            return Ok(ClientMessage::Result(ChunkResult {
+                chunk_id: f.chunk_id,
+                results: f.results,
+                compute_us: f.compute_us,
+            }));
+        }
         decode(text, limit)
     }
 
@@ -308,6 +354,14 @@ impl ClientMessage {
 impl ServerMessage {
     /// Decodes one text frame, refusing frames over `limit` bytes.
     pub fn decode(text: &str, limit: usize) -> Result<Self, DecodeError> {
+        if text.starts_with(r#"{"type":"assign","#) && text.len() <= limit {
+            let f: AssignFrame = serde_json::from_str(text)?;
+            return Ok(ServerMessage::Assign(Assignment {
+                chunk_id: f.chunk_id,
+                job_id: f.job_id,
+                numbers: f.numbers,
+            }));
+        }
         decode(text, limit)
     }
 
@@ -605,5 +659,35 @@ mod tests {
         assert!(matches!(parse_u128("+1"), Err(NumberError::NotDecimal(_))));
         assert!(matches!(parse_u128(" 1"), Err(NumberError::NotDecimal(_))));
         assert_eq!(parse_u128(""), Err(NumberError::Empty));
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    #[test]
+    fn tag_first_and_tag_elsewhere_decode_alike() {
+        let first = r#"{"type":"result","chunk_id":3,"results":[{"n":"12","factors":["2","2","3"]}],"compute_us":9}"#;
+        let later = r#"{"chunk_id":3,"results":[{"n":"12","factors":["2","2","3"]}],"type":"result","compute_us":9}"#;
+        assert_eq!(
+            ClientMessage::decode(first, 1 << 10).expect("fast path"),
+            ClientMessage::decode(later, 1 << 10).expect("general path")
+        );
+        let bad = r#"{"type":"result","chunk_id":3,"results":[],"extra":1}"#;
+        assert!(
+            ClientMessage::decode(bad, 1 << 10).is_err(),
+            "unknown fields are refused on the fast path too"
+        );
+        assert!(matches!(
+            ClientMessage::decode(first, 10),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        let assign = r#"{"type":"assign","chunk_id":1,"job_id":"2","numbers":["5","6"]}"#;
+        let moved = r#"{"chunk_id":1,"job_id":"2","numbers":["5","6"],"type":"assign"}"#;
+        assert_eq!(
+            ServerMessage::decode(assign, 1 << 10).expect("fast path"),
+            ServerMessage::decode(moved, 1 << 10).expect("general path")
+        );
     }
 }
