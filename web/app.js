@@ -218,7 +218,7 @@ function render() {
 
 async function refreshProject() {
   try {
-    const s = await (await fetch('/api/status')).json();
+    const s = await (await fetch('/api/status', { cache: 'no-store' })).json();
     const pct = s.numbers_total ? Math.floor((100 * s.numbers_done) / s.numbers_total) : 100;
     $('project').textContent = s.jobs_active
       ? `${s.numbers_done.toLocaleString('en-US')} of ${s.numbers_total.toLocaleString('en-US')} numbers done in ${s.jobs_active} active job(s); ${s.workers} worker connection(s).`

@@ -111,6 +111,9 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+/// Read buffer of one worker connection.
+const READ_BUFFER: usize = 8 << 10;
+
 /// Shared state of the HTTP handlers.
 #[derive(Debug)]
 pub struct AppState {
@@ -262,7 +265,8 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
     let api = Router::new()
         .merge(jobs)
         .route("/status", get(api::status))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::map_response(no_store));
     let metrics = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -276,6 +280,15 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/dashboard", get(web::dashboard))
         .fallback(web::asset)
         .with_state(state)
+}
+
+/// API answers are live figures: browsers must not reuse them (Firefox
+/// otherwise serves `/api/status` from its cache).
+async fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    resp
 }
 
 async fn ws_upgrade(
@@ -309,6 +322,9 @@ async fn ws_upgrade(
     upgrade
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes)
+        // tungstenite's default 128 KiB read buffer per connection would put
+        // 10,000 idle workers over a gigabyte; frames are read in pieces.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             ws::serve(socket, peer, coord, config, stop).await;
             drop(slot);

@@ -31,7 +31,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// WebSocket URL of the coordinator.
+    /// The coordinator: its WebSocket URL, its page URL (http://host:8080/)
+    /// or just host:port.
     #[arg(
         long,
         env = "CROWDFACTOR_SERVER",
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
         .filter(|t| *t > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = session::Options {
-        server: args.server,
+        server: ws_url(&args.server),
         threads,
         name: args.name,
         exit_when_idle: args.exit_when_idle,
@@ -117,4 +118,38 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(session::run(opts))
+}
+
+/// Turns what a user may give as the server (`ws://h:p/ws`, the page URL
+/// `http://h:p/`, or `h:p`) into the WebSocket URL.
+fn ws_url(server: &str) -> String {
+    let server = server.trim();
+    let (scheme, rest) = match server.split_once("://") {
+        Some(("http", rest)) => ("ws", rest),
+        Some(("https", rest)) => ("wss", rest),
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("ws", server),
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = if path.is_empty() { "ws" } else { path };
+    format!("{scheme}://{host}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ws_url;
+
+    #[test]
+    fn server_urls_are_normalised() {
+        for (given, want) in [
+            ("ws://127.0.0.1:8080/ws", "ws://127.0.0.1:8080/ws"),
+            ("http://127.0.0.1:8080/", "ws://127.0.0.1:8080/ws"),
+            ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/ws"),
+            ("https://factor.example.org", "wss://factor.example.org/ws"),
+            ("coordinator:8080", "ws://coordinator:8080/ws"),
+            ("ws://h:1/ws?token=x", "ws://h:1/ws?token=x"),
+        ] {
+            assert_eq!(ws_url(given), want, "{given}");
+        }
+    }
 }

@@ -70,6 +70,16 @@ struct Args {
     /// Largest job, in numbers.
     #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000)]
     max_numbers_per_job: u64,
+    /// Most worker connections at once (each needs a file descriptor: see `ulimit -n`).
+    #[arg(long, env = "CROWDFACTOR_MAX_CONNECTIONS", default_value_t = 20_000)]
+    max_connections: usize,
+    /// Most worker connections at once from one IP address.
+    #[arg(
+        long,
+        env = "CROWDFACTOR_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    max_connections_per_ip: usize,
 }
 
 fn secs(v: f64, name: &str) -> Result<Duration, String> {
@@ -100,6 +110,8 @@ async fn main() -> ExitCode {
             lease_timeout,
             ack_timeout,
             max_numbers_per_job: args.max_numbers_per_job,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
             worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
             ..Config::default()
         },
