@@ -1,5 +1,5 @@
-//! Browser end to end: headless Chromium, driven over WebDriver, opens the
-//! volunteer page; its Web Workers (wasm) factor a whole job.
+//! Browser end to end: headless Chromium and Firefox, driven over WebDriver,
+//! open the volunteer page; its Web Workers (wasm) factor whole jobs.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
@@ -18,12 +18,14 @@ impl Drop for Driver {
     }
 }
 
-async fn chromium() -> (Driver, Client) {
-    let driver_path =
-        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+/// Starts a WebDriver server on a free port and opens a session with `caps`.
+async fn session(
+    driver_path: &str,
+    caps: serde_json::Map<String, serde_json::Value>,
+) -> (Driver, Client) {
     let port = free_port();
     let driver = Driver(
-        Command::new(&driver_path)
+        Command::new(driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -32,6 +34,29 @@ async fn chromium() -> (Driver, Client) {
                 panic!("cannot start {driver_path}: {e} (run scripts/setup.sh --browser)")
             }),
     );
+    let start = Instant::now();
+    let client = loop {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a WebDriver session with {driver_path}: {e}"),
+        }
+    };
+    (driver, client)
+}
+
+/// Headless Chromium through chromedriver (`CHROMEDRIVER`, `CHROME` override the paths).
+async fn chromium() -> (Driver, Client) {
+    let driver_path =
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let mut caps = serde_json::Map::new();
     let mut opts = json!({
         "args": [
@@ -44,23 +69,40 @@ async fn chromium() -> (Driver, Client) {
         opts["binary"] = json!(bin);
     }
     caps.insert("goog:chromeOptions".into(), opts);
-    let start = Instant::now();
-    let client = loop {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) if start.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("cannot start a WebDriver session: {e}"),
+    session(&driver_path, caps).await
+}
+
+/// Headless Firefox (ESR) through geckodriver (`GECKODRIVER`, `FIREFOX`
+/// override the paths; by default geckodriver from PATH or ~/.cargo/bin).
+async fn firefox() -> (Driver, Client) {
+    let driver_path = std::env::var("GECKODRIVER").unwrap_or_else(|_| {
+        let cargo_bin = std::env::var("HOME").map(|h| format!("{h}/.cargo/bin/geckodriver"));
+        match cargo_bin {
+            Ok(p) if std::path::Path::new(&p).exists() => p,
+            _ => "geckodriver".into(),
         }
-    };
-    (driver, client)
+    });
+    let binary = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "moz:firefoxOptions".into(),
+        json!({
+            "binary": binary,
+            "args": ["-headless", "--width=1200", "--height=900"],
+            // No network here but loopback: keep Firefox from trying.
+            "prefs": {
+                "app.update.enabled": false,
+                "app.normandy.enabled": false,
+                "browser.safebrowsing.malware.enabled": false,
+                "browser.safebrowsing.phishing.enabled": false,
+                "datareporting.policy.dataSubmissionEnabled": false,
+                "network.captive-portal-service.enabled": false,
+                "network.connectivity-service.enabled": false,
+                "toolkit.telemetry.enabled": false
+            }
+        }),
+    );
+    session(&driver_path, caps).await
 }
 
 async fn click(client: &Client, css: &str) {
@@ -280,6 +322,203 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     save_screenshot(&client, "dashboard.png").await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// Waits until the element's text is `want`.
+async fn wait_text(client: &Client, id: &str, want: &str) {
+    let start = Instant::now();
+    loop {
+        let got = text(client, id).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "#{id} shows {got:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every form control on the page has an accessible name (a label, an
+/// aria-label or its own text); returns the ids of those that do not.
+async fn unlabelled_controls(client: &Client) -> Vec<String> {
+    let v = client
+        .execute(
+            r#"return [...document.querySelectorAll('input, select, button, textarea')]
+                .filter(e => e.type !== 'hidden')
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                             && !e.getAttribute('aria-labelledby') && !e.textContent.trim())
+                .map(e => e.id || e.name || e.outerHTML.slice(0, 60));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+/// Presses Tab until the element with `id` has the focus; panics if it is
+/// not reachable within 20 presses.
+async fn tab_to(client: &Client, id: &str) {
+    for _ in 0..20 {
+        let focused = client
+            .execute(
+                "return document.activeElement && document.activeElement.id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if focused == json!(id) {
+            return;
+        }
+        client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap();
+    }
+    panic!("#{id} cannot be reached with the Tab key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
+    let server = TestServer::start(Config::default()).await;
+    let numbers = range(999_999_999_999, 300, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 300, "step": 2}}))
+        .await;
+    let (_driver, client) = firefox().await;
+    client.goto(&server.url()).await.unwrap();
+    let agent: String = client
+        .execute("return navigator.userAgent", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(agent.contains("Firefox"), "{agent}");
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job["by_kind"]["browser"], 300,
+        "all done by the Firefox tab: {job}"
+    );
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    wait_text(&client, "factored", "300").await;
+    assert_eq!(text(&client, "conn").await, "connected");
+    // The project figures are live, not a cached first answer.
+    wait_text(
+        &client,
+        "project",
+        "No active jobs right now; 1 worker connection(s). This tab waits for work.",
+    )
+    .await;
+    assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
+
+    // Keyboard only: Tab to Pause and press Space; the tab stops taking work.
+    client
+        .execute(
+            "document.activeElement && document.activeElement.blur()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    tab_to(&client, "toggle").await;
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(" ")
+        .await
+        .unwrap();
+    wait_text(&client, "toggle", "Resume").await;
+    let paused = server
+        .submit(json!({"numbers": ["12", "1000000000001"]}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        server.job(&paused).await["done"],
+        0,
+        "a paused tab takes no work"
+    );
+    // Enter works too, and the worker-count select is reachable and usable.
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    let job = server.wait_done(&paused, Duration::from_secs(30)).await;
+    assert_eq!(job["by_kind"]["browser"], 2);
+    tab_to(&client, "worker-count").await;
+    select(&client, "#worker-count", "1").await;
+    wait_text(&client, "workers", "1").await;
+    let last = server
+        .submit(json!({"range": {"start": "1000000000001", "count": 50, "step": 2}}))
+        .await;
+    let job = server.wait_done(&last, Duration::from_secs(60)).await;
+    assert_eq!(job["by_kind"]["browser"], 50);
+    save_screenshot(&client, "page-firefox.png").await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_fits_a_phone_screen_and_every_control_has_a_label() {
+    let server = TestServer::start(Config {
+        api_token: Some("phone-token".into()),
+        ..Config::default()
+    })
+    .await;
+    let (_driver, client) = chromium().await;
+    client.set_window_size(390, 844).await.unwrap();
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    let layout = client
+        .execute(
+            r#"const t = document.getElementById('toggle').getBoundingClientRect();
+               return {overflow: document.documentElement.scrollWidth - window.innerWidth,
+                       toggle_left: t.left, toggle_right: t.right, width: window.innerWidth,
+                       toggle_height: t.height};"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        layout["overflow"].as_f64().unwrap() <= 0.0,
+        "no sideways scrolling: {layout}"
+    );
+    assert!(
+        layout["toggle_left"].as_f64().unwrap() >= 0.0
+            && layout["toggle_right"].as_f64().unwrap() <= layout["width"].as_f64().unwrap(),
+        "Pause is on screen: {layout}"
+    );
+    assert!(
+        layout["toggle_height"].as_f64().unwrap() >= 40.0,
+        "Pause is a big enough touch target: {layout}"
+    );
+    assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
+    save_screenshot(&client, "page-phone.png").await;
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_f64().unwrap() <= 0.0,
+        "dashboard login fits: {overflow}"
+    );
+    assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
     client.close().await.unwrap();
     server.shutdown().await;
 }

@@ -1,0 +1,413 @@
+//! Load benchmark of the coordinator (not a timed test; `scripts/bench-load.sh`).
+//!
+//! Runs the release `crowdfactor-server` as a separate process and measures,
+//! over real WebSockets on loopback:
+//! 1. chunk round trips per second (assign → ack → result → verified, stored,
+//!    accepted) with many simulated workers that answer at once, on the SQLite
+//!    store and on the memory store, and numbers per second with adaptive chunks;
+//! 2. the same round trips through the classic Python manager pattern
+//!    (`classic_manager.py`), measured in the same run;
+//! 3. server memory per connected idle worker;
+//! 4. a range job through the coordinator and one real `crowdfactor-worker`,
+//!    against the engine alone on the same numbers and threads.
+//!
+//! `--quick` shrinks every workload so CI can check that it runs.
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // a bench binary: its report is its output
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crowdfactor_e2e::{bin, free_port, temp_dir};
+use crowdfactor_protocol::{
+    ChunkResult, ClientMessage, Factored, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "bench-token";
+
+struct Server {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(extra: &[&str]) -> Server {
+        let port = free_port();
+        let child = Command::new(bin("crowdfactor-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+            .args(["--max-connections", "30000"])
+            .args(["--max-connections-per-ip", "30000"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            port,
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        while server.get("/api/status").await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    async fn submit(&self, body: Value) -> String {
+        let resp = self
+            .http
+            .post(format!("http://127.0.0.1:{}/api/jobs", self.port))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let v: Value = resp.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn wait_done(&self, id: &str, poll: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "job {id} not done after 10 minutes"
+            );
+            if let Some(job) = self.get(&format!("/api/jobs/{id}")).await {
+                if job["state"] == "done" {
+                    return job;
+                }
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Resident memory of the server process, in bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hello(slots: u32) -> Message {
+    Message::text(
+        ClientMessage::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            kind: WorkerKind::Native,
+            slots,
+            threads: slots,
+            name: Some("sim".into()),
+            agent: "crowdfactor-load".into(),
+            token: None,
+        })
+        .encode(),
+    )
+}
+
+/// A simulated worker: factors every assignment at once (the numbers are
+/// small) and answers with ack + result in one write. Counts accepted chunks.
+async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    sink.send(hello(slots)).await.unwrap();
+    while let Some(Ok(frame)) = stream.next().await {
+        let Message::Text(text) = frame else { continue };
+        match ServerMessage::decode(&text, 64 << 20).unwrap() {
+            ServerMessage::Assign(a) => {
+                let ack = ClientMessage::Ack {
+                    chunk_id: a.chunk_id,
+                };
+                let results = a
+                    .numbers
+                    .iter()
+                    .map(|&n| Factored {
+                        n,
+                        factors: crowdfactor_factor::factor(n),
+                    })
+                    .collect();
+                let result = ClientMessage::Result(ChunkResult {
+                    chunk_id: a.chunk_id,
+                    results,
+                    compute_us: Some(1),
+                });
+                if sink.feed(Message::text(ack.encode())).await.is_err()
+                    || sink.send(Message::text(result.encode())).await.is_err()
+                {
+                    return;
+                }
+            }
+            ServerMessage::Accepted { .. } => {
+                accepted.fetch_add(1, Relaxed);
+            }
+            ServerMessage::Error { .. } => return,
+            _ => {}
+        }
+    }
+}
+
+struct Throughput {
+    round_trips_per_s: f64,
+    numbers_per_s: f64,
+}
+
+/// Runs `chunks` chunks of `chunk_size` small numbers through `workers`
+/// simulated workers with `slots` each.
+async fn throughput(
+    server_args: &[&str],
+    workers: usize,
+    slots: u32,
+    count: u64,
+    chunk_size: Option<u64>,
+) -> Throughput {
+    let server = Server::start(server_args).await;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut tasks = vec![];
+    for _ in 0..workers {
+        tasks.push(tokio::spawn(sim_worker(
+            server.url(),
+            slots,
+            accepted.clone(),
+        )));
+    }
+    // Let every worker connect and say hello before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut body = json!({"range": {"start": "1000", "count": count.to_string()}});
+    if let Some(c) = chunk_size {
+        body["chunk_size"] = json!(c);
+    }
+    let started = Instant::now();
+    let id = server.submit(body).await;
+    let job = server.wait_done(&id, Duration::from_millis(5)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let chunks = job["chunks"].as_u64().unwrap();
+    assert_eq!(job["done"].as_u64(), Some(count));
+    for t in tasks {
+        t.abort();
+    }
+    Throughput {
+        round_trips_per_s: chunks as f64 / secs,
+        numbers_per_s: count as f64 / secs,
+    }
+}
+
+fn python_manager(script: &Path, chunks: u64) -> Option<f64> {
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--chunks", &chunks.to_string(), "--procs", "4"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("round_trips_per_s="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Opens `count` idle worker connections; returns the server's memory growth per connection.
+async fn idle_memory(count: usize) -> (f64, u64) {
+    let server = Server::start(&["--in-memory"]).await;
+    let mut first = vec![];
+    // One connection first, so the per-connection figure excludes start-up costs.
+    first.push(open_idle(&server.url()).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss();
+    let mut conns = Vec::with_capacity(count);
+    for _ in 0..count {
+        conns.push(open_idle(&server.url()).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = server.get("/api/status").await.unwrap();
+    assert_eq!(
+        status["workers"].as_u64(),
+        Some(count as u64 + 1),
+        "every connection is registered"
+    );
+    let after = server.rss();
+    drop(conns);
+    ((after.saturating_sub(before)) as f64 / count as f64, after)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_idle(url: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(hello(1)).await.unwrap();
+    // Wait for the welcome (and the idle notice) so the server has registered it.
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) => {
+            assert!(matches!(
+                ServerMessage::decode(&t, 1 << 20),
+                Ok(ServerMessage::Welcome { .. })
+            ));
+        }
+        other => panic!("no welcome: {other:?}"),
+    }
+    ws
+}
+
+/// The engine alone: `numbers` factored on `threads` threads.
+fn engine_alone(numbers: &[u128], threads: usize) -> f64 {
+    let next = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut sink = 0u128;
+                loop {
+                    let at = next.fetch_add(1024, Relaxed) as usize;
+                    if at >= numbers.len() {
+                        break;
+                    }
+                    for &n in &numbers[at..(at + 1024).min(numbers.len())] {
+                        sink = sink.wrapping_add(crowdfactor_factor::factor(n)[0]);
+                    }
+                }
+                std::hint::black_box(sink);
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
+/// A range job through the coordinator (SQLite store) and one worker process.
+async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
+    let dir = temp_dir("load-job");
+    let db = dir.join("bench.db");
+    let server = Server::start(&["--db", db.to_str().unwrap()]).await;
+    // The clock includes the worker's start-up: it exits when idle, so it
+    // starts once the job exists.
+    let started = Instant::now();
+    let id = server
+        .submit(
+            json!({"range": {"start": start.to_string(), "count": count.to_string(), "step": 2}}),
+        )
+        .await;
+    let mut worker = Command::new(bin("crowdfactor-worker"))
+        .args(["--server", &format!("http://127.0.0.1:{}", server.port)])
+        .args(["--threads", &threads.to_string(), "--exit-when-idle"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let job = server.wait_done(&id, Duration::from_millis(5)).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(job["done"].as_u64(), Some(count));
+    let _ = worker.wait();
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+    secs
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/classic_manager.py");
+    let (rt_chunks, py_chunks, idle, job_count) = if quick {
+        (2_000, 1_000, 200, 20_000)
+    } else {
+        (200_000, 20_000, 10_000, 1_000_000)
+    };
+    println!("crowdfactor load benchmark ({threads} cores; release build; loopback)");
+    println!();
+
+    let python = python_manager(&script, py_chunks);
+    match python {
+        Some(rt) => println!(
+            "classic Python manager   {rt:>10.0} round trips/s  ({py_chunks} one-number chunks, 4 client processes)"
+        ),
+        None => println!("classic Python manager   not measured (python3 failed)"),
+    }
+    let dir = temp_dir("load-rt");
+    let db = dir.join("rt.db");
+    for (name, args) in [
+        ("SQLite store", vec!["--db", db.to_str().unwrap()]),
+        ("memory store", vec!["--in-memory"]),
+    ] {
+        let t = throughput(&args, 64, 4, rt_chunks, Some(1)).await;
+        let ratio = python.map_or(String::new(), |p| {
+            format!("  = {:.1}x the Python manager", t.round_trips_per_s / p)
+        });
+        println!(
+            "crowdfactor, {name}  {:>10.0} round trips/s  ({rt_chunks} one-number chunks, 64 simulated workers x 4 slots){ratio}",
+            t.round_trips_per_s
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = temp_dir("load-np").join("np.db");
+    let t = throughput(&["--db", db.to_str().unwrap()], 8, 2, rt_chunks * 20, None).await;
+    println!(
+        "crowdfactor, SQLite store  {:>10.0} numbers/s     ({} small numbers, adaptive chunks, 8 simulated workers)",
+        t.numbers_per_s,
+        rt_chunks * 20
+    );
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
+    println!();
+
+    let (per_conn, total) = idle_memory(idle).await;
+    println!(
+        "idle workers: {idle} connected; server RSS {:.1} MiB; {:.1} KiB per idle worker; {:.0} MiB for 10,000",
+        total as f64 / (1 << 20) as f64,
+        per_conn / 1024.0,
+        per_conn * 10_000.0 / (1 << 20) as f64
+    );
+    println!();
+
+    let start = 999_999_999_999u128;
+    let numbers: Vec<u128> = (0..job_count).map(|i| start + 2 * u128::from(i)).collect();
+    let engine = engine_alone(&numbers, threads);
+    let coord = through_coordinator(start, job_count, threads).await;
+    println!(
+        "range job, {job_count} numbers from {start} step 2, {threads} threads: engine alone {engine:.2} s; \
+         coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
+        coord / engine
+    );
+    let start = 1u128 << 64;
+    let count = job_count / 10;
+    let numbers: Vec<u128> = (0..count).map(|i| start + 1 + 2 * u128::from(i)).collect();
+    let engine = engine_alone(&numbers, threads);
+    let coord = through_coordinator(start + 1, count, threads).await;
+    println!(
+        "range job, {count} numbers from 2^64+1 step 2, {threads} threads: engine alone {engine:.2} s; \
+         coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
+        coord / engine
+    );
+}
