@@ -2,7 +2,8 @@
 # Installs what crowdfactor needs on a Debian machine with rustup, only when
 # missing: the wasm32 target (Debian's rustc-web as offline fallback),
 # wasm-bindgen-cli at the exact version in Cargo.lock, wasm-pack, and
-# (with --browser) Chromium + chromedriver for the browser tests.
+# (with --browser) Chromium + chromedriver and Firefox ESR + geckodriver for
+# the browser tests.
 # Idempotent: quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,12 +52,21 @@ if ! command -v wasm-pack >/dev/null; then
   cargo install wasm-pack --locked >&2 || cargo install wasm-pack >&2
 fi
 
-# 4. Chromium and chromedriver for browser tests; GNU factor for differential tests.
+# 4. Browsers and their WebDriver servers for the page tests; GNU factor for
+#    differential tests. geckodriver is not packaged by Debian: it is a Rust
+#    crate, built from crates.io.
+geckodriver_version=0.37.1
 if [[ $want_browser == 1 ]]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
   command -v factor >/dev/null || missing+=(coreutils)
   [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
+  if [[ "$(geckodriver --version 2>/dev/null | head -1 | awk '{print $2}')" != "$geckodriver_version" ]]; then
+    log "installing geckodriver $geckodriver_version (a few minutes)"
+    cargo install geckodriver --version "=$geckodriver_version" --locked >&2 \
+      || cargo install geckodriver --version "=$geckodriver_version" >&2
+  fi
 fi
 log "toolchain ready"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints (native and wasm32), unit tests,
-# end-to-end tests (real server, real worker processes, headless Chromium),
+# end-to-end tests (real server, real worker processes, headless Chromium and
+# Firefox),
 # the wasm factorizer's tests in headless Chromium (dedicated worker), and a
 # smoke run of the benchmark. Installs what it needs first (idempotent).
 set -euo pipefail
@@ -28,10 +29,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 "${wasm_cargo[@]}" clippy -p crowdfactor-wasm -p crowdfactor-factor -p crowdfactor-protocol \
   --target wasm32-unknown-unknown --all-targets "${wasm_flags[@]}" -- -D warnings
 
-step "native unit, CLI and end-to-end tests (incl. headless Chromium)"
+step "native unit, CLI and end-to-end tests (incl. headless Chromium and Firefox)"
 # The end-to-end tests start the binaries as real processes.
 cargo build --workspace --bins
 cargo test --workspace
 
 step "wasm tests in headless Chromium (dedicated worker)"
 "${wasm_cargo[@]}" test -p crowdfactor-factor -p crowdfactor-wasm --target wasm32-unknown-unknown "${wasm_flags[@]}"
+
+step "benchmarks run (smoke, dev profile: figures come from scripts/bench.sh and scripts/bench-load.sh)"
+cargo bench -p crowdfactor-factor --bench classes --profile dev -- --quick
+cargo bench -p crowdfactor-e2e --bench load --profile dev -- --quick

@@ -346,7 +346,12 @@ async fn main() {
     } else {
         (200_000, 20_000, 10_000, 1_000_000)
     };
-    println!("crowdfactor load benchmark ({threads} cores; release build; loopback)");
+    let build = if cfg!(debug_assertions) {
+        "DEBUG build: a smoke run, figures not meaningful"
+    } else {
+        "release build"
+    };
+    println!("crowdfactor load benchmark ({threads} cores; {build}; loopback)");
     println!();
 
     let python = python_manager(&script, py_chunks);
