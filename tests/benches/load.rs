@@ -141,10 +141,18 @@ fn hello(slots: u32) -> Message {
     )
 }
 
+/// The load generator shares the cores with the server: keep its per-frame
+/// cost low (tungstenite zeroes its whole read buffer as it reads).
+fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 << 10)
+}
+
 /// A simulated worker: factors every assignment at once (the numbers are
 /// small) and answers with ack + result in one write. Counts accepted chunks.
 async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(client_config()), true)
+        .await
+        .unwrap();
     let (mut sink, mut stream) = ws.split();
     sink.send(hello(slots)).await.unwrap();
     while let Some(Ok(frame)) = stream.next().await {
@@ -267,7 +275,10 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open_idle(url: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true)
+            .await
+            .unwrap();
     ws.send(hello(1)).await.unwrap();
     // Wait for the welcome (and the idle notice) so the server has registered it.
     match ws.next().await {

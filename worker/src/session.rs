@@ -143,9 +143,14 @@ async fn session(
     stats: &mut Stats,
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) -> Result<End, SessionError> {
-    let (ws, _) = tokio_tungstenite::connect_async(opts.server.as_str())
-        .await
-        .map_err(SessionError::Connect)?;
+    // tungstenite zeroes its whole read buffer (128 KiB by default) as it
+    // reads; a smaller one costs less per frame. Small frames go out at once.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 << 10);
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(opts.server.as_str(), Some(config), true)
+            .await
+            .map_err(SessionError::Connect)?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
