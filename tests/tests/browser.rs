@@ -359,6 +359,62 @@ async fn unlabelled_controls(client: &Client) -> Vec<String> {
     serde_json::from_value(v).unwrap()
 }
 
+/// Text whose contrast with its background is below WCAG AA (4.5:1, or 3:1
+/// for large text); returns a description of each offender.
+async fn low_contrast_text(client: &Client) -> Vec<String> {
+    let v = client
+        .execute(
+            r#"const lum = (c) => {
+                 const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((v) => {
+                   v /= 255;
+                   return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+                 });
+                 return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+               };
+               const background = (el) => {
+                 for (; el; el = el.parentElement) {
+                   const c = getComputedStyle(el).backgroundColor;
+                   const m = c.match(/[\d.]+/g);
+                   if (m && (m.length < 4 || Number(m[3]) > 0)) return c;
+                 }
+                 return 'rgb(255, 255, 255)';
+               };
+               const bad = [];
+               for (const el of document.querySelectorAll('body *')) {
+                 const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+                 const st = getComputedStyle(el);
+                 if (!own || st.display === 'none' || st.visibility === 'hidden' || !el.getClientRects().length) continue;
+                 const a = lum(st.color), b = lum(background(el));
+                 const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+                 const size = parseFloat(st.fontSize), bold = Number(st.fontWeight) >= 700;
+                 const need = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
+                 if (ratio < need) bad.push(`${el.tagName}#${el.id}: ${ratio.toFixed(2)} < ${need}: ${el.textContent.trim().slice(0, 40)}`);
+               }
+               return bad;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+/// Waits until the element is displayed.
+async fn wait_visible(client: &Client, css: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = client.find(Locator::Css(css)).await {
+            if e.is_displayed().await.unwrap_or(false) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{css} never shown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Presses Tab until the element with `id` has the focus; panics if it is
 /// not reachable within 20 presses.
 async fn tab_to(client: &Client, id: &str) {
@@ -468,7 +524,7 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_fits_a_phone_screen_and_every_control_has_a_label() {
+async fn the_page_fits_a_phone_screen_and_has_labels_and_contrast() {
     let server = TestServer::start(Config {
         api_token: Some("phone-token".into()),
         ..Config::default()
@@ -502,6 +558,7 @@ async fn the_page_fits_a_phone_screen_and_every_control_has_a_label() {
         "Pause is a big enough touch target: {layout}"
     );
     assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
+    assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
     save_screenshot(&client, "page-phone.png").await;
     client
         .goto(&format!("{}dashboard", server.url()))
@@ -519,6 +576,14 @@ async fn the_page_fits_a_phone_screen_and_every_control_has_a_label() {
         "dashboard login fits: {overflow}"
     );
     assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
+    assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
+    // Logged in, at desktop width: forms, tables and chart labels.
+    client.set_window_size(1200, 900).await.unwrap();
+    fill(&client, "#token", "phone-token").await;
+    click(&client, "#login button").await;
+    wait_visible(&client, "#submit").await;
+    assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
+    assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
     client.close().await.unwrap();
     server.shutdown().await;
 }
