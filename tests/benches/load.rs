@@ -114,6 +114,16 @@ impl Server {
         kib * 1024
     }
 
+    /// CPU time the server process used so far, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+
     fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
     }
@@ -193,6 +203,8 @@ async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
 struct Throughput {
     round_trips_per_s: f64,
     numbers_per_s: f64,
+    /// Server CPU time per round trip, µs (the load generator shares the cores).
+    server_cpu_us: f64,
 }
 
 /// Runs `chunks` chunks of `chunk_size` small numbers through `workers`
@@ -221,9 +233,11 @@ async fn throughput(
         body["chunk_size"] = json!(c);
     }
     let started = Instant::now();
+    let cpu_before = server.cpu_seconds();
     let id = server.submit(body).await;
     let job = server.wait_done(&id, Duration::from_millis(5)).await;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds() - cpu_before;
     let chunks = job["chunks"].as_u64().unwrap();
     assert_eq!(job["done"].as_u64(), Some(count));
     for t in tasks {
@@ -232,6 +246,7 @@ async fn throughput(
     Throughput {
         round_trips_per_s: chunks as f64 / secs,
         numbers_per_s: count as f64 / secs,
+        server_cpu_us: cpu * 1e6 / chunks as f64,
     }
 }
 
@@ -385,6 +400,11 @@ async fn main() {
         println!(
             "crowdfactor, {name}  {:>10.0} round trips/s  ({rt_chunks} one-number chunks, 64 simulated workers x 4 slots){ratio}",
             t.round_trips_per_s
+        );
+        println!(
+            "    server CPU {:.1} µs per round trip (= {:.0} round trips/s per core it has to itself)",
+            t.server_cpu_us,
+            1e6 / t.server_cpu_us
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
