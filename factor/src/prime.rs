@@ -123,9 +123,13 @@ pub(crate) fn strong_lucas<M: Monty>(m: &M) -> bool {
 /// Primality of an odd n ≥ small::LIMIT with no prime factor below small::LIMIT.
 #[inline]
 pub(crate) fn is_prime_odd_u64(n: u64) -> bool {
-    if n < small::LIMIT_SQ {
-        return true;
-    }
+    n < small::LIMIT_SQ || is_prime_odd_u64_exact(n)
+}
+
+/// Primality of any odd n > 61: Miller–Rabin to bases 2, 7, 61 below 2^32
+/// (deterministic below 4,759,123,141), BPSW above.
+#[inline]
+fn is_prime_odd_u64_exact(n: u64) -> bool {
     let m = Mont64::new(n);
     if n < 1 << 32 {
         return sprp(&m, 2) && sprp(&m, 7) && sprp(&m, 61);
@@ -134,10 +138,7 @@ pub(crate) fn is_prime_odd_u64(n: u64) -> bool {
         return false;
     }
     let r = n.isqrt();
-    if r * r == n {
-        return false;
-    }
-    strong_lucas(&m)
+    r * r != n && strong_lucas(&m)
 }
 
 /// Primality of an odd n ≥ 2^64 with no prime factor below small::LIMIT.
@@ -175,16 +176,7 @@ pub fn is_prime(n: u128) -> bool {
                 return false;
             }
         }
-        let m = Mont64::new(n);
-        if n < 1 << 32 {
-            // Deterministic below 4,759,123,141.
-            return sprp(&m, 2) && sprp(&m, 7) && sprp(&m, 61);
-        }
-        if !sprp(&m, 2) {
-            return false;
-        }
-        let r = n.isqrt();
-        return r * r != n && strong_lucas(&m);
+        return is_prime_odd_u64_exact(n);
     }
     for d in &small::ODD_PRIMES[..QUICK_DIVISORS] {
         if n.wrapping_mul(d.inv128) <= d.lim128 {

@@ -776,7 +776,7 @@ impl Coordinator {
         };
         self.metrics.completed.fetch_add(1, Relaxed);
         self.metrics.numbers.fetch_add(span.len, Relaxed);
-        let cancel_on = {
+        let (cancel_on, drained) = {
             let mut st = self.lock();
             let st = &mut *st;
             let now = Instant::now();
@@ -835,7 +835,7 @@ impl Coordinator {
                     }
                 }
             }
-            other
+            (other, st.is_drained())
         };
         if let Some(tx) = cancel_on {
             // Best effort: a full queue means a slow reader that will be dropped anyway.
@@ -848,7 +848,7 @@ impl Coordinator {
         }
         // Other connections only need waking when there is nothing left
         // anywhere (they report idle); this one leases its next chunk itself.
-        if job_done || self.lock().is_drained() {
+        if job_done || drained {
             self.bump();
         }
         Ok(Completion::Accepted { job_done })

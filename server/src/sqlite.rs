@@ -633,14 +633,12 @@ impl Store for SqliteStore {
         factors: Vec<Vec<u128>>,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError> {
-        self.submit(|reply| Op::Complete {
-            span,
-            factors,
-            kind,
-            done: Box::new(move |r| {
-                let _ = reply.send(r);
-            }),
-        })
+        let (reply, answer) = mpsc::sync_channel(1);
+        let done: Done = Box::new(move |r| {
+            let _ = reply.send(r);
+        });
+        self.complete_span_then(span, factors, kind, done);
+        answer.recv().map_err(|_| backend(WriterGone))?
     }
 
     fn complete_span_then(
