@@ -5,6 +5,7 @@
 pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
     const ZERO: Self;
     const ONE: Self;
+    const TWO: Self;
     const BITS: u32;
     fn tz(self) -> u32;
     fn lz(self) -> u32;
@@ -22,6 +23,7 @@ macro_rules! impl_word {
         impl Word for $t {
             const ZERO: Self = 0;
             const ONE: Self = 1;
+            const TWO: Self = 2;
             const BITS: u32 = <$t>::BITS;
             #[inline(always)]
             fn tz(self) -> u32 {
@@ -123,6 +125,24 @@ pub(crate) trait Monty {
             x = self.sqr(x);
             if e.bit(i) {
                 x = self.mul(x, base);
+            }
+        }
+        x
+    }
+
+    /// 2^e: a doubling (one modular add) replaces each multiply by the base,
+    /// a third less work than [`Monty::pow`] for the base-2 strong test.
+    fn pow2(&self, e: Self::W) -> Self::W {
+        let mut x = self.one();
+        if e == Self::W::ZERO {
+            return x;
+        }
+        let top = Self::W::BITS - 1 - e.lz();
+        x = self.add(x, x);
+        for i in (0..top).rev() {
+            x = self.sqr(x);
+            if e.bit(i) {
+                x = self.add(x, x);
             }
         }
         x

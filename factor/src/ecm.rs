@@ -9,15 +9,16 @@ use std::sync::OnceLock;
 use crate::arith::{gcd, inv_mont, Monty, Word};
 
 /// Stage 2 never goes beyond this bound (size of the prime bitmap).
-const MAX_B2: usize = 1 << 22;
+pub(crate) const MAX_B2: usize = 1 << 22;
 const WHEEL: u64 = 210;
 /// Odd d < WHEEL/2 coprime to WHEEL: the baby steps.
 const BABY: [u64; 24] = [
     1, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103,
 ];
 
-/// Bitmap of odd primes below MAX_B2 (bit i ↔ 2i + 1), built once.
-fn primes() -> &'static [u64] {
+/// Bitmap of odd primes below MAX_B2 (bit i ↔ 2i + 1), built once
+/// (256 KiB, a few milliseconds).
+pub(crate) fn primes() -> &'static [u64] {
     static BITS: OnceLock<Vec<u64>> = OnceLock::new();
     BITS.get_or_init(|| {
         let odd = MAX_B2 / 2;
@@ -39,8 +40,9 @@ fn primes() -> &'static [u64] {
     })
 }
 
+/// Whether `q` < MAX_B2 is an odd prime.
 #[inline]
-fn is_odd_prime(bits: &[u64], q: u64) -> bool {
+pub(crate) fn is_odd_prime(bits: &[u64], q: u64) -> bool {
     let i = (q / 2) as usize;
     q & 1 == 1 && bits[i / 64] >> (i % 64) & 1 == 1
 }

@@ -193,10 +193,19 @@ pub fn verify(n: u128, factors: &[u128]) -> Result<(), VerifyError> {
     if factors.windows(2).any(|w| w[0] > w[1]) {
         return Err(VerifyError::NotSorted);
     }
-    let product = factors
-        .iter()
-        .try_fold(1u128, |acc, &f| acc.checked_mul(f))
-        .ok_or(VerifyError::Overflow)?;
+    // Below 2^64 (most results) the product is first tried in u64 arithmetic.
+    let narrow = || {
+        factors
+            .iter()
+            .try_fold(1u64, |acc, &f| acc.checked_mul(u64::try_from(f).ok()?))
+    };
+    let product = match (n <= u64::MAX as u128).then(narrow).flatten() {
+        Some(p) => u128::from(p),
+        None => factors
+            .iter()
+            .try_fold(1u128, |acc, &f| acc.checked_mul(f))
+            .ok_or(VerifyError::Overflow)?,
+    };
     if product != n {
         return Err(VerifyError::WrongProduct { n, product });
     }
@@ -321,6 +330,13 @@ mod tests {
         assert_eq!(
             verify(12, &[1 << 100, 1 << 100]),
             Err(VerifyError::Overflow)
+        );
+        assert_eq!(
+            verify(12, &[1 << 40, 1 << 40]),
+            Err(VerifyError::WrongProduct {
+                n: 12,
+                product: 1 << 80
+            })
         );
         assert_eq!(
             verify(5, &[]),

@@ -16,7 +16,11 @@ pub(crate) fn sprp<M: Monty>(m: &M, a: M::W) -> bool {
     let d = nm1.shr(s);
     let one = m.one();
     let minus_one = m.neg(one);
-    let mut x = m.pow(m.to_mont(a), d);
+    let mut x = if a == M::W::TWO {
+        m.pow2(d)
+    } else {
+        m.pow(m.to_mont(a), d)
+    };
     if x == one || x == minus_one {
         return true;
     }
@@ -126,13 +130,14 @@ pub(crate) fn is_prime_odd_u64(n: u64) -> bool {
     n < small::LIMIT_SQ || is_prime_odd_u64_exact(n)
 }
 
-/// Primality of any odd n > 61: Miller–Rabin to bases 2, 7, 61 below 2^32
-/// (deterministic below 4,759,123,141), BPSW above.
+/// Primality of any odd n > 61: below 2^32 one Miller–Rabin test to base 2
+/// and a look-up in the list of all base-2 strong pseudoprimes below 2^32
+/// ([`SPSP2_BELOW_2_32`]); BPSW above.
 #[inline]
 fn is_prime_odd_u64_exact(n: u64) -> bool {
     let m = Mont64::new(n);
     if n < 1 << 32 {
-        return sprp(&m, 2) && sprp(&m, 7) && sprp(&m, 61);
+        return sprp(&m, 2) && SPSP2_BELOW_2_32.binary_search(&(n as u32)).is_err();
     }
     if !sprp(&m, 2) {
         return false;
@@ -169,6 +174,10 @@ pub fn is_prime(n: u128) -> bool {
     // A few small primes catch most composites cheaply; the tests below are
     // exact for any odd n, so there is no need to divide by all of them
     // (`verify` calls this on every factor a worker reports).
+    if n < crate::ecm::MAX_B2 as u128 {
+        // The bitmap ECM's stage 2 keeps: a look-up instead of a test.
+        return crate::ecm::is_odd_prime(crate::ecm::primes(), n as u64);
+    }
     if n <= u64::MAX as u128 {
         let n = n as u64;
         for d in &small::ODD_PRIMES[..QUICK_DIVISORS] {
@@ -185,6 +194,11 @@ pub fn is_prime(n: u128) -> bool {
     }
     is_prime_odd_u128(n)
 }
+
+/// Every odd composite below 2^32 that passes the strong test to base 2
+/// (OEIS A001262), ascending. Generated and checked for completeness by the
+/// ignored test `spsp2_table_is_complete` (about a minute in release).
+const SPSP2_BELOW_2_32: [u32; 2314] = include!("spsp2_below_2_32.in");
 
 /// Small odd primes `is_prime` divides by before its exact test.
 const QUICK_DIVISORS: usize = 15;
@@ -203,6 +217,64 @@ mod tests {
             && (2..)
                 .take_while(|d| d * d <= n)
                 .all(|d| !n.is_multiple_of(d))
+    }
+
+    /// Every listed number is an odd composite that passes base 2, in order.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn spsp2_table_entries_are_base_2_pseudoprimes() {
+        assert!(SPSP2_BELOW_2_32.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(SPSP2_BELOW_2_32[0], 2047);
+        for &n in &SPSP2_BELOW_2_32 {
+            let n = u64::from(n);
+            assert!(n & 1 == 1 && sprp(&Mont64::new(n), 2), "{n}");
+            let d = (3..).step_by(2).find(|d| n % d == 0 || d * d > n);
+            assert!(d.is_some_and(|d| d * d <= n), "{n} is composite");
+        }
+    }
+
+    /// Regenerates the pseudoprime list from scratch: every odd n < 2^32 that
+    /// passes base 2 but fails base 7 or 61 (bases 2, 7, 61 together are exact
+    /// below 4,759,123,141). Writes the list to `$SPSP2_OUT` if set.
+    /// `cargo test --release -p crowdfactor-factor spsp2_table_is_complete -- --ignored`
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    #[ignore = "about a minute in release"]
+    fn spsp2_table_is_complete() {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+        let span = (1u64 << 32) / threads;
+        let found: Vec<u32> = std::thread::scope(|s| {
+            let parts: Vec<_> = (0..threads)
+                .map(|t| {
+                    s.spawn(move || {
+                        let mut out = vec![];
+                        let lo = (t * span).max(63) | 1;
+                        let hi = if t + 1 == threads {
+                            1 << 32
+                        } else {
+                            (t + 1) * span
+                        };
+                        for n in (lo..hi).step_by(2) {
+                            let m = Mont64::new(n);
+                            if sprp(&m, 2) && !(sprp(&m, 7) && sprp(&m, 61)) {
+                                out.push(n as u32);
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().expect("generator thread"))
+                .collect()
+        });
+        if let Ok(path) = std::env::var("SPSP2_OUT") {
+            let body: Vec<String> = found.iter().map(u32::to_string).collect();
+            std::fs::write(path, format!("[\n{},\n]\n", body.join(",\n"))).expect("write");
+        }
+        assert_eq!(found.len(), 2314, "A001262 has 2314 terms below 2^32");
+        assert_eq!(found, SPSP2_BELOW_2_32);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
