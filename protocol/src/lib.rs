@@ -331,10 +331,142 @@ enum AssignTag {
     Assign,
 }
 
+/// Writes a `result` frame exactly as serde would, without its per-string
+/// escape scan and formatter plumbing (a worker sends one per chunk, with
+/// every factor of every number in it).
+fn encode_result(r: &ChunkResult) -> String {
+    let mut out = String::with_capacity(48 + r.results.len() * 48);
+    let mut buf = DecimalBuf::new();
+    out.push_str(r#"{"type":"result","chunk_id":"#);
+    out.push_str(buf.format(r.chunk_id));
+    out.push_str(r#","results":["#);
+    for (i, f) in r.results.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"n":""#);
+        out.push_str(format_u128(f.n, &mut buf));
+        out.push_str(r#"","factors":["#);
+        for (j, &p) in f.factors.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(format_u128(p, &mut buf));
+            out.push('"');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    if let Some(us) = r.compute_us {
+        out.push_str(r#","compute_us":"#);
+        out.push_str(buf.format(us));
+    }
+    out.push('}');
+    out
+}
+
+/// Reads a `result` frame in exactly the form [`encode_result`] writes (no
+/// whitespace, fields in order, numbers as plain digit strings). Anything
+/// else gives `None` and goes through serde, which also words the errors.
+fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
+    struct Cursor<'a>(&'a [u8]);
+    impl Cursor<'_> {
+        fn eat(&mut self, lit: &str) -> Option<()> {
+            self.0 = self.0.strip_prefix(lit.as_bytes())?;
+            Some(())
+        }
+        fn peek(&self) -> Option<u8> {
+            self.0.first().copied()
+        }
+        /// A JSON integer as serde_json reads it into a u64: no sign, no
+        /// leading zero.
+        fn int(&mut self) -> Option<u64> {
+            let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+            let (digits, rest) = self.0.split_at(len);
+            if len == 0 || (len > 1 && digits[0] == b'0') {
+                return None;
+            }
+            let v = digits.iter().try_fold(0u64, |acc, &b| {
+                acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+            })?;
+            self.0 = rest;
+            Some(v)
+        }
+        /// A quoted decimal string, as [`parse_u128`] reads it.
+        fn dec(&mut self) -> Option<u128> {
+            self.eat("\"")?;
+            let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+            let (digits, rest) = self.0.split_at(len);
+            let digit = |b: &u8| b - b'0';
+            let v = match len {
+                0 => return None,
+                // 19 digits always fit a u64, whose arithmetic is cheaper.
+                1..=19 => digits
+                    .iter()
+                    .fold(0u64, |acc, b| acc * 10 + u64::from(digit(b)))
+                    .into(),
+                // Longer (or zero-padded) strings: serde's path decides.
+                20..=39 => digits.iter().try_fold(0u128, |acc, b| {
+                    acc.checked_mul(10)?.checked_add(u128::from(digit(b)))
+                })?,
+                _ => return None,
+            };
+            self.0 = rest;
+            self.eat("\"")?;
+            Some(v)
+        }
+    }
+    let mut c = Cursor(text.as_bytes());
+    c.eat(r#"{"type":"result","chunk_id":"#)?;
+    let chunk_id = c.int()?;
+    c.eat(r#","results":["#)?;
+    let mut results = Vec::new();
+    if c.peek()? != b']' {
+        loop {
+            c.eat(r#"{"n":"#)?;
+            let n = c.dec()?;
+            c.eat(r#","factors":["#)?;
+            let mut factors = Vec::new();
+            if c.peek()? != b']' {
+                loop {
+                    factors.push(c.dec()?);
+                    if c.peek()? != b',' {
+                        break;
+                    }
+                    c.eat(",")?;
+                }
+            }
+            c.eat("]}")?;
+            results.push(Factored { n, factors });
+            if c.peek()? != b',' {
+                break;
+            }
+            c.eat(",")?;
+        }
+    }
+    c.eat("]")?;
+    let compute_us = if c.peek()? == b',' {
+        c.eat(r#","compute_us":"#)?;
+        Some(c.int()?)
+    } else {
+        None
+    };
+    c.eat("}")?;
+    c.0.is_empty().then_some(ChunkResult {
+        chunk_id,
+        results,
+        compute_us,
+    })
+}
+
 impl ClientMessage {
     /// Decodes one text frame, refusing frames over `limit` bytes.
     pub fn decode(text: &str, limit: usize) -> Result<Self, DecodeError> {
         if text.starts_with(r#"{"type":"result","#) && text.len() <= limit {
+            if let Some(r) = decode_result_canonical(text) {
+                return Ok(ClientMessage::Result(r));
+            }
             let f: ResultFrame = serde_json::from_str(text)?;
             return Ok(ClientMessage::Result(ChunkResult {
                 chunk_id: f.chunk_id,
@@ -347,7 +479,10 @@ impl ClientMessage {
 
     /// Encodes the message as one text frame.
     pub fn encode(&self) -> String {
-        encode(self)
+        match self {
+            ClientMessage::Result(r) => encode_result(r),
+            other => encode(other),
+        }
     }
 }
 
@@ -393,8 +528,33 @@ pub fn parse_u128(s: &str) -> Result<u128, NumberError> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NumberError::NotDecimal(s.to_owned()));
     }
-    s.parse::<u128>()
-        .map_err(|_| NumberError::TooLarge(s.to_owned()))
+    // Up to 19 digits fit a u64, whose arithmetic is several times cheaper
+    // than u128's; the server parses every factor of every result.
+    if s.len() <= 19 {
+        let v = s
+            .bytes()
+            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+        return Ok(v.into());
+    }
+    s.bytes()
+        .try_fold(0u128, |acc, b| {
+            acc.checked_mul(10)?.checked_add(u128::from(b - b'0'))
+        })
+        .ok_or_else(|| NumberError::TooLarge(s.to_owned()))
+}
+
+/// Scratch space for [`format_u128`].
+pub type DecimalBuf = itoa::Buffer;
+
+/// Formats `n` in decimal into `buf`: much cheaper than `Display` for
+/// `u128`, which the hot paths (results out, results stored) format by the
+/// million.
+pub fn format_u128(n: u128, buf: &mut DecimalBuf) -> &str {
+    // Values below 2^64 take itoa's faster u64 path.
+    match u64::try_from(n) {
+        Ok(small) => buf.format(small),
+        Err(_) => buf.format(n),
+    }
 }
 
 /// Serde helpers: a `u128` as a decimal string (plain JSON integers are accepted too).
@@ -405,7 +565,7 @@ pub mod dec {
 
     /// Serializes as a decimal string.
     pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
+        s.serialize_str(crate::format_u128(*v, &mut crate::DecimalBuf::new()))
     }
 
     /// Deserializes from a decimal string or a non-negative JSON integer.
@@ -646,6 +806,34 @@ mod tests {
     }
 
     #[test]
+    fn format_u128_matches_display() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u128;
+        let mut cases = vec![
+            0,
+            1,
+            9,
+            10,
+            u64::MAX as u128,
+            u64::MAX as u128 + 1,
+            u128::MAX,
+        ];
+        for k in 0..39 {
+            let p = 10u128.pow(k);
+            cases.extend([p - 1, p, p + 1]);
+        }
+        for _ in 0..10_000 {
+            rng = rng
+                .wrapping_mul(0x2545_f491_4f6c_dd1d_0000_0001_u128 | 1)
+                .wrapping_add(7);
+            cases.push(rng >> (rng % 128) as u32);
+        }
+        for n in cases {
+            assert_eq!(format_u128(n, &mut DecimalBuf::new()), n.to_string());
+            assert_eq!(parse_u128(&n.to_string()), Ok(n));
+        }
+    }
+
+    #[test]
     fn parse_u128_bounds() {
         assert_eq!(parse_u128("0"), Ok(0));
         assert_eq!(
@@ -684,10 +872,73 @@ mod fast_path_tests {
             Err(DecodeError::TooLarge { .. })
         ));
         let assign = r#"{"type":"assign","chunk_id":1,"job_id":"2","numbers":["5","6"]}"#;
+        assert!(decode_result_canonical(first).is_some());
         let moved = r#"{"chunk_id":1,"job_id":"2","numbers":["5","6"],"type":"assign"}"#;
         assert_eq!(
             ServerMessage::decode(assign, 1 << 10).expect("fast path"),
             ServerMessage::decode(moved, 1 << 10).expect("general path")
         );
+    }
+
+    /// The hand-written `result` encoder writes what serde writes, and the
+    /// canonical reader agrees with serde on it and on every variant.
+    #[test]
+    fn hand_written_result_codec_matches_serde() {
+        let mut x = 0x1234_5678_9abc_def1_u128;
+        let mut next = || {
+            x = x
+                .wrapping_mul(0x2545_f491_4f6c_dd1d_7a3b_91c5_0000_0001)
+                .wrapping_add(11);
+            x >> (x % 128) as u32
+        };
+        for len in 0..40 {
+            let results = (0..len)
+                .map(|i| Factored {
+                    n: next(),
+                    factors: (0..(i % 4)).map(|_| next()).collect(),
+                })
+                .collect();
+            let compute_us = (len % 3 != 0).then_some(len as u64 * 1000);
+            let msg = ClientMessage::Result(ChunkResult {
+                chunk_id: next() as u64,
+                results,
+                compute_us,
+            });
+            let text = msg.encode();
+            assert_eq!(text, serde_json::to_string(&msg).expect("serializes"));
+            let ClientMessage::Result(r) = &msg else {
+                unreachable!()
+            };
+            assert_eq!(decode_result_canonical(&text).as_ref(), Some(r));
+        }
+        let serde_says = |t: &str| serde_json::from_str::<ClientMessage>(t).ok();
+        for text in [
+            r#"{"type":"result","chunk_id":3,"results":[]}"#,
+            r#"{"type":"result","chunk_id":03,"results":[]}"#,
+            r#"{"type":"result","chunk_id":-3,"results":[]}"#,
+            r#"{"type":"result","chunk_id":18446744073709551616,"results":[]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"","factors":[]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"1","factors":[]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"\u0031","factors":[]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":1,"factors":[]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]}],"compute_us":0}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3",]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]},]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"6", "factors":["2","3"]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]}]} "#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]}]}x"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"340282366920938463463374607431768211456","factors":[]}]}"#,
+            r#"{"type":"result","chunk_id":3,"results":[{"n":"000000000000000000000000000000000000000000012","factors":["12"]}]}"#,
+        ] {
+            let fast = decode_result_canonical(text).map(ClientMessage::Result);
+            if let Some(f) = &fast {
+                assert_eq!(Some(f), serde_says(text).as_ref(), "{text}");
+            }
+            assert_eq!(
+                ClientMessage::decode(text, 1 << 10).ok(),
+                serde_says(text),
+                "{text}"
+            );
+        }
     }
 }

@@ -365,6 +365,9 @@ async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only rt|np|idle|job` runs one part (for profiling); default all.
+    let only: Option<String> = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/classic_manager.py");
     let (rt_chunks, py_chunks, idle, job_count) = if quick {
@@ -380,19 +383,25 @@ async fn main() {
     println!("crowdfactor load benchmark ({threads} cores; {build}; loopback)");
     println!();
 
-    let python = python_manager(&script, py_chunks);
+    let python = if part("rt") {
+        python_manager(&script, py_chunks)
+    } else {
+        None
+    };
     match python {
         Some(rt) => println!(
             "classic Python manager   {rt:>10.0} round trips/s  ({py_chunks} one-number chunks, 4 client processes)"
         ),
-        None => println!("classic Python manager   not measured (python3 failed)"),
+        None if part("rt") => println!("classic Python manager   not measured (python3 failed)"),
+        None => {}
     }
     let dir = temp_dir("load-rt");
     let db = dir.join("rt.db");
-    for (name, args) in [
+    let stores = [
         ("SQLite store", vec!["--db", db.to_str().unwrap()]),
         ("memory store", vec!["--in-memory"]),
-    ] {
+    ];
+    for (name, args) in stores.into_iter().filter(|_| part("rt")) {
         let t = throughput(&args, 64, 4, rt_chunks, Some(1)).await;
         let ratio = python.map_or(String::new(), |p| {
             format!("  = {:.1}x the Python manager", t.round_trips_per_s / p)
@@ -408,16 +417,29 @@ async fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if part("np") {
+        numbers_per_second(rt_chunks * 20).await;
+    }
+    if part("idle") {
+        idle_workers(idle).await;
+    }
+    if part("job") {
+        range_jobs(job_count, threads).await;
+    }
+}
+
+async fn numbers_per_second(count: u64) {
     let db = temp_dir("load-np").join("np.db");
-    let t = throughput(&["--db", db.to_str().unwrap()], 8, 2, rt_chunks * 20, None).await;
+    let t = throughput(&["--db", db.to_str().unwrap()], 8, 2, count, None).await;
     println!(
-        "crowdfactor, SQLite store  {:>10.0} numbers/s     ({} small numbers, adaptive chunks, 8 simulated workers)",
+        "crowdfactor, SQLite store  {:>10.0} numbers/s     ({count} small numbers, adaptive chunks, 8 simulated workers)",
         t.numbers_per_s,
-        rt_chunks * 20
     );
     let _ = std::fs::remove_dir_all(db.parent().unwrap());
     println!();
+}
 
+async fn idle_workers(idle: usize) {
     let (per_conn, total) = idle_memory(idle).await;
     println!(
         "idle workers: {idle} connected; server RSS {:.1} MiB; {:.1} KiB per idle worker; {:.0} MiB for 10,000",
@@ -426,7 +448,9 @@ async fn main() {
         per_conn * 10_000.0 / (1 << 20) as f64
     );
     println!();
+}
 
+async fn range_jobs(job_count: u64, threads: usize) {
     let start = 999_999_999_999u128;
     let numbers: Vec<u128> = (0..job_count).map(|i| start + 2 * u128::from(i)).collect();
     let engine = engine_alone(&numbers, threads);
