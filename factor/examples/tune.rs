@@ -1,0 +1,62 @@
+//! Quick per-class timings for tuning the engine's parameters (best of 5,
+//! single thread): `cargo run --release -p crowdfactor-factor --example tune
+//! [CLASS]`. The full benchmark with GNU factor and wasm is `benches/classes.rs`.
+#![allow(clippy::print_stdout, reason = "a command-line report")]
+
+use crowdfactor_factor::{factor, is_prime};
+use std::time::Instant;
+
+fn prime(rng: &mut fastrand::Rng, bits: u32) -> u64 {
+    loop {
+        let p = rng.u64((1 << (bits - 1))..(1 << bits)) | 1;
+        if is_prime(p as u128) {
+            return p;
+        }
+    }
+}
+
+fn main() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut classes: Vec<(&str, Vec<u128>)> = vec![];
+    classes.push((
+        "random64",
+        (0..4000)
+            .map(|_| (rng.u64(1u64 << 63..) | 1) as u128)
+            .collect(),
+    ));
+    for bits in [24u32, 28, 32] {
+        let v = (0..400)
+            .map(|_| prime(&mut rng, bits) as u128 * prime(&mut rng, bits) as u128)
+            .collect();
+        classes.push((["semi24", "semi28", "semi32"][(bits as usize - 24) / 4], v));
+    }
+    classes.push((
+        "r2^64",
+        (0..3000u128).map(|i| (1u128 << 64) + 1 + 2 * i).collect(),
+    ));
+    classes.push((
+        "seed",
+        (0..20000u128).map(|i| 999_999_999_999 + 2 * i).collect(),
+    ));
+    classes.push((
+        "random90",
+        (0..500).map(|_| (rng.u128(..) >> 38) | 1).collect(),
+    ));
+    let only = std::env::args().nth(1);
+    for (name, nums) in &classes {
+        if only.as_deref().is_some_and(|o| o != *name) {
+            continue;
+        }
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let mut s = 0u128;
+            for &n in nums {
+                s = s.wrapping_add(factor(n)[0]);
+            }
+            std::hint::black_box(s);
+            best = best.min(t.elapsed().as_secs_f64() * 1e6 / nums.len() as f64);
+        }
+        println!("{name:10} {best:8.2} µs");
+    }
+}
