@@ -43,6 +43,19 @@ fn main() {
         (0..500).map(|_| (rng.u128(..) >> 38) | 1).collect(),
     ));
     let only = std::env::args().nth(1);
+    if only.as_deref() == Some("dump") {
+        // `tune dump CLASS`: the class's numbers, one per line (for the wasm
+        // timing script, scripts/bench-wasm.mjs).
+        let want = std::env::args().nth(2);
+        for (name, nums) in &classes {
+            if want.as_deref() == Some(*name) {
+                for n in nums {
+                    println!("{n}");
+                }
+            }
+        }
+        return;
+    }
     if only.as_deref() == Some("is_prime") {
         // Primality of primes (the most expensive answer), 33 to 64 bits.
         let primes: Vec<u128> = (0..20_000)

@@ -207,6 +207,39 @@ pub(crate) const fn inv128(n: u128) -> u128 {
     inv
 }
 
+/// a·b as (low, high) 64-bit words.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn mul_wide64(a: u64, b: u64) -> (u64, u64) {
+    let t = a as u128 * b as u128;
+    (t as u64, (t >> 64) as u64)
+}
+
+/// a·b as (low, high) 64-bit words. wasm32 has no 64×64→128 multiply and
+/// compiles a u128 product to a call of a general 128×128-bit routine; four
+/// 32×32→64 products inline are much cheaper there.
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn mul_wide64(a: u64, b: u64) -> (u64, u64) {
+    mul_wide64_halves(a, b)
+}
+
+/// [`mul_wide64`] from 32-bit halves (used on wasm32; tested everywhere).
+#[cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code))]
+#[inline(always)]
+fn mul_wide64_halves(a: u64, b: u64) -> (u64, u64) {
+    const LO: u64 = 0xffff_ffff;
+    let (a0, a1) = (a & LO, a >> 32);
+    let (b0, b1) = (b & LO, b >> 32);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    // Three terms below 2^32 each: no overflow.
+    let mid = (p00 >> 32) + (p01 & LO) + (p10 & LO);
+    (
+        (p00 & LO) | (mid << 32),
+        p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32),
+    )
+}
+
 /// Montgomery arithmetic modulo an odd 64-bit n > 1.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mont64 {
@@ -229,13 +262,12 @@ impl Mont64 {
         }
     }
 
-    /// t·R⁻¹ mod n for t < n·R. Uses hi(t) − hi(m·n), which cannot overflow.
+    /// t·R⁻¹ mod n for t = hi·2^64 + lo < n·R. Uses hi(t) − hi(m·n), which
+    /// cannot overflow.
     #[inline(always)]
-    fn redc(&self, t: u128) -> u64 {
-        let lo = t as u64;
-        let hi = (t >> 64) as u64;
+    fn redc(&self, lo: u64, hi: u64) -> u64 {
         let m = lo.wrapping_mul(self.ninv);
-        let mn_hi = ((m as u128 * self.n as u128) >> 64) as u64;
+        let mn_hi = mul_wide64(m, self.n).1;
         let (d, borrow) = hi.overflowing_sub(mn_hi);
         if borrow {
             d.wrapping_add(self.n)
@@ -257,7 +289,8 @@ impl Monty for Mont64 {
     }
     #[inline(always)]
     fn mul(&self, a: u64, b: u64) -> u64 {
-        self.redc(a as u128 * b as u128)
+        let (lo, hi) = mul_wide64(a, b);
+        self.redc(lo, hi)
     }
     #[inline(always)]
     fn add(&self, a: u64, b: u64) -> u64 {
@@ -298,12 +331,16 @@ impl Monty for Mont64 {
 /// Full 128×128 → 256-bit product as (low, high).
 #[inline(always)]
 pub(crate) fn mul_wide(a: u128, b: u128) -> (u128, u128) {
-    let (a0, a1) = (a as u64 as u128, a >> 64);
-    let (b0, b1) = (b as u64 as u128, b >> 64);
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let p11 = a1 * b1;
+    let (a0, a1) = (a as u64, (a >> 64) as u64);
+    let (b0, b1) = (b as u64, (b >> 64) as u64);
+    let wide = |x, y| {
+        let (lo, hi) = mul_wide64(x, y);
+        lo as u128 | (hi as u128) << 64
+    };
+    let p00 = wide(a0, b0);
+    let p01 = wide(a0, b1);
+    let p10 = wide(a1, b0);
+    let p11 = wide(a1, b1);
     let mid = (p00 >> 64) + (p01 as u64 as u128) + (p10 as u64 as u128);
     let lo = (p00 as u64 as u128) | (mid << 64);
     let hi = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
@@ -405,6 +442,18 @@ impl Monty for Mont128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn wide_products_from_halves_are_exact() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..100_000 {
+            let (a, b) = (rng.u64(..) >> rng.u32(0..64), rng.u64(..));
+            let t = a as u128 * b as u128;
+            assert_eq!(mul_wide64_halves(a, b), (t as u64, (t >> 64) as u64));
+        }
+        assert_eq!(mul_wide64_halves(u64::MAX, u64::MAX), (1, u64::MAX - 1));
+    }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

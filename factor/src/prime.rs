@@ -38,6 +38,48 @@ pub(crate) fn sprp<M: Monty>(m: &M, a: M::W) -> bool {
 
 /// Jacobi symbol (a / n) for odd n > 0.
 fn jacobi(a: i64, n: u128) -> i32 {
+    // u64 remainders are far cheaper than u128 ones (a library call on wasm32).
+    if let Ok(n) = u64::try_from(n) {
+        return jacobi_u64(a, n);
+    }
+    jacobi_wide(a, n)
+}
+
+/// [`jacobi`] for n < 2^64.
+fn jacobi_u64(a: i64, n: u64) -> i32 {
+    let mut a = if a >= 0 {
+        a as u64 % n
+    } else {
+        let r = a.unsigned_abs() % n;
+        if r == 0 {
+            0
+        } else {
+            n - r
+        }
+    };
+    let mut n = n;
+    let mut t = 1;
+    while a != 0 {
+        let z = a.trailing_zeros();
+        a >>= z;
+        if z & 1 == 1 && (n % 8 == 3 || n % 8 == 5) {
+            t = -t;
+        }
+        if a % 4 == 3 && n % 4 == 3 {
+            t = -t;
+        }
+        core::mem::swap(&mut a, &mut n);
+        a %= n;
+    }
+    if n == 1 {
+        t
+    } else {
+        0
+    }
+}
+
+/// [`jacobi`] for any odd n.
+fn jacobi_wide(a: i64, n: u128) -> i32 {
     let mut a = if a >= 0 {
         (a as u128) % n
     } else {
@@ -335,6 +377,12 @@ mod tests {
         assert_eq!(jacobi(5, 11), 1);
         assert_eq!(jacobi(-7, 15), 1); // (-7/3)(-7/5) = (2/3)(3/5) = (-1)(-1)
         assert_eq!(jacobi(9, 15), 0);
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..10_000 {
+            let n = rng.u64(..) | 1;
+            let a = rng.i64(-1000..1000);
+            assert_eq!(jacobi_u64(a, n), jacobi_wide(a, n.into()), "({a}/{n})");
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
