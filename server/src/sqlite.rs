@@ -113,13 +113,17 @@ fn decode_numbers_into(text: &str, job: JobId, out: &mut Vec<u128>) -> Result<()
 /// Factor lists, one per line (an empty line for 1).
 fn encode_factors(factors: &[Vec<u128>]) -> String {
     let mut s = String::with_capacity(factors.len() * 16);
+    push_factors(&mut s, factors);
+    s
+}
+
+fn push_factors(s: &mut String, factors: &[Vec<u128>]) {
     for (i, f) in factors.iter().enumerate() {
         if i > 0 {
             s.push('\n');
         }
-        push_numbers(&mut s, f);
+        push_numbers(s, f);
     }
-    s
 }
 
 /// A created job and its numbers.
@@ -398,12 +402,52 @@ fn flush_tallies(
     Ok(())
 }
 
+/// Accepted spans of one job that follow each other within a batch, not yet
+/// written: one `results` row instead of one per chunk (small chunks come
+/// back in lease order, so most of a batch merges).
+#[derive(Debug)]
+struct Run {
+    start: u64,
+    end: u64,
+    factors: String,
+}
+
+/// Runs grow to at most this many numbers, so a row stays small enough to
+/// stream (`visit_results` holds one row at a time).
+const RUN_MAX_NUMBERS: u64 = 4096;
+
+fn flush_runs(
+    tx: &rusqlite::Transaction<'_>,
+    runs: &mut HashMap<i64, Run>,
+) -> rusqlite::Result<()> {
+    for (job, run) in runs.drain() {
+        insert_run(tx, job, &run)?;
+    }
+    Ok(())
+}
+
+fn insert_run(tx: &rusqlite::Transaction<'_>, job: i64, run: &Run) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO results (job_id, start, count, factors) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        job,
+        run.start as i64,
+        (run.end - run.start) as i64,
+        run.factors
+    ])?;
+    Ok(())
+}
+
 fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut tallies = HashMap::new();
+    let mut runs = HashMap::new();
+    let mut displaced = Vec::new();
     for op in batch {
         if !matches!(op, Op::Complete { .. }) {
+            flush_runs(&tx, &mut runs)?;
             flush_tallies(&tx, &mut tallies)?;
         }
         answers.push(match op {
@@ -413,7 +457,21 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
                 factors,
                 kind,
                 ..
-            } => Answer::Completion(complete(&tx, &mut tallies, *span, factors, *kind)),
+            } => {
+                let answer = complete(
+                    &tx,
+                    &mut tallies,
+                    &mut runs,
+                    &mut displaced,
+                    *span,
+                    factors,
+                    *kind,
+                );
+                for (job, run) in displaced.drain(..) {
+                    insert_run(&tx, job, &run)?;
+                }
+                Answer::Completion(answer)
+            }
             Op::Cancel { job, .. } => {
                 Answer::Cancelled(update_job(&tx, *job, "cancelled = 1", None))
             }
@@ -422,6 +480,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
             }
         });
     }
+    flush_runs(&tx, &mut runs)?;
     flush_tallies(&tx, &mut tallies)?;
     tx.commit()?;
     Ok(answers)
@@ -469,6 +528,8 @@ fn insert_job(
 fn complete(
     tx: &rusqlite::Transaction<'_>,
     tallies: &mut HashMap<i64, Tally>,
+    runs: &mut HashMap<i64, Run>,
+    displaced: &mut Vec<(i64, Run)>,
     span: Span,
     factors: &[Vec<u128>],
     kind: WorkerKind,
@@ -511,17 +572,33 @@ fn complete(
     if before.is_some_and(|(start, count)| (start + count) as u64 > span.start) {
         return Ok(Completion::Duplicate);
     }
-    tx.prepare_cached(
-        "INSERT INTO results (job_id, start, count, factors) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .map_err(backend)?
-    .execute(params![
-        job,
-        span.start as i64,
-        span.len as i64,
-        encode_factors(factors)
-    ])
-    .map_err(backend)?;
+    // The job's unwritten run is not in the table yet: check it too.
+    let run = runs.get_mut(&job);
+    if run
+        .as_ref()
+        .is_some_and(|r| span.start < r.end && span.end() > r.start)
+    {
+        return Ok(Completion::Duplicate);
+    }
+    match run {
+        Some(r) if r.end == span.start && r.end - r.start + span.len <= RUN_MAX_NUMBERS => {
+            r.factors.push('\n');
+            push_factors(&mut r.factors, factors);
+            r.end = span.end();
+        }
+        _ => {
+            let fresh = Run {
+                start: span.start,
+                end: span.end(),
+                factors: encode_factors(factors),
+            };
+            if let Some(old) = runs.insert(job, fresh) {
+                // Written by the caller: a failure there fails the batch,
+                // whose earlier results this run holds.
+                displaced.push((job, old));
+            }
+        }
+    }
     let count = span.len as i64;
     t.done += count;
     t.add_done += count;
@@ -827,6 +904,68 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, vec![4096, 4097], "results line up across segments");
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[test]
+    fn back_to_back_spans_share_rows_and_overlaps_are_still_refused() {
+        let path = temp_db("runs");
+        let store = SqliteStore::open(&path).expect("open");
+        let (job, _) = store
+            .create_job(NewJob {
+                numbers: (2..=10_001).collect(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create");
+        // Sent without waiting, so they meet in the writer's batches; every
+        // third span is sent twice and the copy must be refused.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for start in 0..10_000u64 {
+            let copies = if start % 3 == 0 { 2 } else { 1 };
+            for _ in 0..copies {
+                let tx = tx.clone();
+                let n = start as u128 + 2;
+                let factors = crowdfactor_factor::factor(n);
+                let span = Span {
+                    job: job.id,
+                    start,
+                    len: 1,
+                };
+                store.complete_span_then(
+                    span,
+                    vec![factors],
+                    WorkerKind::Native,
+                    Box::new(move |r| {
+                        let _ = tx.send((start, r));
+                    }),
+                );
+                sent += 1;
+            }
+        }
+        let answers: Vec<_> = rx.iter().take(sent).collect();
+        let accepted = answers
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok(Completion::Accepted { .. })))
+            .count();
+        assert_eq!(accepted, 10_000, "each span accepted exactly once");
+        assert!(answers.iter().all(|(_, r)| r.is_ok()));
+        let rows: i64 = store
+            .reader()
+            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .expect("count");
+        assert!(rows < 10_000, "{rows} rows: spans were merged");
+        let info = store.job(job.id).expect("job").expect("exists");
+        assert_eq!((info.done, info.chunks), (10_000, 10_000));
+        let mut seen = 0u128;
+        store
+            .visit_results(job.id, &mut |n, f| {
+                assert_eq!(f.map(<[u128]>::to_vec), Some(crowdfactor_factor::factor(n)));
+                seen += 1;
+            })
+            .expect("visit");
+        assert_eq!(seen, 10_000);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
