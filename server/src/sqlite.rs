@@ -9,6 +9,10 @@
 //! was accepted. What a crash can cost: results in flight that were not yet
 //! committed; their chunks are leased again after restart.
 //!
+//! A `results` row holds one accepted span of a job: one line of factors per
+//! number. Spans of a job that follow each other within one commit share a
+//! row (up to 4096 numbers), so a flood of tiny chunks costs few rows.
+//!
 //! The SQL sticks to what PostgreSQL also understands (plain tables, TEXT
 //! and INTEGER columns, no upserts), except the schema's key declaration.
 
