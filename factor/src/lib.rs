@@ -79,15 +79,29 @@ pub fn factor_u64_into<T: From<u64> + Ord>(n: u64, out: &mut Vec<T>) {
         out.push(2.into());
     }
     let mut n = n >> tz;
-    for d in &small::ODD_PRIMES {
-        let p = d.p as u64;
+    // Eight primes at a time: one test whether any divides (independent
+    // multiplications, no branch per prime), the slow path only on a hit.
+    const BLOCK: usize = 8;
+    let mut i = 0;
+    while i < small::NUM_ODD {
+        let p = u64::from(small::ODD_PRIMES[i].p);
         if p * p > n {
             break;
         }
-        while n.wrapping_mul(d.inv64) <= d.lim64 {
-            n = n.wrapping_mul(d.inv64);
-            out.push(p.into());
+        let end = (i + BLOCK).min(small::NUM_ODD);
+        let block = &small::ODD64[i..end];
+        if block
+            .iter()
+            .fold(false, |hit, d| hit | (n.wrapping_mul(d.inv) <= d.lim))
+        {
+            for (k, d) in block.iter().enumerate() {
+                while n.wrapping_mul(d.inv) <= d.lim {
+                    n = n.wrapping_mul(d.inv);
+                    out.push(u64::from(small::ODD_PRIMES[i + k].p).into());
+                }
+            }
         }
+        i = end;
     }
     if n > 1 {
         split_u64(n, out);

@@ -366,57 +366,92 @@ fn encode_result(r: &ChunkResult) -> String {
     out
 }
 
+/// Reads the canonical form of a frame (see [`decode_result_canonical`]);
+/// every method gives `None` where serde should decide instead.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn eat(&mut self, lit: &str) -> Option<()> {
+        self.0 = self.0.strip_prefix(lit.as_bytes())?;
+        Some(())
+    }
+    fn peek(&self) -> Option<u8> {
+        self.0.first().copied()
+    }
+    /// A JSON integer as serde_json reads it into a u64: no sign, no
+    /// leading zero.
+    fn int(&mut self) -> Option<u64> {
+        let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (digits, rest) = self.0.split_at(len);
+        if len == 0 || (len > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let v = digits.iter().try_fold(0u64, |acc, &b| {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })?;
+        self.0 = rest;
+        Some(v)
+    }
+    /// A quoted decimal string, as [`parse_u128`] reads it.
+    fn dec(&mut self) -> Option<u128> {
+        self.eat("\"")?;
+        let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (digits, rest) = self.0.split_at(len);
+        let digit = |b: &u8| b - b'0';
+        let v = match len {
+            0 => return None,
+            // 19 digits always fit a u64, whose arithmetic is cheaper.
+            1..=19 => digits
+                .iter()
+                .fold(0u64, |acc, b| acc * 10 + u64::from(digit(b)))
+                .into(),
+            // Longer (or zero-padded) strings: serde's path decides.
+            20..=39 => digits.iter().try_fold(0u128, |acc, b| {
+                acc.checked_mul(10)?.checked_add(u128::from(digit(b)))
+            })?,
+            _ => return None,
+        };
+        self.0 = rest;
+        self.eat("\"")?;
+        Some(v)
+    }
+    /// A quoted string without escapes or control characters.
+    fn plain_str(&mut self) -> Option<String> {
+        self.eat("\"")?;
+        let len = self
+            .0
+            .iter()
+            .take_while(|&&b| b >= 0x20 && b != b'"' && b != b'\\')
+            .count();
+        let (body, rest) = self.0.split_at(len);
+        // Cut at ASCII bytes of valid UTF-8: still valid.
+        let v = std::str::from_utf8(body).ok()?.to_owned();
+        self.0 = rest;
+        self.eat("\"")?;
+        Some(v)
+    }
+    /// `[` quoted decimals `]`.
+    fn dec_list(&mut self) -> Option<Vec<u128>> {
+        self.eat("[")?;
+        let mut out = Vec::new();
+        if self.peek()? != b']' {
+            loop {
+                out.push(self.dec()?);
+                if self.peek()? != b',' {
+                    break;
+                }
+                self.eat(",")?;
+            }
+        }
+        self.eat("]")?;
+        Some(out)
+    }
+}
+
 /// Reads a `result` frame in exactly the form [`encode_result`] writes (no
 /// whitespace, fields in order, numbers as plain digit strings). Anything
 /// else gives `None` and goes through serde, which also words the errors.
 fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
-    struct Cursor<'a>(&'a [u8]);
-    impl Cursor<'_> {
-        fn eat(&mut self, lit: &str) -> Option<()> {
-            self.0 = self.0.strip_prefix(lit.as_bytes())?;
-            Some(())
-        }
-        fn peek(&self) -> Option<u8> {
-            self.0.first().copied()
-        }
-        /// A JSON integer as serde_json reads it into a u64: no sign, no
-        /// leading zero.
-        fn int(&mut self) -> Option<u64> {
-            let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
-            let (digits, rest) = self.0.split_at(len);
-            if len == 0 || (len > 1 && digits[0] == b'0') {
-                return None;
-            }
-            let v = digits.iter().try_fold(0u64, |acc, &b| {
-                acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-            })?;
-            self.0 = rest;
-            Some(v)
-        }
-        /// A quoted decimal string, as [`parse_u128`] reads it.
-        fn dec(&mut self) -> Option<u128> {
-            self.eat("\"")?;
-            let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
-            let (digits, rest) = self.0.split_at(len);
-            let digit = |b: &u8| b - b'0';
-            let v = match len {
-                0 => return None,
-                // 19 digits always fit a u64, whose arithmetic is cheaper.
-                1..=19 => digits
-                    .iter()
-                    .fold(0u64, |acc, b| acc * 10 + u64::from(digit(b)))
-                    .into(),
-                // Longer (or zero-padded) strings: serde's path decides.
-                20..=39 => digits.iter().try_fold(0u128, |acc, b| {
-                    acc.checked_mul(10)?.checked_add(u128::from(digit(b)))
-                })?,
-                _ => return None,
-            };
-            self.0 = rest;
-            self.eat("\"")?;
-            Some(v)
-        }
-    }
     let mut c = Cursor(text.as_bytes());
     c.eat(r#"{"type":"result","chunk_id":"#)?;
     let chunk_id = c.int()?;
@@ -426,18 +461,9 @@ fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
         loop {
             c.eat(r#"{"n":"#)?;
             let n = c.dec()?;
-            c.eat(r#","factors":["#)?;
-            let mut factors = Vec::new();
-            if c.peek()? != b']' {
-                loop {
-                    factors.push(c.dec()?);
-                    if c.peek()? != b',' {
-                        break;
-                    }
-                    c.eat(",")?;
-                }
-            }
-            c.eat("]}")?;
+            c.eat(r#","factors":"#)?;
+            let factors = c.dec_list()?;
+            c.eat("}")?;
             results.push(Factored { n, factors });
             if c.peek()? != b',' {
                 break;
@@ -457,6 +483,49 @@ fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
         chunk_id,
         results,
         compute_us,
+    })
+}
+
+/// Writes an `assign` frame exactly as serde would (see [`encode_result`]).
+fn encode_assign(a: &Assignment) -> Option<String> {
+    // Job ids are the coordinator's decimal ids; anything needing escapes
+    // goes through serde.
+    if !a.job_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let mut out = String::with_capacity(64 + a.numbers.len() * 16);
+    let mut buf = DecimalBuf::new();
+    out.push_str(r#"{"type":"assign","chunk_id":"#);
+    out.push_str(buf.format(a.chunk_id));
+    out.push_str(r#","job_id":""#);
+    out.push_str(&a.job_id);
+    out.push_str(r#"","numbers":["#);
+    for (i, &n) in a.numbers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(format_u128(n, &mut buf));
+        out.push('"');
+    }
+    out.push_str("]}");
+    Some(out)
+}
+
+/// Reads an `assign` frame in exactly the form [`encode_assign`] writes.
+fn decode_assign_canonical(text: &str) -> Option<Assignment> {
+    let mut c = Cursor(text.as_bytes());
+    c.eat(r#"{"type":"assign","chunk_id":"#)?;
+    let chunk_id = c.int()?;
+    c.eat(r#","job_id":"#)?;
+    let job_id = c.plain_str()?;
+    c.eat(r#","numbers":"#)?;
+    let numbers = c.dec_list()?;
+    c.eat("}")?;
+    c.0.is_empty().then_some(Assignment {
+        chunk_id,
+        job_id,
+        numbers,
     })
 }
 
@@ -490,6 +559,9 @@ impl ServerMessage {
     /// Decodes one text frame, refusing frames over `limit` bytes.
     pub fn decode(text: &str, limit: usize) -> Result<Self, DecodeError> {
         if text.starts_with(r#"{"type":"assign","#) && text.len() <= limit {
+            if let Some(a) = decode_assign_canonical(text) {
+                return Ok(ServerMessage::Assign(a));
+            }
             let f: AssignFrame = serde_json::from_str(text)?;
             return Ok(ServerMessage::Assign(Assignment {
                 chunk_id: f.chunk_id,
@@ -502,7 +574,10 @@ impl ServerMessage {
 
     /// Encodes the message as one text frame.
     pub fn encode(&self) -> String {
-        encode(self)
+        match self {
+            ServerMessage::Assign(a) => encode_assign(a).unwrap_or_else(|| encode(self)),
+            other => encode(other),
+        }
     }
 }
 
@@ -880,10 +955,11 @@ mod fast_path_tests {
         );
     }
 
-    /// The hand-written `result` encoder writes what serde writes, and the
-    /// canonical reader agrees with serde on it and on every variant.
+    /// The hand-written `result` and `assign` encoders write what serde
+    /// writes, and the canonical readers agree with serde on it and on every
+    /// variant.
     #[test]
-    fn hand_written_result_codec_matches_serde() {
+    fn hand_written_codecs_match_serde() {
         let mut x = 0x1234_5678_9abc_def1_u128;
         let mut next = || {
             x = x
@@ -910,6 +986,42 @@ mod fast_path_tests {
                 unreachable!()
             };
             assert_eq!(decode_result_canonical(&text).as_ref(), Some(r));
+        }
+        for len in 0..30 {
+            let msg = ServerMessage::Assign(Assignment {
+                chunk_id: next() as u64,
+                job_id: (next() as u64).to_string(),
+                numbers: (0..len).map(|_| next()).collect(),
+            });
+            let text = msg.encode();
+            assert_eq!(text, serde_json::to_string(&msg).expect("serializes"));
+            let ServerMessage::Assign(a) = &msg else {
+                unreachable!()
+            };
+            assert_eq!(decode_assign_canonical(&text).as_ref(), Some(a));
+        }
+        let odd_job = ServerMessage::Assign(Assignment {
+            chunk_id: 1,
+            job_id: "a\"b\\c é".into(),
+            numbers: vec![5],
+        });
+        let text = odd_job.encode();
+        assert_eq!(text, serde_json::to_string(&odd_job).expect("serializes"));
+        assert_eq!(ServerMessage::decode(&text, 1 << 10).ok(), Some(odd_job));
+        for text in [
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":[]}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"é7","numbers":["3"]}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"\u0037","numbers":["3"]}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":7,"numbers":["3"]}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":[3]}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":["3"],"x":1}"#,
+        ] {
+            let fast = decode_assign_canonical(text).map(ServerMessage::Assign);
+            let serde = serde_json::from_str::<ServerMessage>(text).ok();
+            if fast.is_some() {
+                assert_eq!(fast, serde, "{text}");
+            }
+            assert_eq!(ServerMessage::decode(text, 1 << 10).ok(), serde, "{text}");
         }
         let serde_says = |t: &str| serde_json::from_str::<ClientMessage>(t).ok();
         for text in [

@@ -68,6 +68,22 @@ proptest! {
     }
 
     #[test]
+    fn mutated_assignments_decode_as_serde_decodes(chunk_id in 0u64..1 << 53, job in 0u64..1000, numbers in proptest::collection::vec(any::<u128>(), 0..6), pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        let msg = ServerMessage::Assign(Assignment { chunk_id, job_id: job.to_string(), numbers });
+        let mut bytes = msg.encode().into_bytes();
+        prop_assert_eq!(ServerMessage::decode(std::str::from_utf8(&bytes).unwrap(), 1 << 24).unwrap(), msg);
+        let i = pos.index(bytes.len());
+        bytes[i] = byte;
+        bytes.truncate(cut.index(bytes.len() + 1).max(1));
+        if let Ok(text) = String::from_utf8(bytes) {
+            prop_assert_eq!(
+                ServerMessage::decode(&text, 1 << 24).ok(),
+                serde_json::from_str::<ServerMessage>(&text).ok()
+            );
+        }
+    }
+
+    #[test]
     fn mutated_messages_decode_or_fail_cleanly(msg in client_message(), pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
         let mut bytes = msg.encode().into_bytes();
         let i = pos.index(bytes.len());
