@@ -173,7 +173,7 @@ fn find_factor<M: arith::Monty>(m: &M) -> M::W {
     } else {
         RHO_BUDGET_LARGE
     };
-    rho::brent(m, 1, budget).unwrap_or_else(|| ecm::find_factor(m))
+    rho::brent(m, budget).unwrap_or_else(|| ecm::find_factor(m))
 }
 
 /// The integer cube root of n if n is a perfect cube.

@@ -1,57 +1,128 @@
 //! Pollard–Brent rho with batched GCDs, in Montgomery form.
+//!
+//! Two walks (x² + 1 and x² + 2) run in lockstep: each step of one walk waits
+//! on a modular multiplication, so two independent walks take barely longer
+//! per step than one, and the first to meet a factor wins.
 
 use crate::arith::{gcd, Monty, Word};
 
 /// Products of this many differences share one GCD.
 const BATCH: u64 = 128;
 
-/// Tries to split the odd composite `m.n()` with the polynomial x² + c in at
-/// most about `budget` iterations. Returns a non-trivial factor, or `None`
-/// when the budget runs out or this `c` cycles without one.
-pub(crate) fn brent<M: Monty>(m: &M, c: u64, budget: u64) -> Option<M::W> {
-    let n = m.n();
-    let one = m.one();
-    let mut cm = M::W::ZERO;
-    for _ in 0..c {
-        cm = m.add(cm, one);
+/// One walk's state.
+#[derive(Clone, Copy)]
+struct Walk<W> {
+    c: W,
+    x: W,
+    y: W,
+    ys: W,
+    q: W,
+}
+
+impl<W: Word> Walk<W> {
+    fn new<M: Monty<W = W>>(m: &M, c: u64) -> Self {
+        let one = m.one();
+        let mut cm = W::ZERO;
+        for _ in 0..c {
+            cm = m.add(cm, one);
+        }
+        let two = m.add(one, one);
+        Walk {
+            c: cm,
+            x: two,
+            y: two,
+            ys: two,
+            q: one,
+        }
     }
-    let f = |x: M::W| m.add(m.sqr(x), cm);
-    let mut y = m.add(one, one);
-    let mut x = y;
-    let mut ys = y;
-    let mut q = one;
-    let mut g = M::W::ONE;
+
+    #[inline(always)]
+    fn f<M: Monty<W = W>>(&self, m: &M, v: W) -> W {
+        m.add(m.sqr(v), self.c)
+    }
+
+    /// After a batch whose product shares all of n: step through the batch
+    /// one difference at a time from `ys`.
+    fn backtrack<M: Monty<W = W>>(&self, m: &M) -> Option<W> {
+        let n = m.n();
+        let mut ys = self.ys;
+        loop {
+            ys = self.f(m, ys);
+            let g = gcd(m.sub(self.x, ys), n);
+            if g != W::ONE {
+                return (g != n).then_some(g);
+            }
+        }
+    }
+}
+
+/// Tries to split the odd composite `m.n()` in at most about `budget` steps
+/// of each walk. Returns a non-trivial factor, or `None` when the budget runs
+/// out or both walks cycle without one.
+pub(crate) fn brent<M: Monty>(m: &M, budget: u64) -> Option<M::W> {
+    let n = m.n();
+    let mut w = [Walk::new(m, 1), Walk::new(m, 2)];
     let mut r: u64 = 1;
-    while g == M::W::ONE {
-        x = y;
+    loop {
+        for s in &mut w {
+            s.x = s.y;
+        }
         for _ in 0..r {
-            y = f(y);
+            for s in &mut w {
+                s.y = s.f(m, s.y);
+            }
         }
         let mut k = 0;
-        while k < r && g == M::W::ONE {
-            ys = y;
+        while k < r {
+            for s in &mut w {
+                s.ys = s.y;
+            }
             let lim = BATCH.min(r - k);
             for _ in 0..lim {
-                y = f(y);
-                q = m.mul(q, m.sub(x, y));
+                for s in &mut w {
+                    s.y = s.f(m, s.y);
+                    s.q = m.mul(s.q, m.sub(s.x, s.y));
+                }
             }
-            g = gcd(q, n);
             k += lim;
+            // One GCD for both walks; only a hit looks at each.
+            if gcd(m.mul(w[0].q, w[1].q), n) != M::W::ONE {
+                let mut cycled = 0;
+                for s in &w {
+                    match gcd(s.q, n) {
+                        g if g == M::W::ONE => {}
+                        g if g != n => return Some(g),
+                        _ => match s.backtrack(m) {
+                            Some(g) => return Some(g),
+                            None => cycled += 1,
+                        },
+                    }
+                }
+                if cycled > 0 {
+                    // A walk that closed its cycle without a factor is done;
+                    // the other is rarely worth continuing alone.
+                    return None;
+                }
+            }
         }
         r <<= 1;
-        if g == M::W::ONE && r > budget {
+        if r > budget {
             return None;
         }
     }
-    if g == n {
-        // The batch overshot: step through it one difference at a time.
-        loop {
-            ys = f(ys);
-            g = gcd(m.sub(x, ys), n);
-            if g != M::W::ONE {
-                break;
-            }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::Mont64;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn splits_products_of_two_small_primes() {
+        for (p, q) in [(4099u64, 4111), (65_537, 65_539), (1_000_003, 1_000_033)] {
+            let f = brent(&Mont64::new(p * q), 1 << 16).expect("rho splits it");
+            assert!(f == p || f == q, "{p}·{q}: {f}");
         }
     }
-    (g != n).then_some(g)
 }
