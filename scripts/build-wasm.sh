@@ -11,8 +11,11 @@ if [[ -f target/.wasm-build-std ]]; then
 else
   wasm-pack "${args[@]}"
 fi
-if command -v wasm-opt >/dev/null; then
-  wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+# Debian bookworm's binaryen (108) mangles wasm-bindgen's externref table
+# (the module then fails to load): only a recent wasm-opt is used.
+wasm_opt_version=$(wasm-opt --version 2>/dev/null | grep -o '[0-9]\+' | head -1 || true)
+if [[ -n "$wasm_opt_version" && "$wasm_opt_version" -ge 116 ]]; then
+  wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-reference-types \
     web/pkg/crowdfactor_wasm_bg.wasm -o web/pkg/crowdfactor_wasm_bg.wasm
 fi
 ls -l web/pkg >&2
