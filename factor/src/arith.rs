@@ -347,6 +347,19 @@ pub(crate) fn mul_wide(a: u128, b: u128) -> (u128, u128) {
     (lo, hi)
 }
 
+/// a·b mod 2^128 from one wide and two low 64-bit products (what native code
+/// does anyway; on wasm32 a u128 product is a library call).
+#[inline(always)]
+fn mul_lo128(a: u128, b: u128) -> u128 {
+    let (a0, a1) = (a as u64, (a >> 64) as u64);
+    let (b0, b1) = (b as u64, (b >> 64) as u64);
+    let (lo, hi) = mul_wide64(a0, b0);
+    let hi = hi
+        .wrapping_add(a0.wrapping_mul(b1))
+        .wrapping_add(a1.wrapping_mul(b0));
+    lo as u128 | (hi as u128) << 64
+}
+
 /// Montgomery arithmetic modulo an odd 128-bit n > 1.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mont128 {
@@ -377,7 +390,7 @@ impl Mont128 {
 
     #[inline(always)]
     fn redc(&self, lo: u128, hi: u128) -> u128 {
-        let m = lo.wrapping_mul(self.ninv);
+        let m = mul_lo128(lo, self.ninv);
         let (_, mn_hi) = mul_wide(m, self.n);
         let (d, borrow) = hi.overflowing_sub(mn_hi);
         if borrow {
@@ -453,6 +466,16 @@ mod tests {
             assert_eq!(mul_wide64_halves(a, b), (t as u64, (t >> 64) as u64));
         }
         assert_eq!(mul_wide64_halves(u64::MAX, u64::MAX), (1, u64::MAX - 1));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn low_128_bit_products_are_exact() {
+        let mut rng = fastrand::Rng::with_seed(4);
+        for _ in 0..100_000 {
+            let (a, b) = (rng.u128(..) >> rng.u32(0..128), rng.u128(..));
+            assert_eq!(mul_lo128(a, b), a.wrapping_mul(b));
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
