@@ -31,6 +31,12 @@ fn main() {
         classes.push((["semi24", "semi28", "semi32"][(bits as usize - 24) / 4], v));
     }
     classes.push((
+        "semi64",
+        (0..12)
+            .map(|_| prime(&mut rng, 63) as u128 * prime(&mut rng, 63) as u128)
+            .collect(),
+    ));
+    classes.push((
         "r2^64",
         (0..3000u128).map(|i| (1u128 << 64) + 1 + 2 * i).collect(),
     ));
