@@ -6,6 +6,12 @@
 //! (the numbers to factor and their factors) travel as **decimal strings**;
 //! counters and ids are plain JSON numbers below 2^53.
 //!
+//! Any valid JSON is accepted (whitespace, field order, numbers as JSON
+//! integers where they fit). The encoders here write the compact form of the
+//! examples below, tag first; `result` and `assign` frames in exactly that
+//! form are read by a hand-written scanner (they carry most of the bytes), and
+//! anything else by serde — both give the same answer (tested, and fuzzed).
+//!
 //! # Conversation
 //!
 //! ```text
