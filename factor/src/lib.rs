@@ -1,14 +1,17 @@
 //! Exact factorization of integers below 2^128.
 //!
-//! Pure Rust, no I/O, no threads, no allocation besides the returned vector;
-//! the same source builds for native targets and `wasm32-unknown-unknown`.
+//! Pure Rust, no I/O, no threads, no allocation besides the returned vector
+//! (and, once per process, a 256 KiB bitmap of primes below 2^22 that ECM and
+//! `is_prime` share); the same source builds for native targets and
+//! `wasm32-unknown-unknown`.
 //!
 //! Pipeline for one number: strip powers of two; trial division by the odd
 //! primes below 4096 using multiplication by precomputed inverses (no
-//! division instruction); then every remaining cofactor is tested with BPSW
-//! (Miller–Rabin bases {2, 7, 61} below 2^32) and composites are split with
-//! perfect-power checks and Pollard–Brent rho in one-word (`u64`) or
-//! two-word (`u128`) Montgomery arithmetic.
+//! division instruction); then every remaining cofactor is tested for
+//! primality (base-2 strong test plus a pseudoprime table below 2^32, BPSW
+//! above) and composites are split with perfect-power checks, Pollard–Brent
+//! rho and ECM in one-word (`u64`) or two-word (`u128`) Montgomery
+//! arithmetic.
 //!
 //! ```
 //! use crowdfactor_factor::{factor, verify};

@@ -1,9 +1,11 @@
-//! Primality: Miller–Rabin and the strong Lucas test, combined as BPSW.
+//! Primality: the strong base-2 test, combined with a table below 2^32 and
+//! with the extra strong Lucas test (BPSW) above.
 //!
-//! BPSW (a strong base-2 test plus a strong Lucas test with Selfridge's
-//! parameters) has no known counterexample and is proven correct below 2^64
-//! (Feitsma–Galway pseudoprime tables); below 2^32 the bases {2, 7, 61} are
-//! deterministic and cheaper.
+//! Below 2^32: n is prime iff it passes base 2 and is not one of the 2314
+//! base-2 strong pseudoprimes there (listed in `spsp2_below_2_32.in`, checked
+//! for completeness by a test). Above: BPSW with the extra strong Lucas test,
+//! which has no known counterexample and none below 2^64 (checked against
+//! the Feitsma–Galway list of base-2 pseudoprimes).
 
 use crate::arith::{Mont128, Mont64, Monty, Word};
 use crate::small;
