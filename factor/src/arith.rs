@@ -12,6 +12,7 @@ pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
     fn shr(self, k: u32) -> Self;
     fn wsub(self, o: Self) -> Self;
     fn wadd(self, o: Self) -> Self;
+    fn rem(self, o: Self) -> Self;
     /// Truncating conversion (callers pass values that fit).
     fn from_u128(x: u128) -> Self;
     fn bit(self, i: u32) -> bool;
@@ -44,6 +45,10 @@ macro_rules! impl_word {
             #[inline(always)]
             fn wadd(self, o: Self) -> Self {
                 self.wrapping_add(o)
+            }
+            #[inline(always)]
+            fn rem(self, o: Self) -> Self {
+                self % o
             }
             #[inline(always)]
             fn from_u128(x: u128) -> Self {

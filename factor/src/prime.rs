@@ -41,72 +41,33 @@ pub(crate) fn sprp<M: Monty>(m: &M, a: M::W) -> bool {
 /// Jacobi symbol (a / n) for odd n > 0.
 fn jacobi(a: i64, n: u128) -> i32 {
     // u64 remainders are far cheaper than u128 ones (a library call on wasm32).
-    if let Ok(n) = u64::try_from(n) {
-        return jacobi_u64(a, n);
-    }
-    jacobi_wide(a, n)
-}
-
-/// [`jacobi`] for n < 2^64.
-fn jacobi_u64(a: i64, n: u64) -> i32 {
-    let mut a = if a >= 0 {
-        a as u64 % n
-    } else {
-        let r = a.unsigned_abs() % n;
-        if r == 0 {
-            0
-        } else {
-            n - r
-        }
-    };
-    let mut n = n;
-    let mut t = 1;
-    while a != 0 {
-        let z = a.trailing_zeros();
-        a >>= z;
-        if z & 1 == 1 && (n % 8 == 3 || n % 8 == 5) {
-            t = -t;
-        }
-        if a % 4 == 3 && n % 4 == 3 {
-            t = -t;
-        }
-        core::mem::swap(&mut a, &mut n);
-        a %= n;
-    }
-    if n == 1 {
-        t
-    } else {
-        0
+    match u64::try_from(n) {
+        Ok(n) => jacobi_in(a, n),
+        Err(_) => jacobi_in(a, n),
     }
 }
 
-/// [`jacobi`] for any odd n.
-fn jacobi_wide(a: i64, n: u128) -> i32 {
-    let mut a = if a >= 0 {
-        (a as u128) % n
-    } else {
-        let r = (a.unsigned_abs() as u128) % n;
-        if r == 0 {
-            0
-        } else {
-            n - r
-        }
-    };
+/// [`jacobi`] in the word size of `n`.
+fn jacobi_in<W: Word>(a: i64, n: W) -> i32 {
+    // a < 2^63 fits any word; the residue of a negative a is n − (|a| mod n).
+    let r = W::from_u128(u128::from(a.unsigned_abs())).rem(n);
+    let mut a = if a < 0 && r != W::ZERO { n.wsub(r) } else { r };
     let mut n = n;
+    let low3 = |x: W| x.to_u128() as u8 & 7;
     let mut t = 1;
-    while a != 0 {
-        let z = a.trailing_zeros();
-        a >>= z;
-        if z & 1 == 1 && (n % 8 == 3 || n % 8 == 5) {
+    while a != W::ZERO {
+        let z = a.tz();
+        a = a.shr(z);
+        if z & 1 == 1 && matches!(low3(n), 3 | 5) {
             t = -t;
         }
-        if a % 4 == 3 && n % 4 == 3 {
+        if low3(a) & 3 == 3 && low3(n) & 3 == 3 {
             t = -t;
         }
         core::mem::swap(&mut a, &mut n);
-        a %= n;
+        a = a.rem(n);
     }
-    if n == 1 {
+    if n == W::ONE {
         t
     } else {
         0
@@ -383,7 +344,7 @@ mod tests {
         for _ in 0..10_000 {
             let n = rng.u64(..) | 1;
             let a = rng.i64(-1000..1000);
-            assert_eq!(jacobi_u64(a, n), jacobi_wide(a, n.into()), "({a}/{n})");
+            assert_eq!(jacobi_in(a, n), jacobi_in(a, u128::from(n)), "({a}/{n})");
         }
     }
 
