@@ -352,16 +352,9 @@ fn encode_result(r: &ChunkResult) -> String {
         }
         out.push_str(r#"{"n":""#);
         out.push_str(format_u128(f.n, &mut buf));
-        out.push_str(r#"","factors":["#);
-        for (j, &p) in f.factors.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            out.push('"');
-            out.push_str(format_u128(p, &mut buf));
-            out.push('"');
-        }
-        out.push_str("]}");
+        out.push_str(r#"","factors":"#);
+        push_dec_list(&mut out, &f.factors, &mut buf);
+        out.push('}');
     }
     out.push(']');
     if let Some(us) = r.compute_us {
@@ -403,20 +396,10 @@ impl Cursor<'_> {
         self.eat("\"")?;
         let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
         let (digits, rest) = self.0.split_at(len);
-        let digit = |b: &u8| b - b'0';
-        let v = match len {
-            0 => return None,
-            // 19 digits always fit a u64, whose arithmetic is cheaper.
-            1..=19 => digits
-                .iter()
-                .fold(0u64, |acc, b| acc * 10 + u64::from(digit(b)))
-                .into(),
-            // Longer (or zero-padded) strings: serde's path decides.
-            20..=39 => digits.iter().try_fold(0u128, |acc, b| {
-                acc.checked_mul(10)?.checked_add(u128::from(digit(b)))
-            })?,
-            _ => return None,
-        };
+        if digits.is_empty() {
+            return None;
+        }
+        let v = digits_value(digits)?;
         self.0 = rest;
         self.eat("\"")?;
         Some(v)
@@ -505,16 +488,9 @@ fn encode_assign(a: &Assignment) -> Option<String> {
     out.push_str(buf.format(a.chunk_id));
     out.push_str(r#","job_id":""#);
     out.push_str(&a.job_id);
-    out.push_str(r#"","numbers":["#);
-    for (i, &n) in a.numbers.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(format_u128(n, &mut buf));
-        out.push('"');
-    }
-    out.push_str("]}");
+    out.push_str(r#"","numbers":"#);
+    push_dec_list(&mut out, &a.numbers, &mut buf);
+    out.push('}');
     Some(out)
 }
 
@@ -609,19 +585,36 @@ pub fn parse_u128(s: &str) -> Result<u128, NumberError> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NumberError::NotDecimal(s.to_owned()));
     }
+    digits_value(s.as_bytes()).ok_or_else(|| NumberError::TooLarge(s.to_owned()))
+}
+
+/// The value of a string of ASCII digits, `None` from 2^128 on.
+fn digits_value(digits: &[u8]) -> Option<u128> {
     // Up to 19 digits fit a u64, whose arithmetic is several times cheaper
     // than u128's; the server parses every factor of every result.
-    if s.len() <= 19 {
-        let v = s
-            .bytes()
+    if digits.len() <= 19 {
+        let v = digits
+            .iter()
             .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
-        return Ok(v.into());
+        return Some(v.into());
     }
-    s.bytes()
-        .try_fold(0u128, |acc, b| {
-            acc.checked_mul(10)?.checked_add(u128::from(b - b'0'))
-        })
-        .ok_or_else(|| NumberError::TooLarge(s.to_owned()))
+    digits.iter().try_fold(0u128, |acc, b| {
+        acc.checked_mul(10)?.checked_add(u128::from(b - b'0'))
+    })
+}
+
+/// Appends `["n","n",…]` (decimal strings) as serde writes a `dec_vec` field.
+fn push_dec_list(out: &mut String, numbers: &[u128], buf: &mut DecimalBuf) {
+    out.push('[');
+    for (i, &n) in numbers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(format_u128(n, buf));
+        out.push('"');
+    }
+    out.push(']');
 }
 
 /// Scratch space for [`format_u128`].
