@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::{ByKind, JobId, JobInfo, NewJob, StoreError};
+use crate::store::{ByKind, JobId, JobInfo, NewJob, Numbers, StoreError};
 use crate::AppState;
 
 /// An API error, rendered as `{"error": {"code", "message", ...}}`.
@@ -262,7 +262,7 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
                 }
                 out.push(n);
             }
-            out
+            Numbers::from(out)
         }
         (None, Some(range)) => {
             let start = parse_number(range.start, "range.start")?;
@@ -305,7 +305,11 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
                         "the range's last number start + (count-1)*step is 2^128 or more",
                     )
                 })?;
-            (0..count).map(|i| start + i * step).collect()
+            Numbers::Range {
+                start,
+                step,
+                count: count as u64,
+            }
         }
     };
     let priority = check_priority(req.priority.unwrap_or(0))?;
@@ -658,10 +662,11 @@ mod tests {
 
     fn parse(body: &str) -> Result<(Vec<u128>, Option<u32>), String> {
         let job = parse_job(body.as_bytes(), &crate::Config::default());
-        job.map(|j| (j.numbers, j.chunk_cap)).map_err(|e| match e {
-            AppError::BadRequest { message, item, .. } => format!("{item:?}: {message}"),
-            other => format!("{other:?}"),
-        })
+        job.map(|j| (j.numbers.iter().collect(), j.chunk_cap))
+            .map_err(|e| match e {
+                AppError::BadRequest { message, item, .. } => format!("{item:?}: {message}"),
+                other => format!("{other:?}"),
+            })
     }
 
     #[test]
@@ -698,7 +703,7 @@ mod tests {
                 .collect();
             let body = format!("{{\"numbers\": [{}]}}", items.join(","));
             let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).expect("a valid list parses");
-            proptest::prop_assert_eq!(job.numbers, numbers);
+            proptest::prop_assert_eq!(job.numbers, numbers.into());
         }
 
         /// Ranges parse to start + i*step, or are refused when they pass 2^128.
@@ -708,8 +713,8 @@ mod tests {
             let last = (count as u128 - 1).checked_mul(step).and_then(|s| start.checked_add(s));
             match parse_job(body.as_bytes(), &crate::Config::default()) {
                 Ok(job) => {
-                    proptest::prop_assert_eq!(job.numbers.len() as u64, count);
-                    proptest::prop_assert_eq!(job.numbers.last().copied(), last);
+                    proptest::prop_assert_eq!(job.numbers.len(), count);
+                    proptest::prop_assert_eq!(job.numbers.iter().last(), last);
                 }
                 Err(_) => proptest::prop_assert!(last.is_none()),
             }

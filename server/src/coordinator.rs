@@ -11,7 +11,7 @@ use crowdfactor_protocol::{Assignment, ChunkId, ServerMessage, WorkerKind};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{Completion, JobId, JobInfo, NewJob, Span, Store, StoreError};
+use crate::store::{Completion, JobId, JobInfo, NewJob, Numbers, Span, Store, StoreError};
 
 /// Identifies one WebSocket connection.
 pub type ConnId = u64;
@@ -139,7 +139,7 @@ struct State {
 #[derive(Debug)]
 struct JobQueue {
     priority: i32,
-    numbers: Arc<[u128]>,
+    numbers: Numbers,
     /// Most numbers per chunk of this job.
     max_len: u64,
     /// Index ranges `[start, end)` never leased yet, in order.
@@ -152,13 +152,8 @@ struct JobQueue {
 }
 
 impl JobQueue {
-    fn new(
-        info: &JobInfo,
-        numbers: Arc<[u128]>,
-        sizing: &ChunkSizing,
-        done: &[(u64, u64)],
-    ) -> Self {
-        let widest = numbers.iter().copied().max().unwrap_or(1);
+    fn new(info: &JobInfo, numbers: Numbers, sizing: &ChunkSizing, done: &[(u64, u64)]) -> Self {
+        let widest = numbers.largest().max(1);
         let fits = (sizing.max_message_bytes / result_bytes_bound(widest)).max(1) as u64;
         let max_len =
             u64::from(info.chunk_cap.unwrap_or(u32::MAX).min(sizing.max).max(1)).min(fits);
@@ -170,8 +165,8 @@ impl JobQueue {
             }
             at = at.max(start + len);
         }
-        if at < numbers.len() as u64 {
-            fresh.push_back((at, numbers.len() as u64));
+        if at < numbers.len() {
+            fresh.push_back((at, numbers.len()));
         }
         JobQueue {
             priority: info.priority,
@@ -621,7 +616,7 @@ impl Coordinator {
                 q.queued -= len;
                 st.next_chunk += 1;
                 let id = st.next_chunk;
-                let numbers = q.numbers[span.start as usize..span.end() as usize].into();
+                let numbers = q.numbers.span(span.start, span.len);
                 st.open.insert(
                     id,
                     OpenChunk {
@@ -1027,7 +1022,7 @@ mod tests {
 
     fn job(numbers: Vec<u128>, chunk_cap: u32) -> NewJob {
         NewJob {
-            numbers,
+            numbers: numbers.into(),
             chunk_cap: Some(chunk_cap),
             priority: 0,
         }
@@ -1175,7 +1170,7 @@ mod tests {
         )
         .expect("coordinator");
         c.create_job(NewJob {
-            numbers: vec![1 << 127; 1000],
+            numbers: vec![1 << 127; 1000].into(),
             chunk_cap: None,
             priority: 0,
         })

@@ -28,8 +28,8 @@ use crowdfactor_protocol::WorkerKind;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    check_span, now_ms, ByKind, Completion, Done, JobId, JobInfo, NewJob, OpenJob, Span, Store,
-    StoreError,
+    check_span, now_ms, ByKind, Completion, Done, JobId, JobInfo, NewJob, Numbers, OpenJob, Span,
+    Store, StoreError,
 };
 
 /// Most operations committed in one transaction.
@@ -39,11 +39,13 @@ const MAX_BATCH: usize = 512;
 const SEGMENT: usize = 4096;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// `jobs.chunk_size` is the job's chunk cap (0: none); `jobs.chunks` counts
-/// accepted chunks. A job's numbers are kept in segments; each accepted
-/// chunk is one `results` row covering `count` numbers from `start`.
+/// accepted chunks. A range job keeps only its first number and step
+/// (decimal text, as u128 does not fit an INTEGER); a list job's numbers are
+/// kept in `job_numbers` segments. Each `results` row covers `count` numbers
+/// from `start`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id          INTEGER PRIMARY KEY,
@@ -56,7 +58,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     by_native   INTEGER NOT NULL DEFAULT 0,
     by_browser  INTEGER NOT NULL DEFAULT 0,
     priority    INTEGER NOT NULL DEFAULT 0,
-    cancelled   INTEGER NOT NULL DEFAULT 0
+    cancelled   INTEGER NOT NULL DEFAULT 0,
+    range_start TEXT,
+    range_step  TEXT
 );
 CREATE TABLE IF NOT EXISTS job_numbers (
     job_id   INTEGER NOT NULL REFERENCES jobs(id),
@@ -131,7 +135,7 @@ fn push_factors(s: &mut String, factors: &[Vec<u128>]) {
 }
 
 /// A created job and its numbers.
-type Created = Result<(JobInfo, Arc<[u128]>), StoreError>;
+type Created = Result<(JobInfo, Numbers), StoreError>;
 
 enum Op {
     CreateJob {
@@ -190,6 +194,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "cancelled",
             "ALTER TABLE jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0",
         ),
+        (
+            "range_start",
+            "ALTER TABLE jobs ADD COLUMN range_start TEXT",
+        ),
+        ("range_step", "ALTER TABLE jobs ADD COLUMN range_step TEXT"),
     ] {
         if !cols.iter().any(|c| c == col) {
             tx.execute_batch(ddl).map_err(backend)?;
@@ -493,30 +502,39 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
 fn insert_job(
     tx: &rusqlite::Transaction<'_>,
     new: &NewJob,
-) -> Result<(JobInfo, Arc<[u128]>), StoreError> {
+) -> Result<(JobInfo, Numbers), StoreError> {
     let numbers = &new.numbers;
     let created_ms = now_ms();
+    let (range_start, range_step) = match numbers {
+        Numbers::Range { start, step, .. } => (Some(start.to_string()), Some(step.to_string())),
+        Numbers::List(_) => (None, None),
+    };
     tx.execute(
-        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority) VALUES (?1, ?2, 0, ?3, ?4)",
+        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority, range_start, range_step)
+         VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
         params![
             numbers.len() as i64,
             new.chunk_cap.unwrap_or(0),
             created_ms as i64,
-            new.priority
+            new.priority,
+            range_start,
+            range_step
         ],
     )
     .map_err(backend)?;
     let job = tx.last_insert_rowid() as JobId;
-    let mut stmt = tx
-        .prepare_cached("INSERT INTO job_numbers (job_id, seg, numbers) VALUES (?1, ?2, ?3)")
-        .map_err(backend)?;
-    for (seg, slice) in numbers.chunks(SEGMENT).enumerate() {
-        stmt.execute(params![job as i64, seg as i64, encode_numbers(slice)])
+    if let Numbers::List(list) = numbers {
+        let mut stmt = tx
+            .prepare_cached("INSERT INTO job_numbers (job_id, seg, numbers) VALUES (?1, ?2, ?3)")
             .map_err(backend)?;
+        for (seg, slice) in list.chunks(SEGMENT).enumerate() {
+            stmt.execute(params![job as i64, seg as i64, encode_numbers(slice)])
+                .map_err(backend)?;
+        }
     }
     let info = JobInfo {
         id: job,
-        total: numbers.len() as u64,
+        total: numbers.len(),
         done: 0,
         chunk_cap: new.chunk_cap,
         chunks: 0,
@@ -526,7 +544,57 @@ fn insert_job(
         priority: new.priority,
         cancelled: false,
     };
-    Ok((info, numbers.as_slice().into()))
+    Ok((info, numbers.clone()))
+}
+
+/// Calls `f` with each number of a list job, in order, reading one segment
+/// at a time.
+fn visit_list(
+    conn: &Connection,
+    job: JobId,
+    f: &mut dyn FnMut(u128) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT numbers FROM job_numbers WHERE job_id = ?1 ORDER BY seg")
+        .map_err(backend)?;
+    let mut rows = stmt.query(params![job as i64]).map_err(backend)?;
+    let mut numbers = vec![];
+    while let Some(row) = rows.next().map_err(backend)? {
+        let text: String = row.get(0).map_err(backend)?;
+        numbers.clear();
+        decode_numbers_into(&text, job, &mut numbers)?;
+        for &n in &numbers {
+            f(n)?;
+        }
+    }
+    Ok(())
+}
+
+/// A range job's first number and step; `None` for a list job.
+fn job_range(conn: &Connection, info: &JobInfo) -> Result<Option<(u128, u128)>, StoreError> {
+    let (start, step): (Option<String>, Option<String>) = conn
+        .prepare_cached("SELECT range_start, range_step FROM jobs WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![info.id as i64], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(backend)?;
+    let (Some(start), Some(step)) = (start, step) else {
+        return Ok(None);
+    };
+    let corrupt = || {
+        backend(Corrupt {
+            job: info.id,
+            what: "range",
+        })
+    };
+    let start = crowdfactor_protocol::parse_u128(&start).map_err(|_| corrupt())?;
+    let step = crowdfactor_protocol::parse_u128(&step).map_err(|_| corrupt())?;
+    // The last number must fit, as it did when the job was accepted.
+    info.total
+        .checked_sub(1)
+        .and_then(|last| u128::from(last).checked_mul(step))
+        .and_then(|d| d.checked_add(start))
+        .filter(|_| start > 0 && step > 0)
+        .ok_or_else(corrupt)?;
+    Ok(Some((start, step)))
 }
 
 fn complete(
@@ -661,7 +729,7 @@ const JOB_COLUMNS: &str =
     "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser, priority, cancelled";
 
 impl Store for SqliteStore {
-    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Arc<[u128]>), StoreError> {
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
         self.submit(|reply| Op::CreateJob { job, reply })
     }
 
@@ -690,21 +758,26 @@ impl Store for SqliteStore {
         };
         let mut out = Vec::with_capacity(infos.len());
         for info in infos {
-            let mut numbers = Vec::with_capacity(info.total as usize);
-            let mut stmt = conn
-                .prepare_cached("SELECT numbers FROM job_numbers WHERE job_id = ?1 ORDER BY seg")
-                .map_err(backend)?;
-            let mut rows = stmt.query(params![info.id as i64]).map_err(backend)?;
-            while let Some(row) = rows.next().map_err(backend)? {
-                let text: String = row.get(0).map_err(backend)?;
-                decode_numbers_into(&text, info.id, &mut numbers)?;
-            }
-            if numbers.len() as u64 != info.total {
-                return Err(backend(Corrupt {
-                    job: info.id,
-                    what: "number list",
-                }));
-            }
+            let numbers = if let Some((start, step)) = job_range(&conn, &info)? {
+                Numbers::Range {
+                    start,
+                    step,
+                    count: info.total,
+                }
+            } else {
+                let mut numbers = Vec::with_capacity(info.total as usize);
+                visit_list(&conn, info.id, &mut |n| {
+                    numbers.push(n);
+                    Ok(())
+                })?;
+                if numbers.len() as u64 != info.total {
+                    return Err(backend(Corrupt {
+                        job: info.id,
+                        what: "number list",
+                    }));
+                }
+                numbers.into()
+            };
             let mut stmt = conn
                 .prepare_cached("SELECT start, count FROM results WHERE job_id = ?1 ORDER BY start")
                 .map_err(backend)?;
@@ -717,7 +790,7 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             out.push(OpenJob {
                 info,
-                numbers: numbers.into(),
+                numbers,
                 done,
             });
         }
@@ -786,16 +859,13 @@ impl Store for SqliteStore {
         id: JobId,
         f: &mut dyn FnMut(u128, Option<&[u128]>),
     ) -> Result<bool, StoreError> {
-        if self.job(id)?.is_none() {
+        let Some(info) = self.job(id)? else {
             return Ok(false);
-        }
+        };
         // A connection of its own: streaming a large job must not hold up the
         // short reads of status polls (WAL lets both run at once).
         let conn = open(&self.path)?;
-        let mut segs = conn
-            .prepare("SELECT numbers FROM job_numbers WHERE job_id = ?1 ORDER BY seg")
-            .map_err(backend)?;
-        let mut segs = segs.query(params![id as i64]).map_err(backend)?;
+        let range = job_range(&conn, &info)?;
         let mut results = conn
             .prepare("SELECT start, count, factors FROM results WHERE job_id = ?1 ORDER BY start")
             .map_err(backend)?;
@@ -825,25 +895,32 @@ impl Store for SqliteStore {
             Ok(())
         };
         next_result(&mut span_start, &mut span_end, &mut lines)?;
-        let (mut index, mut numbers, mut factors) = (0u64, Vec::new(), Vec::new());
-        while let Some(row) = segs.next().map_err(backend)? {
-            let text: String = row.get(0).map_err(backend)?;
-            numbers.clear();
-            decode_numbers_into(&text, id, &mut numbers)?;
-            for &n in &numbers {
-                if index >= span_end {
-                    next_result(&mut span_start, &mut span_end, &mut lines)?;
-                }
-                if index >= span_start {
-                    let line = lines.pop().ok_or_else(|| corrupt("factor lines"))?;
-                    factors.clear();
-                    decode_numbers_into(&line, id, &mut factors)?;
-                    f(n, Some(&factors));
-                } else {
-                    f(n, None);
-                }
-                index += 1;
+        let (mut index, mut factors) = (0u64, Vec::new());
+        let mut visit = |n: u128| -> Result<(), StoreError> {
+            if index >= span_end {
+                next_result(&mut span_start, &mut span_end, &mut lines)?;
             }
+            if index >= span_start {
+                let line = lines.pop().ok_or_else(|| corrupt("factor lines"))?;
+                factors.clear();
+                decode_numbers_into(&line, id, &mut factors)?;
+                f(n, Some(&factors));
+            } else {
+                f(n, None);
+            }
+            index += 1;
+            Ok(())
+        };
+        match range {
+            Some((start, step)) => {
+                let numbers = Numbers::Range {
+                    start,
+                    step,
+                    count: info.total,
+                };
+                numbers.iter().try_for_each(visit)?;
+            }
+            None => visit_list(&conn, id, &mut visit)?,
         }
         Ok(true)
     }
@@ -896,7 +973,7 @@ mod tests {
         let open = store.open_jobs().expect("open jobs");
         assert_eq!(open.len(), 1, "the finished job is not open");
         assert_eq!(open[0].numbers.len(), 10_000);
-        assert_eq!(open[0].numbers[9_999], 10_000);
+        assert_eq!(open[0].numbers.iter().nth(9_999), Some(10_000));
         assert_eq!(open[0].done, vec![(4095, 2)]);
         assert_eq!(open[0].info.priority, 3);
         let mut seen = vec![];
@@ -908,6 +985,101 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, vec![4096, 4097], "results line up across segments");
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[test]
+    fn range_jobs_keep_only_their_parameters_and_survive_reopen() {
+        let path = temp_db("range");
+        let (start, step, count) = (u128::MAX - 2 * 9_999, 2, 10_000);
+        let numbers = Numbers::Range { start, step, count };
+        let id = {
+            let store = SqliteStore::open(&path).expect("open");
+            let (info, back) = store
+                .create_job(NewJob {
+                    numbers: numbers.clone(),
+                    chunk_cap: None,
+                    priority: 0,
+                })
+                .expect("create");
+            assert_eq!((info.total, &back), (count, &numbers));
+            let stored: i64 = store
+                .reader()
+                .query_row("SELECT count(*) FROM job_numbers", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(stored, 0, "a range stores no numbers");
+            let span = Span {
+                job: info.id,
+                start: 9_998,
+                len: 2,
+            };
+            let factors: Vec<Vec<u128>> = numbers
+                .span(9_998, 2)
+                .iter()
+                .map(|&n| crowdfactor_factor::factor(n))
+                .collect();
+            store
+                .complete_span(span, factors, WorkerKind::Native)
+                .expect("complete");
+            info.id
+        };
+        let store = SqliteStore::open(&path).expect("reopen");
+        let open = store.open_jobs().expect("open jobs");
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].info.id, id);
+        assert_eq!(open[0].numbers, numbers);
+        assert_eq!(open[0].done, vec![(9_998, 2)]);
+        let mut seen = vec![];
+        store
+            .visit_results(id, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .expect("visit");
+        assert_eq!(seen.len(), 10_000);
+        assert!(seen.iter().zip(numbers.iter()).all(|((n, _), m)| *n == m));
+        assert!(seen[..9_998].iter().all(|(_, f)| f.is_none()));
+        assert_eq!(seen[9_999].1, Some(crowdfactor_factor::factor(u128::MAX)));
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[test]
+    fn schema_2_databases_gain_range_columns() {
+        let path = temp_db("schema2");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store
+                .create_job(NewJob {
+                    numbers: vec![10, 11].into(),
+                    chunk_cap: None,
+                    priority: 0,
+                })
+                .expect("create");
+        }
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "ALTER TABLE jobs DROP COLUMN range_start; ALTER TABLE jobs DROP COLUMN range_step;
+                 PRAGMA user_version = 2;",
+            )
+            .expect("make it a schema 2 database");
+        }
+        let store = SqliteStore::open(&path).expect("open upgrades");
+        let range = Numbers::Range {
+            start: 3,
+            step: 1,
+            count: 4,
+        };
+        store
+            .create_job(NewJob {
+                numbers: range.clone(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create after upgrade");
+        drop(store);
+        let store = SqliteStore::open(&path).expect("reopen");
+        let open = store.open_jobs().expect("open jobs");
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].numbers, Numbers::from(vec![10, 11]));
+        assert_eq!(open[1].numbers, range);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
@@ -993,7 +1165,7 @@ mod tests {
         }
         let store = SqliteStore::open(&path).expect("open converts");
         let open = store.open_jobs().expect("open jobs");
-        assert_eq!(open[0].numbers.as_ref(), &[4, 6, 9, 10, 1]);
+        assert_eq!(open[0].numbers.iter().collect::<Vec<_>>(), [4, 6, 9, 10, 1]);
         assert_eq!(open[0].done, vec![(0, 2)]);
         assert_eq!(open[0].info.chunks, 1);
         let done = store

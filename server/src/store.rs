@@ -1,6 +1,7 @@
 //! The durable side of the queue: jobs, their numbers and accepted results.
 //!
-//! A job is stored whole (its numbers, in order); results are stored per
+//! A job is stored whole (its numbers, in order, or a range's three
+//! parameters); results are stored per
 //! accepted *span* (a run of consecutive numbers of one job that a worker
 //! factored as one chunk). How a job is cut into chunks is not stored: the
 //! [`Coordinator`](crate::coordinator::Coordinator) cuts chunks when it leases
@@ -45,11 +46,93 @@ pub struct JobInfo {
     pub cancelled: bool,
 }
 
+/// A job's numbers, in order.
+///
+/// A range is kept as its parameters and its numbers are computed when a
+/// chunk is cut, so a range job of ten million numbers costs no memory or
+/// disk per number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Numbers {
+    /// Numbers given one by one.
+    List(Arc<[u128]>),
+    /// `start, start + step, …`: `count` numbers, the last below 2^128.
+    Range {
+        /// The first number.
+        start: u128,
+        /// The difference between neighbours (at least 1).
+        step: u128,
+        /// How many numbers (at least 1).
+        count: u64,
+    },
+}
+
+impl Numbers {
+    /// How many numbers.
+    pub fn len(&self) -> u64 {
+        match self {
+            Numbers::List(l) => l.len() as u64,
+            Numbers::Range { count, .. } => *count,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The numbers at indices `start..start + len` (which must lie within
+    /// the job).
+    pub fn span(&self, start: u64, len: u64) -> Arc<[u128]> {
+        match self {
+            Numbers::List(l) => l[start as usize..(start + len) as usize].into(),
+            Numbers::Range { start: s, step, .. } => (start..start + len)
+                .map(|i| s + u128::from(i) * step)
+                .collect(),
+        }
+    }
+
+    /// All the numbers, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u128> + '_ {
+        let (list, range) = match self {
+            Numbers::List(l) => (Some(l.iter().copied()), None),
+            &Numbers::Range { start, step, count } => (
+                None,
+                Some((0..count).map(move |i| start + u128::from(i) * step)),
+            ),
+        };
+        list.into_iter()
+            .flatten()
+            .chain(range.into_iter().flatten())
+    }
+
+    /// The largest number (0 for none).
+    pub fn largest(&self) -> u128 {
+        match self {
+            Numbers::List(l) => l.iter().copied().max().unwrap_or(0),
+            Numbers::Range { start, step, count } => {
+                start + u128::from(count.saturating_sub(1)) * step
+            }
+        }
+    }
+}
+
+impl FromIterator<u128> for Numbers {
+    fn from_iter<I: IntoIterator<Item = u128>>(iter: I) -> Self {
+        Numbers::List(iter.into_iter().collect())
+    }
+}
+
+impl From<Vec<u128>> for Numbers {
+    fn from(v: Vec<u128>) -> Self {
+        Numbers::List(v.into())
+    }
+}
+
 /// A job to create.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     /// The numbers, in order.
-    pub numbers: Vec<u128>,
+    pub numbers: Numbers,
     /// Most numbers per chunk (`None`: sized per worker only).
     pub chunk_cap: Option<u32>,
     /// Scheduling priority (higher first).
@@ -62,7 +145,7 @@ pub struct OpenJob {
     /// The job.
     pub info: JobInfo,
     /// All its numbers, in order.
-    pub numbers: Arc<[u128]>,
+    pub numbers: Numbers,
     /// Accepted spans as `(start, len)`, ascending and disjoint.
     pub done: Vec<(u64, u64)>,
 }
@@ -144,7 +227,7 @@ pub type Done = Box<dyn FnOnce(Result<Completion, StoreError>) + Send>;
 /// call from many tasks; calls are short and synchronous.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new job; returns it and its numbers.
-    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Arc<[u128]>), StoreError>;
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError>;
 
     /// Marks a job cancelled: it gets no more work and late results for it
     /// are ignored. Returns the job, `None` if unknown.
@@ -235,7 +318,7 @@ struct Inner {
 #[derive(Debug)]
 struct MemJob {
     info: JobInfo,
-    numbers: Arc<[u128]>,
+    numbers: Numbers,
     factors: Vec<Option<Vec<u128>>>,
 }
 
@@ -253,14 +336,14 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn create_job(&self, new: NewJob) -> Result<(JobInfo, Arc<[u128]>), StoreError> {
+    fn create_job(&self, new: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
         let mut inner = self.lock();
         inner.next_job += 1;
         let id = inner.next_job;
-        let numbers: Arc<[u128]> = new.numbers.into();
+        let numbers = new.numbers;
         let info = JobInfo {
             id,
-            total: numbers.len() as u64,
+            total: numbers.len(),
             done: 0,
             chunk_cap: new.chunk_cap,
             chunks: 0,
@@ -274,7 +357,7 @@ impl Store for MemoryStore {
             id,
             MemJob {
                 info: info.clone(),
-                factors: vec![None; numbers.len()],
+                factors: vec![None; numbers.len() as usize],
                 numbers: numbers.clone(),
             },
         );
@@ -369,7 +452,7 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         for (n, fs) in job.numbers.iter().zip(&job.factors) {
-            f(*n, fs.as_deref());
+            f(n, fs.as_deref());
         }
         Ok(true)
     }
@@ -379,18 +462,39 @@ impl Store for MemoryStore {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn a_range_reads_like_its_list() {
+        for (start, step, count) in [
+            (1, 1, 1),
+            (999_999_999_999, 2, 1000),
+            (u128::MAX - 40, 10, 5),
+        ] {
+            let range = Numbers::Range { start, step, count };
+            let list: Numbers = (0..count).map(|i| start + u128::from(i) * step).collect();
+            assert_eq!(range.len(), list.len());
+            assert_eq!(
+                range.iter().collect::<Vec<_>>(),
+                list.iter().collect::<Vec<_>>()
+            );
+            assert_eq!(range.largest(), list.largest());
+            for (at, len) in [(0, count), (count - 1, 1), (count / 2, count - count / 2)] {
+                assert_eq!(range.span(at, len), list.span(at, len));
+            }
+        }
+    }
+
     /// Exercises any store the same way: spans complete once, overlaps and
     /// misfits are refused, the job finishes, results come back in order.
     pub(crate) fn spans_complete_once(store: &dyn Store) -> JobId {
         let (info, numbers) = store
             .create_job(NewJob {
-                numbers: vec![4, 6, 9, 10, 15],
+                numbers: vec![4, 6, 9, 10, 15].into(),
                 chunk_cap: Some(2),
                 priority: 0,
             })
             .expect("create");
         assert_eq!((info.total, info.chunk_cap), (5, Some(2)));
-        assert_eq!(numbers.as_ref(), &[4, 6, 9, 10, 15]);
+        assert_eq!(numbers.iter().collect::<Vec<_>>(), [4, 6, 9, 10, 15]);
         let span = |start, len| Span {
             job: info.id,
             start,
