@@ -1,7 +1,8 @@
 //! Lenstra's elliptic-curve method on Montgomery curves By² = x³ + Ax² + x,
 //! in x-only projective coordinates (X:Z) with Suyama's parametrization
 //! (group order divisible by 12). Stage 1 multiplies by every prime power up
-//! to B1 with the Montgomery ladder; stage 2 is the baby-step/giant-step
+//! to B1 with Montgomery's PRAC chains (each prime with the cheapest of ten
+//! chain multipliers, chosen once); stage 2 is the baby-step/giant-step
 //! continuation up to B2 with a wheel of 210, testing [kW]Q = ±[d]Q.
 
 use std::sync::OnceLock;
@@ -45,6 +46,118 @@ pub(crate) fn primes() -> &'static [u64] {
 pub(crate) fn is_odd_prime(bits: &[u64], q: u64) -> bool {
     let i = (q / 2) as usize;
     q & 1 == 1 && bits[i / 64] >> (i % 64) & 1 == 1
+}
+
+/// Largest B1 that [`find_factor`] uses.
+const MAX_B1: u64 = MAX_B2 as u64 / 60;
+
+/// r/k ratios PRAC starts from: 1/φ and numbers whose continued fractions
+/// differ from 1/φ's in one or two places (so some prime gets a short chain).
+const PRAC_V: [f64; 10] = [
+    0.618_033_988_749_894_8,
+    0.723_606_797_749_979,
+    0.580_178_728_295_464_1,
+    0.632_839_806_088_706_3,
+    0.612_429_949_509_495,
+    0.620_181_980_807_415_8,
+    0.617_214_616_534_403_9,
+    0.618_347_119_656_228,
+    0.617_914_406_528_817_9,
+    0.618_079_668_469_895_8,
+];
+
+/// Field multiplications of a point doubling and of a differential addition.
+const DBL_COST: u32 = 5;
+const ADD_COST: u32 = 6;
+
+/// The PRAC rule applicable to `(d, e)` with d > e, and its cost: the rules
+/// (1–9) of Montgomery's "Evaluating recurrences of form X_{m+n} =
+/// f(X_m, X_n, X_{m-n}) via Lucas chains", first that applies.
+#[inline(always)]
+fn prac_rule(d: u64, e: u64) -> (u8, u32) {
+    if d - e <= e / 4 && (d + e).is_multiple_of(3) {
+        (1, 3 * ADD_COST)
+    } else if d - e <= e / 4 && (d - e).is_multiple_of(6) {
+        (2, ADD_COST + DBL_COST)
+    } else if d <= 4 * e {
+        (3, ADD_COST)
+    } else if (d + e).is_multiple_of(2) {
+        (4, ADD_COST + DBL_COST)
+    } else if d.is_multiple_of(2) {
+        (5, ADD_COST + DBL_COST)
+    } else if d.is_multiple_of(3) {
+        (6, 3 * ADD_COST + DBL_COST)
+    } else if (d + e).is_multiple_of(3) {
+        (7, 3 * ADD_COST + DBL_COST)
+    } else if (d - e).is_multiple_of(3) {
+        (8, 3 * ADD_COST + DBL_COST)
+    } else {
+        // d odd and d + e odd: e is even.
+        (9, ADD_COST + DBL_COST)
+    }
+}
+
+/// The (d, e) PRAC starts from for `k` ≥ 3 with ratio `v`.
+fn prac_start(k: u64, v: f64) -> (u64, u64) {
+    let r = (k as f64 * v).round() as u64;
+    (k - r, 2 * r - k)
+}
+
+/// The next (d, e) after `rule` (d > e).
+#[inline(always)]
+fn prac_step(rule: u8, d: u64, e: u64) -> (u64, u64) {
+    match rule {
+        1 => ((2 * d - e) / 3, (2 * e - d) / 3),
+        2 | 4 => ((d - e) / 2, e),
+        3 => (d - e, e),
+        5 => (d / 2, e),
+        6 => (d / 3 - e, e),
+        7 => ((d - 2 * e) / 3, e),
+        8 => ((d - e) / 3, e),
+        _ => (d, e / 2),
+    }
+}
+
+/// Multiplications PRAC needs for `k` with ratio `v` (`u32::MAX` if `v`
+/// gives no chain for `k`).
+fn prac_cost(k: u64, v: f64) -> u32 {
+    let (mut d, mut e) = prac_start(k, v);
+    if e == 0 || e > k || d == 0 {
+        return u32::MAX;
+    }
+    let mut cost = DBL_COST + ADD_COST;
+    while d != e {
+        if d < e {
+            (d, e) = (e, d);
+        }
+        let (rule, c) = prac_rule(d, e);
+        cost += c;
+        (d, e) = prac_step(rule, d, e);
+    }
+    if d == 1 {
+        cost
+    } else {
+        u32::MAX
+    }
+}
+
+/// Odd primes up to [`MAX_B1`], each with the index in [`PRAC_V`] of its
+/// cheapest chain (built once, a few milliseconds).
+fn stage1_primes() -> &'static [(u32, u8)] {
+    static TABLE: OnceLock<Vec<(u32, u8)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let bits = primes();
+        (3..=MAX_B1)
+            .step_by(2)
+            .filter(|&p| is_odd_prime(bits, p))
+            .map(|p| {
+                let best = (0..PRAC_V.len())
+                    .min_by_key(|&i| prac_cost(p, PRAC_V[i]))
+                    .unwrap_or(0);
+                (p as u32, best as u8)
+            })
+            .collect()
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -100,6 +213,78 @@ impl<M: Monty> Curve<'_, M> {
         }
         r0
     }
+
+    /// [k]P for odd k ≥ 3 by a PRAC chain with ratio `v`. Invariant:
+    /// A = [a]P, B = [b]P, C = [a − b]P and k = d·a + e·b; it ends at
+    /// d = e = 1 with A + B (x-only addition needs only ±, so swapping A and B
+    /// is free).
+    fn prac(&self, p: Pt<M::W>, k: u64, v: f64) -> Pt<M::W> {
+        let (mut d, mut e) = prac_start(k, v);
+        let (mut a, mut b, mut c) = (self.dbl(p), p, p);
+        while d != e {
+            if d < e {
+                (d, e) = (e, d);
+                (a, b) = (b, a);
+            }
+            let (rule, _) = prac_rule(d, e);
+            match rule {
+                1 => {
+                    // A, B ← 2a+b, a+2b
+                    let t = self.add(a, b, c);
+                    let t2 = self.add(t, a, b);
+                    b = self.add(b, t, a);
+                    a = t2;
+                }
+                2 | 4 => {
+                    // A, B ← 2a, a+b
+                    b = self.add(a, b, c);
+                    a = self.dbl(a);
+                }
+                3 => {
+                    // B, C ← a+b, b
+                    let t = self.add(b, a, c);
+                    c = b;
+                    b = t;
+                }
+                5 => {
+                    // A, C ← 2a, 2a−b
+                    c = self.add(c, a, b);
+                    a = self.dbl(a);
+                }
+                6 => {
+                    // A, B, C ← 3a, 3a+b, b
+                    let t1 = self.dbl(a);
+                    let t2 = self.add(a, b, c);
+                    a = self.add(t1, a, a);
+                    let t1 = self.add(t1, t2, c);
+                    c = b;
+                    b = t1;
+                }
+                7 => {
+                    // A, B ← 3a, 2a+b
+                    let t = self.add(a, b, c);
+                    b = self.add(t, a, b);
+                    let t = self.dbl(a);
+                    a = self.add(a, t, a);
+                }
+                8 => {
+                    // A, B, C ← 3a, a+b, 2a−b
+                    let t = self.add(a, b, c);
+                    c = self.add(a, c, b);
+                    b = t;
+                    let t = self.dbl(a);
+                    a = self.add(a, t, a);
+                }
+                _ => {
+                    // B, C ← 2b, a−2b (C + B with C − B's sum A as "difference")
+                    c = self.add(c, b, a);
+                    b = self.dbl(b);
+                }
+            }
+            (d, e) = prac_step(rule, d, e);
+        }
+        self.add(a, b, c)
+    }
 }
 
 /// Outcome of one curve.
@@ -133,23 +318,26 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     let mut q = Pt { x: u3, z: v3 };
 
     // Stage 1: Q = [∏ p^e ≤ B1] P.
-    let bits = primes();
     let mut pk = 4u64; // 2^e ≤ B1
     while pk * 2 <= b1 {
         pk *= 2;
     }
     q = c.mul(q, pk);
-    let mut p = 3;
-    while p <= b1 {
-        if is_odd_prime(bits, p) {
-            let mut e = p;
-            while e * p <= b1 {
-                e *= p;
-            }
-            q = c.mul(q, e);
+    for &(p, v) in stage1_primes() {
+        let p = u64::from(p);
+        if p > b1 {
+            break;
         }
-        p += 2;
+        let mut e = p;
+        loop {
+            q = c.prac(q, p, PRAC_V[usize::from(v)]);
+            if e * p > b1 {
+                break;
+            }
+            e *= p;
+        }
     }
+    let bits = primes();
     let g = gcd(q.z, n);
     if g != M::W::ONE {
         return if g == n {
@@ -259,6 +447,78 @@ mod tests {
             assert_eq!(m.mul(am, inv), m.one());
         }
         assert!(matches!(inv_mont(&m, m.to_mont(6)), Err(3)));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn prac_chains_keep_their_invariant() {
+        // Multiples stand in for points, up to sign as x-only arithmetic
+        // sees them: an addition given ±(x − y) yields x + y, given ±(x + y)
+        // it yields x − y; anything else is a broken chain. The chain must
+        // end at ±k.
+        for (p, v) in stage1_primes().iter().take(2000) {
+            let (k, v) = (u64::from(*p), PRAC_V[usize::from(*v)]);
+            assert!(prac_cost(k, v) < u32::MAX, "{k}");
+            let (mut d, mut e) = prac_start(k, v);
+            let (mut a, mut b, mut c) = (2i64, 1i64, 1i64);
+            let add = |x: i64, y: i64, diff: i64| {
+                if (x - y).abs() == diff.abs() {
+                    x + y
+                } else {
+                    assert_eq!((x + y).abs(), diff.abs(), "difference for {k}");
+                    x - y
+                }
+            };
+            while d != e {
+                if d < e {
+                    (d, e, a, b) = (e, d, b, a);
+                }
+                let (rule, _) = prac_rule(d, e);
+                (a, b, c) = match rule {
+                    1 => {
+                        let t = add(a, b, c);
+                        (add(t, a, b), add(b, t, a), c)
+                    }
+                    2 | 4 => (2 * a, add(a, b, c), c),
+                    3 => (a, add(b, a, c), b),
+                    5 => (2 * a, b, add(c, a, b)),
+                    6 => (add(2 * a, a, a), add(2 * a, add(a, b, c), c), b),
+                    7 => (add(a, 2 * a, a), add(add(a, b, c), a, b), c),
+                    8 => (add(a, 2 * a, a), add(a, b, c), add(a, c, b)),
+                    _ => (a, 2 * b, add(c, b, a)),
+                };
+                (d, e) = prac_step(rule, d, e);
+                let (a, b) = (a.unsigned_abs(), b.unsigned_abs());
+                assert_eq!(d * a + e * b, k, "invariant for {k}");
+                assert_eq!(a.abs_diff(b), c.unsigned_abs(), "C = ±(A − B) for {k}");
+            }
+            assert_eq!(d, 1, "{k}");
+            assert_eq!(add(a, b, c).unsigned_abs(), k);
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn prac_agrees_with_the_ladder() {
+        let m = Mont64::new(1_000_000_007 * 998_244_353);
+        let c = Curve {
+            m: &m,
+            a24: m.to_mont(123_456_789),
+        };
+        let p = Pt {
+            x: m.to_mont(987_654_321),
+            z: m.to_mont(5),
+        };
+        for &(k, v) in stage1_primes().iter().take(300) {
+            let k = u64::from(k);
+            for v in [PRAC_V[usize::from(v)], PRAC_V[0]] {
+                if prac_cost(k, v) == u32::MAX {
+                    continue;
+                }
+                let (x, y) = (c.prac(p, k, v), c.mul(p, k));
+                assert_eq!(m.mul(x.x, y.z), m.mul(y.x, x.z), "[{k}]P");
+            }
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
