@@ -25,6 +25,8 @@ const OUTBOX: usize = 256;
 const INLINE_VERIFY: usize = 64;
 /// Most messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a closing connection waits for its results to be stored.
+const SETTLE_ON_CLOSE: Duration = Duration::from_secs(10);
 
 /// Serves one upgraded WebSocket until it closes.
 pub(crate) async fn serve(
@@ -107,6 +109,13 @@ pub(crate) async fn serve(
     } else {
         "writer closed"
     };
+    // Results read before the end are still verified and stored (a task
+    // cut off between the store's commit and the coordinator's booking
+    // would leave its chunk open forever); then the leases go back.
+    let settle = async { while session.pending.join_next().await.is_some() {} };
+    if tokio::time::timeout(SETTLE_ON_CLOSE, settle).await.is_err() {
+        session.pending.detach_all();
+    }
     coord.unregister(conn);
     tracing::info!(conn, %peer, reason, "worker disconnected");
     drop(tx);

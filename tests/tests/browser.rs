@@ -294,7 +294,9 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
             .unwrap();
         let mut shown = String::new();
         if let Some(c) = cells.first() {
-            shown = c.text().await.unwrap();
+            // The table is redrawn on every update: a cell found just before
+            // a redraw is gone ("stale"); look again next round.
+            shown = c.text().await.unwrap_or_default();
         }
         if shown.starts_with("100 %") {
             break;

@@ -248,6 +248,61 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_sent_just_before_garbage_still_counts() {
+    let server = TestServer::start(Config::default()).await;
+    let numbers = range(1_000_000_000_001, 20, 2);
+    let id = server
+        .submit(
+            json!({"range": {"start": "1000000000001", "count": 20, "step": 2}, "chunk_size": 20}),
+        )
+        .await;
+    let mut ws = connect(&server, 1).await;
+    let a = next_assign(&mut ws).await;
+    let result = ClientMessage::Result(ChunkResult {
+        chunk_id: a.chunk_id,
+        results: a
+            .numbers
+            .iter()
+            .map(|&n| Factored {
+                n,
+                factors: crowdfactor_factor::factor(n),
+            })
+            .collect(),
+        compute_us: None,
+    });
+    // Sent back to back: the result is still being verified and stored
+    // when the garbage ends the connection.
+    let ack = ClientMessage::Ack {
+        chunk_id: a.chunk_id,
+    };
+    ws.feed(Message::text(ack.encode())).await.unwrap();
+    ws.feed(Message::text(result.encode())).await.unwrap();
+    ws.send(Message::text("not json")).await.unwrap();
+    let mut got_error = false;
+    while let Some(msg) = recv(&mut ws).await {
+        if let ServerMessage::Error { code, .. } = msg {
+            assert_eq!(code, ErrorCode::BadMessage);
+            got_error = true;
+        }
+    }
+    assert!(got_error, "no protocol error for the garbage");
+    // Nobody else held that chunk: it is done only if that result was kept.
+    let start = std::time::Instant::now();
+    while server.job(&id).await["done"].as_u64() != Some(a.numbers.len() as u64) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the result sent before the garbage was lost: {}",
+            server.job(&id).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
+    server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
     let config = Config {
         ack_timeout: Duration::from_millis(300),
