@@ -51,6 +51,22 @@ async fn recv(ws: &mut Ws) -> Option<ServerMessage> {
     }
 }
 
+/// The right answer to an assignment.
+fn true_result(a: &crowdfactor_protocol::Assignment) -> ClientMessage {
+    ClientMessage::Result(ChunkResult {
+        chunk_id: a.chunk_id,
+        results: a
+            .numbers
+            .iter()
+            .map(|&n| Factored {
+                n,
+                factors: crowdfactor_factor::factor(n),
+            })
+            .collect(),
+        compute_us: None,
+    })
+}
+
 async fn next_assign(ws: &mut Ws) -> crowdfactor_protocol::Assignment {
     loop {
         match recv(ws).await {
@@ -258,18 +274,7 @@ async fn a_result_sent_just_before_garbage_still_counts() {
         .await;
     let mut ws = connect(&server, 1).await;
     let a = next_assign(&mut ws).await;
-    let result = ClientMessage::Result(ChunkResult {
-        chunk_id: a.chunk_id,
-        results: a
-            .numbers
-            .iter()
-            .map(|&n| Factored {
-                n,
-                factors: crowdfactor_factor::factor(n),
-            })
-            .collect(),
-        compute_us: None,
-    });
+    let result = true_result(&a);
     // Sent back to back: the result is still being verified and stored
     // when the garbage ends the connection.
     let ack = ClientMessage::Ack {
@@ -334,18 +339,7 @@ async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
     assert_eq!(job["done"], 2);
 
     // The silent worker's late result, after its chunk was done elsewhere, is ignored.
-    let late = ClientMessage::Result(ChunkResult {
-        chunk_id: b.chunk_id,
-        results: b
-            .numbers
-            .iter()
-            .map(|&n| Factored {
-                n,
-                factors: crowdfactor_factor::factor(n),
-            })
-            .collect(),
-        compute_us: None,
-    });
+    let late = true_result(&b);
     let _ = silent.send(Message::text(late.encode())).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
