@@ -129,17 +129,11 @@ pub(crate) fn extra_strong_lucas<M: Monty>(m: &M) -> bool {
     false
 }
 
-/// Primality of an odd n ≥ small::LIMIT with no prime factor below small::LIMIT.
-#[inline]
-pub(crate) fn is_prime_odd_u64(n: u64) -> bool {
-    n < small::LIMIT_SQ || is_prime_odd_u64_exact(n)
-}
-
 /// Primality of any odd n > 61: below 2^32 one Miller–Rabin test to base 2
 /// and a look-up in the list of all base-2 strong pseudoprimes below 2^32
 /// ([`SPSP2_BELOW_2_32`]); BPSW above.
 #[inline]
-fn is_prime_odd_u64_exact(n: u64) -> bool {
+pub(crate) fn is_prime_odd_u64_exact(n: u64) -> bool {
     let m = Mont64::new(n);
     if n < 1 << 32 {
         return sprp(&m, 2) && SPSP2_BELOW_2_32.binary_search(&(n as u32)).is_err();

@@ -30,10 +30,11 @@ const fn sieve() -> [bool; LIMIT] {
 
 const COMPOSITE: [bool; LIMIT] = sieve();
 
-const fn count_odd_primes() -> usize {
+/// How many odd primes lie below `bound` (≤ [`LIMIT`]).
+pub(crate) const fn count_odd_primes(bound: usize) -> usize {
     let mut c = 0;
     let mut i = 3;
-    while i < LIMIT {
+    while i < bound {
         if !COMPOSITE[i] {
             c += 1;
         }
@@ -42,7 +43,7 @@ const fn count_odd_primes() -> usize {
     c
 }
 
-pub(crate) const NUM_ODD: usize = count_odd_primes();
+pub(crate) const NUM_ODD: usize = count_odd_primes(LIMIT);
 
 /// One odd prime with its inverses and quotient limits for both word sizes.
 #[derive(Clone, Copy, Debug)]
