@@ -50,6 +50,10 @@ pub(crate) fn is_odd_prime(bits: &[u64], q: u64) -> bool {
 
 /// Largest B1 that [`find_factor`] uses.
 const MAX_B1: u64 = MAX_B2 as u64 / 60;
+/// Stage-1 primes up to this bound have their chain ratio chosen once, in a
+/// table; beyond it (B1 only gets there after many failed curves) each
+/// curve chooses again.
+const TABLE_B1: u64 = 1 << 13;
 
 /// r/k ratios PRAC starts from: 1/φ and numbers whose continued fractions
 /// differ from 1/φ's in one or two places (so some prime gets a short chain).
@@ -141,21 +145,23 @@ fn prac_cost(k: u64, v: f64) -> u32 {
     }
 }
 
-/// Odd primes up to [`MAX_B1`], each with the index in [`PRAC_V`] of its
-/// cheapest chain (built once, a few milliseconds).
+/// The index in [`PRAC_V`] of the cheapest chain for `p`.
+fn best_ratio(p: u64) -> u8 {
+    (0..PRAC_V.len())
+        .min_by_key(|&i| prac_cost(p, PRAC_V[i]))
+        .unwrap_or(0) as u8
+}
+
+/// Odd primes up to [`TABLE_B1`], each with its [`best_ratio`] (built once:
+/// a millisecond native, a few in wasm, paid by every Web Worker).
 fn stage1_primes() -> &'static [(u32, u8)] {
     static TABLE: OnceLock<Vec<(u32, u8)>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let bits = primes();
-        (3..=MAX_B1)
+        (3..=TABLE_B1)
             .step_by(2)
             .filter(|&p| is_odd_prime(bits, p))
-            .map(|p| {
-                let best = (0..PRAC_V.len())
-                    .min_by_key(|&i| prac_cost(p, PRAC_V[i]))
-                    .unwrap_or(0);
-                (p as u32, best as u8)
-            })
+            .map(|p| (p as u32, best_ratio(p)))
             .collect()
     })
 }
@@ -294,8 +300,7 @@ enum Found<W> {
 }
 
 fn small<M: Monty>(m: &M, v: u64) -> M::W {
-    // v < 2^32 ≤ n for the moduli ECM sees, so v is already reduced.
-    m.to_mont(M::W::from_u128(v as u128))
+    m.to_mont(M::W::from_u128(u128::from(v) % m.n().to_u128()))
 }
 
 /// One curve with Suyama parameter `sigma`, bounds B1 and B2.
@@ -323,8 +328,13 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
         pk *= 2;
     }
     q = c.mul(q, pk);
-    for &(p, v) in stage1_primes() {
-        let p = u64::from(p);
+    let bits = primes();
+    let table = stage1_primes().iter().map(|&(p, v)| (u64::from(p), v));
+    let beyond = (TABLE_B1 + 1..=b1)
+        .step_by(2)
+        .filter(|&p| is_odd_prime(bits, p))
+        .map(|p| (p, best_ratio(p)));
+    for (p, v) in table.chain(beyond) {
         if p > b1 {
             break;
         }
@@ -337,7 +347,6 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
             e *= p;
         }
     }
-    let bits = primes();
     let g = gcd(q.z, n);
     if g != M::W::ONE {
         return if g == n {
@@ -428,14 +437,14 @@ pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
             }
             sigma += 1;
         }
-        b1 = (b1 * 3 / 2).min(MAX_B2 as u64 / 60);
+        b1 = (b1 * 3 / 2).min(MAX_B1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arith::{Mont128, Mont64};
+    use crate::arith::{Mont128, Mont32, Mont64};
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -456,8 +465,13 @@ mod tests {
         // sees them: an addition given ±(x − y) yields x + y, given ±(x + y)
         // it yields x − y; anything else is a broken chain. The chain must
         // end at ±k.
-        for (p, v) in stage1_primes().iter().take(2000) {
-            let (k, v) = (u64::from(*p), PRAC_V[usize::from(*v)]);
+        let bits = primes();
+        let beyond = (TABLE_B1 + 1..=MAX_B1)
+            .step_by(2)
+            .filter(|&p| is_odd_prime(bits, p))
+            .map(|p| (p as u32, best_ratio(p)));
+        for (p, v) in stage1_primes().iter().copied().chain(beyond) {
+            let (k, v) = (u64::from(p), PRAC_V[usize::from(v)]);
             assert!(prac_cost(k, v) < u32::MAX, "{k}");
             let (mut d, mut e) = prac_start(k, v);
             let (mut a, mut b, mut c) = (2i64, 1i64, 1i64);
@@ -523,7 +537,11 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn splits_semiprimes_of_both_word_sizes() {
+    fn splits_semiprimes_of_every_word_size() {
+        let (p, q) = (65521u32, 65519u32);
+        let m = Mont32::new(p * q);
+        let f = find_factor(&m);
+        assert!(f == p || f == q, "{f}");
         let (p, q) = (4294967291u64, 4294967279u64);
         let m = Mont64::new(p * q);
         let f = find_factor(&m);

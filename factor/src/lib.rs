@@ -26,7 +26,7 @@ mod prime;
 mod rho;
 mod small;
 
-use arith::{Mont128, Mont64, Word};
+use arith::{Mont128, Mont32, Mont64, Word};
 pub use prime::{is_prime, is_prime_u64};
 
 /// The prime factors of `n`, ascending, with multiplicity.
@@ -125,8 +125,10 @@ fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>, sq: u64) {
         split_u64(r, out, sq);
         return;
     }
-    let m = Mont64::new(n);
-    let d = find_factor(&m);
+    let d = match u32::try_from(n) {
+        Ok(n) => u64::from(find_factor(&Mont32::new(n))),
+        Err(_) => find_factor(&Mont64::new(n)),
+    };
     split_u64(d, out, sq);
     split_u64(n / d, out, sq);
 }

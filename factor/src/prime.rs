@@ -7,7 +7,7 @@
 //! which has no known counterexample and none below 2^64 (checked against
 //! the Feitsma–Galway list of base-2 pseudoprimes).
 
-use crate::arith::{Mont128, Mont64, Monty, Word};
+use crate::arith::{Mont128, Mont32, Mont64, Monty, Word};
 use crate::small;
 
 /// Strong probable-prime test to base `a` (plain residue, 1 < a < n).
@@ -134,11 +134,10 @@ pub(crate) fn extra_strong_lucas<M: Monty>(m: &M) -> bool {
 /// ([`SPSP2_BELOW_2_32`]); BPSW above.
 #[inline]
 pub(crate) fn is_prime_odd_u64_exact(n: u64) -> bool {
-    let m = Mont64::new(n);
-    if n < 1 << 32 {
-        return sprp(&m, 2) && SPSP2_BELOW_2_32.binary_search(&(n as u32)).is_err();
+    if let Ok(n) = u32::try_from(n) {
+        return sprp(&Mont32::new(n), 2) && SPSP2_BELOW_2_32.binary_search(&n).is_err();
     }
-    bpsw_u64(&m)
+    bpsw_u64(&Mont64::new(n))
 }
 
 /// BPSW for an odd n = `m.n()` > small::LIMIT.
