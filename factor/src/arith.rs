@@ -249,6 +249,62 @@ fn mul_wide64_halves(a: u64, b: u64) -> (u64, u64) {
     )
 }
 
+/// The [`Monty`] methods that read the same for every single-word modulus;
+/// the type supplies `mul_word`.
+macro_rules! single_word_monty {
+    ($mont:ty, $w:ty) => {
+        impl Monty for $mont {
+            type W = $w;
+            #[inline(always)]
+            fn n(&self) -> $w {
+                self.n
+            }
+            #[inline(always)]
+            fn one(&self) -> $w {
+                self.one
+            }
+            #[inline(always)]
+            fn mul(&self, a: $w, b: $w) -> $w {
+                self.mul_word(a, b)
+            }
+            #[inline(always)]
+            fn add(&self, a: $w, b: $w) -> $w {
+                let (s, c) = a.overflowing_add(b);
+                if c || s >= self.n {
+                    s.wrapping_sub(self.n)
+                } else {
+                    s
+                }
+            }
+            #[inline(always)]
+            fn sub(&self, a: $w, b: $w) -> $w {
+                let (d, borrow) = a.overflowing_sub(b);
+                if borrow {
+                    d.wrapping_add(self.n)
+                } else {
+                    d
+                }
+            }
+            #[inline(always)]
+            fn to_mont(&self, x: $w) -> $w {
+                self.mul(x, self.r2)
+            }
+            #[inline(always)]
+            fn r2(&self) -> $w {
+                self.r2
+            }
+            #[inline(always)]
+            fn half(&self, a: $w) -> $w {
+                if a & 1 == 0 {
+                    a >> 1
+                } else {
+                    (a >> 1) + (self.n >> 1) + 1
+                }
+            }
+        }
+    };
+}
+
 /// Montgomery arithmetic modulo an odd 32-bit n > 1 (R = 2^32).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mont32 {
@@ -272,18 +328,9 @@ impl Mont32 {
     }
 }
 
-impl Monty for Mont32 {
-    type W = u32;
+impl Mont32 {
     #[inline(always)]
-    fn n(&self) -> u32 {
-        self.n
-    }
-    #[inline(always)]
-    fn one(&self) -> u32 {
-        self.one
-    }
-    #[inline(always)]
-    fn mul(&self, a: u32, b: u32) -> u32 {
+    fn mul_word(&self, a: u32, b: u32) -> u32 {
         // t·R⁻¹ mod n as hi(t) − hi(m·n), as in Mont64.
         let t = u64::from(a) * u64::from(b);
         let m = (t as u32).wrapping_mul(self.ninv);
@@ -295,41 +342,9 @@ impl Monty for Mont32 {
             d
         }
     }
-    #[inline(always)]
-    fn add(&self, a: u32, b: u32) -> u32 {
-        let (s, c) = a.overflowing_add(b);
-        if c || s >= self.n {
-            s.wrapping_sub(self.n)
-        } else {
-            s
-        }
-    }
-    #[inline(always)]
-    fn sub(&self, a: u32, b: u32) -> u32 {
-        let (d, borrow) = a.overflowing_sub(b);
-        if borrow {
-            d.wrapping_add(self.n)
-        } else {
-            d
-        }
-    }
-    #[inline(always)]
-    fn to_mont(&self, x: u32) -> u32 {
-        self.mul(x, self.r2)
-    }
-    #[inline(always)]
-    fn r2(&self) -> u32 {
-        self.r2
-    }
-    #[inline(always)]
-    fn half(&self, a: u32) -> u32 {
-        if a & 1 == 0 {
-            a >> 1
-        } else {
-            (a >> 1) + (self.n >> 1) + 1
-        }
-    }
 }
+
+single_word_monty!(Mont32, u32);
 
 /// Montgomery arithmetic modulo an odd 64-bit n > 1.
 #[derive(Clone, Copy, Debug)]
@@ -404,56 +419,15 @@ impl Mont64 {
     }
 }
 
-impl Monty for Mont64 {
-    type W = u64;
+impl Mont64 {
     #[inline(always)]
-    fn n(&self) -> u64 {
-        self.n
-    }
-    #[inline(always)]
-    fn one(&self) -> u64 {
-        self.one
-    }
-    #[inline(always)]
-    fn mul(&self, a: u64, b: u64) -> u64 {
+    fn mul_word(&self, a: u64, b: u64) -> u64 {
         let (lo, hi) = mul_wide64(a, b);
         self.redc(lo, hi)
     }
-    #[inline(always)]
-    fn add(&self, a: u64, b: u64) -> u64 {
-        let (s, c) = a.overflowing_add(b);
-        if c || s >= self.n {
-            s.wrapping_sub(self.n)
-        } else {
-            s
-        }
-    }
-    #[inline(always)]
-    fn sub(&self, a: u64, b: u64) -> u64 {
-        let (d, borrow) = a.overflowing_sub(b);
-        if borrow {
-            d.wrapping_add(self.n)
-        } else {
-            d
-        }
-    }
-    #[inline(always)]
-    fn to_mont(&self, x: u64) -> u64 {
-        self.mul(x, self.r2)
-    }
-    #[inline(always)]
-    fn r2(&self) -> u64 {
-        self.r2
-    }
-    #[inline(always)]
-    fn half(&self, a: u64) -> u64 {
-        if a & 1 == 0 {
-            a >> 1
-        } else {
-            (a >> 1) + (self.n >> 1) + 1
-        }
-    }
 }
+
+single_word_monty!(Mont64, u64);
 
 /// Full 128×128 → 256-bit product as (low, high).
 #[inline(always)]
