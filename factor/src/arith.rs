@@ -372,12 +372,13 @@ impl Mont64 {
             #[cfg(target_arch = "wasm32")]
             n_halves: (n & 0xffff_ffff, n >> 32),
         };
-        // R² mod n is 2^64 in Montgomery form: square 2 six times.
-        let mut x = m.add(one, one);
-        for _ in 0..6 {
-            x = m.mul(x, x);
+        // R² mod n = R·2^64 mod n: double R mod n 64 times (squarings would
+        // be fewer steps, but on wasm32 LLVM makes each a __multi3 call).
+        let mut r2 = one;
+        for _ in 0..64 {
+            r2 = m.add(r2, r2);
         }
-        m.r2 = x;
+        m.r2 = r2;
         m
     }
 
