@@ -317,14 +317,17 @@ pub(crate) struct Mont32 {
 impl Mont32 {
     pub(crate) fn new(n: u32) -> Self {
         debug_assert!(n & 1 == 1 && n > 1);
-        let one = ((1u64 << 32) % u64::from(n)) as u32;
-        let r2 = ((u64::from(one) * u64::from(one)) % u64::from(n)) as u32;
-        Mont32 {
+        // 2^32 mod n == (2^32 − n) mod n.
+        let one = n.wrapping_neg() % n;
+        let mut m = Mont32 {
             n,
             ninv: inv64(u64::from(n)) as u32,
             one,
-            r2,
-        }
+            r2: 0,
+        };
+        // R² mod n is 2^32 in Montgomery form: square 2 five times.
+        m.r2 = (0..5).fold(m.add(one, one), |x, _| m.mul(x, x));
+        m
     }
 }
 
@@ -372,13 +375,14 @@ impl Mont64 {
             #[cfg(target_arch = "wasm32")]
             n_halves: (n & 0xffff_ffff, n >> 32),
         };
-        // R² mod n = R·2^64 mod n: double R mod n 64 times (squarings would
-        // be fewer steps, but on wasm32 LLVM makes each a __multi3 call).
-        let mut r2 = one;
-        for _ in 0..64 {
-            r2 = m.add(r2, r2);
-        }
-        m.r2 = r2;
+        m.r2 = if cfg!(target_arch = "wasm32") {
+            // R·2^64 mod n by 64 doublings: on wasm32 LLVM turns each
+            // squaring below into a __multi3 call.
+            (0..64).fold(one, |r, _| m.add(r, r))
+        } else {
+            // 2^64 in Montgomery form: square 2 six times.
+            (0..6).fold(m.add(one, one), |x, _| m.mul(x, x))
+        };
         m
     }
 
