@@ -6,12 +6,12 @@
 //! `wasm32-unknown-unknown`.
 //!
 //! Pipeline for one number: strip powers of two; trial division by the odd
-//! primes below 4096 using multiplication by precomputed inverses (no
-//! division instruction); then every remaining cofactor is tested for
-//! primality (base-2 strong test plus a pseudoprime table below 2^32, BPSW
-//! above) and composites are split with perfect-power checks, Pollard–Brent
-//! rho and ECM in one-word (`u64`) or two-word (`u128`) Montgomery
-//! arithmetic.
+//! primes below 1024 (a u64) or 4096 (larger) using multiplication by
+//! precomputed inverses (no division instruction); then every remaining
+//! cofactor is tested for primality (base-2 strong test plus a pseudoprime
+//! table below 2^32, BPSW above) and composites are split with perfect-power
+//! checks, Pollard–Brent rho and ECM in half-word (`u32`, moduli below 2^32),
+//! one-word (`u64`) or two-word (`u128`) Montgomery arithmetic.
 //!
 //! ```
 //! use crowdfactor_factor::{factor, verify};
