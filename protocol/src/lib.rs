@@ -419,13 +419,13 @@ impl Cursor<'_> {
         self.eat("\"")?;
         Some(v)
     }
-    /// `[` quoted decimals `]`.
-    fn dec_list(&mut self) -> Option<Vec<u128>> {
+    /// `[` items read by `item`, separated by `,` `]`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         self.eat("[")?;
         let mut out = Vec::new();
         if self.peek()? != b']' {
             loop {
-                out.push(self.dec()?);
+                out.push(item(self)?);
                 if self.peek()? != b',' {
                     break;
                 }
@@ -434,6 +434,10 @@ impl Cursor<'_> {
         }
         self.eat("]")?;
         Some(out)
+    }
+    /// `[` quoted decimals `]`.
+    fn dec_list(&mut self) -> Option<Vec<u128>> {
+        self.list(Self::dec)
     }
 }
 
@@ -444,23 +448,15 @@ fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
     let mut c = Cursor(text.as_bytes());
     c.eat(r#"{"type":"result","chunk_id":"#)?;
     let chunk_id = c.int()?;
-    c.eat(r#","results":["#)?;
-    let mut results = Vec::new();
-    if c.peek()? != b']' {
-        loop {
-            c.eat(r#"{"n":"#)?;
-            let n = c.dec()?;
-            c.eat(r#","factors":"#)?;
-            let factors = c.dec_list()?;
-            c.eat("}")?;
-            results.push(Factored { n, factors });
-            if c.peek()? != b',' {
-                break;
-            }
-            c.eat(",")?;
-        }
-    }
-    c.eat("]")?;
+    c.eat(r#","results":"#)?;
+    let results = c.list(|c| {
+        c.eat(r#"{"n":"#)?;
+        let n = c.dec()?;
+        c.eat(r#","factors":"#)?;
+        let factors = c.dec_list()?;
+        c.eat("}")?;
+        Some(Factored { n, factors })
+    })?;
     let compute_us = if c.peek()? == b',' {
         c.eat(r#","compute_us":"#)?;
         Some(c.int()?)
