@@ -570,8 +570,8 @@ fn visit_list(
     Ok(())
 }
 
-/// A range job's first number and step; `None` for a list job.
-fn job_range(conn: &Connection, info: &JobInfo) -> Result<Option<(u128, u128)>, StoreError> {
+/// A range job's numbers; `None` for a list job.
+fn job_range(conn: &Connection, info: &JobInfo) -> Result<Option<Numbers>, StoreError> {
     let (start, step): (Option<String>, Option<String>) = conn
         .prepare_cached("SELECT range_start, range_step FROM jobs WHERE id = ?1")
         .and_then(|mut s| s.query_row(params![info.id as i64], |r| Ok((r.get(0)?, r.get(1)?))))
@@ -594,7 +594,11 @@ fn job_range(conn: &Connection, info: &JobInfo) -> Result<Option<(u128, u128)>, 
         .and_then(|d| d.checked_add(start))
         .filter(|_| start > 0 && step > 0)
         .ok_or_else(corrupt)?;
-    Ok(Some((start, step)))
+    Ok(Some(Numbers::Range {
+        start,
+        step,
+        count: info.total,
+    }))
 }
 
 fn complete(
@@ -758,12 +762,8 @@ impl Store for SqliteStore {
         };
         let mut out = Vec::with_capacity(infos.len());
         for info in infos {
-            let numbers = if let Some((start, step)) = job_range(&conn, &info)? {
-                Numbers::Range {
-                    start,
-                    step,
-                    count: info.total,
-                }
+            let numbers = if let Some(range) = job_range(&conn, &info)? {
+                range
             } else {
                 let mut numbers = Vec::with_capacity(info.total as usize);
                 visit_list(&conn, info.id, &mut |n| {
@@ -912,14 +912,7 @@ impl Store for SqliteStore {
             Ok(())
         };
         match range {
-            Some((start, step)) => {
-                let numbers = Numbers::Range {
-                    start,
-                    step,
-                    count: info.total,
-                };
-                numbers.iter().try_for_each(visit)?;
-            }
+            Some(numbers) => numbers.iter().try_for_each(visit)?,
             None => visit_list(&conn, id, &mut visit)?,
         }
         Ok(true)
