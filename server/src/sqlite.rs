@@ -937,6 +937,12 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_store_reads_gaps_as_missing() {
+        let path = temp_db("gaps");
+        crate::store::tests::gaps_read_as_missing(&SqliteStore::open(&path).expect("open"));
+    }
+
+    #[test]
     fn sqlite_store_completes_spans_once_and_survives_reopen() {
         let path = temp_db("spans");
         let id = {

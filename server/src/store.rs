@@ -319,7 +319,19 @@ struct Inner {
 struct MemJob {
     info: JobInfo,
     numbers: Numbers,
-    factors: Vec<Option<Vec<u128>>>,
+    /// Accepted spans by their first index, with one factor list per
+    /// number: nothing is kept for numbers without a result (a queued
+    /// 10^7-number range costs no memory until its results come in).
+    spans: BTreeMap<u64, Vec<Vec<u128>>>,
+}
+
+impl MemJob {
+    /// Whether any number of `[start, end)` already has a result.
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        let before = self.spans.range(..=start).next_back();
+        before.is_some_and(|(s, f)| s + f.len() as u64 > start)
+            || self.spans.range(start..end).next().is_some()
+    }
 }
 
 impl MemoryStore {
@@ -357,7 +369,7 @@ impl Store for MemoryStore {
             id,
             MemJob {
                 info: info.clone(),
-                factors: vec![None; numbers.len() as usize],
+                spans: BTreeMap::new(),
                 numbers: numbers.clone(),
             },
         );
@@ -372,13 +384,11 @@ impl Store for MemoryStore {
             .filter(|j| !j.info.cancelled && j.info.done < j.info.total)
             .map(|j| {
                 let mut done: Vec<(u64, u64)> = vec![];
-                for (i, f) in j.factors.iter().enumerate() {
-                    if f.is_none() {
-                        continue;
-                    }
+                for (&start, f) in &j.spans {
+                    let len = f.len() as u64;
                     match done.last_mut() {
-                        Some((s, l)) if *s + *l == i as u64 => *l += 1,
-                        _ => done.push((i as u64, 1)),
+                        Some((s, l)) if *s + *l == start => *l += len,
+                        _ => done.push((start, len)),
                     }
                 }
                 OpenJob {
@@ -401,13 +411,10 @@ impl Store for MemoryStore {
             return Ok(Completion::Duplicate);
         };
         check_span(span, job.info.total, factors.len())?;
-        let slots = &mut job.factors[span.start as usize..span.end() as usize];
-        if job.info.cancelled || slots.iter().any(Option::is_some) {
+        if job.info.cancelled || job.overlaps(span.start, span.end()) {
             return Ok(Completion::Duplicate);
         }
-        for (slot, f) in slots.iter_mut().zip(factors) {
-            *slot = Some(f);
-        }
+        job.spans.insert(span.start, factors);
         job.info.done += span.len;
         job.info.chunks += 1;
         job.info.by_kind.add(kind, span.len);
@@ -451,8 +458,19 @@ impl Store for MemoryStore {
         let Some(job) = inner.jobs.get(&id) else {
             return Ok(false);
         };
-        for (n, fs) in job.numbers.iter().zip(&job.factors) {
-            f(n, fs.as_deref());
+        let mut spans = job.spans.iter().peekable();
+        for (at, n) in (0u64..).zip(job.numbers.iter()) {
+            while spans
+                .peek()
+                .is_some_and(|(&s, fs)| s + fs.len() as u64 <= at)
+            {
+                spans.next();
+            }
+            let found = spans
+                .peek()
+                .filter(|(&s, _)| s <= at)
+                .map(|(&s, fs)| fs[(at - s) as usize].as_slice());
+            f(n, found);
         }
         Ok(true)
     }
@@ -546,8 +564,67 @@ pub(crate) mod tests {
         info.id
     }
 
+    /// Spans accepted out of order and with gaps: overlaps from either side
+    /// are refused, the done spans cover exactly what was accepted, and
+    /// numbers without a result read as missing, in order.
+    pub(crate) fn gaps_read_as_missing(store: &dyn Store) {
+        let (info, _) = store
+            .create_job(NewJob {
+                numbers: Numbers::Range {
+                    start: 100,
+                    step: 3,
+                    count: 12,
+                },
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create");
+        let nth = |i: u64| 100 + 3 * u128::from(i);
+        let complete = |start: u64, len: u64| {
+            let factors = (start..start + len)
+                .map(|i| crowdfactor_factor::factor(nth(i)))
+                .collect();
+            let span = Span {
+                job: info.id,
+                start,
+                len,
+            };
+            store
+                .complete_span(span, factors, WorkerKind::Native)
+                .expect("complete")
+        };
+        for (start, len) in [(6, 2), (2, 2), (4, 2), (10, 1)] {
+            assert_eq!(
+                complete(start, len),
+                Completion::Accepted { job_done: false }
+            );
+        }
+        for (start, len) in [(0, 3), (1, 11), (7, 3), (9, 2), (5, 1)] {
+            assert_eq!(complete(start, len), Completion::Duplicate, "{start}+{len}");
+        }
+        let open = store.open_jobs().expect("open");
+        let covered: Vec<u64> = open[0].done.iter().flat_map(|&(s, l)| s..s + l).collect();
+        assert_eq!(covered, [2, 3, 4, 5, 6, 7, 10]);
+        let mut seen = vec![];
+        store
+            .visit_results(info.id, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .expect("visit");
+        let want: Vec<_> = (0..12)
+            .map(|i| {
+                let done = (2..8).contains(&i) || i == 10;
+                (nth(i), done.then(|| crowdfactor_factor::factor(nth(i))))
+            })
+            .collect();
+        assert_eq!(seen, want);
+    }
+
     #[test]
     fn memory_store_completes_spans_once() {
         spans_complete_once(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_store_reads_gaps_as_missing() {
+        gaps_read_as_missing(&MemoryStore::new());
     }
 }
