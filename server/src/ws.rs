@@ -189,7 +189,13 @@ impl Session<'_> {
         let mut changes = self.coord.subscribe();
         let mut idle_sent = false;
         let mut last_heard = Instant::now();
-        let mut idle_check = tokio::time::interval(Duration::from_millis(500));
+        // Fires when the connection may have been silent for the idle
+        // timeout; messages do not re-arm it (that would cost a timer update
+        // per message), it re-arms itself from the last message heard. A
+        // silent connection wakes once per timeout, not on a fixed tick: ten
+        // thousand idle workers would otherwise keep a core busy.
+        let idle_check = tokio::time::sleep(self.config.idle_timeout);
+        tokio::pin!(idle_check);
         // Whether something happened that may let this connection take work
         // (acks and heartbeats do not).
         let mut may_lease = true;
@@ -248,10 +254,12 @@ impl Session<'_> {
                     }
                 }
                 _ = changes.changed() => may_lease = true,
-                _ = idle_check.tick() => {
-                    if last_heard.elapsed() > self.config.idle_timeout {
+                () = &mut idle_check => {
+                    let deadline = last_heard + self.config.idle_timeout;
+                    if Instant::now() >= deadline {
                         return self.fail(ErrorCode::Timeout, "no message within the idle timeout".into()).await;
                     }
+                    idle_check.as_mut().reset(deadline.into());
                 }
                 _ = stop.changed() => {
                     return self.fail(ErrorCode::ShuttingDown, "the coordinator is shutting down".into()).await;

@@ -263,7 +263,7 @@ fn python_manager(script: &Path, chunks: u64) -> Option<f64> {
 }
 
 /// Opens `count` idle worker connections; returns the server's memory growth per connection.
-async fn idle_memory(count: usize) -> (f64, u64) {
+async fn idle_memory(count: usize) -> Idle {
     let server = Server::start(&["--in-memory"]).await;
     let mut first = vec![];
     // One connection first, so the per-connection figure excludes start-up costs.
@@ -282,8 +282,29 @@ async fn idle_memory(count: usize) -> (f64, u64) {
         "every connection is registered"
     );
     let after = server.rss();
+    // What holding them costs while nothing happens (no heartbeats: these
+    // connections stay silent for less than the idle timeout).
+    let cpu_before = server.cpu_seconds();
+    tokio::time::sleep(IDLE_WATCH).await;
+    let idle_cpu = (server.cpu_seconds() - cpu_before) / IDLE_WATCH.as_secs_f64();
     drop(conns);
-    ((after.saturating_sub(before)) as f64 / count as f64, after)
+    Idle {
+        per_conn: after.saturating_sub(before) as f64 / count as f64,
+        rss: after,
+        cpu_share: idle_cpu,
+    }
+}
+
+/// How long the idle connections are watched for their CPU cost.
+const IDLE_WATCH: Duration = Duration::from_secs(5);
+
+struct Idle {
+    /// Bytes of server RSS per idle connection.
+    per_conn: f64,
+    /// Server RSS with every connection open.
+    rss: u64,
+    /// Server CPU time per second of wall time while they sit idle.
+    cpu_share: f64,
 }
 
 type Ws =
@@ -440,12 +461,14 @@ async fn numbers_per_second(count: u64) {
 }
 
 async fn idle_workers(idle: usize) {
-    let (per_conn, total) = idle_memory(idle).await;
+    let i = idle_memory(idle).await;
     println!(
-        "idle workers: {idle} connected; server RSS {:.1} MiB; {:.1} KiB per idle worker; {:.0} MiB for 10,000",
-        total as f64 / (1 << 20) as f64,
-        per_conn / 1024.0,
-        per_conn * 10_000.0 / (1 << 20) as f64
+        "idle workers: {idle} connected; server RSS {:.1} MiB; {:.1} KiB per idle worker; {:.0} MiB for 10,000; \
+         server CPU while they sit idle {:.1} % of one core",
+        i.rss as f64 / (1 << 20) as f64,
+        i.per_conn / 1024.0,
+        i.per_conn * 10_000.0 / (1 << 20) as f64,
+        i.cpu_share * 100.0
     );
     println!();
 }

@@ -67,6 +67,14 @@ fn true_result(a: &crowdfactor_protocol::Assignment) -> ClientMessage {
     })
 }
 
+/// Acknowledges an assignment.
+async fn ack(ws: &mut Ws, a: &crowdfactor_protocol::Assignment) {
+    let ack = ClientMessage::Ack {
+        chunk_id: a.chunk_id,
+    };
+    ws.send(Message::text(ack.encode())).await.unwrap();
+}
+
 async fn next_assign(ws: &mut Ws) -> crowdfactor_protocol::Assignment {
     loop {
         match recv(ws).await {
@@ -107,14 +115,7 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
     ];
     loop {
         let a = next_assign(&mut liar).await;
-        liar.send(Message::text(
-            ClientMessage::Ack {
-                chunk_id: a.chunk_id,
-            }
-            .encode(),
-        ))
-        .await
-        .unwrap();
+        ack(&mut liar, &a).await;
         let lie = lies.remove(0);
         let results = a
             .numbers
@@ -323,15 +324,7 @@ async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
     let a = next_assign(&mut mute).await;
     let mut silent = connect(&server, 1).await;
     let b = next_assign(&mut silent).await;
-    silent
-        .send(Message::text(
-            ClientMessage::Ack {
-                chunk_id: b.chunk_id,
-            }
-            .encode(),
-        ))
-        .await
-        .unwrap();
+    ack(&mut silent, &b).await;
     assert_ne!(a.chunk_id, b.chunk_id);
 
     let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
@@ -361,15 +354,7 @@ async fn a_worker_that_heartbeats_but_never_finishes_loses_the_chunk_at_its_dead
     let id = server.submit(json!({"numbers": ["1000000000001"]})).await;
     let mut hoarder = connect(&server, 1).await;
     let a = next_assign(&mut hoarder).await;
-    hoarder
-        .send(Message::text(
-            ClientMessage::Ack {
-                chunk_id: a.chunk_id,
-            }
-            .encode(),
-        ))
-        .await
-        .unwrap();
+    ack(&mut hoarder, &a).await;
     let (mut sink, mut stream) = hoarder.split();
     // Heartbeats keep it from counting as silent; only the deadline can help.
     let beats = tokio::spawn(async move {
@@ -390,5 +375,58 @@ async fn a_worker_that_heartbeats_but_never_finishes_loses_the_chunk_at_its_dead
     assert_eq!(job["by_kind"]["native"], 1);
     beats.abort();
     drain.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_at_the_idle_timeout_and_talkers_kept() {
+    let idle = Duration::from_millis(700);
+    let server = TestServer::start(Config {
+        idle_timeout: idle,
+        ..Config::default()
+    })
+    .await;
+    // Its hello is the last the silent connection says.
+    let opened = std::time::Instant::now();
+    let mut silent = connect(&server, 1).await;
+    let mut talker = connect(&server, 1).await;
+    // The talker speaks every 200 ms for three idle timeouts.
+    let talk = tokio::spawn(async move {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let beat = Message::text(ClientMessage::Heartbeat.encode());
+            if talker.send(beat).await.is_err() {
+                return None;
+            }
+        }
+        Some(talker)
+    });
+    loop {
+        match recv(&mut silent).await {
+            Some(ServerMessage::Error { code, .. }) => {
+                assert_eq!(code, ErrorCode::Timeout);
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("closed without a timeout error"),
+        }
+    }
+    let waited = opened.elapsed();
+    assert!(
+        waited >= idle && waited < idle * 4,
+        "closed after {waited:?} for an idle timeout of {idle:?}"
+    );
+    assert!(recv(&mut silent).await.is_none(), "the socket is closed");
+    let mut talker = talk.await.unwrap().expect("the talker was cut off");
+    assert!(opened.elapsed() > idle * 2);
+    // Still served: a job submitted now reaches it.
+    let id = server.submit(json!({"numbers": ["91"]})).await;
+    let a = next_assign(&mut talker).await;
+    ack(&mut talker, &a).await;
+    talker
+        .send(Message::text(true_result(&a).encode()))
+        .await
+        .unwrap();
+    server.wait_done(&id, Duration::from_secs(20)).await;
     server.shutdown().await;
 }
