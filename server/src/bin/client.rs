@@ -257,10 +257,14 @@ async fn submit(
         .map_err(|e| CliError::Refused(e.to_string()))?;
     let id = job["id"].as_str().unwrap_or("?").to_owned();
     println!("{id}");
-    eprintln!(
-        "submitted job {id}: {} numbers in {} chunks",
-        job["total"], job["chunks"]
-    );
+    // Chunks are cut as workers take them (sized to each one's speed), so
+    // there is no chunk count to report yet.
+    let hint = if watch {
+        String::new()
+    } else {
+        format!("; follow it with `crowdfactor-server watch {id}`")
+    };
+    eprintln!("submitted job {id}: {} numbers{hint}", job["total"]);
     if watch {
         watch_job(api, &id).await?;
     }
