@@ -372,8 +372,11 @@ impl Mont64 {
             ninv: inv64(n),
             one,
             r2: 0,
+            // Where the Mont64 is built in the same function that uses it
+            // (the primality tests), LLVM still sees that the halves come
+            // from n and fuses the product again; black_box hides that.
             #[cfg(target_arch = "wasm32")]
-            n_halves: (n & 0xffff_ffff, n >> 32),
+            n_halves: core::hint::black_box((n & 0xffff_ffff, n >> 32)),
         };
         m.r2 = if cfg!(target_arch = "wasm32") {
             // R·2^64 mod n by 64 doublings: on wasm32 LLVM turns each
