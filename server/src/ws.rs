@@ -255,7 +255,10 @@ impl Session<'_> {
                 }
                 _ = changes.changed() => may_lease = true,
                 () = &mut idle_check => {
-                    let deadline = last_heard + self.config.idle_timeout;
+                    // A timeout too long to add up means none.
+                    let deadline = last_heard
+                        .checked_add(self.config.idle_timeout)
+                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
                     if Instant::now() >= deadline {
                         return self.fail(ErrorCode::Timeout, "no message within the idle timeout".into()).await;
                     }
