@@ -287,16 +287,50 @@ async fn idle_memory(count: usize) -> Idle {
     let cpu_before = server.cpu_seconds();
     tokio::time::sleep(IDLE_WATCH).await;
     let idle_cpu = (server.cpu_seconds() - cpu_before) / IDLE_WATCH.as_secs_f64();
-    drop(conns);
+    // Real idle workers send a heartbeat every 5 s (the interval the server
+    // asks for), spread out over time.
+    let beating: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            tokio::spawn(async move {
+                let (mut sink, mut stream) = ws.split();
+                let offset = HEARTBEAT.mul_f64(i as f64 / count as f64);
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + offset, HEARTBEAT);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let beat = Message::text(ClientMessage::Heartbeat.encode());
+                            if sink.send(beat).await.is_err() {
+                                return;
+                            }
+                        }
+                        frame = stream.next() => if !matches!(frame, Some(Ok(_))) { return },
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(HEARTBEAT).await;
+    let cpu_before = server.cpu_seconds();
+    tokio::time::sleep(HEARTBEAT * 2).await;
+    let beating_cpu = (server.cpu_seconds() - cpu_before) / (HEARTBEAT * 2).as_secs_f64();
+    for task in beating {
+        task.abort();
+    }
     Idle {
         per_conn: after.saturating_sub(before) as f64 / count as f64,
         rss: after,
         cpu_share: idle_cpu,
+        beating_cpu_share: beating_cpu,
     }
 }
 
 /// How long the idle connections are watched for their CPU cost.
 const IDLE_WATCH: Duration = Duration::from_secs(5);
+/// The heartbeat interval the server asks workers for (its default).
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 struct Idle {
     /// Bytes of server RSS per idle connection.
@@ -305,6 +339,8 @@ struct Idle {
     rss: u64,
     /// Server CPU time per second of wall time while they sit idle.
     cpu_share: f64,
+    /// The same with every connection sending heartbeats.
+    beating_cpu_share: f64,
 }
 
 type Ws =
@@ -464,11 +500,12 @@ async fn idle_workers(idle: usize) {
     let i = idle_memory(idle).await;
     println!(
         "idle workers: {idle} connected; server RSS {:.1} MiB; {:.1} KiB per idle worker; {:.0} MiB for 10,000; \
-         server CPU while they sit idle {:.1} % of one core",
+         server CPU while they sit idle {:.1} % of one core, {:.1} % with a heartbeat from each every 5 s",
         i.rss as f64 / (1 << 20) as f64,
         i.per_conn / 1024.0,
         i.per_conn * 10_000.0 / (1 << 20) as f64,
-        i.cpu_share * 100.0
+        i.cpu_share * 100.0,
+        i.beating_cpu_share * 100.0
     );
     println!();
 }
