@@ -160,11 +160,6 @@ fn split_u128(n: u128, out: &mut Vec<u128>) {
     split_u128(n / d, out);
 }
 
-/// Rho iterations tried before switching to ECM. Below 2^44 every factor has
-/// at most 22 bits and rho (about 2^(bits/2) steps) beats a first ECM curve;
-/// above, a factor rho finds in a few hundred steps is the exception, and
-/// the steps spent before giving up cost more than they save (measured:
-/// 4096 steps doubled the time for 64-bit semiprimes).
 /// Trial division of a u64 stops below this bound (the u128 path goes on to
 /// `small::LIMIT`): past it, Pollard rho finds the rare factor in a few dozen
 /// steps for less than dividing by the remaining primes costs every number
@@ -174,6 +169,11 @@ const TD64_BOUND: usize = 1 << 10;
 const TD64_ODD: usize = small::count_odd_primes(TD64_BOUND);
 const TD64_SQ: u64 = (TD64_BOUND * TD64_BOUND) as u64;
 
+/// Rho iterations tried before switching to ECM. Below 2^44 every factor has
+/// at most 22 bits and rho (about 2^(bits/2) steps) beats a first ECM curve;
+/// above, a factor rho finds in a few hundred steps is the exception, and
+/// the steps spent before giving up cost more than they save (measured:
+/// 4096 steps doubled the time for 64-bit semiprimes).
 const RHO_BUDGET: u64 = 1 << 12;
 const RHO_BUDGET_LARGE: u64 = 1 << 6;
 const RHO_FULL_BITS: u32 = 44;
