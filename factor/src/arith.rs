@@ -329,9 +329,7 @@ impl Mont32 {
         m.r2 = (0..5).fold(m.add(one, one), |x, _| m.mul(x, x));
         m
     }
-}
 
-impl Mont32 {
     #[inline(always)]
     fn mul_word(&self, a: u32, b: u32) -> u32 {
         // t·R⁻¹ mod n as hi(t) − hi(m·n), as in Mont64.
@@ -425,9 +423,7 @@ impl Mont64 {
             d
         }
     }
-}
 
-impl Mont64 {
     #[inline(always)]
     fn mul_word(&self, a: u64, b: u64) -> u64 {
         let (lo, hi) = mul_wide64(a, b);
