@@ -166,6 +166,21 @@ fn stage1_primes() -> &'static [(u32, u8)] {
     })
 }
 
+/// The odd primes up to `b1`, each with the index of its chain ratio in
+/// [`PRAC_V`]: from the table, then chosen one by one beyond it.
+fn stage1_chain(b1: u64) -> impl Iterator<Item = (u64, u8)> {
+    let bits = primes();
+    let table = stage1_primes()
+        .iter()
+        .map(|&(p, v)| (u64::from(p), v))
+        .take_while(move |&(p, _)| p <= b1);
+    let beyond = (TABLE_B1 + 1..=b1)
+        .step_by(2)
+        .filter(|&p| is_odd_prime(bits, p))
+        .map(|p| (p, best_ratio(p)));
+    table.chain(beyond)
+}
+
 #[derive(Clone, Copy)]
 struct Pt<W> {
     x: W,
@@ -328,16 +343,7 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
         pk *= 2;
     }
     q = c.mul(q, pk);
-    let bits = primes();
-    let table = stage1_primes().iter().map(|&(p, v)| (u64::from(p), v));
-    let beyond = (TABLE_B1 + 1..=b1)
-        .step_by(2)
-        .filter(|&p| is_odd_prime(bits, p))
-        .map(|p| (p, best_ratio(p)));
-    for (p, v) in table.chain(beyond) {
-        if p > b1 {
-            break;
-        }
+    for (p, v) in stage1_chain(b1) {
         let mut e = p;
         loop {
             q = c.prac(q, p, PRAC_V[usize::from(v)]);
@@ -357,6 +363,7 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     }
 
     // Stage 2: primes in (B1, B2] as kW ± d.
+    let bits = primes();
     let q2 = c.dbl(q);
     let mut baby = [Pt {
         x: M::W::ZERO,
@@ -465,13 +472,8 @@ mod tests {
         // sees them: an addition given ±(x − y) yields x + y, given ±(x + y)
         // it yields x − y; anything else is a broken chain. The chain must
         // end at ±k.
-        let bits = primes();
-        let beyond = (TABLE_B1 + 1..=MAX_B1)
-            .step_by(2)
-            .filter(|&p| is_odd_prime(bits, p))
-            .map(|p| (p as u32, best_ratio(p)));
-        for (p, v) in stage1_primes().iter().copied().chain(beyond) {
-            let (k, v) = (u64::from(p), PRAC_V[usize::from(v)]);
+        for (k, v) in stage1_chain(MAX_B1) {
+            let v = PRAC_V[usize::from(v)];
             assert!(prac_cost(k, v) < u32::MAX, "{k}");
             let (mut d, mut e) = prac_start(k, v);
             let (mut a, mut b, mut c) = (2i64, 1i64, 1i64);
