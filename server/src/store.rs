@@ -326,11 +326,12 @@ struct MemJob {
 }
 
 impl MemJob {
-    /// Whether any number of `[start, end)` already has a result.
+    /// Whether any number of `[start, end)` already has a result. Accepted
+    /// spans are disjoint, so only the last one starting before `end` can
+    /// reach into it (the SQLite store asks the same one question).
     fn overlaps(&self, start: u64, end: u64) -> bool {
-        let before = self.spans.range(..=start).next_back();
-        before.is_some_and(|(s, f)| s + f.len() as u64 > start)
-            || self.spans.range(start..end).next().is_some()
+        let last = self.spans.range(..end).next_back();
+        last.is_some_and(|(s, f)| s + f.len() as u64 > start)
     }
 }
 
