@@ -295,21 +295,14 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
                     "range.step must be at least 1",
                 ));
             }
-            (count - 1)
-                .checked_mul(step)
-                .and_then(|span| start.checked_add(span))
-                .ok_or_else(|| {
-                    bad(
-                        "invalid_number",
-                        Some("range".into()),
-                        "the range's last number start + (count-1)*step is 2^128 or more",
-                    )
-                })?;
-            Numbers::Range {
-                start,
-                step,
-                count: count as u64,
-            }
+            // count is at most max_numbers_per_job (a u64) here.
+            Numbers::range(start, step, count as u64).ok_or_else(|| {
+                bad(
+                    "invalid_number",
+                    Some("range".into()),
+                    "the range's last number start + (count-1)*step is 2^128 or more",
+                )
+            })?
         }
     };
     let priority = check_priority(req.priority.unwrap_or(0))?;

@@ -587,18 +587,10 @@ fn job_range(conn: &Connection, info: &JobInfo) -> Result<Option<Numbers>, Store
     };
     let start = crowdfactor_protocol::parse_u128(&start).map_err(|_| corrupt())?;
     let step = crowdfactor_protocol::parse_u128(&step).map_err(|_| corrupt())?;
-    // The last number must fit, as it did when the job was accepted.
-    info.total
-        .checked_sub(1)
-        .and_then(|last| u128::from(last).checked_mul(step))
-        .and_then(|d| d.checked_add(start))
-        .filter(|_| start > 0 && step > 0)
-        .ok_or_else(corrupt)?;
-    Ok(Some(Numbers::Range {
-        start,
-        step,
-        count: info.total,
-    }))
+    // Valid as it was when the job was accepted.
+    Numbers::range(start, step, info.total)
+        .map(Some)
+        .ok_or_else(corrupt)
 }
 
 fn complete(

@@ -67,6 +67,16 @@ pub enum Numbers {
 }
 
 impl Numbers {
+    /// The range `start, start + step, …` of `count` numbers if it is one a
+    /// job may have: start, step and count at least 1, and the last number
+    /// below 2^128.
+    pub fn range(start: u128, step: u128, count: u64) -> Option<Numbers> {
+        u128::from(count.checked_sub(1)?)
+            .checked_mul(step)?
+            .checked_add(start)?;
+        (start > 0 && step > 0).then_some(Numbers::Range { start, step, count })
+    }
+
     /// How many numbers.
     pub fn len(&self) -> u64 {
         match self {
