@@ -124,6 +124,13 @@ impl Server {
         ticks / 100.0
     }
 
+    /// Server CPU time per second of wall time over the next `period`.
+    async fn cpu_share(&self, period: Duration) -> f64 {
+        let before = self.cpu_seconds();
+        tokio::time::sleep(period).await;
+        (self.cpu_seconds() - before) / period.as_secs_f64()
+    }
+
     fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
     }
@@ -262,7 +269,9 @@ fn python_manager(script: &Path, chunks: u64) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Opens `count` idle worker connections; returns the server's memory growth per connection.
+/// Opens `count` idle worker connections; returns the server's memory growth
+/// per connection and its CPU use while they sit silent and while they send
+/// heartbeats.
 async fn idle_memory(count: usize) -> Idle {
     let server = Server::start(&["--in-memory"]).await;
     let mut first = vec![];
@@ -284,9 +293,7 @@ async fn idle_memory(count: usize) -> Idle {
     let after = server.rss();
     // What holding them costs while nothing happens (no heartbeats: these
     // connections stay silent for less than the idle timeout).
-    let cpu_before = server.cpu_seconds();
-    tokio::time::sleep(IDLE_WATCH).await;
-    let idle_cpu = (server.cpu_seconds() - cpu_before) / IDLE_WATCH.as_secs_f64();
+    let idle_cpu = server.cpu_share(IDLE_WATCH).await;
     // Real idle workers send a heartbeat every 5 s (the interval the server
     // asks for), spread out over time.
     let beating: Vec<_> = conns
@@ -313,9 +320,7 @@ async fn idle_memory(count: usize) -> Idle {
         })
         .collect();
     tokio::time::sleep(HEARTBEAT).await;
-    let cpu_before = server.cpu_seconds();
-    tokio::time::sleep(HEARTBEAT * 2).await;
-    let beating_cpu = (server.cpu_seconds() - cpu_before) / (HEARTBEAT * 2).as_secs_f64();
+    let beating_cpu = server.cpu_share(HEARTBEAT * 2).await;
     for task in beating {
         task.abort();
     }
