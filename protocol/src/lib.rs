@@ -36,15 +36,19 @@
 //! |---|---|
 //! | `hello` | `{"type":"hello","protocol":1,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
-//! | `result` | `{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}],"compute_us":41}` (`compute_us` optional) |
+//! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
 //! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned) |
 //! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished) |
 //!
 //! `slots` is how many chunks the worker wants to hold at once (native workers
 //! ask for two per compute thread so a thread never waits for a round trip).
-//! A `result` lists every number of the chunk, in the order of the `assign`,
-//! each with its prime factors ascending and with multiplicity (`1` has none).
+//! A `result`'s `factors` holds one list per number of the chunk, in the
+//! order of the `assign`, each the number's prime factors ascending and with
+//! multiplicity in decimal, separated by single spaces; the lists are
+//! separated by `;` and `1` has an empty one. The example answers the chunk
+//! 12, 1, 5. (The numbers themselves are not repeated: the coordinator knows
+//! them.) See [`FactorLists`].
 //!
 //! # Coordinator → worker ([`ServerMessage`])
 //!
@@ -70,8 +74,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version sent in `hello` and `welcome`; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+mod factor_lists;
+pub use factor_lists::{FactorLists, FactorListsError};
+
+/// Version sent in `hello` and `welcome`; bumped on any incompatible change
+/// (2: `result` carries one `factors` text instead of an object per number).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default upper bound on one message, in bytes (both directions).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -155,24 +163,12 @@ pub struct Hello {
 pub struct ChunkResult {
     /// The chunk these results belong to.
     pub chunk_id: ChunkId,
-    /// One entry per number of the chunk, in assignment order.
-    pub results: Vec<Factored>,
+    /// One factor list per number of the chunk, in assignment order.
+    pub factors: FactorLists,
     /// Wall-clock microseconds the worker spent on the chunk (optional). The
     /// coordinator sizes this worker's next chunks from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_us: Option<u64>,
-}
-
-/// One number and its prime factors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Factored {
-    /// The number that was factored.
-    #[serde(with = "dec")]
-    pub n: u128,
-    /// Its prime factors, ascending, with multiplicity.
-    #[serde(with = "dec_vec")]
-    pub factors: Vec<u128>,
 }
 
 /// A message from the coordinator to a worker.
@@ -309,7 +305,7 @@ struct ResultFrame {
     #[serde(rename = "type")]
     _tag: ResultTag,
     chunk_id: ChunkId,
-    results: Vec<Factored>,
+    factors: FactorLists,
     #[serde(default)]
     compute_us: Option<u64>,
 }
@@ -341,22 +337,14 @@ enum AssignTag {
 /// escape scan and formatter plumbing (a worker sends one per chunk, with
 /// every factor of every number in it).
 fn encode_result(r: &ChunkResult) -> String {
-    let mut out = String::with_capacity(48 + r.results.len() * 48);
+    let mut out = String::with_capacity(64 + r.factors.len() * 24);
     let mut buf = DecimalBuf::new();
     out.push_str(r#"{"type":"result","chunk_id":"#);
     out.push_str(buf.format(r.chunk_id));
-    out.push_str(r#","results":["#);
-    for (i, f) in r.results.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(r#"{"n":""#);
-        out.push_str(format_u128(f.n, &mut buf));
-        out.push_str(r#"","factors":"#);
-        push_dec_list(&mut out, &f.factors, &mut buf);
-        out.push('}');
-    }
-    out.push(']');
+    out.push_str(r#","factors":""#);
+    // Digits, spaces and `;` need no JSON escapes.
+    r.factors.write_text(&mut out, ';');
+    out.push('"');
     if let Some(us) = r.compute_us {
         out.push_str(r#","compute_us":"#);
         out.push_str(buf.format(us));
@@ -448,15 +436,15 @@ fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
     let mut c = Cursor(text.as_bytes());
     c.eat(r#"{"type":"result","chunk_id":"#)?;
     let chunk_id = c.int()?;
-    c.eat(r#","results":"#)?;
-    let results = c.list(|c| {
-        c.eat(r#"{"n":"#)?;
-        let n = c.dec()?;
-        c.eat(r#","factors":"#)?;
-        let factors = c.dec_list()?;
-        c.eat("}")?;
-        Some(Factored { n, factors })
-    })?;
+    c.eat(r#","factors":""#)?;
+    // The text ends at the first quote; a backslash (an escape) is left to
+    // serde, as are malformed lists (serde's error names the problem).
+    let len = c.0.iter().position(|&b| b == b'"' || b == b'\\')?;
+    let (body, rest) = c.0.split_at(len);
+    // Only ASCII before the cut: still valid UTF-8.
+    let factors = FactorLists::parse(std::str::from_utf8(body).ok()?, b';').ok()?;
+    c.0 = rest;
+    c.eat("\"")?;
     let compute_us = if c.peek()? == b',' {
         c.eat(r#","compute_us":"#)?;
         Some(c.int()?)
@@ -466,7 +454,7 @@ fn decode_result_canonical(text: &str) -> Option<ChunkResult> {
     c.eat("}")?;
     c.0.is_empty().then_some(ChunkResult {
         chunk_id,
-        results,
+        factors,
         compute_us,
     })
 }
@@ -517,7 +505,7 @@ impl ClientMessage {
             let f: ResultFrame = serde_json::from_str(text)?;
             return Ok(ClientMessage::Result(ChunkResult {
                 chunk_id: f.chunk_id,
-                results: f.results,
+                factors: f.factors,
                 compute_us: f.compute_us,
             }));
         }
@@ -758,16 +746,12 @@ mod tests {
         });
         round_trip_client(ClientMessage::Result(ChunkResult {
             chunk_id: 9,
-            results: vec![
-                Factored {
-                    n: u128::MAX,
-                    factors: vec![3, 5, 17, 257, 641, 65537, 274177, 6700417, 67280421310721],
-                },
-                Factored {
-                    n: 1,
-                    factors: vec![],
-                },
-            ],
+            factors: [
+                vec![3, 5, 17, 257, 641, 65537, 274177, 6700417, 67280421310721],
+                vec![],
+            ]
+            .iter()
+            .collect(),
             compute_us: None,
         }));
     }
@@ -775,7 +759,7 @@ mod tests {
     #[test]
     fn server_messages_round_trip() {
         round_trip_server(ServerMessage::Welcome {
-            protocol: 1,
+            protocol: PROTOCOL_VERSION,
             worker_id: 3,
             heartbeat_ms: 5000,
             lease_timeout_ms: 30000,
@@ -810,28 +794,17 @@ mod tests {
             assign.encode(),
             r#"{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}"#
         );
-        let result = ClientMessage::decode(
-            r#"{"type":"result","chunk_id":17,"results":[{"n":"12","factors":["2","2","3"]},{"n":"1","factors":[]}],"compute_us":41}"#,
-            1 << 20,
-        )
-        .expect("documented example decodes");
+        let example = r#"{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}"#;
+        let result = ClientMessage::decode(example, 1 << 20).expect("documented example decodes");
         assert_eq!(
             result,
             ClientMessage::Result(ChunkResult {
                 chunk_id: 17,
-                results: vec![
-                    Factored {
-                        n: 12,
-                        factors: vec![2, 2, 3]
-                    },
-                    Factored {
-                        n: 1,
-                        factors: vec![]
-                    },
-                ],
+                factors: [vec![2, 2, 3], vec![], vec![5]].iter().collect(),
                 compute_us: Some(41),
             })
         );
+        assert_eq!(result.encode(), example);
         assert_eq!(ClientMessage::Heartbeat.encode(), r#"{"type":"heartbeat"}"#);
     }
 
@@ -846,9 +819,11 @@ mod tests {
             r#"{"type":"ack"}"#,
             r#"{"type":"ack","chunk_id":-1}"#,
             r#"{"type":"ack","chunk_id":1,"extra":2}"#,
-            r#"{"type":"result","chunk_id":1,"results":[{"n":"-3","factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":1,"results":[{"n":"340282366920938463463374607431768211456","factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":1,"results":[{"n":"12","factors":["2","2",3.5]}]}"#,
+            r#"{"type":"result","chunk_id":1,"factors":"-3"}"#,
+            r#"{"type":"result","chunk_id":1,"factors":"340282366920938463463374607431768211456"}"#,
+            r#"{"type":"result","chunk_id":1,"factors":"2 2 3.5"}"#,
+            r#"{"type":"result","chunk_id":1,"factors":["2","2","3"]}"#,
+            r#"{"type":"result","chunk_id":1,"results":[{"n":"12","factors":["2","2","3"]}]}"#,
             "\u{0}\u{1}garbage",
         ] {
             let err = ClientMessage::decode(bad, 1 << 20).expect_err(bad);
@@ -864,15 +839,15 @@ mod tests {
 
     #[test]
     fn plain_json_integers_are_accepted_for_numbers() {
-        let msg = ClientMessage::decode(
-            r#"{"type":"result","chunk_id":1,"results":[{"n":12,"factors":[2,2,3]}]}"#,
+        let msg = ServerMessage::decode(
+            r#"{"type":"assign","chunk_id":1,"job_id":"2","numbers":[12,13]}"#,
             1 << 20,
         )
         .expect("integers decode");
-        let ClientMessage::Result(r) = msg else {
-            panic!("not a result")
+        let ServerMessage::Assign(a) = msg else {
+            panic!("not an assignment")
         };
-        assert_eq!(r.results[0].factors, vec![2, 2, 3]);
+        assert_eq!(a.numbers, vec![12, 13]);
     }
 
     #[test]
@@ -926,13 +901,13 @@ mod fast_path_tests {
 
     #[test]
     fn tag_first_and_tag_elsewhere_decode_alike() {
-        let first = r#"{"type":"result","chunk_id":3,"results":[{"n":"12","factors":["2","2","3"]}],"compute_us":9}"#;
-        let later = r#"{"chunk_id":3,"results":[{"n":"12","factors":["2","2","3"]}],"type":"result","compute_us":9}"#;
+        let first = r#"{"type":"result","chunk_id":3,"factors":"2 2 3","compute_us":9}"#;
+        let later = r#"{"chunk_id":3,"factors":"2 2 3","type":"result","compute_us":9}"#;
         assert_eq!(
             ClientMessage::decode(first, 1 << 10).expect("fast path"),
             ClientMessage::decode(later, 1 << 10).expect("general path")
         );
-        let bad = r#"{"type":"result","chunk_id":3,"results":[],"extra":1}"#;
+        let bad = r#"{"type":"result","chunk_id":3,"factors":"","extra":1}"#;
         assert!(
             ClientMessage::decode(bad, 1 << 10).is_err(),
             "unknown fields are refused on the fast path too"
@@ -962,17 +937,14 @@ mod fast_path_tests {
                 .wrapping_add(11);
             x >> (x % 128) as u32
         };
-        for len in 0..40 {
-            let results = (0..len)
-                .map(|i| Factored {
-                    n: next(),
-                    factors: (0..(i % 4)).map(|_| next()).collect(),
-                })
+        for len in 1..40 {
+            let factors = (0..len)
+                .map(|i| (0..(i % 4)).map(|_| next()).collect::<Vec<_>>())
                 .collect();
             let compute_us = (len % 3 != 0).then_some(len as u64 * 1000);
             let msg = ClientMessage::Result(ChunkResult {
                 chunk_id: next() as u64,
-                results,
+                factors,
                 compute_us,
             });
             let text = msg.encode();
@@ -1020,22 +992,23 @@ mod fast_path_tests {
         }
         let serde_says = |t: &str| serde_json::from_str::<ClientMessage>(t).ok();
         for text in [
-            r#"{"type":"result","chunk_id":3,"results":[]}"#,
-            r#"{"type":"result","chunk_id":03,"results":[]}"#,
-            r#"{"type":"result","chunk_id":-3,"results":[]}"#,
-            r#"{"type":"result","chunk_id":18446744073709551616,"results":[]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"","factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"1","factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"\u0031","factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":1,"factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]}],"compute_us":0}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3",]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]},]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"6", "factors":["2","3"]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]}]} "#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"6","factors":["2","3"]}]}x"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"340282366920938463463374607431768211456","factors":[]}]}"#,
-            r#"{"type":"result","chunk_id":3,"results":[{"n":"000000000000000000000000000000000000000000012","factors":["12"]}]}"#,
+            r#"{"type":"result","chunk_id":3,"factors":""}"#,
+            r#"{"type":"result","chunk_id":03,"factors":""}"#,
+            r#"{"type":"result","chunk_id":-3,"factors":""}"#,
+            r#"{"type":"result","chunk_id":18446744073709551616,"factors":""}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3;7"}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"\u0032 3;7"}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3\n7"}"#,
+            r#"{"type":"result","chunk_id":3,"factors":2}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3","compute_us":0}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3 "}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2  3"}"#,
+            r#"{"type":"result","chunk_id":3, "factors":"2 3"}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3"} "#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3"}x"#,
+            r#"{"type":"result","chunk_id":3,"factors":"2 3","factors":"5"}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"340282366920938463463374607431768211456"}"#,
+            r#"{"type":"result","chunk_id":3,"factors":"000000000000000000000000000000000000000000012"}"#,
         ] {
             let fast = decode_result_canonical(text).map(ClientMessage::Result);
             if let Some(f) = &fast {

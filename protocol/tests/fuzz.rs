@@ -6,12 +6,10 @@
 use crowdfactor_protocol::*;
 use proptest::prelude::*;
 
-fn factored() -> impl Strategy<Value = Factored> {
-    (
-        any::<u128>(),
-        proptest::collection::vec(any::<u128>(), 0..6),
-    )
-        .prop_map(|(n, factors)| Factored { n, factors })
+/// Factor lists of a chunk (which has at least one number).
+fn factor_lists() -> impl Strategy<Value = FactorLists> {
+    proptest::collection::vec(proptest::collection::vec(any::<u128>(), 0..6), 1..6)
+        .prop_map(|lists| lists.iter().collect())
 }
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
@@ -39,13 +37,13 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             .prop_map(|chunk_ids| ClientMessage::Release { chunk_ids }),
         (
             (0u64..1 << 53),
-            proptest::collection::vec(factored(), 0..5),
+            factor_lists(),
             proptest::option::of(any::<u64>())
         )
-            .prop_map(|(chunk_id, results, compute_us)| {
+            .prop_map(|(chunk_id, factors, compute_us)| {
                 ClientMessage::Result(ChunkResult {
                     chunk_id,
-                    results,
+                    factors,
                     compute_us,
                 })
             }),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crowdfactor_protocol::{Assignment, ChunkId, ServerMessage, WorkerKind};
+use crowdfactor_protocol::{Assignment, ChunkId, FactorLists, ServerMessage, WorkerKind};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::{mpsc, watch};
 
@@ -56,13 +56,13 @@ impl Default for ChunkSizing {
     }
 }
 
-/// An upper bound on the bytes of one number's entry in a `result` message:
-/// `{"n":"<n>","factors":["p",...]},`. The factors' digits add up to at most
-/// digits(n) + Ω(n), and Ω(n) ≤ bits(n).
+/// An upper bound on the bytes of one number's factor list in a `result`
+/// message: the factors' digits add up to at most digits(n) + Ω(n), plus
+/// Ω(n) − 1 spaces and one `;`, and Ω(n) ≤ bits(n).
 fn result_bytes_bound(n: u128) -> usize {
     let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
     let bits = 128 - n.leading_zeros() as usize;
-    24 + 2 * digits + 4 * bits
+    1 + digits + 2 * bits
 }
 
 /// A chunk: a span of a job and its numbers.
@@ -704,7 +704,7 @@ impl Coordinator {
         &self,
         conn: ConnId,
         chunk: ChunkId,
-        factors: Vec<Vec<u128>>,
+        factors: FactorLists,
         compute: Option<Duration>,
     ) -> Result<Completion, StoreError> {
         let Some((kind, span)) = self.accept_begin(conn, chunk) else {
@@ -721,7 +721,7 @@ impl Coordinator {
         &self,
         conn: ConnId,
         chunk: ChunkId,
-        factors: Vec<Vec<u128>>,
+        factors: FactorLists,
         compute: Option<Duration>,
     ) -> Result<Completion, StoreError> {
         let Some((kind, span)) = self.accept_begin(conn, chunk) else {
@@ -1134,7 +1134,7 @@ mod tests {
             // This worker factors 10,000 numbers per second per thread.
             let took = Duration::from_micros(span.len * 100);
             let factors = vec![vec![]; span.len as usize];
-            c.accept(a, x.chunk_id, factors, Some(took))
+            c.accept(a, x.chunk_id, factors.into(), Some(took))
                 .expect("accept");
         }
         assert_covers(&spans, total);
@@ -1185,13 +1185,7 @@ mod tests {
         assert!(len as usize * result_bytes_bound(1 << 127) <= 64 << 10);
         let text = ClientMessage::Result(crowdfactor_protocol::ChunkResult {
             chunk_id: 1,
-            results: vec![
-                crowdfactor_protocol::Factored {
-                    n: 1 << 127,
-                    factors: vec![2; 127]
-                };
-                len as usize
-            ],
+            factors: vec![vec![2; 127]; len as usize].iter().collect(),
             compute_us: Some(u64::MAX),
         })
         .encode();
@@ -1213,7 +1207,7 @@ mod tests {
                     start: 3,
                     len: 2,
                 },
-                vec![vec![2, 2], vec![5]],
+                vec![vec![2, 2], vec![5]].into(),
                 WorkerKind::Native,
             )
             .expect("complete");
@@ -1265,7 +1259,8 @@ mod tests {
         ));
         assert!(matches!(c.check_result(a, id), ResultCheck::Verify(_)));
         assert_eq!(
-            c.accept(a, id, vec![vec![2, 3]], None).expect("accept"),
+            c.accept(a, id, vec![vec![2, 3]].into(), None)
+                .expect("accept"),
             Completion::Accepted { job_done: true }
         );
         assert!(matches!(c.check_result(b, id), ResultCheck::AlreadyDone));

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crowdfactor_protocol::WorkerKind;
+use crowdfactor_protocol::{FactorLists, WorkerKind};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
@@ -119,19 +119,10 @@ fn decode_numbers_into(text: &str, job: JobId, out: &mut Vec<u128>) -> Result<()
 }
 
 /// Factor lists, one per line (an empty line for 1).
-fn encode_factors(factors: &[Vec<u128>]) -> String {
+fn encode_factors(factors: &FactorLists) -> String {
     let mut s = String::with_capacity(factors.len() * 16);
-    push_factors(&mut s, factors);
+    factors.write_text(&mut s, '\n');
     s
-}
-
-fn push_factors(s: &mut String, factors: &[Vec<u128>]) {
-    for (i, f) in factors.iter().enumerate() {
-        if i > 0 {
-            s.push('\n');
-        }
-        push_numbers(s, f);
-    }
 }
 
 /// A created job and its numbers.
@@ -144,7 +135,7 @@ enum Op {
     },
     Complete {
         span: Span,
-        factors: Vec<Vec<u128>>,
+        factors: FactorLists,
         kind: WorkerKind,
         done: Done,
     },
@@ -599,7 +590,7 @@ fn complete(
     runs: &mut HashMap<i64, Run>,
     displaced: &mut Vec<(i64, Run)>,
     span: Span,
-    factors: &[Vec<u128>],
+    factors: &FactorLists,
     kind: WorkerKind,
 ) -> Result<Completion, StoreError> {
     let job = span.job as i64;
@@ -651,7 +642,7 @@ fn complete(
     match run {
         Some(r) if r.end == span.start && r.end - r.start + span.len <= RUN_MAX_NUMBERS => {
             r.factors.push('\n');
-            push_factors(&mut r.factors, factors);
+            factors.write_text(&mut r.factors, '\n');
             r.end = span.end();
         }
         _ => {
@@ -792,7 +783,7 @@ impl Store for SqliteStore {
     fn complete_span(
         &self,
         span: Span,
-        factors: Vec<Vec<u128>>,
+        factors: FactorLists,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
@@ -803,13 +794,7 @@ impl Store for SqliteStore {
         answer.recv().map_err(|_| backend(WriterGone))?
     }
 
-    fn complete_span_then(
-        &self,
-        span: Span,
-        factors: Vec<Vec<u128>>,
-        kind: WorkerKind,
-        done: Done,
-    ) {
+    fn complete_span_then(&self, span: Span, factors: FactorLists, kind: WorkerKind, done: Done) {
         let op = Op::Complete {
             span,
             factors,
@@ -957,7 +942,11 @@ mod tests {
             len: 2,
         };
         store
-            .complete_span(span, vec![vec![2; 12], vec![17, 241]], WorkerKind::Native)
+            .complete_span(
+                span,
+                vec![vec![2; 12], vec![17, 241]].into(),
+                WorkerKind::Native,
+            )
             .expect("complete");
         drop(store);
         let store = SqliteStore::open(&path).expect("reopen");
@@ -1010,7 +999,7 @@ mod tests {
                 .map(|&n| crowdfactor_factor::factor(n))
                 .collect();
             store
-                .complete_span(span, factors, WorkerKind::Native)
+                .complete_span(span, factors.into(), WorkerKind::Native)
                 .expect("complete");
             info.id
         };
@@ -1102,7 +1091,7 @@ mod tests {
                 };
                 store.complete_span_then(
                     span,
-                    vec![factors],
+                    vec![factors].into(),
                     WorkerKind::Native,
                     Box::new(move |r| {
                         let _ = tx.send((start, r));
@@ -1166,7 +1155,7 @@ mod tests {
                     start: 2,
                     len: 3,
                 },
-                vec![vec![3, 3], vec![2, 5], vec![]],
+                vec![vec![3, 3], vec![2, 5], vec![]].into(),
                 WorkerKind::Native,
             )
             .expect("complete");

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crowdfactor_protocol::WorkerKind;
+use crowdfactor_protocol::{FactorLists, WorkerKind};
 use serde::Serialize;
 
 /// Identifies a job.
@@ -255,20 +255,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn complete_span(
         &self,
         span: Span,
-        factors: Vec<Vec<u128>>,
+        factors: FactorLists,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError>;
 
     /// Like [`Store::complete_span`], but hands the outcome to `done`
     /// (possibly on another thread, once durable) instead of blocking the
     /// caller. The default calls `complete_span` and then `done`.
-    fn complete_span_then(
-        &self,
-        span: Span,
-        factors: Vec<Vec<u128>>,
-        kind: WorkerKind,
-        done: Done,
-    ) {
+    fn complete_span_then(&self, span: Span, factors: FactorLists, kind: WorkerKind, done: Done) {
         done(self.complete_span(span, factors, kind));
     }
 
@@ -332,7 +326,7 @@ struct MemJob {
     /// Accepted spans by their first index, with one factor list per
     /// number: nothing is kept for numbers without a result (a queued
     /// 10^7-number range costs no memory until its results come in).
-    spans: BTreeMap<u64, Vec<Vec<u128>>>,
+    spans: BTreeMap<u64, FactorLists>,
 }
 
 impl MemJob {
@@ -414,7 +408,7 @@ impl Store for MemoryStore {
     fn complete_span(
         &self,
         span: Span,
-        factors: Vec<Vec<u128>>,
+        factors: FactorLists,
         kind: WorkerKind,
     ) -> Result<Completion, StoreError> {
         let mut inner = self.lock();
@@ -480,7 +474,7 @@ impl Store for MemoryStore {
             let found = spans
                 .peek()
                 .filter(|(&s, _)| s <= at)
-                .map(|(&s, fs)| fs[(at - s) as usize].as_slice());
+                .and_then(|(&s, fs)| fs.get((at - s) as usize));
             f(n, found);
         }
         Ok(true)
@@ -530,34 +524,42 @@ pub(crate) mod tests {
             len,
         };
         let ok = store
-            .complete_span(span(0, 2), vec![vec![2, 2], vec![2, 3]], WorkerKind::Native)
+            .complete_span(
+                span(0, 2),
+                vec![vec![2, 2], vec![2, 3]].into(),
+                WorkerKind::Native,
+            )
             .expect("complete");
         assert_eq!(ok, Completion::Accepted { job_done: false });
         for overlapping in [span(0, 2), span(1, 1), span(1, 2)] {
             let factors = vec![vec![3]; overlapping.len as usize];
             assert_eq!(
                 store
-                    .complete_span(overlapping, factors, WorkerKind::Native)
+                    .complete_span(overlapping, factors.into(), WorkerKind::Native)
                     .expect("dup"),
                 Completion::Duplicate
             );
         }
         assert!(store
-            .complete_span(span(2, 2), vec![vec![3, 3]], WorkerKind::Native)
+            .complete_span(span(2, 2), vec![vec![3, 3]].into(), WorkerKind::Native)
             .is_err());
         assert!(store
-            .complete_span(span(4, 2), vec![vec![3, 5], vec![1]], WorkerKind::Native)
+            .complete_span(
+                span(4, 2),
+                vec![vec![3, 5], vec![1]].into(),
+                WorkerKind::Native
+            )
             .is_err());
         let open = store.open_jobs().expect("open");
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].done, vec![(0, 2)]);
         store
-            .complete_span(span(4, 1), vec![vec![3, 5]], WorkerKind::Native)
+            .complete_span(span(4, 1), vec![vec![3, 5]].into(), WorkerKind::Native)
             .expect("complete");
         let last = store
             .complete_span(
                 span(2, 2),
-                vec![vec![3, 3], vec![2, 5]],
+                vec![vec![3, 3], vec![2, 5]].into(),
                 WorkerKind::Browser,
             )
             .expect("complete");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use crowdfactor_protocol::{
-    ChunkId, ChunkResult, ClientMessage, ErrorCode, Hello, ServerMessage, PROTOCOL_VERSION,
+    ChunkId, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello, ServerMessage,
+    PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -382,26 +383,18 @@ impl Session<'_> {
     }
 }
 
-/// Checks a worker's result against the chunk: same numbers in the same
-/// order, and each factorization verified. Returns the factor lists.
-fn check(numbers: &[u128], result: ChunkResult) -> Result<Vec<Vec<u128>>, String> {
-    if result.results.len() != numbers.len() {
+/// Checks a worker's result against the chunk: one factor list per number,
+/// each the number's verified factorization. Returns the factor lists.
+fn check(numbers: &[u128], result: ChunkResult) -> Result<FactorLists, String> {
+    if result.factors.len() != numbers.len() {
         return Err(format!(
-            "expected {} results, got {}",
+            "expected {} factor lists, got {}",
             numbers.len(),
-            result.results.len()
+            result.factors.len()
         ));
     }
-    let mut out = Vec::with_capacity(numbers.len());
-    for (want, got) in numbers.iter().zip(result.results) {
-        if got.n != *want {
-            return Err(format!(
-                "expected a result for {want}, got one for {}",
-                got.n
-            ));
-        }
-        crowdfactor_factor::verify(got.n, &got.factors).map_err(|e| format!("{}: {e}", got.n))?;
-        out.push(got.factors);
+    for (&n, factors) in numbers.iter().zip(result.factors.iter()) {
+        crowdfactor_factor::verify(n, factors).map_err(|e| format!("{n}: {e}"))?;
     }
-    Ok(out)
+    Ok(result.factors)
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crowdfactor_e2e::{bin, free_port, temp_dir};
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, Factored, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+    ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -179,17 +179,13 @@ async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
                 let ack = ClientMessage::Ack {
                     chunk_id: a.chunk_id,
                 };
-                let results = a
-                    .numbers
-                    .iter()
-                    .map(|&n| Factored {
-                        n,
-                        factors: crowdfactor_factor::factor(n),
-                    })
-                    .collect();
+                let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
+                for &n in &a.numbers {
+                    factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
+                }
                 let result = ClientMessage::Result(ChunkResult {
                     chunk_id: a.chunk_id,
-                    results,
+                    factors,
                     compute_us: Some(1),
                 });
                 if sink.feed(Message::text(ack.encode())).await.is_err()

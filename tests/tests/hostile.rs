@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crowdfactor_e2e::*;
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, ErrorCode, Factored, Hello, ServerMessage, WorkerKind,
+    ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello, ServerMessage, WorkerKind,
     PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -55,13 +55,10 @@ async fn recv(ws: &mut Ws) -> Option<ServerMessage> {
 fn true_result(a: &crowdfactor_protocol::Assignment) -> ClientMessage {
     ClientMessage::Result(ChunkResult {
         chunk_id: a.chunk_id,
-        results: a
+        factors: a
             .numbers
             .iter()
-            .map(|&n| Factored {
-                n,
-                factors: crowdfactor_factor::factor(n),
-            })
+            .map(|&n| crowdfactor_factor::factor(n))
             .collect(),
         compute_us: None,
     })
@@ -117,14 +114,10 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
         let a = next_assign(&mut liar).await;
         ack(&mut liar, &a).await;
         let lie = lies.remove(0);
-        let results = a
-            .numbers
-            .iter()
-            .map(|&n| Factored { n, factors: lie(n) })
-            .collect();
+        let factors: FactorLists = a.numbers.iter().map(|&n| lie(n)).collect();
         let msg = ClientMessage::Result(ChunkResult {
             chunk_id: a.chunk_id,
-            results,
+            factors,
             compute_us: None,
         });
         liar.send(Message::text(msg.encode())).await.unwrap();
@@ -201,7 +194,9 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
     let garbage = [
         "not json",
         r#"{"type":"hullo"}"#,
-        r#"{"type":"result","chunk_id":1,"results":[{"n":"-1","factors":[]}]}"#,
+        r#"{"type":"result","chunk_id":1,"factors":"-1"}"#,
+        r#"{"type":"result","chunk_id":1,"factors":"2  3"}"#,
+        r#"{"type":"result","chunk_id":1,"results":[{"n":"6","factors":["2","3"]}]}"#,
         r#"{"type":"ack"}"#,
     ];
     for g in garbage {
@@ -244,10 +239,7 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
     let mut stranger = connect(&server, 0).await;
     let fake = ClientMessage::Result(ChunkResult {
         chunk_id: 1,
-        results: vec![Factored {
-            n: 1000000000001,
-            factors: vec![73, 137, 99990001],
-        }],
+        factors: [[73, 137, 99990001]].iter().collect(),
         compute_us: None,
     });
     stranger.send(Message::text(fake.encode())).await.unwrap();

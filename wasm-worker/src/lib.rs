@@ -7,7 +7,7 @@
 //! worker's.
 
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, Factored, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+    ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
 };
 use wasm_bindgen::prelude::*;
 
@@ -44,17 +44,13 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
     else {
         return Err(Error::NotAssign);
     };
-    let results = a
-        .numbers
-        .into_iter()
-        .map(|n| Factored {
-            n,
-            factors: crowdfactor_factor::factor(n),
-        })
-        .collect();
+    let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
+    for n in a.numbers {
+        factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
+    }
     Ok(ClientMessage::Result(ChunkResult {
         chunk_id: a.chunk_id,
-        results,
+        factors,
         compute_us: None,
     })
     .encode())
@@ -67,7 +63,7 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
 pub struct ChunkJob {
     chunk_id: u64,
     numbers: Vec<u128>,
-    results: Vec<Factored>,
+    results: FactorLists,
 }
 
 #[wasm_bindgen]
@@ -82,7 +78,7 @@ impl ChunkJob {
         };
         Ok(ChunkJob {
             chunk_id: a.chunk_id,
-            results: Vec::with_capacity(a.numbers.len()),
+            results: FactorLists::with_capacity(a.numbers.len(), 4),
             numbers: a.numbers,
         })
     }
@@ -92,10 +88,8 @@ impl ChunkJob {
         let start = self.results.len();
         let end = (start + count.max(1) as usize).min(self.numbers.len());
         for &n in &self.numbers[start..end] {
-            self.results.push(Factored {
-                n,
-                factors: crowdfactor_factor::factor(n),
-            });
+            self.results
+                .push_with(|v| crowdfactor_factor::factor_into(n, v));
         }
         self.results.len() == self.numbers.len()
     }
@@ -111,7 +105,7 @@ impl ChunkJob {
     pub fn finish(self, elapsed_ms: f64) -> String {
         ClientMessage::Result(ChunkResult {
             chunk_id: self.chunk_id,
-            results: self.results,
+            factors: self.results,
             compute_us: Some((elapsed_ms.max(0.0) * 1000.0) as u64),
         })
         .encode()

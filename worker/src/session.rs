@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{
-    ChunkId, ChunkResult, ClientMessage, ErrorCode, Factored, Hello, ServerMessage, WorkerKind,
+    ChunkId, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello, ServerMessage, WorkerKind,
     DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -183,7 +183,7 @@ async fn session(
         }
         _ => return Err(SessionError::NoWelcome),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ChunkId, Vec<Factored>, Duration)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ChunkId, FactorLists, Duration)>();
     let mut inflight: HashSet<ChunkId> = HashSet::new();
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
     // Chunks whose computation has begun (the rest can be handed back).
@@ -266,7 +266,7 @@ async fn session(
                 }
                 stats.numbers += results.len() as u64;
                 stats.chunks += 1;
-                let msg = ClientMessage::Result(ChunkResult { chunk_id, results, compute_us: Some(took.as_micros() as u64) });
+                let msg = ClientMessage::Result(ChunkResult { chunk_id, factors: results, compute_us: Some(took.as_micros() as u64) });
                 sink.send(Message::text(msg.encode())).await?;
                 if draining && inflight.is_empty() {
                     let _ = sink.send(Message::Close(None)).await;
@@ -315,14 +315,11 @@ async fn session(
 
 /// Factors a chunk; below 100 % CPU it sleeps between slices so that
 /// work / (work + sleep) matches `cpu_percent`.
-fn factor_chunk(numbers: Vec<u128>, cpu_percent: u8) -> Vec<Factored> {
-    let mut out = Vec::with_capacity(numbers.len());
+fn factor_chunk(numbers: Vec<u128>, cpu_percent: u8) -> FactorLists {
+    let mut out = FactorLists::with_capacity(numbers.len(), 4);
     let mut slice_start = Instant::now();
     for n in numbers {
-        out.push(Factored {
-            n,
-            factors: crowdfactor_factor::factor(n),
-        });
+        out.push_with(|v| crowdfactor_factor::factor_into(n, v));
         if cpu_percent < 100 {
             let worked = slice_start.elapsed();
             if worked >= Duration::from_millis(10) {

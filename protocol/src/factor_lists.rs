@@ -1,0 +1,268 @@
+//! [`FactorLists`]: the factorizations of a chunk, kept flat.
+
+use std::fmt;
+
+/// The prime factors of each number of a chunk, in the chunk's order, kept
+/// in one flat vector (a chunk of a million numbers is two allocations, not
+/// a million).
+///
+/// On the wire (the `factors` field of `result`) it is one string: the lists
+/// separated by `;`, each list's factors in decimal separated by single
+/// spaces, an empty list (for 1) empty — `"2 2 3;;5"` is 12, 1, 5. As a
+/// chunk has at least one number, `""` is one empty list.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FactorLists {
+    factors: Vec<u128>,
+    /// `ends[i]` is where list i ends in `factors`.
+    ends: Vec<u32>,
+}
+
+/// Why the `factors` text of a result could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactorListsError {
+    /// Something other than a digit, one space between factors or `;`
+    /// between lists.
+    #[error("factor list {list}: expected digits separated by single spaces")]
+    Syntax {
+        /// Which list (from 0).
+        list: usize,
+    },
+    /// A factor of 2^128 or more, or with a leading zero.
+    #[error("factor list {list}: {why}")]
+    Number {
+        /// Which list (from 0).
+        list: usize,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// More factors than the wire format allows.
+    #[error("too many factors")]
+    TooMany,
+}
+
+impl FactorLists {
+    /// No lists.
+    pub fn new() -> Self {
+        FactorLists::default()
+    }
+
+    /// Room for `lists` lists of about `per_list` factors each.
+    pub fn with_capacity(lists: usize, per_list: usize) -> Self {
+        FactorLists {
+            factors: Vec::with_capacity(lists.saturating_mul(per_list)),
+            ends: Vec::with_capacity(lists),
+        }
+    }
+
+    /// Appends one list.
+    pub fn push(&mut self, list: &[u128]) {
+        self.factors.extend_from_slice(list);
+        self.close_list();
+    }
+
+    /// Appends one list written by `fill`, which appends its factors to the
+    /// vector it is given (e.g. `crowdfactor_factor::factor_into`).
+    pub fn push_with(&mut self, fill: impl FnOnce(&mut Vec<u128>)) {
+        fill(&mut self.factors);
+        self.close_list();
+    }
+
+    fn close_list(&mut self) {
+        // 2^32 factors would be at least 8 GiB of u128s: far beyond any
+        // message limit, so the end always fits.
+        self.ends.push(self.factors.len() as u32);
+    }
+
+    /// How many lists.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no lists.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// List `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u128]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j] as usize);
+        Some(&self.factors[start..end])
+    }
+
+    /// The lists in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u128]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let list = &self.factors[start..end as usize];
+            start = end as usize;
+            list
+        })
+    }
+
+    /// Appends the lists as text: factors separated by spaces, lists by
+    /// `sep` (`;` on the wire).
+    pub fn write_text(&self, out: &mut String, sep: char) {
+        let mut buf = crate::DecimalBuf::new();
+        for (i, list) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(sep);
+            }
+            for (j, &f) in list.iter().enumerate() {
+                if j > 0 {
+                    out.push(' ');
+                }
+                out.push_str(crate::format_u128(f, &mut buf));
+            }
+        }
+    }
+
+    /// Reads lists written by [`FactorLists::write_text`] with separator
+    /// `sep`: exactly one space between factors, no leading zeros.
+    pub fn parse(text: &str, sep: u8) -> Result<Self, FactorListsError> {
+        let bytes = text.as_bytes();
+        let mut out = FactorLists::with_capacity(bytes.len() / 16 + 1, 4);
+        let mut i = 0;
+        loop {
+            let list = out.len();
+            // One list: empty, or factors separated by single spaces.
+            if i < bytes.len() && bytes[i] != sep {
+                loop {
+                    let len = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    let digits = &bytes[i..i + len];
+                    if digits.is_empty() {
+                        return Err(FactorListsError::Syntax { list });
+                    }
+                    if digits.len() > 1 && digits[0] == b'0' {
+                        return Err(FactorListsError::Number {
+                            list,
+                            why: "leading zero",
+                        });
+                    }
+                    let v = crate::digits_value(digits).ok_or(FactorListsError::Number {
+                        list,
+                        why: "a factor of 2^128 or more",
+                    })?;
+                    out.factors.push(v);
+                    i += len;
+                    match bytes.get(i) {
+                        Some(b' ') => i += 1,
+                        Some(&b) if b == sep => break,
+                        None => break,
+                        Some(_) => return Err(FactorListsError::Syntax { list }),
+                    }
+                }
+            }
+            if out.factors.len() > u32::MAX as usize {
+                return Err(FactorListsError::TooMany);
+            }
+            out.close_list();
+            match bytes.get(i) {
+                None => return Ok(out),
+                // `sep`: another list follows (possibly empty).
+                Some(_) => i += 1,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for FactorLists {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<L: AsRef<[u128]>> FromIterator<L> for FactorLists {
+    fn from_iter<I: IntoIterator<Item = L>>(iter: I) -> Self {
+        let mut out = FactorLists::new();
+        for list in iter {
+            out.push(list.as_ref());
+        }
+        out
+    }
+}
+
+impl From<Vec<Vec<u128>>> for FactorLists {
+    fn from(lists: Vec<Vec<u128>>) -> Self {
+        lists.iter().collect()
+    }
+}
+
+impl serde::Serialize for FactorLists {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(self.factors.len() * 8 + self.ends.len());
+        self.write_text(&mut text, ';');
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FactorLists {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FactorLists;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("factor lists as text, e.g. \"2 2 3;;5\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FactorLists, E> {
+                FactorLists::parse(v, b';').map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trips() {
+        let cases: Vec<Vec<Vec<u128>>> = vec![
+            vec![vec![]],
+            vec![vec![2, 2, 3], vec![], vec![5]],
+            vec![vec![], vec![]],
+            vec![vec![u128::MAX, 0, 1], vec![7]],
+        ];
+        for lists in cases {
+            let f: FactorLists = lists.iter().collect();
+            let mut text = String::new();
+            f.write_text(&mut text, ';');
+            assert_eq!(FactorLists::parse(&text, b';'), Ok(f.clone()), "{text}");
+            assert_eq!(f.iter().map(<[u128]>::to_vec).collect::<Vec<_>>(), lists);
+            assert_eq!(f.len(), lists.len());
+            for (i, l) in lists.iter().enumerate() {
+                assert_eq!(f.get(i), Some(l.as_slice()));
+            }
+            assert_eq!(f.get(lists.len()), None);
+        }
+        let mut text = String::new();
+        [[2u128, 2, 3]]
+            .iter()
+            .collect::<FactorLists>()
+            .write_text(&mut text, ';');
+        assert_eq!(text, "2 2 3");
+        assert_eq!(FactorLists::parse("2 2 3;;5", b';').map(|f| f.len()), Ok(3));
+        assert_eq!(FactorLists::parse("", b';').map(|f| f.len()), Ok(1));
+    }
+
+    #[test]
+    fn malformed_text_is_refused() {
+        for bad in [
+            " ",
+            "2  3",
+            "2 ",
+            " 2",
+            "2;3 ",
+            "2,3",
+            "02",
+            "2 -3",
+            "2\n3",
+            "x",
+            "340282366920938463463374607431768211456",
+        ] {
+            assert!(FactorLists::parse(bad, b';').is_err(), "{bad:?}");
+        }
+        assert_eq!(FactorLists::parse("2\n3", b'\n').map(|f| f.len()), Ok(2));
+    }
+}
