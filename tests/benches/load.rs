@@ -9,7 +9,8 @@
 //!    (`classic_manager.py`), measured in the same run;
 //! 3. server memory per connected idle worker;
 //! 4. a range job through the coordinator and one real `crowdfactor-worker`,
-//!    against the engine alone on the same numbers and threads.
+//!    against the engine alone on the same numbers and threads: on every
+//!    core, and with one core left to the coordinator.
 //!
 //! `--quick` shrinks every workload so CI can check that it runs.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a bench binary: its report is its output
@@ -511,24 +512,37 @@ async fn idle_workers(idle: usize) {
     println!();
 }
 
-async fn range_jobs(job_count: u64, threads: usize) {
-    let start = 999_999_999_999u128;
-    let numbers: Vec<u128> = (0..job_count).map(|i| start + 2 * u128::from(i)).collect();
-    let engine = engine_alone(&numbers, threads);
-    let coord = through_coordinator(start, job_count, threads).await;
-    println!(
-        "range job, {job_count} numbers from {start} step 2, {threads} threads: engine alone {engine:.2} s; \
-         coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
-        coord / engine
-    );
-    let start = 1u128 << 64;
-    let count = job_count / 10;
-    let numbers: Vec<u128> = (0..count).map(|i| start + 1 + 2 * u128::from(i)).collect();
-    let engine = engine_alone(&numbers, threads);
-    let coord = through_coordinator(start + 1, count, threads).await;
-    println!(
-        "range job, {count} numbers from 2^64+1 step 2, {threads} threads: engine alone {engine:.2} s; \
-         coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
-        coord / engine
-    );
+/// The range jobs, first on every core (worker and coordinator share them),
+/// then with one core left to the coordinator, as when it runs on another
+/// machine than the worker (engine alone and worker on the same threads).
+async fn range_jobs(job_count: u64, cores: usize) {
+    for threads in [cores, cores - 1] {
+        if threads == 0 {
+            continue;
+        }
+        let setting = if threads == cores {
+            format!("{threads} threads, sharing the cores with the coordinator")
+        } else {
+            format!("{threads} thread(s), coordinator on the remaining core")
+        };
+        let start = 999_999_999_999u128;
+        let numbers: Vec<u128> = (0..job_count).map(|i| start + 2 * u128::from(i)).collect();
+        let engine = engine_alone(&numbers, threads);
+        let coord = through_coordinator(start, job_count, threads).await;
+        println!(
+            "range job, {job_count} numbers from {start} step 2, {setting}: engine alone {engine:.2} s; \
+             coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
+            coord / engine
+        );
+        let start = 1u128 << 64;
+        let count = job_count / 10;
+        let numbers: Vec<u128> = (0..count).map(|i| start + 1 + 2 * u128::from(i)).collect();
+        let engine = engine_alone(&numbers, threads);
+        let coord = through_coordinator(start + 1, count, threads).await;
+        println!(
+            "range job, {count} numbers from 2^64+1 step 2, {setting}: engine alone {engine:.2} s; \
+             coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
+            coord / engine
+        );
+    }
 }
