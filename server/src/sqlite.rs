@@ -920,6 +920,14 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_store_lets_writers_pass_a_stalled_reader() {
+        let path = temp_db("stalled");
+        crate::store::tests::a_stalled_reader_blocks_no_writer(
+            &SqliteStore::open(&path).expect("open"),
+        );
+    }
+
+    #[test]
     fn sqlite_store_completes_spans_once_and_survives_reopen() {
         let path = temp_db("spans");
         let id = {

@@ -326,7 +326,8 @@ struct MemJob {
     /// Accepted spans by their first index, with one factor list per
     /// number: nothing is kept for numbers without a result (a queued
     /// 10^7-number range costs no memory until its results come in).
-    spans: BTreeMap<u64, FactorLists>,
+    /// (Shared, so a results stream reads them without holding the lock.)
+    spans: BTreeMap<u64, Arc<FactorLists>>,
 }
 
 impl MemJob {
@@ -419,7 +420,7 @@ impl Store for MemoryStore {
         if job.info.cancelled || job.overlaps(span.start, span.end()) {
             return Ok(Completion::Duplicate);
         }
-        job.spans.insert(span.start, factors);
+        job.spans.insert(span.start, Arc::new(factors));
         job.info.done += span.len;
         job.info.chunks += 1;
         job.info.by_kind.add(kind, span.len);
@@ -459,22 +460,30 @@ impl Store for MemoryStore {
         id: JobId,
         f: &mut dyn FnMut(u128, Option<&[u128]>),
     ) -> Result<bool, StoreError> {
-        let inner = self.lock();
-        let Some(job) = inner.jobs.get(&id) else {
-            return Ok(false);
+        // `f` may block (a results stream waiting for a slow reader): take
+        // what it reads and let go of the lock, which every accepted result
+        // needs.
+        let (numbers, spans) = {
+            let inner = self.lock();
+            let Some(job) = inner.jobs.get(&id) else {
+                return Ok(false);
+            };
+            let spans: Vec<(u64, Arc<FactorLists>)> =
+                job.spans.iter().map(|(&s, f)| (s, Arc::clone(f))).collect();
+            (job.numbers.clone(), spans)
         };
-        let mut spans = job.spans.iter().peekable();
-        for (at, n) in (0u64..).zip(job.numbers.iter()) {
+        let mut spans = spans.iter().peekable();
+        for (at, n) in (0u64..).zip(numbers.iter()) {
             while spans
                 .peek()
-                .is_some_and(|(&s, fs)| s + fs.len() as u64 <= at)
+                .is_some_and(|(s, fs)| s + fs.len() as u64 <= at)
             {
                 spans.next();
             }
             let found = spans
                 .peek()
-                .filter(|(&s, _)| s <= at)
-                .and_then(|(&s, fs)| fs.get((at - s) as usize));
+                .filter(|(s, _)| *s <= at)
+                .and_then(|(s, fs)| fs.get((at - s) as usize));
             f(n, found);
         }
         Ok(true)
@@ -629,6 +638,61 @@ pub(crate) mod tests {
             })
             .collect();
         assert_eq!(seen, want);
+    }
+
+    /// A reader that stops in the middle of a job's results (a results
+    /// stream waiting for a slow client) holds up no writer.
+    pub(crate) fn a_stalled_reader_blocks_no_writer(store: &dyn Store) {
+        let new = |count| NewJob {
+            numbers: Numbers::Range {
+                start: 2,
+                step: 1,
+                count,
+            },
+            chunk_cap: None,
+            priority: 0,
+        };
+        let read = store.create_job(new(2)).expect("create").0.id;
+        let write = store.create_job(new(1)).expect("create").0.id;
+        let span = |job, start| Span { job, start, len: 1 };
+        let done = store.complete_span(span(read, 0), vec![vec![2]].into(), WorkerKind::Native);
+        assert!(matches!(done, Ok(Completion::Accepted { .. })));
+        let (inside, reader_inside) = std::sync::mpsc::channel();
+        let (go_on, reader_may_go_on) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut seen = 0;
+                store
+                    .visit_results(read, &mut |_, _| {
+                        seen += 1;
+                        if seen == 1 {
+                            let _ = inside.send(());
+                            let _ = reader_may_go_on.recv();
+                        }
+                    })
+                    .expect("visit");
+            });
+            reader_inside.recv().expect("the reader starts");
+            let (wrote, written) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                let _ = wrote.send(store.complete_span(
+                    span(write, 0),
+                    vec![vec![2]].into(),
+                    WorkerKind::Native,
+                ));
+            });
+            let outcome = written.recv_timeout(std::time::Duration::from_secs(10));
+            let _ = go_on.send(());
+            assert!(
+                matches!(outcome, Ok(Ok(Completion::Accepted { job_done: true }))),
+                "a result waited for a stalled reader: {outcome:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn memory_store_lets_writers_pass_a_stalled_reader() {
+        a_stalled_reader_blocks_no_writer(&MemoryStore::new());
     }
 
     #[test]
