@@ -41,6 +41,32 @@ pub(crate) fn primes() -> &'static [u64] {
     })
 }
 
+/// For each giant step k of stage 2 (base kW), bit i is set when kW − d or
+/// kW + d is prime, d = `BABY[i]`: the baby steps that step pairs with.
+/// Built once from [`primes`] (80 KiB), so stage 2 skips straight to them
+/// instead of testing 48 candidates per step on hard-to-predict branches.
+fn pair_masks() -> &'static [u32] {
+    static MASKS: OnceLock<Vec<u32>> = OnceLock::new();
+    MASKS.get_or_init(|| {
+        let bits = primes();
+        // kW + d stays below MAX_B2.
+        let steps = (MAX_B2 as u64 - WHEEL) / WHEEL;
+        (0..steps)
+            .map(|k| {
+                let base = k * WHEEL;
+                BABY.iter().enumerate().fold(0, |mask, (i, &d)| {
+                    let lo = base > d && is_odd_prime(bits, base - d);
+                    if lo || is_odd_prime(bits, base + d) {
+                        mask | 1 << i
+                    } else {
+                        mask
+                    }
+                })
+            })
+            .collect()
+    })
+}
+
 /// Whether `q` < MAX_B2 is an odd prime.
 #[inline]
 pub(crate) fn is_odd_prime(bits: &[u64], q: u64) -> bool {
@@ -395,17 +421,35 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     }
     let mut k = if k0 == 1 { 2 } else { k0 };
     let mut acc = m.one();
+    // Gx·Bz − Bx·Gz = (Gx − Bx)(Gz + Bz) − Gx·Gz + Bx·Bz: with Bx·Bz kept
+    // per baby step and Gx·Gz computed once per giant step, one
+    // multiplication per pair instead of two.
+    let mut baby_xz = [M::W::ZERO; 24];
+    for (xz, b) in baby_xz.iter_mut().zip(&baby) {
+        *xz = m.mul(b.x, b.z);
+    }
+    let masks = pair_masks();
+    let reach = BABY[BABY.len() - 1];
     while k * WHEEL <= b2 + WHEEL {
         let base = k * WHEEL;
-        for (i, &dd) in BABY.iter().enumerate() {
-            let lo = base - dd;
-            let hi = base + dd;
-            let want = (lo > b1 && lo <= b2 && is_odd_prime(bits, lo))
-                || (hi > b1 && hi <= b2 && is_odd_prime(bits, hi));
-            if want {
-                let t = m.sub(m.mul(g_cur.x, baby[i].z), m.mul(baby[i].x, g_cur.z));
-                acc = m.mul(acc, t);
-            }
+        let g_xz = m.mul(g_cur.x, g_cur.z);
+        let mut mask = match masks.get(k as usize) {
+            // Every candidate of this step lies inside (B1, B2].
+            Some(&mask) if base - reach > b1 && base + reach <= b2 => mask,
+            _ => BABY.iter().enumerate().fold(0u32, |mask, (i, &dd)| {
+                let (lo, hi) = (base - dd, base + dd);
+                let want = (lo > b1 && lo <= b2 && is_odd_prime(bits, lo))
+                    || (hi > b1 && hi <= b2 && is_odd_prime(bits, hi));
+                mask | u32::from(want) << i
+            }),
+        };
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let b = &baby[i];
+            let cross = m.mul(m.sub(g_cur.x, b.x), m.add(g_cur.z, b.z));
+            let t = m.add(m.sub(cross, g_xz), baby_xz[i]);
+            acc = m.mul(acc, t);
         }
         let next = c.add(g_cur, gw, g_prev);
         g_prev = g_cur;
