@@ -217,24 +217,25 @@ pub(crate) const fn inv128(n: u128) -> u128 {
 }
 
 /// a·b as (low, high) 64-bit words.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(narrow_mul))]
 #[inline(always)]
 fn mul_wide64(a: u64, b: u64) -> (u64, u64) {
     let t = a as u128 * b as u128;
     (t as u64, (t >> 64) as u64)
 }
 
-/// a·b as (low, high) 64-bit words. wasm32 has no 64×64→128 multiply and
-/// compiles a u128 product to a call of a general 128×128-bit routine; four
-/// 32×32→64 products inline are much cheaper there.
-#[cfg(target_arch = "wasm32")]
+/// a·b as (low, high) 64-bit words. wasm32 has no 64×64→128 multiply (unless
+/// built with the wide-arithmetic proposal) and compiles a u128 product to a
+/// call of a general 128×128-bit routine; four 32×32→64 products inline are
+/// much cheaper there.
+#[cfg(narrow_mul)]
 #[inline(always)]
 fn mul_wide64(a: u64, b: u64) -> (u64, u64) {
     mul_wide64_halves(a, b)
 }
 
 /// [`mul_wide64`] from 32-bit halves (used on wasm32; tested everywhere).
-#[cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code))]
+#[cfg_attr(not(any(narrow_mul, test)), allow(dead_code))]
 #[inline(always)]
 fn mul_wide64_halves(a: u64, b: u64) -> (u64, u64) {
     const LO: u64 = 0xffff_ffff;
@@ -355,7 +356,7 @@ pub(crate) struct Mont64 {
     one: u64,
     r2: u64,
     /// n's 32-bit halves, for [`Mont64::mul_hi_n`] on wasm32.
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(narrow_mul)]
     n_halves: (u64, u64),
 }
 
@@ -373,10 +374,10 @@ impl Mont64 {
             // Where the Mont64 is built in the same function that uses it
             // (the primality tests), LLVM still sees that the halves come
             // from n and fuses the product again; black_box hides that.
-            #[cfg(target_arch = "wasm32")]
+            #[cfg(narrow_mul)]
             n_halves: core::hint::black_box((n & 0xffff_ffff, n >> 32)),
         };
-        m.r2 = if cfg!(target_arch = "wasm32") {
+        m.r2 = if cfg!(narrow_mul) {
             // R·2^64 mod n by 64 doublings: on wasm32 LLVM turns each
             // squaring below into a __multi3 call.
             (0..64).fold(one, |r, _| m.add(r, r))
@@ -388,7 +389,7 @@ impl Mont64 {
     }
 
     /// The high word of m·n.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(not(narrow_mul))]
     #[inline(always)]
     fn mul_hi_n(&self, m: u64) -> u64 {
         mul_wide64(m, self.n).1
@@ -399,7 +400,7 @@ impl Mont64 {
     /// back into a 128-bit multiply, and wasm32 makes that a call of
     /// `__multi3` (a quarter of the run time in the profile); halves loaded
     /// from memory do not match the pattern.
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(narrow_mul)]
     #[inline(always)]
     fn mul_hi_n(&self, m: u64) -> u64 {
         const LO: u64 = 0xffff_ffff;
