@@ -34,6 +34,7 @@ const state = {
   serverIdle: false,
   onBattery: false,
   batterySupported: false,
+  engine: null,       // 'wide' or 'standard', as the Web Workers report it
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -74,7 +75,7 @@ function applyWorkerCount() {
 }
 
 function onWorkerMessage(w, msg) {
-  if (msg.type === 'ready') { w.ready = true; pump(); render(); return; }
+  if (msg.type === 'ready') { w.ready = true; state.engine = msg.engine; pump(); render(); return; }
   const chunk = w.chunk;
   w.chunk = null;
   if (msg.type === 'result' && chunk && chunk.id === msg.id && chunk.generation === state.generation) {
@@ -201,6 +202,10 @@ function render() {
   $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
   $('rate').textContent = `${Math.round(rate()).toLocaleString('en-US')} /s`;
+  if (state.engine) {
+    $('engine').textContent = state.engine === 'wide'
+      ? 'WebAssembly with wide arithmetic' : 'WebAssembly';
+  }
   const busy = state.workers.filter((w) => w.chunk).length;
   $('state-text').textContent = paused
     ? pauseReason()

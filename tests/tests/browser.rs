@@ -55,16 +55,27 @@ async fn session(
 
 /// Headless Chromium through chromedriver (`CHROMEDRIVER`, `CHROME` override the paths).
 async fn chromium() -> (Driver, Client) {
+    chromium_with(&[]).await
+}
+
+/// [`chromium`] with extra command-line switches.
+async fn chromium_with(extra: &[&str]) -> (Driver, Client) {
     let driver_path =
         std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let mut caps = serde_json::Map::new();
-    let mut opts = json!({
-        "args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--window-size=1200,900"
-        ]
-    });
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1200,900",
+    ];
+    args.extend_from_slice(extra);
+    let mut opts = json!({ "args": args });
     if let Ok(bin) = std::env::var("CHROME") {
         opts["binary"] = json!(bin);
     }
@@ -150,17 +161,52 @@ async fn text(client: &Client, id: &str) -> String {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
-    let server = TestServer::start(Config::default()).await;
-    let wasm = reqwest::get(format!("{}pkg/crowdfactor_wasm_bg.wasm", server.url()))
+/// The server embeds `web/pkg/<file>` (built by scripts/build-wasm.sh).
+async fn assert_serves_pkg(server: &TestServer, file: &str) {
+    let got = reqwest::get(format!("{}pkg/{file}", server.url()))
         .await
         .unwrap();
     assert_eq!(
-        wasm.status().as_u16(),
+        got.status().as_u16(),
         200,
-        "the server was built without web/pkg: run scripts/build-wasm.sh, then rebuild"
+        "the server was built without web/pkg/{file}: run scripts/build-wasm.sh, then rebuild"
     );
+}
+
+/// Where the browser implements the wide-arithmetic proposal (Chromium with
+/// its flag), the page loads the factorizer built for it, and the results
+/// are still exact (every Montgomery multiply uses the wide multiplies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_with_wide_arithmetic_loads_the_wide_build() {
+    let server = TestServer::start(Config::default()).await;
+    assert_serves_pkg(&server, "crowdfactor_wasm_wide_bg.wasm").await;
+    // One- and two-word numbers: 40-bit seeds, 64-bit numbers and 80-bit
+    // semiprimes (ECM), and the range from 2^64 + 1.
+    let mut numbers = range(999_999_999_999, 100, 2);
+    numbers.extend(range(u128::from(u64::MAX) - 200, 50, 2));
+    numbers.extend(semiprimes(10, 40, 7));
+    numbers.extend(range((1 << 64) + 1, 200, 2));
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server.submit(json!({ "numbers": list })).await;
+    let (_driver, client) = chromium_with(&["--js-flags=--wasm-wide-arithmetic"]).await;
+    client.goto(&server.url()).await.unwrap();
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job["by_kind"]["browser"],
+        numbers.len(),
+        "all done by the page: {job}"
+    );
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    assert_eq!(
+        text(&client, "engine").await,
+        "WebAssembly with wide arithmetic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
+    let server = TestServer::start(Config::default()).await;
+    assert_serves_pkg(&server, "crowdfactor_wasm_bg.wasm").await;
     let numbers = range(999_999_999_999, 1000, 2);
     let id = server
         .submit(json!({"range": {"start": "999999999999", "count": 1000, "step": 2}}))
@@ -193,6 +239,9 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(text(&client, "conn").await, "connected");
+    // Chromium ships the wide-arithmetic proposal only behind a flag: the
+    // standard build runs.
+    assert_eq!(text(&client, "engine").await, "WebAssembly");
 
     // Fewer workers and a 25 % duty cycle, changed live: the next job still
     // completes exactly, done by this tab.
