@@ -525,24 +525,21 @@ async fn range_jobs(job_count: u64, cores: usize) {
         } else {
             format!("{threads} thread(s), coordinator on the remaining core")
         };
-        let start = 999_999_999_999u128;
-        let numbers: Vec<u128> = (0..job_count).map(|i| start + 2 * u128::from(i)).collect();
-        let engine = engine_alone(&numbers, threads);
-        let coord = through_coordinator(start, job_count, threads).await;
-        println!(
-            "range job, {job_count} numbers from {start} step 2, {setting}: engine alone {engine:.2} s; \
-             coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
-            coord / engine
-        );
-        let start = 1u128 << 64;
-        let count = job_count / 10;
-        let numbers: Vec<u128> = (0..count).map(|i| start + 1 + 2 * u128::from(i)).collect();
-        let engine = engine_alone(&numbers, threads);
-        let coord = through_coordinator(start + 1, count, threads).await;
-        println!(
-            "range job, {count} numbers from 2^64+1 step 2, {setting}: engine alone {engine:.2} s; \
-             coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
-            coord / engine
-        );
+        let seed = 999_999_999_999u128;
+        range_job(&seed.to_string(), seed, job_count, threads, &setting).await;
+        range_job("2^64+1", (1 << 64) + 1, job_count / 10, threads, &setting).await;
     }
+}
+
+/// One range job (`count` numbers from `start`, step 2) through the
+/// coordinator and one worker on `threads` threads, against the engine alone.
+async fn range_job(label: &str, start: u128, count: u64, threads: usize, setting: &str) {
+    let numbers: Vec<u128> = (0..count).map(|i| start + 2 * u128::from(i)).collect();
+    let engine = engine_alone(&numbers, threads);
+    let coord = through_coordinator(start, count, threads).await;
+    println!(
+        "range job, {count} numbers from {label} step 2, {setting}: engine alone {engine:.2} s; \
+         coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
+        coord / engine
+    );
 }
