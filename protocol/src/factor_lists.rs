@@ -108,12 +108,7 @@ impl FactorLists {
             if i > 0 {
                 out.push(sep);
             }
-            for (j, &f) in list.iter().enumerate() {
-                if j > 0 {
-                    out.push(' ');
-                }
-                out.push_str(crate::format_u128(f, &mut buf));
-            }
+            crate::push_decimals(out, list, &mut buf);
         }
     }
 

@@ -601,6 +601,17 @@ fn push_dec_list(out: &mut String, numbers: &[u128], buf: &mut DecimalBuf) {
     out.push(']');
 }
 
+/// Appends `numbers` in decimal separated by single spaces: one factor list
+/// of a `result`, and how the SQLite store keeps a list job's numbers.
+pub fn push_decimals(out: &mut String, numbers: &[u128], buf: &mut DecimalBuf) {
+    for (i, &n) in numbers.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(format_u128(n, buf));
+    }
+}
+
 /// Scratch space for [`format_u128`].
 pub type DecimalBuf = itoa::Buffer;
 

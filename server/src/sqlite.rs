@@ -92,18 +92,12 @@ struct Corrupt {
 /// Numbers as space-separated decimals.
 fn encode_numbers(numbers: &[u128]) -> String {
     let mut s = String::with_capacity(numbers.len() * 14);
-    push_numbers(&mut s, numbers);
+    crowdfactor_protocol::push_decimals(
+        &mut s,
+        numbers,
+        &mut crowdfactor_protocol::DecimalBuf::new(),
+    );
     s
-}
-
-fn push_numbers(s: &mut String, numbers: &[u128]) {
-    let mut buf = crowdfactor_protocol::DecimalBuf::new();
-    for (i, &n) in numbers.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(crowdfactor_protocol::format_u128(n, &mut buf));
-    }
 }
 
 fn decode_numbers_into(text: &str, job: JobId, out: &mut Vec<u128>) -> Result<(), StoreError> {
