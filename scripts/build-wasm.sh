@@ -4,13 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-args=(build wasm-worker --release --target web --out-dir ../web/pkg --out-name crowdfactor_wasm --no-typescript --no-pack)
-if [[ -f target/.wasm-build-std ]]; then
-  # Offline fallback: Debian's rustc-web builds std for wasm32 from source.
-  PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 wasm-pack "${args[@]}" -- -Zbuild-std=std,panic_abort
-else
-  wasm-pack "${args[@]}"
-fi
+# pack OUT_DIR: wasm-pack wasm-worker into OUT_DIR (absolute).
+pack() {
+  local args=(build wasm-worker --release --target web --out-dir "$1" --out-name crowdfactor_wasm --no-typescript --no-pack)
+  if [[ -f target/.wasm-build-std ]]; then
+    # Offline fallback: Debian's rustc-web builds std for wasm32 from source.
+    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 wasm-pack "${args[@]}" -- -Zbuild-std=std,panic_abort
+  else
+    wasm-pack "${args[@]}"
+  fi
+}
+pack "$PWD/web/pkg"
 # Debian bookworm's binaryen (108) mangles wasm-bindgen's externref table
 # (the module then fails to load): only a recent wasm-opt is used.
 wasm_opt_version=$(wasm-opt --version 2>/dev/null | grep -o '[0-9]\+' | head -1 || true)
@@ -23,13 +27,7 @@ fi
 # the browser implements the proposal. The JS glue comes out identical, so only
 # the .wasm is kept. Optional: without it the page uses the build above.
 wide_out=$(mktemp -d)
-wide_args=(build wasm-worker --release --target web --out-dir "$wide_out" --out-name crowdfactor_wasm --no-typescript --no-pack)
-if [[ -f target/.wasm-build-std ]]; then
-  wide_build=(env PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 wasm-pack "${wide_args[@]}" -- -Zbuild-std=std,panic_abort)
-else
-  wide_build=(wasm-pack "${wide_args[@]}")
-fi
-if CARGO_TARGET_DIR="$PWD/target/wasm-wide" RUSTFLAGS="-C target-feature=+wide-arithmetic" "${wide_build[@]}" \
+if CARGO_TARGET_DIR="$PWD/target/wasm-wide" RUSTFLAGS="-C target-feature=+wide-arithmetic" pack "$wide_out" \
   && cmp -s "$wide_out/crowdfactor_wasm.js" web/pkg/crowdfactor_wasm.js; then
   cp "$wide_out/crowdfactor_wasm_bg.wasm" web/pkg/crowdfactor_wasm_wide_bg.wasm
 else
