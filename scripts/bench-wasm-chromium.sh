@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-classes=("${@:-seed random64 semi28 semi32 random90 r2^64}")
-read -r -a classes <<< "${classes[*]}"
+if (($#)); then classes=("$@"); else classes=(seed random64 semi28 semi32 random90 'r2^64'); fi
 [[ -f web/pkg/crowdfactor_wasm_wide_bg.wasm ]] || { echo "run scripts/build-wasm.sh first" >&2; exit 1; }
 cargo build --release -q -p crowdfactor-factor --example tune
 dir=$(mktemp -d)
