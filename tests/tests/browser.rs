@@ -274,7 +274,9 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     // Pause is remembered across a reload and stops work; Resume restarts it.
     click(&client, "#toggle").await;
     client.refresh().await.unwrap();
-    assert_eq!(text(&client, "toggle").await, "Resume");
+    // The page renders its state once its wasm module is loaded, which can
+    // be after the reload returns.
+    wait_text(&client, "toggle", "Resume").await;
     let paused_job = server
         .submit(json!({"numbers": ["1000000000001", "12", "97"]}))
         .await;
