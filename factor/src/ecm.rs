@@ -243,11 +243,8 @@ impl<M: Monty> Curve<'_, M> {
         }
     }
 
-    /// [k]P by the Montgomery ladder (k ≥ 1).
-    fn mul(&self, p: Pt<M::W>, k: u64) -> Pt<M::W> {
-        if k == 1 {
-            return p;
-        }
+    /// ([k]P, [k+1]P) by the Montgomery ladder (k ≥ 1).
+    fn ladder(&self, p: Pt<M::W>, k: u64) -> (Pt<M::W>, Pt<M::W>) {
         let (mut r0, mut r1) = (p, self.dbl(p));
         for i in (0..63 - k.leading_zeros()).rev() {
             if k >> i & 1 == 1 {
@@ -258,7 +255,31 @@ impl<M: Monty> Curve<'_, M> {
                 r0 = self.dbl(r0);
             }
         }
-        r0
+        (r0, r1)
+    }
+
+    /// The baby steps [d]Q, d in [`BABY`], and the giant step [WHEEL]Q, in
+    /// two doublings and 35 additions: the odd multiples up to 29 one after
+    /// another, each one coprime to 30 beyond as [d − 30]Q + [30]Q, then
+    /// [210]Q = 2·([103]Q + [2]Q).
+    fn baby_steps(&self, q: Pt<M::W>) -> ([Pt<M::W>; BABY.len()], Pt<M::W>) {
+        // [d]Q at index d/2 for odd d ≤ 103 (only those that are needed).
+        let mut odd = [q; 52];
+        let q2 = self.dbl(q);
+        odd[1] = self.add(q2, q, q);
+        for i in 2..15 {
+            odd[i] = self.add(odd[i - 1], q2, odd[i - 2]);
+        }
+        let q30 = self.dbl(odd[7]);
+        for d in (31..=103usize)
+            .step_by(2)
+            .filter(|d| !d.is_multiple_of(3) && !d.is_multiple_of(5))
+        {
+            // ([d − 30]Q) − ([30]Q) = ±[d − 60]Q
+            odd[d / 2] = self.add(odd[(d - 30) / 2], q30, odd[d.abs_diff(60) / 2]);
+        }
+        let gw = self.dbl(self.add(odd[103 / 2], q2, odd[101 / 2]));
+        (BABY.map(|d| odd[d as usize / 2]), gw)
     }
 
     /// [k]P for odd k ≥ 3 by a PRAC chain with ratio `v`. Invariant:
@@ -363,12 +384,13 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     let c = Curve { m, a24 };
     let mut q = Pt { x: u3, z: v3 };
 
-    // Stage 1: Q = [∏ p^e ≤ B1] P.
+    // Stage 1: Q = [∏ p^e ≤ B1] P, the power of two by doublings.
     let mut pk = 4u64; // 2^e ≤ B1
+    q = c.dbl(c.dbl(q));
     while pk * 2 <= b1 {
         pk *= 2;
+        q = c.dbl(q);
     }
-    q = c.mul(q, pk);
     for (p, v) in stage1_chain(b1) {
         let mut e = p;
         loop {
@@ -388,73 +410,77 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
         };
     }
 
-    // Stage 2: primes in (B1, B2] as kW ± d.
+    // Stage 2: primes in (B1, B2] as kW ± d, found as [kW]Q = ±[d]Q (mod p),
+    // i.e. equal x-coordinates X/Z. No inversions: the baby steps get one
+    // common denominator Zb and each batch of giant steps one of its own, Zg
+    // (see `common_denominator`), so each pair costs a subtraction and the
+    // accumulator's multiplication.
+    let (baby, gw) = c.baby_steps(q);
+    let mut baby_x = [M::W::ZERO; BABY.len()];
+    let zb = common_denominator(m, &baby, m.one(), &mut baby_x);
     let bits = primes();
-    let q2 = c.dbl(q);
-    let mut baby = [Pt {
-        x: M::W::ZERO,
-        z: M::W::ZERO,
-    }; 24];
-    let (mut prev, mut cur) = (q, c.add(q2, q, q)); // [1]Q, [3]Q
-    baby[0] = q;
-    let mut bi = 1;
-    let mut d = 3;
-    while bi < BABY.len() {
-        if d == BABY[bi] {
-            baby[bi] = cur;
-            bi += 1;
-        }
-        let next = c.add(cur, q2, prev); // [d+2]Q
-        prev = cur;
-        cur = next;
-        d += 2;
-    }
-    let gw = c.mul(q, WHEEL);
-    let k0 = (b1 / WHEEL).max(1);
-    let mut g_prev = c.mul(q, (k0 - 1).max(1) * WHEEL);
-    let mut g_cur = c.mul(q, k0 * WHEEL);
-    if k0 == 1 {
-        // Differential addition needs [(k0−1)W]Q; for k0 = 1 that is O, so
-        // start one step later with [W]Q and [2W]Q.
-        g_prev = gw;
-        g_cur = c.dbl(gw);
-    }
-    let mut k = if k0 == 1 { 2 } else { k0 };
-    let mut acc = m.one();
-    // Gx·Bz − Bx·Gz = (Gx − Bx)(Gz + Bz) − Gx·Gz + Bx·Bz: with Bx·Bz kept
-    // per baby step and Gx·Gz computed once per giant step, one
-    // multiplication per pair instead of two.
-    let mut baby_xz = [M::W::ZERO; 24];
-    for (xz, b) in baby_xz.iter_mut().zip(&baby) {
-        *xz = m.mul(b.x, b.z);
-    }
     let masks = pair_masks();
     let reach = BABY[BABY.len() - 1];
+    let k0 = (b1 / WHEEL).max(1);
+    // [(k0 − 1)W]Q and [k0·W]Q; for k0 = 1 the first is O, never used.
+    let (mut g_prev, mut g_cur) = match k0 {
+        1 => (gw, gw),
+        _ => c.ladder(gw, k0 - 1),
+    };
+    let mut k = k0;
+    let mut acc = m.one();
+    let mut giants = [Pt {
+        x: M::W::ZERO,
+        z: M::W::ZERO,
+    }; GIANT_BATCH];
+    let mut giant_masks = [0u32; GIANT_BATCH];
+    let mut giant_x = [M::W::ZERO; GIANT_BATCH];
+    let mut baby_scaled = [M::W::ZERO; BABY.len()];
     while k * WHEEL <= b2 + WHEEL {
-        let base = k * WHEEL;
-        let g_xz = m.mul(g_cur.x, g_cur.z);
-        let mut mask = match masks.get(k as usize) {
-            // Every candidate of this step lies inside (B1, B2].
-            Some(&mask) if base - reach > b1 && base + reach <= b2 => mask,
-            _ => BABY.iter().enumerate().fold(0u32, |mask, (i, &dd)| {
-                let (lo, hi) = (base - dd, base + dd);
-                let want = (lo > b1 && lo <= b2 && is_odd_prime(bits, lo))
-                    || (hi > b1 && hi <= b2 && is_odd_prime(bits, hi));
-                mask | u32::from(want) << i
-            }),
-        };
-        while mask != 0 {
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            let b = &baby[i];
-            let cross = m.mul(m.sub(g_cur.x, b.x), m.add(g_cur.z, b.z));
-            let t = m.add(m.sub(cross, g_xz), baby_xz[i]);
-            acc = m.mul(acc, t);
+        let mut len = 0;
+        while len < GIANT_BATCH && k * WHEEL <= b2 + WHEEL {
+            let base = k * WHEEL;
+            let mask = match masks.get(k as usize) {
+                // Every candidate of this step lies inside (B1, B2].
+                Some(&mask) if base - reach > b1 && base + reach <= b2 => mask,
+                _ => BABY.iter().enumerate().fold(0u32, |mask, (i, &dd)| {
+                    let (lo, hi) = (base - dd, base + dd);
+                    let want = (lo > b1 && lo <= b2 && is_odd_prime(bits, lo))
+                        || (hi > b1 && hi <= b2 && is_odd_prime(bits, hi));
+                    mask | u32::from(want) << i
+                }),
+            };
+            if mask != 0 {
+                giants[len] = g_cur;
+                giant_masks[len] = mask;
+                len += 1;
+            }
+            // [(k+1)W]Q; from [W]Q the difference would be O, so double.
+            let next = if k == 1 {
+                c.dbl(g_cur)
+            } else {
+                c.add(g_cur, gw, g_prev)
+            };
+            g_prev = g_cur;
+            g_cur = next;
+            k += 1;
         }
-        let next = c.add(g_cur, gw, g_prev);
-        g_prev = g_cur;
-        g_cur = next;
-        k += 1;
+        // Xk/Zk = Xd/Zb ⇔ Xk·Zb·∏(other Zg) = Xd·Zg.
+        let zg = common_denominator(m, &giants[..len], zb, &mut giant_x[..len]);
+        let mut used = giant_masks[..len].iter().fold(0, |a, &b| a | b);
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            used &= used - 1;
+            baby_scaled[i] = m.mul(baby_x[i], zg);
+        }
+        for (&x, &mask) in giant_x[..len].iter().zip(&giant_masks[..len]) {
+            let mut mask = mask;
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                acc = m.mul(acc, m.sub(x, baby_scaled[i]));
+            }
+        }
     }
     let g = gcd(acc, n);
     if g != M::W::ONE && g != n {
@@ -462,6 +488,27 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     } else {
         Found::Nothing
     }
+}
+
+/// Giant steps of stage 2 that share one common denominator.
+const GIANT_BATCH: usize = 32;
+
+/// Brings the points' x-coordinates X/Z to one denominator without an
+/// inversion: writes `scale`·X_i·∏_{j≠i} Z_j to `xs` and returns ∏ Z_j, so
+/// X_i/Z_i = xs_i / (`scale`·∏ Z_j). Four multiplications per point (prefix
+/// products forwards, suffix products backwards).
+fn common_denominator<M: Monty>(m: &M, pts: &[Pt<M::W>], scale: M::W, xs: &mut [M::W]) -> M::W {
+    let mut prod = m.one();
+    for (x, p) in xs.iter_mut().zip(pts) {
+        *x = prod;
+        prod = m.mul(prod, p.z);
+    }
+    let mut suffix = scale;
+    for (x, p) in xs.iter_mut().zip(pts).rev() {
+        *x = m.mul(m.mul(*x, suffix), p.x);
+        suffix = m.mul(suffix, p.z);
+    }
+    prod
 }
 
 /// Finds a non-trivial factor of the odd composite `m.n()` (not a prime
@@ -575,9 +622,36 @@ mod tests {
                 if prac_cost(k, v) == u32::MAX {
                     continue;
                 }
-                let (x, y) = (c.prac(p, k, v), c.mul(p, k));
+                let (x, y) = (c.prac(p, k, v), c.ladder(p, k).0);
                 assert_eq!(m.mul(x.x, y.z), m.mul(y.x, x.z), "[{k}]P");
             }
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn baby_steps_and_common_denominators_agree_with_the_ladder() {
+        let m = Mont64::new(1_000_000_007 * 998_244_353);
+        let c = Curve {
+            m: &m,
+            a24: m.to_mont(123_456_789),
+        };
+        let p = Pt {
+            x: m.to_mont(987_654_321),
+            z: m.to_mont(5),
+        };
+        let same = |a: Pt<u64>, b: Pt<u64>| m.mul(a.x, b.z) == m.mul(b.x, a.z);
+        let (baby, gw) = c.baby_steps(p);
+        for (&d, &b) in BABY.iter().zip(&baby) {
+            assert!(same(b, c.ladder(p, d).0), "[{d}]P");
+        }
+        assert!(same(gw, c.ladder(p, WHEEL).0), "[{WHEEL}]P");
+        let scale = m.to_mont(77);
+        let mut xs = [0; BABY.len()];
+        let prod = common_denominator(&m, &baby, scale, &mut xs);
+        let den = m.mul(scale, prod);
+        for (&x, b) in xs.iter().zip(&baby) {
+            assert!(same(Pt { x, z: den }, *b));
         }
     }
 
