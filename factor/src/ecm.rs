@@ -604,18 +604,25 @@ mod tests {
         }
     }
 
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn prac_agrees_with_the_ladder() {
-        let m = Mont64::new(1_000_000_007 * 998_244_353);
+    /// An arbitrary curve and point modulo `m` (not checked to lie on it:
+    /// the tests compare ways of computing multiples, which agree anyway).
+    fn test_curve(m: &Mont64) -> (Curve<'_, Mont64>, Pt<u64>) {
         let c = Curve {
-            m: &m,
+            m,
             a24: m.to_mont(123_456_789),
         };
         let p = Pt {
             x: m.to_mont(987_654_321),
             z: m.to_mont(5),
         };
+        (c, p)
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn prac_agrees_with_the_ladder() {
+        let m = Mont64::new(1_000_000_007 * 998_244_353);
+        let (c, p) = test_curve(&m);
         for &(k, v) in stage1_primes().iter().take(300) {
             let k = u64::from(k);
             for v in [PRAC_V[usize::from(v)], PRAC_V[0]] {
@@ -632,14 +639,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn baby_steps_and_common_denominators_agree_with_the_ladder() {
         let m = Mont64::new(1_000_000_007 * 998_244_353);
-        let c = Curve {
-            m: &m,
-            a24: m.to_mont(123_456_789),
-        };
-        let p = Pt {
-            x: m.to_mont(987_654_321),
-            z: m.to_mont(5),
-        };
+        let (c, p) = test_curve(&m);
         let same = |a: Pt<u64>, b: Pt<u64>| m.mul(a.x, b.z) == m.mul(b.x, a.z);
         let (baby, gw) = c.baby_steps(p);
         for (&d, &b) in BABY.iter().zip(&baby) {
