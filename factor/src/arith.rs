@@ -162,34 +162,38 @@ pub(crate) trait Monty {
 /// non-trivial gcd(a, n) when there is none.
 pub(crate) fn inv_mont<M: Monty>(m: &M, a: M::W) -> Result<M::W, M::W> {
     let n = m.n();
-    let g = gcd(a, n);
-    if g != M::W::ONE {
-        return Err(g);
+    if a == M::W::ZERO {
+        return Err(n);
     }
-    // Binary inversion on plain residues: x1·a ≡ u and x2·a ≡ v (mod n).
+    // Binary inversion on plain residues, x1·a ≡ u and x2·a ≡ v (mod n),
+    // u and v odd after each step; it ends at u = v = gcd(a, n), so no
+    // separate gcd pass. Swapping to keep u ≥ v (instead of branching on
+    // which is larger) leaves no unpredictable branch but the halvings'.
     let (mut u, mut v) = (a, n);
     let (mut x1, mut x2) = (M::W::ONE, M::W::ZERO);
-    while u != M::W::ONE && v != M::W::ONE {
-        while !u.bit(0) {
-            u = u.shr(1);
+    for _ in 0..u.tz() {
+        x1 = m.half(x1);
+    }
+    u = u.shr(u.tz());
+    while u != v {
+        if u < v {
+            core::mem::swap(&mut u, &mut v);
+            core::mem::swap(&mut x1, &mut x2);
+        }
+        u = u.wsub(v);
+        x1 = m.sub(x1, x2);
+        let t = u.tz();
+        u = u.shr(t);
+        for _ in 0..t {
             x1 = m.half(x1);
         }
-        while !v.bit(0) {
-            v = v.shr(1);
-            x2 = m.half(x2);
-        }
-        if u >= v {
-            u = u.wsub(v);
-            x1 = m.sub(x1, x2);
-        } else {
-            v = v.wsub(u);
-            x2 = m.sub(x2, x1);
-        }
+    }
+    if u != M::W::ONE {
+        return Err(u);
     }
     // y = (aR)⁻¹ = a⁻¹R⁻¹ (plain); a⁻¹R = y·R² = mont_mul(y, R³).
-    let y = if u == M::W::ONE { x1 } else { x2 };
     let r3 = m.mul(m.r2(), m.r2());
-    Ok(m.mul(y, r3))
+    Ok(m.mul(x1, r3))
 }
 
 /// Inverse of an odd `n` modulo 2^64 (Newton: each step doubles the correct bits).
@@ -296,11 +300,8 @@ macro_rules! single_word_monty {
             }
             #[inline(always)]
             fn half(&self, a: $w) -> $w {
-                if a & 1 == 0 {
-                    a >> 1
-                } else {
-                    (a >> 1) + (self.n >> 1) + 1
-                }
+                // (a + n)/2 for odd a, without a branch.
+                (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
             }
         }
     };
@@ -550,11 +551,8 @@ impl Monty for Mont128 {
     }
     #[inline(always)]
     fn half(&self, a: u128) -> u128 {
-        if a & 1 == 0 {
-            a >> 1
-        } else {
-            (a >> 1) + (self.n >> 1) + 1
-        }
+        // (a + n)/2 for odd a, without a branch.
+        (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
     }
 }
 

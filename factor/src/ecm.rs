@@ -547,13 +547,25 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn inverse_is_right() {
-        let m = Mont64::new(1_000_000_007 * 3);
-        for a in [2u64, 5, 7, 123456790] {
-            let am = m.to_mont(a);
-            let inv = inv_mont(&m, am).expect("coprime");
-            assert_eq!(m.mul(am, inv), m.one());
+        fn check<M: Monty>(m: &M, p: u128) {
+            // n = p·q: every a below p·3 not divisible by p or q has an
+            // inverse; multiples of p give p (or n for 0).
+            for a in (1..2000u128).chain([p - 1, p + 1, 3 * p - 2]) {
+                let am = m.to_mont(M::W::from_u128(a));
+                match inv_mont(m, am) {
+                    Ok(inv) => assert_eq!(m.mul(am, inv), m.one(), "{a}"),
+                    Err(g) => assert_eq!(m.n().to_u128() % g.to_u128(), 0, "{a}"),
+                }
+            }
+            let pm = m.to_mont(M::W::from_u128(p));
+            assert_eq!(inv_mont(m, pm), Err(M::W::from_u128(p)));
+            assert_eq!(inv_mont(m, M::W::ZERO), Err(m.n()));
         }
-        assert!(matches!(inv_mont(&m, m.to_mont(6)), Err(3)));
+        check(&Mont32::new(65_521 * 65_519), 65_521);
+        check(&Mont64::new(1_000_000_007 * 3), 1_000_000_007);
+        check(&Mont64::new(4_294_967_291 * 4_294_967_279), 4_294_967_291);
+        let p = 1_099_511_627_689u128;
+        check(&Mont128::new(p * 1_099_511_627_791), p);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
