@@ -2,7 +2,9 @@
 //! words (`u128`), behind one trait so the primality and factoring
 //! algorithms are written once. The half word is for moduli below 2^32: on
 //! wasm32, which has no 64×64→128 multiply, its products are one `i64.mul`
-//! instead of four.
+//! instead of four. For the same reason wasm32 multiplies two-word residues
+//! digit by digit in 32-bit digits: three for moduli below 2^96 ([`Mont96`]),
+//! four above.
 
 /// The integer operations the generic algorithms need.
 pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
@@ -467,6 +469,157 @@ fn mul_lo128(a: u128, b: u128) -> u128 {
     lo as u128 | (hi as u128) << 64
 }
 
+/// The [`Monty`] methods that read the same for [`Mont96`] and [`Mont128`];
+/// the type supplies `product`.
+macro_rules! double_word_monty {
+    ($mont:ty) => {
+        impl Monty for $mont {
+            type W = u128;
+            #[inline(always)]
+            fn n(&self) -> u128 {
+                self.n
+            }
+            #[inline(always)]
+            fn one(&self) -> u128 {
+                self.one
+            }
+            #[inline(always)]
+            fn mul(&self, a: u128, b: u128) -> u128 {
+                self.product(a, b)
+            }
+            #[inline(always)]
+            fn add(&self, a: u128, b: u128) -> u128 {
+                let (s, c) = a.overflowing_add(b);
+                if c || s >= self.n {
+                    s.wrapping_sub(self.n)
+                } else {
+                    s
+                }
+            }
+            #[inline(always)]
+            fn sub(&self, a: u128, b: u128) -> u128 {
+                let (d, borrow) = a.overflowing_sub(b);
+                if borrow {
+                    d.wrapping_add(self.n)
+                } else {
+                    d
+                }
+            }
+            #[inline(always)]
+            fn to_mont(&self, x: u128) -> u128 {
+                self.mul(x, self.r2)
+            }
+            #[inline(always)]
+            fn r2(&self) -> u128 {
+                self.r2
+            }
+            #[inline(always)]
+            fn half(&self, a: u128) -> u128 {
+                // (a + n)/2 for odd a, without a branch.
+                (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
+            }
+        }
+    };
+}
+
+/// The low `L` 32-bit digits of `x`, least significant first.
+#[inline(always)]
+fn digits32<const L: usize>(x: u128) -> [u64; L] {
+    core::array::from_fn(|i| (x >> (32 * i)) as u64 & 0xffff_ffff)
+}
+
+/// a·b·2^(−32·L) mod n for a, b < n < 2^(32·L), L ≤ 4, by word-by-word
+/// Montgomery multiplication (CIOS) in 32-bit digits, given n's digits and
+/// −n⁻¹ mod 2^32: every product is one `i64.mul` on wasm32, where a 64×64 →
+/// 128-bit product is four of them plus carries.
+#[inline(always)]
+fn mul_cios32<const L: usize>(a: u128, b: u128, n: u128, nd: [u64; L], ninv: u64) -> u128 {
+    const LO: u64 = 0xffff_ffff;
+    let a: [u64; L] = digits32(a);
+    let b: [u64; L] = digits32(b);
+    // t < 2n: L digits and a carry bit in t[L].
+    let mut t = [0u64; 5];
+    for bi in b {
+        // t += a·b_i; each step ≤ (2^32 − 1)² + 2(2^32 − 1) < 2^64.
+        let mut c = 0;
+        for j in 0..L {
+            let s = t[j] + a[j] * bi + c;
+            t[j] = s & LO;
+            c = s >> 32;
+        }
+        let s = t[L] + c;
+        let (top, over) = (s & LO, s >> 32);
+        // t = (t + m·n) / 2^32 with m making the low digit vanish.
+        let m = (t[0] * ninv) & LO;
+        let mut c = (t[0] + m * nd[0]) >> 32;
+        for j in 1..L {
+            let s = t[j] + m * nd[j] + c;
+            t[j - 1] = s & LO;
+            c = s >> 32;
+        }
+        let s = top + c;
+        t[L - 1] = s & LO;
+        t[L] = over + (s >> 32);
+    }
+    let r = (0..L).fold(0u128, |r, j| r | (t[j] as u128) << (32 * j));
+    if L < 4 {
+        // The carry fits in the word.
+        let r = r | (t[L] as u128).wrapping_shl(32 * L as u32);
+        if r >= n {
+            r - n
+        } else {
+            r
+        }
+    } else if t[L] != 0 || r >= n {
+        // r + 2^128 − n, or r − n.
+        r.wrapping_sub(n)
+    } else {
+        r
+    }
+}
+
+/// −n⁻¹ mod 2^32 for odd n.
+fn neg_inv32(n: u128) -> u64 {
+    u64::from((inv64(n as u64) as u32).wrapping_neg())
+}
+
+/// Montgomery arithmetic modulo an odd n < 2^96 with R = 2^96, in three
+/// 32-bit digits: on wasm32 (without the wide-arithmetic proposal) a
+/// product is 21 `i64.mul` instead of [`Mont128`]'s 36. Not used natively,
+/// where `Mont128`'s 64-bit products are cheaper.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mont96 {
+    n: u128,
+    one: u128,
+    r2: u128,
+    digits: ([u64; 3], u64),
+}
+
+impl Mont96 {
+    pub(crate) fn new(n: u128) -> Self {
+        debug_assert!(n & 1 == 1 && n > 1 && n >> 96 == 0);
+        let one = (1u128 << 96) % n;
+        let mut m = Mont96 {
+            n,
+            one,
+            r2: 0,
+            // black_box: see Mont64::new.
+            digits: core::hint::black_box((digits32(n), neg_inv32(n))),
+        };
+        m.r2 = (0..96).fold(one, |r, _| m.add(r, r));
+        m
+    }
+}
+
+impl Mont96 {
+    #[inline(always)]
+    fn product(&self, a: u128, b: u128) -> u128 {
+        mul_cios32(a, b, self.n, self.digits.0, self.digits.1)
+    }
+}
+
+double_word_monty!(Mont96);
+
 /// Montgomery arithmetic modulo an odd 128-bit n > 1.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mont128 {
@@ -474,6 +627,9 @@ pub(crate) struct Mont128 {
     ninv: u128,
     one: u128,
     r2: u128,
+    /// n's 32-bit digits and −n⁻¹ mod 2^32, for [`mul_cios32`] on wasm32.
+    #[cfg(narrow_mul)]
+    digits: ([u64; 4], u64),
 }
 
 impl Mont128 {
@@ -481,11 +637,15 @@ impl Mont128 {
         debug_assert!(n & 1 == 1 && n > 1);
         // 2^128 mod n == (2^128 − n) mod n.
         let one = 0u128.wrapping_sub(n) % n;
+        let ninv = inv128(n);
         let mut m = Mont128 {
             n,
-            ninv: inv128(n),
+            ninv,
             one,
             r2: 0,
+            // black_box: see Mont64::new.
+            #[cfg(narrow_mul)]
+            digits: core::hint::black_box((digits32(n), neg_inv32(n))),
         };
         let mut r2 = one;
         for _ in 0..128 {
@@ -493,6 +653,14 @@ impl Mont128 {
         }
         m.r2 = r2;
         m
+    }
+
+    /// a·b·2^−128 mod n with 64-bit products (what `mul` is natively).
+    #[cfg_attr(narrow_mul, allow(dead_code))]
+    #[inline(always)]
+    fn redc_product(&self, a: u128, b: u128) -> u128 {
+        let (lo, hi) = mul_wide(a, b);
+        self.redc(lo, hi)
     }
 
     #[inline(always)]
@@ -508,53 +676,20 @@ impl Mont128 {
     }
 }
 
-impl Monty for Mont128 {
-    type W = u128;
+impl Mont128 {
+    #[cfg(not(narrow_mul))]
     #[inline(always)]
-    fn n(&self) -> u128 {
-        self.n
+    fn product(&self, a: u128, b: u128) -> u128 {
+        self.redc_product(a, b)
     }
+    #[cfg(narrow_mul)]
     #[inline(always)]
-    fn one(&self) -> u128 {
-        self.one
-    }
-    #[inline(always)]
-    fn mul(&self, a: u128, b: u128) -> u128 {
-        let (lo, hi) = mul_wide(a, b);
-        self.redc(lo, hi)
-    }
-    #[inline(always)]
-    fn add(&self, a: u128, b: u128) -> u128 {
-        let (s, c) = a.overflowing_add(b);
-        if c || s >= self.n {
-            s.wrapping_sub(self.n)
-        } else {
-            s
-        }
-    }
-    #[inline(always)]
-    fn sub(&self, a: u128, b: u128) -> u128 {
-        let (d, borrow) = a.overflowing_sub(b);
-        if borrow {
-            d.wrapping_add(self.n)
-        } else {
-            d
-        }
-    }
-    #[inline(always)]
-    fn to_mont(&self, x: u128) -> u128 {
-        self.mul(x, self.r2)
-    }
-    #[inline(always)]
-    fn r2(&self) -> u128 {
-        self.r2
-    }
-    #[inline(always)]
-    fn half(&self, a: u128) -> u128 {
-        // (a + n)/2 for odd a, without a branch.
-        (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
+    fn product(&self, a: u128, b: u128) -> u128 {
+        mul_cios32(a, b, self.n, self.digits.0, self.digits.1)
     }
 }
+
+double_word_monty!(Mont128);
 
 #[cfg(test)]
 mod tests {
@@ -661,6 +796,48 @@ mod tests {
             assert_eq!(mul_wide(a, b), (want_lo, want_hi));
         }
         assert_eq!(mul_wide(u128::MAX, u128::MAX), (1, u128::MAX - 1));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn cios_in_32_bit_digits_agrees_with_mont128() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        // Moduli just below 2^128 and 2^96 make the carry digit matter.
+        let moduli: Vec<u128> = [
+            u128::MAX,
+            (1 << 127) + 1,
+            (1 << 64) + 13,
+            3 << 80 | 1,
+            (1 << 96) - 1,
+            (1 << 96) - 3,
+        ]
+        .into_iter()
+        .chain((0..400).map(|i| rng.u128(3..) >> (i % 2 * 32) | 1))
+        .collect();
+        for n in moduli {
+            let m = Mont128::new(n);
+            let m96 = (n >> 96 == 0).then(|| Mont96::new(n));
+            for (a, b) in [(0, 0), (n - 1, n - 1), (1, n - 1)]
+                .into_iter()
+                .chain((0..50).map(|_| (rng.u128(..n), rng.u128(..n))))
+            {
+                let want = m.redc_product(a, b);
+                let got = mul_cios32(a, b, n, digits32::<4>(n), neg_inv32(n));
+                assert_eq!(got, want, "{a}·{b} mod {n}");
+                if let Some(m96) = &m96 {
+                    // Same residue a·b mod n out of either Montgomery form.
+                    let (am, bm) = (m96.to_mont(a), m96.to_mont(b));
+                    let product = m96.mul(am, bm);
+                    assert!(am < n && bm < n && product < n, "{a}·{b} mod {n}");
+                    let plain = m96.mul(product, 1);
+                    assert_eq!(
+                        plain,
+                        m.mul(m.mul(m.to_mont(a), m.to_mont(b)), 1),
+                        "{a}·{b} mod {n}"
+                    );
+                }
+            }
+        }
     }
 
     /// Schoolbook 2×2-limb product, four 64-bit limbs little-endian.

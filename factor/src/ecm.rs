@@ -542,7 +542,7 @@ pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arith::{Mont128, Mont32, Mont64};
+    use crate::arith::{Mont128, Mont32, Mont64, Mont96};
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -566,6 +566,7 @@ mod tests {
         check(&Mont64::new(4_294_967_291 * 4_294_967_279), 4_294_967_291);
         let p = 1_099_511_627_689u128;
         check(&Mont128::new(p * 1_099_511_627_791), p);
+        check(&Mont96::new(p * 1_099_511_627_791), p);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -680,6 +681,9 @@ mod tests {
         assert!(f == p || f == q, "{f}");
         let (p, q) = (1099511627689u128, 1099511627791u128); // two 40-bit primes
         let m = Mont128::new(p * q);
+        let f = find_factor(&m);
+        assert!(f == p || f == q, "{f}");
+        let m = Mont96::new(p * q);
         let f = find_factor(&m);
         assert!(f == p || f == q, "{f}");
     }
