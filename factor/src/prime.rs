@@ -9,6 +9,7 @@
 
 use crate::arith::{Mont128, Mont32, Mont64, Mont96, Monty, Word};
 use crate::small;
+use core::hint::select_unpredictable;
 
 /// Strong probable-prime test to base `a` (plain residue, 1 < a < n).
 pub(crate) fn sprp<M: Monty>(m: &M, a: M::W) -> bool {
@@ -81,17 +82,12 @@ fn jacobi_in<W: Word>(a: i64, n: W) -> i32 {
 /// a base-2 strong test this is the "extra strong" BPSW, which has no known
 /// counterexample and none below 2^64.
 /// `n` must be odd, > small::LIMIT and not a perfect square.
+#[cfg(test)]
 pub(crate) fn extra_strong_lucas<M: Monty>(m: &M) -> bool {
     let n = m.n();
-    let n128 = n.to_u128();
-    let mut p: i64 = 3;
-    loop {
-        match jacobi(p * p - 4, n128) {
-            -1 => break,
-            0 => return false, // 0 < P² − 4 < n shares a factor with n
-            _ => p += 1,
-        }
-    }
+    let Some(p) = lucas_p(n.to_u128()) else {
+        return false;
+    };
     let one = m.one();
     let two = m.add(one, one);
     let pm = m.to_mont(M::W::from_u128(p as u128));
@@ -144,11 +140,87 @@ pub(crate) fn is_prime_odd_u64_exact(n: u64) -> bool {
 #[inline]
 fn bpsw_u64(m: &Mont64) -> bool {
     let n = m.n();
-    if !sprp(m, 2) {
+    let r = n.isqrt();
+    r * r != n && bpsw(m)
+}
+
+/// The base-2 strong test and the extra strong Lucas test (BPSW) of an odd
+/// n = `m.n()` > small::LIMIT that is not a perfect square, in one pass: the
+/// two exponentiations are independent chains of multiplications, so run
+/// side by side each fills the other's latency (a 40-bit prime: about the
+/// time of the strong test alone). Same answers as [`sprp`] and
+/// [`extra_strong_lucas`] one after the other.
+fn bpsw<M: Monty>(m: &M) -> bool {
+    let n = m.n();
+    let Some(p) = lucas_p(n.to_u128()) else {
+        return false;
+    };
+    let one = m.one();
+    let two = m.add(one, one);
+    let minus_one = m.neg(one);
+    let pm = m.to_mont(M::W::from_u128(p as u128));
+    // n − 1 = d·2^s and n + 1 = k·2^t, d and k odd; n < W::MAX (see
+    // extra_strong_lucas).
+    let nm1 = n.wsub(M::W::ONE);
+    let s = nm1.tz();
+    let d = nm1.shr(s);
+    let np1 = n.wadd(M::W::ONE);
+    let t = np1.tz();
+    let k = np1.shr(t);
+    // x = 2^d (leading zero bits keep x = 1) and (V_j, V_j+1) for j = k
+    // (leading zero bits keep (2, P)), both by the bits from the top down.
+    let mut x = one;
+    let (mut v, mut w) = (two, pm);
+    let top = M::W::BITS - d.max(k).lz();
+    for i in (0..top).rev() {
+        // Selects, not branches: the bits are unpredictable, and a branch
+        // would also stop the two chains from overlapping.
+        x = m.sqr(x);
+        x = select_unpredictable(d.bit(i), m.add(x, x), x);
+        let mid = m.sub(m.mul(v, w), pm);
+        let kb = k.bit(i);
+        let sq = m.sub(m.sqr(select_unpredictable(kb, w, v)), two);
+        (v, w) = select_unpredictable(kb, (mid, sq), (sq, mid));
+    }
+    // Strong test: 2^d ≡ ±1, or 2^(d·2^r) ≡ −1 for some 0 < r < s.
+    let mut strong = x == one || x == minus_one;
+    for _ in 1..s {
+        if strong {
+            break;
+        }
+        x = m.sqr(x);
+        if x == one {
+            return false;
+        }
+        strong = x == minus_one;
+    }
+    if !strong {
         return false;
     }
-    let r = n.isqrt();
-    r * r != n && extra_strong_lucas(m)
+    // Lucas: U_k ≡ 0 with V_k ≡ ±2, or V_{2^r·k} ≡ 0 for some 0 ≤ r < t − 1.
+    if (v == two || v == m.neg(two)) && m.add(w, w) == m.mul(pm, v) {
+        return true;
+    }
+    for _ in 0..t.saturating_sub(1) {
+        if v == M::W::ZERO {
+            return true;
+        }
+        v = m.sub(m.sqr(v), two);
+    }
+    false
+}
+
+/// The first P = 3, 4, 5, … with ((P² − 4) / n) = −1, or `None` when some
+/// P² − 4 shares a factor with n (so n is composite; n > small::LIMIT).
+fn lucas_p(n: u128) -> Option<i64> {
+    let mut p: i64 = 3;
+    loop {
+        match jacobi(p * p - 4, n) {
+            -1 => return Some(p),
+            0 => return None,
+            _ => p += 1,
+        }
+    }
 }
 
 /// Primality of an odd n ≥ 2^64 with no prime factor below small::LIMIT.
@@ -165,14 +237,8 @@ pub(crate) fn is_prime_odd_u128(n: u128) -> bool {
 #[inline(always)]
 fn bpsw_u128<M: Monty<W = u128>>(m: &M) -> bool {
     let n = m.n();
-    if !sprp(m, 2) {
-        return false;
-    }
     let r = n.isqrt();
-    if r * r == n {
-        return false;
-    }
-    extra_strong_lucas(m)
+    r * r != n && bpsw(m)
 }
 
 /// Deterministic primality test for any n < 2^128.
@@ -292,6 +358,42 @@ mod tests {
             let want = is_prime(n);
             assert_eq!(bpsw_u128(&Mont96::new(n)), want, "{n}");
             assert_eq!(bpsw_u128(&Mont128::new(n)), want, "{n}");
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn one_pass_bpsw_answers_as_the_two_tests_one_after_the_other() {
+        fn check<M: Monty>(m: &M) {
+            let want = sprp(m, M::W::TWO) && extra_strong_lucas(m);
+            assert_eq!(bpsw(m), want, "{:?}", m.n());
+        }
+        // Base-2 strong pseudoprimes (the Lucas half must reject them),
+        // Lucas pseudoprimes, and random odd non-squares of each word size
+        // (primes among them).
+        let lucas = [
+            5777u64, 10877, 27971, 29681, 30739, 31631, 39059, 72389, 73919, 75077,
+        ];
+        for n in SPSP2_BELOW_2_32.iter().map(|&n| u64::from(n)).chain(lucas) {
+            if n > small::LIMIT as u64 {
+                check(&Mont64::new(n));
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(11);
+        for i in 0..20_000u32 {
+            let n = rng.u64(small::LIMIT as u64..) >> (i % 40) | 1;
+            let r = n.isqrt();
+            if n > small::LIMIT as u64 && r * r != n {
+                check(&Mont64::new(n));
+            }
+            let n = rng.u128(1 << 64..) >> (i % 60) | 1;
+            let r = n.isqrt();
+            if r * r != n {
+                check(&Mont128::new(n));
+                if n >> 96 == 0 {
+                    check(&Mont96::new(n));
+                }
+            }
         }
     }
 
