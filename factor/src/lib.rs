@@ -27,6 +27,7 @@ mod rho;
 mod small;
 
 use arith::{Mont128, Mont32, Mont64, Mont96, Word};
+use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 
 /// The prime factors of `n`, ascending, with multiplicity.
@@ -66,7 +67,7 @@ pub fn factor_into(n: u128, out: &mut Vec<u128>) {
     if n <= u64::MAX as u128 {
         factor_u64_into(n as u64, out);
     } else {
-        split_u128(n, out);
+        split_u128(n, out, Expect::Either);
     }
     out[start..].sort_unstable();
 }
@@ -107,50 +108,50 @@ pub fn factor_u64_into<T: From<u64> + Ord>(n: u64, out: &mut Vec<T>) {
         i = end;
     }
     if n > 1 {
-        split_u64(n, out, TD64_SQ);
+        split_u64(n, out, TD64_SQ, Expect::Either);
     }
     out[start..].sort_unstable();
 }
 
 /// Factors an odd n > 1 with no prime factor below √`sq` (so n < `sq` is
 /// prime), where √`sq` is where trial division stopped.
-fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>, sq: u64) {
-    if n < sq || prime::is_prime_odd_u64_exact(n) {
+fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>, sq: u64, expect: Expect) {
+    if n < sq || prime::is_prime_odd_u64_exact(n, expect) {
         out.push(n.into());
         return;
     }
     let r = n.isqrt();
     if r * r == n {
-        split_u64(r, out, sq);
-        split_u64(r, out, sq);
+        split_u64(r, out, sq, Expect::Prime);
+        split_u64(r, out, sq, Expect::Prime);
         return;
     }
     let d = match u32::try_from(n) {
         Ok(n) => u64::from(find_factor(&Mont32::new(n))),
         Err(_) => find_factor(&Mont64::new(n)),
     };
-    split_u64(d, out, sq);
-    split_u64(n / d, out, sq);
+    split_u64(d, out, sq, Expect::Prime);
+    split_u64(n / d, out, sq, Expect::Prime);
 }
 
 /// Factors an odd n > 1 with no prime factor below `small::LIMIT`.
-fn split_u128(n: u128, out: &mut Vec<u128>) {
+fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
     if n <= u64::MAX as u128 {
-        return split_u64(n as u64, out, small::LIMIT_SQ);
+        return split_u64(n as u64, out, small::LIMIT_SQ, expect);
     }
-    if prime::is_prime_odd_u128(n) {
+    if prime::is_prime_odd_u128(n, expect) {
         out.push(n);
         return;
     }
     let r = n.isqrt();
     if r * r == n {
-        split_u128(r, out);
-        split_u128(r, out);
+        split_u128(r, out, Expect::Prime);
+        split_u128(r, out, Expect::Prime);
         return;
     }
     if let Some(c) = icbrt_exact(n) {
         for _ in 0..3 {
-            split_u128(c, out);
+            split_u128(c, out, Expect::Prime);
         }
         return;
     }
@@ -160,8 +161,8 @@ fn split_u128(n: u128, out: &mut Vec<u128>) {
     } else {
         find_factor(&Mont128::new(n))
     };
-    split_u128(d, out);
-    split_u128(n / d, out);
+    split_u128(d, out, Expect::Prime);
+    split_u128(n / d, out, Expect::Prime);
 }
 
 /// Trial division of a u64 stops below this bound (the u128 path goes on to
