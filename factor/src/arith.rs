@@ -347,6 +347,15 @@ impl Mont32 {
             d
         }
     }
+
+    /// a·b·R⁻¹ in (0, 2n) for a, b < 2n < 2^31, as [`Mont64::mul_lazy`].
+    #[inline(always)]
+    fn mul_lazy(&self, a: u32, b: u32) -> u32 {
+        let t = u64::from(a) * u64::from(b);
+        let m = (t as u32).wrapping_mul(self.ninv);
+        let mn_hi = ((u64::from(m) * u64::from(self.n)) >> 32) as u32;
+        ((t >> 32) as u32 + self.n) - mn_hi
+    }
 }
 
 single_word_monty!(Mont32, u32);
@@ -433,9 +442,106 @@ impl Mont64 {
         let (lo, hi) = mul_wide64(a, b);
         self.redc(lo, hi)
     }
+
+    /// a·b·R⁻¹ in (0, 2n) for a, b < 2n < 2^63 ([`Mont64Lazy`]): a·b < 4n²
+    /// < n·R, so hi < n and hi − hi(m·n) + n lies in (0, 2n).
+    #[inline(always)]
+    fn mul_lazy(&self, a: u64, b: u64) -> u64 {
+        let (lo, hi) = mul_wide64(a, b);
+        let m = lo.wrapping_mul(self.ninv);
+        (hi + self.n) - self.mul_hi_n(m)
+    }
 }
 
 single_word_monty!(Mont64, u64);
+
+/// A single-word Montgomery type with lazy reduction for n < R/4: residues
+/// are kept in [0, 2n) instead of [0, n), so a product needs no final
+/// conditional correction (one step shorter on the dependency chains rho and
+/// ECM are made of). Equal residues can differ by n here, so these types are
+/// only for code that looks at results through gcd with n (finding
+/// factors), never `==`. The inner type supplies `mul_lazy`.
+macro_rules! lazy_monty {
+    ($(#[$doc:meta])* $lazy:ident, $mont:ty, $w:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct $lazy {
+            m: $mont,
+            twice_n: $w,
+        }
+
+        impl $lazy {
+            /// For odd n with 1 < n < R/4.
+            pub(crate) fn new(n: $w) -> Self {
+                debug_assert!(n < 1 << (<$w>::BITS - 2));
+                $lazy {
+                    m: <$mont>::new(n),
+                    twice_n: 2 * n,
+                }
+            }
+        }
+
+        impl Monty for $lazy {
+            type W = $w;
+            #[inline(always)]
+            fn n(&self) -> $w {
+                self.m.n
+            }
+            #[inline(always)]
+            fn one(&self) -> $w {
+                self.m.one
+            }
+            #[inline(always)]
+            fn mul(&self, a: $w, b: $w) -> $w {
+                self.m.mul_lazy(a, b)
+            }
+            #[inline(always)]
+            fn add(&self, a: $w, b: $w) -> $w {
+                let s = a + b;
+                if s >= self.twice_n {
+                    s - self.twice_n
+                } else {
+                    s
+                }
+            }
+            #[inline(always)]
+            fn sub(&self, a: $w, b: $w) -> $w {
+                let (d, borrow) = a.overflowing_sub(b);
+                if borrow {
+                    d.wrapping_add(self.twice_n)
+                } else {
+                    d
+                }
+            }
+            #[inline(always)]
+            fn to_mont(&self, x: $w) -> $w {
+                self.mul(x, self.m.r2)
+            }
+            #[inline(always)]
+            fn r2(&self) -> $w {
+                self.m.r2
+            }
+            #[inline(always)]
+            fn half(&self, a: $w) -> $w {
+                // (a + n)/2 for odd a: below 2n still.
+                (a >> 1) + (((self.m.n >> 1) + 1) & (a & 1).wrapping_neg())
+            }
+        }
+    };
+}
+
+lazy_monty!(
+    /// [`Mont32`] with lazy reduction, for n < 2^30.
+    Mont32Lazy,
+    Mont32,
+    u32
+);
+lazy_monty!(
+    /// [`Mont64`] with lazy reduction, for n < 2^62.
+    Mont64Lazy,
+    Mont64,
+    u64
+);
 
 /// Full 128×128 → 256-bit product as (low, high).
 #[inline(always)]
@@ -796,6 +902,45 @@ mod tests {
             assert_eq!(mul_wide(a, b), (want_lo, want_hi));
         }
         assert_eq!(mul_wide(u128::MAX, u128::MAX), (1, u128::MAX - 1));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn lazy_reduction_stays_below_2n_and_agrees_mod_n() {
+        /// Every operation on residues in [0, 2n), chained, against the
+        /// reduced type; results compared mod n.
+        fn check<L: Monty, M: Monty<W = L::W>>(lazy: &L, exact: &M, rng: &mut fastrand::Rng) {
+            let n = exact.n().to_u128();
+            let below_2n = |x: L::W| {
+                assert!(x.to_u128() < 2 * n, "{x:?} ≥ 2·{n}");
+                x.to_u128() % n
+            };
+            let (mut x, mut y) = (lazy.one(), exact.one());
+            for i in 0..2000u64 {
+                let v = L::W::from_u128(u128::from(rng.u64(..)) % n);
+                let (lv, ev) = (lazy.to_mont(v), exact.to_mont(v));
+                (x, y) = match i % 4 {
+                    0 => (lazy.mul(x, lv), exact.mul(y, ev)),
+                    1 => (lazy.add(x, lv), exact.add(y, ev)),
+                    2 => (lazy.sub(x, lv), exact.sub(y, ev)),
+                    _ => (lazy.half(lazy.mul(x, x)), exact.half(exact.mul(y, y))),
+                };
+                assert_eq!(below_2n(x), y.to_u128(), "step {i} mod {n}");
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(13);
+        for n in [(1u64 << 62) - 57, (1 << 62) - 1, 3, 1_000_000_007] {
+            check(&Mont64Lazy::new(n), &Mont64::new(n), &mut rng);
+        }
+        for n in [(1u32 << 30) - 35, (1 << 30) - 1, 3, 65_537] {
+            check(&Mont32Lazy::new(n), &Mont32::new(n), &mut rng);
+        }
+        for _ in 0..50 {
+            let n = rng.u64(3..1 << 62) | 1;
+            check(&Mont64Lazy::new(n), &Mont64::new(n), &mut rng);
+            let n = rng.u32(3..1 << 30) | 1;
+            check(&Mont32Lazy::new(n), &Mont32::new(n), &mut rng);
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

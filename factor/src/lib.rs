@@ -26,7 +26,7 @@ mod prime;
 mod rho;
 mod small;
 
-use arith::{Mont128, Mont32, Mont64, Mont96, Word};
+use arith::{Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 
@@ -126,8 +126,11 @@ fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>, sq: u64, expect: Expect) {
         split_u64(r, out, sq, Expect::Prime);
         return;
     }
+    // Lazy reduction where n leaves room for it (below a quarter of R).
     let d = match u32::try_from(n) {
+        Ok(n) if n < 1 << 30 => u64::from(find_factor(&Mont32Lazy::new(n))),
         Ok(n) => u64::from(find_factor(&Mont32::new(n))),
+        Err(_) if n < 1 << 62 => find_factor(&Mont64Lazy::new(n)),
         Err(_) => find_factor(&Mont64::new(n)),
     };
     split_u64(d, out, sq, Expect::Prime);
