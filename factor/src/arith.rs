@@ -22,6 +22,9 @@ pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
     fn from_u128(x: u128) -> Self;
     fn bit(self, i: u32) -> bool;
     fn to_u128(self) -> u128;
+    /// self/2 mod the odd `n`, for self < 2n: (self + n)/2 when self is odd,
+    /// without a branch.
+    fn half_mod(self, n: Self) -> Self;
 }
 
 macro_rules! impl_word {
@@ -66,6 +69,10 @@ macro_rules! impl_word {
             #[inline(always)]
             fn to_u128(self) -> u128 {
                 self as u128
+            }
+            #[inline(always)]
+            fn half_mod(self, n: Self) -> Self {
+                (self >> 1) + (((n >> 1) + 1) & (self & 1).wrapping_neg())
             }
         }
     };
@@ -302,8 +309,7 @@ macro_rules! single_word_monty {
             }
             #[inline(always)]
             fn half(&self, a: $w) -> $w {
-                // (a + n)/2 for odd a, without a branch.
-                (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
+                a.half_mod(self.n)
             }
         }
     };
@@ -334,13 +340,22 @@ impl Mont32 {
         m
     }
 
+    /// hi(t) and hi(m·n) for t = a·b, m = t·n⁻¹ mod R, as in
+    /// [`Mont64::redc_halves`].
     #[inline(always)]
-    fn mul_word(&self, a: u32, b: u32) -> u32 {
-        // t·R⁻¹ mod n as hi(t) − hi(m·n), as in Mont64.
+    fn redc_halves(&self, a: u32, b: u32) -> (u32, u32) {
         let t = u64::from(a) * u64::from(b);
         let m = (t as u32).wrapping_mul(self.ninv);
-        let mn_hi = ((u64::from(m) * u64::from(self.n)) >> 32) as u32;
-        let (d, borrow) = ((t >> 32) as u32).overflowing_sub(mn_hi);
+        (
+            (t >> 32) as u32,
+            ((u64::from(m) * u64::from(self.n)) >> 32) as u32,
+        )
+    }
+
+    #[inline(always)]
+    fn mul_word(&self, a: u32, b: u32) -> u32 {
+        let (hi, mn_hi) = self.redc_halves(a, b);
+        let (d, borrow) = hi.overflowing_sub(mn_hi);
         if borrow {
             d.wrapping_add(self.n)
         } else {
@@ -351,10 +366,8 @@ impl Mont32 {
     /// a·b·R⁻¹ in (0, 2n) for a, b < 2n < 2^31, as [`Mont64::mul_lazy`].
     #[inline(always)]
     fn mul_lazy(&self, a: u32, b: u32) -> u32 {
-        let t = u64::from(a) * u64::from(b);
-        let m = (t as u32).wrapping_mul(self.ninv);
-        let mn_hi = ((u64::from(m) * u64::from(self.n)) >> 32) as u32;
-        ((t >> 32) as u32 + self.n) - mn_hi
+        let (hi, mn_hi) = self.redc_halves(a, b);
+        (hi + self.n) - mn_hi
     }
 }
 
@@ -423,12 +436,18 @@ impl Mont64 {
         p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32)
     }
 
-    /// t·R⁻¹ mod n for t = hi·2^64 + lo < n·R. Uses hi(t) − hi(m·n), which
-    /// cannot overflow.
+    /// hi(t) and hi(m·n) for t = a·b, m = t·n⁻¹ mod R: with the low words
+    /// equal, t·R⁻¹ ≡ (t − m·n)/R = hi(t) − hi(m·n) (mod n), which lies in
+    /// (−n, n) for t < n·R.
     #[inline(always)]
-    fn redc(&self, lo: u64, hi: u64) -> u64 {
-        let m = lo.wrapping_mul(self.ninv);
-        let mn_hi = self.mul_hi_n(m);
+    fn redc_halves(&self, a: u64, b: u64) -> (u64, u64) {
+        let (lo, hi) = mul_wide64(a, b);
+        (hi, self.mul_hi_n(lo.wrapping_mul(self.ninv)))
+    }
+
+    #[inline(always)]
+    fn mul_word(&self, a: u64, b: u64) -> u64 {
+        let (hi, mn_hi) = self.redc_halves(a, b);
         let (d, borrow) = hi.overflowing_sub(mn_hi);
         if borrow {
             d.wrapping_add(self.n)
@@ -437,19 +456,12 @@ impl Mont64 {
         }
     }
 
-    #[inline(always)]
-    fn mul_word(&self, a: u64, b: u64) -> u64 {
-        let (lo, hi) = mul_wide64(a, b);
-        self.redc(lo, hi)
-    }
-
     /// a·b·R⁻¹ in (0, 2n) for a, b < 2n < 2^63 ([`Mont64Lazy`]): a·b < 4n²
     /// < n·R, so hi < n and hi − hi(m·n) + n lies in (0, 2n).
     #[inline(always)]
     fn mul_lazy(&self, a: u64, b: u64) -> u64 {
-        let (lo, hi) = mul_wide64(a, b);
-        let m = lo.wrapping_mul(self.ninv);
-        (hi + self.n) - self.mul_hi_n(m)
+        let (hi, mn_hi) = self.redc_halves(a, b);
+        (hi + self.n) - mn_hi
     }
 }
 
@@ -528,7 +540,7 @@ impl Monty for ModF64 {
     }
     #[inline(always)]
     fn half(&self, a: u64) -> u64 {
-        (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
+        a.half_mod(self.n)
     }
 }
 
@@ -600,8 +612,8 @@ macro_rules! lazy_monty {
             }
             #[inline(always)]
             fn half(&self, a: $w) -> $w {
-                // (a + n)/2 for odd a: below 2n still.
-                (a >> 1) + (((self.m.n >> 1) + 1) & (a & 1).wrapping_neg())
+                // Below 2n still.
+                a.half_mod(self.m.n)
             }
         }
     };
@@ -698,8 +710,7 @@ macro_rules! double_word_monty {
             }
             #[inline(always)]
             fn half(&self, a: u128) -> u128 {
-                // (a + n)/2 for odd a, without a branch.
-                (a >> 1) + (((self.n >> 1) + 1) & (a & 1).wrapping_neg())
+                a.half_mod(self.n)
             }
         }
     };
