@@ -25,6 +25,7 @@ pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
     /// self/2 mod the odd `n`, for self < 2n: (self + n)/2 when self is odd,
     /// without a branch.
     fn half_mod(self, n: Self) -> Self;
+    fn is_square(self) -> bool;
 }
 
 macro_rules! impl_word {
@@ -73,6 +74,11 @@ macro_rules! impl_word {
             #[inline(always)]
             fn half_mod(self, n: Self) -> Self {
                 (self >> 1) + (((n >> 1) + 1) & (self & 1).wrapping_neg())
+            }
+            #[inline(always)]
+            fn is_square(self) -> bool {
+                let r = self.isqrt();
+                r * r == self
             }
         }
     };

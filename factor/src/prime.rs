@@ -19,11 +19,18 @@ pub(crate) fn sprp<M: Monty>(m: &M, a: M::W) -> bool {
     let d = nm1.shr(s);
     let one = m.one();
     let minus_one = m.neg(one);
-    let mut x = if a == M::W::TWO {
+    let x = if a == M::W::TWO {
         m.pow2(d)
     } else {
         m.pow(m.to_mont(a), d)
     };
+    strong_end(m, x, s, one, minus_one)
+}
+
+/// The strong test's verdict from x = a^d, n − 1 = d·2^s: x ≡ ±1, or
+/// x^(2^r) ≡ −1 for some 0 < r < s.
+#[inline(always)]
+fn strong_end<M: Monty>(m: &M, mut x: M::W, s: u32, one: M::W, minus_one: M::W) -> bool {
     if x == one || x == minus_one {
         return true;
     }
@@ -109,12 +116,18 @@ pub(crate) fn extra_strong_lucas<M: Monty>(m: &M) -> bool {
             v = m.sub(m.sqr(v), two);
         }
     }
-    // U_k ≡ 0 ⇔ 2·V_k+1 ≡ P·V_k (D·U_k = 2·V_k+1 − P·V_k, D coprime to n).
-    let minus_two = m.neg(two);
-    if (v == two || v == minus_two) && m.add(w, w) == m.mul(pm, v) {
+    lucas_end(m, v, w, pm, s)
+}
+
+/// The extra strong Lucas test's verdict from (V_k, V_k+1), n + 1 = k·2^s:
+/// U_k ≡ 0 with V_k ≡ ±2 (U_k ≡ 0 ⇔ 2·V_k+1 ≡ P·V_k, as D·U_k = 2·V_k+1 −
+/// P·V_k with D coprime to n), or V_{2^r·k} ≡ 0 for some 0 ≤ r < s − 1.
+#[inline(always)]
+fn lucas_end<M: Monty>(m: &M, mut v: M::W, w: M::W, pm: M::W, s: u32) -> bool {
+    let two = m.add(m.one(), m.one());
+    if (v == two || v == m.neg(two)) && m.add(w, w) == m.mul(pm, v) {
         return true;
     }
-    // Or V_{2^r·k} ≡ 0 for some 0 ≤ r < s − 1.
     for _ in 0..s.saturating_sub(1) {
         if v == M::W::ZERO {
             return true;
@@ -135,9 +148,9 @@ pub(crate) fn is_prime_odd_u64_exact(n: u64, expect: Expect) -> bool {
     // Double-precision quotients are cheaper where products are narrow
     // (wasm32).
     if cfg!(narrow_mul) && n < 1 << 50 {
-        bpsw_u64(&ModF64::new(n), expect)
+        bpsw_as(&ModF64::new(n), expect)
     } else {
-        bpsw_u64(&Mont64::new(n), expect)
+        bpsw_as(&Mont64::new(n), expect)
     }
 }
 
@@ -153,23 +166,15 @@ pub(crate) enum Expect {
     Prime,
 }
 
-/// BPSW for an odd n = `m.n()` > small::LIMIT.
-#[inline]
-fn bpsw_u64<M: Monty<W = u64>>(m: &M, expect: Expect) -> bool {
-    let n = m.n();
-    bpsw_as(m, expect, || {
-        let r = n.isqrt();
-        r * r != n
-    })
-}
-
-/// BPSW scheduled for what `expect`s, with the caller's perfect-square test
-/// (run only after the strong test where composites are common).
+/// BPSW for an odd n = `m.n()` > small::LIMIT, scheduled for what
+/// `expect`s (the perfect-square test, which the Lucas test needs, only
+/// after the strong test where composites are common).
 #[inline(always)]
-fn bpsw_as<M: Monty>(m: &M, expect: Expect, not_square: impl Fn() -> bool) -> bool {
+fn bpsw_as<M: Monty>(m: &M, expect: Expect) -> bool {
+    let n = m.n();
     match expect {
-        Expect::Either => sprp(m, M::W::TWO) && not_square() && extra_strong_lucas(m),
-        Expect::Prime => not_square() && bpsw(m),
+        Expect::Either => sprp(m, M::W::TWO) && !n.is_square() && extra_strong_lucas(m),
+        Expect::Prime => !n.is_square() && bpsw(m),
     }
 }
 
@@ -213,32 +218,7 @@ fn bpsw<M: Monty>(m: &M) -> bool {
         let sq = m.sub(m.sqr(select_unpredictable(kb, w, v)), two);
         (v, w) = select_unpredictable(kb, (mid, sq), (sq, mid));
     }
-    // Strong test: 2^d ≡ ±1, or 2^(d·2^r) ≡ −1 for some 0 < r < s.
-    let mut strong = x == one || x == minus_one;
-    for _ in 1..s {
-        if strong {
-            break;
-        }
-        x = m.sqr(x);
-        if x == one {
-            return false;
-        }
-        strong = x == minus_one;
-    }
-    if !strong {
-        return false;
-    }
-    // Lucas: U_k ≡ 0 with V_k ≡ ±2, or V_{2^r·k} ≡ 0 for some 0 ≤ r < t − 1.
-    if (v == two || v == m.neg(two)) && m.add(w, w) == m.mul(pm, v) {
-        return true;
-    }
-    for _ in 0..t.saturating_sub(1) {
-        if v == M::W::ZERO {
-            return true;
-        }
-        v = m.sub(m.sqr(v), two);
-    }
-    false
+    strong_end(m, x, s, one, minus_one) && lucas_end(m, v, w, pm, t)
 }
 
 /// The first P = 3, 4, 5, … with ((P² − 4) / n) = −1, or `None` when some
@@ -259,19 +239,10 @@ fn lucas_p(n: u128) -> Option<i64> {
 pub(crate) fn is_prime_odd_u128(n: u128, expect: Expect) -> bool {
     // Three 32-bit digits are cheaper where products are narrow (wasm32).
     if cfg!(narrow_mul) && n >> 96 == 0 {
-        bpsw_u128(&Mont96::new(n), expect)
+        bpsw_as(&Mont96::new(n), expect)
     } else {
-        bpsw_u128(&Mont128::new(n), expect)
+        bpsw_as(&Mont128::new(n), expect)
     }
-}
-
-#[inline(always)]
-fn bpsw_u128<M: Monty<W = u128>>(m: &M, expect: Expect) -> bool {
-    let n = m.n();
-    bpsw_as(m, expect, || {
-        let r = n.isqrt();
-        r * r != n
-    })
 }
 
 /// Deterministic primality test for any n < 2^128.
@@ -356,7 +327,7 @@ mod tests {
         for &n in &SPSP2_BELOW_2_32 {
             let n = u64::from(n);
             if n > small::LIMIT as u64 {
-                assert!(!bpsw_u64(&Mont64::new(n), Expect::Either), "{n}");
+                assert!(!bpsw_as(&Mont64::new(n), Expect::Either), "{n}");
             }
         }
         let mut rng = fastrand::Rng::with_seed(5);
@@ -365,8 +336,8 @@ mod tests {
             let n = rng.u64(small::LIMIT as u64..1 << 32) | 1;
             let want = is_prime_odd_u64_exact(n, Expect::Either);
             primes += u32::from(want);
-            assert_eq!(bpsw_u64(&Mont64::new(n), Expect::Either), want, "{n}");
-            assert_eq!(bpsw_u64(&ModF64::new(n), Expect::Prime), want, "{n}");
+            assert_eq!(bpsw_as(&Mont64::new(n), Expect::Either), want, "{n}");
+            assert_eq!(bpsw_as(&ModF64::new(n), Expect::Prime), want, "{n}");
         }
         assert!(primes > 5_000, "the sample holds primes");
     }
@@ -390,8 +361,8 @@ mod tests {
         }
         for n in cases {
             let want = is_prime(n);
-            assert_eq!(bpsw_u128(&Mont96::new(n), Expect::Either), want, "{n}");
-            assert_eq!(bpsw_u128(&Mont128::new(n), Expect::Prime), want, "{n}");
+            assert_eq!(bpsw_as(&Mont96::new(n), Expect::Either), want, "{n}");
+            assert_eq!(bpsw_as(&Mont128::new(n), Expect::Prime), want, "{n}");
         }
     }
 
