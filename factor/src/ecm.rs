@@ -467,17 +467,12 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
         }
         // Xk/Zk = Xd/Zb ⇔ Xk·Zb·∏(other Zg) = Xd·Zg.
         let zg = common_denominator(m, &giants[..len], zb, &mut giant_x[..len]);
-        let mut used = giant_masks[..len].iter().fold(0, |a, &b| a | b);
-        while used != 0 {
-            let i = used.trailing_zeros() as usize;
-            used &= used - 1;
+        let used = giant_masks[..len].iter().fold(0, |a, &b| a | b);
+        for i in set_bits(used) {
             baby_scaled[i] = m.mul(baby_x[i], zg);
         }
         for (&x, &mask) in giant_x[..len].iter().zip(&giant_masks[..len]) {
-            let mut mask = mask;
-            while mask != 0 {
-                let i = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
+            for i in set_bits(mask) {
                 acc = m.mul(acc, m.sub(x, baby_scaled[i]));
             }
         }
@@ -488,6 +483,15 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     } else {
         Found::Nothing
     }
+}
+
+/// The indices of the set bits of `mask`, lowest first.
+fn set_bits(mut mask: u32) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (i < 32).then_some(i)
+    })
 }
 
 /// Giant steps of stage 2 that share one common denominator.
