@@ -243,6 +243,23 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     // standard build runs.
     assert_eq!(text(&client, "engine").await, "WebAssembly");
 
+    // The standard build's arithmetic for the larger word sizes (32-bit
+    // digits above 2^64: three below 2^96, four above) is exact too:
+    // 64-bit numbers, 80- and 96-bit semiprimes, ranges from 2^64 + 1 and
+    // 2^100 + 1.
+    let mut mixed = range(u128::from(u64::MAX) - 200, 50, 2);
+    mixed.extend(semiprimes(10, 40, 7));
+    mixed.extend(semiprimes(3, 48, 9));
+    mixed.extend(range((1 << 64) + 1, 200, 2));
+    mixed.extend(range((1 << 100) + 1, 20, 2));
+    let list: Vec<String> = mixed.iter().map(u128::to_string).collect();
+    let wide_sizes = server.submit(json!({ "numbers": list })).await;
+    let job = server
+        .wait_done(&wide_sizes, Duration::from_secs(120))
+        .await;
+    assert_eq!(job["by_kind"]["browser"], mixed.len(), "{job}");
+    assert_matches_gnu(&mixed, &server.results(&wide_sizes).await);
+
     // Fewer workers and a 25 % duty cycle, changed live: the next job still
     // completes exactly, done by this tab.
     select(&client, "#worker-count", "1").await;
