@@ -23,7 +23,7 @@ if [[ -n "$wasm_opt_version" && "$wasm_opt_version" -ge 116 ]]; then
     web/pkg/crowdfactor_wasm_bg.wasm -o web/pkg/crowdfactor_wasm_bg.wasm
 fi
 # The same crate built for the wide-arithmetic proposal (64×64→128-bit
-# multiplies, 1.2–3× faster in Chromium): web/worker.js loads it where
+# multiplies, 1.15–2.5× faster in Chromium): web/worker.js loads it where
 # the browser implements the proposal. The JS glue comes out identical, so only
 # the .wasm is kept. Optional: without it the page uses the build above.
 wide_out=$(mktemp -d)
