@@ -141,7 +141,9 @@ function onServerMessage(text) {
       if (effectivePause()) {
         send(release_message([msg.chunk_id])); // raced with a pause: hand it back
       } else {
-        state.queue.push({ id: msg.chunk_id, count: msg.numbers.length, frame: text });
+        // numbers: a list of decimal strings, or a range {start, step, count}.
+        const count = Array.isArray(msg.numbers) ? msg.numbers.length : msg.numbers.count;
+        state.queue.push({ id: msg.chunk_id, count, frame: text });
         pump();
       }
       break;

@@ -34,7 +34,7 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `hello` | `{"type":"hello","protocol":2,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
+//! | `hello` | `{"type":"hello","protocol":3,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
 //! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
@@ -54,8 +54,8 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `welcome` | `{"type":"welcome","protocol":2,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
-//! | `assign` | `{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}` |
+//! | `welcome` | `{"type":"welcome","protocol":3,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
+//! | `assign` | `{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}`, or for a slice of a range job `"numbers":{"start":"999999999999","step":"2","count":50000}` (see [`ChunkNumbers`]) |
 //! | `accepted` | `{"type":"accepted","chunk_id":17}` |
 //! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: product of factors is 999999999997"}` |
 //! | `cancel` | `{"type":"cancel","chunk_ids":[18]}` (drop these; their results are no longer wanted) |
@@ -74,12 +74,15 @@
 
 use serde::{Deserialize, Serialize};
 
+mod chunk_numbers;
 mod factor_lists;
+pub use chunk_numbers::{ChunkNumbers, NumberRange, RangeError, MAX_RANGE_COUNT};
 pub use factor_lists::{FactorLists, FactorListsError};
 
 /// Version sent in `hello` and `welcome`; bumped on any incompatible change
-/// (2: `result` carries one `factors` text instead of an object per number).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// (2: `result` carries one `factors` text instead of an object per number;
+/// 3: `assign` may give its numbers as a range).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Default upper bound on one message, in bytes (both directions).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -226,9 +229,8 @@ pub struct Assignment {
     pub chunk_id: ChunkId,
     /// The job the chunk belongs to.
     pub job_id: String,
-    /// The numbers to factor, each 1 ≤ n < 2^128.
-    #[serde(with = "dec_vec")]
-    pub numbers: Vec<u128>,
+    /// The numbers to factor, each 1 ≤ n < 2^128: listed, or a range.
+    pub numbers: ChunkNumbers,
 }
 
 /// Classes of protocol error.
@@ -323,8 +325,7 @@ struct AssignFrame {
     _tag: AssignTag,
     chunk_id: ChunkId,
     job_id: String,
-    #[serde(with = "dec_vec")]
-    numbers: Vec<u128>,
+    numbers: ChunkNumbers,
 }
 
 #[derive(Deserialize)]
@@ -473,7 +474,18 @@ fn encode_assign(a: &Assignment) -> Option<String> {
     out.push_str(r#","job_id":""#);
     out.push_str(&a.job_id);
     out.push_str(r#"","numbers":"#);
-    push_dec_list(&mut out, &a.numbers, &mut buf);
+    match &a.numbers {
+        ChunkNumbers::List(l) => push_dec_list(&mut out, l, &mut buf),
+        ChunkNumbers::Range(r) => {
+            out.push_str(r#"{"start":""#);
+            out.push_str(format_u128(r.start(), &mut buf));
+            out.push_str(r#"","step":""#);
+            out.push_str(format_u128(r.step(), &mut buf));
+            out.push_str(r#"","count":"#);
+            out.push_str(buf.format(r.count()));
+            out.push('}');
+        }
+    }
     out.push('}');
     Some(out)
 }
@@ -486,7 +498,19 @@ fn decode_assign_canonical(text: &str) -> Option<Assignment> {
     c.eat(r#","job_id":"#)?;
     let job_id = c.plain_str()?;
     c.eat(r#","numbers":"#)?;
-    let numbers = c.dec_list()?;
+    let numbers = if c.peek()? == b'{' {
+        c.eat(r#"{"start":"#)?;
+        let start = c.dec()?;
+        c.eat(r#","step":"#)?;
+        let step = c.dec()?;
+        c.eat(r#","count":"#)?;
+        let count = c.int()?;
+        c.eat("}")?;
+        // An invalid range: serde words the error.
+        NumberRange::new(start, step, count).ok()?.into()
+    } else {
+        ChunkNumbers::List(c.dec_list()?)
+    };
     c.eat("}")?;
     c.0.is_empty().then_some(Assignment {
         chunk_id,
@@ -587,7 +611,8 @@ fn digits_value(digits: &[u8]) -> Option<u128> {
     })
 }
 
-/// Appends `["n","n",…]` (decimal strings) as serde writes a `dec_vec` field.
+/// Appends `["n","n",…]` (decimal strings) as serde writes a listed
+/// [`ChunkNumbers`].
 fn push_dec_list(out: &mut String, numbers: &[u128], buf: &mut DecimalBuf) {
     out.push('[');
     for (i, &n) in numbers.iter().enumerate() {
@@ -665,63 +690,6 @@ pub mod dec {
     }
 }
 
-/// Serde helpers: a `Vec<u128>` as a list of decimal strings.
-pub mod dec_vec {
-    use serde::de::{SeqAccess, Visitor};
-    use serde::ser::SerializeSeq;
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    /// Serializes as a list of decimal strings.
-    pub fn serialize<S: Serializer>(v: &[u128], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(v.len()))?;
-        for n in v {
-            seq.serialize_element(&Dec(*n))?;
-        }
-        seq.end()
-    }
-
-    /// Deserializes a list of decimal strings.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u128>, D::Error> {
-        d.deserialize_seq(SeqVisitor)
-    }
-
-    struct Dec(u128);
-
-    impl serde::Serialize for Dec {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            super::dec::serialize(&self.0, s)
-        }
-    }
-
-    struct Elem(u128);
-
-    impl<'de> serde::Deserialize<'de> for Elem {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(super::dec::DecVisitor).map(Elem)
-        }
-    }
-
-    struct SeqVisitor;
-
-    impl<'de> Visitor<'de> for SeqVisitor {
-        type Value = Vec<u128>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of decimal strings")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u128>, A::Error> {
-            // Cap the preallocation: the length hint comes from the peer.
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(Elem(n)) = seq.next_element()? {
-                out.push(n);
-            }
-            Ok(out)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,7 +747,12 @@ mod tests {
         round_trip_server(ServerMessage::Assign(Assignment {
             chunk_id: 1,
             job_id: "4".into(),
-            numbers: vec![999_999_999_999, u128::MAX],
+            numbers: vec![999_999_999_999, u128::MAX].into(),
+        }));
+        round_trip_server(ServerMessage::Assign(Assignment {
+            chunk_id: 2,
+            job_id: "4".into(),
+            numbers: NumberRange::new(u128::MAX - 4, 2, 3).expect("valid").into(),
         }));
         round_trip_server(ServerMessage::Accepted { chunk_id: 1 });
         round_trip_server(ServerMessage::Rejected {
@@ -799,11 +772,22 @@ mod tests {
         let assign = ServerMessage::Assign(Assignment {
             chunk_id: 17,
             job_id: "2".into(),
-            numbers: vec![999_999_999_999, 1_000_000_000_001],
+            numbers: vec![999_999_999_999, 1_000_000_000_001].into(),
         });
         assert_eq!(
             assign.encode(),
             r#"{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}"#
+        );
+        let range = ServerMessage::Assign(Assignment {
+            chunk_id: 17,
+            job_id: "2".into(),
+            numbers: NumberRange::new(999_999_999_999, 2, 50_000)
+                .expect("valid")
+                .into(),
+        });
+        assert_eq!(
+            range.encode(),
+            r#"{"type":"assign","chunk_id":17,"job_id":"2","numbers":{"start":"999999999999","step":"2","count":50000}}"#
         );
         let example = r#"{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}"#;
         let result = ClientMessage::decode(example, 1 << 20).expect("documented example decodes");
@@ -858,7 +842,64 @@ mod tests {
         let ServerMessage::Assign(a) = msg else {
             panic!("not an assignment")
         };
-        assert_eq!(a.numbers, vec![12, 13]);
+        assert_eq!(a.numbers, vec![12, 13].into());
+    }
+
+    #[test]
+    fn ranges_decode_only_when_valid() {
+        let at = |numbers: &str| {
+            let text =
+                format!(r#"{{"type":"assign","chunk_id":1,"job_id":"7","numbers":{numbers}}}"#);
+            match ServerMessage::decode(&text, 1 << 10) {
+                Ok(ServerMessage::Assign(a)) => Ok(a.numbers.iter().take(3).collect::<Vec<_>>()),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let max = u128::MAX.to_string();
+        assert_eq!(
+            at(r#"{"start":"3","step":"2","count":4}"#),
+            Ok(vec![3, 5, 7])
+        );
+        assert_eq!(at(r#"{"count":2,"step":2,"start":3}"#), Ok(vec![3, 5]));
+        assert_eq!(
+            at(&format!(r#"{{"start":"{max}","step":"1","count":1}}"#)),
+            Ok(vec![u128::MAX])
+        );
+        for (bad, why) in [
+            (
+                r#"{"start":"0","step":"2","count":4}"#.to_string(),
+                "at least 1",
+            ),
+            (r#"{"start":"3","step":"0","count":4}"#.into(), "at least 1"),
+            (r#"{"start":"3","step":"2","count":0}"#.into(), "at least 1"),
+            (
+                format!(
+                    r#"{{"start":"3","step":"2","count":{}}}"#,
+                    MAX_RANGE_COUNT + 1
+                ),
+                "exceeds",
+            ),
+            (
+                format!(r#"{{"start":"{max}","step":"1","count":2}}"#),
+                "2^128",
+            ),
+            (
+                r#"{"start":"3","step":"2"}"#.into(),
+                "missing field `count`",
+            ),
+            (
+                r#"{"start":"3","step":"2","count":4,"x":1}"#.into(),
+                "unknown variant `x`",
+            ),
+            (
+                r#"{"start":"3","start":"3","step":"2","count":4}"#.into(),
+                "duplicate",
+            ),
+        ] {
+            let err = at(&bad).expect_err(&bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -969,7 +1010,15 @@ mod fast_path_tests {
             let msg = ServerMessage::Assign(Assignment {
                 chunk_id: next() as u64,
                 job_id: (next() as u64).to_string(),
-                numbers: (0..len).map(|_| next()).collect(),
+                numbers: if len % 3 == 2 {
+                    // A range of len numbers from a random start.
+                    let step = next() >> (next() % 128);
+                    let start = next() >> (next() % 128);
+                    NumberRange::new(start.max(1), step.max(1), len)
+                        .map_or_else(|_| vec![start].into(), Into::into)
+                } else {
+                    (0..len).map(|_| next()).collect::<Vec<_>>().into()
+                },
             });
             let text = msg.encode();
             assert_eq!(text, serde_json::to_string(&msg).expect("serializes"));
@@ -981,7 +1030,7 @@ mod fast_path_tests {
         let odd_job = ServerMessage::Assign(Assignment {
             chunk_id: 1,
             job_id: "a\"b\\c é".into(),
-            numbers: vec![5],
+            numbers: vec![5].into(),
         });
         let text = odd_job.encode();
         assert_eq!(text, serde_json::to_string(&odd_job).expect("serializes"));
@@ -993,6 +1042,17 @@ mod fast_path_tests {
             r#"{"type":"assign","chunk_id":1,"job_id":7,"numbers":["3"]}"#,
             r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":[3]}"#,
             r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":["3"],"x":1}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"2","count":4}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"step":"2","start":"3","count":4}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"2","count":4,"x":1}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"2"}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"2","step":"2","count":4}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"0","step":"2","count":4}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"0","count":4}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"2","count":0}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"3","step":"2","count":4194305}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":"340282366920938463463374607431768211455","step":"1","count":2}}"#,
+            r#"{"type":"assign","chunk_id":1,"job_id":"7","numbers":{"start":3,"step":2,"count":4}}"#,
         ] {
             let fast = decode_assign_canonical(text).map(ServerMessage::Assign);
             let serde = serde_json::from_str::<ServerMessage>(text).ok();

@@ -12,6 +12,16 @@ fn factor_lists() -> impl Strategy<Value = FactorLists> {
         .prop_map(|lists| lists.iter().collect())
 }
 
+/// The numbers of an assignment: a short list, or a valid range.
+fn chunk_numbers() -> impl Strategy<Value = ChunkNumbers> {
+    prop_oneof![
+        proptest::collection::vec(any::<u128>(), 0..6).prop_map(ChunkNumbers::List),
+        (1u128..1 << 100, 1u128..1 << 20, 1..MAX_RANGE_COUNT).prop_map(|(start, step, count)| {
+            NumberRange::new(start, step, count).unwrap().into()
+        }),
+    ]
+}
+
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
         (
@@ -66,7 +76,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_assignments_decode_as_serde_decodes(chunk_id in 0u64..1 << 53, job in 0u64..1000, numbers in proptest::collection::vec(any::<u128>(), 0..6), pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+    fn mutated_assignments_decode_as_serde_decodes(chunk_id in 0u64..1 << 53, job in 0u64..1000, numbers in chunk_numbers(), pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
         let msg = ServerMessage::Assign(Assignment { chunk_id, job_id: job.to_string(), numbers });
         let mut bytes = msg.encode().into_bytes();
         prop_assert_eq!(ServerMessage::decode(std::str::from_utf8(&bytes).unwrap(), 1 << 24).unwrap(), msg);

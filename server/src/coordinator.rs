@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crowdfactor_protocol::{Assignment, ChunkId, FactorLists, ServerMessage, WorkerKind};
+use crowdfactor_protocol::{
+    Assignment, ChunkId, ChunkNumbers, FactorLists, ServerMessage, WorkerKind,
+};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::{mpsc, watch};
 
@@ -73,7 +75,7 @@ pub struct ChunkWork {
     /// What it covers.
     pub span: Span,
     /// The numbers to factor.
-    pub numbers: Arc<[u128]>,
+    pub numbers: Arc<ChunkNumbers>,
 }
 
 /// The coordinator: store plus in-memory queue and leases.
@@ -616,7 +618,7 @@ impl Coordinator {
                 q.queued -= len;
                 st.next_chunk += 1;
                 let id = st.next_chunk;
-                let numbers = q.numbers.span(span.start, span.len);
+                let numbers = Arc::new(q.numbers.span(span.start, span.len));
                 st.open.insert(
                     id,
                     OpenChunk {
@@ -649,7 +651,7 @@ impl Coordinator {
             out.push(Assignment {
                 chunk_id: id,
                 job_id: job.to_string(),
-                numbers: open.work.numbers.to_vec(),
+                numbers: ChunkNumbers::clone(&open.work.numbers),
             });
         }
         out
@@ -1070,6 +1072,34 @@ mod tests {
         assert!(c.cancel_job(999).expect("cancel").is_none());
     }
 
+    #[test]
+    fn a_range_job_is_assigned_as_ranges() {
+        let c = coord(10_000, 10_000);
+        let numbers = Numbers::range(999_999_999_999, 2, 25).expect("range");
+        c.create_job(NewJob {
+            numbers: numbers.clone(),
+            chunk_cap: Some(10),
+            priority: 0,
+        })
+        .expect("job");
+        let a = conn(&c, 5);
+        let got = c.lease(a);
+        assert!(!got.is_empty());
+        for x in &got {
+            let ChunkNumbers::Range(r) = x.numbers else {
+                panic!("a range job's chunk is listed: {x:?}");
+            };
+            let span = span_of(&c, x.chunk_id);
+            assert_eq!(r.step(), 2);
+            let expected: Vec<u128> = numbers
+                .iter()
+                .skip(span.start as usize)
+                .take(span.len as usize)
+                .collect();
+            assert_eq!(x.numbers.iter().collect::<Vec<_>>(), expected);
+        }
+    }
+
     fn conn(c: &Coordinator, slots: u32) -> ConnId {
         let (tx, _rx) = mpsc::channel(8);
         c.register(WorkerKind::Native, slots, Ipv4Addr::LOCALHOST.into(), tx)
@@ -1094,7 +1124,7 @@ mod tests {
         for x in la.iter().chain(&lb) {
             let s = span_of(&c, x.chunk_id);
             assert_eq!(
-                x.numbers,
+                x.numbers.iter().collect::<Vec<_>>(),
                 (s.start as u128 + 1..=s.end() as u128).collect::<Vec<_>>()
             );
         }

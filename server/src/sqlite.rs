@@ -998,7 +998,7 @@ mod tests {
             let factors: Vec<Vec<u128>> = numbers
                 .span(9_998, 2)
                 .iter()
-                .map(|&n| crowdfactor_factor::factor(n))
+                .map(crowdfactor_factor::factor)
                 .collect();
             store
                 .complete_span(span, factors.into(), WorkerKind::Native)

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crowdfactor_protocol::{FactorLists, WorkerKind};
+use crowdfactor_protocol::{ChunkNumbers, FactorLists, NumberRange, WorkerKind};
 use serde::Serialize;
 
 /// Identifies a job.
@@ -91,13 +91,21 @@ impl Numbers {
     }
 
     /// The numbers at indices `start..start + len` (which must lie within
-    /// the job).
-    pub fn span(&self, start: u64, len: u64) -> Arc<[u128]> {
+    /// the job): a slice of a range job stays a range.
+    pub fn span(&self, start: u64, len: u64) -> ChunkNumbers {
         match self {
-            Numbers::List(l) => l[start as usize..(start + len) as usize].into(),
-            Numbers::Range { start: s, step, .. } => (start..start + len)
-                .map(|i| s + u128::from(i) * step)
-                .collect(),
+            Numbers::List(l) => l[start as usize..(start + len) as usize].to_vec().into(),
+            &Numbers::Range { start: s, step, .. } => {
+                let first = s + u128::from(start) * step;
+                // Only a span longer than the protocol's range limit (a
+                // `--max-chunk-size` beyond it) is listed instead.
+                NumberRange::new(first, step, len).map_or_else(
+                    |_| {
+                        ChunkNumbers::List((0..u128::from(len)).map(|i| first + i * step).collect())
+                    },
+                    ChunkNumbers::Range,
+                )
+            }
         }
     }
 
@@ -510,7 +518,9 @@ pub(crate) mod tests {
             );
             assert_eq!(range.largest(), list.largest());
             for (at, len) in [(0, count), (count - 1, 1), (count / 2, count - count / 2)] {
-                assert_eq!(range.span(at, len), list.span(at, len));
+                let (r, l) = (range.span(at, len), list.span(at, len));
+                assert!(matches!(r, ChunkNumbers::Range(_)), "{r:?}");
+                assert_eq!(r.iter().collect::<Vec<_>>(), l.iter().collect::<Vec<_>>());
             }
         }
     }

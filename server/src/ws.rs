@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use crowdfactor_protocol::{
-    ChunkId, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello, ServerMessage,
-    PROTOCOL_VERSION,
+    ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
+    ServerMessage, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -385,7 +385,7 @@ impl Session<'_> {
 
 /// Checks a worker's result against the chunk: one factor list per number,
 /// each the number's verified factorization. Returns the factor lists.
-fn check(numbers: &[u128], result: ChunkResult) -> Result<FactorLists, String> {
+fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, String> {
     if result.factors.len() != numbers.len() {
         return Err(format!(
             "expected {} factor lists, got {}",
@@ -393,7 +393,7 @@ fn check(numbers: &[u128], result: ChunkResult) -> Result<FactorLists, String> {
             result.factors.len()
         ));
     }
-    for (&n, factors) in numbers.iter().zip(result.factors.iter()) {
+    for (n, factors) in numbers.iter().zip(result.factors.iter()) {
         crowdfactor_factor::verify(n, factors).map_err(|e| format!("{n}: {e}"))?;
     }
     Ok(result.factors)

@@ -181,7 +181,7 @@ async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
                     chunk_id: a.chunk_id,
                 };
                 let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
-                for &n in &a.numbers {
+                for n in a.numbers.iter() {
                     factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
                 }
                 let result = ClientMessage::Result(ChunkResult {

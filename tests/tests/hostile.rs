@@ -55,11 +55,7 @@ async fn recv(ws: &mut Ws) -> Option<ServerMessage> {
 fn true_result(a: &crowdfactor_protocol::Assignment) -> ClientMessage {
     ClientMessage::Result(ChunkResult {
         chunk_id: a.chunk_id,
-        factors: a
-            .numbers
-            .iter()
-            .map(|&n| crowdfactor_factor::factor(n))
-            .collect(),
+        factors: a.numbers.iter().map(crowdfactor_factor::factor).collect(),
         compute_us: None,
     })
 }
@@ -114,7 +110,7 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
         let a = next_assign(&mut liar).await;
         ack(&mut liar, &a).await;
         let lie = lies.remove(0);
-        let factors: FactorLists = a.numbers.iter().map(|&n| lie(n)).collect();
+        let factors: FactorLists = a.numbers.iter().map(lie).collect();
         let msg = ClientMessage::Result(ChunkResult {
             chunk_id: a.chunk_id,
             factors,

@@ -7,7 +7,8 @@
 //! worker's.
 
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+    ChunkNumbers, ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind,
+    PROTOCOL_VERSION,
 };
 use wasm_bindgen::prelude::*;
 
@@ -45,7 +46,7 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
         return Err(Error::NotAssign);
     };
     let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
-    for n in a.numbers {
+    for n in a.numbers.iter() {
         factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
     }
     Ok(ClientMessage::Result(ChunkResult {
@@ -62,7 +63,7 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
 #[derive(Debug)]
 pub struct ChunkJob {
     chunk_id: u64,
-    numbers: Vec<u128>,
+    numbers: ChunkNumbers,
     results: FactorLists,
 }
 
@@ -87,7 +88,7 @@ impl ChunkJob {
     pub fn step(&mut self, count: u32) -> bool {
         let start = self.results.len();
         let end = (start + count.max(1) as usize).min(self.numbers.len());
-        for &n in &self.numbers[start..end] {
+        for n in (start..end).filter_map(|i| self.numbers.get(i)) {
             self.results
                 .push_with(|v| crowdfactor_factor::factor_into(n, v));
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{
-    ChunkId, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello, ServerMessage, WorkerKind,
-    DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
+    ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
@@ -315,10 +315,10 @@ async fn session(
 
 /// Factors a chunk; below 100 % CPU it sleeps between slices so that
 /// work / (work + sleep) matches `cpu_percent`.
-fn factor_chunk(numbers: Vec<u128>, cpu_percent: u8) -> FactorLists {
+fn factor_chunk(numbers: ChunkNumbers, cpu_percent: u8) -> FactorLists {
     let mut out = FactorLists::with_capacity(numbers.len(), 4);
     let mut slice_start = Instant::now();
-    for n in numbers {
+    for n in numbers.iter() {
         out.push_with(|v| crowdfactor_factor::factor_into(n, v));
         if cpu_percent < 100 {
             let worked = slice_start.elapsed();
