@@ -10,12 +10,24 @@ use std::fmt;
 /// separated by `;`, each list's factors in decimal separated by single
 /// spaces, an empty list (for 1) empty — `"2 2 3;;5"` is 12, 1, 5. As a
 /// chunk has at least one number, `""` is one empty list.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct FactorLists {
     factors: Vec<u128>,
     /// `ends[i]` is where list i ends in `factors`.
     ends: Vec<u32>,
+    /// The text these lists were parsed from and its list separator, kept
+    /// while nothing is appended: written out again (the coordinator stores
+    /// every result it accepts as text) it is copied, not reformatted.
+    source: Option<(Box<str>, u8)>,
 }
+
+impl PartialEq for FactorLists {
+    fn eq(&self, other: &Self) -> bool {
+        self.factors == other.factors && self.ends == other.ends
+    }
+}
+
+impl Eq for FactorLists {}
 
 /// Why the `factors` text of a result could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +63,7 @@ impl FactorLists {
         FactorLists {
             factors: Vec::with_capacity(lists.saturating_mul(per_list)),
             ends: Vec::with_capacity(lists),
+            source: None,
         }
     }
 
@@ -68,9 +81,17 @@ impl FactorLists {
     }
 
     fn close_list(&mut self) {
+        self.source = None;
         // 2^32 factors would be at least 8 GiB of u128s: far beyond any
         // message limit, so the end always fits.
         self.ends.push(self.factors.len() as u32);
+    }
+
+    /// The lists without the text they were parsed from (for keeping them
+    /// in memory; see [`FactorLists::write_text`]).
+    pub fn without_source(mut self) -> Self {
+        self.source = None;
+        self
     }
 
     /// How many lists.
@@ -101,8 +122,37 @@ impl FactorLists {
     }
 
     /// Appends the lists as text: factors separated by spaces, lists by
-    /// `sep` (`;` on the wire).
+    /// `sep` (`;` on the wire). Lists read by [`FactorLists::parse`] copy
+    /// the text they were read from instead of formatting every factor
+    /// again.
     pub fn write_text(&self, out: &mut String, sep: char) {
+        if let Some((text, from)) = &self.source {
+            // Parsed text is in exactly this form (`parse` refuses any
+            // other), up to the separator.
+            match u8::try_from(sep) {
+                Ok(to) if to == *from => out.push_str(text),
+                Ok(to) if to.is_ascii() => {
+                    // One pass the compiler vectorizes; swapping one ASCII
+                    // byte for another keeps the text UTF-8.
+                    let mut bytes = text.as_bytes().to_vec();
+                    for b in &mut bytes {
+                        if *b == *from {
+                            *b = to;
+                        }
+                    }
+                    out.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                _ => {
+                    for (i, list) in text.split(char::from(*from)).enumerate() {
+                        if i > 0 {
+                            out.push(sep);
+                        }
+                        out.push_str(list);
+                    }
+                }
+            }
+            return;
+        }
         let mut buf = crate::DecimalBuf::new();
         for (i, list) in self.iter().enumerate() {
             if i > 0 {
@@ -123,8 +173,21 @@ impl FactorLists {
             // One list: empty, or factors separated by single spaces.
             if i < bytes.len() && bytes[i] != sep {
                 loop {
-                    let len = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-                    let digits = &bytes[i..i + len];
+                    // One pass: up to 19 digits (a u64) are summed while
+                    // scanning; longer factors are rare and read again.
+                    let start = i;
+                    let mut small = 0u64;
+                    while let Some(d) = bytes
+                        .get(i)
+                        .map(|b| b.wrapping_sub(b'0'))
+                        .filter(|&d| d <= 9)
+                    {
+                        if i - start < 19 {
+                            small = small * 10 + u64::from(d);
+                        }
+                        i += 1;
+                    }
+                    let digits = &bytes[start..i];
                     if digits.is_empty() {
                         return Err(FactorListsError::Syntax { list });
                     }
@@ -134,12 +197,15 @@ impl FactorLists {
                             why: "leading zero",
                         });
                     }
-                    let v = crate::digits_value(digits).ok_or(FactorListsError::Number {
-                        list,
-                        why: "a factor of 2^128 or more",
-                    })?;
+                    let v = if digits.len() <= 19 {
+                        u128::from(small)
+                    } else {
+                        crate::digits_value(digits).ok_or(FactorListsError::Number {
+                            list,
+                            why: "a factor of 2^128 or more",
+                        })?
+                    };
                     out.factors.push(v);
-                    i += len;
                     match bytes.get(i) {
                         Some(b' ') => i += 1,
                         Some(&b) if b == sep => break,
@@ -153,7 +219,10 @@ impl FactorLists {
             }
             out.close_list();
             match bytes.get(i) {
-                None => return Ok(out),
+                None => {
+                    out.source = Some((text.into(), sep));
+                    return Ok(out);
+                }
                 // `sep`: another list follows (possibly empty).
                 Some(_) => i += 1,
             }
@@ -239,6 +308,34 @@ mod tests {
         assert_eq!(text, "2 2 3");
         assert_eq!(FactorLists::parse("2 2 3;;5", b';').map(|f| f.len()), Ok(3));
         assert_eq!(FactorLists::parse("", b';').map(|f| f.len()), Ok(1));
+    }
+
+    #[test]
+    fn parsed_lists_write_what_built_lists_write() {
+        let text = |f: &FactorLists, sep: char| {
+            let mut out = String::new();
+            f.write_text(&mut out, sep);
+            out
+        };
+        for (wire, parse_sep) in [
+            ("", b';'),
+            ("2 2 3;;5", b';'),
+            (";", b';'),
+            ("340282366920938463463374607431768211455;7 7", b';'),
+            ("2 2 3\n\n5", b'\n'),
+        ] {
+            let parsed = FactorLists::parse(wire, parse_sep).expect("valid");
+            let built: FactorLists = parsed.iter().collect();
+            assert_eq!(parsed, built);
+            for sep in [';', '\n', 'é'] {
+                assert_eq!(text(&parsed, sep), text(&built, sep), "{wire:?} {sep:?}");
+            }
+            // Appending drops the parsed text.
+            let (mut grown, mut expected) = (parsed.clone(), built.clone());
+            grown.push(&[11]);
+            expected.push(&[11]);
+            assert_eq!(text(&grown, ';'), text(&expected, ';'));
+        }
     }
 
     #[test]

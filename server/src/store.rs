@@ -428,7 +428,8 @@ impl Store for MemoryStore {
         if job.info.cancelled || job.overlaps(span.start, span.end()) {
             return Ok(Completion::Duplicate);
         }
-        job.spans.insert(span.start, Arc::new(factors));
+        job.spans
+            .insert(span.start, Arc::new(factors.without_source()));
         job.info.done += span.len;
         job.info.chunks += 1;
         job.info.by_kind.add(kind, span.len);
