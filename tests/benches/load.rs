@@ -117,12 +117,7 @@ impl Server {
 
     /// CPU time the server process used so far, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
+        process_cpu_seconds(&self.child.id().to_string())
     }
 
     /// Server CPU time per second of wall time over the next `period`.
@@ -142,6 +137,16 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time process `pid` (or `self`) used so far, in seconds.
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 fn hello(slots: u32) -> Message {
@@ -209,6 +214,8 @@ struct Throughput {
     numbers_per_s: f64,
     /// Server CPU time per round trip, µs (the load generator shares the cores).
     server_cpu_us: f64,
+    /// The load generator's own CPU time per round trip, µs.
+    client_cpu_us: f64,
 }
 
 /// Runs `chunks` chunks of `chunk_size` small numbers through `workers`
@@ -238,10 +245,12 @@ async fn throughput(
     }
     let started = Instant::now();
     let cpu_before = server.cpu_seconds();
+    let client_before = process_cpu_seconds("self");
     let id = server.submit(body).await;
     let job = server.wait_done(&id, Duration::from_millis(5)).await;
     let secs = started.elapsed().as_secs_f64();
     let cpu = server.cpu_seconds() - cpu_before;
+    let client_cpu = process_cpu_seconds("self") - client_before;
     let chunks = job["chunks"].as_u64().unwrap();
     assert_eq!(job["done"].as_u64(), Some(count));
     for t in tasks {
@@ -251,6 +260,7 @@ async fn throughput(
         round_trips_per_s: chunks as f64 / secs,
         numbers_per_s: count as f64 / secs,
         server_cpu_us: cpu * 1e6 / chunks as f64,
+        client_cpu_us: client_cpu * 1e6 / chunks as f64,
     }
 }
 
@@ -470,9 +480,11 @@ async fn main() {
             t.round_trips_per_s
         );
         println!(
-            "    server CPU {:.1} µs per round trip (= {:.0} round trips/s per core it has to itself)",
+            "    server CPU {:.1} µs per round trip (= {:.0} round trips/s per core it has to itself); \
+             load generator CPU {:.1} µs per round trip",
             t.server_cpu_us,
-            1e6 / t.server_cpu_us
+            1e6 / t.server_cpu_us,
+            t.client_cpu_us
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
