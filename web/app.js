@@ -35,6 +35,7 @@ const state = {
   onBattery: false,
   batterySupported: false,
   engine: null,       // 'wide' or 'standard', as the Web Workers report it
+  refused: null,      // why the server refused this page for good (no reconnects)
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -118,6 +119,12 @@ function connect() {
     clearInterval(state.heartbeat);
     state.ws = null;
     state.queue = []; // the server requeues whatever this connection held
+    if (state.refused) {
+      // Reconnecting cannot help until the volunteer changes the URL.
+      state.connection = state.refused;
+      render();
+      return;
+    }
     state.connection = `reconnecting in ${(state.backoff / 1000).toFixed(1)} s`;
     render();
     setTimeout(connect, state.backoff * (0.5 + Math.random()));
@@ -163,6 +170,17 @@ function onServerMessage(text) {
       break;
     case 'error':
       state.connection = `refused: ${msg.message}`;
+      if (msg.code === 'unauthorized') {
+        state.refused = `refused: ${msg.message} — open this page with ?token=<worker token>`;
+      } else if (msg.code === 'bad_handshake') {
+        // The server was upgraded under this tab: load the page that speaks
+        // its protocol (at most once a minute, in case that does not help).
+        const last = Number(sessionStorage.getItem('crowdfactor-reloaded') || 0);
+        if (Date.now() - last > 60000) {
+          sessionStorage.setItem('crowdfactor-reloaded', String(Date.now()));
+          location.reload();
+        }
+      }
       break;
     default:
       break;

@@ -315,6 +315,7 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
 async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let server = TestServer::start(Config {
         api_token: Some("dash-token".into()),
+        worker_token: Some("tab-token".into()),
         ..Config::default()
     })
     .await;
@@ -353,7 +354,17 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _worker = WorkerProc::spawn(&server, &["--threads", "1", "--name", "dash-test"]);
+    let _worker = WorkerProc::spawn(
+        &server,
+        &[
+            "--threads",
+            "1",
+            "--name",
+            "dash-test",
+            "--token",
+            "tab-token",
+        ],
+    );
     let start = Instant::now();
     loop {
         let cells = client
@@ -392,6 +403,30 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     save_screenshot(&client, "dashboard.png").await;
+
+    // A volunteer page without the worker token is refused and says so,
+    // without reconnecting over and over; with ?token= it connects.
+    client.goto(&server.url()).await.unwrap();
+    let start = Instant::now();
+    while !text(&client, "conn").await.starts_with("refused:") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "page without the worker token: {}",
+            text(&client, "conn").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let shown = text(&client, "conn").await;
+    assert!(
+        shown.starts_with("refused:") && shown.contains("?token="),
+        "{shown}"
+    );
+    client
+        .goto(&format!("{}?token=tab-token", server.url()))
+        .await
+        .unwrap();
+    wait_text(&client, "conn", "connected").await;
     client.close().await.unwrap();
     server.shutdown().await;
 }

@@ -169,9 +169,12 @@ async fn api_and_worker_tokens_are_enforced() {
         .unwrap()
         .to_owned();
 
-    // A worker without the worker token contributes nothing; with it, the job completes.
-    let _anonymous = WorkerProc::spawn(&server, &["--threads", "1"]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A worker without the worker token contributes nothing and exits with
+    // status 3 (retrying cannot help); with the token, the job completes.
+    let mut anonymous = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let mut wrong = WorkerProc::spawn(&server, &["--threads", "1", "--token", "w0rke"]);
+    assert_eq!(anonymous.wait(Duration::from_secs(20)), Some(3));
+    assert_eq!(wrong.wait(Duration::from_secs(20)), Some(3));
     let status = format!("http://{}/api/jobs/{id}", server.addr);
     let job: serde_json::Value = http
         .get(&status)

@@ -27,7 +27,10 @@ use tracing_subscriber::EnvFilter;
 /// and exits 0; a second Ctrl-C quits at once (the server requeues).
 ///
 /// Exit codes: 0 success (idle with --exit-when-idle, or Ctrl-C); 1 invalid
-/// numbers given to `factor`; 2 bad command line; 130 second Ctrl-C.
+/// numbers given to `factor`; 2 bad command line; 3 refused by the
+/// coordinator for good (wrong or missing --token, or a protocol version it
+/// does not speak: upgrade the worker); 130 second Ctrl-C. Anything else
+/// (server down, restarting, banned for a while) is retried with backoff.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {

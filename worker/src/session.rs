@@ -87,6 +87,15 @@ pub async fn run(opts: Options) -> ExitCode {
                 tracing::info!(numbers = stats.numbers, "interrupted; exiting");
                 return ExitCode::SUCCESS;
             }
+            Err(SessionError::Refused {
+                code: code @ (ErrorCode::Unauthorized | ErrorCode::BadHandshake),
+                message,
+            }) => {
+                // Retrying cannot help: the token or this worker's protocol
+                // version is wrong until someone changes it.
+                tracing::error!(server = %opts.server, ?code, %message, "the coordinator refused this worker; not retrying");
+                break ExitCode::from(3);
+            }
             Err(e) => {
                 if started.elapsed() > Duration::from_secs(10) {
                     delay = opts.min_backoff;
