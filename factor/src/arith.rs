@@ -269,9 +269,9 @@ fn mul_wide64_halves(a: u64, b: u64) -> (u64, u64) {
     )
 }
 
-/// The [`Monty`] methods that read the same for every single-word modulus;
-/// the type supplies `mul_word`.
-macro_rules! single_word_monty {
+/// The [`Monty`] methods that read the same for every exactly reduced
+/// Montgomery type, one word or two; the type supplies `mul_word`.
+macro_rules! word_monty {
     ($mont:ty, $w:ty) => {
         impl Monty for $mont {
             type W = $w;
@@ -377,7 +377,7 @@ impl Mont32 {
     }
 }
 
-single_word_monty!(Mont32, u32);
+word_monty!(Mont32, u32);
 
 /// Montgomery arithmetic modulo an odd 64-bit n > 1.
 #[derive(Clone, Copy, Debug)]
@@ -471,7 +471,7 @@ impl Mont64 {
     }
 }
 
-single_word_monty!(Mont64, u64);
+word_monty!(Mont64, u64);
 
 /// Arithmetic modulo an odd n < 2^50 on plain residues (R = 1), the
 /// quotient of each product estimated in double precision: on wasm32 a
@@ -670,58 +670,6 @@ fn mul_lo128(a: u128, b: u128) -> u128 {
     lo as u128 | (hi as u128) << 64
 }
 
-/// The [`Monty`] methods that read the same for [`Mont96`] and [`Mont128`];
-/// the type supplies `product`.
-macro_rules! double_word_monty {
-    ($mont:ty) => {
-        impl Monty for $mont {
-            type W = u128;
-            #[inline(always)]
-            fn n(&self) -> u128 {
-                self.n
-            }
-            #[inline(always)]
-            fn one(&self) -> u128 {
-                self.one
-            }
-            #[inline(always)]
-            fn mul(&self, a: u128, b: u128) -> u128 {
-                self.product(a, b)
-            }
-            #[inline(always)]
-            fn add(&self, a: u128, b: u128) -> u128 {
-                let (s, c) = a.overflowing_add(b);
-                if c || s >= self.n {
-                    s.wrapping_sub(self.n)
-                } else {
-                    s
-                }
-            }
-            #[inline(always)]
-            fn sub(&self, a: u128, b: u128) -> u128 {
-                let (d, borrow) = a.overflowing_sub(b);
-                if borrow {
-                    d.wrapping_add(self.n)
-                } else {
-                    d
-                }
-            }
-            #[inline(always)]
-            fn to_mont(&self, x: u128) -> u128 {
-                self.mul(x, self.r2)
-            }
-            #[inline(always)]
-            fn r2(&self) -> u128 {
-                self.r2
-            }
-            #[inline(always)]
-            fn half(&self, a: u128) -> u128 {
-                a.half_mod(self.n)
-            }
-        }
-    };
-}
-
 /// The low `L` 32-bit digits of `x`, least significant first.
 #[inline(always)]
 fn digits32<const L: usize>(x: u128) -> [u64; L] {
@@ -813,12 +761,12 @@ impl Mont96 {
 
 impl Mont96 {
     #[inline(always)]
-    fn product(&self, a: u128, b: u128) -> u128 {
+    fn mul_word(&self, a: u128, b: u128) -> u128 {
         mul_cios32(a, b, self.n, self.digits.0, self.digits.1)
     }
 }
 
-double_word_monty!(Mont96);
+word_monty!(Mont96, u128);
 
 /// Montgomery arithmetic modulo an odd 128-bit n > 1.
 #[derive(Clone, Copy, Debug)]
@@ -879,17 +827,17 @@ impl Mont128 {
 impl Mont128 {
     #[cfg(not(narrow_mul))]
     #[inline(always)]
-    fn product(&self, a: u128, b: u128) -> u128 {
+    fn mul_word(&self, a: u128, b: u128) -> u128 {
         self.redc_product(a, b)
     }
     #[cfg(narrow_mul)]
     #[inline(always)]
-    fn product(&self, a: u128, b: u128) -> u128 {
+    fn mul_word(&self, a: u128, b: u128) -> u128 {
         mul_cios32(a, b, self.n, self.digits.0, self.digits.1)
     }
 }
 
-double_word_monty!(Mont128);
+word_monty!(Mont128, u128);
 
 #[cfg(test)]
 mod tests {
