@@ -229,15 +229,10 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
         .as_u64()
         .unwrap();
     assert_eq!(text(&client, "workers").await, cores.to_string());
-    let start = Instant::now();
-    while text(&client, "factored").await != "1,000" {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "page shows {}",
-            text(&client, "factored").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
+        t == "1,000"
+    })
+    .await;
     assert_eq!(text(&client, "conn").await, "connected");
     // Chromium ships the wide-arithmetic proposal only behind a flag: the
     // standard build runs.
@@ -264,14 +259,7 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     // completes exactly, done by this tab.
     select(&client, "#worker-count", "1").await;
     select(&client, "#duty", "0.25").await;
-    let start = Instant::now();
-    while text(&client, "workers").await != "1" {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "worker count not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_text_where(&client, "workers", Duration::from_secs(10), |t| t == "1").await;
     let numbers2 = range(1_000_000_000_001, 200, 2);
     let throttled = server
         .submit(
@@ -327,14 +315,10 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     // A wrong token is refused; the right one opens the dashboard.
     fill(&client, "#token", "wrong").await;
     click(&client, "#login button").await;
-    let start = Instant::now();
-    while text(&client, "login-error").await.is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "wrong token not refused"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_text_where(&client, "login-error", Duration::from_secs(10), |t| {
+        !t.is_empty()
+    })
+    .await;
     fill(&client, "#token", "dash-token").await;
     click(&client, "#login button").await;
 
@@ -342,18 +326,10 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     click(&client, "input[name=kind][value=range]").await;
     fill(&client, "#range-count", "300").await;
     click(&client, "#submit button").await;
-    let start = Instant::now();
-    while !text(&client, "submit-result")
-        .await
-        .starts_with("Submitted job")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "submit failed: {}",
-            text(&client, "submit-result").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
+        t.starts_with("Submitted job")
+    })
+    .await;
     let _worker = WorkerProc::spawn(
         &server,
         &[
@@ -407,15 +383,10 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     // A volunteer page without the worker token is refused and says so,
     // without reconnecting over and over; with ?token= it connects.
     client.goto(&server.url()).await.unwrap();
-    let start = Instant::now();
-    while !text(&client, "conn").await.starts_with("refused:") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "page without the worker token: {}",
-            text(&client, "conn").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_text_where(&client, "conn", Duration::from_secs(20), |t| {
+        t.starts_with("refused:")
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let shown = text(&client, "conn").await;
     assert!(
@@ -433,16 +404,23 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
 
 /// Waits until the element's text is `want`.
 async fn wait_text(client: &Client, id: &str, want: &str) {
+    wait_text_where(client, id, Duration::from_secs(20), |got| got == want).await;
+}
+
+/// Waits up to `limit` until the element's text satisfies `ok`; returns it.
+async fn wait_text_where(
+    client: &Client,
+    id: &str,
+    limit: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let start = Instant::now();
     loop {
         let got = text(client, id).await;
-        if got == want {
-            return;
+        if ok(&got) {
+            return got;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "#{id} shows {got:?}, expected {want:?}"
-        );
+        assert!(start.elapsed() < limit, "#{id} shows {got:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
