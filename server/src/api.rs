@@ -278,7 +278,14 @@ pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, A
                     "range.start must be at least 1",
                 ));
             }
-            if count == 0 || count > limits.max_numbers_per_job as u128 {
+            if count == 0 {
+                return Err(bad(
+                    "empty_job",
+                    Some("range.count".into()),
+                    "range.count is 0: the range is empty",
+                ));
+            }
+            if count > limits.max_numbers_per_job as u128 {
                 return Err(bad(
                     "too_many_numbers",
                     Some("range.count".into()),
@@ -731,6 +738,15 @@ mod tests {
             ),
             (r#"{"range": {"start": "0", "count": 2}}"#, "range.start"),
             (r#"{"numbers": ["1"], "chunk_size": 0}"#, "chunk_size"),
+            (r#"{"range": {"start": "5", "count": 0}}"#, "range.count"),
+            (
+                r#"{"range": {"start": "5", "count": 10000001}}"#,
+                "range.count",
+            ),
+            (
+                r#"{"range": {"start": "5", "count": 2, "step": 0}}"#,
+                "range.step",
+            ),
         ] {
             let err = parse(body).expect_err(body);
             assert!(
