@@ -3,7 +3,7 @@
 //! [CLASS]`. The full benchmark with GNU factor and wasm is `benches/classes.rs`.
 #![allow(clippy::print_stdout, reason = "a command-line report")]
 
-use crowdfactor_factor::{factor, is_prime};
+use crowdfactor_factor::{factor, is_prime, verify, verify_progression};
 use std::time::Instant;
 
 fn prime(rng: &mut fastrand::Rng, bits: u32) -> u64 {
@@ -84,6 +84,35 @@ fn main() {
                 best = best.min(t.elapsed().as_secs_f64() * 1e9 / numbers.len() as f64);
             }
             println!("is_prime   {best:8.1} ns per {what} of 33-64 bits");
+        }
+        return;
+    }
+    if only.as_deref() == Some("verify") {
+        // The coordinator's check of a range chunk: one verify per number
+        // against verify_progression (a sieve when the chunk is long enough).
+        for (start, count) in [
+            (999_999_999_999u128, 1_000usize),
+            (999_999_999_999, 5_000),
+            (999_999_999_999, 10_000),
+            (999_999_999_999, 30_000),
+            (999_999_999_999, 100_000),
+            (1u128 << 43, 100_000),
+        ] {
+            let lists: Vec<Vec<u128>> = (0..count as u128).map(|i| factor(start + 2 * i)).collect();
+            let (mut each, mut prog) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = Instant::now();
+                let ok = lists
+                    .iter()
+                    .enumerate()
+                    .all(|(i, l)| verify(start + 2 * i as u128, l).is_ok());
+                assert!(ok);
+                each = each.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
+                let t = Instant::now();
+                assert!(verify_progression(start, 2, lists.iter().map(|l| &l[..])).is_ok());
+                prog = prog.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
+            }
+            println!("verify from {start} × {count:6}: {each:6.1} ns per number one by one, {prog:6.1} ns as a progression");
         }
         return;
     }

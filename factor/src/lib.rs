@@ -23,12 +23,14 @@
 mod arith;
 mod ecm;
 mod prime;
+mod progression;
 mod rho;
 mod small;
 
 use arith::{ModF64, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
+pub use progression::verify_progression;
 
 /// The prime factors of `n`, ascending, with multiplicity.
 /// `factor(0)` and `factor(1)` are empty (as GNU `factor` prints `0:` and `1:`).

@@ -1,0 +1,467 @@
+//! Verifying the factorizations of a whole arithmetic progression at once.
+//!
+//! A range chunk's numbers are `start + i·step`. When they are all below
+//! 2^44, a sieve proves every claimed factor prime far more cheaply than one
+//! primality test per number: with `s = ⌊√max⌋`, a factor ≤ s is looked up in
+//! the prime bitmap, and a valid list has at most one factor `L` > s (two
+//! would multiply past the largest number). A composite `L` has a prime
+//! divisor `q ≤ √L ≤ s`, and `q` divides the number, so sieving the
+//! progression by every prime up to `s` and testing each hit's `L` for
+//! divisibility by that prime finds every composite `L`; a prime `L` is never
+//! hit (it exceeds every sieving prime). The sieve costs about one step per
+//! prime up to `s` plus `count · ln ln s` hits, so it is used only when the
+//! chunk is long enough to repay the per-prime step; otherwise each number
+//! goes through [`verify`] as before.
+
+use crate::ecm::{is_odd_prime, primes, MAX_B2};
+use crate::small::{is_small_prime, LIMIT};
+use crate::{verify, VerifyError};
+
+/// The sieve needs the primes up to √max, which the shared bitmap holds
+/// below 2^22: numbers below 2^44.
+const MAX_SQRT: u64 = MAX_B2 as u64 - 1;
+
+/// Checks that each of `lists` is the prime factorization (as [`verify`]
+/// defines it) of the matching number of the progression `start`,
+/// `start + step`, `start + 2·step`, …: one list per number, in order.
+///
+/// On failure returns the index of a wrong list (not necessarily the first)
+/// and [`verify`]'s verdict on it. A number past 2^128 fails with
+/// [`VerifyError::Overflow`].
+///
+/// ```
+/// use crowdfactor_factor::{factor, verify_progression, VerifyError};
+/// let lists: Vec<Vec<u128>> = (0..4).map(|i| factor(91 + 2 * i)).collect();
+/// assert!(verify_progression(91, 2, lists.iter().map(|l| &l[..])).is_ok());
+/// // 91 = 7 · 13 claimed prime:
+/// let wrong = [vec![91], lists[1].clone(), lists[2].clone(), lists[3].clone()];
+/// assert_eq!(
+///     verify_progression(91, 2, wrong.iter().map(|l| &l[..])),
+///     Err((0, VerifyError::NotPrime(91)))
+/// );
+/// ```
+pub fn verify_progression<'a, I>(
+    start: u128,
+    step: u128,
+    lists: I,
+) -> Result<(), (usize, VerifyError)>
+where
+    I: IntoIterator<Item = &'a [u128]>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let lists = lists.into_iter();
+    let count = lists.len();
+    let last = (count as u128)
+        .checked_sub(1)
+        .and_then(|k| k.checked_mul(step))
+        .and_then(|d| d.checked_add(start));
+    match last {
+        None if count == 0 => Ok(()),
+        Some(last) if last >> 44 == 0 && worth_sieving(last.isqrt() as u64, count) => {
+            let mut wrong = vec![];
+            sieve(
+                start as u64,
+                step as u64,
+                last.isqrt() as u64,
+                lists,
+                &mut wrong,
+                false,
+            );
+            wrong.pop().map_or(Ok(()), Err)
+        }
+        _ => {
+            let mut n = Some(start);
+            for (i, list) in lists.enumerate() {
+                let Some(v) = n else {
+                    return Err((i, VerifyError::Overflow));
+                };
+                verify(v, list).map_err(|e| (i, e))?;
+                n = v.checked_add(step);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether sieving beats one primality test per number: each of the
+/// ~s / ln s sieving primes costs ~9 ns, each number ~40 ns in the sieve
+/// against ~200–250 ns through [`verify`] (its largest factor, usually above
+/// 2^32 here, through BPSW), so the sieve wins from about π(s)/20 numbers;
+/// it is chosen from π(s)/8, a margin for other machines.
+fn worth_sieving(s: u64, count: usize) -> bool {
+    let s_f = s as f64;
+    (2..=MAX_SQRT).contains(&s) && count as f64 * 8.0 * s_f.ln() >= s_f
+}
+
+/// The sieve proper: numbers below 2^44, 2 ≤ s = ⌊√last⌋ < 2^22. Pushes
+/// wrong lists (index, verdict) to `wrong`: the first found, or with `all`
+/// every one (for tests).
+fn sieve<'a>(
+    start: u64,
+    step: u64,
+    s: u64,
+    lists: impl ExactSizeIterator<Item = &'a [u128]>,
+    wrong: &mut Vec<(usize, VerifyError)>,
+    all: bool,
+) {
+    let bits = primes();
+    // Per number, the factor above s (1: none or already judged); the rest
+    // is checked here.
+    let mut big = Vec::with_capacity(lists.len());
+    for (i, list) in lists.enumerate() {
+        let n = start + i as u64 * step;
+        match split_check(bits, n, s, list) {
+            Some(l) if l == 1 || l & 1 == 1 => big.push(l),
+            // Wrong product, order, a composite small factor or an even L > 2:
+            // verify says which (and is the authority if it disagrees).
+            _ => {
+                if let Err(e) = verify(n.into(), list) {
+                    wrong.push((i, e));
+                    if !all {
+                        return;
+                    }
+                }
+                big.push(1);
+            }
+        }
+    }
+    // Every odd prime up to s, from the bitmap (bit i ↔ 2i + 1; 1 is unset).
+    let last_word = (s / 2) as usize / 64;
+    for (w, &b) in bits.iter().enumerate().take(last_word + 1) {
+        let mut b = b;
+        while b != 0 {
+            let p = (w * 64 + b.trailing_zeros() as usize) as u64 * 2 + 1;
+            b &= b - 1;
+            if p > s {
+                break;
+            }
+            sieve_one(p, start, step, &mut big, wrong);
+            if !all && !wrong.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Checks one list's order, product and factors up to `s`; returns its
+/// factor above `s` (1 if none), or `None` if anything is wrong.
+#[inline]
+fn split_check(bits: &[u64], n: u64, s: u64, list: &[u128]) -> Option<u64> {
+    let mut product = 1u64;
+    let mut prev = 0;
+    let mut big = 1;
+    for &f in list {
+        let f = u64::try_from(f).ok()?;
+        if f < prev {
+            return None;
+        }
+        prev = f;
+        product = product.checked_mul(f)?;
+        if f > s {
+            if big != 1 {
+                return None;
+            }
+            big = f;
+        } else if f < LIMIT as u64 {
+            // Most factors are small: a 4 KiB table that stays in cache.
+            if !is_small_prime(f) {
+                return None;
+            }
+        } else if !is_odd_prime(bits, f) {
+            return None;
+        }
+    }
+    (product == n).then_some(big)
+}
+
+/// Tests the big factor of every number divisible by the odd prime `p`;
+/// a composite one is reported and not looked at again.
+#[inline]
+fn sieve_one(
+    p: u64,
+    start: u64,
+    step: u64,
+    big: &mut [u64],
+    wrong: &mut Vec<(usize, VerifyError)>,
+) {
+    let r = start % p;
+    let t = step % p;
+    // First index i with start + i·step ≡ 0 (mod p), and the stride.
+    let (first, stride) = match t {
+        0 if r == 0 => (0, 1),
+        0 => return,
+        1 => ((p - r) % p, p),
+        // (p − r)/2 mod p without a division: p − r or 2p − r is even.
+        2 => (
+            if (p - r) & 1 == 0 {
+                (p - r) / 2
+            } else {
+                (2 * p - r) / 2
+            } % p,
+            p,
+        ),
+        _ => ((p - r) % p * inv_mod(t, p) % p, p),
+    };
+    let mut i = first as usize;
+    if i >= big.len() {
+        return;
+    }
+    // Divisibility by multiplication: L·p⁻¹ mod 2^64 times p fits 64 bits iff p | L.
+    let inv = inv_mod_2_64(p);
+    while i < big.len() {
+        let l = big[i];
+        if l != 1 && (u128::from(l.wrapping_mul(inv)) * u128::from(p)) >> 64 == 0 {
+            // l > s ≥ p, so l is a proper multiple of p.
+            wrong.push((i, VerifyError::NotPrime(l.into())));
+            big[i] = 1;
+        }
+        i += stride as usize;
+    }
+}
+
+/// t⁻¹ mod p for a prime p not dividing t (extended Euclid).
+fn inv_mod(t: u64, p: u64) -> u64 {
+    let (mut a, mut b) = (t as i64, p as i64);
+    let (mut x, mut y) = (1i64, 0i64);
+    while b != 0 {
+        let q = a / b;
+        (a, b) = (b, a - q * b);
+        (x, y) = (y, x - q * y);
+    }
+    x.rem_euclid(p as i64) as u64
+}
+
+/// p⁻¹ mod 2^64 for odd p (Newton: each step doubles the correct bits).
+fn inv_mod_2_64(p: u64) -> u64 {
+    let mut x = p; // correct to 3 bits: p·p ≡ 1 (mod 8)
+    for _ in 0..5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(p.wrapping_mul(x)));
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{factor, is_prime};
+
+    fn lists(start: u128, step: u128, count: usize) -> Vec<Vec<u128>> {
+        (0..count as u128)
+            .map(|i| factor(start + i * step))
+            .collect()
+    }
+
+    /// The two largest factors replaced by their (composite) product.
+    fn merge_two_largest(l: &mut Vec<u128>) {
+        if let [.., a, b] = l[..] {
+            l.truncate(l.len() - 2);
+            l.push(a * b);
+        }
+    }
+
+    fn slices(lists: &[Vec<u128>]) -> impl ExactSizeIterator<Item = &[u128]> {
+        lists.iter().map(|l| &l[..])
+    }
+
+    /// Both paths: the sieve (called directly, whatever the length) and the
+    /// public function (which may choose either).
+    fn check(start: u128, step: u128, lists: &[Vec<u128>]) -> Result<(), (usize, VerifyError)> {
+        let public = verify_progression(start, step, slices(lists));
+        let count = lists.len();
+        let last = start + (count as u128 - 1) * step;
+        let n = |k: usize| start + k as u128 * step;
+        if last >> 44 == 0 && last >= 4 {
+            // The sieve, whatever the length, finds exactly the lists verify
+            // refuses, each with verify's verdict.
+            let mut wrong = vec![];
+            let s = last.isqrt() as u64;
+            sieve(
+                start as u64,
+                step as u64,
+                s,
+                slices(lists),
+                &mut wrong,
+                true,
+            );
+            wrong.sort_by_key(|w| w.0);
+            let expect: Vec<_> = (0..count)
+                .filter_map(|k| verify(n(k), &lists[k]).err().map(|e| (k, e)))
+                .collect();
+            assert_eq!(wrong, expect, "start {start} step {step}");
+        }
+        if let Err((j, f)) = &public {
+            assert_eq!(verify(n(*j), &lists[*j]), Err(f.clone()));
+        }
+        public
+    }
+
+    /// (start, step, count): steps 1, 2, prime, with small prime factors,
+    /// numbers from 4 to 2^44 (and past it, where each number is verified).
+    fn progressions() -> Vec<(u128, u128, usize)> {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut v = vec![
+            (1, 1, 3000),
+            (2, 2, 2000),
+            (999_999_999_999, 2, 4000),
+            (15, 30, 3000),
+            (1_000_003, 1001, 3000),
+            ((1 << 44) - 3000, 1, 2999),
+            ((1 << 44) - 3000, 1, 3001),
+            ((1 << 64) + 1, 2, 300),
+            (7, 3, 5000),
+        ];
+        for _ in 0..6 {
+            let bits = rng.u32(8..44);
+            let start = rng.u128(1..1 << bits);
+            let step = rng.u128(1..4096);
+            v.push((start, step, rng.usize(1..3000)));
+        }
+        v
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn accepts_true_factorizations() {
+        for (start, step, count) in progressions() {
+            let l = lists(start, step, count);
+            assert_eq!(check(start, step, &l), Ok(()), "start {start} step {step}");
+        }
+        assert_eq!(verify_progression(5, 2, core::iter::empty()), Ok(()));
+    }
+
+    /// Every way a list can be wrong, one list at a time, at every kind of
+    /// position: two factors merged into a composite one (the case the sieve
+    /// exists for), a small composite factor, wrong product, wrong order.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn rejects_each_wrong_list() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for (start, step, count) in progressions() {
+            let good = lists(start, step, count);
+            for _ in 0..40 {
+                let i = rng.usize(..count);
+                let mut bad = good.clone();
+                let l = &mut bad[i];
+                match rng.u8(..4) {
+                    0 if l.len() >= 2 => merge_two_largest(l),
+                    1 if l.first() == Some(&2) && l.get(1) == Some(&2) => {
+                        l.drain(..2);
+                        l.insert(0, 4);
+                    }
+                    2 => l.push(3),
+                    3 if l.len() >= 2 && l[0] != l[l.len() - 1] => l.reverse(),
+                    _ => l.insert(0, 1),
+                }
+                let got = check(start, step, &bad);
+                let n = start + i as u128 * step;
+                assert_eq!(
+                    got,
+                    Err((i, verify(n, &bad[i]).expect_err("a wrong list"))),
+                    "start {start} step {step}: {n} as {:?}",
+                    bad[i]
+                );
+            }
+        }
+    }
+
+    /// Every number claimed prime, and every number's two largest factors
+    /// merged: the sieve must find exactly the composites verify finds.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn finds_every_wrong_list_at_once() {
+        for (start, step, count) in progressions() {
+            let claims: Vec<Vec<u128>> = (0..count as u128)
+                .map(|i| start + i * step)
+                .map(|n| if n == 1 { vec![] } else { vec![n] })
+                .collect();
+            let _ = check(start, step, &claims);
+            let mut merged = lists(start, step, count);
+            for l in &mut merged {
+                merge_two_largest(l);
+            }
+            let _ = check(start, step, &merged);
+        }
+    }
+
+    fn prime_near(mut x: u128) -> u128 {
+        while !is_prime(x) {
+            x += 1;
+        }
+        x
+    }
+
+    /// Composites claimed prime whose smallest prime factor is as large as
+    /// it can be: squares of the largest sieving primes, products of two
+    /// primes near √max, base-2 strong pseudoprimes and Carmichael numbers,
+    /// alone and times small primes.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn rejects_hard_composites_claimed_prime() {
+        let mut hard: Vec<(u128, Vec<u128>)> = vec![];
+        for bits in [10u32, 16, 20, 21] {
+            let p = prime_near(1 << bits);
+            let q = prime_near(p + 2);
+            hard.push((p * p, vec![p * p]));
+            hard.push((p * q, vec![p * q]));
+            hard.push((3 * p * q, vec![3, p * q]));
+            hard.push((2 * 2 * p * q, vec![2, 2, p * q]));
+        }
+        // Base-2 strong pseudoprimes, the last to bases 2, 3, 5 and 7.
+        for n in [
+            2047u128,
+            3277,
+            1_373_653,
+            25_326_001,
+            3_215_031_751,
+            2_152_302_898_747,
+        ] {
+            hard.push((n, vec![n]));
+        }
+        // Carmichael numbers.
+        for n in [561u128, 41_041, 825_265, 321_197_185] {
+            hard.push((n, vec![n]));
+            hard.push((5 * n, vec![5, n]));
+        }
+        for (n, claim) in hard {
+            for (step, before) in [(1u128, 500u128), (2, 1500), (6, 7), (1001, 0)] {
+                let start = n.saturating_sub(before * step).max(1);
+                let start = n - (n - start) / step * step;
+                let i = ((n - start) / step) as usize;
+                let mut l = lists(start, step, i + 1 + 400);
+                assert_eq!(l[i], factor(n));
+                l[i] = claim.clone();
+                let got = check(start, step, &l);
+                assert_eq!(
+                    got,
+                    Err((i, verify(n, &claim).expect_err("a wrong list"))),
+                    "{n} as {claim:?}, step {step}"
+                );
+                assert!(matches!(got, Err((_, VerifyError::NotPrime(_)))));
+            }
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn numbers_past_2_128_fail() {
+        let start = u128::MAX - 3;
+        let l = [factor(start), factor(start + 2), vec![1]];
+        assert_eq!(
+            verify_progression(start, 2, slices(&l)),
+            Err((2, VerifyError::Overflow))
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn modular_helpers() {
+        for p in [3u64, 5, 7, 1_000_003, 4_194_301] {
+            assert_eq!(p.wrapping_mul(inv_mod_2_64(p)), 1);
+            for t in [1u64, 2, 3, 10, p - 1, p + 1] {
+                if t % p != 0 {
+                    assert_eq!(t % p * inv_mod(t % p, p) % p, 1, "{t} mod {p}");
+                }
+            }
+        }
+    }
+}
