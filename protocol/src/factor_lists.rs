@@ -140,7 +140,12 @@ impl FactorLists {
                             *b = to;
                         }
                     }
-                    out.push_str(&String::from_utf8_lossy(&bytes));
+                    match String::from_utf8(bytes) {
+                        // The common case, a fresh buffer: no second copy.
+                        Ok(swapped) if out.is_empty() => *out = swapped,
+                        Ok(swapped) => out.push_str(&swapped),
+                        Err(e) => out.push_str(&String::from_utf8_lossy(e.as_bytes())),
+                    }
                 }
                 _ => {
                     for (i, list) in text.split(char::from(*from)).enumerate() {

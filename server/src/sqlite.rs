@@ -114,7 +114,8 @@ fn decode_numbers_into(text: &str, job: JobId, out: &mut Vec<u128>) -> Result<()
 
 /// Factor lists, one per line (an empty line for 1).
 fn encode_factors(factors: &FactorLists) -> String {
-    let mut s = String::with_capacity(factors.len() * 16);
+    // Empty: lists read from a worker hand over their (swapped) text whole.
+    let mut s = String::new();
     factors.write_text(&mut s, '\n');
     s
 }

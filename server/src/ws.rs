@@ -393,8 +393,63 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Str
             result.factors.len()
         ));
     }
-    for (n, factors) in numbers.iter().zip(result.factors.iter()) {
-        crowdfactor_factor::verify(n, factors).map_err(|e| format!("{n}: {e}"))?;
+    match numbers {
+        // A range is verified as one progression (a sieve when that is cheaper).
+        ChunkNumbers::Range(r) => {
+            crowdfactor_factor::verify_progression(r.start(), r.step(), result.factors.iter())
+                .map_err(|(i, e)| format!("{}: {e}", r.start() + i as u128 * r.step()))?;
+        }
+        ChunkNumbers::List(_) => {
+            for (n, factors) in numbers.iter().zip(result.factors.iter()) {
+                crowdfactor_factor::verify(n, factors).map_err(|e| format!("{n}: {e}"))?;
+            }
+        }
     }
     Ok(result.factors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crowdfactor_protocol::NumberRange;
+
+    fn result(lists: Vec<Vec<u128>>) -> ChunkResult {
+        ChunkResult {
+            chunk_id: 1,
+            factors: lists.into(),
+            compute_us: None,
+        }
+    }
+
+    /// A range chunk long enough to be checked by the sieve, and a list: the
+    /// right answer passes, one composite "prime" anywhere is caught and named.
+    #[test]
+    fn checks_ranges_and_lists() {
+        let (start, count) = (999_999_999_999u128, 20_000u64);
+        let range = ChunkNumbers::Range(NumberRange::new(start, 2, count).expect("a valid range"));
+        let good: Vec<Vec<u128>> = range.iter().map(crowdfactor_factor::factor).collect();
+        assert!(check(&range, result(good.clone())).is_ok());
+        let list = ChunkNumbers::List(range.iter().take(300).collect());
+        assert!(check(&list, result(good[..300].to_vec())).is_ok());
+        for i in [0, 1, 299, 12_345, count as usize - 1] {
+            let mut bad = good.clone();
+            let n = start + 2 * i as u128;
+            // The two largest factors claimed as one prime (or n itself if prime: times 1).
+            match bad[i][..] {
+                [.., a, b] => {
+                    let k = bad[i].len();
+                    bad[i].truncate(k - 2);
+                    bad[i].push(a * b);
+                }
+                _ => bad[i].insert(0, 1),
+            }
+            let why = check(&range, result(bad.clone())).expect_err("a wrong result");
+            assert!(why.starts_with(&format!("{n}: ")), "{why}");
+            if i < 300 {
+                let why = check(&list, result(bad[..300].to_vec())).expect_err("a wrong result");
+                assert!(why.starts_with(&format!("{n}: ")), "{why}");
+            }
+        }
+        assert!(check(&range, result(good[1..].to_vec())).is_err());
+    }
 }
