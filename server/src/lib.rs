@@ -232,6 +232,13 @@ pub async fn run_with_store(
     let app = router(state, &config);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
+    // Without TCP_NODELAY a small message written right after another (an
+    // `idle` after an `accepted`) waits for the worker's delayed ACK, 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
