@@ -230,16 +230,23 @@ struct Speed {
 /// How many numbers of `q` to give a worker with speed `speed` (if known).
 /// `threads` counts the threads of every worker taking work: near a job's end
 /// no chunk takes more than half of one thread's share of what is left, so
-/// the last chunks finish together.
+/// the last chunks finish together — but none is cut below a hundredth of
+/// the target time (20 ms by default): a round trip (verification, group
+/// commit) costs milliseconds, and a tail of one-number chunks spent more
+/// time waiting for them than it saved in balance.
 fn chunk_len(speed: Option<&Speed>, q: &JobQueue, threads: u64, sizing: &ChunkSizing) -> u64 {
-    let want = match speed {
+    let (want, floor) = match speed {
         Some(s) => {
-            ((s.per_thread * sizing.target.as_secs_f64()) as u64).min(s.largest.saturating_mul(8))
+            let target = s.per_thread * sizing.target.as_secs_f64();
+            (
+                (target as u64).min(s.largest.saturating_mul(8)),
+                (target / 100.0) as u64,
+            )
         }
-        None => u64::from(sizing.initial),
+        None => (u64::from(sizing.initial), 1),
     };
     let share = q.queued.div_ceil(2 * threads.max(1));
-    want.min(share).min(q.max_len).max(1)
+    want.min(share.max(floor)).min(q.max_len).max(1)
 }
 
 /// How far back a worker's live rate looks.
@@ -1181,6 +1188,14 @@ mod tests {
         assert!(
             last.iter().all(|&l| l < 20_000),
             "the tail is cut finer: {lens:?}"
+        );
+        let full = lens
+            .iter()
+            .position(|&l| l == 20_000)
+            .expect("a full chunk");
+        assert!(
+            lens[full..lens.len() - 1].iter().all(|&l| l >= 200),
+            "but not below a hundredth of the target (20 ms, 200 numbers) but for the last: {lens:?}"
         );
         let info = c.store().job(info.id).expect("job").expect("exists");
         assert_eq!(info.done, total);
