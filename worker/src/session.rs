@@ -273,6 +273,7 @@ async fn session(
                 if cancelled.remove(&chunk_id) {
                     continue;
                 }
+                tracing::debug!(chunk_id, numbers = results.len(), took_ms = took.as_millis() as u64, "chunk factored");
                 stats.numbers += results.len() as u64;
                 stats.chunks += 1;
                 let msg = ClientMessage::Result(ChunkResult { chunk_id, factors: results, compute_us: Some(took.as_micros() as u64) });
