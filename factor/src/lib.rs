@@ -13,6 +13,11 @@
 //! checks, Pollard–Brent rho and ECM in half-word (`u32`, moduli below 2^32),
 //! one-word (`u64`) or two-word (`u128`) Montgomery arithmetic.
 //!
+//! [`verify`] checks one claimed factorization (one primality test per
+//! distinct factor); [`verify_progression`] checks a whole arithmetic
+//! progression's at once, with a sieve instead of the primality tests where
+//! that is cheaper (a coordinator's range chunks).
+//!
 //! ```
 //! use crowdfactor_factor::{factor, verify};
 //! let f = factor(999_999_999_999);

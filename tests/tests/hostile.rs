@@ -181,6 +181,65 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
     server.shutdown().await;
 }
 
+/// The subtlest lie, in a chunk long enough that the coordinator checks it
+/// with a sieve instead of one primality test per number: every product
+/// right, but one number's two largest primes reported as one composite
+/// "prime". Caught, named, the chunk requeued; the job ends exactly right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_claimed_prime_in_a_long_range_chunk_is_caught() {
+    let server = TestServer::start(Config::default()).await;
+    let count = 60_000;
+    let numbers = range(999_999_999_999, count, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": count, "step": 2}}))
+        .await;
+    let mut worker = connect(&server, 1).await;
+    // (chunk, number) of the lie until it is rejected; whether it was told.
+    let mut lie: Option<(u64, u128)> = None;
+    let mut told = false;
+    loop {
+        let a = match recv(&mut worker).await {
+            Some(ServerMessage::Assign(a)) => a,
+            Some(ServerMessage::Idle) => break,
+            Some(ServerMessage::Rejected { chunk_id, reason }) => {
+                let (lie_chunk, n) = lie.take().expect("rejected without a lie");
+                assert_eq!(chunk_id, lie_chunk);
+                assert!(reason.starts_with(&format!("{n}: ")), "{reason}");
+                assert!(reason.ends_with("is not prime"), "{reason}");
+                continue;
+            }
+            Some(_) => continue,
+            None => panic!("closed before the job was done"),
+        };
+        ack(&mut worker, &a).await;
+        let mut factors: Vec<Vec<u128>> =
+            a.numbers.iter().map(crowdfactor_factor::factor).collect();
+        // Chunks grow 8, 64, 512, … as this worker reports being fast; lie
+        // once, in the middle of the first long one.
+        if factors.len() >= 20_000 && !told {
+            let i = (factors.len() / 2..)
+                .find(|&k| factors[k].len() >= 2)
+                .unwrap();
+            let (b, c) = (factors[i].pop().unwrap(), factors[i].pop().unwrap());
+            factors[i].push(b * c);
+            lie = Some((a.chunk_id, a.numbers.iter().nth(i).unwrap()));
+            told = true;
+        }
+        let msg = ClientMessage::Result(ChunkResult {
+            chunk_id: a.chunk_id,
+            factors: factors.into(),
+            compute_us: Some(1),
+        });
+        worker.send(Message::text(msg.encode())).await.unwrap();
+    }
+    assert!(told, "no chunk was long enough to lie in");
+    assert_eq!(lie, None, "the lie was not rejected");
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["done"].as_u64(), Some(count as u64));
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_a_protocol_error_and_harms_nobody() {
     let server = TestServer::start(Config::default()).await;
