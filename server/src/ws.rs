@@ -434,7 +434,7 @@ mod tests {
         for i in [0, 1, 299, 12_345, count as usize - 1] {
             let mut bad = good.clone();
             let n = start + 2 * i as u128;
-            // The two largest factors claimed as one prime (or n itself if prime: times 1).
+            // The two largest factors claimed as one prime; for a prime n, a factor 1.
             match bad[i][..] {
                 [.., a, b] => {
                     let k = bad[i].len();
