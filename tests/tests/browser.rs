@@ -2,19 +2,37 @@
 //! open the volunteer page; its Web Workers (wasm) factor whole jobs.
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crowdfactor_e2e::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-struct Driver(Child);
+/// A WebDriver server (chromedriver, geckodriver) and what it leaves behind.
+struct Driver {
+    child: Child,
+    /// The browser profile directory, if the test chose it.
+    profile: Option<PathBuf>,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // The driver runs in a process group of its own, with the browser it
+        // starts: killing the group leaves no orphaned browser behind when a
+        // test ends without closing its session (a failed assertion).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.profile {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -22,18 +40,21 @@ impl Drop for Driver {
 async fn session(
     driver_path: &str,
     caps: serde_json::Map<String, serde_json::Value>,
+    profile: Option<PathBuf>,
 ) -> (Driver, Client) {
     let port = free_port();
-    let driver = Driver(
-        Command::new(driver_path)
+    let driver = Driver {
+        child: Command::new(driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {driver_path}: {e} (run scripts/setup.sh --browser)")
             }),
-    );
+        profile,
+    };
     let start = Instant::now();
     let client = loop {
         match ClientBuilder::rustls()
@@ -75,12 +96,21 @@ async fn chromium_with(extra: &[&str]) -> (Driver, Client) {
         "--window-size=1200,900",
     ];
     args.extend_from_slice(extra);
+    // A profile directory of our own, removed with the driver (chromedriver
+    // removes the one it makes only when the session is closed).
+    static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+    let profile = temp_dir(&format!(
+        "chromium-{}",
+        SESSIONS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let profile_arg = format!("--user-data-dir={}", profile.display());
+    args.push(&profile_arg);
     let mut opts = json!({ "args": args });
     if let Ok(bin) = std::env::var("CHROME") {
         opts["binary"] = json!(bin);
     }
     caps.insert("goog:chromeOptions".into(), opts);
-    session(&driver_path, caps).await
+    session(&driver_path, caps, Some(profile)).await
 }
 
 /// Headless Firefox (ESR) through geckodriver (`GECKODRIVER`, `FIREFOX`
@@ -113,7 +143,7 @@ async fn firefox() -> (Driver, Client) {
             }
         }),
     );
-    session(&driver_path, caps).await
+    session(&driver_path, caps, None).await
 }
 
 async fn click(client: &Client, css: &str) {
@@ -201,6 +231,7 @@ async fn a_browser_with_wide_arithmetic_loads_the_wide_build() {
         text(&client, "engine").await,
         "WebAssembly with wide arithmetic"
     );
+    client.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
