@@ -393,18 +393,24 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Str
             result.factors.len()
         ));
     }
-    match numbers {
+    let verdict = match numbers {
         // A range is verified as one progression (a sieve when that is cheaper).
         ChunkNumbers::Range(r) => {
             crowdfactor_factor::verify_progression(r.start(), r.step(), result.factors.iter())
-                .map_err(|(i, e)| format!("{}: {e}", r.start() + i as u128 * r.step()))?;
         }
-        ChunkNumbers::List(_) => {
-            for (n, factors) in numbers.iter().zip(result.factors.iter()) {
-                crowdfactor_factor::verify(n, factors).map_err(|e| format!("{n}: {e}"))?;
-            }
-        }
-    }
+        ChunkNumbers::List(l) => l
+            .iter()
+            .zip(result.factors.iter())
+            .enumerate()
+            .try_for_each(|(i, (&n, factors))| {
+                crowdfactor_factor::verify(n, factors).map_err(|e| (i, e))
+            }),
+    };
+    // The index is within the chunk: the lengths were compared above.
+    verdict.map_err(|(i, e)| match numbers.get(i) {
+        Some(n) => format!("{n}: {e}"),
+        None => e.to_string(),
+    })?;
     Ok(result.factors)
 }
 
