@@ -1,7 +1,7 @@
 // One Web Worker: its own instance of the wasm factorizer. It factors one
 // chunk at a time in slices; between slices it sleeps to honour the CPU duty
 // cycle and reads messages (duty changes, cancels).
-import init, { ChunkJob } from './pkg/crowdfactor_wasm.js';
+import init, { ChunkJob, warm_up } from './pkg/crowdfactor_wasm.js';
 
 // A module with one i64.mul_wide_u (the wide-arithmetic proposal): it
 // validates only where the browser implements the proposal, and there the
@@ -27,7 +27,11 @@ async function load() {
   return 'standard';
 }
 
-const ready = load();
+// Tables built and code compiled before the first chunk arrives.
+const ready = load().then((engine) => {
+  warm_up();
+  return engine;
+});
 let duty = 1;
 const cancelled = new Set();
 const queue = [];

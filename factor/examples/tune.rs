@@ -87,6 +87,15 @@ fn main() {
         }
         return;
     }
+    if only.as_deref() == Some("warm") {
+        // `tune warm`: what warm_up costs in a fresh process, then again.
+        for _ in 0..2 {
+            let t = Instant::now();
+            crowdfactor_factor::warm_up();
+            println!("warm_up {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        }
+        return;
+    }
     if only.as_deref() == Some("verify") {
         // The coordinator's check of a range chunk: one verify per number
         // against verify_progression (a sieve when the chunk is long enough).

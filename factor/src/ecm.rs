@@ -17,6 +17,13 @@ const BABY: [u64; 24] = [
     1, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103,
 ];
 
+/// Builds every table below now rather than on first use.
+pub(crate) fn warm_up() {
+    primes();
+    pair_masks();
+    stage1_primes();
+}
+
 /// Bitmap of odd primes below MAX_B2 (bit i ↔ 2i + 1), built once
 /// (256 KiB, a few milliseconds).
 pub(crate) fn primes() -> &'static [u64] {

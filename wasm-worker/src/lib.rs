@@ -119,6 +119,14 @@ pub fn factor_chunk(assign_json: &str) -> Result<String, JsError> {
     factor_assignment(assign_json).map_err(|e| JsError::new(&e.to_string()))
 }
 
+/// JS: builds the factorizer's tables and runs each method once (~45 ms, the
+/// browser compiling the code on first call included); each Web Worker calls
+/// it on start, so its first chunk is not slowed by it.
+#[wasm_bindgen]
+pub fn warm_up() {
+    crowdfactor_factor::warm_up();
+}
+
 /// JS: the prime factors of a decimal number, space-separated (`"12"` → `"2 2 3"`).
 #[wasm_bindgen]
 pub fn factor_decimal(n: &str) -> Result<String, JsError> {

@@ -52,6 +52,9 @@ enum End {
 
 /// Runs until idle (with `--exit-when-idle`) or Ctrl-C.
 pub async fn run(opts: Options) -> ExitCode {
+    // The engine's tables are built while we connect, not on the first chunk
+    // (whose time sizes the next ones).
+    drop(tokio::task::spawn_blocking(crowdfactor_factor::warm_up));
     let compute = Arc::new(Semaphore::new(opts.threads));
     let mut delay = opts.min_backoff;
     let mut stats = Stats {
