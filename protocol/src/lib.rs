@@ -43,6 +43,10 @@
 //!
 //! `slots` is how many chunks the worker wants to hold at once (native workers
 //! ask for two per compute thread so a thread never waits for a round trip).
+//! A chunk stops taking a slot when its `result` arrives: its next chunk is
+//! assigned before the coordinator has verified and stored that result, so
+//! a worker holds at most twice `slots` chunks (those beyond `slots` are
+//! answered, waiting for `accepted` or `rejected`).
 //! A `result`'s `factors` holds one list per number of the chunk, in the
 //! order of the `assign`, each the number's prime factors ascending and with
 //! multiplicity in decimal, separated by single spaces; the lists are

@@ -200,6 +200,11 @@ struct Conn {
     ip: IpAddr,
     slots: u32,
     held: HashSet<ChunkId>,
+    /// Held chunks whose result has arrived and is being verified and
+    /// stored: they no longer take one of the worker's slots (its thread is
+    /// free), so its next chunk goes out without waiting for the commit.
+    /// Entries whose chunk is no longer held are dropped when leasing.
+    answered: HashSet<ChunkId>,
     /// Chunks ever leased to this connection and not yet done: a late result
     /// for one of these is still welcome.
     ever: HashSet<ChunkId>,
@@ -463,6 +468,7 @@ impl Coordinator {
                 ip,
                 slots,
                 held: HashSet::new(),
+                answered: HashSet::new(),
                 ever: HashSet::new(),
                 last_seen: Instant::now(),
                 strikes: 0,
@@ -597,7 +603,14 @@ impl Coordinator {
             return vec![];
         };
         let mut out = vec![];
-        while (c.held.len() as u32) < c.slots {
+        let held = &c.held;
+        c.answered.retain(|id| held.contains(id));
+        // A slot is a chunk the worker has not answered yet; answered ones
+        // still count towards a bound, so a worker can never hold more than
+        // twice its slots.
+        while ((c.held.len() - c.answered.len()) as u32) < c.slots
+            && (c.held.len() as u32) < c.slots.saturating_mul(2)
+        {
             let Some(&key) = st.ready.first() else {
                 break;
             };
@@ -693,15 +706,25 @@ impl Coordinator {
         }
     }
 
-    /// Decides how to treat a result for `chunk` from `conn`.
+    /// Decides how to treat a result for `chunk` from `conn`. A result to
+    /// verify frees the worker's slot for its next chunk at once.
     pub fn check_result(&self, conn: ConnId, chunk: ChunkId) -> ResultCheck {
-        let st = self.lock();
-        let ever = st.conns.get(&conn).is_some_and(|c| c.ever.contains(&chunk));
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(c) = st.conns.get_mut(&conn) else {
+            return ResultCheck::NotAssigned;
+        };
+        let ever = c.ever.contains(&chunk);
         match st.open.get(&chunk) {
             None if ever => ResultCheck::AlreadyDone,
             None => ResultCheck::NotAssigned,
             Some(_) if !ever => ResultCheck::NotAssigned,
-            Some(open) => ResultCheck::Verify(open.work.clone()),
+            Some(open) => {
+                if c.held.contains(&chunk) {
+                    c.answered.insert(chunk);
+                }
+                ResultCheck::Verify(open.work.clone())
+            }
         }
     }
 
@@ -1145,6 +1168,61 @@ mod tests {
             ids, want,
             "handed-back chunks are leased again as they were"
         );
+    }
+
+    /// A result read frees its slot before it is verified and stored, but a
+    /// worker never holds more than twice its slots; a wrong result's chunk
+    /// is requeued whole and the slot accounting stays right.
+    #[test]
+    fn a_result_frees_its_slot_before_the_commit() {
+        let c = coord(10_000, 10_000);
+        c.create_job(job((1..=20).collect(), 1)).expect("job");
+        let a = conn(&c, 2);
+        let first = c.lease(a);
+        assert_eq!(first.len(), 2);
+        assert!(c.lease(a).is_empty(), "both slots are taken");
+        for x in &first {
+            assert!(matches!(
+                c.check_result(a, x.chunk_id),
+                ResultCheck::Verify(_)
+            ));
+        }
+        let second = c.lease(a);
+        assert_eq!(second.len(), 2, "answered chunks free their slots");
+        for x in &second {
+            assert!(matches!(
+                c.check_result(a, x.chunk_id),
+                ResultCheck::Verify(_)
+            ));
+        }
+        assert!(
+            c.lease(a).is_empty(),
+            "at most twice the slots while results wait for the store"
+        );
+        // The first two are stored (the second pair still waits): two more.
+        for x in &first {
+            let n = x.numbers.iter().next().expect("one number");
+            let lists = FactorLists::from(vec![crowdfactor_factor::factor(n)]);
+            let done = c.accept(a, x.chunk_id, lists, None).expect("stored");
+            assert!(matches!(done, Completion::Accepted { .. }));
+        }
+        let third = c.lease(a);
+        assert_eq!(third.len(), 2);
+        // A result for a chunk this worker does not hold frees nothing.
+        let b = conn(&c, 1);
+        let lb = c.lease(b);
+        assert!(matches!(
+            c.check_result(a, lb[0].chunk_id),
+            ResultCheck::NotAssigned
+        ));
+        assert!(c.lease(a).is_empty());
+        // A rejected answer's chunk goes back to the queue, whole.
+        c.reject(a, second[0].chunk_id);
+        c.unregister(b);
+        let d = conn(&c, 5);
+        let requeued: Vec<ChunkId> = c.lease(d).iter().map(|x| x.chunk_id).collect();
+        assert!(requeued.contains(&second[0].chunk_id), "{requeued:?}");
+        assert!(requeued.contains(&lb[0].chunk_id), "{requeued:?}");
     }
 
     #[test]

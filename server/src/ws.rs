@@ -241,7 +241,8 @@ impl Session<'_> {
                         Ok(m) => m,
                         Err(e) => return self.fail(e.code(), e.to_string()).await,
                     };
-                    may_lease = matches!(msg, ClientMessage::Capacity { .. } | ClientMessage::Release { .. });
+                    // A result frees a slot as soon as it is read (see `check_result`).
+                    may_lease = matches!(msg, ClientMessage::Capacity { .. } | ClientMessage::Release { .. } | ClientMessage::Result(_));
                     if let Err(reason) = self.handle(msg).await {
                         return reason;
                     }
