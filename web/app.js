@@ -245,9 +245,11 @@ async function refreshProject() {
   try {
     const s = await (await fetch('/api/status', { cache: 'no-store' })).json();
     const pct = s.numbers_total ? Math.floor((100 * s.numbers_done) / s.numbers_total) : 100;
+    // "1 active job", "2 worker connections".
+    const count = (n, noun) => `${n.toLocaleString('en-US')} ${noun}${n === 1 ? '' : 's'}`;
     $('project').textContent = s.jobs_active
-      ? `${s.numbers_done.toLocaleString('en-US')} of ${s.numbers_total.toLocaleString('en-US')} numbers done in ${s.jobs_active} active job(s); ${s.workers} worker connection(s).`
-      : `No active jobs right now; ${s.workers} worker connection(s). This tab waits for work.`;
+      ? `${s.numbers_done.toLocaleString('en-US')} of ${count(s.numbers_total, 'number')} done in ${count(s.jobs_active, 'active job')}; ${count(s.workers, 'worker connection')}.`
+      : `No active jobs right now; ${count(s.workers, 'worker connection')}. This tab waits for work.`;
     $('project-fill').style.width = `${pct}%`;
     $('project-bar').setAttribute('aria-valuenow', String(pct));
   } catch {

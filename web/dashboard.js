@@ -123,6 +123,9 @@ function renderWorkers(workers) {
   }
 }
 
+// "1 worker", "2 workers", "10,000 numbers".
+const count = (n, noun) => `${n.toLocaleString()} ${noun}${n === 1 ? '' : 's'}`;
+
 function onSnapshot(s) {
   const now = s.time_ms;
   history.push([now, s.numbers_factored]);
@@ -131,8 +134,8 @@ function onSnapshot(s) {
   const rateNow = last && now > last[0] ? (s.numbers_factored - last[1]) / ((now - last[0]) / 1000) : 0;
   $('rate-now').textContent = fmt(rateNow);
   $('total').textContent = fmt(s.numbers_factored);
-  $('worker-total').textContent = String(s.workers.length);
-  $('chunks').textContent = `${s.queued_numbers.toLocaleString()} numbers queued, ${s.leased_chunks} chunks in flight`;
+  $('worker-total').textContent = count(s.workers.length, 'worker');
+  $('chunks').textContent = `${count(s.queued_numbers, 'number')} queued, ${count(s.leased_chunks, 'chunk')} in flight`;
   renderJobs(s.jobs, now);
   renderWorkers(s.workers);
   drawChart();

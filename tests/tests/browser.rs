@@ -583,7 +583,7 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
     wait_text(
         &client,
         "project",
-        "No active jobs right now; 1 worker connection(s). This tab waits for work.",
+        "No active jobs right now; 1 worker connection. This tab waits for work.",
     )
     .await;
     assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
