@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    // Read at run time: `env!` would bake in the directory the build script
+    // itself was compiled in, and a build script reused from another
+    // checkout (a shared target directory) would embed that checkout's page.
+    let manifest = env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let web = Path::new(&manifest).join("../web");
     println!("cargo:rerun-if-changed={}", web.display());
     let mut files = Vec::new();
     if web.is_dir() {
