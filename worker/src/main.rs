@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio_tungstenite::tungstenite::http::Uri;
 use tracing_subscriber::EnvFilter;
 
 /// crowdfactor native worker.
@@ -19,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 /// Examples:
 ///   crowdfactor-worker --server ws://127.0.0.1:8080/ws
 ///   crowdfactor-worker --server ws://coordinator:8080/ws --threads 4 --name lab-pc
+///   crowdfactor-worker --server https://factor.example.org   # TLS (wss://)
 ///   crowdfactor-worker --exit-when-idle          # finish the queue, then exit 0
 ///   crowdfactor-worker factor 999999999999 12
 ///   seq 1000 2000 | crowdfactor-worker factor --threads 2
@@ -34,15 +36,18 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// The coordinator: its WebSocket URL, its page URL (http://host:8080/)
-    /// or just host:port.
+    /// The coordinator: its WebSocket URL (ws:// or wss://), its page URL
+    /// (http://host:8080/, https://host/) or just host:port. TLS checks the
+    /// server's certificate against the system's store (SSL_CERT_FILE or
+    /// SSL_CERT_DIR name another, e.g. a private CA).
     #[arg(
         long,
         env = "CROWDFACTOR_SERVER",
-        default_value = "ws://127.0.0.1:8080/ws"
+        default_value = "ws://127.0.0.1:8080/ws",
+        value_parser = ws_url
     )]
     server: String,
-    /// Compute threads (default: all cores).
+    /// Compute threads (default, or 0: all cores).
     #[arg(long, short = 't', env = "CROWDFACTOR_THREADS")]
     threads: Option<usize>,
     /// Name shown to the operator.
@@ -100,12 +105,15 @@ fn main() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
+    // One TLS crypto provider for the process, whatever else the build
+    // enables (rustls refuses to choose when it has two).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let threads = args
         .threads
         .filter(|t| *t > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = session::Options {
-        server: ws_url(&args.server),
+        server: args.server,
         threads,
         name: args.name,
         exit_when_idle: args.exit_when_idle,
@@ -130,17 +138,34 @@ fn main() -> ExitCode {
 
 /// Turns what a user may give as the server (`ws://h:p/ws`, the page URL
 /// `http://h:p/`, or `h:p`) into the WebSocket URL.
-fn ws_url(server: &str) -> String {
+/// The coordinator's WebSocket URL from what the user typed: `ws://` and
+/// `wss://` as given, `http://` and `https://` mapped to them, no scheme read
+/// as `ws://`, and `/ws` when there is no path. Anything else is refused on
+/// the command line instead of being retried forever.
+fn ws_url(server: &str) -> Result<String, String> {
     let server = server.trim();
     let (scheme, rest) = match server.split_once("://") {
-        Some(("http", rest)) => ("ws", rest),
-        Some(("https", rest)) => ("wss", rest),
-        Some((scheme, rest)) => (scheme, rest),
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "ws" | "http" => ("ws", rest),
+            "wss" | "https" => ("wss", rest),
+            _ => {
+                return Err(format!(
+                    "unsupported scheme {scheme}:// (use ws://, wss://, http:// or https://)"
+                ))
+            }
+        },
         None => ("ws", server),
     };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let path = if path.is_empty() { "ws" } else { path };
-    format!("{scheme}://{host}/{path}")
+    let url = format!("{scheme}://{host}/{path}");
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{server:?} is not a valid URL: {e}"))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{server:?} names no host"));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -150,6 +175,9 @@ mod tests {
     #[test]
     fn server_urls_are_normalised() {
         for (given, want) in [
+            ("HTTPS://h", "wss://h/ws"),
+            ("wss://h:8443/ws", "wss://h:8443/ws"),
+            ("[::1]:8080", "ws://[::1]:8080/ws"),
             ("ws://127.0.0.1:8080/ws", "ws://127.0.0.1:8080/ws"),
             ("http://127.0.0.1:8080/", "ws://127.0.0.1:8080/ws"),
             ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/ws"),
@@ -157,7 +185,21 @@ mod tests {
             ("coordinator:8080", "ws://coordinator:8080/ws"),
             ("ws://h:1/ws?token=x", "ws://h:1/ws?token=x"),
         ] {
-            assert_eq!(ws_url(given), want, "{given}");
+            assert_eq!(ws_url(given).as_deref(), Ok(want), "{given}");
+        }
+    }
+
+    #[test]
+    fn bad_server_urls_are_refused() {
+        for (given, why) in [
+            ("ftp://h", "unsupported scheme ftp://"),
+            ("http://[::1", "not a valid URL"),
+            ("http://", "not a valid URL"),
+            ("", "not a valid URL"),
+            ("h st:80", "not a valid URL"),
+        ] {
+            let err = ws_url(given).expect_err(given);
+            assert!(err.contains(why), "{given}: {err}");
         }
     }
 }

@@ -1,0 +1,101 @@
+//! The native worker over TLS: a coordinator behind a TLS-terminating proxy
+//! (how it is deployed on the internet), reached with `--server https://…`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crowdfactor_e2e::*;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+
+/// A proxy on 127.0.0.1 that terminates TLS with a fresh self-signed
+/// certificate for `localhost` and forwards to `backend`. Returns its port
+/// and the certificate (PEM), which the worker is told to trust.
+async fn tls_proxy(backend: std::net::SocketAddr) -> (u16, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    // The test binary links two crypto providers (fantoccini brings
+    // aws-lc-rs): name one.
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut plain) = TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    (port, pem)
+}
+
+/// `crowdfactor-worker --server https://localhost:<port>/`, trusting the
+/// certificates in `ca_file`.
+fn worker_over_tls(port: u16, ca_file: &Path, threads: &str, stderr: Stdio) -> WorkerProc {
+    WorkerProc(
+        Command::new(bin("crowdfactor-worker"))
+            .args(["--server", &format!("https://localhost:{port}/")])
+            .args(["--threads", threads, "--exit-when-idle"])
+            .env("SSL_CERT_FILE", ca_file)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_factors_a_job_through_tls() {
+    let server = TestServer::start(Config::default()).await;
+    let (port, pem) = tls_proxy(server.addr).await;
+    let dir = temp_dir("tls");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}}))
+        .await;
+
+    // Not trusting the certificate: no connection, no work done, and the
+    // log says why (it keeps retrying: the certificate may be renewed).
+    let untrusted = dir.join("empty.pem");
+    std::fs::write(&untrusted, "").unwrap();
+    let log = dir.join("untrusted.log");
+    let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut refused = worker_over_tls(port, &untrusted, "1", stderr);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(refused.wait(Duration::ZERO), None, "still retrying");
+    drop(refused);
+    assert_eq!(server.job(&id).await["done"], 0);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
+
+    // Trusting it (a private CA through SSL_CERT_FILE): the job completes.
+    let mut worker = worker_over_tls(port, &ca, "2", Stdio::inherit());
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["done"], 500);
+    assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+    assert_matches_gnu(&range(999_999_999_999, 500, 2), &server.results(&id).await);
+    let _ = std::fs::remove_dir_all(dir);
+    server.shutdown().await;
+}
