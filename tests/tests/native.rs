@@ -365,6 +365,55 @@ async fn metrics_and_connection_limits() {
     server.shutdown().await;
 }
 
+/// Behind a trusted reverse proxy the per-address limit counts the workers'
+/// addresses from `X-Forwarded-For`; from anyone else the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_limits_see_through_a_trusted_proxy_only() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    async fn connect(server: &TestServer, forwarded_for: &str) -> Result<impl Sized, u16> {
+        let mut request = server.ws_url().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let limits = Config {
+        max_connections_per_ip: 1,
+        ..Config::default()
+    };
+    let behind = TestServer::start(Config {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..limits.clone()
+    })
+    .await;
+    let a = connect(&behind, "203.0.113.7").await.expect("first worker");
+    // A client-supplied entry on the left does not change who it is.
+    assert_eq!(
+        connect(&behind, "198.51.100.1, 203.0.113.7").await.err(),
+        Some(503),
+        "a second connection from 203.0.113.7"
+    );
+    let b = connect(&behind, "203.0.113.8")
+        .await
+        .expect("another worker");
+    drop((a, b));
+    behind.shutdown().await;
+
+    let direct = TestServer::start(limits).await;
+    let a = connect(&direct, "203.0.113.7").await.expect("first worker");
+    assert_eq!(
+        connect(&direct, "203.0.113.8").await.err(),
+        Some(503),
+        "an untrusted peer's X-Forwarded-For is ignored"
+    );
+    drop(a);
+    direct.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_hands_back_work_and_exits_zero() {
     let server = TestServer::start(Config::default()).await;

@@ -80,6 +80,12 @@ struct Args {
         default_value_t = 256
     )]
     max_connections_per_ip: usize,
+    /// A reverse proxy in front of the server (e.g. terminating TLS) whose
+    /// X-Forwarded-For header names the worker: per-address limits and bans
+    /// then apply to the worker, not to the proxy. Repeat for several, or
+    /// comma-separate in the environment variable.
+    #[arg(long, env = "CROWDFACTOR_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxy: Vec<std::net::IpAddr>,
 }
 
 fn secs(v: f64, name: &str) -> Result<Duration, String> {
@@ -118,6 +124,7 @@ async fn main() -> ExitCode {
             max_connections: args.max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
             worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
+            trusted_proxies: args.trusted_proxy.clone(),
             ..Config::default()
         },
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
