@@ -55,6 +55,9 @@ async fn session(
             }),
         profile,
     };
+    // The workspace links two rustls crypto providers (the worker's ring,
+    // fantoccini's aws-lc-rs) and rustls will not pick one by itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let start = Instant::now();
     let client = loop {
         match ClientBuilder::rustls()
