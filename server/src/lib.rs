@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod coordinator;
 mod metrics;
+pub mod proxy;
 pub mod sqlite;
 pub mod store;
 mod web;
@@ -75,7 +76,7 @@ pub struct Config {
     /// Reverse proxies (e.g. the one terminating TLS) whose
     /// `X-Forwarded-For` names the worker's address: per-address limits,
     /// bans and logs then see the worker, not the proxy.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<proxy::AddrRange>,
 }
 
 impl Default for Config {
@@ -103,36 +104,6 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
         }
     }
-}
-
-/// The worker's address: the peer's, or, when the peer is a trusted proxy,
-/// the right-most address in `X-Forwarded-For` that is not itself a trusted
-/// proxy (each proxy appends the address it heard from, so entries further
-/// left could be forged by the client). The port is the peer's.
-fn client_addr(
-    peer: SocketAddr,
-    headers: &axum::http::HeaderMap,
-    trusted: &[std::net::IpAddr],
-) -> SocketAddr {
-    if !trusted.contains(&peer.ip()) {
-        return peer;
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for entry in forwarded.iter().rev() {
-        match entry.parse::<std::net::IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => continue,
-            Ok(ip) => return SocketAddr::new(ip, peer.port()),
-            // Garbage where the proxy writes: trust nothing further left.
-            Err(_) => break,
-        }
-    }
-    peer
 }
 
 /// Errors that stop the server.
@@ -342,7 +313,7 @@ async fn ws_upgrade(
     headers: axum::http::HeaderMap,
     State(state): State<Arc<AppState>>,
 ) -> Response {
-    let peer = client_addr(peer, &headers, &state.config.trusted_proxies);
+    let peer = proxy::client_addr(peer, &headers, &state.config.trusted_proxies);
     if let Some(left) = state.coord.banned_for(peer.ip()) {
         let body = serde_json::json!({"error": {"code": "banned", "message": format!(
             "this address sent too many wrong results; try again in {} s", left.as_secs() + 1
@@ -376,57 +347,4 @@ async fn ws_upgrade(
             ws::serve(socket, peer, coord, config, stop).await;
             drop(slot);
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::client_addr;
-    use std::net::{IpAddr, SocketAddr};
-
-    #[test]
-    fn forwarded_addresses_count_only_from_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
-        let inner: IpAddr = "10.0.0.2".parse().expect("ip");
-        let trusted = [proxy, inner];
-        let from = |ip: IpAddr, xff: &[&str]| {
-            let mut headers = axum::http::HeaderMap::new();
-            for v in xff {
-                headers.append("x-forwarded-for", v.parse().expect("header"));
-            }
-            client_addr(SocketAddr::new(ip, 4000), &headers, &trusted).ip()
-        };
-        let worker: IpAddr = "203.0.113.7".parse().expect("ip");
-        let stranger: IpAddr = "198.51.100.9".parse().expect("ip");
-        assert_eq!(from(proxy, &["203.0.113.7"]), worker);
-        assert_eq!(
-            from(proxy, &["1.2.3.4, 203.0.113.7"]),
-            worker,
-            "the left is the client's to forge"
-        );
-        assert_eq!(
-            from(proxy, &["203.0.113.7, 10.0.0.2"]),
-            worker,
-            "through two proxies"
-        );
-        assert_eq!(
-            from(proxy, &["1.2.3.4", "203.0.113.7"]),
-            worker,
-            "several headers"
-        );
-        assert_eq!(
-            from(proxy, &[" 2001:db8::1 "]),
-            "2001:db8::1".parse::<IpAddr>().expect("ip")
-        );
-        assert_eq!(from(proxy, &[]), proxy, "no header: the proxy itself");
-        assert_eq!(
-            from(proxy, &["203.0.113.7, junk"]),
-            proxy,
-            "garbage: nothing further left is read"
-        );
-        assert_eq!(
-            from(stranger, &["203.0.113.7"]),
-            stranger,
-            "an untrusted peer's header is ignored"
-        );
-    }
 }

@@ -82,10 +82,11 @@ struct Args {
     max_connections_per_ip: usize,
     /// A reverse proxy in front of the server (e.g. terminating TLS) whose
     /// X-Forwarded-For header names the worker: per-address limits and bans
-    /// then apply to the worker, not to the proxy. Repeat for several, or
-    /// comma-separate in the environment variable.
+    /// then apply to the worker, not to the proxy. An address or a network
+    /// (10.0.0.0/8); repeat for several, or comma-separate in the environment
+    /// variable.
     #[arg(long, env = "CROWDFACTOR_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxy: Vec<std::net::IpAddr>,
+    trusted_proxy: Vec<crowdfactor_server::proxy::AddrRange>,
 }
 
 fn secs(v: f64, name: &str) -> Result<Duration, String> {

@@ -1,0 +1,193 @@
+//! Workers behind a reverse proxy (the one terminating TLS, typically): whose
+//! `X-Forwarded-For` to believe, and what it says.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+/// An address or a network (`10.0.0.1`, `10.0.0.0/8`, `fd00::/8`).
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a server listening on
+/// `[::]` sees of an IPv4 peer) match as the IPv4 address they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrRange {
+    net: IpAddr,
+    prefix: u8,
+}
+
+/// Why a `--trusted-proxy` value was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an IP address or a network like 10.0.0.0/8")]
+pub struct AddrRangeError(String);
+
+impl FromStr for AddrRange {
+    type Err = AddrRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || AddrRangeError(s.to_owned());
+        let (ip, prefix) = match s.trim().split_once('/') {
+            Some((ip, len)) => (ip, Some(len)),
+            None => (s.trim(), None),
+        };
+        let net = ip.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+        let bits = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= bits)
+                .ok_or_else(bad)?,
+            None => bits,
+        };
+        Ok(AddrRange { net, prefix })
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl AddrRange {
+    /// Whether `ip` is in this range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // The top `prefix` bits of a `bits`-bit address.
+        let top = |v: u128, bits: u32| match u32::from(self.prefix) {
+            0 => 0,
+            p => v >> (bits - p),
+        };
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                top(u32::from(n).into(), 32) == top(u32::from(a).into(), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => top(n.into(), 128) == top(a.into(), 128),
+            _ => false,
+        }
+    }
+}
+
+/// The worker's address: the peer's, or, when the peer is a trusted proxy,
+/// the right-most address in `X-Forwarded-For` that is not itself a trusted
+/// proxy (each proxy appends the address it heard from, so entries further
+/// left could be forged by the client). The port is the peer's.
+pub(crate) fn client_addr(
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[AddrRange],
+) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|r| r.contains(ip));
+    if !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return SocketAddr::new(ip.to_canonical(), peer.port()),
+            // Garbage where the proxy writes: trust nothing further left.
+            Err(_) => break,
+        }
+    }
+    peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn ranges_parse_and_match() {
+        let r = |s: &str| s.parse::<AddrRange>().expect(s);
+        assert!(r("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(!r("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(r("10.0.0.1").contains(ip("10.0.0.1")));
+        assert!(!r("10.0.0.1").contains(ip("10.0.0.2")));
+        assert!(r("10.0.0.1").contains(ip("::ffff:10.0.0.1")), "IPv4-mapped");
+        assert!(r("::ffff:10.0.0.1").contains(ip("10.0.0.1")));
+        assert!(r("fd00::/8").contains(ip("fd12::1")));
+        assert!(!r("fd00::/8").contains(ip("fe80::1")));
+        assert!(!r("fd00::/8").contains(ip("10.0.0.1")));
+        assert!(r("0.0.0.0/0").contains(ip("203.0.113.7")));
+        assert!(r("::/0").contains(ip("2001:db8::1")));
+        assert_eq!(r(" 10.1.2.3/16 ").to_string(), "10.1.2.3/16");
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "host",
+            "10.0.0.0/-1",
+        ] {
+            assert!(bad.parse::<AddrRange>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted = [
+            "10.0.0.1".parse().expect("range"),
+            "10.1.0.0/16".parse().expect("range"),
+        ];
+        let from = |peer: &str, xff: &[&str]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for v in xff {
+                headers.append("x-forwarded-for", v.parse().expect("header"));
+            }
+            client_addr(SocketAddr::new(ip(peer), 4000), &headers, &trusted).ip()
+        };
+        let worker = ip("203.0.113.7");
+        assert_eq!(from("10.0.0.1", &["203.0.113.7"]), worker);
+        assert_eq!(
+            from("::ffff:10.0.0.1", &["203.0.113.7"]),
+            worker,
+            "an IPv4 proxy seen on [::]"
+        );
+        assert_eq!(
+            from("10.0.0.1", &["1.2.3.4, 203.0.113.7"]),
+            worker,
+            "the left is the client's to forge"
+        );
+        assert_eq!(
+            from("10.0.0.1", &["203.0.113.7, 10.1.9.9"]),
+            worker,
+            "through two proxies"
+        );
+        assert_eq!(
+            from("10.1.2.3", &["203.0.113.7"]),
+            worker,
+            "a proxy in a trusted network"
+        );
+        assert_eq!(
+            from("10.0.0.1", &["1.2.3.4", "203.0.113.7"]),
+            worker,
+            "several headers"
+        );
+        assert_eq!(from("10.0.0.1", &[" 2001:db8::1 "]), ip("2001:db8::1"));
+        assert_eq!(
+            from("10.0.0.1", &[]),
+            ip("10.0.0.1"),
+            "no header: the proxy itself"
+        );
+        assert_eq!(
+            from("10.0.0.1", &["203.0.113.7, junk"]),
+            ip("10.0.0.1"),
+            "garbage: nothing further left is read"
+        );
+        assert_eq!(
+            from("198.51.100.9", &["203.0.113.7"]),
+            ip("198.51.100.9"),
+            "an untrusted peer's header is ignored"
+        );
+    }
+}
