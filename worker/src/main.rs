@@ -136,8 +136,6 @@ fn main() -> ExitCode {
     runtime.block_on(session::run(opts))
 }
 
-/// Turns what a user may give as the server (`ws://h:p/ws`, the page URL
-/// `http://h:p/`, or `h:p`) into the WebSocket URL.
 /// The coordinator's WebSocket URL from what the user typed: `ws://` and
 /// `wss://` as given, `http://` and `https://` mapped to them, no scheme read
 /// as `ws://`, and `/ws` when there is no path. Anything else is refused on
