@@ -24,9 +24,10 @@ impl FromStr for AddrRange {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || AddrRangeError(s.to_owned());
-        let (ip, prefix) = match s.trim().split_once('/') {
+        let text = s.trim();
+        let (ip, prefix) = match text.split_once('/') {
             Some((ip, len)) => (ip, Some(len)),
-            None => (s.trim(), None),
+            None => (text, None),
         };
         let net = ip.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
         let bits = if net.is_ipv4() { 32 } else { 128 };
@@ -84,9 +85,8 @@ pub(crate) fn client_addr(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for entry in forwarded.iter().rev() {
+        .map(str::trim);
+    for entry in forwarded.rev() {
         match entry.parse::<IpAddr>() {
             Ok(ip) if is_trusted(ip) => continue,
             Ok(ip) => return SocketAddr::new(ip.to_canonical(), peer.port()),
@@ -146,48 +146,60 @@ mod tests {
             }
             client_addr(SocketAddr::new(ip(peer), 4000), &headers, &trusted).ip()
         };
-        let worker = ip("203.0.113.7");
-        assert_eq!(from("10.0.0.1", &["203.0.113.7"]), worker);
-        assert_eq!(
-            from("::ffff:10.0.0.1", &["203.0.113.7"]),
-            worker,
-            "an IPv4 proxy seen on [::]"
-        );
-        assert_eq!(
-            from("10.0.0.1", &["1.2.3.4, 203.0.113.7"]),
-            worker,
-            "the left is the client's to forge"
-        );
-        assert_eq!(
-            from("10.0.0.1", &["203.0.113.7, 10.1.9.9"]),
-            worker,
-            "through two proxies"
-        );
-        assert_eq!(
-            from("10.1.2.3", &["203.0.113.7"]),
-            worker,
-            "a proxy in a trusted network"
-        );
-        assert_eq!(
-            from("10.0.0.1", &["1.2.3.4", "203.0.113.7"]),
-            worker,
-            "several headers"
-        );
-        assert_eq!(from("10.0.0.1", &[" 2001:db8::1 "]), ip("2001:db8::1"));
-        assert_eq!(
-            from("10.0.0.1", &[]),
-            ip("10.0.0.1"),
-            "no header: the proxy itself"
-        );
-        assert_eq!(
-            from("10.0.0.1", &["203.0.113.7, junk"]),
-            ip("10.0.0.1"),
-            "garbage: nothing further left is read"
-        );
-        assert_eq!(
-            from("198.51.100.9", &["203.0.113.7"]),
-            ip("198.51.100.9"),
-            "an untrusted peer's header is ignored"
-        );
+        let worker = "203.0.113.7";
+        for (peer, xff, want, why) in [
+            ("10.0.0.1", &["203.0.113.7"][..], worker, "a trusted proxy"),
+            (
+                "::ffff:10.0.0.1",
+                &["203.0.113.7"],
+                worker,
+                "an IPv4 proxy seen on [::]",
+            ),
+            (
+                "10.0.0.1",
+                &["1.2.3.4, 203.0.113.7"],
+                worker,
+                "the left is the client's to forge",
+            ),
+            (
+                "10.0.0.1",
+                &["203.0.113.7, 10.1.9.9"],
+                worker,
+                "through two proxies",
+            ),
+            (
+                "10.1.2.3",
+                &["203.0.113.7"],
+                worker,
+                "a proxy in a trusted network",
+            ),
+            (
+                "10.0.0.1",
+                &["1.2.3.4", "203.0.113.7"],
+                worker,
+                "several headers",
+            ),
+            (
+                "10.0.0.1",
+                &[" 2001:db8::1 "],
+                "2001:db8::1",
+                "IPv6, spaces",
+            ),
+            ("10.0.0.1", &[], "10.0.0.1", "no header: the proxy itself"),
+            (
+                "10.0.0.1",
+                &["203.0.113.7, junk"],
+                "10.0.0.1",
+                "garbage: nothing further left is read",
+            ),
+            (
+                "198.51.100.9",
+                &["203.0.113.7"],
+                "198.51.100.9",
+                "an untrusted peer's header is ignored",
+            ),
+        ] {
+            assert_eq!(from(peer, xff), ip(want), "{why}");
+        }
     }
 }
