@@ -74,7 +74,7 @@ pub struct Config {
     /// Token workers must present in `hello` (`None`: anyone may contribute).
     pub worker_token: Option<String>,
     /// Reverse proxies (e.g. the one terminating TLS) whose
-    /// `X-Forwarded-For` names the worker's address: per-address limits,
+    /// `X-Forwarded-For` (or `Forwarded`) names the worker's address: per-address limits,
     /// bans and logs then see the worker, not the proxy.
     pub trusted_proxies: Vec<proxy::AddrRange>,
 }

@@ -1,5 +1,5 @@
 //! Workers behind a reverse proxy (the one terminating TLS, typically): whose
-//! `X-Forwarded-For` to believe, and what it says.
+//! `X-Forwarded-For` (or `Forwarded`) to believe, and what it says.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -68,9 +68,15 @@ impl AddrRange {
 }
 
 /// The worker's address: the peer's, or, when the peer is a trusted proxy,
-/// the right-most address in `X-Forwarded-For` that is not itself a trusted
+/// the right-most address the proxies forwarded that is not itself a trusted
 /// proxy (each proxy appends the address it heard from, so entries further
 /// left could be forged by the client). The port is the peer's.
+///
+/// The addresses come from `X-Forwarded-For` or, when a proxy sends none,
+/// from the `for=` parameters of `Forwarded` (RFC 7239). An entry may carry
+/// a port (`203.0.113.7:4711`, `[2001:db8::1]:4711`, as some proxies write
+/// it); anything else where an address belongs (`unknown`, an obfuscated
+/// name) stops the walk: what lies left of it is not the proxies' word.
 pub(crate) fn client_addr(
     peer: SocketAddr,
     headers: &axum::http::HeaderMap,
@@ -80,21 +86,45 @@ pub(crate) fn client_addr(
     if !is_trusted(peer.ip()) {
         return peer;
     }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+    };
+    let xff = headers.contains_key("x-forwarded-for");
+    let forwarded =
+        values("x-forwarded-for").chain(values("forwarded").filter(|_| !xff).map(forwarded_for));
     for entry in forwarded.rev() {
-        match entry.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(ip) => continue,
-            Ok(ip) => return SocketAddr::new(ip.to_canonical(), peer.port()),
-            // Garbage where the proxy writes: trust nothing further left.
-            Err(_) => break,
+        match node_ip(entry) {
+            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) => return SocketAddr::new(ip.to_canonical(), peer.port()),
+            None => break,
         }
     }
     peer
+}
+
+/// The `for=` value of one `Forwarded` element (`for=192.0.2.1;proto=https`),
+/// or "" (no address) if it has none.
+fn forwarded_for(element: &str) -> &str {
+    element
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+        .map_or("", |(_, value)| value.trim().trim_matches('"'))
+}
+
+/// The address of one forwarded entry: `a.b.c.d`, an IPv6 address, either
+/// with a port, or an IPv6 address in brackets.
+fn node_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 #[cfg(test)]
@@ -139,13 +169,14 @@ mod tests {
             "10.0.0.1".parse().expect("range"),
             "10.1.0.0/16".parse().expect("range"),
         ];
-        let from = |peer: &str, xff: &[&str]| {
+        let from_header = |name: &'static str, peer: &str, values: &[&str]| {
             let mut headers = axum::http::HeaderMap::new();
-            for v in xff {
-                headers.append("x-forwarded-for", v.parse().expect("header"));
+            for v in values {
+                headers.append(name, v.parse().expect("header"));
             }
             client_addr(SocketAddr::new(ip(peer), 4000), &headers, &trusted).ip()
         };
+        let from = |peer: &str, xff: &[&str]| from_header("x-forwarded-for", peer, xff);
         let worker = "203.0.113.7";
         for (peer, xff, want, why) in [
             ("10.0.0.1", &["203.0.113.7"][..], worker, "a trusted proxy"),
@@ -198,8 +229,72 @@ mod tests {
                 "198.51.100.9",
                 "an untrusted peer's header is ignored",
             ),
+            (
+                "10.0.0.1",
+                &["1.2.3.4, 203.0.113.7:4711"],
+                worker,
+                "an entry with a port",
+            ),
+            (
+                "10.0.0.1",
+                &["[2001:db8::1]:4711"],
+                "2001:db8::1",
+                "IPv6 with a port",
+            ),
+            (
+                "10.0.0.1",
+                &["[2001:db8::1]"],
+                "2001:db8::1",
+                "IPv6 in brackets",
+            ),
         ] {
             assert_eq!(from(peer, xff), ip(want), "{why}");
         }
+        // RFC 7239, read only when there is no X-Forwarded-For.
+        let fwd = |peer: &str, values: &[&str]| from_header("forwarded", peer, values);
+        for (peer, values, want, why) in [
+            ("10.0.0.1", &["for=203.0.113.7"][..], worker, "plain"),
+            (
+                "10.0.0.1",
+                &["for=1.2.3.4, For=\"203.0.113.7:4711\";proto=https"],
+                worker,
+                "right-most, quoted, a port, other parameters",
+            ),
+            (
+                "10.0.0.1",
+                &["for=\"[2001:db8::1]:4711\", for=10.1.0.5"],
+                "2001:db8::1",
+                "IPv6 through two proxies",
+            ),
+            (
+                "10.0.0.1",
+                &["for=203.0.113.7, for=unknown"],
+                "10.0.0.1",
+                "an unknown node: nothing further left is read",
+            ),
+            (
+                "10.0.0.1",
+                &["proto=https;by=10.0.0.1"],
+                "10.0.0.1",
+                "no for=",
+            ),
+            (
+                "198.51.100.9",
+                &["for=203.0.113.7"],
+                "198.51.100.9",
+                "an untrusted peer's header is ignored",
+            ),
+        ] {
+            assert_eq!(fwd(peer, values), ip(want), "Forwarded: {why}");
+        }
+        let mut both = axum::http::HeaderMap::new();
+        both.append("forwarded", "for=1.2.3.4".parse().expect("header"));
+        both.append("x-forwarded-for", worker.parse().expect("header"));
+        let peer = SocketAddr::new(ip("10.0.0.1"), 1);
+        assert_eq!(
+            client_addr(peer, &both, &trusted).ip(),
+            ip(worker),
+            "X-Forwarded-For first"
+        );
     }
 }

@@ -81,7 +81,7 @@ struct Args {
     )]
     max_connections_per_ip: usize,
     /// A reverse proxy in front of the server (e.g. terminating TLS) whose
-    /// X-Forwarded-For header names the worker: per-address limits and bans
+    /// X-Forwarded-For (or Forwarded) header names the worker: per-address limits and bans
     /// then apply to the worker, not to the proxy. An address or a network
     /// (10.0.0.0/8); repeat for several, or comma-separate in the environment
     /// variable.
