@@ -3,7 +3,7 @@
 //! [CLASS]`. The full benchmark with GNU factor and wasm is `benches/classes.rs`.
 #![allow(clippy::print_stdout, reason = "a command-line report")]
 
-use crowdfactor_factor::{factor, is_prime, verify, verify_progression};
+use crowdfactor_factor::{factor, factor_progression, is_prime, verify, verify_progression};
 use std::time::Instant;
 
 fn prime(rng: &mut fastrand::Rng, bits: u32) -> u64 {
@@ -93,6 +93,34 @@ fn main() {
             let t = Instant::now();
             crowdfactor_factor::warm_up();
             println!("warm_up {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        }
+        return;
+    }
+    if only.as_deref() == Some("progression") {
+        // Factoring a range as a worker does with a range chunk: sieved as a
+        // progression (factor_progression) against number by number.
+        for (start, count) in [
+            (999_999_999_999u128, 10_000usize),
+            (999_999_999_999, 44_620),
+            (999_999_999_999, 100_000),
+            (1u128 << 43, 100_000),
+        ] {
+            let (mut each, mut prog) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = Instant::now();
+                let mut sum = 0u128;
+                for i in 0..count as u128 {
+                    sum = sum.wrapping_add(factor(start + 2 * i)[0]);
+                }
+                each = each.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
+                let t = Instant::now();
+                factor_progression(start, 2, count, |l| {
+                    sum = sum.wrapping_add(l.first().copied().unwrap_or(1));
+                });
+                prog = prog.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
+                std::hint::black_box(sum);
+            }
+            println!("factor from {start} × {count:6}: {each:7.1} ns per number one by one, {prog:6.1} ns as a progression");
         }
         return;
     }

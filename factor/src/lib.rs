@@ -35,7 +35,7 @@ mod small;
 use arith::{ModF64, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
-pub use progression::verify_progression;
+pub use progression::{factor_progression, progression_is_sieved, verify_progression};
 
 /// Builds the engine's lookup tables and runs its methods once, so that the
 /// first number a worker factors does not pay for them: ~10 ms natively, and

@@ -46,15 +46,30 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
         return Err(Error::NotAssign);
     };
     let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
-    for n in a.numbers.iter() {
-        factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
-    }
+    factor_span(&a.numbers, 0, a.numbers.len(), &mut factors);
     Ok(ClientMessage::Result(ChunkResult {
         chunk_id: a.chunk_id,
         factors,
         compute_us: None,
     })
     .encode())
+}
+
+/// Appends the factorizations of numbers `from..to` of a chunk to `out`; a
+/// range is handed to `factor_progression` (which sieves small numbers).
+fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut FactorLists) {
+    match numbers {
+        ChunkNumbers::Range(r) if from < to => {
+            // A number of the chunk, so it fits.
+            let first = r.start() + from as u128 * r.step();
+            crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| out.push(l));
+        }
+        _ => {
+            for n in (from..to).filter_map(|i| numbers.get(i)) {
+                out.push_with(|v| crowdfactor_factor::factor_into(n, v));
+            }
+        }
+    }
 }
 
 /// A chunk being factored a slice at a time, so a Web Worker can pause
@@ -88,10 +103,7 @@ impl ChunkJob {
     pub fn step(&mut self, count: u32) -> bool {
         let start = self.results.len();
         let end = (start + count.max(1) as usize).min(self.numbers.len());
-        for n in (start..end).filter_map(|i| self.numbers.get(i)) {
-            self.results
-                .push_with(|v| crowdfactor_factor::factor_into(n, v));
-        }
+        factor_span(&self.numbers, start, end, &mut self.results);
         self.results.len() == self.numbers.len()
     }
 

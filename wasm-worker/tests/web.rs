@@ -71,3 +71,31 @@ fn a_chunk_factored_in_slices_gives_the_same_frame() {
         "same results, plus the elapsed time"
     );
 }
+
+/// A range chunk (sieved where the slice is long enough) gives `factor`'s
+/// lists, whole or in slices of any size.
+#[wasm_bindgen_test]
+fn a_range_chunk_gives_factors_lists_whole_or_in_slices() {
+    let (start, count) = (999_999_999_999u128, 30_000u32);
+    let assign = format!(
+        r#"{{"type":"assign","chunk_id":3,"job_id":"1","numbers":{{"start":"{start}","step":"2","count":{count}}}}}"#
+    );
+    let whole = crowdfactor_wasm::factor_assignment(&assign).expect("whole");
+    let ClientMessage::Result(r) =
+        ClientMessage::decode(&whole, DEFAULT_MAX_MESSAGE_BYTES).expect("decodes")
+    else {
+        panic!("not a result frame");
+    };
+    for (i, f) in r.factors.iter().enumerate() {
+        assert_eq!(f, &crowdfactor_factor::factor(start + 2 * i as u128)[..]);
+    }
+    let mut job = crowdfactor_wasm::ChunkJob::new(&assign).expect("assign");
+    for slice in [1000, 20_000] {
+        assert!(!job.step(slice));
+    }
+    assert!(job.step(20_000));
+    assert_eq!(
+        job.finish(2.0),
+        whole.replace("\"}", "\",\"compute_us\":2000}")
+    );
+}

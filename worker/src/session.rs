@@ -327,12 +327,13 @@ async fn session(
 }
 
 /// Factors a chunk; below 100 % CPU it sleeps between slices so that
-/// work / (work + sleep) matches `cpu_percent`.
+/// work / (work + sleep) matches `cpu_percent`. A range of small numbers is
+/// sieved as a whole (`factor_progression`), in slices of [`RANGE_SLICE`]
+/// numbers when throttled.
 fn factor_chunk(numbers: ChunkNumbers, cpu_percent: u8) -> FactorLists {
     let mut out = FactorLists::with_capacity(numbers.len(), 4);
     let mut slice_start = Instant::now();
-    for n in numbers.iter() {
-        out.push_with(|v| crowdfactor_factor::factor_into(n, v));
+    let mut rest_if_due = || {
         if cpu_percent < 100 {
             let worked = slice_start.elapsed();
             if worked >= Duration::from_millis(10) {
@@ -341,6 +342,60 @@ fn factor_chunk(numbers: ChunkNumbers, cpu_percent: u8) -> FactorLists {
                 slice_start = Instant::now();
             }
         }
+    };
+    match &numbers {
+        ChunkNumbers::Range(r)
+            if crowdfactor_factor::progression_is_sieved(r.start(), r.step(), numbers.len()) =>
+        {
+            let len = numbers.len();
+            let slice = if cpu_percent < 100 { RANGE_SLICE } else { len };
+            let mut from = 0;
+            while from < len {
+                let count = slice.min(len - from);
+                // A number of the chunk, so it fits.
+                let first = r.start() + from as u128 * r.step();
+                crowdfactor_factor::factor_progression(first, r.step(), count, |l| out.push(l));
+                from += count;
+                rest_if_due();
+            }
+        }
+        _ => {
+            for n in numbers.iter() {
+                out.push_with(|v| crowdfactor_factor::factor_into(n, v));
+                rest_if_due();
+            }
+        }
     }
     out
+}
+
+/// Numbers per slice of a sieved range when the worker is throttled.
+const RANGE_SLICE: usize = 65_536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crowdfactor_protocol::NumberRange;
+
+    /// A sieved range (whole, or in slices when throttled), a range of large
+    /// numbers and a list all give `factor`'s lists, in order.
+    #[test]
+    fn chunks_factor_like_factor() {
+        let range = |start: u128, count: u64| {
+            ChunkNumbers::Range(NumberRange::new(start, 2, count).expect("a valid range"))
+        };
+        for (numbers, cpu) in [
+            (range(999_999_999_999, 70_000), 100),
+            (range(999_999_999_999, 70_000), 90),
+            (range((1 << 64) + 1, 300), 100),
+            (
+                ChunkNumbers::List(vec![1, 12, 999_999_999_989, 1 << 100]),
+                100,
+            ),
+        ] {
+            let want: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
+            let got = factor_chunk(numbers, cpu);
+            assert!(got.iter().eq(want.iter().map(|l| &l[..])), "cpu {cpu}");
+        }
+    }
 }
