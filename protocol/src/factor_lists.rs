@@ -167,6 +167,20 @@ impl FactorLists {
         }
     }
 
+    /// The lists as text, like [`FactorLists::write_text`] into an empty
+    /// string; lists read by [`FactorLists::parse`] with this separator hand
+    /// over the text they were read from without copying it.
+    pub fn into_text(self, sep: char) -> String {
+        match self.source {
+            Some((text, from)) if u32::from(from) == u32::from(sep) => text.into(),
+            _ => {
+                let mut out = String::new();
+                self.write_text(&mut out, sep);
+                out
+            }
+        }
+    }
+
     /// Reads lists written by [`FactorLists::write_text`] with separator
     /// `sep`: exactly one space between factors, no leading zeros.
     pub fn parse(text: &str, sep: u8) -> Result<Self, FactorListsError> {
@@ -396,6 +410,8 @@ mod tests {
             assert_eq!(parsed, built);
             for sep in [';', '\n', 'é'] {
                 assert_eq!(text(&parsed, sep), text(&built, sep), "{wire:?} {sep:?}");
+                assert_eq!(parsed.clone().into_text(sep), text(&built, sep));
+                assert_eq!(built.clone().into_text(sep), text(&built, sep));
             }
             // Appending drops the parsed text.
             let (mut grown, mut expected) = (parsed.clone(), built.clone());

@@ -14,8 +14,10 @@
 //! never pauses, instead of SQLite's every 4 MiB inside a commit: a busy job
 //! does not pay for it while it runs.
 //!
-//! A `results` row holds one accepted span of a job: one line of factors per
-//! number. Spans of a job that follow each other within one commit share a
+//! A `results` row holds one accepted span of a job: one factor list per
+//! number, separated by `;` as a worker sends them, so a result's text is
+//! stored as it arrived, without a copy (rows written before 2026-11-29 use
+//! `\n`; readers accept both). Spans of a job that follow each other within one commit share a
 //! row (up to 4096 numbers), so a flood of tiny chunks costs few rows.
 //!
 //! The SQL sticks to what PostgreSQL also understands (plain tables, TEXT
@@ -127,13 +129,8 @@ fn decode_numbers_into(text: &str, job: JobId, out: &mut Vec<u128>) -> Result<()
     Ok(())
 }
 
-/// Factor lists, one per line (an empty line for 1).
-fn encode_factors(factors: &FactorLists) -> String {
-    // Empty: lists read from a worker hand over their (swapped) text whole.
-    let mut s = String::new();
-    factors.write_text(&mut s, '\n');
-    s
-}
+/// Between the factor lists of a `results` row (an empty list for 1).
+const LIST_SEP: char = ';';
 
 /// A created job and its numbers.
 type Created = Result<(JobInfo, Numbers), StoreError>;
@@ -352,7 +349,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        let outcome = write_batch(&mut conn, &batch);
+        let outcome = write_batch(&mut conn, &mut batch);
         // Replies go out only after the commit, so "accepted" means durable.
         match outcome {
             Ok(results) => {
@@ -494,7 +491,7 @@ fn insert_run(tx: &rusqlite::Transaction<'_>, job: i64, run: &Run) -> rusqlite::
     Ok(())
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusqlite::Error> {
+fn write_batch(conn: &mut Connection, batch: &mut [Op]) -> Result<Vec<Answer>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut tallies = HashMap::new();
@@ -519,7 +516,9 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<Vec<Answer>, rusql
                     &mut runs,
                     &mut displaced,
                     *span,
-                    factors,
+                    // Moved into the row: after a failed commit the batch
+                    // only reports the failure.
+                    std::mem::take(factors),
                     *kind,
                 );
                 for (job, run) in displaced.drain(..) {
@@ -641,7 +640,7 @@ fn complete(
     runs: &mut HashMap<i64, Run>,
     displaced: &mut Vec<(i64, Run)>,
     span: Span,
-    factors: &FactorLists,
+    factors: FactorLists,
     kind: WorkerKind,
 ) -> Result<Completion, StoreError> {
     let job = span.job as i64;
@@ -692,15 +691,15 @@ fn complete(
     }
     match run {
         Some(r) if r.end == span.start && r.end - r.start + span.len <= RUN_MAX_NUMBERS => {
-            r.factors.push('\n');
-            factors.write_text(&mut r.factors, '\n');
+            r.factors.push(LIST_SEP);
+            factors.write_text(&mut r.factors, LIST_SEP);
             r.end = span.end();
         }
         _ => {
             let fresh = Run {
                 start: span.start,
                 end: span.end(),
-                factors: encode_factors(factors),
+                factors: factors.into_text(LIST_SEP),
             };
             if let Some(old) = runs.insert(job, fresh) {
                 // Written by the caller: a failure there fails the batch,
@@ -912,7 +911,11 @@ impl Store for SqliteStore {
                     let start = row.get::<_, i64>(0).map_err(backend)? as u64;
                     let count = row.get::<_, i64>(1).map_err(backend)? as u64;
                     let text: String = row.get(2).map_err(backend)?;
-                    *lines = text.split('\n').rev().map(str::to_owned).collect();
+                    *lines = text
+                        .split(['\n', LIST_SEP])
+                        .rev()
+                        .map(str::to_owned)
+                        .collect();
                     if lines.len() as u64 != count {
                         return Err(corrupt("factor lines"));
                     }
@@ -1024,6 +1027,53 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, vec![4096, 4097], "results line up across segments");
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    /// Rows written before lists were kept `;`-separated (one per line) read
+    /// back beside new ones.
+    #[test]
+    fn rows_with_either_separator_read_back() {
+        let path = temp_db("separators");
+        let store = SqliteStore::open(&path).expect("open");
+        let (job, _) = store
+            .create_job(NewJob {
+                numbers: vec![4u128, 3, 1, 12, 10].into_iter().collect(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create");
+        Connection::open(&path)
+            .expect("raw")
+            .execute(
+                "INSERT INTO results (job_id, start, count, factors) VALUES (?1, 0, 3, '2 2\n3\n')",
+                params![job.id as i64],
+            )
+            .expect("an old row");
+        let span = Span {
+            job: job.id,
+            start: 3,
+            len: 2,
+        };
+        store
+            .complete_span(
+                span,
+                vec![vec![2, 2, 3], vec![2, 5]].into(),
+                WorkerKind::Native,
+            )
+            .expect("complete");
+        let mut seen = vec![];
+        store
+            .visit_results(job.id, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .expect("visit");
+        let want: Vec<(u128, Option<Vec<u128>>)> = vec![
+            (4, Some(vec![2, 2])),
+            (3, Some(vec![3])),
+            (1, Some(vec![])),
+            (12, Some(vec![2, 2, 3])),
+            (10, Some(vec![2, 5])),
+        ];
+        assert_eq!(seen, want);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
