@@ -100,9 +100,11 @@ fn main() {
         // Factoring a range as a worker does with a range chunk: sieved as a
         // progression (factor_progression) against number by number.
         for (start, count) in [
-            (999_999_999_999u128, 10_000usize),
+            (999_999_999_999u128, 2_500usize),
+            (999_999_999_999, 10_000),
             (999_999_999_999, 44_620),
             (999_999_999_999, 100_000),
+            (1u128 << 43, 10_000),
             (1u128 << 43, 100_000),
         ] {
             let (mut each, mut prog) = (f64::MAX, f64::MAX);

@@ -57,7 +57,7 @@ where
         .and_then(|d| d.checked_add(start));
     match last {
         None if count == 0 => Ok(()),
-        Some(last) if last >> 44 == 0 && worth_sieving(last.isqrt() as u64, count) => {
+        Some(last) if last >> 44 == 0 && worth_sieving(last.isqrt() as u64, count, 8.0) => {
             let mut wrong = vec![];
             sieve(
                 start as u64,
@@ -138,7 +138,7 @@ fn sieve_bound(start: u128, step: u128, count: usize) -> Option<u64> {
         .and_then(|k| k.checked_mul(step))
         .and_then(|d| d.checked_add(start))?;
     let s = last.isqrt() as u64;
-    (start > 0 && last >> 44 == 0 && worth_sieving(s, count)).then_some(s)
+    (start > 0 && last >> 44 == 0 && worth_sieving(s, count, 32.0)).then_some(s)
 }
 
 /// [`factor_progression`] by sieving: numbers 1 ≤ n < 2^44, s = ⌊√last⌋.
@@ -212,14 +212,21 @@ fn sieve_factor(start: u64, step: u64, s: u64, count: usize, each: &mut dyn FnMu
     }
 }
 
-/// Whether sieving beats one primality test per number: each of the
-/// ~s / ln s sieving primes costs ~9 ns, each number ~40 ns in the sieve
-/// against ~200–250 ns through [`verify`] (its largest factor, usually above
-/// 2^32 here, through BPSW), so the sieve wins from about π(s)/20 numbers;
-/// it is chosen from π(s)/8, a margin for other machines.
-fn worth_sieving(s: u64, count: usize) -> bool {
+/// Whether sieving `count` numbers with the ~s / ln s primes up to `s`
+/// beats one step per number that costs `per_prime` times as much as a
+/// sieving prime's step: the sieve wins from about π(s) / `per_prime`
+/// numbers.
+///
+/// Verifying: each sieving prime costs ~9 ns, each number ~40 ns in the
+/// sieve against ~200–250 ns through [`verify`] (its largest factor,
+/// usually above 2^32 here, through BPSW), so the sieve wins from about
+/// π(s)/20 numbers; [`verify_progression`] sieves from π(s)/8, a margin for
+/// other machines. Factoring a number one by one costs ~1.3 µs around
+/// 10^12 against ~70 ns in the sieve, so the sieve wins from about π(s)/100;
+/// [`factor_progression`] sieves from π(s)/32.
+fn worth_sieving(s: u64, count: usize, per_prime: f64) -> bool {
     let s_f = s as f64;
-    (2..=MAX_SQRT).contains(&s) && count as f64 * 8.0 * s_f.ln() >= s_f
+    (2..=MAX_SQRT).contains(&s) && count as f64 * per_prime * s_f.ln() >= s_f
 }
 
 /// The sieve proper: numbers below 2^44, 2 ≤ s = ⌊√last⌋ < 2^22. Pushes
