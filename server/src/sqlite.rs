@@ -971,6 +971,7 @@ mod tests {
     fn sqlite_store_reads_gaps_as_missing() {
         let path = temp_db("gaps");
         crate::store::tests::gaps_read_as_missing(&SqliteStore::open(&path).expect("open"));
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -979,6 +980,7 @@ mod tests {
         crate::store::tests::a_stalled_reader_blocks_no_writer(
             &SqliteStore::open(&path).expect("open"),
         );
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
