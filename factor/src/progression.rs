@@ -50,26 +50,15 @@ where
     I::IntoIter: ExactSizeIterator,
 {
     let lists = lists.into_iter();
-    let count = lists.len();
-    let last = (count as u128)
-        .checked_sub(1)
-        .and_then(|k| k.checked_mul(step))
-        .and_then(|d| d.checked_add(start));
-    match last {
-        None if count == 0 => Ok(()),
-        Some(last) if last >> 44 == 0 && worth_sieving(last.isqrt() as u64, count, 8.0) => {
+    match sieve_bound(start, step, lists.len(), 8.0) {
+        Some(s) => {
             let mut wrong = vec![];
-            sieve(
-                start as u64,
-                step as u64,
-                last.isqrt() as u64,
-                lists,
-                &mut wrong,
-                false,
-            );
+            sieve(start as u64, step as u64, s, lists, &mut wrong, false);
             wrong.pop().map_or(Ok(()), Err)
         }
-        _ => {
+        // Number by number (no lists at all included); past 2^128 the
+        // progression's numbers run out.
+        None => {
             let mut n = Some(start);
             for (i, list) in lists.enumerate() {
                 let Some(v) = n else {
@@ -104,7 +93,7 @@ where
 /// assert_eq!(lists, each);
 /// ```
 pub fn factor_progression(start: u128, step: u128, count: usize, mut each: impl FnMut(&[u128])) {
-    match sieve_bound(start, step, count) {
+    match factor_sieve_bound(start, step, count) {
         Some(s) => sieve_factor(start as u64, step as u64, s, count, &mut each),
         None => {
             let mut buf = Vec::with_capacity(64);
@@ -128,17 +117,26 @@ pub fn factor_progression(start: u128, step: u128, count: usize, mut each: impl 
 /// Whether [`factor_progression`] sieves this progression (rather than
 /// factoring number by number).
 pub fn progression_is_sieved(start: u128, step: u128, count: usize) -> bool {
-    sieve_bound(start, step, count).is_some()
+    factor_sieve_bound(start, step, count).is_some()
 }
 
-/// The sieving bound ⌊√last⌋ when the progression is sieved.
-fn sieve_bound(start: u128, step: u128, count: usize) -> Option<u64> {
+/// The sieving bound when [`factor_progression`] sieves (never from 0,
+/// which has no factorization to sieve out).
+fn factor_sieve_bound(start: u128, step: u128, count: usize) -> Option<u64> {
+    sieve_bound(start, step, count, 32.0).filter(|_| start > 0)
+}
+
+/// The sieving bound s = ⌊√last⌋ when the progression's numbers are all
+/// below 2^44 and there are enough of them to repay a step per prime up to
+/// s ([`worth_sieving`] with `per_prime`); `None` for no numbers, or a last
+/// number past 2^128.
+fn sieve_bound(start: u128, step: u128, count: usize, per_prime: f64) -> Option<u64> {
     let last = (count as u128)
         .checked_sub(1)
         .and_then(|k| k.checked_mul(step))
         .and_then(|d| d.checked_add(start))?;
     let s = last.isqrt() as u64;
-    (start > 0 && last >> 44 == 0 && worth_sieving(s, count, 32.0)).then_some(s)
+    (last >> 44 == 0 && worth_sieving(s, count, per_prime)).then_some(s)
 }
 
 /// [`factor_progression`] by sieving: numbers 1 ≤ n < 2^44, s = ⌊√last⌋.
