@@ -58,10 +58,8 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
 /// Appends the factorizations of numbers `from..to` of a chunk to `out`; a
 /// range is handed to `factor_progression` (which sieves small numbers).
 fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut FactorLists) {
-    match numbers {
-        ChunkNumbers::Range(r) if from < to => {
-            // A number of the chunk, so it fits.
-            let first = r.start() + from as u128 * r.step();
+    match (numbers, numbers.get(from)) {
+        (ChunkNumbers::Range(r), Some(first)) if from < to => {
             crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| out.push(l));
         }
         _ => {

@@ -350,10 +350,8 @@ fn factor_chunk(numbers: ChunkNumbers, cpu_percent: u8) -> FactorLists {
             let len = numbers.len();
             let slice = if cpu_percent < 100 { RANGE_SLICE } else { len };
             let mut from = 0;
-            while from < len {
+            while let Some(first) = numbers.get(from) {
                 let count = slice.min(len - from);
-                // A number of the chunk, so it fits.
-                let first = r.start() + from as u128 * r.step();
                 crowdfactor_factor::factor_progression(first, r.step(), count, |l| out.push(l));
                 from += count;
                 rest_if_due();
