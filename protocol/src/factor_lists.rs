@@ -17,7 +17,8 @@ pub struct FactorLists {
     ends: Vec<u32>,
     /// The text these lists were parsed from and its list separator, kept
     /// while nothing is appended: written out again (the coordinator stores
-    /// every result it accepts as text) it is copied, not reformatted.
+    /// every result it accepts as text) it is moved or copied, not
+    /// reformatted.
     source: Option<(Box<str>, u8)>,
 }
 
@@ -129,31 +130,14 @@ impl FactorLists {
         if let Some((text, from)) = &self.source {
             // Parsed text is in exactly this form (`parse` refuses any
             // other), up to the separator.
-            match u8::try_from(sep) {
-                Ok(to) if to == *from => out.push_str(text),
-                Ok(to) if to.is_ascii() => {
-                    // One pass the compiler vectorizes; swapping one ASCII
-                    // byte for another keeps the text UTF-8.
-                    let mut bytes = text.as_bytes().to_vec();
-                    for b in &mut bytes {
-                        if *b == *from {
-                            *b = to;
-                        }
+            if char::from(*from) == sep {
+                out.push_str(text);
+            } else {
+                for (i, list) in text.split(char::from(*from)).enumerate() {
+                    if i > 0 {
+                        out.push(sep);
                     }
-                    match String::from_utf8(bytes) {
-                        // The common case, a fresh buffer: no second copy.
-                        Ok(swapped) if out.is_empty() => *out = swapped,
-                        Ok(swapped) => out.push_str(&swapped),
-                        Err(e) => out.push_str(&String::from_utf8_lossy(e.as_bytes())),
-                    }
-                }
-                _ => {
-                    for (i, list) in text.split(char::from(*from)).enumerate() {
-                        if i > 0 {
-                            out.push(sep);
-                        }
-                        out.push_str(list);
-                    }
+                    out.push_str(list);
                 }
             }
             return;
@@ -172,7 +156,7 @@ impl FactorLists {
     /// over the text they were read from without copying it.
     pub fn into_text(self, sep: char) -> String {
         match self.source {
-            Some((text, from)) if u32::from(from) == u32::from(sep) => text.into(),
+            Some((text, from)) if char::from(from) == sep => text.into(),
             _ => {
                 let mut out = String::new();
                 self.write_text(&mut out, sep);
