@@ -169,132 +169,131 @@ mod tests {
             "10.0.0.1".parse().expect("range"),
             "10.1.0.0/16".parse().expect("range"),
         ];
-        let from_header = |name: &'static str, peer: &str, values: &[&str]| {
-            let mut headers = axum::http::HeaderMap::new();
-            for v in values {
-                headers.append(name, v.parse().expect("header"));
+        // Headers in the order received; X-Forwarded-For, or Forwarded.
+        let from = |peer: &str, headers: &[(&'static str, &str)]| {
+            let mut map = axum::http::HeaderMap::new();
+            for &(name, value) in headers {
+                map.append(name, value.parse().expect("header"));
             }
-            client_addr(SocketAddr::new(ip(peer), 4000), &headers, &trusted).ip()
+            client_addr(SocketAddr::new(ip(peer), 4000), &map, &trusted).ip()
         };
-        let from = |peer: &str, xff: &[&str]| from_header("x-forwarded-for", peer, xff);
+        const XFF: &str = "x-forwarded-for";
+        const FWD: &str = "forwarded";
         let worker = "203.0.113.7";
-        for (peer, xff, want, why) in [
-            ("10.0.0.1", &["203.0.113.7"][..], worker, "a trusted proxy"),
+        for (peer, headers, want, why) in [
+            (
+                "10.0.0.1",
+                &[(XFF, "203.0.113.7")][..],
+                worker,
+                "a trusted proxy",
+            ),
             (
                 "::ffff:10.0.0.1",
-                &["203.0.113.7"],
+                &[(XFF, "203.0.113.7")],
                 worker,
                 "an IPv4 proxy seen on [::]",
             ),
             (
                 "10.0.0.1",
-                &["1.2.3.4, 203.0.113.7"],
+                &[(XFF, "1.2.3.4, 203.0.113.7")],
                 worker,
                 "the left is the client's to forge",
             ),
             (
                 "10.0.0.1",
-                &["203.0.113.7, 10.1.9.9"],
+                &[(XFF, "203.0.113.7, 10.1.9.9")],
                 worker,
                 "through two proxies",
             ),
             (
                 "10.1.2.3",
-                &["203.0.113.7"],
+                &[(XFF, "203.0.113.7")],
                 worker,
                 "a proxy in a trusted network",
             ),
             (
                 "10.0.0.1",
-                &["1.2.3.4", "203.0.113.7"],
+                &[(XFF, "1.2.3.4"), (XFF, "203.0.113.7")],
                 worker,
                 "several headers",
             ),
             (
                 "10.0.0.1",
-                &[" 2001:db8::1 "],
+                &[(XFF, " 2001:db8::1 ")],
                 "2001:db8::1",
                 "IPv6, spaces",
             ),
             ("10.0.0.1", &[], "10.0.0.1", "no header: the proxy itself"),
             (
                 "10.0.0.1",
-                &["203.0.113.7, junk"],
+                &[(XFF, "203.0.113.7, junk")],
                 "10.0.0.1",
                 "garbage: nothing further left is read",
             ),
             (
                 "198.51.100.9",
-                &["203.0.113.7"],
+                &[(XFF, "203.0.113.7")],
                 "198.51.100.9",
                 "an untrusted peer's header is ignored",
             ),
             (
                 "10.0.0.1",
-                &["1.2.3.4, 203.0.113.7:4711"],
+                &[(XFF, "1.2.3.4, 203.0.113.7:4711")],
                 worker,
                 "an entry with a port",
             ),
             (
                 "10.0.0.1",
-                &["[2001:db8::1]:4711"],
+                &[(XFF, "[2001:db8::1]:4711")],
                 "2001:db8::1",
                 "IPv6 with a port",
             ),
             (
                 "10.0.0.1",
-                &["[2001:db8::1]"],
+                &[(XFF, "[2001:db8::1]")],
                 "2001:db8::1",
                 "IPv6 in brackets",
             ),
-        ] {
-            assert_eq!(from(peer, xff), ip(want), "{why}");
-        }
-        // RFC 7239, read only when there is no X-Forwarded-For.
-        let fwd = |peer: &str, values: &[&str]| from_header("forwarded", peer, values);
-        for (peer, values, want, why) in [
-            ("10.0.0.1", &["for=203.0.113.7"][..], worker, "plain"),
+            // RFC 7239, read only when there is no X-Forwarded-For.
+            ("10.0.0.1", &[(FWD, "for=203.0.113.7")], worker, "Forwarded"),
             (
                 "10.0.0.1",
-                &["for=1.2.3.4, For=\"203.0.113.7:4711\";proto=https"],
+                &[(FWD, "for=1.2.3.4, For=\"203.0.113.7:4711\";proto=https")],
                 worker,
-                "right-most, quoted, a port, other parameters",
+                "Forwarded: right-most, quoted, a port, other parameters",
             ),
             (
                 "10.0.0.1",
-                &["for=\"[2001:db8::1]:4711\", for=10.1.0.5"],
+                &[(FWD, "for=\"[2001:db8::1]:4711\", for=10.1.0.5")],
                 "2001:db8::1",
-                "IPv6 through two proxies",
+                "Forwarded: IPv6 through two proxies",
             ),
             (
                 "10.0.0.1",
-                &["for=203.0.113.7, for=unknown"],
+                &[(FWD, "for=203.0.113.7, for=unknown")],
                 "10.0.0.1",
-                "an unknown node: nothing further left is read",
+                "Forwarded: an unknown node, nothing further left is read",
             ),
             (
                 "10.0.0.1",
-                &["proto=https;by=10.0.0.1"],
+                &[(FWD, "proto=https;by=10.0.0.1")],
                 "10.0.0.1",
-                "no for=",
+                "Forwarded: no for=",
             ),
             (
                 "198.51.100.9",
-                &["for=203.0.113.7"],
+                &[(FWD, "for=203.0.113.7")],
                 "198.51.100.9",
-                "an untrusted peer's header is ignored",
+                "Forwarded: an untrusted peer's header is ignored",
+            ),
+            (
+                "10.0.0.1",
+                &[(FWD, "for=1.2.3.4"), (XFF, "203.0.113.7")],
+                worker,
+                "X-Forwarded-For first",
             ),
         ] {
-            assert_eq!(fwd(peer, values), ip(want), "Forwarded: {why}");
+            assert_eq!(from(peer, headers), ip(want), "{why}");
         }
-        let mut both = axum::http::HeaderMap::new();
-        both.append("forwarded", "for=1.2.3.4".parse().expect("header"));
-        both.append("x-forwarded-for", worker.parse().expect("header"));
-        let peer = SocketAddr::new(ip("10.0.0.1"), 1);
-        assert_eq!(
-            client_addr(peer, &both, &trusted).ip(),
-            ip(worker),
-            "X-Forwarded-For first"
-        );
     }
 }
