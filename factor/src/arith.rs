@@ -483,6 +483,9 @@ word_monty!(Mont64, u64);
 pub(crate) struct ModF64 {
     n: u64,
     inv: f64,
+    /// 1 and R² mod n (both 1), for [`ModF64Lazy`].
+    one: u64,
+    r2: u64,
 }
 
 impl ModF64 {
@@ -492,7 +495,31 @@ impl ModF64 {
         ModF64 {
             n,
             inv: 1.0 / n as f64,
+            one: 1,
+            r2: 1,
         }
+    }
+
+    /// a·b − q·n with q the nearest integer to the double-precision
+    /// a·b/n, for a·b < 2^50·n: three roundings leave a·b/n off by less
+    /// than 3·2^−53·2^50 < 1/2, so q is within 1 of the exact quotient and
+    /// the remainder lies in (−n, n), exact in wrapping arithmetic. Adding
+    /// 1.5·2^52 rounds to an integer and leaves it in the low bits (on
+    /// wasm32 cheaper than a saturating float-to-int conversion, and one
+    /// correction instead of two after truncation).
+    #[inline(always)]
+    fn rem_near(&self, a: u64, b: u64) -> i64 {
+        const ROUND: f64 = (3u64 << 51) as f64;
+        let x = (a as i64 as f64) * (b as i64 as f64) * self.inv + ROUND;
+        let q = x.to_bits().wrapping_sub(ROUND.to_bits());
+        a.wrapping_mul(b).wrapping_sub(q.wrapping_mul(self.n)) as i64
+    }
+
+    /// a·b mod n in (0, 2n) for a, b < 2n < 2^50 ([`ModF64Lazy`]).
+    #[inline(always)]
+    fn mul_lazy(&self, a: u64, b: u64) -> u64 {
+        debug_assert!(self.n < 1 << 48 && a < 2 * self.n && b < 2 * self.n);
+        (self.rem_near(a, b) + self.n as i64) as u64
     }
 }
 
@@ -508,15 +535,8 @@ impl Monty for ModF64 {
     }
     #[inline(always)]
     fn mul(&self, a: u64, b: u64) -> u64 {
-        // a·b/n < 2^50 from three roundings is off by less than 1/2, so
-        // the truncated quotient is ⌊a·b/n⌋ or one off either way, and the
-        // remainder a·b − q·n, exact in wrapping arithmetic as it is small,
-        // lies in [−n, 2n).
-        let q = ((a as i64 as f64) * (b as i64 as f64) * self.inv) as i64 as u64;
-        let r = a.wrapping_mul(b).wrapping_sub(q.wrapping_mul(self.n)) as i64;
-        let n = self.n as i64;
-        let r = if r < 0 { r + n } else { r };
-        (if r >= n { r - n } else { r }) as u64
+        let r = self.rem_near(a, b);
+        (if r < 0 { r + self.n as i64 } else { r }) as u64
     }
     #[inline(always)]
     fn add(&self, a: u64, b: u64) -> u64 {
@@ -630,6 +650,12 @@ lazy_monty!(
     Mont32Lazy,
     Mont32,
     u32
+);
+lazy_monty!(
+    /// [`ModF64`] with lazy reduction, for n < 2^48.
+    ModF64Lazy,
+    ModF64,
+    u64
 );
 lazy_monty!(
     /// [`Mont64`] with lazy reduction, for n < 2^62.
@@ -1008,6 +1034,9 @@ mod tests {
         for n in [(1u64 << 62) - 57, (1 << 62) - 1, 3, 1_000_000_007] {
             check(&Mont64Lazy::new(n), &Mont64::new(n), &mut rng);
         }
+        for n in [(1u64 << 48) - 59, (1 << 48) - 1, 3, 1_000_000_007] {
+            check(&ModF64Lazy::new(n), &ModF64::new(n), &mut rng);
+        }
         for n in [(1u32 << 30) - 35, (1 << 30) - 1, 3, 65_537] {
             check(&Mont32Lazy::new(n), &Mont32::new(n), &mut rng);
         }
@@ -1016,6 +1045,8 @@ mod tests {
             check(&Mont64Lazy::new(n), &Mont64::new(n), &mut rng);
             let n = rng.u32(3..1 << 30) | 1;
             check(&Mont32Lazy::new(n), &Mont32::new(n), &mut rng);
+            let n = rng.u64(3..1 << 48) | 1;
+            check(&ModF64Lazy::new(n), &ModF64::new(n), &mut rng);
         }
     }
 

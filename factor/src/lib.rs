@@ -32,7 +32,7 @@ mod progression;
 mod rho;
 mod small;
 
-use arith::{ModF64, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word};
+use arith::{ModF64, ModF64Lazy, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 pub use progression::{factor_progression, progression_is_sieved, verify_progression};
@@ -155,6 +155,7 @@ fn split_u64<T: From<u64>>(n: u64, out: &mut Vec<T>, sq: u64, expect: Expect) {
     let d = match u32::try_from(n) {
         Ok(n) if n < 1 << 30 => u64::from(find_factor(&Mont32Lazy::new(n))),
         Ok(n) => u64::from(find_factor(&Mont32::new(n))),
+        Err(_) if cfg!(narrow_mul) && n < 1 << 48 => find_factor(&ModF64Lazy::new(n)),
         Err(_) if cfg!(narrow_mul) && n < 1 << 50 => find_factor(&ModF64::new(n)),
         Err(_) if n < 1 << 62 => find_factor(&Mont64Lazy::new(n)),
         Err(_) => find_factor(&Mont64::new(n)),
