@@ -210,6 +210,9 @@ pub async fn run_with_store(
         max_message_bytes: config.max_message_bytes,
     };
     let coord = Arc::new(Coordinator::new(store, timing, sizing)?);
+    // The engine's tables (the verifying sieve's primes among them) are
+    // built now, not while the first result waits for its check.
+    drop(tokio::task::spawn_blocking(crowdfactor_factor::warm_up));
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweep_every = (config.ack_timeout.min(config.lease_timeout) / 4)
         .clamp(Duration::from_millis(20), Duration::from_secs(1));
