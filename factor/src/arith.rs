@@ -527,7 +527,8 @@ impl ModF64 {
         a.wrapping_mul(b).wrapping_sub(q.wrapping_mul(self.n)) as i64
     }
 
-    /// a·b mod n in (0, 2n) for a, b < 2n < 2^50 ([`ModF64Lazy`]).
+    /// a·b mod n in (0, 2n) for a, b < 2n and n < 2^48, so that
+    /// a·b < 4n² ≤ 2^50·n ([`ModF64Lazy`]).
     #[inline(always)]
     fn mul_lazy(&self, a: u64, b: u64) -> u64 {
         debug_assert!(self.n < 1 << 48 && a < 2 * self.n && b < 2 * self.n);

@@ -553,7 +553,9 @@ pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arith::{ModF64, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96};
+    use crate::arith::{
+        ModF64, ModF64Lazy, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96,
+    };
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -580,6 +582,7 @@ mod tests {
         check(&Mont64::new(1_000_000_007 * 3), 1_000_000_007);
         check(&Mont64Lazy::new(1_000_000_007 * 3), 1_000_000_007);
         check(&ModF64::new(1_000_000_007 * 3), 1_000_000_007);
+        check(&ModF64Lazy::new(1_000_000_007 * 3), 1_000_000_007);
         check(&Mont64::new(4_294_967_291 * 4_294_967_279), 4_294_967_291);
         let p = 1_099_511_627_689u128;
         check(&Mont128::new(p * 1_099_511_627_791), p);
@@ -704,6 +707,9 @@ mod tests {
         assert!(f == p || f == q, "{f}");
         let (p, q) = (33_554_393u64, 33_554_383u64); // two 25-bit primes
         let f = find_factor(&ModF64::new(p * q));
+        assert!(f == p || f == q, "{f}");
+        let (p, q) = (16_777_213u64, 16_777_199u64); // two 24-bit primes
+        let f = find_factor(&ModF64Lazy::new(p * q));
         assert!(f == p || f == q, "{f}");
         let (p, q) = (1099511627689u128, 1099511627791u128); // two 40-bit primes
         let m = Mont128::new(p * q);
