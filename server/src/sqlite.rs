@@ -17,8 +17,9 @@
 //! A `results` row holds one accepted span of a job: one factor list per
 //! number, separated by `;` as a worker sends them, so a result's text is
 //! stored as it arrived, without a copy (rows written before 2026-11-29 use
-//! `\n`; readers accept both). Spans of a job that follow each other within one commit share a
-//! row (up to 4096 numbers), so a flood of tiny chunks costs few rows.
+//! `\n`; readers accept both). Spans of a job that follow each other within
+//! one commit share a row (up to 4096 numbers), so a flood of tiny chunks
+//! costs few rows.
 //!
 //! The SQL sticks to what PostgreSQL also understands (plain tables, TEXT
 //! and INTEGER columns, no upserts), except the schema's key declaration.
@@ -959,19 +960,43 @@ pub fn open_store(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
 mod tests {
     use super::*;
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
+    /// A database path in a fresh temporary directory, removed (with
+    /// whatever the test left in it) when the test ends, passed or not.
+    struct TempDb(std::path::PathBuf);
+
+    impl std::ops::Deref for TempDb {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<Path> for TempDb {
+        fn as_ref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn temp_db(name: &str) -> TempDb {
         let dir =
             std::env::temp_dir().join(format!("crowdfactor-sqlite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("tmp dir");
-        dir.join("t.db")
+        TempDb(dir.join("t.db"))
     }
 
     #[test]
     fn sqlite_store_reads_gaps_as_missing() {
         let path = temp_db("gaps");
         crate::store::tests::gaps_read_as_missing(&SqliteStore::open(&path).expect("open"));
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -980,7 +1005,6 @@ mod tests {
         crate::store::tests::a_stalled_reader_blocks_no_writer(
             &SqliteStore::open(&path).expect("open"),
         );
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -1029,7 +1053,6 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, vec![4096, 4097], "results line up across segments");
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     /// Rows written before lists were kept `;`-separated (one per line) read
@@ -1076,7 +1099,6 @@ mod tests {
             (10, Some(vec![2, 5])),
         ];
         assert_eq!(seen, want);
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     /// Accepted results reach the database file in the first pause, not only
@@ -1123,7 +1145,6 @@ mod tests {
         let store = SqliteStore::open(&path).expect("reopen");
         let info = store.job(job.id).expect("job").expect("exists");
         assert_eq!(info.done, count);
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -1175,7 +1196,6 @@ mod tests {
         assert!(seen.iter().zip(numbers.iter()).all(|((n, _), m)| *n == m));
         assert!(seen[..9_998].iter().all(|(_, f)| f.is_none()));
         assert_eq!(seen[9_999].1, Some(crowdfactor_factor::factor(u128::MAX)));
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -1218,7 +1238,6 @@ mod tests {
         assert_eq!(open.len(), 2);
         assert_eq!(open[0].numbers, Numbers::from(vec![10, 11]));
         assert_eq!(open[1].numbers, range);
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -1280,7 +1299,6 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, 10_000);
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -1326,6 +1344,5 @@ mod tests {
         assert_eq!(seen[4], (1, Some(vec![])));
         drop(store);
         SqliteStore::open(&path).expect("opening a converted database again is a no-op");
-        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 }
