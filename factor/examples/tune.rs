@@ -6,6 +6,13 @@
 use crowdfactor_factor::{factor, factor_progression, is_prime, verify, verify_progression};
 use std::time::Instant;
 
+/// Nanoseconds per number of one run of `run` over `count` numbers.
+fn ns_per_number(count: usize, run: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    run();
+    t.elapsed().as_secs_f64() * 1e9 / count as f64
+}
+
 fn prime(rng: &mut fastrand::Rng, bits: u32) -> u64 {
     loop {
         let p = rng.u64((1 << (bits - 1))..(1u64 << bits)) | 1;
@@ -78,10 +85,10 @@ fn main() {
         for (what, numbers, want) in [("prime", &primes, true), ("composite", &composites, false)] {
             let mut best = f64::MAX;
             for _ in 0..5 {
-                let t = Instant::now();
-                let all = numbers.iter().all(|&n| is_prime(n) == want);
-                assert!(all);
-                best = best.min(t.elapsed().as_secs_f64() * 1e9 / numbers.len() as f64);
+                best = best.min(ns_per_number(numbers.len(), || {
+                    let all = numbers.iter().all(|&n| is_prime(n) == want);
+                    assert!(all);
+                }));
             }
             println!("is_prime   {best:8.1} ns per {what} of 33-64 bits");
         }
@@ -109,17 +116,17 @@ fn main() {
         ] {
             let (mut each, mut prog) = (f64::MAX, f64::MAX);
             for _ in 0..5 {
-                let t = Instant::now();
                 let mut sum = 0u128;
-                for i in 0..count as u128 {
-                    sum = sum.wrapping_add(factor(start + 2 * i)[0]);
-                }
-                each = each.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
-                let t = Instant::now();
-                factor_progression(start, 2, count, |l| {
-                    sum = sum.wrapping_add(l.first().copied().unwrap_or(1));
-                });
-                prog = prog.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
+                each = each.min(ns_per_number(count, || {
+                    for i in 0..count as u128 {
+                        sum = sum.wrapping_add(factor(start + 2 * i)[0]);
+                    }
+                }));
+                prog = prog.min(ns_per_number(count, || {
+                    factor_progression(start, 2, count, |l| {
+                        sum = sum.wrapping_add(l.first().copied().unwrap_or(1));
+                    });
+                }));
                 std::hint::black_box(sum);
             }
             println!("factor from {start} × {count:6}: {each:7.1} ns per number one by one, {prog:6.1} ns as a progression");
@@ -140,16 +147,16 @@ fn main() {
             let lists: Vec<Vec<u128>> = (0..count as u128).map(|i| factor(start + 2 * i)).collect();
             let (mut each, mut prog) = (f64::MAX, f64::MAX);
             for _ in 0..5 {
-                let t = Instant::now();
-                let ok = lists
-                    .iter()
-                    .enumerate()
-                    .all(|(i, l)| verify(start + 2 * i as u128, l).is_ok());
-                assert!(ok);
-                each = each.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
-                let t = Instant::now();
-                assert!(verify_progression(start, 2, lists.iter().map(|l| &l[..])).is_ok());
-                prog = prog.min(t.elapsed().as_secs_f64() * 1e9 / count as f64);
+                each = each.min(ns_per_number(count, || {
+                    let ok = lists
+                        .iter()
+                        .enumerate()
+                        .all(|(i, l)| verify(start + 2 * i as u128, l).is_ok());
+                    assert!(ok);
+                }));
+                prog = prog.min(ns_per_number(count, || {
+                    assert!(verify_progression(start, 2, lists.iter().map(|l| &l[..])).is_ok());
+                }));
             }
             println!("verify from {start} × {count:6}: {each:6.1} ns per number one by one, {prog:6.1} ns as a progression");
         }
@@ -161,13 +168,14 @@ fn main() {
         }
         let mut best = f64::MAX;
         for _ in 0..5 {
-            let t = Instant::now();
-            let mut s = 0u128;
-            for &n in nums {
-                s = s.wrapping_add(factor(n)[0]);
-            }
-            std::hint::black_box(s);
-            best = best.min(t.elapsed().as_secs_f64() * 1e6 / nums.len() as f64);
+            let ns = ns_per_number(nums.len(), || {
+                let mut s = 0u128;
+                for &n in nums {
+                    s = s.wrapping_add(factor(n)[0]);
+                }
+                std::hint::black_box(s);
+            });
+            best = best.min(ns / 1e3);
         }
         println!("{name:10} {best:8.2} µs");
     }
