@@ -97,18 +97,13 @@ pub fn factor_progression(start: u128, step: u128, count: usize, mut each: impl 
         Some(s) => sieve_factor(start as u64, step as u64, s, count, &mut each),
         None => {
             let mut buf = Vec::with_capacity(64);
-            let mut n = start;
-            for i in 0..count {
+            // Past 2^128 there is nothing left to hand out (the caller's
+            // count was wrong): the numbers stop rather than wrap.
+            let numbers = core::iter::successors(Some(start), |&n| n.checked_add(step));
+            for n in numbers.take(count) {
                 buf.clear();
                 crate::factor_into(n, &mut buf);
                 each(&buf);
-                // Past 2^128 there is nothing left to hand out (the caller's
-                // count was wrong); stop rather than wrap.
-                match n.checked_add(step) {
-                    Some(next) => n = next,
-                    None if i + 1 < count => return,
-                    None => {}
-                }
             }
         }
     }
