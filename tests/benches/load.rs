@@ -378,12 +378,15 @@ async fn open_idle(url: &str) -> Ws {
     ws
 }
 
+/// Numbers per block when the engine alone sieves a range.
+const SIEVE_BLOCK: u64 = 65_536;
+
 /// The engine alone on `count` numbers from `start` step 2, shared by
 /// `threads` threads in blocks: number by number, or (`sieve`) as a worker
 /// factors a range chunk (`factor_progression`, which sieves numbers below
-/// 2^44) in blocks of 65,536.
+/// 2^44) in blocks of [`SIEVE_BLOCK`].
 fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
-    let block: u64 = if sieve { 65_536 } else { 1024 };
+    let block: u64 = if sieve { SIEVE_BLOCK } else { 1024 };
     let next = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -559,7 +562,7 @@ async fn range_jobs(job_count: u64, cores: usize) {
 /// coordinator and one worker on `threads` threads, against the engine alone.
 async fn range_job(label: &str, start: u128, count: u64, threads: usize, setting: &str) {
     let each = engine_alone(start, count, threads, false);
-    let sieved = crowdfactor_factor::progression_is_sieved(start, 2, 65_536);
+    let sieved = crowdfactor_factor::progression_is_sieved(start, 2, SIEVE_BLOCK as usize);
     // The reference is the engine's fastest way through the range, the one
     // the worker takes: sieving where it applies.
     let engine = if sieved {
