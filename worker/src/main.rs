@@ -90,6 +90,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_heap_slack();
     let args = Args::parse();
     if let Some(Command::Factor { numbers, threads }) = &args.command {
         return ExitCode::from(cli_factor::run(numbers, *threads));
@@ -165,6 +166,23 @@ fn ws_url(server: &str) -> Result<String, String> {
     }
     Ok(url)
 }
+
+/// As in the server: keep 16 MiB of slack at the top of each malloc heap
+/// instead of glibc's ~128 KiB, so the buffers of one chunk after another
+/// reuse pages instead of taking fresh zeroed ones from the kernel (the
+/// worker's system time on the 10^6 seed job 0.07 → 0.03 s).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_heap_slack() {
+    // SAFETY: mallopt only sets a malloc tuning parameter; it is called
+    // before any other thread exists. A failure (0) leaves the default.
+    unsafe {
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_heap_slack() {}
 
 #[cfg(test)]
 mod tests {

@@ -94,8 +94,34 @@ fn secs(v: f64, name: &str) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
 }
 
+fn main() -> ExitCode {
+    keep_heap_slack();
+    serve()
+}
+
+/// glibc's malloc gives the free top of a thread's heap back to the kernel
+/// as soon as about 128 KiB of it is free. A chunk's result is buffers of
+/// hundreds of KiB to a few MiB, allocated and freed every few milliseconds,
+/// so without slack every chunk took fresh zeroed pages from the kernel
+/// (page faults and heap-growing `mprotect`s: 297 of those in the server on
+/// the 10^6 seed job, 27 with slack). Keeping 16 MiB of slack per heap took
+/// that job from 0.35 to 0.32 s (medians of six interleaved runs; server
+/// CPU 0.31 → 0.26 s) with server and worker both doing it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_heap_slack() {
+    // SAFETY: mallopt only sets a malloc tuning parameter; it is called
+    // before any other thread exists. A failure (0) leaves the default.
+    unsafe {
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_heap_slack() {}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
