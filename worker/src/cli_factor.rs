@@ -98,10 +98,13 @@ fn render_all(tokens: &[String]) -> (String, String, bool) {
     (out, err, ok)
 }
 
-/// Runs the subcommand; returns the process exit code (0, or 1 after invalid input).
-pub fn run(numbers: &[String], threads: usize) -> u8 {
+/// Runs the subcommand; returns the process exit code (0, or 1 after invalid
+/// input). The last `literal` numbers came after a `--`.
+pub fn run(numbers: &[String], literal: usize, threads: usize) -> u8 {
     // GNU reads `-5` as an (invalid) option and prints nothing; so do we.
-    if let Some(opt) = numbers.iter().find(|a| a.len() > 1 && a.starts_with('-')) {
+    // After `--` it is an invalid number, reported in turn like any other.
+    let options = &numbers[..numbers.len().saturating_sub(literal)];
+    if let Some(opt) = options.iter().find(|a| a.len() > 1 && a.starts_with('-')) {
         let _ = writeln!(
             io::stderr(),
             "crowdfactor-worker factor: invalid option -- '{}'\nTry 'crowdfactor-worker factor --help' for more information.",

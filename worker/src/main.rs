@@ -93,7 +93,13 @@ fn main() -> ExitCode {
     keep_heap_slack();
     let args = Args::parse();
     if let Some(Command::Factor { numbers, threads }) = &args.command {
-        return ExitCode::from(cli_factor::run(numbers, *threads));
+        // clap drops the `--` that makes `-5` a number for GNU's getopt:
+        // count what followed it in the raw arguments.
+        let literal = std::env::args_os()
+            .skip_while(|a| a != "--")
+            .skip(1)
+            .count();
+        return ExitCode::from(cli_factor::run(numbers, literal, *threads));
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -133,6 +133,9 @@ fn invalid_input_is_reported_and_the_rest_still_factored() {
     for args in [
         vec!["12", "abc", "9"],
         vec!["-5", "7"],
+        // After `--`, `-5` is a number (an invalid one), not an option.
+        vec!["7", "--", "-5", "9"],
+        vec!["-5", "--", "7"],
         vec!["5x"],
         vec![""],
     ] {
