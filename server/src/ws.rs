@@ -169,7 +169,7 @@ async fn handshake(
 }
 
 /// Outcome of verifying and storing one result: the verification failure, or the store's answer.
-type Verdict = Result<Result<Completion, crate::store::StoreError>, String>;
+type Verdict = Result<Result<Completion, crate::store::StoreError>, Refusal>;
 
 struct Session<'a> {
     conn: ConnId,
@@ -331,7 +331,7 @@ impl Session<'_> {
             } else {
                 tokio::task::spawn_blocking(move || check(&work.numbers, result))
                     .await
-                    .unwrap_or_else(|_| Err("verification task failed".to_owned()))
+                    .unwrap_or(Err(Refusal::TaskFailed))
             };
             let outcome = match checked {
                 Ok(factors) => Ok(coord.accept_async(conn, chunk, factors, compute).await),
@@ -350,7 +350,7 @@ impl Session<'_> {
                 tracing::warn!(conn = self.conn, chunk, strikes, %reason, "wrong result rejected; chunk queued again");
                 self.send(ServerMessage::Rejected {
                     chunk_id: chunk,
-                    reason,
+                    reason: reason.to_string(),
                 })
                 .await?;
                 if strikes >= self.config.max_strikes {
@@ -384,15 +384,32 @@ impl Session<'_> {
     }
 }
 
+/// Why a worker's result was refused (sent to the worker as `rejected`).
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// Not one factor list per number of the chunk.
+    #[error("expected {expected} factor lists, got {got}")]
+    Count { expected: usize, got: usize },
+    /// A number's list is not its prime factorization.
+    #[error("{n}: {error}")]
+    Wrong {
+        n: u128,
+        error: crowdfactor_factor::VerifyError,
+    },
+    /// The verifying thread panicked (a bug, not the worker's fault, but the
+    /// result cannot be accepted unverified).
+    #[error("verification task failed")]
+    TaskFailed,
+}
+
 /// Checks a worker's result against the chunk: one factor list per number,
 /// each the number's verified factorization. Returns the factor lists.
-fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, String> {
+fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Refusal> {
     if result.factors.len() != numbers.len() {
-        return Err(format!(
-            "expected {} factor lists, got {}",
-            numbers.len(),
-            result.factors.len()
-        ));
+        return Err(Refusal::Count {
+            expected: numbers.len(),
+            got: result.factors.len(),
+        });
     }
     let verdict = match numbers {
         // A range is verified as one progression (a sieve when that is cheaper).
@@ -407,10 +424,10 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Str
                 crowdfactor_factor::verify(n, factors).map_err(|e| (i, e))
             }),
     };
-    // The index is within the chunk: the lengths were compared above.
-    verdict.map_err(|(i, e)| match numbers.get(i) {
-        Some(n) => format!("{n}: {e}"),
-        None => e.to_string(),
+    verdict.map_err(|(i, error)| Refusal::Wrong {
+        // The index is within the chunk: the lengths were compared above.
+        n: numbers.get(i).unwrap_or_default(),
+        error,
     })?;
     Ok(result.factors)
 }
@@ -450,10 +467,14 @@ mod tests {
                 }
                 _ => bad[i].insert(0, 1),
             }
-            let why = check(&range, result(bad.clone())).expect_err("a wrong result");
+            let why = check(&range, result(bad.clone()))
+                .expect_err("a wrong result")
+                .to_string();
             assert!(why.starts_with(&format!("{n}: ")), "{why}");
             if i < 300 {
-                let why = check(&list, result(bad[..300].to_vec())).expect_err("a wrong result");
+                let why = check(&list, result(bad[..300].to_vec()))
+                    .expect_err("a wrong result")
+                    .to_string();
                 assert!(why.starts_with(&format!("{n}: ")), "{why}");
             }
         }

@@ -147,30 +147,41 @@ fn main() -> ExitCode {
 /// `wss://` as given, `http://` and `https://` mapped to them, no scheme read
 /// as `ws://`, and `/ws` when there is no path. Anything else is refused on
 /// the command line instead of being retried forever.
-fn ws_url(server: &str) -> Result<String, String> {
+fn ws_url(server: &str) -> Result<String, UrlError> {
     let server = server.trim();
     let (scheme, rest) = match server.split_once("://") {
         Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
             "ws" | "http" => ("ws", rest),
             "wss" | "https" => ("wss", rest),
-            _ => {
-                return Err(format!(
-                    "unsupported scheme {scheme}:// (use ws://, wss://, http:// or https://)"
-                ))
-            }
+            _ => return Err(UrlError::Scheme(scheme.to_owned())),
         },
         None => ("ws", server),
     };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let path = if path.is_empty() { "ws" } else { path };
     let url = format!("{scheme}://{host}/{path}");
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{server:?} is not a valid URL: {e}"))?;
+    let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
+        given: server.to_owned(),
+        source,
+    })?;
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{server:?} names no host"));
+        return Err(UrlError::NoHost(server.to_owned()));
     }
     Ok(url)
+}
+
+/// Why a `--server` value was refused.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    #[error("unsupported scheme {0}:// (use ws://, wss://, http:// or https://)")]
+    Scheme(String),
+    #[error("{given:?} is not a valid URL: {source}")]
+    Invalid {
+        given: String,
+        source: tokio_tungstenite::tungstenite::http::uri::InvalidUri,
+    },
+    #[error("{0:?} names no host")]
+    NoHost(String),
 }
 
 /// As in the server: keep 16 MiB of slack at the top of each malloc heap
@@ -207,7 +218,7 @@ mod tests {
             ("coordinator:8080", "ws://coordinator:8080/ws"),
             ("ws://h:1/ws?token=x", "ws://h:1/ws?token=x"),
         ] {
-            assert_eq!(ws_url(given).as_deref(), Ok(want), "{given}");
+            assert_eq!(ws_url(given).ok().as_deref(), Some(want), "{given}");
         }
     }
 
@@ -220,7 +231,7 @@ mod tests {
             ("", "not a valid URL"),
             ("h st:80", "not a valid URL"),
         ] {
-            let err = ws_url(given).expect_err(given);
+            let err = ws_url(given).expect_err(given).to_string();
             assert!(err.contains(why), "{given}: {err}");
         }
     }

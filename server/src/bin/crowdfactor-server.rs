@@ -42,17 +42,17 @@ struct Args {
     /// Seconds one chunk should take on one worker thread. Chunks are cut for
     /// each worker from its measured speed, within --max-chunk-size and the
     /// job's own chunk_size cap.
-    #[arg(long, env = "CROWDFACTOR_CHUNK_SECONDS", default_value_t = 2.0)]
-    chunk_seconds: f64,
+    #[arg(long, env = "CROWDFACTOR_CHUNK_SECONDS", default_value = "2", value_parser = seconds, allow_negative_numbers = true)]
+    chunk_seconds: Duration,
     /// Most numbers in one chunk.
     #[arg(long, env = "CROWDFACTOR_MAX_CHUNK_SIZE", default_value_t = 100_000)]
     max_chunk_size: u32,
     /// Seconds a worker may stay silent before its chunks are leased again.
-    #[arg(long, env = "CROWDFACTOR_LEASE_TIMEOUT", default_value_t = 30.0)]
-    lease_timeout: f64,
+    #[arg(long, env = "CROWDFACTOR_LEASE_TIMEOUT", default_value = "30", value_parser = seconds, allow_negative_numbers = true)]
+    lease_timeout: Duration,
     /// Seconds allowed between assigning a chunk and the worker's ack.
-    #[arg(long, env = "CROWDFACTOR_ACK_TIMEOUT", default_value_t = 10.0)]
-    ack_timeout: f64,
+    #[arg(long, env = "CROWDFACTOR_ACK_TIMEOUT", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    ack_timeout: Duration,
     /// SQLite database holding jobs and results (created if missing).
     #[arg(long, env = "CROWDFACTOR_DB", default_value = "crowdfactor.db")]
     db: std::path::PathBuf,
@@ -89,10 +89,15 @@ struct Args {
     trusted_proxy: Vec<crowdfactor_server::proxy::AddrRange>,
 }
 
-fn secs(v: f64, name: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(v)
-        .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
+/// A command-line duration in (possibly fractional) seconds.
+fn seconds(arg: &str) -> Result<Duration, SecondsError> {
+    let v: f64 = arg.trim().parse().map_err(|_| SecondsError)?;
+    Duration::try_from_secs_f64(v).map_err(|_| SecondsError)
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("expected a non-negative number of seconds, such as 2 or 0.5")]
+struct SecondsError;
 
 fn main() -> ExitCode {
     keep_heap_slack();
@@ -137,27 +142,17 @@ async fn serve() -> ExitCode {
     if let Some(cmd) = args.command.take() {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
-    let config = match (
-        secs(args.lease_timeout, "lease-timeout"),
-        secs(args.ack_timeout, "ack-timeout"),
-        secs(args.chunk_seconds, "chunk-seconds"),
-    ) {
-        (Ok(lease_timeout), Ok(ack_timeout), Ok(chunk_target)) => Config {
-            chunk_target,
-            max_chunk_size: args.max_chunk_size.max(1),
-            lease_timeout,
-            ack_timeout,
-            max_numbers_per_job: args.max_numbers_per_job,
-            max_connections: args.max_connections,
-            max_connections_per_ip: args.max_connections_per_ip,
-            worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
-            trusted_proxies: args.trusted_proxy.clone(),
-            ..Config::default()
-        },
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            eprintln!("crowdfactor-server: {e}");
-            return ExitCode::from(2);
-        }
+    let config = Config {
+        chunk_target: args.chunk_seconds,
+        max_chunk_size: args.max_chunk_size.max(1),
+        lease_timeout: args.lease_timeout,
+        ack_timeout: args.ack_timeout,
+        max_numbers_per_job: args.max_numbers_per_job,
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
+        trusted_proxies: args.trusted_proxy.clone(),
+        ..Config::default()
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
