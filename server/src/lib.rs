@@ -12,6 +12,7 @@ mod metrics;
 pub mod proxy;
 pub mod sqlite;
 pub mod store;
+pub mod tls;
 mod web;
 mod ws;
 
@@ -77,6 +78,9 @@ pub struct Config {
     /// `X-Forwarded-For` (or `Forwarded`) names the worker's address: per-address limits,
     /// bans and logs then see the worker, not the proxy.
     pub trusted_proxies: Vec<proxy::AddrRange>,
+    /// Serve https and wss with this configuration ([`tls::load`]) instead
+    /// of plain http and ws; `handshake_timeout` bounds each TLS handshake.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             api_token: None,
             worker_token: None,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -240,25 +245,54 @@ pub async fn run_with_store(
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
-    // Without TCP_NODELAY a small message written right after another (an
-    // `idle` after an `accepted`) waits for the worker's delayed ACK, 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing worker connections");
+        let _ = stop_tx.send(true);
+    };
+    let served = match config.tls {
+        Some(tls) => {
+            tracing::info!(%addr, "crowdfactor-server listening on https://{addr}/");
+            let listener = tls::TlsListener::new(listener, tls, config.handshake_timeout)?;
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tls| {
+                if let Err(e) = tls.get_ref().0.set_nodelay(true) {
+                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            serve(listener, app, shutdown).await
         }
-    });
+        None => {
+            tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
+            // Without TCP_NODELAY a small message written right after another (an
+            // `idle` after an `accepted`) waits for the worker's delayed ACK, 40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            serve(listener, app, shutdown).await
+        }
+    };
+    sweeper.abort();
+    served
+}
+
+/// Serves `app` on `listener` (plain or TLS) until `shutdown` completes.
+async fn serve<L>(
+    listener: L,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing worker connections");
-        let _ = stop_tx.send(true);
-    })
+    .with_graceful_shutdown(shutdown)
     .await?;
-    sweeper.abort();
     Ok(())
 }
 

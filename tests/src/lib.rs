@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ pub use crowdfactor_server::Config;
 #[derive(Debug)]
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`, or `https://localhost:<port>` with TLS.
+    base: String,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -29,8 +31,24 @@ impl TestServer {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
     }
 
+    /// Starts the server with TLS: a fresh self-signed certificate for
+    /// `localhost` (files in `dir`, as `--tls-cert`/`--tls-key` read them).
+    /// Returns the server and the certificate's PEM file, which clients are
+    /// told to trust.
+    pub async fn start_tls(mut config: Config, dir: &Path) -> (Self, PathBuf) {
+        let (cert, key) = self_signed_localhost(dir);
+        config.tls = Some(crowdfactor_server::tls::load(&cert, &key).unwrap());
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        (Self::start_inner(addr, config, Some(&pem)).await, cert)
+    }
+
     /// Starts the server on `addr`, retrying while the port is still being released.
     pub async fn start_on(addr: SocketAddr, config: Config) -> Self {
+        Self::start_inner(addr, config, None).await
+    }
+
+    async fn start_inner(addr: SocketAddr, config: Config, trusted_pem: Option<&str>) -> Self {
         let start = Instant::now();
         let listener = loop {
             match tokio::net::TcpListener::bind(addr).await {
@@ -51,27 +69,41 @@ impl TestServer {
             .await
             .unwrap();
         });
+        // With TLS: the name the test certificate is for, and a client
+        // trusting that certificate.
+        let (base, http) = match trusted_pem {
+            Some(pem) => {
+                let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
+                let client = reqwest::Client::builder()
+                    .add_root_certificate(cert)
+                    .build()
+                    .unwrap();
+                (format!("https://localhost:{}", addr.port()), client)
+            }
+            None => (format!("http://{addr}"), reqwest::Client::new()),
+        };
         TestServer {
             addr,
-            http: reqwest::Client::new(),
+            base,
+            http,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("{}/", self.base)
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        format!("{}/ws", self.base.replacen("http", "ws", 1))
     }
 
     /// POST /api/jobs; returns (status, body).
     pub async fn post_job(&self, body: &Value) -> (u16, Value) {
         let resp = self
             .http
-            .post(format!("http://{}/api/jobs", self.addr))
+            .post(format!("{}/api/jobs", self.base))
             .json(body)
             .send()
             .await
@@ -90,7 +122,7 @@ impl TestServer {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .http
-            .get(format!("http://{}{path}", self.addr))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .unwrap();
@@ -303,4 +335,14 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A fresh self-signed certificate for `localhost` and its key, written to
+/// `dir` as `cert.pem` and `key.pem`.
+pub fn self_signed_localhost(dir: &Path) -> (PathBuf, PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    (cert, key)
 }

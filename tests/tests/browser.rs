@@ -237,6 +237,33 @@ async fn a_browser_with_wide_arithmetic_loads_the_wide_build() {
     client.close().await.unwrap();
 }
 
+/// The page over https from the coordinator's own TLS (`--tls-cert`): the
+/// tab's Web Workers connect back over wss (the CSP's `connect-src 'self'`
+/// allows it) and factor a job. Chromium is told to accept the test's
+/// self-signed certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_tab_contributes_over_https_and_wss() {
+    let dir = temp_dir("browser-tls");
+    let (server, _ca) = TestServer::start_tls(Config::default(), &dir).await;
+    let numbers = range(999_999_999_999, 500, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}}))
+        .await;
+    let (_driver, client) = chromium_with(&["--ignore-certificate-errors"]).await;
+    assert!(server.url().starts_with("https://localhost:"));
+    client.goto(&server.url()).await.unwrap();
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job["by_kind"]["browser"], 500,
+        "all done by the page: {job}"
+    );
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    assert_eq!(text(&client, "conn").await, "connected");
+    client.close().await.unwrap();
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     let server = TestServer::start(Config::default()).await;

@@ -99,3 +99,124 @@ async fn a_worker_factors_a_job_through_tls() {
     let _ = std::fs::remove_dir_all(dir);
     server.shutdown().await;
 }
+
+/// The coordinator terminating TLS itself (`Config::tls`, what
+/// `--tls-cert`/`--tls-key` set): the job API over https, a native worker
+/// over wss; plain http on that port gets no HTTP answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_serves_https_and_wss_itself() {
+    let dir = temp_dir("tls-server");
+    let (server, ca) = TestServer::start_tls(Config::default(), &dir).await;
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}}))
+        .await;
+    let mut worker = worker_over_tls(server.addr.port(), &ca, "2", Stdio::inherit());
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["done"], 500);
+    assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+    assert_matches_gnu(&range(999_999_999_999, 500, 2), &server.results(&id).await);
+    let (status, workers) = server.get("/api/workers").await;
+    assert_eq!(status, 200, "{workers}");
+
+    let plain = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/api/status",
+            server.addr.port()
+        ))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain http answered: {plain:?}");
+    // A client that connects and never starts the handshake holds up nobody.
+    let _silent = TcpStream::connect(server.addr).await.unwrap();
+    let (status, _) = server.get("/api/status").await;
+    assert_eq!(status, 200);
+    let _ = std::fs::remove_dir_all(dir);
+    server.shutdown().await;
+}
+
+/// The binary's flags: `--tls-cert`/`--tls-key` serve https (the client
+/// subcommands reach it with the certificate in `SSL_CERT_FILE`); a key that
+/// is not a key, or a flag without the other, stops it with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_flags_of_the_binary() {
+    let dir = temp_dir("tls-flags");
+    let (cert, key) = self_signed_localhost(&dir);
+    let server_cmd = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(bin("crowdfactor-server"));
+        cmd.args(["--in-memory", "--token", "tls-token"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        cmd
+    };
+
+    let not_a_key = dir.join("not-a-key.pem");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let out = server_cmd(&["--tls-cert".as_ref(), cert.as_os_str()])
+        .arg("--tls-key")
+        .arg(&not_a_key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("private key") && err.contains("not-a-key.pem"),
+        "{err}"
+    );
+    let out = server_cmd(&["--tls-cert".as_ref(), cert.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--tls-cert without --tls-key");
+
+    let port = free_port();
+    // Killed when the test ends, also on a failed assertion.
+    let _server = WorkerProc(
+        server_cmd(&[
+            "--listen".as_ref(),
+            format!("127.0.0.1:{port}").as_ref(),
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let client = |args: &[&str]| {
+        Command::new(bin("crowdfactor-server"))
+            .args(args)
+            .args(["--url", &format!("https://localhost:{port}")])
+            .args(["--api-token", "tls-token"])
+            .env("SSL_CERT_FILE", &cert)
+            .output()
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    let submitted = loop {
+        let out = client(&["submit", "12", "13"]);
+        if out.status.success() || start.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let jobs = client(&["jobs"]);
+    assert!(jobs.status.success());
+    assert!(String::from_utf8_lossy(&jobs.stdout).contains(&id));
+    // Without trusting the certificate the client is refused.
+    let untrusted = Command::new(bin("crowdfactor-server"))
+        .args(["jobs", "--url", &format!("https://localhost:{port}")])
+        .args(["--api-token", "tls-token"])
+        .env("SSL_CERT_FILE", dir.join("not-a-key.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(4));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -97,12 +97,26 @@ pub enum Command {
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    #[error("cannot reach {url}: {source} (is crowdfactor-server running? set --url)")]
+    #[error("cannot reach {url}: {} (is crowdfactor-server running? set --url)", causes(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
     Local(String),
+}
+
+/// An error and its causes, `: `-separated: reqwest's own message says
+/// only "error sending request", the cause (refused, an untrusted
+/// certificate) is further down.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 struct Api {

@@ -87,6 +87,15 @@ struct Args {
     /// variable.
     #[arg(long, env = "CROWDFACTOR_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxy: Vec<crowdfactor_server::proxy::AddrRange>,
+    /// Serve https and wss with this PEM certificate chain (e.g. an ACME
+    /// client's fullchain.pem) instead of plain http; needs --tls-key. Read
+    /// at start: restart the server (workers reconnect, nothing is lost)
+    /// after renewing it.
+    #[arg(long, env = "CROWDFACTOR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CROWDFACTOR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// A command-line duration in (possibly fractional) seconds.
@@ -142,7 +151,7 @@ async fn serve() -> ExitCode {
     if let Some(cmd) = args.command.take() {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
-    let config = Config {
+    let mut config = Config {
         chunk_target: args.chunk_seconds,
         max_chunk_size: args.max_chunk_size.max(1),
         lease_timeout: args.lease_timeout,
@@ -154,6 +163,15 @@ async fn serve() -> ExitCode {
         trusted_proxies: args.trusted_proxy.clone(),
         ..Config::default()
     };
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        match crowdfactor_server::tls::load(cert, key) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(e) => {
+                eprintln!("crowdfactor-server: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -181,7 +199,6 @@ async fn serve() -> ExitCode {
             }
         }
     };
-    let mut config = config;
     config.api_token = match api_token(&args) {
         Ok(t) => Some(t),
         Err(e) => {

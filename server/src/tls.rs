@@ -1,0 +1,166 @@
+//! TLS in the server itself (`--tls-cert`, `--tls-key`): the page over
+//! https and workers over wss without a reverse proxy in front.
+//!
+//! Handshakes run one task per connection, each bounded by the
+//! configuration's `handshake_timeout` and at most [`MAX_HANDSHAKES`] at
+//! once, so a client that opens a connection and says nothing holds up
+//! nobody else; finished connections are handed to axum through
+//! [`TlsListener`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// TLS handshakes in progress at once; further connections wait in the
+/// kernel's accept queue.
+pub const MAX_HANDSHAKES: usize = 1024;
+
+/// Why a certificate chain and key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file could not be read or is not PEM.
+    #[error("cannot read the certificate chain {}: {source}", path.display())]
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: pem::Error,
+    },
+    /// The certificate file holds no `CERTIFICATE` block.
+    #[error("{} holds no PEM certificate", .0.display())]
+    NoCert(PathBuf),
+    /// The key file could not be read or holds no private key.
+    #[error("cannot read a private key from {}: {source}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: pem::Error,
+    },
+    /// rustls refused the pair (e.g. the key does not match the certificate).
+    #[error("the certificate and key are not usable together: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Loads a PEM certificate chain (the server's certificate first, then any
+/// intermediates, as ACME clients write `fullchain.pem`) and its PEM private
+/// key (PKCS#8, PKCS#1 or SEC1) into a server configuration offering
+/// HTTP/1.1, which WebSockets use.
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cert_err = |source| TlsError::Cert {
+        path: cert.to_owned(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(cert_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cert_err)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCert(cert.to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+    // One named provider: a build linking two (as the tests do) makes
+    // rustls refuse to guess.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Connections that have completed their TLS handshake, for `axum::serve`.
+#[derive(Debug)]
+pub(crate) struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    /// Accepts TCP connections and starts their handshakes; stopped when
+    /// the listener is dropped (the server stopped serving).
+    _acceptor: AbortOnDrop,
+}
+
+impl TlsListener {
+    pub(crate) fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause rather
+                        // than spin (as axum does for plain TCP).
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener {
+            ready,
+            local,
+            _acceptor: AbortOnDrop(task),
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accepting task ended (it only does when aborted): no more
+            // connections, which `serve` waits for until it shuts down.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
