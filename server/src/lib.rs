@@ -78,7 +78,8 @@ pub struct Config {
     /// `X-Forwarded-For` (or `Forwarded`) names the worker's address: per-address limits,
     /// bans and logs then see the worker, not the proxy.
     pub trusted_proxies: Vec<proxy::AddrRange>,
-    /// Serve https and wss with this configuration ([`tls::load`]) instead
+    /// Serve https and wss with this configuration
+    /// ([`tls::CertFiles::server_config`]) instead
     /// of plain http and ws; `handshake_timeout` bounds each TLS handshake.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }

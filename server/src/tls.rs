@@ -1,6 +1,11 @@
 //! TLS in the server itself (`--tls-cert`, `--tls-key`): the page over
 //! https and workers over wss without a reverse proxy in front.
 //!
+//! The certificate and key are read at start and again by
+//! [`CertFiles::reload`] (the binary does so on SIGHUP): a renewed
+//! certificate is served to new connections without a restart, and a
+//! reload that fails keeps the one being served.
+//!
 //! Handshakes run one task per connection, each bounded by the
 //! configuration's `handshake_timeout` and at most [`MAX_HANDSHAKES`] at
 //! once, so a client that opens a connection and says nothing holds up
@@ -10,11 +15,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
@@ -51,11 +59,61 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// Loads a PEM certificate chain (the server's certificate first, then any
-/// intermediates, as ACME clients write `fullchain.pem`) and its PEM private
-/// key (PKCS#8, PKCS#1 or SEC1) into a server configuration offering
-/// HTTP/1.1, which WebSockets use.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// A certificate chain and key read from PEM files: the chain with the
+/// server's certificate first, then any intermediates (as ACME clients
+/// write `fullchain.pem`), and its private key (PKCS#8, PKCS#1 or SEC1).
+#[derive(Debug)]
+pub struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertFiles {
+    /// Reads both files; refuses a key that does not match the certificate.
+    pub fn open(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        // One named provider: a build linking two (as the tests do) makes
+        // rustls refuse to guess.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = read(cert, key, &provider)?;
+        Ok(Arc::new(CertFiles {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            provider,
+            current: RwLock::new(Arc::new(current)),
+        }))
+    }
+
+    /// Reads the files again; new handshakes use what they hold now. On an
+    /// error the certificate served so far stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(read(&self.cert, &self.key, &self.provider)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The server configuration serving these files (HTTP/1.1, which
+    /// WebSockets use; TLS 1.2 and 1.3).
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for CertFiles {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+}
+
+fn read(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let cert_err = |source| TlsError::Cert {
         path: cert.to_owned(),
         source,
@@ -71,15 +129,11 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsErr
         path: key.to_owned(),
         source,
     })?;
-    // One named provider: a build linking two (as the tests do) makes
-    // rustls refuse to guess.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let certified = CertifiedKey::from_der(certs, key, provider)?;
+    // `from_der` lets a key whose match it cannot tell through; refuse it,
+    // as `with_single_cert` would.
+    certified.keys_match()?;
+    Ok(certified)
 }
 
 /// Connections that have completed their TLS handshake, for `axum::serve`.

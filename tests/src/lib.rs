@@ -37,7 +37,8 @@ impl TestServer {
     /// told to trust.
     pub async fn start_tls(mut config: Config, dir: &Path) -> (Self, PathBuf) {
         let (cert, key) = self_signed_localhost(dir);
-        config.tls = Some(crowdfactor_server::tls::load(&cert, &key).unwrap());
+        let files = crowdfactor_server::tls::CertFiles::open(&cert, &key).unwrap();
+        config.tls = Some(files.server_config().unwrap());
         let pem = std::fs::read_to_string(&cert).unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         (Self::start_inner(addr, config, Some(&pem)).await, cert)

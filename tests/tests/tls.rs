@@ -171,7 +171,7 @@ async fn tls_flags_of_the_binary() {
 
     let port = free_port();
     // Killed when the test ends, also on a failed assertion.
-    let _server = WorkerProc(
+    let server = WorkerProc(
         server_cmd(&[
             "--listen".as_ref(),
             format!("127.0.0.1:{port}").as_ref(),
@@ -184,15 +184,19 @@ async fn tls_flags_of_the_binary() {
         .spawn()
         .unwrap(),
     );
-    let client = |args: &[&str]| {
+    // The job-owner subcommand `args`, trusting the certificate(s) in `ca`.
+    let client_trusting = |ca: &Path, args: &[&str]| {
         Command::new(bin("crowdfactor-server"))
             .args(args)
             .args(["--url", &format!("https://localhost:{port}")])
             .args(["--api-token", "tls-token"])
-            .env("SSL_CERT_FILE", &cert)
+            .env("SSL_CERT_FILE", ca)
             .output()
             .unwrap()
     };
+    let first_ca = dir.join("first-ca.pem");
+    std::fs::copy(&cert, &first_ca).unwrap();
+    let client = |args: &[&str]| client_trusting(&first_ca, args);
     let start = std::time::Instant::now();
     let submitted = loop {
         let out = client(&["submit", "12", "13"]);
@@ -211,12 +215,50 @@ async fn tls_flags_of_the_binary() {
     assert!(jobs.status.success());
     assert!(String::from_utf8_lossy(&jobs.stdout).contains(&id));
     // Without trusting the certificate the client is refused.
-    let untrusted = Command::new(bin("crowdfactor-server"))
-        .args(["jobs", "--url", &format!("https://localhost:{port}")])
-        .args(["--api-token", "tls-token"])
-        .env("SSL_CERT_FILE", dir.join("not-a-key.pem"))
-        .output()
-        .unwrap();
+    let untrusted = client_trusting(&not_a_key, &["jobs"]);
     assert_eq!(untrusted.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(err.contains("certificate"), "{err}");
+
+    // Renewed (a new certificate and key in the same files) and SIGHUP: new
+    // connections get the new certificate, without a restart.
+    let renewed = dir.join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let (new_cert, new_key) = self_signed_localhost(&renewed);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let hup = || {
+        let pid = server.0.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    hup();
+    let start = std::time::Instant::now();
+    while !client_trusting(&new_cert, &["jobs"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the renewed certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        client(&["jobs"]).status.code(),
+        Some(4),
+        "the old one is gone"
+    );
+    // A reload that fails (the key file broken mid-renewal) keeps serving
+    // the certificate it had.
+    std::fs::write(&key, "not a key").unwrap();
+    hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = client_trusting(&new_cert, &["jobs"]);
+    assert!(
+        still.status.success(),
+        "{}",
+        String::from_utf8_lossy(&still.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

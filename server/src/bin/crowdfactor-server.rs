@@ -89,8 +89,7 @@ struct Args {
     trusted_proxy: Vec<crowdfactor_server::proxy::AddrRange>,
     /// Serve https and wss with this PEM certificate chain (e.g. an ACME
     /// client's fullchain.pem) instead of plain http; needs --tls-key. Read
-    /// at start: restart the server (workers reconnect, nothing is lost)
-    /// after renewing it.
+    /// at start and again on SIGHUP (after renewing it).
     #[arg(long, env = "CROWDFACTOR_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
     /// The PEM private key of --tls-cert.
@@ -164,8 +163,12 @@ async fn serve() -> ExitCode {
         ..Config::default()
     };
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        match crowdfactor_server::tls::load(cert, key) {
-            Ok(tls) => config.tls = Some(tls),
+        let files = crowdfactor_server::tls::CertFiles::open(cert, key);
+        match files.and_then(|f| Ok((f.server_config()?, f))) {
+            Ok((tls, files)) => {
+                config.tls = Some(tls);
+                reload_on_sighup(files);
+            }
             Err(e) => {
                 eprintln!("crowdfactor-server: {e}");
                 return ExitCode::from(1);
@@ -213,6 +216,33 @@ async fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads the certificate and key again on each SIGHUP (after a renewal:
+/// `systemctl reload`, or an ACME client's deploy hook); a failed reload
+/// keeps serving the previous certificate.
+fn reload_on_sighup(files: std::sync::Arc<crowdfactor_server::tls::CertFiles>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for SIGHUP: the TLS certificate is not reloaded");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            match files.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; still serving the previous one")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(files);
 }
 
 /// The API token: --token, else the one stored next to the database (created
