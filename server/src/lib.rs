@@ -80,7 +80,8 @@ pub struct Config {
     pub trusted_proxies: Vec<proxy::AddrRange>,
     /// Serve https and wss with this configuration
     /// ([`tls::CertFiles::server_config`]) instead
-    /// of plain http and ws; `handshake_timeout` bounds each TLS handshake.
+    /// of plain http and ws; `handshake_timeout` bounds each TLS handshake,
+    /// and `max_connections_per_ip` those in progress from one address.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -254,7 +255,12 @@ pub async fn run_with_store(
     let served = match config.tls {
         Some(tls) => {
             tracing::info!(%addr, "crowdfactor-server listening on https://{addr}/");
-            let listener = tls::TlsListener::new(listener, tls, config.handshake_timeout)?;
+            let listener = tls::TlsListener::new(
+                listener,
+                tls,
+                config.handshake_timeout,
+                config.max_connections_per_ip,
+            )?;
             let listener = axum::serve::ListenerExt::tap_io(listener, |tls| {
                 if let Err(e) = tls.get_ref().0.set_nodelay(true) {
                     tracing::warn!(error = %e, "could not set TCP_NODELAY");

@@ -7,15 +7,17 @@
 //! reload that fails keeps the one being served.
 //!
 //! Handshakes run one task per connection, each bounded by the
-//! configuration's `handshake_timeout` and at most [`MAX_HANDSHAKES`] at
-//! once, so a client that opens a connection and says nothing holds up
+//! configuration's `handshake_timeout`, at most [`MAX_HANDSHAKES`] at once
+//! and at most `max_connections_per_ip` from one address (more are closed
+//! at once), so clients that open connections and say nothing hold up
 //! nobody else; finished connections are handed to axum through
 //! [`TlsListener`].
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
@@ -151,11 +153,13 @@ impl TlsListener {
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,
         timeout: Duration,
+        max_per_ip: usize,
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let per_ip = Arc::new(Mutex::new(HashMap::new()));
         let task = tokio::spawn(async move {
             loop {
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -171,9 +175,13 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Some(_counted) = InFlight::enter(&per_ip, peer.ip(), max_per_ip) else {
+                    tracing::debug!(%peer, "too many TLS handshakes from this address; closed");
+                    continue;
+                };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let (_slot, _counted) = (slot, _counted);
                     match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
@@ -207,6 +215,41 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+/// One handshake in progress from an address, counted while it lives.
+#[derive(Debug)]
+struct InFlight {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl InFlight {
+    /// Counts a handshake from `ip`, unless `max` are already in progress.
+    fn enter(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(InFlight {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -262,3 +262,34 @@ async fn tls_flags_of_the_binary() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Clients that connect and never start the handshake: at most
+/// `max_connections_per_ip` wait from one address, one more is closed at
+/// once, and when they go https answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_clients_from_one_address_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let dir = temp_dir("tls-silent");
+    let config = Config {
+        max_connections_per_ip: 3,
+        ..Config::default()
+    };
+    let (server, _ca) = TestServer::start_tls(config, &dir).await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = TcpStream::connect(server.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte))
+        .await
+        .expect("closed at once, not left waiting for the deadline");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(silent);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _) = server.get("/api/status").await;
+    assert_eq!(status, 200);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
