@@ -2,34 +2,22 @@
 //! (how it is deployed on the internet), reached with `--server https://…`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crowdfactor_e2e::*;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::rustls;
 
 /// A proxy on 127.0.0.1 that terminates TLS with a fresh self-signed
-/// certificate for `localhost` and forwards to `backend`. Returns its port
-/// and the certificate (PEM), which the worker is told to trust.
-async fn tls_proxy(backend: std::net::SocketAddr) -> (u16, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let pem = cert.cert.pem();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    // The test binary links two crypto providers (fantoccini brings
-    // aws-lc-rs): name one.
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+/// certificate for `localhost` (files in `dir`, read as the server reads
+/// `--tls-cert`/`--tls-key`) and forwards to `backend`. Returns its port and
+/// the certificate's file, which the worker is told to trust.
+async fn tls_proxy(backend: std::net::SocketAddr, dir: &Path) -> (u16, PathBuf) {
+    let (cert, key) = self_signed_localhost(dir);
+    let files = crowdfactor_server::tls::CertFiles::open(&cert, &key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(files.server_config().unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -46,7 +34,7 @@ async fn tls_proxy(backend: std::net::SocketAddr) -> (u16, String) {
             });
         }
     });
-    (port, pem)
+    (port, cert)
 }
 
 /// `crowdfactor-worker --server https://localhost:<port>/`, trusting the
@@ -68,10 +56,8 @@ fn worker_over_tls(port: u16, ca_file: &Path, threads: &str, stderr: Stdio) -> W
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_factors_a_job_through_tls() {
     let server = TestServer::start(Config::default()).await;
-    let (port, pem) = tls_proxy(server.addr).await;
     let dir = temp_dir("tls");
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, pem).unwrap();
+    let (port, ca) = tls_proxy(server.addr, &dir).await;
     let id = server
         .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}}))
         .await;
