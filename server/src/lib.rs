@@ -261,27 +261,26 @@ pub async fn run_with_store(
                 config.handshake_timeout,
                 config.max_connections_per_ip,
             )?;
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tls| {
-                if let Err(e) = tls.get_ref().0.set_nodelay(true) {
-                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
-                }
-            });
+            let listener =
+                axum::serve::ListenerExt::tap_io(listener, |tls| set_nodelay(tls.get_ref().0));
             serve(listener, app, shutdown).await
         }
         None => {
             tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
-            // Without TCP_NODELAY a small message written right after another (an
-            // `idle` after an `accepted`) waits for the worker's delayed ACK, 40 ms.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
-                }
-            });
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| set_nodelay(tcp));
             serve(listener, app, shutdown).await
         }
     };
     sweeper.abort();
     served
+}
+
+/// Without TCP_NODELAY a small message written right after another (an
+/// `idle` after an `accepted`) waits for the worker's delayed ACK, 40 ms.
+fn set_nodelay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "could not set TCP_NODELAY");
+    }
 }
 
 /// Serves `app` on `listener` (plain or TLS) until `shutdown` completes.
