@@ -21,12 +21,19 @@
 //! one commit share a row (up to 4096 numbers), so a flood of tiny chunks
 //! costs few rows.
 //!
+//! One coordinator at a time: leases live in the coordinator's memory, so a
+//! second one on the same file would hand out the same chunks again; it is
+//! refused by a lock on `<db>.lock`, which the kernel drops when the first
+//! process ends, however it ends.
+//!
 //! The SQL sticks to what PostgreSQL also understands (plain tables, TEXT
 //! and INTEGER columns, no upserts), except the schema's key declaration.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::path::Path;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -164,6 +171,8 @@ pub struct SqliteStore {
     writer: Mutex<mpsc::Sender<Op>>,
     reader: Mutex<Connection>,
     path: std::path::PathBuf,
+    /// `<db>.lock`, locked while the store is open (see [`lock_db`]).
+    _lock: Option<File>,
 }
 
 /// Brings databases written by earlier versions up to [`SCHEMA_VERSION`].
@@ -253,6 +262,51 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(backend)
 }
 
+/// Locks `<db>.lock` for as long as the store is open: two coordinators on
+/// one database would lease the same chunks twice, as leases live in each
+/// one's memory. The kernel drops the lock when the process ends, `kill -9`
+/// included, so a crash leaves nothing to clean up. It holds the owner's
+/// process id, for the message a second coordinator prints. A file of its
+/// own, not the database: closing any descriptor of the database would drop
+/// SQLite's own (POSIX) locks on it. Where the file system cannot lock,
+/// the store opens without it (and says so).
+fn lock_db(path: &Path) -> Result<Option<File>, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let named = |e: std::io::Error| {
+        backend(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", lock_path.display()),
+        ))
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(named)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| write!(file, "{}", std::process::id()))
+                .map_err(named)?;
+            Ok(Some(file))
+        }
+        Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
+            holder: std::io::read_to_string(&file)
+                .ok()
+                .and_then(|pid| pid.trim().parse().ok()),
+        }),
+        Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            tracing::warn!(lock = %lock_path.display(), "the file system cannot lock files: nothing stops a second coordinator on this database");
+            Ok(None)
+        }
+        Err(TryLockError::Error(e)) => Err(named(e)),
+    }
+}
+
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10))
@@ -284,6 +338,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = lock_db(path)?;
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&mut write)?;
@@ -297,6 +352,7 @@ impl SqliteStore {
             writer: Mutex::new(tx),
             reader: Mutex::new(reader),
             path: path.to_owned(),
+            _lock: lock,
         })
     }
 
@@ -991,6 +1047,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("tmp dir");
         TempDb(dir.join("t.db"))
+    }
+
+    /// One store per database at a time: a second open is refused naming
+    /// the holder's process; once the first is closed it opens again.
+    #[test]
+    fn a_database_opens_once_at_a_time() {
+        let path = temp_db("lock");
+        let first = SqliteStore::open(&path).expect("open");
+        let second = SqliteStore::open(&path).expect_err("opened twice");
+        assert!(
+            matches!(second, StoreError::InUse { holder: Some(pid) } if pid == std::process::id()),
+            "{second:?}"
+        );
+        assert!(second.to_string().contains(&format!(
+            "in use by another crowdfactor-server (process {})",
+            std::process::id()
+        )));
+        drop(first);
+        SqliteStore::open(&path).expect("reopen once closed");
     }
 
     #[test]

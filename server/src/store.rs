@@ -233,6 +233,15 @@ pub enum StoreError {
         /// What does not fit.
         why: String,
     },
+    /// Another coordinator has the database open.
+    #[error(
+        "it is in use by another crowdfactor-server{}; a database serves one coordinator at a time",
+        holder.map(|pid| format!(" (process {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// That coordinator's process id, when known.
+        holder: Option<u32>,
+    },
     /// The backend failed (I/O, database).
     #[error("store backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -345,6 +345,17 @@ impl Session<'_> {
     /// Reports the outcome of a verified (or refused) result to the worker.
     async fn settle(&mut self, chunk: ChunkId, outcome: Verdict) -> Result<(), &'static str> {
         match outcome {
+            // Our failure, not the worker's: the chunk goes back to the
+            // queue unverified and the worker gets no strike.
+            Err(Refusal::TaskFailed) => {
+                tracing::error!(
+                    conn = self.conn,
+                    chunk,
+                    "verification task failed; chunk queued again"
+                );
+                self.coord.release(self.conn, &[chunk]);
+                Ok(())
+            }
             Err(reason) => {
                 let strikes = self.coord.reject(self.conn, chunk);
                 tracing::warn!(conn = self.conn, chunk, strikes, %reason, "wrong result rejected; chunk queued again");
@@ -396,8 +407,8 @@ enum Refusal {
         n: u128,
         error: crowdfactor_factor::VerifyError,
     },
-    /// The verifying thread panicked (a bug, not the worker's fault, but the
-    /// result cannot be accepted unverified).
+    /// The verifying thread panicked (a bug, not the worker's fault: no
+    /// strike, but the result cannot be accepted unverified).
     #[error("verification task failed")]
     TaskFailed,
 }

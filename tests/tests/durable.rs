@@ -188,3 +188,33 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second coordinator on a database in use exits at once (code 1), naming
+/// the first one's process, instead of leasing the same chunks twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let dir = temp_dir("db-in-use");
+    let db = dir.join("crowdfactor.db");
+    let port = free_port();
+    let first = start_server(port, &db);
+    wait_up(port).await;
+    let second = Command::new(bin("crowdfactor-server"))
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--db"])
+        .arg(&db)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "in use by another crowdfactor-server (process {})",
+            first.0.id()
+        )),
+        "{stderr}"
+    );
+    // The first one serves on.
+    assert!(api(port, "/api/status").await.is_some());
+    drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
