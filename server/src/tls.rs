@@ -261,3 +261,107 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// Answers every plain-http request on `listener` with a permanent redirect
+/// (308: a POST stays a POST) to the same host, path and query over https
+/// on `https_port` (`--redirect-http`, e.g. port 80 beside TLS on 443), so
+/// a volunteer who types the bare host name lands on the page. Runs until
+/// the process ends; it holds no state.
+pub async fn redirect_to_https(listener: TcpListener, https_port: u16) -> io::Result<()> {
+    let app = axum::Router::new()
+        .fallback(redirect)
+        .with_state(https_port);
+    axum::serve(listener, app).await
+}
+
+async fn redirect(
+    axum::extract::State(port): axum::extract::State<u16>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    match https_location(&headers, &uri, port) {
+        Some(location) => (
+            StatusCode::PERMANENT_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            "this address only redirects to https, and needs a valid Host header to do so\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `https://<Host without its port>[:port]<path and query>`; `None` for a
+/// missing or malformed Host.
+fn https_location(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    port: u16,
+) -> Option<String> {
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    // A Host header is host[:port], nothing else.
+    let port_part = authority.as_str().strip_prefix(authority.host())?;
+    let port_ok = port_part.is_empty()
+        || port_part
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !port_ok || authority.host().is_empty() {
+        return None;
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Some(match port {
+        443 => format!("https://{}{path}", authority.host()),
+        _ => format!("https://{}:{port}{path}", authority.host()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_keep_host_path_and_query() {
+        let location = |host: &str, uri: &str, port: u16| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(
+                axum::http::header::HOST,
+                host.parse().expect("a header value"),
+            );
+            https_location(&headers, &uri.parse().expect("a uri"), port)
+        };
+        for (host, uri, port, want) in [
+            (
+                "factor.example.org",
+                "/",
+                443,
+                "https://factor.example.org/",
+            ),
+            (
+                "factor.example.org:80",
+                "/api/jobs?x=1",
+                8443,
+                "https://factor.example.org:8443/api/jobs?x=1",
+            ),
+            ("[::1]:80", "/dashboard", 443, "https://[::1]/dashboard"),
+            ("127.0.0.1", "/", 8443, "https://127.0.0.1:8443/"),
+        ] {
+            assert_eq!(location(host, uri, port).as_deref(), Some(want));
+        }
+        for bad in ["", "user@evil.example", "a b", "host:port", "/path"] {
+            assert_eq!(location(bad, "/", 443), None, "{bad:?}");
+        }
+        assert_eq!(
+            https_location(
+                &axum::http::HeaderMap::new(),
+                &"/".parse().expect("a uri"),
+                443
+            ),
+            None
+        );
+    }
+}

@@ -279,3 +279,70 @@ async fn silent_tls_clients_from_one_address_are_capped() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--redirect-http`: plain http on a second address answers with a 308 to
+/// the same host, path and query over https on the TLS port, and a browser
+/// (a client following redirects) lands on the page; it needs TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_redirected_to_https() {
+    let dir = temp_dir("tls-redirect");
+    let (cert, key) = self_signed_localhost(&dir);
+    let out = Command::new(bin("crowdfactor-server"))
+        .args(["--in-memory", "--redirect-http", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--redirect-http without TLS");
+
+    let (https, http) = (free_port(), free_port());
+    let _server = WorkerProc(
+        Command::new(bin("crowdfactor-server"))
+            .args(["--in-memory", "--token", "t"])
+            .args(["--listen", &format!("127.0.0.1:{https}")])
+            .args(["--redirect-http", &format!("127.0.0.1:{http}")])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let resp = loop {
+        match no_follow
+            .post(format!("http://127.0.0.1:{http}/api/jobs?x=1"))
+            .send()
+            .await
+        {
+            Ok(resp) => break resp,
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(20), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resp.status().as_u16(), 308);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://127.0.0.1:{https}/api/jobs?x=1").as_str()
+    );
+
+    let pem = std::fs::read(&cert).unwrap();
+    let browser = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("http://localhost:{http}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(page.url().as_str(), format!("https://localhost:{https}/"));
+    assert!(page.text().await.unwrap().contains("crowdfactor"));
+    let _ = std::fs::remove_dir_all(dir);
+}

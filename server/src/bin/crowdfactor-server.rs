@@ -95,6 +95,16 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "CROWDFACTOR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Also listen for plain http here and redirect every request to https
+    /// on --listen's port (e.g. 0.0.0.0:80 beside --listen 0.0.0.0:443);
+    /// needs --tls-cert.
+    #[arg(
+        long,
+        env = "CROWDFACTOR_REDIRECT_HTTP",
+        requires = "tls_cert",
+        value_name = "ADDR"
+    )]
+    redirect_http: Option<SocketAddr>,
 }
 
 /// A command-line duration in (possibly fractional) seconds.
@@ -185,6 +195,16 @@ async fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let redirect = match args.redirect_http {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("crowdfactor-server: cannot listen on {addr} (--redirect-http): {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let store: std::sync::Arc<dyn crowdfactor_server::store::Store> = if args.in_memory {
         std::sync::Arc::new(crowdfactor_server::store::MemoryStore::new())
     } else {
@@ -209,6 +229,17 @@ async fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let (Some(redirect), Ok(https)) = (redirect, listener.local_addr()) {
+        if let Ok(from) = redirect.local_addr() {
+            tracing::info!(%from, "redirecting http://{from}/ to https on port {}", https.port());
+        }
+        tokio::spawn(async move {
+            if let Err(e) = crowdfactor_server::tls::redirect_to_https(redirect, https.port()).await
+            {
+                tracing::error!(error = %e, "the http-to-https redirect stopped");
+            }
+        });
+    }
     match crowdfactor_server::run_with_store(listener, config, store, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
