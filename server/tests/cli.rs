@@ -118,6 +118,23 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(3));
+    // The connection flags may come before the subcommand's name too (as
+    // the top-level help lists them); serving flags are refused with one.
+    let before = server()
+        .args(["--url", &url, "--api-token", "t0k", "jobs"])
+        .output()
+        .unwrap();
+    assert_eq!(before.status.code(), Some(0), "{before:?}");
+    assert!(String::from_utf8_lossy(&before.stdout).contains(&id));
+    let serving = server()
+        .args(["--url", &url, "--db", "other.db", "jobs"])
+        .output()
+        .unwrap();
+    assert_eq!(serving.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&serving.stderr).contains("--db is for serving"),
+        "{serving:?}"
+    );
     let _ = srv.kill();
     let _ = srv.wait();
     let down = cli(&["jobs"]);

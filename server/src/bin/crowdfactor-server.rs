@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use crowdfactor_server::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -29,8 +28,8 @@ use tracing_subscriber::EnvFilter;
 /// Exit codes: 0 success; 1 cannot listen, open the database or read a
 /// local file; 2 bad command line; 3 the server refused the request (bad
 /// input, unknown job, wrong token); 4 the server could not be reached.
-#[derive(Debug, Parser)]
-#[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+#[derive(Debug, clap::Parser)]
+#[command(version, verbatim_doc_comment)]
 struct Args {
     #[command(subcommand)]
     command: Option<client::Command>,
@@ -107,6 +106,38 @@ struct Args {
     redirect_http: Option<SocketAddr>,
 }
 
+/// The command line. `--url` and `--api-token` go with the subcommands,
+/// before or after their name; the serving flags (`--listen`, `--db`, …)
+/// mean nothing to a subcommand and are refused with one (exit 2) rather
+/// than ignored.
+fn parse_args() -> Args {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Args::command();
+    let matches = cmd.clone().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some((sub, _)) = matches.subcommand() {
+        let serving = cmd
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .find(|&id| {
+                !matches!(id, "url" | "api_token")
+                    && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+            });
+        if let Some(id) = serving {
+            cmd.clone()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--{} is for serving; it cannot be used with `{sub}`",
+                        id.replace('_', "-")
+                    ),
+                )
+                .exit();
+        }
+    }
+    args
+}
+
 /// A command-line duration in (possibly fractional) seconds.
 fn seconds(arg: &str) -> Result<Duration, SecondsError> {
     let v: f64 = arg.trim().parse().map_err(|_| SecondsError)?;
@@ -156,7 +187,7 @@ async fn serve() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    let mut args = Args::parse();
+    let mut args = parse_args();
     if let Some(cmd) = args.command.take() {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
