@@ -416,6 +416,16 @@ async fn per_address_limits_see_through_a_trusted_proxy_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_hands_back_work_and_exits_zero() {
+    a_stop_signal_hands_back_work("-INT").await;
+}
+
+/// SIGTERM (systemd, Docker, Kubernetes) drains like Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_back_work_and_exits_zero() {
+    a_stop_signal_hands_back_work("-TERM").await;
+}
+
+async fn a_stop_signal_hands_back_work(signal: &str) {
     let server = TestServer::start(Config::default()).await;
     let numbers = semiprimes(800, 31, 5);
     let id = server.submit_numbers(&numbers, 4).await;
@@ -423,17 +433,20 @@ async fn ctrl_c_hands_back_work_and_exits_zero() {
     server.wait_progress(&id, 40, Duration::from_secs(30)).await;
     let pid = first.0.id().to_string();
     assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
     assert_eq!(
         first.wait(Duration::from_secs(20)),
         Some(0),
-        "Ctrl-C exits 0 after finishing or handing back"
+        "{signal} exits 0 after finishing or handing back"
     );
     let done_at_exit = server.job(&id).await["done"].as_u64().unwrap();
-    assert!(done_at_exit < 800, "job finished before Ctrl-C took effect");
+    assert!(
+        done_at_exit < 800,
+        "job finished before {signal} took effect"
+    );
     let _second = WorkerProc::spawn(&server, &["--threads", "2"]);
     let job = server.wait_done(&id, Duration::from_secs(120)).await;
     assert_eq!(

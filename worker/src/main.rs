@@ -25,13 +25,13 @@ use tracing_subscriber::EnvFilter;
 ///   crowdfactor-worker factor 999999999999 12
 ///   seq 1000 2000 | crowdfactor-worker factor --threads 2
 ///
-/// Ctrl-C hands back the chunks not started, finishes the ones in progress,
-/// and exits 0; a second Ctrl-C quits at once (the server requeues).
+/// Ctrl-C (or SIGTERM) hands back the chunks not started, finishes the ones
+/// in progress, and exits 0; a second one quits at once (the server requeues).
 ///
-/// Exit codes: 0 success (idle with --exit-when-idle, or Ctrl-C); 1 invalid
+/// Exit codes: 0 success (idle with --exit-when-idle, or stopped); 1 invalid
 /// numbers given to `factor`; 2 bad command line; 3 refused by the
 /// coordinator for good (wrong or missing --token, or a protocol version it
-/// does not speak: upgrade the worker); 130 second Ctrl-C. Anything else
+/// does not speak: upgrade the worker); 130 a second stop signal. Anything else
 /// (server down, restarting, banned for a while) is retried with backoff.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]

@@ -61,14 +61,15 @@ pub async fn run(opts: Options) -> ExitCode {
         progress: progress_bar(),
         ..Stats::default()
     };
-    // First Ctrl-C: drain (hand back what has not started, finish the rest).
-    // Second Ctrl-C: quit at once; the server requeues what we held.
+    // First Ctrl-C or SIGTERM: drain (hand back what has not started,
+    // finish the rest). A second one: quit at once; the server requeues
+    // what we held.
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let interrupts = tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::warn!("Ctrl-C: finishing the chunks in progress and handing back the rest (Ctrl-C again quits at once)");
+        stop_signal().await;
+        tracing::warn!("stopping: finishing the chunks in progress and handing back the rest (Ctrl-C again quits at once)");
         let _ = drain_tx.send(true);
-        let _ = tokio::signal::ctrl_c().await;
+        stop_signal().await;
         std::process::exit(130);
     });
     let code = loop {
@@ -341,6 +342,24 @@ struct Factored {
     count: usize,
     took: Duration,
     text: String,
+}
+
+/// Ctrl-C (SIGINT), or SIGTERM: how systemd, Docker and Kubernetes stop a
+/// service, which should drain as gracefully as a Ctrl-C at a terminal.
+async fn stop_signal() {
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => drop(s.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
 }
 
 /// Factors a chunk; below 100 % CPU it sleeps between slices so that
