@@ -39,8 +39,9 @@ pub struct LeaseTiming {
 pub struct ChunkSizing {
     /// Wanted time per chunk on one worker thread.
     pub target: Duration,
-    /// Numbers in a worker's first chunk of a job (its speed is unknown).
-    pub initial: u32,
+    /// Work in a worker's first chunk of a job, while its speed is unknown:
+    /// sized by [`first_chunk_len`] from the job's largest number.
+    pub first: Duration,
     /// Most numbers per chunk.
     pub max: u32,
     /// Largest message a worker may send; bounds a chunk's result.
@@ -51,7 +52,7 @@ impl Default for ChunkSizing {
     fn default() -> Self {
         ChunkSizing {
             target: Duration::from_secs(2),
-            initial: 8,
+            first: Duration::from_millis(100),
             max: 100_000,
             max_message_bytes: crowdfactor_protocol::DEFAULT_MAX_MESSAGE_BYTES,
         }
@@ -144,6 +145,8 @@ struct JobQueue {
     numbers: Numbers,
     /// Most numbers per chunk of this job.
     max_len: u64,
+    /// Numbers in a worker's first chunk of this job.
+    first_len: u64,
     /// Index ranges `[start, end)` never leased yet, in order.
     fresh: VecDeque<(u64, u64)>,
     /// Chunks handed back (closed socket, expiry, rejection), leased again
@@ -173,6 +176,7 @@ impl JobQueue {
         JobQueue {
             priority: info.priority,
             queued: fresh.iter().map(|(s, e)| e - s).sum(),
+            first_len: first_chunk_len(widest, sizing.first),
             numbers,
             max_len,
             fresh,
@@ -248,10 +252,34 @@ fn chunk_len(speed: Option<&Speed>, q: &JobQueue, threads: u64, sizing: &ChunkSi
                 (target / 100.0) as u64,
             )
         }
-        None => (u64::from(sizing.initial), 1),
+        None => (q.first_len, 1),
     };
     let share = q.queued.div_ceil(2 * threads.max(1));
     want.min(share.max(floor)).min(q.max_len).max(1)
+}
+
+/// How many numbers up to `widest` make a first chunk of about `first` for
+/// a worker of unknown speed: one ten times slower than the native engine
+/// here (a browser on a slow phone), with every number as hard as a number
+/// of its size gets (a semiprime of two equal primes). A first chunk of the
+/// classic job's 40-bit numbers then holds ~6,400 of them (a few ms for a
+/// native worker, where 8 took five round trips of ramping up to full
+/// size), and of 128-bit semiprimes one.
+fn first_chunk_len(widest: u128, first: Duration) -> u64 {
+    const SLOWER: f64 = 10.0;
+    let len = first.as_secs_f64() / (SLOWER * hardest_secs(128 - widest.leading_zeros()));
+    // At least one number; the conversion saturates.
+    len.max(1.0) as u64
+}
+
+/// A generous estimate of the native engine's time for the hardest number
+/// of `bits` bits (a semiprime of two equal primes), in seconds: 100 µs at
+/// 64 bits (85 µs measured on the project machine), halving every 4 bits
+/// below (rho and ECM cost about n^¼ there) and doubling every 5 above
+/// (0.7 s at 128 bits, where 0.14 s is measured).
+fn hardest_secs(bits: u32) -> f64 {
+    let past_64 = f64::from(bits) - 64.0;
+    100e-6 * (past_64 / if past_64 < 0.0 { 4.0 } else { 5.0 }).exp2()
 }
 
 /// How far back a worker's live rate looks.
@@ -1227,7 +1255,14 @@ mod tests {
 
     #[test]
     fn chunks_grow_with_measured_speed_and_shrink_at_the_end() {
-        let c = coord(10_000, 10_000);
+        // A first chunk far below the target (this worker is thousands of
+        // times slower than the engine), to see the growth cap.
+        let sizing = ChunkSizing {
+            first: Duration::from_micros(3),
+            ..ChunkSizing::default()
+        };
+        let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(10_000, 10_000), sizing)
+            .expect("coordinator");
         let total = 200_000u64;
         let info = c
             .create_job(NewJob {
@@ -1253,9 +1288,12 @@ mod tests {
                 .expect("accept");
         }
         assert_covers(&spans, total);
-        assert_eq!(lens[0], 8, "first chunk: speed unknown");
+        let first = first_chunk_len(total.into(), sizing.first);
+        assert!((2..1000).contains(&first), "{first}");
+        assert_eq!(lens[0], first, "first chunk: speed unknown");
         assert_eq!(
-            lens[1], 64,
+            lens[1],
+            8 * first,
             "growth is limited to 8x the largest chunk so far"
         );
         assert!(
@@ -1280,6 +1318,31 @@ mod tests {
         assert!(c.is_idle(a));
     }
 
+    /// First chunks shrink as the numbers grow: thousands of the classic
+    /// job's 40-bit numbers, one 128-bit number; the same work each for
+    /// the hardest numbers of their size.
+    #[test]
+    fn first_chunks_follow_the_size_of_the_numbers() {
+        let first = Duration::from_millis(100);
+        let len = |n: u128| first_chunk_len(n, first);
+        assert!(
+            len(999_999_999_999 + 2_000_000) >= 1_000,
+            "{}",
+            len(1 << 40)
+        );
+        assert!((10..=1_000).contains(&len(u128::from(u64::MAX))));
+        assert_eq!(len(u128::MAX), 1);
+        let mut previous = u64::MAX;
+        for bits in 1..=128 {
+            let n = u128::MAX >> (128 - bits);
+            assert!(len(n) <= previous, "{bits} bits");
+            previous = len(n);
+            let work = len(n) as f64 * 10.0 * hardest_secs(bits);
+            assert!(len(n) <= 1 || work <= 0.1, "{bits} bits: {work} s");
+        }
+        assert_eq!(first_chunk_len(12, Duration::ZERO), 1);
+    }
+
     #[test]
     fn chunk_results_must_fit_one_message() {
         let c = Coordinator::new(
@@ -1287,7 +1350,8 @@ mod tests {
             timing(10_000, 10_000),
             ChunkSizing {
                 max_message_bytes: 64 << 10,
-                initial: 1000,
+                // First chunks far longer than a message holds.
+                first: Duration::from_secs(1_000_000),
                 ..ChunkSizing::default()
             },
         )

@@ -37,8 +37,9 @@ pub struct Config {
     /// Wanted time for one chunk on one worker thread; chunks are cut per
     /// worker from its measured speed (see [`coordinator::ChunkSizing`]).
     pub chunk_target: Duration,
-    /// Numbers in a worker's first chunk of a job, while its speed is unknown.
-    pub initial_chunk: u32,
+    /// Work in a worker's first chunk of a job, while its speed is unknown
+    /// (see [`coordinator::ChunkSizing`]).
+    pub first_chunk: Duration,
     /// Most numbers in one chunk (and the largest `chunk_size` cap a job may set).
     pub max_chunk_size: u32,
     /// Largest job, in numbers.
@@ -89,7 +90,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             chunk_target: Duration::from_secs(2),
-            initial_chunk: 8,
+            first_chunk: Duration::from_millis(100),
             max_chunk_size: 100_000,
             max_numbers_per_job: 10_000_000,
             max_body_bytes: 256 << 20,
@@ -212,7 +213,7 @@ pub async fn run_with_store(
     };
     let sizing = ChunkSizing {
         target: config.chunk_target,
-        initial: config.initial_chunk.max(1),
+        first: config.first_chunk,
         max: config.max_chunk_size.max(1),
         max_message_bytes: config.max_message_bytes,
     };
