@@ -101,6 +101,13 @@ function renderJobs(jobs, now) {
     input.addEventListener('change', () => api('PATCH', `/api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
     pr.append(input);
     const act = document.createElement('td');
+    if (job.done > 0) {
+      const d = document.createElement('button');
+      d.type = 'button'; d.textContent = 'CSV'; d.dataset.download = job.id;
+      d.setAttribute('aria-label', `Download the results of job ${job.id} as CSV`);
+      d.addEventListener('click', () => downloadResults(job.id).catch(alert));
+      act.append(d);
+    }
     if (job.state === 'queued' || job.state === 'running') {
       const b = document.createElement('button');
       b.type = 'button'; b.textContent = 'Cancel'; b.setAttribute('aria-label', `Cancel job ${job.id}`);
@@ -110,6 +117,27 @@ function renderJobs(jobs, now) {
     tr.append(pr, act);
     body.append(tr);
   }
+}
+
+/**
+ * Saves a job's results (those accepted so far) as a CSV file. Fetched with
+ * the token in a header, not a link with it in the URL, which the browser
+ * would keep in its download list.
+ */
+async function downloadResults(id) {
+  const resp = await fetch(`/api/jobs/${id}/results?format=csv`, { headers: { Authorization: `Bearer ${token}` } });
+  if (!resp.ok) {
+    const data = await resp.json().catch(() => ({}));
+    throw new Error((data.error && data.error.message) || `${resp.status}`);
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `crowdfactor-job-${id}.csv`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 function renderWorkers(workers) {

@@ -131,6 +131,15 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of `GET path` as text, with the API token if given.
+    pub async fn text(&self, path: &str, token: Option<&str>) -> String {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().text().await.unwrap()
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         self.get(&format!("/api/jobs/{id}")).await.1
     }

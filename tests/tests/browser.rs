@@ -434,6 +434,39 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         workers.contains("native") && workers.contains("dash-test"),
         "{workers}"
     );
+    // The job's results download as the API's CSV (the file's contents
+    // caught as the page hands them to the browser).
+    client
+        .execute(
+            "window.saved = []; const make = URL.createObjectURL; \
+             URL.createObjectURL = (b) => { window.saved.push(b); return make.call(URL, b); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    // Clicked from script: the table is redrawn on every update, and a
+    // button found by WebDriver may be replaced before its click.
+    client
+        .execute(
+            "document.querySelector('#jobs button[data-download]').click()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             const wait = () => window.saved.length ? window.saved[0].text().then(done) : setTimeout(wait, 50); \
+             wait();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let want = server
+        .text("/api/jobs/1/results?format=csv", Some("dash-token"))
+        .await;
+    assert_eq!(csv.as_str(), Some(want.as_str()));
+    assert_eq!(want.lines().count(), 301, "{want}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     client
         .execute("window.scrollTo(0, 0)", vec![])

@@ -262,15 +262,8 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     );
 
     // Streamed formats carry the same results as the JSON object.
-    let base = format!("http://{}/api/jobs/{id}/results", server.addr);
-    let ndjson = http
-        .get(format!("{base}?format=ndjson"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let base = format!("/api/jobs/{id}/results");
+    let ndjson = server.text(&format!("{base}?format=ndjson"), None).await;
     let mut from_ndjson = std::collections::HashMap::new();
     for line in ndjson.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -284,14 +277,7 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     }
     assert_eq!(from_ndjson.len(), 500);
     assert_matches_gnu(&numbers, &from_ndjson);
-    let csv = http
-        .get(format!("{base}?format=csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = server.text(&format!("{base}?format=csv"), None).await;
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("n,factors"));
     let from_csv = lines
@@ -307,15 +293,7 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         })
         .collect();
     assert_matches_gnu(&numbers, &from_csv);
-    assert_eq!(
-        http.get(format!("{base}?format=xml"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        400
-    );
+    assert_eq!(server.get(&format!("{base}?format=xml")).await.0, 400);
     server.shutdown().await;
 }
 
