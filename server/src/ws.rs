@@ -273,10 +273,21 @@ impl Session<'_> {
         }
     }
 
+    /// Sends the worker an `error` and gives the reason the connection
+    /// ends, for the `worker disconnected` log line.
     async fn fail(&self, code: ErrorCode, message: String) -> &'static str {
         tracing::info!(conn = self.conn, ?code, %message, "closing connection");
         let _ = self.tx.send(ServerMessage::Error { code, message }).await;
-        "protocol error"
+        match code {
+            ErrorCode::ShuttingDown => "server shutting down",
+            ErrorCode::Timeout => "idle timeout",
+            ErrorCode::Banned => "banned after wrong results",
+            ErrorCode::Overloaded => "server full",
+            ErrorCode::Unauthorized => "wrong worker token",
+            ErrorCode::BadMessage | ErrorCode::TooLarge | ErrorCode::BadHandshake => {
+                "protocol error"
+            }
+        }
     }
 
     async fn handle(&mut self, msg: ClientMessage) -> Result<(), &'static str> {
