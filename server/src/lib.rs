@@ -137,35 +137,49 @@ pub struct AppState {
     conns: Arc<ConnCounter>,
 }
 
-/// Counts open worker connections, in total and per IP address.
+/// Counts connections (open worker connections; TLS handshakes in
+/// progress), in total and per IP address.
 #[derive(Debug, Default)]
-struct ConnCounter {
-    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+pub(crate) struct ConnCounter {
+    counts: std::sync::Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: std::collections::HashMap<std::net::IpAddr, usize>,
 }
 
 /// Holds one connection's place; gives it back when dropped.
 #[derive(Debug)]
-struct ConnSlot {
+pub(crate) struct ConnSlot {
     counter: Arc<ConnCounter>,
     ip: std::net::IpAddr,
 }
 
 impl ConnCounter {
-    fn acquire(
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a connection from `ip`, unless `max_total` are open already,
+    /// or `max_per_ip` from that address.
+    pub(crate) fn acquire(
         self: &Arc<Self>,
         ip: std::net::IpAddr,
-        config: &Config,
+        max_total: usize,
+        max_per_ip: usize,
     ) -> Result<ConnSlot, &'static str> {
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = map.values().sum();
-        if total >= config.max_connections {
+        let mut counts = self.counts();
+        if counts.total >= max_total {
             return Err("the coordinator has as many workers as it accepts; try again later");
         }
-        let n = map.entry(ip).or_default();
-        if *n >= config.max_connections_per_ip {
+        let n = counts.per_ip.entry(ip).or_default();
+        if *n >= max_per_ip {
             return Err("too many connections from this address");
         }
         *n += 1;
+        counts.total += 1;
         Ok(ConnSlot {
             counter: self.clone(),
             ip,
@@ -175,16 +189,13 @@ impl ConnCounter {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        let mut map = self
-            .counter
-            .per_ip
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
+        let mut counts = self.counter.counts();
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                counts.per_ip.remove(&self.ip);
             }
+            counts.total -= 1;
         }
     }
 }
@@ -361,7 +372,11 @@ async fn ws_upgrade(
         )}});
         return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
-    let slot = match state.conns.acquire(peer.ip(), &state.config) {
+    let slot = match state.conns.acquire(
+        peer.ip(),
+        state.config.max_connections,
+        state.config.max_connections_per_ip,
+    ) {
         Ok(slot) => slot,
         Err(why) => {
             tracing::warn!(%peer, why, "worker connection refused");

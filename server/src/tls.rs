@@ -13,11 +13,10 @@
 //! nobody else; finished connections are handed to axum through
 //! [`TlsListener`].
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
@@ -159,7 +158,8 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-        let per_ip = Arc::new(Mutex::new(HashMap::new()));
+        // Handshakes in progress (the semaphore bounds their total).
+        let per_ip = Arc::new(crate::ConnCounter::default());
         let task = tokio::spawn(async move {
             loop {
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -175,7 +175,7 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let Some(_counted) = InFlight::enter(&per_ip, peer.ip(), max_per_ip) else {
+                let Ok(_counted) = per_ip.acquire(peer.ip(), usize::MAX, max_per_ip) else {
                     tracing::debug!(%peer, "too many TLS handshakes from this address; closed");
                     continue;
                 };
@@ -215,41 +215,6 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(self.local)
-    }
-}
-
-/// One handshake in progress from an address, counted while it lives.
-#[derive(Debug)]
-struct InFlight {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl InFlight {
-    /// Counts a handshake from `ip`, unless `max` are already in progress.
-    fn enter(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
-        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_default();
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(InFlight {
-            counts: Arc::clone(counts),
-            ip,
-        })
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
     }
 }
 
