@@ -73,14 +73,10 @@ impl TestServer {
         // With TLS: the name the test certificate is for, and a client
         // trusting that certificate.
         let (base, http) = match trusted_pem {
-            Some(pem) => {
-                let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
-                let client = reqwest::Client::builder()
-                    .add_root_certificate(cert)
-                    .build()
-                    .unwrap();
-                (format!("https://localhost:{}", addr.port()), client)
-            }
+            Some(pem) => (
+                format!("https://localhost:{}", addr.port()),
+                client_trusting(pem.as_bytes()),
+            ),
             None => (format!("http://{addr}"), reqwest::Client::new()),
         };
         TestServer {
@@ -213,6 +209,15 @@ impl TestServer {
 }
 
 /// Path of a workspace binary, next to this test executable's directory.
+/// An HTTP client that trusts the certificate(s) in `pem` (besides the
+/// system's), for a test server's self-signed certificate.
+pub fn client_trusting(pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap())
+        .build()
+        .unwrap()
+}
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/<name>

@@ -245,42 +245,37 @@ async fn a_browser_with_wide_arithmetic_loads_the_wide_build() {
 async fn a_browser_tab_contributes_over_https_and_wss() {
     let dir = temp_dir("browser-tls");
     let (server, _ca) = TestServer::start_tls(Config::default(), &dir).await;
-    let numbers = range(999_999_999_999, 500, 2);
-    let id = server
-        .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}}))
-        .await;
     let (_driver, client) = chromium_with(&["--ignore-certificate-errors"]).await;
     assert!(server.url().starts_with("https://localhost:"));
-    client.goto(&server.url()).await.unwrap();
-    let job = server.wait_done(&id, Duration::from_secs(120)).await;
-    assert_eq!(
-        job["by_kind"]["browser"], 500,
-        "all done by the page: {job}"
-    );
-    assert_matches_gnu(&numbers, &server.results(&id).await);
+    the_page_factors_the_seed_range(&server, &client, 500).await;
     assert_eq!(text(&client, "conn").await, "connected");
     client.close().await.unwrap();
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Submits `count` numbers of the seed range, opens the page, and checks
+/// that the page alone factored them all, as GNU `factor` does.
+async fn the_page_factors_the_seed_range(server: &TestServer, client: &Client, count: u32) {
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": count, "step": 2}}))
+        .await;
+    client.goto(&server.url()).await.unwrap();
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job["by_kind"]["browser"], count,
+        "all done by the page: {job}"
+    );
+    let numbers = range(999_999_999_999, count.into(), 2);
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     let server = TestServer::start(Config::default()).await;
     assert_serves_pkg(&server, "crowdfactor_wasm_bg.wasm").await;
-    let numbers = range(999_999_999_999, 1000, 2);
-    let id = server
-        .submit(json!({"range": {"start": "999999999999", "count": 1000, "step": 2}}))
-        .await;
-
     let (_driver, client) = chromium().await;
-    client.goto(&server.url()).await.unwrap();
-    let job = server.wait_done(&id, Duration::from_secs(120)).await;
-    assert_eq!(
-        job["by_kind"]["browser"], 1000,
-        "all done by the page: {job}"
-    );
-    assert_matches_gnu(&numbers, &server.results(&id).await);
+    the_page_factors_the_seed_range(&server, &client, 1000).await;
 
     // The page reports what it did: one Web Worker per core, 1000 numbers.
     let cores: u64 = client

@@ -331,11 +331,7 @@ async fn plain_http_is_redirected_to_https() {
         format!("https://127.0.0.1:{https}/api/jobs?x=1").as_str()
     );
 
-    let pem = std::fs::read(&cert).unwrap();
-    let browser = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    let browser = client_trusting(&std::fs::read(&cert).unwrap());
     let page = browser
         .get(format!("http://localhost:{http}/"))
         .send()
