@@ -8,15 +8,22 @@ let source = null;
 const history = [];        // [time ms, numbers factored] for the chart
 const jobHistory = new Map(); // job id -> [[time ms, done], ...] for rate and ETA
 
-async function api(method, path, body) {
+/** A request with the token; an error answer throws with its message. */
+async function request(method, path, body) {
   const resp = await fetch(path, {
     method,
     headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
-  const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new Error((data.error && data.error.message) || `${resp.status}`);
-  return data;
+  if (!resp.ok) {
+    const data = await resp.json().catch(() => ({}));
+    throw new Error((data.error && data.error.message) || `${resp.status}`);
+  }
+  return resp;
+}
+
+async function api(method, path, body) {
+  return (await request(method, path, body)).json().catch(() => ({}));
 }
 
 function duration(s) {
@@ -125,11 +132,7 @@ function renderJobs(jobs, now) {
  * would keep in its download list.
  */
 async function downloadResults(id) {
-  const resp = await fetch(`/api/jobs/${id}/results?format=csv`, { headers: { Authorization: `Bearer ${token}` } });
-  if (!resp.ok) {
-    const data = await resp.json().catch(() => ({}));
-    throw new Error((data.error && data.error.message) || `${resp.status}`);
-  }
+  const resp = await request('GET', `/api/jobs/${id}/results?format=csv`);
   const url = URL.createObjectURL(await resp.blob());
   const a = document.createElement('a');
   a.href = url;
