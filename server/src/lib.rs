@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod coordinator;
+mod listen;
 mod metrics;
 pub mod proxy;
 pub mod sqlite;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use coordinator::{ChunkSizing, Coordinator, LeaseTiming};
+pub use listen::{HTTP_HEADROOM, HTTP_PER_IP};
 use store::{MemoryStore, Store, StoreError};
 
 /// Coordinator settings. `Default` gives the documented defaults.
@@ -56,7 +58,9 @@ pub struct Config {
     pub max_lease: Duration,
     /// How often workers are asked to send a heartbeat.
     pub heartbeat_interval: Duration,
-    /// Worker silence after which the connection is closed.
+    /// Worker silence after which the connection is closed. Any connection
+    /// (e.g. a request that stops half-way) is closed after one and a half
+    /// times this with no byte moving either way.
     pub idle_timeout: Duration,
     /// Time allowed for the `hello` after the upgrade.
     pub handshake_timeout: Duration,
@@ -69,8 +73,14 @@ pub struct Config {
     pub ban_duration: Duration,
     /// Most worker connections at once.
     pub max_connections: usize,
-    /// Most worker connections at once from one IP address.
+    /// Most worker connections at once from one IP address; TCP
+    /// connections of any kind from one address (trusted proxies excepted)
+    /// are capped at this plus [`HTTP_PER_IP`].
     pub max_connections_per_ip: usize,
+    /// Most TCP connections at once of any kind (pages, API calls, workers);
+    /// more are closed as they arrive. Each is a file descriptor: the
+    /// binary lowers this to fit the process's limit.
+    pub max_open_connections: usize,
     /// Bearer token required by the job API (`None`: no authentication).
     pub api_token: Option<String>,
     /// Token workers must present in `hello` (`None`: anyone may contribute).
@@ -106,6 +116,7 @@ impl Default for Config {
             ban_duration: Duration::from_secs(600),
             max_connections: 20_000,
             max_connections_per_ip: 256,
+            max_open_connections: 20_000 + HTTP_HEADROOM,
             api_token: None,
             worker_token: None,
             trusted_proxies: Vec::new(),
@@ -150,6 +161,13 @@ struct Counts {
     per_ip: std::collections::HashMap<std::net::IpAddr, usize>,
 }
 
+/// Which limit of a [`ConnCounter`] a connection would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    Total,
+    PerIp,
+}
+
 /// Holds one connection's place; gives it back when dropped.
 #[derive(Debug)]
 pub(crate) struct ConnSlot {
@@ -169,14 +187,14 @@ impl ConnCounter {
         ip: std::net::IpAddr,
         max_total: usize,
         max_per_ip: usize,
-    ) -> Result<ConnSlot, &'static str> {
+    ) -> Result<ConnSlot, Full> {
         let mut counts = self.counts();
         if counts.total >= max_total {
-            return Err("the coordinator has as many workers as it accepts; try again later");
+            return Err(Full::Total);
         }
         let n = counts.per_ip.entry(ip).or_default();
         if *n >= max_per_ip {
-            return Err("too many connections from this address");
+            return Err(Full::PerIp);
         }
         *n += 1;
         counts.total += 1;
@@ -259,6 +277,7 @@ pub async fn run_with_store(
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
+    let limits = listen::Limits::of(&config);
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: closing worker connections");
@@ -274,12 +293,17 @@ pub async fn run_with_store(
                 config.max_connections_per_ip,
             )?;
             let listener =
-                axum::serve::ListenerExt::tap_io(listener, |tls| set_nodelay(tls.get_ref().0));
+                axum::serve::ListenerExt::tap_io(listen::Guarded::new(listener, limits), |conn| {
+                    set_nodelay(conn.get_ref().get_ref().0)
+                });
             serve(listener, app, shutdown).await
         }
         None => {
             tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| set_nodelay(tcp));
+            let listener =
+                axum::serve::ListenerExt::tap_io(listen::Guarded::new(listener, limits), |conn| {
+                    set_nodelay(conn.get_ref())
+                });
             serve(listener, app, shutdown).await
         }
     };
@@ -378,7 +402,11 @@ async fn ws_upgrade(
         state.config.max_connections_per_ip,
     ) {
         Ok(slot) => slot,
-        Err(why) => {
+        Err(full) => {
+            let why = match full {
+                Full::Total => "the coordinator has as many workers as it accepts; try again later",
+                Full::PerIp => "too many connections from this address",
+            };
             tracing::warn!(%peer, why, "worker connection refused");
             let body = serde_json::json!({"error": {"code": "overloaded", "message": why}});
             return (

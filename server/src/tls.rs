@@ -231,11 +231,17 @@ impl Drop for AbortOnDrop {
 /// (308: a POST stays a POST) to the same host, path and query over https
 /// on `https_port` (`--redirect-http`, e.g. port 80 beside TLS on 443), so
 /// a volunteer who types the bare host name lands on the page. Runs until
-/// the process ends; it holds no state.
-pub async fn redirect_to_https(listener: TcpListener, https_port: u16) -> io::Result<()> {
+/// the process ends; it holds no state. Its connections are limited and
+/// timed out as the server's are (`config`).
+pub async fn redirect_to_https(
+    listener: TcpListener,
+    https_port: u16,
+    config: &crate::Config,
+) -> io::Result<()> {
     let app = axum::Router::new()
         .fallback(redirect)
         .with_state(https_port);
+    let listener = crate::listen::Guarded::new(listener, crate::listen::Limits::of(config));
     axum::serve(listener, app).await
 }
 

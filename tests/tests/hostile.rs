@@ -477,3 +477,68 @@ async fn silent_connections_are_closed_at_the_idle_timeout_and_talkers_kept() {
     server.wait_done(&id, Duration::from_secs(20)).await;
     server.shutdown().await;
 }
+
+/// Plain TCP from one address, before any HTTP or WebSocket: connections
+/// past its share are closed as they arrive, ones that stop half-way
+/// through a request are closed at the idle timeout, and other addresses
+/// are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_and_excess_connections_from_one_address_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = Duration::from_millis(700);
+    let per_ip = 2;
+    let server = TestServer::start(Config {
+        idle_timeout: idle,
+        max_connections_per_ip: per_ip,
+        ..Config::default()
+    })
+    .await;
+    let allowed = per_ip + crowdfactor_server::HTTP_PER_IP;
+    // Linux routes all of 127/8 to loopback: another address for the flood.
+    let open_from_other_address = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut tcp = socket.connect(server.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        tcp
+    };
+    // Whether the server has closed it (end of stream or reset), without
+    // waiting: called after the server has had time to act.
+    let is_closed = |tcp: &tokio::net::TcpStream| {
+        let mut buf = [0u8; 256];
+        match tcp.try_read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => panic!("a stalled request was answered"),
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
+    let opened = std::time::Instant::now();
+    let mut stalled = vec![];
+    for _ in 0..allowed + 10 {
+        stalled.push(open_from_other_address().await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(opened.elapsed() < idle, "checked before the idle timeout");
+    let kept: Vec<_> = stalled.into_iter().filter(|tcp| !is_closed(tcp)).collect();
+    assert_eq!(
+        kept.len(),
+        allowed,
+        "connections left open from one address"
+    );
+    // Another address is served meanwhile.
+    assert_eq!(server.get("/api/status").await.0, 200);
+    tokio::time::sleep(idle * 3).await;
+    assert!(
+        kept.iter().all(is_closed),
+        "a stalled request outlived the idle timeout"
+    );
+    // Their places are free again: a whole request from that address is answered.
+    let mut tcp = open_from_other_address().await;
+    tcp.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    server.shutdown().await;
+}

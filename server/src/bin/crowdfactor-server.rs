@@ -69,9 +69,11 @@ struct Args {
     /// Largest job, in numbers.
     #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000)]
     max_numbers_per_job: u64,
-    /// Most worker connections at once (each needs a file descriptor: see `ulimit -n`).
-    #[arg(long, env = "CROWDFACTOR_MAX_CONNECTIONS", default_value_t = 20_000)]
-    max_connections: usize,
+    /// Most worker connections at once [default: 20000, or fewer if the
+    /// open-file limit (`ulimit -n`, raised to its hard limit at start) is
+    /// lower: each connection is a file descriptor].
+    #[arg(long, env = "CROWDFACTOR_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Most worker connections at once from one IP address.
     #[arg(
         long,
@@ -174,6 +176,74 @@ fn keep_heap_slack() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_heap_slack() {}
 
+/// `--max-connections` when not given (and the open-file limit allows).
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
+/// Descriptors kept for everything but connections: the database, its
+/// journal and lock, listeners, the runtime, logs.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one (shells and systemd
+/// start services at 1,024, which would cap the server near a thousand
+/// connections whatever `--max-connections` says; Go, nginx and others do
+/// the same). Returns the limit in force, if known.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn raise_open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn raise_open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Fits the connection limits to the open-file limit, keeping room for
+/// pages and API calls beside the workers; warns when that lowers the
+/// number of workers the operator asked for (`asked`; the default is
+/// lowered quietly).
+fn fit_connections_to_fd_limit(config: &mut Config, asked: bool) {
+    let Some(limit) = raise_open_file_limit() else {
+        return;
+    };
+    let room = usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    config.max_open_connections = config.max_open_connections.min(room);
+    let workers = room
+        .saturating_sub(crowdfactor_server::HTTP_HEADROOM)
+        .max(room / 2);
+    if config.max_connections > workers && !asked {
+        tracing::info!(limit, workers, "workers limited by the open-file limit");
+        config.max_connections = workers;
+    } else if config.max_connections > workers {
+        tracing::warn!(
+            "this process may open only {limit} files: at most {workers} workers \
+             (--max-connections {}) and {room} connections in all; raise `ulimit -n` \
+             (LimitNOFILE= for a systemd service) for more",
+            config.max_connections
+        );
+        config.max_connections = workers;
+    }
+}
+
 #[tokio::main]
 async fn serve() -> ExitCode {
     tracing_subscriber::fmt()
@@ -197,12 +267,17 @@ async fn serve() -> ExitCode {
         lease_timeout: args.lease_timeout,
         ack_timeout: args.ack_timeout,
         max_numbers_per_job: args.max_numbers_per_job,
-        max_connections: args.max_connections,
+        max_connections: args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         max_connections_per_ip: args.max_connections_per_ip,
+        max_open_connections: args
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .saturating_add(crowdfactor_server::HTTP_HEADROOM),
         worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
         trusted_proxies: args.trusted_proxy.clone(),
         ..Config::default()
     };
+    fit_connections_to_fd_limit(&mut config, args.max_connections.is_some());
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let files = crowdfactor_server::tls::CertFiles::open(cert, key);
         match files.and_then(|f| Ok((f.server_config()?, f))) {
@@ -264,8 +339,10 @@ async fn serve() -> ExitCode {
         if let Ok(from) = redirect.local_addr() {
             tracing::info!(%from, "redirecting http://{from}/ to https on port {}", https.port());
         }
+        let limits = config.clone();
         tokio::spawn(async move {
-            if let Err(e) = crowdfactor_server::tls::redirect_to_https(redirect, https.port()).await
+            if let Err(e) =
+                crowdfactor_server::tls::redirect_to_https(redirect, https.port(), &limits).await
             {
                 tracing::error!(error = %e, "the http-to-https redirect stopped");
             }

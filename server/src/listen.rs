@@ -1,0 +1,263 @@
+//! Every TCP connection the server accepts, of any kind (the page, the API,
+//! workers), is counted and watched before axum sees it:
+//!
+//! - at most `max_open_connections` at once, and at most
+//!   `max_connections_per_ip` + [`HTTP_PER_IP`] from one address (trusted
+//!   proxies excepted): more are closed as they arrive, so the process never
+//!   runs out of file descriptors (which stalls accepting for everyone);
+//! - a connection that sends nothing and takes nothing for one and a half
+//!   times `idle_timeout` while the server waits on it is closed: a client that opens a connection
+//!   and says nothing, or stops half-way through a request, does not hold a
+//!   descriptor for ever (hyper has no such timeout as axum runs it).
+//!
+//! The worker protocol keeps its own, finer limits (the WebSocket handler
+//! answers over-limit workers with an error they can show).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::proxy::AddrRange;
+use crate::{ConnCounter, ConnSlot, Full};
+
+/// Connections one address may hold beyond its worker connections: the
+/// page, its assets, the dashboard and API calls.
+pub const HTTP_PER_IP: usize = 64;
+
+/// Connections beside the workers for pages and API calls: the default
+/// `max_open_connections` is `max_connections` plus this.
+pub const HTTP_HEADROOM: usize = 1_024;
+
+/// Connection limits for [`Guarded`].
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_total: usize,
+    pub(crate) max_per_ip: usize,
+    /// Addresses with no per-address limit (reverse proxies: every client
+    /// behind one arrives from its address).
+    pub(crate) exempt: Vec<AddrRange>,
+    pub(crate) idle: Duration,
+}
+
+impl Limits {
+    pub(crate) fn of(config: &crate::Config) -> Self {
+        Limits {
+            max_total: config.max_open_connections,
+            max_per_ip: config.max_connections_per_ip.saturating_add(HTTP_PER_IP),
+            exempt: config.trusted_proxies.clone(),
+            // Later than the worker protocol's own idle check, which tells
+            // the worker why before it closes.
+            idle: config.idle_timeout.saturating_add(config.idle_timeout / 2),
+        }
+    }
+}
+
+/// A listener whose connections are counted and closed when idle.
+#[derive(Debug)]
+pub(crate) struct Guarded<L> {
+    inner: L,
+    limits: Limits,
+    counter: Arc<ConnCounter>,
+    /// When a refusal was last logged (a flood logs once a second).
+    last_warned: Option<Instant>,
+}
+
+impl<L> Guarded<L> {
+    pub(crate) fn new(inner: L, limits: Limits) -> Self {
+        Guarded {
+            inner,
+            limits,
+            counter: Arc::default(),
+            last_warned: None,
+        }
+    }
+}
+
+impl<L> axum::serve::Listener for Guarded<L>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    type Io = GuardedIo<L::Io>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, peer) = self.inner.accept().await;
+            let ip = peer.ip();
+            let per_ip = if self.limits.exempt.iter().any(|r| r.contains(ip)) {
+                usize::MAX
+            } else {
+                self.limits.max_per_ip
+            };
+            match self.counter.acquire(ip, self.limits.max_total, per_ip) {
+                Ok(slot) => return (GuardedIo::new(io, slot, self.limits.idle), peer),
+                Err(full) => {
+                    let now = Instant::now();
+                    if self
+                        .last_warned
+                        .is_none_or(|t| now >= t + Duration::from_secs(1))
+                    {
+                        self.last_warned = Some(now);
+                        let why = match full {
+                            Full::Total => "as many connections open as the server allows",
+                            Full::PerIp => "too many connections from this address",
+                        };
+                        tracing::warn!(%peer, why, "connection closed as it arrived");
+                    }
+                    // Dropping `io` closes it.
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One accepted connection: holds its place in the count and ends with
+/// [`io::ErrorKind::TimedOut`] when it has been idle for the limit while a
+/// read or write waits on it.
+#[derive(Debug)]
+pub(crate) struct GuardedIo<T> {
+    io: T,
+    idle: Duration,
+    /// When bytes last moved either way.
+    last: Instant,
+    /// Wake-ups for a read and for a write that wait (separate: the two
+    /// halves of a WebSocket are polled by different tasks). Set when first
+    /// needed and moved on lazily: progress only updates `last`.
+    read_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+    _slot: ConnSlot,
+}
+
+impl<T> GuardedIo<T> {
+    fn new(io: T, slot: ConnSlot, idle: Duration) -> Self {
+        GuardedIo {
+            io,
+            idle,
+            last: Instant::now(),
+            read_timer: None,
+            write_timer: None,
+            _slot: slot,
+        }
+    }
+
+    /// The connection underneath.
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+/// Called when an operation is pending: `Err` once the connection has been
+/// idle for `idle`, otherwise arms `timer` to wake the task when it would be.
+fn check_idle(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    last: Instant,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> io::Result<()> {
+    // A limit too long to add up means none.
+    let Some(deadline) = last.checked_add(idle) else {
+        return Ok(());
+    };
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            ));
+        }
+        // Bytes moved since it was armed: wait until the new deadline.
+        timer.as_mut().reset(deadline);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.last = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match check_idle(&mut this.read_timer, this.last, this.idle, cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+}
+
+impl<T> GuardedIo<T> {
+    /// Notes progress of a write, or checks for idleness if it waits.
+    fn wrote(
+        &mut self,
+        polled: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                self.last = Instant::now();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => match check_idle(&mut self.write_timer, self.last, self.idle, cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            done => done,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(polled, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
