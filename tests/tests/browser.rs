@@ -759,3 +759,56 @@ async fn the_page_fits_a_phone_screen_and_has_labels_and_contrast() {
     client.close().await.unwrap();
     server.shutdown().await;
 }
+
+/// What a browser is sent for the page's largest file, the wasm factorizer:
+/// gzipped when it asks for that (a third of the size), the same bytes
+/// plain otherwise, and `304` with no body when it revalidates its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wasm_is_sent_gzipped_and_revalidated() {
+    use std::io::Read;
+    let server = TestServer::start(Config::default()).await;
+    let url = format!("{}pkg/crowdfactor_wasm_bg.wasm", server.url());
+    let http = reqwest::Client::new();
+    let plain = http.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    let plain = plain.bytes().await.unwrap();
+    assert_eq!(&plain[..4], b"\0asm");
+    let gz = http
+        .get(&url)
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["content-type"], "application/wasm");
+    assert_eq!(gz.headers()["etag"].to_str().unwrap(), etag);
+    let gz = gz.bytes().await.unwrap();
+    assert!(
+        gz.len() * 2 < plain.len(),
+        "{} of {} bytes",
+        gz.len(),
+        plain.len()
+    );
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    assert!(
+        unpacked == plain,
+        "the gzipped body unpacks to the plain one"
+    );
+    let again = http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    server.shutdown().await;
+}
