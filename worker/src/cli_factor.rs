@@ -3,6 +3,8 @@
 
 use std::io::{self, BufRead, Write};
 
+use crowdfactor_protocol::{format_u128, DecimalBuf};
+
 /// How one input token was understood.
 enum Token<'a> {
     Number(u128),
@@ -30,11 +32,7 @@ fn render(tok: &str, buf: &mut Vec<u128>, out: &mut String, err: &mut String) ->
         Token::Number(n) => {
             buf.clear();
             crowdfactor_factor::factor_into(n, buf);
-            let _ = write!(out, "{n}:");
-            for f in buf.iter() {
-                let _ = write!(out, " {f}");
-            }
-            out.push('\n');
+            push_line(out, n, buf, &mut DecimalBuf::new());
             true
         }
         Token::Invalid(t) => {
@@ -52,6 +50,37 @@ fn render(tok: &str, buf: &mut Vec<u128>, out: &mut String, err: &mut String) ->
             false
         }
     }
+}
+
+/// One output line: `n: f1 f2 …`.
+fn push_line(out: &mut String, n: u128, factors: &[u128], dec: &mut DecimalBuf) {
+    out.push_str(format_u128(n, dec));
+    out.push(':');
+    for &f in factors {
+        out.push(' ');
+        out.push_str(format_u128(f, dec));
+    }
+    out.push('\n');
+}
+
+/// The start and step of `tokens` when they are numbers in arithmetic
+/// progression (`seq` output, say) that the engine factors faster all at
+/// once, by sieving, than one by one.
+fn as_progression(tokens: &[String]) -> Option<(u128, u128)> {
+    let number = |t: &String| match parse(t) {
+        Token::Number(n) => Some(n),
+        _ => None,
+    };
+    let start = number(tokens.first()?)?;
+    let step = number(tokens.get(1)?)?.checked_sub(start)?;
+    if step == 0 || !crowdfactor_factor::progression_is_sieved(start, step, tokens.len()) {
+        return None;
+    }
+    // Sieved progressions end below 2^44: no overflow.
+    (0u128..)
+        .zip(tokens)
+        .all(|(i, t)| number(t) == Some(start + i * step))
+        .then_some((start, step))
 }
 
 /// Factors a batch of tokens on up to `threads` threads; writes results in
@@ -89,6 +118,14 @@ fn batch(tokens: &[String], threads: usize, stdout: &mut impl Write) -> io::Resu
 fn render_all(tokens: &[String]) -> (String, String, bool) {
     let mut out = String::with_capacity(tokens.len() * 24);
     let mut err = String::new();
+    if let Some((start, step)) = as_progression(tokens) {
+        let (mut n, mut dec) = (start, DecimalBuf::new());
+        crowdfactor_factor::factor_progression(start, step, tokens.len(), |factors| {
+            push_line(&mut out, n, factors, &mut dec);
+            n += step;
+        });
+        return (out, err, true);
+    }
     let mut buf = Vec::with_capacity(128);
     let mut ok = true;
     for t in tokens {
@@ -132,8 +169,9 @@ pub fn run(numbers: &[String], literal: usize, threads: usize) -> u8 {
 }
 
 fn from_stdin(threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
-    // Batches keep memory flat on endless input while giving threads enough work.
-    const BATCH: usize = 8192;
+    // Batches keep memory flat on endless input while giving threads enough
+    // work (and a sieved progression enough numbers to pay for its primes).
+    const BATCH: usize = 1 << 16;
     let stdin = io::stdin();
     let mut ok = true;
     let mut tokens = Vec::with_capacity(BATCH);
@@ -178,6 +216,56 @@ mod tests {
         assert!(line("340282366920938463463374607431768211456")
             .1
             .contains("too large"));
+    }
+
+    /// Runs of numbers in arithmetic progression (sieved all at once) print
+    /// what one number at a time prints, whatever the step, start and
+    /// thread count; a run with one number out of step is not taken for one.
+    #[test]
+    fn progressions_print_what_single_numbers_print() {
+        let one_by_one = |tokens: &[String]| {
+            let (mut out, mut err) = (String::new(), String::new());
+            let mut buf = vec![];
+            for t in tokens {
+                render(t, &mut buf, &mut out, &mut err);
+            }
+            out
+        };
+        for (start, step, count) in [
+            (1u128, 1u128, 30_000usize),
+            (2, 1, 20_000),
+            (999_999_999_999, 2, 20_000),
+            (1_000_000_000_000, 3, 20_000),
+            (17_592_186_044_415 - 2 * 19_999, 2, 20_000),
+            (5, 7, 25_000),
+        ] {
+            let mut tokens: Vec<String> = (0..count as u128)
+                .map(|i| (start + i * step).to_string())
+                .collect();
+            assert_eq!(
+                as_progression(&tokens),
+                Some((start, step)),
+                "{start} {step}"
+            );
+            for threads in [1, 3] {
+                let mut out = vec![];
+                assert!(batch(&tokens, threads, &mut out).expect("write"));
+                assert_eq!(String::from_utf8(out).expect("utf8"), one_by_one(&tokens));
+            }
+            // Out of step near the end: factored one by one, still right.
+            tokens[count - 2] = (start + step).to_string();
+            assert_eq!(as_progression(&tokens), None);
+            let (out, _, ok) = render_all(&tokens);
+            assert!(ok);
+            assert_eq!(out, one_by_one(&tokens));
+        }
+        // GNU's spellings of numbers in step: printed as the numbers.
+        let spelled: Vec<String> = ["+12", " 13", "0014", "15"].map(String::from).to_vec();
+        assert_eq!(render_all(&spelled).0, one_by_one(&spelled));
+        assert_eq!(
+            render_all(&spelled).0,
+            "12: 2 2 3\n13: 13\n14: 2 7\n15: 3 5\n"
+        );
     }
 
     #[test]
