@@ -514,6 +514,7 @@ pub(crate) async fn job_results(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     query: Result<axum::extract::Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
     let format = query
         .map_err(|_| {
@@ -527,31 +528,22 @@ pub(crate) async fn job_results(
         .format;
     let (jid, info) = load_job(&state, &id)?;
     let view = view(&state, info);
+    let gzip = crate::web::accepts_gzip(&headers);
     // The answer is produced piece by piece on a blocking thread and streamed,
     // so a job of millions of numbers never sits in memory as one document.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         let mut out = String::with_capacity(STREAM_PIECE + 256);
-        let mut open = true;
-        let flush = |out: &mut String, open: &mut bool| {
-            if *open
-                && tx
-                    .blocking_send(Ok(Bytes::from(std::mem::take(out))))
-                    .is_err()
-            {
-                *open = false; // the client went away
-            }
-            out.clear();
-        };
+        let mut pieces = Pieces::new(tx, gzip);
         write_head(&mut out, format, &view);
         let mut first = true;
         let visited = state.coord.store().visit_results(jid, &mut |n, factors| {
             let Some(factors) = factors else { return };
-            if open {
+            if pieces.open {
                 write_row(&mut out, format, n, factors, first);
                 first = false;
                 if out.len() >= STREAM_PIECE {
-                    flush(&mut out, &mut open);
+                    pieces.send(&mut out);
                 }
             }
         });
@@ -560,11 +552,12 @@ pub(crate) async fn job_results(
                 if format == Format::Json {
                     out.push_str("}}");
                 }
-                flush(&mut out, &mut open);
+                pieces.send(&mut out);
+                pieces.finish();
             }
             Err(e) => {
                 tracing::error!(error = %e, "reading results failed");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                pieces.fail(std::io::Error::other(e.to_string()));
             }
         }
     });
@@ -576,11 +569,77 @@ pub(crate) async fn job_results(
         Format::Ndjson => "application/x-ndjson",
         Format::Csv => "text/csv; charset=utf-8",
     };
-    Ok((
-        [(header::CONTENT_TYPE, content_type)],
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "accept-encoding"),
+        ],
         axum::body::Body::from_stream(stream),
     )
-        .into_response())
+        .into_response();
+    if gzip {
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(resp)
+}
+
+/// The pieces of a streamed answer on their way to the client, gzipped
+/// (fastest level: a few times smaller for a fraction of the cost of
+/// writing them) when it accepts that.
+struct Pieces {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    /// False once the client has gone away.
+    open: bool,
+}
+
+impl Pieces {
+    fn new(tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>, gzip: bool) -> Self {
+        Pieces {
+            tx,
+            gzip: gzip
+                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            open: true,
+        }
+    }
+
+    /// Sends `text` (emptied).
+    fn send(&mut self, text: &mut String) {
+        let bytes = match &mut self.gzip {
+            Some(z) => {
+                use std::io::Write as _;
+                // Into memory: cannot fail.
+                let _ = z.write_all(text.as_bytes());
+                text.clear();
+                std::mem::take(z.get_mut())
+            }
+            None => std::mem::take(text).into_bytes(),
+        };
+        self.put(Ok(bytes));
+    }
+
+    fn put(&mut self, piece: Result<Vec<u8>, std::io::Error>) {
+        if !self.open || piece.as_ref().is_ok_and(Vec::is_empty) {
+            return;
+        }
+        if self.tx.blocking_send(piece.map(Bytes::from)).is_err() {
+            self.open = false;
+        }
+    }
+
+    /// Ends the stream (the gzip trailer).
+    fn finish(mut self) {
+        if let Some(z) = self.gzip.take() {
+            let rest = z.finish();
+            self.put(rest);
+        }
+    }
+
+    /// Ends the stream with an error (the client sees a cut-off body).
+    fn fail(mut self, e: std::io::Error) {
+        self.put(Err(e));
+    }
 }
 
 fn write_head(out: &mut String, format: Format, view: &JobView) {

@@ -103,7 +103,7 @@ fn etag_matches(request: &HeaderMap, etag: &str) -> bool {
 }
 
 /// Whether `Accept-Encoding` allows gzip (`gzip` or `*`, not with `q=0`).
-fn accepts_gzip(request: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(request: &HeaderMap) -> bool {
     request
         .get_all(header::ACCEPT_ENCODING)
         .iter()

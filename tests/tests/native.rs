@@ -293,6 +293,29 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         })
         .collect();
     assert_matches_gnu(&numbers, &from_csv);
+    // Gzipped for a client that accepts it: the same text, smaller.
+    for format in ["csv", "ndjson", "json"] {
+        let url = format!("http://{}{base}?format={format}", server.addr);
+        let plain = server.text(&format!("{base}?format={format}"), None).await;
+        let resp = http
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
+        let gz = resp.bytes().await.unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+            .unwrap();
+        assert_eq!(text, plain, "{format}");
+        assert!(
+            gz.len() * 2 < plain.len(),
+            "{format}: {} of {}",
+            gz.len(),
+            plain.len()
+        );
+    }
     assert_eq!(server.get(&format!("{base}?format=xml")).await.0, 400);
     server.shutdown().await;
 }
