@@ -342,32 +342,80 @@ async fn results(
     format: &str,
     output: Option<PathBuf>,
 ) -> Result<(), CliError> {
+    // Gzipped on the wire (a third of the size), unpacked as it arrives.
     let resp = api
-        .send(api.http.get(format!(
-            "{}/api/jobs/{id}/results?format={format}",
-            api.base
-        )))
+        .send(
+            api.http
+                .get(format!(
+                    "{}/api/jobs/{id}/results?format={format}",
+                    api.base
+                ))
+                .header(reqwest::header::ACCEPT_ENCODING, "gzip"),
+        )
         .await?;
-    let mut sink: Box<dyn Write> = match &output {
+    let gzipped = resp
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let file: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
                 .map_err(|e| CliError::Local(format!("cannot create {}: {e}", path.display())))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let mut sink = if gzipped {
+        Sink::Gzip(Box::new(flate2::write::GzDecoder::new(file)))
+    } else {
+        Sink::Plain(file)
+    };
     // Streamed to the output as it arrives: large jobs never sit in memory.
     let mut stream = resp.bytes_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| CliError::Refused(format!("the download broke off: {e}")))?;
-        sink.write_all(&piece)
-            .map_err(|e| CliError::Local(e.to_string()))?;
+        sink.write_all(&piece)?;
     }
     if format == "json" {
-        sink.write_all(b"\n")
-            .map_err(|e| CliError::Local(e.to_string()))?;
+        sink.write_all(b"\n")?;
     }
-    sink.flush().map_err(|e| CliError::Local(e.to_string()))?;
-    Ok(())
+    sink.finish()
+}
+
+/// Where downloaded results go: as they come, or unpacked from gzip.
+enum Sink {
+    Plain(Box<dyn Write>),
+    Gzip(Box<flate2::write::GzDecoder<Box<dyn Write>>>),
+}
+
+impl Sink {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), CliError> {
+        match self {
+            Sink::Plain(w) => w.write_all(bytes).map_err(local),
+            Sink::Gzip(z) => z.write_all(bytes).map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                    CliError::Refused(format!("the download is not valid gzip: {e}"))
+                }
+                _ => local(e),
+            }),
+        }
+    }
+
+    /// Flushes the output; for gzip also checks the stream was whole.
+    fn finish(self) -> Result<(), CliError> {
+        let mut w = match self {
+            Sink::Plain(w) => w,
+            Sink::Gzip(mut z) => {
+                z.try_finish()
+                    .map_err(|e| CliError::Refused(format!("the download ended early: {e}")))?;
+                z.finish().map_err(local)?
+            }
+        };
+        w.flush().map_err(local)
+    }
+}
+
+fn local(e: std::io::Error) -> CliError {
+    CliError::Local(e.to_string())
 }
 
 async fn cancel(api: &Api, id: &str) -> Result<(), CliError> {
