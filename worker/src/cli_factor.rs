@@ -8,25 +8,37 @@ use crowdfactor_protocol::{format_u128, DecimalBuf};
 /// How one input token was understood.
 enum Token<'a> {
     Number(u128),
-    Invalid(&'a str),
-    TooLarge(&'a str),
+    Invalid(&'a [u8]),
+    TooLarge(&'a [u8]),
 }
 
 /// GNU accepts optional leading whitespace and one leading `+`, then digits.
-fn parse(tok: &str) -> Token<'_> {
-    let t = tok.trim_start();
-    let digits = t.strip_prefix('+').unwrap_or(t);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+fn parse(tok: &[u8]) -> Token<'_> {
+    let t = tok.trim_ascii_start();
+    let digits = t.strip_prefix(b"+").unwrap_or(t);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Token::Invalid(tok);
     }
-    match digits.parse::<u128>() {
-        Ok(n) => Token::Number(n),
-        Err(_) => Token::TooLarge(tok),
+    let value = if digits.len() <= 19 {
+        // Cannot overflow a u64: the common case, in one-word arithmetic.
+        Some(u128::from(
+            digits
+                .iter()
+                .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0')),
+        ))
+    } else {
+        digits.iter().try_fold(0u128, |v, &d| {
+            v.checked_mul(10)?.checked_add(u128::from(d - b'0'))
+        })
+    };
+    match value {
+        Some(n) => Token::Number(n),
+        None => Token::TooLarge(tok),
     }
 }
 
 /// Formats one input into `out` (a line) or `err` (a message); returns false on invalid input.
-fn render(tok: &str, buf: &mut Vec<u128>, out: &mut String, err: &mut String) -> bool {
+fn render(tok: &[u8], buf: &mut Vec<u128>, out: &mut String, err: &mut String) -> bool {
     use std::fmt::Write as _;
     match parse(tok) {
         Token::Number(n) => {
@@ -38,14 +50,16 @@ fn render(tok: &str, buf: &mut Vec<u128>, out: &mut String, err: &mut String) ->
         Token::Invalid(t) => {
             let _ = writeln!(
                 err,
-                "crowdfactor-worker factor: ‘{t}’ is not a valid positive integer"
+                "crowdfactor-worker factor: ‘{}’ is not a valid positive integer",
+                String::from_utf8_lossy(t)
             );
             false
         }
         Token::TooLarge(t) => {
             let _ = writeln!(
                 err,
-                "crowdfactor-worker factor: ‘{t}’ is too large: this factorizer handles numbers below 2^128"
+                "crowdfactor-worker factor: ‘{}’ is too large: this factorizer handles numbers below 2^128",
+                String::from_utf8_lossy(t)
             );
             false
         }
@@ -66,8 +80,8 @@ fn push_line(out: &mut String, n: u128, factors: &[u128], dec: &mut DecimalBuf) 
 /// The start and step of `tokens` when they are numbers in arithmetic
 /// progression (`seq` output, say) that the engine factors faster all at
 /// once, by sieving, than one by one.
-fn as_progression(tokens: &[String]) -> Option<(u128, u128)> {
-    let number = |t: &String| match parse(t) {
+fn as_progression<T: AsRef<[u8]>>(tokens: &[T]) -> Option<(u128, u128)> {
+    let number = |t: &T| match parse(t.as_ref()) {
         Token::Number(n) => Some(n),
         _ => None,
     };
@@ -85,7 +99,11 @@ fn as_progression(tokens: &[String]) -> Option<(u128, u128)> {
 
 /// Factors a batch of tokens on up to `threads` threads; writes results in
 /// input order. Returns false if any token was invalid.
-fn batch(tokens: &[String], threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
+fn batch<T: AsRef<[u8]> + Sync>(
+    tokens: &[T],
+    threads: usize,
+    stdout: &mut impl Write,
+) -> io::Result<bool> {
     let parts = threads.clamp(1, tokens.len().max(1));
     let per = tokens.len().div_ceil(parts).max(1);
     let outputs: Vec<(String, String, bool)> = if parts == 1 {
@@ -115,7 +133,7 @@ fn batch(tokens: &[String], threads: usize, stdout: &mut impl Write) -> io::Resu
     Ok(ok)
 }
 
-fn render_all(tokens: &[String]) -> (String, String, bool) {
+fn render_all<T: AsRef<[u8]>>(tokens: &[T]) -> (String, String, bool) {
     let mut out = String::with_capacity(tokens.len() * 24);
     let mut err = String::new();
     if let Some((start, step)) = as_progression(tokens) {
@@ -130,7 +148,7 @@ fn render_all(tokens: &[String]) -> (String, String, bool) {
     let mut ok = true;
     for t in tokens {
         // An invalid token reports to stderr; later tokens go on (as GNU does).
-        ok &= render(t, &mut buf, &mut out, &mut err);
+        ok &= render(t.as_ref(), &mut buf, &mut out, &mut err);
     }
     (out, err, ok)
 }
@@ -169,27 +187,83 @@ pub fn run(numbers: &[String], literal: usize, threads: usize) -> u8 {
 }
 
 fn from_stdin(threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
-    // Batches keep memory flat on endless input while giving threads enough
-    // work (and a sieved progression enough numbers to pay for its primes).
-    const BATCH: usize = 1 << 16;
     let stdin = io::stdin();
-    let mut ok = true;
-    let mut tokens = Vec::with_capacity(BATCH);
     // At a terminal, answer each line as it is typed, like GNU factor.
-    let interactive_lines = io::IsTerminal::is_terminal(&stdin);
-    for line in stdin.lock().lines() {
-        let line = line?;
-        tokens.extend(line.split_ascii_whitespace().map(str::to_owned));
-        if tokens.len() >= BATCH || interactive_lines {
+    if io::IsTerminal::is_terminal(&stdin) {
+        let mut ok = true;
+        for line in stdin.lock().split(b'\n') {
+            let line = line?;
+            let tokens: Vec<&[u8]> = line
+                .split(u8::is_ascii_whitespace)
+                .filter(|t| !t.is_empty())
+                .collect();
             ok &= batch(&tokens, threads, stdout)?;
-            tokens.clear();
-            if interactive_lines {
-                stdout.flush()?;
-            }
+            stdout.flush()?;
+        }
+        return Ok(ok);
+    }
+    // Otherwise in blocks of about this many bytes, split into tokens in
+    // place (no allocation per number): enough work for the threads and for
+    // a sieved progression to pay for its primes, and flat memory on
+    // endless input.
+    const BLOCK: usize = 1 << 20;
+    in_blocks(&mut stdin.lock(), BLOCK, threads, stdout)
+}
+
+/// Factors the tokens of `input` read in blocks of about `size` bytes.
+fn in_blocks(
+    input: &mut impl BufRead,
+    size: usize,
+    threads: usize,
+    stdout: &mut impl Write,
+) -> io::Result<bool> {
+    let mut block: Vec<u8> = Vec::with_capacity(size + 4096);
+    let mut ok = true;
+    loop {
+        // At least one byte more than last time: a block may be one token.
+        let want = size.max(block.len() + 1);
+        let filled = fill(input, &mut block, want)?;
+        // Up to the last whitespace (all of it at the end of input): a token
+        // cut by the block's end waits for the next block.
+        let cut = if filled {
+            block
+                .iter()
+                .rposition(u8::is_ascii_whitespace)
+                .map_or(0, |i| i + 1)
+        } else {
+            block.len()
+        };
+        if cut > 0 || !filled {
+            let tokens: Vec<&[u8]> = block[..cut]
+                .split(u8::is_ascii_whitespace)
+                .filter(|t| !t.is_empty())
+                .collect();
+            ok &= batch(&tokens, threads, stdout)?;
+            block.drain(..cut);
+        }
+        if !filled {
+            return Ok(ok);
         }
     }
-    ok &= batch(&tokens, threads, stdout)?;
-    Ok(ok)
+}
+
+/// Reads from `input` until `block` holds at least `want` bytes; false at
+/// the end of input.
+fn fill(input: &mut impl BufRead, block: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    while block.len() < want {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(false);
+        }
+        let n = available.len();
+        block.extend_from_slice(available);
+        input.consume(n);
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -198,7 +272,7 @@ mod tests {
 
     fn line(tok: &str) -> (String, String) {
         let (mut out, mut err) = (String::new(), String::new());
-        render(tok, &mut vec![], &mut out, &mut err);
+        render(tok.as_bytes(), &mut vec![], &mut out, &mut err);
         (out, err)
     }
 
@@ -216,6 +290,27 @@ mod tests {
         assert!(line("340282366920938463463374607431768211456")
             .1
             .contains("too large"));
+        // Around the one-word fast path (19 digits) and 2^128: the value
+        // read back from the line, times its factors, is the input.
+        for input in [
+            "9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551617",
+            "340282366920938463463374607431768211455",
+            "0000000000000000000000000000000000000000000097",
+        ] {
+            let (out, err) = line(input);
+            assert!(err.is_empty(), "{err}");
+            let (n, factors) = out.trim_end().split_once(':').expect("n: factors");
+            assert_eq!(n.parse::<u128>(), input.parse::<u128>());
+            let product = factors
+                .split_whitespace()
+                .map(|f| f.parse::<u128>().expect("a factor"))
+                .product::<u128>();
+            assert_eq!(Some(product), n.parse().ok(), "{out}");
+        }
+        assert!(line("1x").1.contains("‘1x’"));
+        assert!(line("\u{e9}").1.contains("‘\u{e9}’"));
     }
 
     /// Runs of numbers in arithmetic progression (sieved all at once) print
@@ -227,7 +322,7 @@ mod tests {
             let (mut out, mut err) = (String::new(), String::new());
             let mut buf = vec![];
             for t in tokens {
-                render(t, &mut buf, &mut out, &mut err);
+                render(t.as_bytes(), &mut buf, &mut out, &mut err);
             }
             out
         };
@@ -266,6 +361,30 @@ mod tests {
             render_all(&spelled).0,
             "12: 2 2 3\n13: 13\n14: 2 7\n15: 3 5\n"
         );
+    }
+
+    /// Tokens cut by a block's end, runs of whitespace of every kind, a
+    /// token longer than a block, invalid bytes and no final newline: the
+    /// same lines and messages as the whole input at once.
+    #[test]
+    fn stdin_blocks_split_nowhere_inside_a_number() {
+        let text: &[u8] = b"12  999999999999\t1000000000001\r\n\n 97 x\xff7 \
+            0000000000000000000000000000000000000000000000000000000000000012 18446744073709551617\x0b5 6";
+        let whole: Vec<&[u8]> = text
+            .split(u8::is_ascii_whitespace)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let (expected, _, _) = render_all(&whole);
+        for size in [1, 2, 3, 7, 16, 1 << 20] {
+            let mut out = vec![];
+            let ok = in_blocks(&mut io::Cursor::new(text), size, 2, &mut out).expect("write");
+            assert!(!ok, "x\\xff7 is invalid");
+            assert_eq!(
+                String::from_utf8(out).expect("utf8"),
+                expected,
+                "blocks of {size}"
+            );
+        }
     }
 
     #[test]
