@@ -78,8 +78,9 @@ pub struct Config {
     /// are capped at this plus [`HTTP_PER_IP`].
     pub max_connections_per_ip: usize,
     /// Most TCP connections at once of any kind (pages, API calls, workers);
-    /// more are closed as they arrive. Each is a file descriptor: the
-    /// binary lowers this to fit the process's limit.
+    /// more are closed as they arrive (never fewer than `max_connections`).
+    /// Each is a file descriptor: the binary lowers this to fit the
+    /// process's limit.
     pub max_open_connections: usize,
     /// Bearer token required by the job API (`None`: no authentication).
     pub api_token: Option<String>,

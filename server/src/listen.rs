@@ -6,9 +6,10 @@
 //!   proxies excepted): more are closed as they arrive, so the process never
 //!   runs out of file descriptors (which stalls accepting for everyone);
 //! - a connection that sends nothing and takes nothing for one and a half
-//!   times `idle_timeout` while the server waits on it is closed: a client that opens a connection
-//!   and says nothing, or stops half-way through a request, does not hold a
-//!   descriptor for ever (hyper has no such timeout as axum runs it).
+//!   times `idle_timeout` while the server waits on it is closed: a client
+//!   that opens a connection and says nothing, or stops half-way through a
+//!   request, does not hold a descriptor for ever (hyper has no such
+//!   timeout as axum runs it).
 //!
 //! The worker protocol keeps its own, finer limits (the WebSocket handler
 //! answers over-limit workers with an error they can show).
@@ -49,7 +50,9 @@ pub(crate) struct Limits {
 impl Limits {
     pub(crate) fn of(config: &crate::Config) -> Self {
         Limits {
-            max_total: config.max_open_connections,
+            // Never below the worker limit (a configuration that raised
+            // only that one).
+            max_total: config.max_open_connections.max(config.max_connections),
             max_per_ip: config.max_connections_per_ip.saturating_add(HTTP_PER_IP),
             exempt: config.trusted_proxies.clone(),
             // Later than the worker protocol's own idle check, which tells

@@ -230,16 +230,17 @@ fn fit_connections_to_fd_limit(config: &mut Config, asked: bool) {
     let workers = room
         .saturating_sub(crowdfactor_server::HTTP_HEADROOM)
         .max(room / 2);
-    if config.max_connections > workers && !asked {
-        tracing::info!(limit, workers, "workers limited by the open-file limit");
-        config.max_connections = workers;
-    } else if config.max_connections > workers {
-        tracing::warn!(
-            "this process may open only {limit} files: at most {workers} workers \
-             (--max-connections {}) and {room} connections in all; raise `ulimit -n` \
-             (LimitNOFILE= for a systemd service) for more",
-            config.max_connections
-        );
+    if config.max_connections > workers {
+        if asked {
+            tracing::warn!(
+                "this process may open only {limit} files: at most {workers} workers \
+                 (--max-connections {}) and {room} connections in all; raise `ulimit -n` \
+                 (LimitNOFILE= for a systemd service) for more",
+                config.max_connections
+            );
+        } else {
+            tracing::info!(limit, workers, "workers limited by the open-file limit");
+        }
         config.max_connections = workers;
     }
 }
