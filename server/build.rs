@@ -39,7 +39,7 @@ fn main() {
         };
         writeln!(
             out,
-            "    Asset {{ path: {rel:?}, body: include_bytes!({:?}), gzip: {gzip}, etag: \"\\\"{:016x}\\\"\" }},",
+            "    Asset {{ path: {rel:?}, body: include_bytes!({:?}), gzip: {gzip}, etag: \"W/\\\"{:016x}\\\"\" }},",
             abs.display().to_string(),
             fnv1a(&body),
         )

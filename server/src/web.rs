@@ -32,8 +32,9 @@ pub(crate) struct Asset {
     body: &'static [u8],
     /// The body gzipped at build time, where that makes it smaller.
     gzip: Option<&'static [u8]>,
-    /// A hash of the body, quoted: browsers revalidate (`no-cache`) and get
-    /// `304` while the binary is the same.
+    /// A hash of the body as a weak tag (`W/"…"`: the gzip and plain bodies
+    /// are the same file and share it): browsers revalidate (`no-cache`)
+    /// and get `304` while the binary is the same.
     etag: &'static str,
 }
 
@@ -90,9 +91,10 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
     resp
 }
 
-/// Whether `If-None-Match` names `etag` (or is `*`). The gzip and plain
-/// bodies share the tag: they are the same file.
+/// Whether `If-None-Match` names `etag` (or is `*`), compared weakly as
+/// RFC 9110 has it for this header.
 fn etag_matches(request: &HeaderMap, etag: &str) -> bool {
+    let etag = etag.trim_start_matches("W/");
     request
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -154,7 +156,7 @@ mod tests {
 
     #[test]
     fn if_none_match_lists_and_weak_tags_match() {
-        let tag = "\"0123456789abcdef\"";
+        let tag = "W/\"0123456789abcdef\"";
         for (value, hit) in [
             ("\"0123456789abcdef\"", true),
             ("W/\"0123456789abcdef\"", true),
@@ -178,7 +180,11 @@ mod tests {
         tags.dedup();
         assert_eq!(tags.len(), ASSETS.len());
         for a in ASSETS {
-            assert!(a.etag.starts_with('"') && a.etag.ends_with('"'));
+            assert!(
+                a.etag.starts_with("W/\"") && a.etag.ends_with('"'),
+                "{}",
+                a.etag
+            );
             if let Some(z) = a.gzip {
                 let mut plain = Vec::new();
                 flate2::read::GzDecoder::new(z)
