@@ -147,6 +147,8 @@ pub struct AppState {
     pub(crate) config: Arc<Config>,
     stop: watch::Receiver<bool>,
     conns: Arc<ConnCounter>,
+    /// Every TCP connection (see `listen`).
+    tcp: Arc<listen::TcpStats>,
 }
 
 /// Counts connections (open worker connections; TLS handshakes in
@@ -179,6 +181,11 @@ pub(crate) struct ConnSlot {
 impl ConnCounter {
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connections counted now.
+    pub(crate) fn open(&self) -> usize {
+        self.counts().total
     }
 
     /// Counts a connection from `ip`, unless `max_total` are open already,
@@ -275,7 +282,9 @@ pub async fn run_with_store(
         config: Arc::new(config.clone()),
         stop: stop_rx,
         conns: Arc::default(),
+        tcp: Arc::default(),
     });
+    let tcp = Arc::clone(&state.tcp);
     let app = router(state, &config);
     let addr = listener.local_addr()?;
     let limits = listen::Limits::of(&config);
@@ -293,18 +302,18 @@ pub async fn run_with_store(
                 config.handshake_timeout,
                 config.max_connections_per_ip,
             )?;
-            let listener =
-                axum::serve::ListenerExt::tap_io(listen::Guarded::new(listener, limits), |conn| {
-                    set_nodelay(conn.get_ref().get_ref().0)
-                });
+            let listener = axum::serve::ListenerExt::tap_io(
+                listen::Guarded::new(listener, limits, tcp),
+                |conn| set_nodelay(conn.get_ref().get_ref().0),
+            );
             serve(listener, app, shutdown).await
         }
         None => {
             tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
-            let listener =
-                axum::serve::ListenerExt::tap_io(listen::Guarded::new(listener, limits), |conn| {
-                    set_nodelay(conn.get_ref())
-                });
+            let listener = axum::serve::ListenerExt::tap_io(
+                listen::Guarded::new(listener, limits, tcp),
+                |conn| set_nodelay(conn.get_ref()),
+            );
             serve(listener, app, shutdown).await
         }
     };

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -62,22 +63,34 @@ impl Limits {
     }
 }
 
+/// What the guard has seen, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct TcpStats {
+    /// The connections open now.
+    pub(crate) counter: Arc<ConnCounter>,
+    /// Closed as they arrived: too many from the address, too many in all.
+    pub(crate) refused_per_ip: AtomicU64,
+    pub(crate) refused_total: AtomicU64,
+    /// Closed after the idle limit.
+    pub(crate) idle_closed: AtomicU64,
+}
+
 /// A listener whose connections are counted and closed when idle.
 #[derive(Debug)]
 pub(crate) struct Guarded<L> {
     inner: L,
     limits: Limits,
-    counter: Arc<ConnCounter>,
+    stats: Arc<TcpStats>,
     /// When a refusal was last logged (a flood logs once a second).
     last_warned: Option<Instant>,
 }
 
 impl<L> Guarded<L> {
-    pub(crate) fn new(inner: L, limits: Limits) -> Self {
+    pub(crate) fn new(inner: L, limits: Limits, stats: Arc<TcpStats>) -> Self {
         Guarded {
             inner,
             limits,
-            counter: Arc::default(),
+            stats,
             last_warned: None,
         }
     }
@@ -99,9 +112,21 @@ where
             } else {
                 self.limits.max_per_ip
             };
-            match self.counter.acquire(ip, self.limits.max_total, per_ip) {
-                Ok(slot) => return (GuardedIo::new(io, slot, self.limits.idle), peer),
+            match self
+                .stats
+                .counter
+                .acquire(ip, self.limits.max_total, per_ip)
+            {
+                Ok(slot) => {
+                    let stats = Arc::clone(&self.stats);
+                    return (GuardedIo::new(io, slot, stats, self.limits.idle), peer);
+                }
                 Err(full) => {
+                    match full {
+                        Full::PerIp => &self.stats.refused_per_ip,
+                        Full::Total => &self.stats.refused_total,
+                    }
+                    .fetch_add(1, Relaxed);
                     let now = Instant::now();
                     if self
                         .last_warned
@@ -139,19 +164,28 @@ pub(crate) struct GuardedIo<T> {
     /// needed and moved on lazily: progress only updates `last`.
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    stats: Arc<TcpStats>,
     _slot: ConnSlot,
 }
 
 impl<T> GuardedIo<T> {
-    fn new(io: T, slot: ConnSlot, idle: Duration) -> Self {
+    fn new(io: T, slot: ConnSlot, stats: Arc<TcpStats>, idle: Duration) -> Self {
         GuardedIo {
             io,
             idle,
             last: Instant::now(),
             read_timer: None,
             write_timer: None,
+            stats,
             _slot: slot,
         }
+    }
+
+    /// Counts a connection closed for idleness (its next read or write
+    /// fails; hyper then drops it).
+    fn timed_out(&self, e: io::Error) -> io::Error {
+        self.stats.idle_closed.fetch_add(1, Relaxed);
+        e
     }
 
     /// The connection underneath.
@@ -206,7 +240,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => match check_idle(&mut this.read_timer, this.last, this.idle, cx) {
                 Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
+                Err(e) => Poll::Ready(Err(this.timed_out(e))),
             },
         }
     }
@@ -226,7 +260,7 @@ impl<T> GuardedIo<T> {
             }
             Poll::Pending => match check_idle(&mut self.write_timer, self.last, self.idle, cx) {
                 Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
+                Err(e) => Poll::Ready(Err(self.timed_out(e))),
             },
             done => done,
         }

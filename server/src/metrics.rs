@@ -80,6 +80,31 @@ pub(crate) async fn metrics(
     ] {
         metric(name, "counter", help, &[("", v as f64)]);
     }
+    let tcp = &state.tcp;
+    metric(
+        "crowdfactor_connections_open",
+        "gauge",
+        "TCP connections open now, of every kind (page, API, workers).",
+        &[("", tcp.counter.open() as f64)],
+    );
+    metric(
+        "crowdfactor_connections_refused_total",
+        "counter",
+        "TCP connections closed as they arrived, by the limit they would have passed.",
+        &[
+            (
+                "{limit=\"per_address\"}",
+                tcp.refused_per_ip.load(Relaxed) as f64,
+            ),
+            ("{limit=\"total\"}", tcp.refused_total.load(Relaxed) as f64),
+        ],
+    );
+    metric(
+        "crowdfactor_connections_idle_closed_total",
+        "counter",
+        "TCP connections closed after moving no byte for 1.5 times the idle timeout.",
+        &[("", tcp.idle_closed.load(Relaxed) as f64)],
+    );
     let writes = m.store_writes.load(Relaxed);
     metric(
         "crowdfactor_store_write_seconds",

@@ -241,7 +241,8 @@ pub async fn redirect_to_https(
     let app = axum::Router::new()
         .fallback(redirect)
         .with_state(https_port);
-    let listener = crate::listen::Guarded::new(listener, crate::listen::Limits::of(config));
+    let listener =
+        crate::listen::Guarded::new(listener, crate::listen::Limits::of(config), Arc::default());
     axum::serve(listener, app).await
 }
 

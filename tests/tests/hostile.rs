@@ -529,11 +529,23 @@ async fn stalled_and_excess_connections_from_one_address_are_closed() {
     );
     // Another address is served meanwhile.
     assert_eq!(server.get("/api/status").await.0, 200);
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    let metrics = server.text("/metrics", None).await;
+    let refused = "crowdfactor_connections_refused_total{limit=\"per_address\"}";
+    assert_eq!(metric(&metrics, refused), 10);
+    assert!(metric(&metrics, "crowdfactor_connections_open") > allowed as u64);
     tokio::time::sleep(idle * 3).await;
     assert!(
         kept.iter().all(is_closed),
         "a stalled request outlived the idle timeout"
     );
+    let metrics = server.text("/metrics", None).await;
+    let idle_closed = metric(&metrics, "crowdfactor_connections_idle_closed_total");
+    assert!(idle_closed >= allowed as u64, "{idle_closed}");
     // Their places are free again: a whole request from that address is answered.
     let mut tcp = open_from_other_address().await;
     tcp.write_all(b"Connection: close\r\n\r\n").await.unwrap();
