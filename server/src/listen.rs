@@ -165,6 +165,8 @@ pub(crate) struct GuardedIo<T> {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     stats: Arc<TcpStats>,
+    /// Counted as closed for idleness (once, whichever half noticed).
+    expired: bool,
     _slot: ConnSlot,
 }
 
@@ -177,14 +179,18 @@ impl<T> GuardedIo<T> {
             read_timer: None,
             write_timer: None,
             stats,
+            expired: false,
             _slot: slot,
         }
     }
 
     /// Counts a connection closed for idleness (its next read or write
     /// fails; hyper then drops it).
-    fn timed_out(&self, e: io::Error) -> io::Error {
-        self.stats.idle_closed.fetch_add(1, Relaxed);
+    fn timed_out(&mut self, e: io::Error) -> io::Error {
+        if !self.expired {
+            self.expired = true;
+            self.stats.idle_closed.fetch_add(1, Relaxed);
+        }
         e
     }
 
