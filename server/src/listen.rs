@@ -184,14 +184,25 @@ impl<T> GuardedIo<T> {
         }
     }
 
-    /// Counts a connection closed for idleness (its next read or write
-    /// fails; hyper then drops it).
-    fn timed_out(&mut self, e: io::Error) -> io::Error {
-        if !self.expired {
-            self.expired = true;
-            self.stats.idle_closed.fetch_add(1, Relaxed);
+    /// For an operation that waits: `Pending` with a wake-up armed for when
+    /// the connection would be idle too long, or the error that closes it
+    /// (counted once, whichever half noticed).
+    fn pending<R>(&mut self, writing: bool, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let timer = if writing {
+            &mut self.write_timer
+        } else {
+            &mut self.read_timer
+        };
+        match check_idle(timer, self.last, self.idle, cx) {
+            Ok(()) => Poll::Pending,
+            Err(e) => {
+                if !self.expired {
+                    self.expired = true;
+                    self.stats.idle_closed.fetch_add(1, Relaxed);
+                }
+                Poll::Ready(Err(e))
+            }
         }
-        e
     }
 
     /// The connection underneath.
@@ -244,10 +255,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match check_idle(&mut this.read_timer, this.last, this.idle, cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(this.timed_out(e))),
-            },
+            Poll::Pending => this.pending(false, cx),
         }
     }
 }
@@ -264,10 +272,7 @@ impl<T> GuardedIo<T> {
                 self.last = Instant::now();
                 Poll::Ready(Ok(n))
             }
-            Poll::Pending => match check_idle(&mut self.write_timer, self.last, self.idle, cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(self.timed_out(e))),
-            },
+            Poll::Pending => self.pending(true, cx),
             done => done,
         }
     }
