@@ -176,9 +176,6 @@ fn keep_heap_slack() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_heap_slack() {}
 
-/// `--max-connections` when not given (and the open-file limit allows).
-const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
-
 /// Descriptors kept for everything but connections: the database, its
 /// journal and lock, listeners, the runtime, logs.
 const RESERVED_FDS: u64 = 64;
@@ -262,18 +259,19 @@ async fn serve() -> ExitCode {
     if let Some(cmd) = args.command.take() {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
+    // The documented default unless given (then fitted to the open-file limit).
+    let max_connections = args
+        .max_connections
+        .unwrap_or(Config::default().max_connections);
     let mut config = Config {
         chunk_target: args.chunk_seconds,
         max_chunk_size: args.max_chunk_size.max(1),
         lease_timeout: args.lease_timeout,
         ack_timeout: args.ack_timeout,
         max_numbers_per_job: args.max_numbers_per_job,
-        max_connections: args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
-        max_open_connections: args
-            .max_connections
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-            .saturating_add(crowdfactor_server::HTTP_HEADROOM),
+        max_open_connections: max_connections.saturating_add(crowdfactor_server::HTTP_HEADROOM),
         worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
         trusted_proxies: args.trusted_proxy.clone(),
         ..Config::default()
