@@ -193,11 +193,7 @@ fn from_stdin(threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
         let mut ok = true;
         for line in stdin.lock().split(b'\n') {
             let line = line?;
-            let tokens: Vec<&[u8]> = line
-                .split(u8::is_ascii_whitespace)
-                .filter(|t| !t.is_empty())
-                .collect();
-            ok &= batch(&tokens, threads, stdout)?;
+            ok &= batch(&tokens(&line), threads, stdout)?;
             stdout.flush()?;
         }
         return Ok(ok);
@@ -234,17 +230,20 @@ fn in_blocks(
             block.len()
         };
         if cut > 0 || !filled {
-            let tokens: Vec<&[u8]> = block[..cut]
-                .split(u8::is_ascii_whitespace)
-                .filter(|t| !t.is_empty())
-                .collect();
-            ok &= batch(&tokens, threads, stdout)?;
+            ok &= batch(&tokens(&block[..cut]), threads, stdout)?;
             block.drain(..cut);
         }
         if !filled {
             return Ok(ok);
         }
     }
+}
+
+/// The whitespace-separated tokens of `text`, borrowed.
+fn tokens(text: &[u8]) -> Vec<&[u8]> {
+    text.split(u8::is_ascii_whitespace)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Reads from `input` until `block` holds at least `want` bytes; false at
@@ -370,11 +369,7 @@ mod tests {
     fn stdin_blocks_split_nowhere_inside_a_number() {
         let text: &[u8] = b"12  999999999999\t1000000000001\r\n\n 97 x\xff7 \
             0000000000000000000000000000000000000000000000000000000000000012 18446744073709551617\x0b5 6";
-        let whole: Vec<&[u8]> = text
-            .split(u8::is_ascii_whitespace)
-            .filter(|t| !t.is_empty())
-            .collect();
-        let (expected, _, _) = render_all(&whole);
+        let (expected, _, _) = render_all(&tokens(text));
         for size in [1, 2, 3, 7, 16, 1 << 20] {
             let mut out = vec![];
             let ok = in_blocks(&mut io::Cursor::new(text), size, 2, &mut out).expect("write");
