@@ -209,6 +209,13 @@ impl TestServer {
 }
 
 /// Path of a workspace binary, next to this test executable's directory.
+/// The bytes a gzip stream unpacks to (panics if it is not one, whole).
+pub fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+    out
+}
+
 /// An HTTP client that trusts the certificate(s) in `pem` (besides the
 /// system's), for a test server's self-signed certificate.
 pub fn client_trusting(pem: &[u8]) -> reqwest::Client {
