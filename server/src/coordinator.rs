@@ -513,19 +513,20 @@ impl Coordinator {
         id
     }
 
-    /// Refuses new connections from `ip` for `duration`.
+    /// Refuses new connections from `ip` (from its /64 for IPv6) for `duration`.
     pub fn ban(&self, ip: IpAddr, duration: Duration) {
+        let key = crate::proxy::limit_key(ip);
         let mut st = self.lock();
         let now = Instant::now();
         st.bans.retain(|_, until| *until > now);
-        st.bans.insert(ip, now + duration);
-        tracing::warn!(%ip, secs = duration.as_secs(), "address refused for too many wrong results");
+        st.bans.insert(key, now + duration);
+        tracing::warn!(%ip, refused = %key, secs = duration.as_secs(), "address refused for too many wrong results");
     }
 
     /// How much longer `ip` is refused, if it is.
     pub fn banned_for(&self, ip: IpAddr) -> Option<Duration> {
         let st = self.lock();
-        let until = st.bans.get(&ip)?;
+        let until = st.bans.get(&crate::proxy::limit_key(ip))?;
         until.checked_duration_since(Instant::now())
     }
 
@@ -1101,6 +1102,29 @@ mod tests {
 
     fn span_of(c: &Coordinator, id: ChunkId) -> Span {
         c.lock().open[&id].work.span
+    }
+
+    /// A ban covers the IPv4 address however it arrives, and the whole /64
+    /// of an IPv6 address; it ends after its duration.
+    #[test]
+    fn bans_cover_an_address_or_its_ipv6_network() {
+        let c = coord(10_000, 10_000);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        c.ban(ip("203.0.113.7"), Duration::from_secs(600));
+        c.ban(ip("2001:db8:1:2::5"), Duration::from_secs(600));
+        for banned in [
+            "203.0.113.7",
+            "::ffff:203.0.113.7",
+            "2001:db8:1:2::5",
+            "2001:db8:1:2:ffff::1",
+        ] {
+            assert!(c.banned_for(ip(banned)).is_some(), "{banned}");
+        }
+        for free in ["203.0.113.8", "2001:db8:1:3::5"] {
+            assert!(c.banned_for(ip(free)).is_none(), "{free}");
+        }
+        c.ban(ip("198.51.100.1"), Duration::ZERO);
+        assert!(c.banned_for(ip("198.51.100.1")).is_none());
     }
 
     #[test]

@@ -189,13 +189,15 @@ impl ConnCounter {
     }
 
     /// Counts a connection from `ip`, unless `max_total` are open already,
-    /// or `max_per_ip` from that address.
+    /// or `max_per_ip` from that address (from its /64 for IPv6: see
+    /// [`proxy::limit_key`]).
     pub(crate) fn acquire(
         self: &Arc<Self>,
         ip: std::net::IpAddr,
         max_total: usize,
         max_per_ip: usize,
     ) -> Result<ConnSlot, Full> {
+        let ip = proxy::limit_key(ip);
         let mut counts = self.counts();
         if counts.total >= max_total {
             return Err(Full::Total);
@@ -441,4 +443,32 @@ async fn ws_upgrade(
             ws::serve(socket, peer, coord, config, stop).await;
             drop(slot);
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-address cap counts an IPv6 /64 as one address and an
+    /// IPv4-mapped peer as its IPv4 address; slots come back when dropped.
+    #[test]
+    fn connections_are_counted_per_address_and_ipv6_network() {
+        let counter = Arc::new(ConnCounter::default());
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("an address");
+        let take = |s: &str| counter.acquire(ip(s), 10, 2);
+        let a = take("2001:db8:1:2::1").expect("first");
+        let _b = take("2001:db8:1:2:ffff::9").expect("second");
+        assert_eq!(take("2001:db8:1:2::3").err(), Some(Full::PerIp));
+        let _c = take("2001:db8:1:3::1").expect("another network");
+        let _d = take("192.0.2.1").expect("IPv4");
+        let _e = take("::ffff:192.0.2.1").expect("IPv4 again");
+        assert_eq!(take("192.0.2.1").err(), Some(Full::PerIp));
+        drop(a);
+        let _f = take("2001:db8:1:2::3").expect("a slot came back");
+        assert_eq!(counter.open(), 5);
+        assert_eq!(
+            counter.acquire(ip("198.51.100.1"), 5, 2).err(),
+            Some(Full::Total)
+        );
+    }
 }

@@ -67,6 +67,18 @@ impl AddrRange {
     }
 }
 
+/// What the per-address limits and bans count: an IPv4 address (also when
+/// it arrives IPv4-mapped), or an IPv6 address's /64 network. One IPv6 host
+/// is usually given a whole /64 and can take any address in it, so counting
+/// single IPv6 addresses would let it open connections, and come back after
+/// a ban, without limit.
+pub(crate) fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 /// The worker's address: the peer's, or, when the peer is a trusted proxy,
 /// the right-most address the proxies forwarded that is not itself a trusted
 /// proxy (each proxy appends the address it heard from, so entries further
@@ -133,6 +145,22 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("an address")
+    }
+
+    #[test]
+    fn limits_count_ipv4_addresses_and_ipv6_networks() {
+        assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(limit_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            limit_key(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::1")),
+            limit_key(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(limit_key(ip("::1")), ip("::"));
     }
 
     #[test]
