@@ -48,6 +48,16 @@ pub(crate) fn token_matches(given: &str, want: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer <token>` value (the scheme's
+/// name is case-insensitive, RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// Middleware for the job API: `Authorization: Bearer <token>` or 401.
 pub(crate) async fn require_api_token(
     State(state): State<Arc<AppState>>,
@@ -63,15 +73,15 @@ pub(crate) async fn require_api_token(
             .find_map(|kv| kv.strip_prefix("token="))
             .map(str::to_owned)
     });
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
-        .or(from_query);
-    let given = given.as_deref();
-    match given {
+    // More than one `Authorization` header is refused, whatever they say:
+    // which one a proxy in front would have checked is anyone's guess.
+    let mut headers = req.headers().get_all(header::AUTHORIZATION).iter();
+    let given = match (headers.next(), headers.next()) {
+        (Some(v), None) => v.to_str().ok().and_then(bearer).map(str::to_owned),
+        (Some(_), Some(_)) => None,
+        (None, _) => from_query,
+    };
+    match given.as_deref() {
         Some(t) if token_matches(t, want) => next.run(req).await,
         _ => {
             let body = serde_json::json!({"error": {
@@ -106,5 +116,11 @@ mod tests {
         assert!(token_matches("abc", "abc"));
         assert!(!token_matches("abd", "abc"));
         assert!(!token_matches("ab", "abc"));
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 }

@@ -150,7 +150,27 @@ async fn api_and_worker_tokens_are_enforced() {
         let resp = http.get(&jobs).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401);
     }
-    let list = http.get(&jobs).bearer_auth("s3cret").send().await.unwrap();
+    // The right token beside a wrong one is refused too.
+    let resp = http
+        .post(&jobs)
+        .header("authorization", "Bearer s3cret")
+        .header("authorization", "Bearer wrong")
+        .json(&json!({"numbers": ["12"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "two Authorization headers");
+    let list = http
+        .get(&jobs)
+        .header("authorization", "bearer s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        list.status().as_u16(),
+        200,
+        "the scheme is case-insensitive"
+    );
     assert_eq!(
         list.json::<serde_json::Value>().await.unwrap(),
         json!({"jobs": []}),
