@@ -95,6 +95,10 @@ pub struct Config {
     /// of plain http and ws; `handshake_timeout` bounds each TLS handshake,
     /// and `max_connections_per_ip` those in progress from one address.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `tls`: send `Strict-Transport-Security` (a year), so browsers
+    /// use https for this host from then on. The binary sets it with
+    /// `--redirect-http`, where the deployer has made the host https-only.
+    pub strict_transport: bool,
 }
 
 impl Default for Config {
@@ -122,6 +126,7 @@ impl Default for Config {
             worker_token: None,
             trusted_proxies: Vec::new(),
             tls: None,
+            strict_transport: false,
         }
     }
 }
@@ -377,13 +382,28 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
             state.clone(),
             auth::require_api_token,
         ));
-    Router::new()
+    let app = Router::new()
         .nest("/api", api)
         .merge(metrics)
         .route("/ws", get(ws_upgrade))
         .route("/dashboard", get(web::dashboard))
         .fallback(web::asset)
-        .with_state(state)
+        .with_state(state);
+    if config.tls.is_some() && config.strict_transport {
+        app.layer(axum::middleware::map_response(strict_transport))
+    } else {
+        app
+    }
+}
+
+/// Browsers that saw this over https use `https://` for the host from then
+/// on (a year), even when a link says `http://` ([`Config::strict_transport`]).
+async fn strict_transport(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=31536000"),
+    );
+    resp
 }
 
 /// API answers are live figures: browsers must not reuse them (Firefox

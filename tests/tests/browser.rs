@@ -771,6 +771,10 @@ async fn the_wasm_is_sent_gzipped_and_revalidated() {
     let plain = http.get(&url).send().await.unwrap();
     assert_eq!(plain.status(), 200);
     assert!(plain.headers().get("content-encoding").is_none());
+    assert!(
+        plain.headers().get("strict-transport-security").is_none(),
+        "HSTS over plain HTTP"
+    );
     let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
     let plain = plain.bytes().await.unwrap();
     assert_eq!(&plain[..4], b"\0asm");

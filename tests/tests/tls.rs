@@ -103,6 +103,11 @@ async fn the_server_serves_https_and_wss_itself() {
     assert_matches_gnu(&range(999_999_999_999, 500, 2), &server.results(&id).await);
     let (status, workers) = server.get("/api/workers").await;
     assert_eq!(status, 200, "{workers}");
+    // Without --redirect-http, browsers are not told to keep to https.
+    let https = client_trusting(&std::fs::read(&ca).unwrap());
+    let page = https.get(server.url()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers().get("strict-transport-security").is_none());
 
     let plain = reqwest::Client::new()
         .get(format!(
@@ -339,6 +344,11 @@ async fn plain_http_is_redirected_to_https() {
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
     assert_eq!(page.url().as_str(), format!("https://localhost:{https}/"));
+    // The host is https-only now: browsers are told to remember that.
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     assert!(page.text().await.unwrap().contains("crowdfactor"));
     let _ = std::fs::remove_dir_all(dir);
 }

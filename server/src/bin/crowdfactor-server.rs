@@ -98,7 +98,8 @@ struct Args {
     tls_key: Option<std::path::PathBuf>,
     /// Also listen for plain http here and redirect every request to https
     /// on --listen's port (e.g. 0.0.0.0:80 beside --listen 0.0.0.0:443);
-    /// needs --tls-cert.
+    /// needs --tls-cert. The https answers then carry
+    /// Strict-Transport-Security (a year).
     #[arg(
         long,
         env = "CROWDFACTOR_REDIRECT_HTTP",
@@ -274,6 +275,7 @@ async fn serve() -> ExitCode {
         max_open_connections: max_connections.saturating_add(crowdfactor_server::HTTP_HEADROOM),
         worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
         trusted_proxies: args.trusted_proxy.clone(),
+        strict_transport: args.redirect_http.is_some(),
         ..Config::default()
     };
     fit_connections_to_fd_limit(&mut config, args.max_connections.is_some());
