@@ -2,7 +2,9 @@
 //! connection, and when a lease lapses.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -121,17 +123,17 @@ struct State {
     next_conn: ConnId,
     next_chunk: ChunkId,
     /// Jobs with numbers still to factor.
-    jobs: HashMap<JobId, JobQueue>,
+    jobs: FxHashMap<JobId, JobQueue>,
     /// Jobs with numbers waiting for a worker, highest priority then oldest first.
     ready: BTreeSet<(Reverse<i32>, JobId)>,
     /// Every chunk cut and not yet accepted.
-    open: HashMap<ChunkId, OpenChunk>,
-    conns: HashMap<ConnId, Conn>,
+    open: FxHashMap<ChunkId, OpenChunk>,
+    conns: FxHashMap<ConnId, Conn>,
     /// Compute threads of all connections (at least one each).
     threads: u64,
-    started_jobs: HashSet<JobId>,
+    started_jobs: FxHashSet<JobId>,
     /// Jobs with chunks currently leased.
-    leased_per_job: HashMap<JobId, usize>,
+    leased_per_job: FxHashMap<JobId, usize>,
     /// Chunks put back in the queue so far.
     requeued: u64,
     /// Addresses refused until the given time (too many wrong results).
@@ -203,15 +205,15 @@ struct Conn {
     kind: WorkerKind,
     ip: IpAddr,
     slots: u32,
-    held: HashSet<ChunkId>,
+    held: FxHashSet<ChunkId>,
     /// Held chunks whose result has arrived and is being verified and
     /// stored: they no longer take one of the worker's slots (its thread is
     /// free), so its next chunk goes out without waiting for the commit.
     /// Entries whose chunk is no longer held are dropped when leasing.
-    answered: HashSet<ChunkId>,
+    answered: FxHashSet<ChunkId>,
     /// Chunks ever leased to this connection and not yet done: a late result
     /// for one of these is still welcome.
-    ever: HashSet<ChunkId>,
+    ever: FxHashSet<ChunkId>,
     last_seen: Instant,
     strikes: u32,
     tx: mpsc::Sender<ServerMessage>,
@@ -223,7 +225,7 @@ struct Conn {
     /// (when, numbers) of recent accepted results, for the live rate.
     recent: VecDeque<(Instant, u64)>,
     /// Measured speed per job, for sizing its chunks and their deadlines.
-    speed: HashMap<JobId, Speed>,
+    speed: FxHashMap<JobId, Speed>,
 }
 
 /// How fast one worker factors one job's numbers.
@@ -495,9 +497,9 @@ impl Coordinator {
                 kind,
                 ip,
                 slots,
-                held: HashSet::new(),
-                answered: HashSet::new(),
-                ever: HashSet::new(),
+                held: FxHashSet::default(),
+                answered: FxHashSet::default(),
+                ever: FxHashSet::default(),
                 last_seen: Instant::now(),
                 strikes: 0,
                 tx,
@@ -507,7 +509,7 @@ impl Coordinator {
                 chunks_done: 0,
                 numbers_done: 0,
                 recent: VecDeque::new(),
-                speed: HashMap::new(),
+                speed: FxHashMap::default(),
             },
         );
         id
