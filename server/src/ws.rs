@@ -190,6 +190,19 @@ impl Session<'_> {
         let mut changes = self.coord.subscribe();
         let mut idle_sent = false;
         let mut last_heard = Instant::now();
+        // The coordinator's copy of `last_heard` (for lease expiry) is
+        // refreshed at most this often: a busy worker's every message would
+        // otherwise take the coordinator's lock once more.
+        let touch_every = (self.config.lease_timeout / 32).min(Duration::from_secs(1));
+        let mut last_touch = last_heard;
+        let mut heard = |coord: &Coordinator, conn: ConnId| {
+            let now = Instant::now();
+            if now.saturating_duration_since(last_touch) >= touch_every {
+                last_touch = now;
+                coord.touch(conn);
+            }
+            now
+        };
         // Fires when the connection may have been silent for the idle
         // timeout; messages do not re-arm it (that would cost a timer update
         // per message), it re-arms itself from the last message heard. A
@@ -205,7 +218,9 @@ impl Session<'_> {
                 may_lease = false;
                 changes.borrow_and_update();
                 let assigned = self.coord.lease(self.conn);
-                if !assigned.is_empty() {
+                // A worker just given chunks is not idle: no need to ask.
+                let may_be_idle = assigned.is_empty();
+                if !may_be_idle {
                     idle_sent = false;
                 }
                 for a in assigned {
@@ -213,7 +228,7 @@ impl Session<'_> {
                         return "writer closed";
                     }
                 }
-                if !idle_sent && self.coord.is_idle(self.conn) {
+                if may_be_idle && !idle_sent && self.coord.is_idle(self.conn) {
                     idle_sent = true;
                     if self.tx.send(ServerMessage::Idle).await.is_err() {
                         return "writer closed";
@@ -226,8 +241,7 @@ impl Session<'_> {
                         None | Some(Err(_)) => return "socket closed",
                         Some(Ok(Message::Close(_))) => return "worker closed the socket",
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                            last_heard = Instant::now();
-                            self.coord.touch(self.conn);
+                            last_heard = heard(self.coord, self.conn);
                             continue;
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -235,8 +249,7 @@ impl Session<'_> {
                         }
                         Some(Ok(Message::Text(t))) => t,
                     };
-                    last_heard = Instant::now();
-                    self.coord.touch(self.conn);
+                    last_heard = heard(self.coord, self.conn);
                     let msg = match ClientMessage::decode(&text, self.config.max_message_bytes) {
                         Ok(m) => m,
                         Err(e) => return self.fail(e.code(), e.to_string()).await,
