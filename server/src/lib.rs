@@ -82,6 +82,11 @@ pub struct Config {
     /// Each is a file descriptor: the binary lowers this to fit the
     /// process's limit.
     pub max_open_connections: usize,
+    /// Most bytes of WebSocket input held in partial messages, all
+    /// connections together: past this, a connection with a large message
+    /// in progress (over a quarter of `max_message_bytes`) that reads more
+    /// is closed.
+    pub max_buffered_input: usize,
     /// Bearer token required by the job API (`None`: no authentication).
     pub api_token: Option<String>,
     /// Token workers must present in `hello` (`None`: anyone may contribute).
@@ -122,6 +127,7 @@ impl Default for Config {
             max_connections: 20_000,
             max_connections_per_ip: 256,
             max_open_connections: 20_000 + HTTP_HEADROOM,
+            max_buffered_input: 1 << 30,
             api_token: None,
             worker_token: None,
             trusted_proxies: Vec::new(),
@@ -344,11 +350,12 @@ async fn serve<L>(
 ) -> Result<(), ServerError>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
-    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+    listen::Peer:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<listen::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;
@@ -417,11 +424,11 @@ async fn no_store(mut resp: Response) -> Response {
 
 async fn ws_upgrade(
     upgrade: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(conn): ConnectInfo<listen::Peer>,
     headers: axum::http::HeaderMap,
     State(state): State<Arc<AppState>>,
 ) -> Response {
-    let peer = proxy::client_addr(peer, &headers, &state.config.trusted_proxies);
+    let peer = proxy::client_addr(conn.addr, &headers, &state.config.trusted_proxies);
     if let Some(left) = state.coord.banned_for(peer.ip()) {
         let body = serde_json::json!({"error": {"code": "banned", "message": format!(
             "this address sent too many wrong results; try again in {} s", left.as_secs() + 1
@@ -460,7 +467,8 @@ async fn ws_upgrade(
         // 10,000 idle workers over a gigabyte; frames are read in pieces.
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            ws::serve(socket, peer, coord, config, stop).await;
+            conn.input.start();
+            ws::serve(socket, peer, &conn.input, coord, config, stop).await;
             drop(slot);
         })
 }

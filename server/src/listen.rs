@@ -11,6 +11,13 @@
 //!   request, does not hold a descriptor for ever (hyper has no such
 //!   timeout as axum runs it).
 //!
+//! - WebSocket input read but not yet made into a whole message (a worker
+//!   part-way through sending a result, or a client that declares a 4 MiB
+//!   frame and stalls) is counted across all connections: past
+//!   `max_buffered_input`, a connection with a large message in progress
+//!   that reads more is closed, so partial messages cannot take the
+//!   server's memory however many connections send them.
+//!
 //! The worker protocol keeps its own, finer limits (the WebSocket handler
 //! answers over-limit workers with an error they can show).
 
@@ -18,11 +25,13 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -46,6 +55,12 @@ pub(crate) struct Limits {
     /// behind one arrives from its address).
     pub(crate) exempt: Vec<AddrRange>,
     pub(crate) idle: Duration,
+    /// WebSocket input buffered in partial messages, all connections together.
+    pub(crate) max_buffered: usize,
+    /// A connection with more than this of a message in progress is closed
+    /// when it reads more while the total is past `max_buffered`; smaller
+    /// messages (acks, heartbeats, small results) keep flowing.
+    pub(crate) large_message: usize,
 }
 
 impl Limits {
@@ -59,6 +74,8 @@ impl Limits {
             // Later than the worker protocol's own idle check, which tells
             // the worker why before it closes.
             idle: config.idle_timeout.saturating_add(config.idle_timeout / 2),
+            max_buffered: config.max_buffered_input,
+            large_message: config.max_message_bytes / 4,
         }
     }
 }
@@ -73,6 +90,75 @@ pub(crate) struct TcpStats {
     pub(crate) refused_total: AtomicU64,
     /// Closed after the idle limit.
     pub(crate) idle_closed: AtomicU64,
+    /// WebSocket input read and not yet made into whole messages, in bytes.
+    pub(crate) buffered: AtomicUsize,
+    /// Closed for reading a large message while `buffered` was past its limit.
+    pub(crate) buffer_closed: AtomicU64,
+}
+
+/// What one WebSocket connection has read that no whole message has used
+/// yet (to within the read buffer: a message's last read may carry the start
+/// of the next). HTTP requests are not counted.
+#[derive(Debug)]
+pub(crate) struct InputMeter {
+    /// Set once the connection is upgraded to a WebSocket.
+    on: AtomicBool,
+    pending: AtomicUsize,
+    stats: Arc<TcpStats>,
+}
+
+impl InputMeter {
+    /// Starts counting (the connection is a WebSocket now).
+    pub(crate) fn start(&self) {
+        self.on.store(true, Relaxed);
+    }
+
+    /// A whole message was read: what was buffered for it is free again.
+    pub(crate) fn message_done(&self) {
+        let freed = self.pending.swap(0, Relaxed);
+        if freed > 0 {
+            self.stats.buffered.fetch_sub(freed, Relaxed);
+        }
+    }
+
+    /// Counts `n` bytes read; `false` if the connection has to go.
+    fn read(&self, n: usize, limits: &Limits) -> bool {
+        if n == 0 || !self.on.load(Relaxed) {
+            return true;
+        }
+        // The total first, then this connection's share: whatever
+        // `message_done` takes away was added to the total before.
+        let total = self.stats.buffered.fetch_add(n, Relaxed) + n;
+        let mine = self.pending.fetch_add(n, Relaxed) + n;
+        total <= limits.max_buffered || mine <= limits.large_message
+    }
+}
+
+impl Drop for InputMeter {
+    fn drop(&mut self) {
+        self.message_done();
+    }
+}
+
+/// The connect info of every request: the peer's address, and the meter of
+/// its connection (see [`InputMeter`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) input: Arc<InputMeter>,
+}
+
+impl<L, F> Connected<IncomingStream<'_, axum::serve::TapIo<Guarded<L>, F>>> for Peer
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    F: FnMut(&mut GuardedIo<L::Io>) + Send + 'static,
+{
+    fn connect_info(stream: IncomingStream<'_, axum::serve::TapIo<Guarded<L>, F>>) -> Self {
+        Peer {
+            addr: *stream.remote_addr(),
+            input: Arc::clone(&stream.io().input),
+        }
+    }
 }
 
 /// A listener whose connections are counted and closed when idle.
@@ -119,7 +205,8 @@ where
             {
                 Ok(slot) => {
                     let stats = Arc::clone(&self.stats);
-                    return (GuardedIo::new(io, slot, stats, self.limits.idle), peer);
+                    let io = GuardedIo::new(io, peer, slot, stats, self.limits.clone());
+                    return (io, peer);
                 }
                 Err(full) => {
                     match full {
@@ -156,7 +243,9 @@ where
 #[derive(Debug)]
 pub(crate) struct GuardedIo<T> {
     io: T,
-    idle: Duration,
+    peer: SocketAddr,
+    limits: Limits,
+    input: Arc<InputMeter>,
     /// When bytes last moved either way.
     last: Instant,
     /// Wake-ups for a read and for a write that wait (separate: the two
@@ -171,10 +260,16 @@ pub(crate) struct GuardedIo<T> {
 }
 
 impl<T> GuardedIo<T> {
-    fn new(io: T, slot: ConnSlot, stats: Arc<TcpStats>, idle: Duration) -> Self {
+    fn new(io: T, peer: SocketAddr, slot: ConnSlot, stats: Arc<TcpStats>, limits: Limits) -> Self {
         GuardedIo {
             io,
-            idle,
+            peer,
+            limits,
+            input: Arc::new(InputMeter {
+                on: AtomicBool::new(false),
+                pending: AtomicUsize::new(0),
+                stats: Arc::clone(&stats),
+            }),
             last: Instant::now(),
             read_timer: None,
             write_timer: None,
@@ -193,7 +288,7 @@ impl<T> GuardedIo<T> {
         } else {
             &mut self.read_timer
         };
-        match check_idle(timer, self.last, self.idle, cx) {
+        match check_idle(timer, self.last, self.limits.idle, cx) {
             Ok(()) => Poll::Pending,
             Err(e) => {
                 if !self.expired {
@@ -249,10 +344,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
+                let n = buf.filled().len() - before;
+                if n > 0 {
                     this.last = Instant::now();
                 }
-                Poll::Ready(Ok(()))
+                if this.input.read(n, &this.limits) {
+                    Poll::Ready(Ok(()))
+                } else {
+                    this.stats.buffer_closed.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        peer = %this.peer,
+                        limit = this.limits.max_buffered,
+                        "connection closed: a large message in progress while partial messages hold the input limit"
+                    );
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        "too much input buffered in partial messages",
+                    )))
+                }
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => this.pending(false, cx),

@@ -105,6 +105,18 @@ pub(crate) async fn metrics(
         "TCP connections closed after moving no byte for 1.5 times the idle timeout.",
         &[("", tcp.idle_closed.load(Relaxed) as f64)],
     );
+    metric(
+        "crowdfactor_input_buffered_bytes",
+        "gauge",
+        "WebSocket input read and not yet made into whole messages, all connections.",
+        &[("", tcp.buffered.load(Relaxed) as f64)],
+    );
+    metric(
+        "crowdfactor_connections_buffer_closed_total",
+        "counter",
+        "Connections closed for reading more of a large message while the input buffered in partial messages was past its limit.",
+        &[("", tcp.buffer_closed.load(Relaxed) as f64)],
+    );
     let writes = m.store_writes.load(Relaxed);
     metric(
         "crowdfactor_store_write_seconds",

@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::coordinator::{ConnId, Coordinator, ResultCheck};
+use crate::listen::InputMeter;
 use crate::store::Completion;
 use crate::Config;
 
@@ -33,6 +34,7 @@ const SETTLE_ON_CLOSE: Duration = Duration::from_secs(10);
 pub(crate) async fn serve(
     socket: WebSocket,
     peer: SocketAddr,
+    input: &InputMeter,
     coord: Arc<Coordinator>,
     config: Arc<Config>,
     mut stop: watch::Receiver<bool>,
@@ -68,7 +70,7 @@ pub(crate) async fn serve(
         let _ = sink.close().await;
     });
 
-    let hello = match handshake(&mut stream, &config).await {
+    let hello = match handshake(&mut stream, input, &config).await {
         Ok(h) => h,
         Err((code, message)) => {
             tracing::info!(%peer, %message, "handshake refused");
@@ -106,7 +108,7 @@ pub(crate) async fn serve(
         pending: tokio::task::JoinSet::new(),
     };
     let reason = if tx.send(welcome).await.is_ok() {
-        session.run(&mut stream, &mut stop).await
+        session.run(&mut stream, input, &mut stop).await
     } else {
         "writer closed"
     };
@@ -125,10 +127,12 @@ pub(crate) async fn serve(
 
 async fn handshake(
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    input: &InputMeter,
     config: &Config,
 ) -> Result<Hello, (ErrorCode, String)> {
     let first = tokio::time::timeout(config.handshake_timeout, stream.next())
         .await
+        .inspect(|_| input.message_done())
         .map_err(|_| {
             (
                 ErrorCode::Timeout,
@@ -185,6 +189,7 @@ impl Session<'_> {
     async fn run(
         &mut self,
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        input: &InputMeter,
         stop: &mut watch::Receiver<bool>,
     ) -> &'static str {
         let mut changes = self.coord.subscribe();
@@ -237,6 +242,7 @@ impl Session<'_> {
             }
             tokio::select! {
                 frame = stream.next() => {
+                    input.message_done();
                     let text = match frame {
                         None | Some(Err(_)) => return "socket closed",
                         Some(Ok(Message::Close(_))) => return "worker closed the socket",

@@ -529,11 +529,6 @@ async fn stalled_and_excess_connections_from_one_address_are_closed() {
     );
     // Another address is served meanwhile.
     assert_eq!(server.get("/api/status").await.0, 200);
-    let metric = |text: &str, name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /metrics"))
-    };
     let metrics = server.text("/metrics", None).await;
     let refused = "crowdfactor_connections_refused_total{limit=\"per_address\"}";
     assert_eq!(metric(&metrics, refused), 10);
@@ -552,5 +547,92 @@ async fn stalled_and_excess_connections_from_one_address_are_closed() {
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    server.shutdown().await;
+}
+
+/// The value of metric `name` (with its labels) in a `/metrics` text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Partial messages cannot take the server's memory: connections that
+/// declare a large frame and stall part-way are held within the input
+/// limit (the ones past it are closed), and small messages keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_messages_are_held_within_the_input_limit() {
+    use tokio::io::AsyncWriteExt;
+    const MIB: usize = 1 << 20;
+    let limit = 5 * MIB + MIB / 2;
+    let server = TestServer::start(Config {
+        max_buffered_input: limit,
+        ..Config::default()
+    })
+    .await;
+    // Each declares a 3 MiB text frame (under the 4 MiB message limit) and
+    // sends 2 MiB of it: the first two fit, the next two cross the limit
+    // with more than a quarter of the message limit in progress.
+    let mut stalled = vec![];
+    for _ in 0..4 {
+        // No slots: the job below goes to the real worker only.
+        let mut ws = connect(&server, 0).await;
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(3 * MIB as u64).to_be_bytes());
+        frame.extend_from_slice(&[0; 4]); // mask key 0: the payload as sent
+        frame.resize(frame.len() + 2 * MIB, b' ');
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+            unreachable!("plain ws")
+        };
+        // A closed connection may refuse the rest; that is the point.
+        let _ = tcp.write_all(&frame).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stalled.push(ws);
+    }
+    let mut kept = vec![];
+    for mut ws in stalled {
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+                Err(_) => break false,
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => break true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        };
+        if !closed {
+            kept.push(ws);
+        }
+    }
+    assert_eq!(kept.len(), 2, "stalled large messages left open");
+    let metrics = server.text("/metrics", None).await;
+    assert_eq!(
+        metric(&metrics, "crowdfactor_connections_buffer_closed_total"),
+        2
+    );
+    let buffered = metric(&metrics, "crowdfactor_input_buffered_bytes");
+    assert!(
+        (4 * MIB as u64..=limit as u64).contains(&buffered),
+        "{buffered} bytes buffered"
+    );
+    // Workers with small messages are served meanwhile.
+    let id = server
+        .submit(json!({"numbers": ["1000000000001", "12", "999999999989"]}))
+        .await;
+    let _worker = WorkerProc::spawn(&server, &["--threads", "1"]);
+    server.wait_done(&id, Duration::from_secs(30)).await;
+    assert_matches_gnu(
+        &[1_000_000_000_001, 12, 999_999_999_989],
+        &server.results(&id).await,
+    );
+    // Closing the stalled ones gives their input back.
+    drop(kept);
+    let start = std::time::Instant::now();
+    loop {
+        let metrics = server.text("/metrics", None).await;
+        if metric(&metrics, "crowdfactor_input_buffered_bytes") == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.shutdown().await;
 }
