@@ -172,41 +172,56 @@ fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
 }
 
 /// A simulated worker: factors every assignment at once (the numbers are
-/// small) and answers with ack + result in one write. Counts accepted chunks.
+/// small) and answers with ack + result. Counts accepted chunks. One task
+/// reads and writes (no split halves and their lock), and answers to the
+/// frames that arrived together go out in one flush.
 async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(client_config()), true)
-        .await
-        .unwrap();
-    let (mut sink, mut stream) = ws.split();
-    sink.send(hello(slots)).await.unwrap();
-    while let Some(Ok(frame)) = stream.next().await {
-        let Message::Text(text) = frame else { continue };
-        match ServerMessage::decode(&text, 64 << 20).unwrap() {
-            ServerMessage::Assign(a) => {
-                let ack = ClientMessage::Ack {
-                    chunk_id: a.chunk_id,
-                };
-                let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
-                for n in a.numbers.iter() {
-                    factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
+    use futures_util::FutureExt;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(&url, Some(client_config()), true)
+            .await
+            .unwrap();
+    ws.send(hello(slots)).await.unwrap();
+    let mut next = ws.next().await;
+    while let Some(Ok(frame)) = next {
+        if let Message::Text(text) = frame {
+            match ServerMessage::decode(&text, 64 << 20).unwrap() {
+                ServerMessage::Assign(a) => {
+                    let ack = ClientMessage::Ack {
+                        chunk_id: a.chunk_id,
+                    };
+                    let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
+                    for n in a.numbers.iter() {
+                        factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
+                    }
+                    let result = ClientMessage::Result(ChunkResult {
+                        chunk_id: a.chunk_id,
+                        factors,
+                        compute_us: Some(1),
+                    });
+                    if ws.feed(Message::text(ack.encode())).await.is_err()
+                        || ws.feed(Message::text(result.encode())).await.is_err()
+                    {
+                        return;
+                    }
                 }
-                let result = ClientMessage::Result(ChunkResult {
-                    chunk_id: a.chunk_id,
-                    factors,
-                    compute_us: Some(1),
-                });
-                if sink.feed(Message::text(ack.encode())).await.is_err()
-                    || sink.send(Message::text(result.encode())).await.is_err()
-                {
+                ServerMessage::Accepted { .. } => {
+                    accepted.fetch_add(1, Relaxed);
+                }
+                ServerMessage::Error { .. } => return,
+                _ => {}
+            }
+        }
+        // Another frame already here: answer it in the same flush.
+        next = match ws.next().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                if ws.flush().await.is_err() {
                     return;
                 }
+                ws.next().await
             }
-            ServerMessage::Accepted { .. } => {
-                accepted.fetch_add(1, Relaxed);
-            }
-            ServerMessage::Error { .. } => return,
-            _ => {}
-        }
+        };
     }
 }
 
