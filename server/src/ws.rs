@@ -132,7 +132,6 @@ async fn handshake(
 ) -> Result<Hello, (ErrorCode, String)> {
     let first = tokio::time::timeout(config.handshake_timeout, stream.next())
         .await
-        .inspect(|_| input.message_done())
         .map_err(|_| {
             (
                 ErrorCode::Timeout,
@@ -140,7 +139,10 @@ async fn handshake(
             )
         })?;
     let text = match first {
-        Some(Ok(Message::Text(t))) => t,
+        Some(Ok(Message::Text(t))) => {
+            input.message_done();
+            t
+        }
         _ => {
             return Err((
                 ErrorCode::BadHandshake,
@@ -242,7 +244,6 @@ impl Session<'_> {
             }
             tokio::select! {
                 frame = stream.next() => {
-                    input.message_done();
                     let text = match frame {
                         None | Some(Err(_)) => return "socket closed",
                         Some(Ok(Message::Close(_))) => return "worker closed the socket",
@@ -255,6 +256,9 @@ impl Session<'_> {
                         }
                         Some(Ok(Message::Text(t))) => t,
                     };
+                    // A whole message (not a ping: those may come between
+                    // the fragments of one, and must not reset its count).
+                    input.message_done();
                     last_heard = heard(self.coord, self.conn);
                     let msg = match ClientMessage::decode(&text, self.config.max_message_bytes) {
                         Ok(m) => m,

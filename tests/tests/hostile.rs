@@ -573,40 +573,79 @@ async fn partial_messages_are_held_within_the_input_limit() {
     // Each declares a 3 MiB text frame (under the 4 MiB message limit) and
     // sends 2 MiB of it: the first two fit, the next two cross the limit
     // with more than a quarter of the message limit in progress.
-    let mut stalled = vec![];
+    // Writes raw frames (`len` payload bytes announced, `sent` of them sent)
+    // to a connection, then lets the server read them.
+    async fn send_raw(ws: &mut Ws, pieces: &[(u8, usize, usize)]) {
+        for &(first, len, sent) in pieces {
+            let mut frame = vec![first];
+            if len <= 125 {
+                frame.push(0x80 | len as u8);
+            } else {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+            frame.extend_from_slice(&[0; 4]); // mask key 0: the payload as sent
+            frame.resize(frame.len() + sent, b' ');
+            let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+                unreachable!("plain ws")
+            };
+            // A closed connection may refuse the rest; that is the point.
+            let _ = tcp.write_all(&frame).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    async fn is_closed(ws: &mut Ws) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+    let mut kept = vec![];
+    let mut closed = 0;
     for _ in 0..4 {
         // No slots: the job below goes to the real worker only.
         let mut ws = connect(&server, 0).await;
-        let mut frame = vec![0x81, 0x80 | 127];
-        frame.extend_from_slice(&(3 * MIB as u64).to_be_bytes());
-        frame.extend_from_slice(&[0; 4]); // mask key 0: the payload as sent
-        frame.resize(frame.len() + 2 * MIB, b' ');
-        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
-            unreachable!("plain ws")
-        };
-        // A closed connection may refuse the rest; that is the point.
-        let _ = tcp.write_all(&frame).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        stalled.push(ws);
-    }
-    let mut kept = vec![];
-    for mut ws in stalled {
-        let closed = loop {
-            match tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
-                Err(_) => break false,
-                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => break true,
-                Ok(Some(Ok(_))) => continue,
-            }
-        };
-        if !closed {
+        send_raw(&mut ws, &[(0x81, 3 * MIB, 2 * MIB)]).await;
+        if is_closed(&mut ws).await {
+            closed += 1;
+        } else {
             kept.push(ws);
         }
     }
-    assert_eq!(kept.len(), 2, "stalled large messages left open");
+    assert_eq!(
+        (kept.len(), closed),
+        (2, 2),
+        "stalled large messages left open"
+    );
+    // A message in fragments with pings between them is still one message:
+    // the pings do not reset its count.
+    let mut ws = connect(&server, 0).await;
+    let piece = 3 * MIB / 4;
+    let ping = (0x89, 0, 0);
+    send_raw(
+        &mut ws,
+        &[
+            (0x01, piece, piece),
+            ping,
+            (0x00, piece, piece),
+            ping,
+            (0x00, piece, piece),
+            ping,
+            (0x00, piece, piece),
+        ],
+    )
+    .await;
+    assert!(
+        is_closed(&mut ws).await,
+        "a fragmented message outgrew the limit"
+    );
     let metrics = server.text("/metrics", None).await;
     assert_eq!(
         metric(&metrics, "crowdfactor_connections_buffer_closed_total"),
-        2
+        3
     );
     let buffered = metric(&metrics, "crowdfactor_input_buffered_bytes");
     assert!(
