@@ -11,7 +11,8 @@ use crowdfactor_protocol::{
     ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
     ServerMessage, PROTOCOL_VERSION,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::coordinator::{ConnId, Coordinator, ResultCheck};
@@ -105,7 +106,7 @@ pub(crate) async fn serve(
         coord: &coord,
         config: &config,
         tx: &tx,
-        pending: tokio::task::JoinSet::new(),
+        pending: FuturesUnordered::new(),
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session.run(&mut stream, input, &mut stop).await
@@ -115,9 +116,11 @@ pub(crate) async fn serve(
     // Results read before the end are still verified and stored (a task
     // cut off between the store's commit and the coordinator's booking
     // would leave its chunk open forever); then the leases go back.
-    let settle = async { while session.pending.join_next().await.is_some() {} };
+    let settle = async { while session.pending.next().await.is_some() {} };
     if tokio::time::timeout(SETTLE_ON_CLOSE, settle).await.is_err() {
-        session.pending.detach_all();
+        // Still waiting (a store stalled): finished on their own, not dropped.
+        let mut rest = std::mem::take(&mut session.pending);
+        tokio::spawn(async move { while rest.next().await.is_some() {} });
     }
     coord.unregister(conn);
     tracing::info!(conn, %peer, reason, "worker disconnected");
@@ -177,13 +180,19 @@ async fn handshake(
 /// Outcome of verifying and storing one result: the verification failure, or the store's answer.
 type Verdict = Result<Result<Completion, crate::store::StoreError>, Refusal>;
 
+/// A result being verified and stored.
+type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (ChunkId, Verdict)> + Send + Sync>>;
+
 struct Session<'a> {
     conn: ConnId,
     coord: &'a Arc<Coordinator>,
     config: &'a Config,
     tx: &'a mpsc::Sender<ServerMessage>,
-    /// Results being verified and stored.
-    pending: tokio::task::JoinSet<(ChunkId, Verdict)>,
+    /// Results being verified and stored, polled by the connection's own
+    /// task: a task spawned per result (and its wake-ups across threads)
+    /// cost more than the rest of a one-number chunk's round trip.
+    pending: FuturesUnordered<Pending>,
 }
 
 impl Session<'_> {
@@ -270,12 +279,10 @@ impl Session<'_> {
                         return reason;
                     }
                 }
-                Some(done) = self.pending.join_next(), if !self.pending.is_empty() => {
+                Some((chunk, outcome)) = self.pending.next(), if !self.pending.is_empty() => {
                     may_lease = true;
-                    if let Ok((chunk, outcome)) = done {
-                        if let Err(reason) = self.settle(chunk, outcome).await {
-                            return reason;
-                        }
+                    if let Err(reason) = self.settle(chunk, outcome).await {
+                        return reason;
                     }
                 }
                 _ = changes.changed() => may_lease = true,
@@ -358,7 +365,7 @@ impl Session<'_> {
         let coord = Arc::clone(self.coord);
         let conn = self.conn;
         let compute = result.compute_us.map(Duration::from_micros);
-        self.pending.spawn(async move {
+        let work = async move {
             // Small chunks verify in microseconds: not worth a thread hop.
             let checked = if work.numbers.len() <= INLINE_VERIFY {
                 check(&work.numbers, result)
@@ -367,12 +374,19 @@ impl Session<'_> {
                     .await
                     .unwrap_or(Err(Refusal::TaskFailed))
             };
-            let outcome = match checked {
+            match checked {
                 Ok(factors) => Ok(coord.accept_async(conn, chunk, factors, compute).await),
                 Err(reason) => Err(reason),
-            };
+            }
+        };
+        // A panic in it is a bug of ours: the chunk goes back, no strike.
+        self.pending.push(Box::pin(async move {
+            let outcome = std::panic::AssertUnwindSafe(work)
+                .catch_unwind()
+                .await
+                .unwrap_or(Err(Refusal::TaskFailed));
             (chunk, outcome)
-        });
+        }));
         Ok(())
     }
 
