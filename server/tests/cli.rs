@@ -17,6 +17,7 @@ fn help_lists_flags_and_examples() {
         "--db",
         "--token",
         "--worker-token",
+        "--max-buffered-input",
         "Examples:",
         "CROWDFACTOR_LISTEN",
     ] {
@@ -31,6 +32,15 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = server()
+        .args(["--max-buffered-input", "8", "--in-memory"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "below the 16 MiB floor");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-buffered-input"),
+        "{out:?}"
+    );
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let out = server()

@@ -81,6 +81,18 @@ struct Args {
         default_value_t = 256
     )]
     max_connections_per_ip: usize,
+    /// Most MiB of worker input held in partial messages, all connections
+    /// together; past it, connections with a large message in progress are
+    /// closed (so stalled uploads cannot exhaust memory). Fit it to the
+    /// machine: one full result message is at most 4 MiB.
+    #[arg(
+        long,
+        env = "CROWDFACTOR_MAX_BUFFERED_INPUT",
+        value_name = "MIB",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u64).range(16..=1 << 30)
+    )]
+    max_buffered_input: u64,
     /// A reverse proxy in front of the server (e.g. terminating TLS) whose
     /// X-Forwarded-For (or Forwarded) header names the worker: per-address limits and bans
     /// then apply to the worker, not to the proxy. An address or a network
@@ -272,6 +284,7 @@ async fn serve() -> ExitCode {
         max_numbers_per_job: args.max_numbers_per_job,
         max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
+        max_buffered_input: usize::try_from(args.max_buffered_input << 20).unwrap_or(usize::MAX),
         max_open_connections: max_connections.saturating_add(crowdfactor_server::HTTP_HEADROOM),
         worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
         trusted_proxies: args.trusted_proxy.clone(),
