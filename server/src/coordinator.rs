@@ -3,8 +3,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,6 +10,7 @@ use std::time::{Duration, Instant};
 use crowdfactor_protocol::{
     Assignment, ChunkId, ChunkNumbers, FactorLists, ServerMessage, WorkerKind,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::{mpsc, watch};
 

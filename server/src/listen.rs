@@ -165,7 +165,8 @@ where
 #[derive(Debug)]
 pub(crate) struct Guarded<L> {
     inner: L,
-    limits: Limits,
+    /// Shared with every connection it accepts.
+    limits: Arc<Limits>,
     stats: Arc<TcpStats>,
     /// When a refusal was last logged (a flood logs once a second).
     last_warned: Option<Instant>,
@@ -175,7 +176,7 @@ impl<L> Guarded<L> {
     pub(crate) fn new(inner: L, limits: Limits, stats: Arc<TcpStats>) -> Self {
         Guarded {
             inner,
-            limits,
+            limits: Arc::new(limits),
             stats,
             last_warned: None,
         }
@@ -205,7 +206,7 @@ where
             {
                 Ok(slot) => {
                     let stats = Arc::clone(&self.stats);
-                    let io = GuardedIo::new(io, peer, slot, stats, self.limits.clone());
+                    let io = GuardedIo::new(io, peer, slot, stats, Arc::clone(&self.limits));
                     return (io, peer);
                 }
                 Err(full) => {
@@ -244,7 +245,8 @@ where
 pub(crate) struct GuardedIo<T> {
     io: T,
     peer: SocketAddr,
-    limits: Limits,
+    limits: Arc<Limits>,
+    /// Also holds the guard's figures (`input.stats`).
     input: Arc<InputMeter>,
     /// When bytes last moved either way.
     last: Instant,
@@ -253,14 +255,19 @@ pub(crate) struct GuardedIo<T> {
     /// needed and moved on lazily: progress only updates `last`.
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
-    stats: Arc<TcpStats>,
     /// Counted as closed for idleness (once, whichever half noticed).
     expired: bool,
     _slot: ConnSlot,
 }
 
 impl<T> GuardedIo<T> {
-    fn new(io: T, peer: SocketAddr, slot: ConnSlot, stats: Arc<TcpStats>, limits: Limits) -> Self {
+    fn new(
+        io: T,
+        peer: SocketAddr,
+        slot: ConnSlot,
+        stats: Arc<TcpStats>,
+        limits: Arc<Limits>,
+    ) -> Self {
         GuardedIo {
             io,
             peer,
@@ -268,12 +275,11 @@ impl<T> GuardedIo<T> {
             input: Arc::new(InputMeter {
                 on: AtomicBool::new(false),
                 pending: AtomicUsize::new(0),
-                stats: Arc::clone(&stats),
+                stats,
             }),
             last: Instant::now(),
             read_timer: None,
             write_timer: None,
-            stats,
             expired: false,
             _slot: slot,
         }
@@ -293,7 +299,7 @@ impl<T> GuardedIo<T> {
             Err(e) => {
                 if !self.expired {
                     self.expired = true;
-                    self.stats.idle_closed.fetch_add(1, Relaxed);
+                    self.input.stats.idle_closed.fetch_add(1, Relaxed);
                 }
                 Poll::Ready(Err(e))
             }
@@ -351,7 +357,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                 if this.input.read(n, &this.limits) {
                     Poll::Ready(Ok(()))
                 } else {
-                    this.stats.buffer_closed.fetch_add(1, Relaxed);
+                    this.input.stats.buffer_closed.fetch_add(1, Relaxed);
                     tracing::warn!(
                         peer = %this.peer,
                         limit = this.limits.max_buffered,

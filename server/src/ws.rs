@@ -359,9 +359,10 @@ impl Session<'_> {
             }
             ResultCheck::Verify(work) => work,
         };
-        // Verifying is CPU work and accepting waits for the store's commit:
-        // both run off the async threads, and the session keeps reading
-        // meanwhile, so one worker's results share group commits.
+        // Verifying a large chunk is CPU work (the blocking pool's) and
+        // accepting waits for the store's commit: the session awaits both
+        // beside its socket and keeps reading meanwhile, so one worker's
+        // results share group commits.
         let coord = Arc::clone(self.coord);
         let conn = self.conn;
         let compute = result.compute_us.map(Duration::from_micros);

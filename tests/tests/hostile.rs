@@ -570,9 +570,6 @@ async fn partial_messages_are_held_within_the_input_limit() {
         ..Config::default()
     })
     .await;
-    // Each declares a 3 MiB text frame (under the 4 MiB message limit) and
-    // sends 2 MiB of it: the first two fit, the next two cross the limit
-    // with more than a quarter of the message limit in progress.
     // Writes raw frames (`len` payload bytes announced, `sent` of them sent)
     // to a connection, then lets the server read them.
     async fn send_raw(ws: &mut Ws, pieces: &[(u8, usize, usize)]) {
@@ -605,6 +602,9 @@ async fn partial_messages_are_held_within_the_input_limit() {
     }
     let mut kept = vec![];
     let mut closed = 0;
+    // Each declares a 3 MiB text frame (under the 4 MiB message limit) and
+    // sends 2 MiB of it: the first two fit, the next two cross the limit
+    // with more than a quarter of the message limit in progress.
     for _ in 0..4 {
         // No slots: the job below goes to the real worker only.
         let mut ws = connect(&server, 0).await;
