@@ -115,6 +115,8 @@ pub struct Metrics {
     pub store_write_us: AtomicU64,
     /// Longest store write, µs.
     pub store_write_max_us: AtomicU64,
+    /// Workers dropped because a write to them waited the write timeout.
+    pub slow_readers: AtomicU64,
 }
 
 #[derive(Debug, Default)]

@@ -77,6 +77,11 @@ pub(crate) async fn metrics(
             "Numbers with accepted results.",
             m.numbers.load(Relaxed),
         ),
+        (
+            "crowdfactor_workers_slow_dropped_total",
+            "Workers dropped for not reading: a write to them waited the write timeout.",
+            m.slow_readers.load(Relaxed),
+        ),
     ] {
         metric(name, "counter", help, &[("", v as f64)]);
     }

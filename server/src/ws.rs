@@ -3,6 +3,7 @@
 //! reading is dropped instead of buffered without bound.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,7 @@ pub(crate) async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<ServerMessage>(OUTBOX);
     let write_timeout = config.write_timeout;
+    let writer_coord = Arc::clone(&coord);
     let writer = tokio::spawn(async move {
         // Whatever is queued goes out in one write and one flush.
         let mut batch = Vec::with_capacity(WRITE_BATCH);
@@ -58,17 +60,21 @@ pub(crate) async fn serve(
             };
             match tokio::time::timeout(write_timeout, write).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
+                // The socket failed: nothing more can be said on it.
+                Ok(Err(_)) => return,
                 Err(_) => {
                     tracing::warn!(%peer, "worker is not reading; dropping it");
-                    break;
+                    writer_coord.metrics.slow_readers.fetch_add(1, Relaxed);
+                    // No closing handshake: it would wait on the same full
+                    // socket. The session sees this task end and closes it.
+                    return;
                 }
             }
             if closing {
                 break;
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(write_timeout, sink.close()).await;
     });
 
     let hello = match handshake(&mut stream, input, &config).await {
@@ -226,6 +232,10 @@ impl Session<'_> {
         // 500 ms tick cost 15 % of a core with ten thousand idle workers).
         let idle_check = tokio::time::sleep(self.config.idle_timeout);
         tokio::pin!(idle_check);
+        // One wait for the writer's end, not a new one per message.
+        let tx = self.tx;
+        let writer_gone = tx.closed();
+        tokio::pin!(writer_gone);
         // Whether something happened that may let this connection take work
         // (acks and heartbeats do not).
         let mut may_lease = true;
@@ -286,6 +296,10 @@ impl Session<'_> {
                     }
                 }
                 _ = changes.changed() => may_lease = true,
+                // The writer gave up (a worker that does not read, or a
+                // failed socket): end, so the socket closes and the leases
+                // go back.
+                () = &mut writer_gone => return "writer closed",
                 () = &mut idle_check => {
                     // A timeout too long to add up means none.
                     let deadline = last_heard

@@ -675,3 +675,76 @@ async fn partial_messages_are_held_within_the_input_limit() {
     }
     server.shutdown().await;
 }
+
+/// A worker that stops reading is dropped once a write to it has waited
+/// the write timeout: its connection is closed (not kept open with what was
+/// queued for it), it no longer counts as connected, and its chunks go to
+/// another worker; the job completes exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
+    let write_timeout = Duration::from_secs(1);
+    let server = TestServer::start(Config {
+        write_timeout,
+        // Its chunks must come back because it was dropped, not unacked.
+        ack_timeout: Duration::from_secs(120),
+        ..Config::default()
+    })
+    .await;
+    // Small numbers: first chunks of tens of thousands, hundreds of KiB each.
+    let numbers: Vec<u128> = (1_000_000..2_000_000).collect();
+    let listed: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server.submit(json!({ "numbers": listed })).await;
+    // A receive buffer of a few KiB, so what it does not read backs up at
+    // the server's end at once.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let (mut reader, _) = tokio_tungstenite::client_async(server.ws_url(), tcp)
+        .await
+        .unwrap();
+    let hello = ClientMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        kind: WorkerKind::Native,
+        slots: 16,
+        threads: 1,
+        name: Some("not reading".into()),
+        agent: "test".into(),
+        token: None,
+    });
+    reader.send(Message::text(hello.encode())).await.unwrap();
+    let connected = || async {
+        let text = server.text("/metrics", None).await;
+        metric(&text, "crowdfactor_workers_connected{kind=\"native\"}")
+    };
+    let started = std::time::Instant::now();
+    while connected().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It reads nothing from here on.
+    while connected().await != 0 {
+        assert!(
+            started.elapsed() < write_timeout * 10,
+            "a worker that does not read is still connected after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its socket was closed: reading what got through ends, it does not hang.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = reader.next().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the dropped worker's socket is still open");
+    let text = server.text("/metrics", None).await;
+    assert_eq!(metric(&text, "crowdfactor_workers_slow_dropped_total"), 1);
+    // Nothing was lost with it.
+    let mut worker = WorkerProc::spawn(&server, &["--threads", "2", "--exit-when-idle"]);
+    server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+    assert_eq!(server.results(&id).await, gnu_factor(&numbers));
+    server.shutdown().await;
+}
