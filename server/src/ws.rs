@@ -46,8 +46,10 @@ pub(crate) async fn serve(
     let write_timeout = config.write_timeout;
     let writer_coord = Arc::clone(&coord);
     let writer = tokio::spawn(async move {
-        // Whatever is queued goes out in one write and one flush.
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        // Whatever is queued goes out in one write and one flush. The batch
+        // grows with bursts and is let go once the queue is empty: room for
+        // 64 messages kept by every idle connection was 6 KiB each.
+        let mut batch = Vec::new();
         while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
             let closing = batch
                 .iter()
@@ -72,6 +74,9 @@ pub(crate) async fn serve(
             }
             if closing {
                 break;
+            }
+            if batch.capacity() > 4 && rx.is_empty() {
+                batch = Vec::new();
             }
         }
         let _ = tokio::time::timeout(write_timeout, sink.close()).await;
