@@ -46,7 +46,9 @@
 //! A chunk stops taking a slot when its `result` arrives: its next chunk is
 //! assigned before the coordinator has verified and stored that result, so
 //! a worker holds at most twice `slots` chunks (those beyond `slots` are
-//! answered, waiting for `accepted` or `rejected`).
+//! answered, waiting for `accepted` or `rejected`). The coordinator takes
+//! `slots` and `threads` up to 1024 each (`threads` sizes the chunks at a
+//! job's end, shared out among all workers' threads).
 //! A `result`'s `factors` holds one list per number of the chunk, in the
 //! order of the `assign`, each the number's prime factors ascending and with
 //! multiplicity in decimal, separated by single spaces; the lists are

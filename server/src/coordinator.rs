@@ -239,6 +239,10 @@ struct Speed {
     largest: u64,
 }
 
+/// Most compute threads counted for one connection (more than any machine
+/// a volunteer brings).
+pub const MAX_THREADS: u32 = 1024;
+
 /// How many numbers of `q` to give a worker with speed `speed` (if known).
 /// `threads` counts the threads of every worker taking work: near a job's end
 /// no chunk takes more than half of one thread's share of what is left, so
@@ -533,8 +537,12 @@ impl Coordinator {
         until.checked_duration_since(Instant::now())
     }
 
-    /// Records what the worker said about itself in `hello`.
+    /// Records what the worker said about itself in `hello`. Its thread
+    /// count is taken up to [`MAX_THREADS`]: the sum over all workers sizes
+    /// the chunks at a job's end, so one inflated claim would shrink
+    /// everyone's.
     pub fn describe(&self, conn: ConnId, name: Option<&str>, threads: u32) {
+        let threads = threads.min(MAX_THREADS);
         let mut st = self.lock();
         if let Some(c) = st.conns.get_mut(&conn) {
             c.name = name.unwrap_or_default().chars().take(64).collect();
@@ -1278,6 +1286,34 @@ mod tests {
         let requeued: Vec<ChunkId> = c.lease(d).iter().map(|x| x.chunk_id).collect();
         assert!(requeued.contains(&second[0].chunk_id), "{requeued:?}");
         assert!(requeued.contains(&lb[0].chunk_id), "{requeued:?}");
+    }
+
+    /// The threads a worker claims count up to a bound: one claiming four
+    /// billion cannot cut everyone's chunks down to single numbers.
+    #[test]
+    fn an_inflated_thread_count_is_capped() {
+        let c = Coordinator::new(
+            Arc::new(MemoryStore::new()),
+            timing(10_000, 10_000),
+            ChunkSizing::default(),
+        )
+        .expect("coordinator");
+        c.create_job(NewJob {
+            numbers: (1..=200_000).collect(),
+            chunk_cap: None,
+            priority: 0,
+        })
+        .expect("job");
+        let (fair, boaster) = (conn(&c, 1), conn(&c, 1));
+        c.describe(fair, None, 1);
+        c.describe(boaster, None, u32::MAX);
+        let shown = c.workers();
+        let claimed = shown.iter().find(|w| w.id == boaster).expect("listed");
+        assert_eq!(claimed.threads, MAX_THREADS);
+        let got = c.lease(fair);
+        let len = span_of(&c, got[0].chunk_id).len;
+        // A share of the job for each of 1 + 1024 threads, not of 2^32.
+        assert!(len >= 200_000 / (2 * 1025), "{len}");
     }
 
     #[test]
