@@ -217,6 +217,10 @@ struct Conn {
     ever: FxHashSet<ChunkId>,
     last_seen: Instant,
     strikes: u32,
+    /// A lease of it lapsed (no ack, past its deadline, or silence) and no
+    /// result of it was accepted since: it holds one chunk at a time, so a
+    /// worker that takes chunks and sits on them cannot hoard a job.
+    probation: bool,
     tx: mpsc::Sender<ServerMessage>,
     name: String,
     threads: u32,
@@ -345,6 +349,9 @@ pub struct WorkerView {
     pub rate: f64,
     /// Wrong results so far.
     pub strikes: u32,
+    /// A lease of it lapsed and no result was accepted since: it is given
+    /// one chunk at a time.
+    pub probation: bool,
     /// Seconds since it connected.
     pub connected_secs: u64,
 }
@@ -507,6 +514,7 @@ impl Coordinator {
                 ever: FxHashSet::default(),
                 last_seen: Instant::now(),
                 strikes: 0,
+                probation: false,
                 tx,
                 name: String::new(),
                 threads: 0,
@@ -570,6 +578,7 @@ impl Coordinator {
                 numbers_done: c.numbers_done,
                 rate: c.rate(now).unwrap_or(0.0),
                 strikes: c.strikes,
+                probation: c.probation,
                 connected_secs: now.duration_since(c.connected).as_secs(),
             })
             .collect();
@@ -645,11 +654,12 @@ impl Coordinator {
         let mut out = vec![];
         let held = &c.held;
         c.answered.retain(|id| held.contains(id));
+        let slots = if c.probation { c.slots.min(1) } else { c.slots };
         // A slot is a chunk the worker has not answered yet; answered ones
         // still count towards a bound, so a worker can never hold more than
         // twice its slots.
-        while ((c.held.len() - c.answered.len()) as u32) < c.slots
-            && (c.held.len() as u32) < c.slots.saturating_mul(2)
+        while ((c.held.len() - c.answered.len()) as u32) < slots
+            && (c.held.len() as u32) < slots.saturating_mul(2)
         {
             let Some(&key) = st.ready.first() else {
                 break;
@@ -850,6 +860,7 @@ impl Coordinator {
             let open = st.open.remove(&chunk);
             let lease = open.as_ref().and_then(|o| o.lease);
             if let Some(c) = st.conns.get_mut(&conn) {
+                c.probation = false;
                 c.chunks_done += 1;
                 c.numbers_done += span.len;
                 c.recent.push_back((now, span.len));
@@ -1016,6 +1027,13 @@ impl Coordinator {
             for (id, conn, why) in &expired {
                 if let Some(c) = st.conns.get_mut(conn) {
                     c.held.remove(id);
+                    if !c.probation {
+                        c.probation = true;
+                        tracing::info!(
+                            conn,
+                            "worker let a lease lapse: one chunk at a time until a result is accepted"
+                        );
+                    }
                 }
                 st.drop_lease(*id);
                 tracing::warn!(
@@ -1489,6 +1507,29 @@ mod tests {
         c2.lease(a);
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(c2.sweep(Instant::now()), 1);
+    }
+
+    /// A worker that sat on its chunks until they lapsed gets one at a time
+    /// until a result of it is accepted, then its slots again.
+    #[test]
+    fn a_worker_that_lets_leases_lapse_holds_one_chunk_until_a_result() {
+        let c = coord(0, 60_000);
+        c.create_job(job((2..40).collect(), 1)).expect("job");
+        let a = conn(&c, 4);
+        assert_eq!(c.lease(a).len(), 4);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.sweep(Instant::now()), 4, "none acked");
+        let one = c.lease(a);
+        assert_eq!(one.len(), 1, "on probation: one chunk");
+        assert!(c.workers()[0].probation);
+        c.ack(a, one[0].chunk_id);
+        assert!(c.lease(a).is_empty(), "an ack is not a result");
+        let n = span_of(&c, one[0].chunk_id).start as u128 + 2;
+        let factors = vec![crowdfactor_factor::factor(n)];
+        c.accept(a, one[0].chunk_id, factors.into(), None)
+            .expect("accept");
+        assert!(!c.workers()[0].probation);
+        assert_eq!(c.lease(a).len(), 4, "its slots again");
     }
 
     #[test]

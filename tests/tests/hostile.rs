@@ -391,6 +391,50 @@ async fn chunks_of_a_worker_that_never_acks_or_goes_silent_are_reassigned() {
     server.shutdown().await;
 }
 
+/// A worker that takes many chunks and never acknowledges one cannot hoard
+/// a job: once its leases lapse it is given one chunk at a time, and an
+/// honest worker finishes the job exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_hoards_chunks_without_acks_gets_one_at_a_time() {
+    let ack_timeout = Duration::from_millis(300);
+    let server = TestServer::start(Config {
+        ack_timeout,
+        ..Config::default()
+    })
+    .await;
+    let numbers: Vec<u128> = (1_000..1_060).collect();
+    let listed: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server
+        .submit(json!({ "numbers": listed, "chunk_size": 1 }))
+        .await;
+    let mut hoarder = connect(&server, 16).await;
+    let mut taken = 0;
+    while taken < 16 {
+        next_assign(&mut hoarder).await;
+        taken += 1;
+    }
+    // It reads what it is sent and acks nothing.
+    let reading = tokio::spawn(async move { while recv(&mut hoarder).await.is_some() {} });
+    tokio::time::sleep(ack_timeout * 4).await;
+    let hoarder_view = || async {
+        let (_, workers) = server.get("/api/workers").await;
+        let list = workers["workers"].as_array().unwrap().clone();
+        list.into_iter().find(|w| w["name"] == "scripted").unwrap()
+    };
+    assert_eq!(hoarder_view().await["probation"], true);
+    let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let started = std::time::Instant::now();
+    while server.job(&id).await["state"] != "done" {
+        let me = hoarder_view().await;
+        assert!(me["holding"].as_u64().unwrap() <= 1, "{me}");
+        assert!(started.elapsed() < Duration::from_secs(60), "job not done");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.results(&id).await, gnu_factor(&numbers));
+    reading.abort();
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_heartbeats_but_never_finishes_loses_the_chunk_at_its_deadline() {
     let server = TestServer::start(Config {
