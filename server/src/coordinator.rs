@@ -139,6 +139,10 @@ struct State {
     requeued: u64,
     /// Addresses refused until the given time (too many wrong results).
     bans: HashMap<IpAddr, Instant>,
+    /// Addresses (as [`crate::proxy::limit_key`]) a lease lapsed from, and
+    /// until when their new connections start on probation: reconnecting
+    /// must not give a hoarder its full slots back.
+    lapsed: HashMap<IpAddr, Instant>,
 }
 
 /// The live queue of one job.
@@ -242,6 +246,10 @@ struct Speed {
     /// so one lucky fast chunk cannot earn a huge one.
     largest: u64,
 }
+
+/// How long new connections from an address a lease lapsed from start on
+/// probation (one chunk at a time until a result of theirs is accepted).
+const LAPSE_MEMORY: Duration = Duration::from_secs(600);
 
 /// Most compute threads counted for one connection (more than any machine
 /// a volunteer brings).
@@ -503,6 +511,10 @@ impl Coordinator {
         st.next_conn += 1;
         st.threads += 1;
         let id = st.next_conn;
+        let probation = st
+            .lapsed
+            .get(&crate::proxy::limit_key(ip))
+            .is_some_and(|until| *until > Instant::now());
         st.conns.insert(
             id,
             Conn {
@@ -514,7 +526,7 @@ impl Coordinator {
                 ever: FxHashSet::default(),
                 last_seen: Instant::now(),
                 strikes: 0,
-                probation: false,
+                probation,
                 tx,
                 name: String::new(),
                 threads: 0,
@@ -1024,6 +1036,8 @@ impl Coordinator {
         }
         {
             let mut st = self.lock();
+            let now = Instant::now();
+            st.lapsed.retain(|_, until| *until > now);
             for (id, conn, why) in &expired {
                 if let Some(c) = st.conns.get_mut(conn) {
                     c.held.remove(id);
@@ -1034,6 +1048,8 @@ impl Coordinator {
                             "worker let a lease lapse: one chunk at a time until a result is accepted"
                         );
                     }
+                    let key = crate::proxy::limit_key(c.ip);
+                    st.lapsed.insert(key, now + LAPSE_MEMORY);
                 }
                 st.drop_lease(*id);
                 tracing::warn!(
@@ -1530,6 +1546,19 @@ mod tests {
             .expect("accept");
         assert!(!c.workers()[0].probation);
         assert_eq!(c.lease(a).len(), 4, "its slots again");
+        // A new connection from its address starts on probation, one from
+        // elsewhere does not.
+        let (tx, _rx) = mpsc::channel(8);
+        let again = c.register(WorkerKind::Native, 4, Ipv4Addr::LOCALHOST.into(), tx);
+        assert_eq!(c.lease(again).len(), 1, "reconnecting does not help");
+        let (tx, _rx) = mpsc::channel(8);
+        let other = c.register(
+            WorkerKind::Native,
+            4,
+            Ipv4Addr::new(192, 0, 2, 1).into(),
+            tx,
+        );
+        assert_eq!(c.lease(other).len(), 4);
     }
 
     #[test]
