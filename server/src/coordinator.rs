@@ -196,6 +196,10 @@ impl JobQueue {
 struct OpenChunk {
     work: ChunkWork,
     lease: Option<Lease>,
+    /// The worker that held it before an idle one was given a copy at a
+    /// job's end ([`Coordinator::sweep`]): told to drop it when the copy's
+    /// result comes first.
+    copied_from: Option<ConnId>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -219,6 +223,9 @@ struct Conn {
     /// Chunks ever leased to this connection and not yet done: a late result
     /// for one of these is still welcome.
     ever: FxHashSet<ChunkId>,
+    /// Chunks leased to it by [`Coordinator::sweep`] (copies at a job's
+    /// end), to be sent by its own session's next `lease`.
+    copies: Vec<ChunkId>,
     last_seen: Instant,
     strikes: u32,
     /// A lease of it lapsed (no ack, past its deadline, or silence) and no
@@ -524,6 +531,7 @@ impl Coordinator {
                 held: FxHashSet::default(),
                 answered: FxHashSet::default(),
                 ever: FxHashSet::default(),
+                copies: Vec::new(),
                 last_seen: Instant::now(),
                 strikes: 0,
                 probation,
@@ -664,6 +672,20 @@ impl Coordinator {
             return vec![];
         };
         let mut out = vec![];
+        for id in c.copies.drain(..) {
+            // Still its lease (not done meanwhile, not lapsed).
+            if let Some(open) = st
+                .open
+                .get(&id)
+                .filter(|o| o.lease.is_some_and(|l| l.conn == conn))
+            {
+                out.push(Assignment {
+                    chunk_id: id,
+                    job_id: open.work.span.job.to_string(),
+                    numbers: ChunkNumbers::clone(&open.work.numbers),
+                });
+            }
+        }
         let held = &c.held;
         c.answered.retain(|id| held.contains(id));
         let slots = if c.probation { c.slots.min(1) } else { c.slots };
@@ -706,6 +728,7 @@ impl Coordinator {
                     OpenChunk {
                         work: ChunkWork { id, span, numbers },
                         lease: None,
+                        copied_from: None,
                     },
                 );
                 id
@@ -915,19 +938,27 @@ impl Coordinator {
                     }
                 }
             }
-            let mut other = None;
+            let mut others = vec![];
             if let Some(lease) = lease {
                 st.unlease_accounting(span.job);
                 if let Some(holder) = st.conns.get_mut(&lease.conn) {
                     holder.held.remove(&chunk);
                     if lease.conn != conn {
-                        other = Some(holder.tx.clone());
+                        others.push(holder.tx.clone());
                     }
                 }
             }
-            (other, st.is_drained())
+            // The worker a copy was made from, still at it.
+            let copied_from = open.as_ref().and_then(|o| o.copied_from);
+            if let Some(prev) = copied_from.filter(|&p| p != conn) {
+                if let Some(c) = st.conns.get_mut(&prev) {
+                    c.ever.remove(&chunk);
+                    others.push(c.tx.clone());
+                }
+            }
+            (others, st.is_drained())
         };
-        if let Some(tx) = cancel_on {
+        for tx in cancel_on {
             // Best effort: a full queue means a slow reader that will be dropped anyway.
             let _ = tx.try_send(ServerMessage::Cancel {
                 chunk_ids: vec![chunk],
@@ -1032,6 +1063,7 @@ impl Coordinator {
             expired
         };
         if expired.is_empty() {
+            self.copy_stragglers(now);
             return 0;
         }
         {
@@ -1062,6 +1094,98 @@ impl Coordinator {
         }
         self.bump();
         expired.len()
+    }
+
+    /// At the end of the work (nothing queued for any job), gives idle
+    /// workers a copy of each chunk held longer than four chunk targets (8 s
+    /// by default): a slow or stalled worker holding a job's last chunks
+    /// would otherwise keep it open until their deadline (up to ten times
+    /// their expected time, or 10 minutes while its speed is unknown).
+    /// The first verified result wins and the other worker is told to drop
+    /// the chunk. Returns how many copies were given.
+    fn copy_stragglers(&self, now: Instant) -> usize {
+        let after = self.sizing.target.saturating_mul(4);
+        let mut copied = 0;
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            if !st.ready.is_empty() {
+                return 0;
+            }
+            let mut late: Vec<(Instant, ChunkId, ConnId)> = st
+                .open
+                .iter()
+                .filter_map(|(&id, o)| {
+                    let l = o.lease?;
+                    (now.saturating_duration_since(l.since) > after)
+                        .then_some((l.since, id, l.conn))
+                })
+                .collect();
+            if late.is_empty() {
+                return 0;
+            }
+            late.sort_unstable();
+            // Workers with a free slot (not paused, not on probation).
+            let mut idle: Vec<(ConnId, u32)> = st
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.probation && c.slots > 0)
+                .filter_map(|(&id, c)| {
+                    let busy = c.held.iter().filter(|h| !c.answered.contains(h)).count() as u32;
+                    (busy < c.slots).then_some((id, c.slots - busy))
+                })
+                .collect();
+            for (_, id, holder) in late {
+                // Its result is in and being checked: no copy needed.
+                if st
+                    .conns
+                    .get(&holder)
+                    .is_some_and(|c| c.answered.contains(&id))
+                {
+                    continue;
+                }
+                // Never back to a worker that held it before.
+                let Some(pos) = idle.iter().position(|&(conn, _)| {
+                    conn != holder && st.conns.get(&conn).is_some_and(|c| !c.ever.contains(&id))
+                }) else {
+                    continue;
+                };
+                let thief = idle[pos].0;
+                idle[pos].1 -= 1;
+                if idle[pos].1 == 0 {
+                    idle.swap_remove(pos);
+                }
+                // The holder keeps it in `ever`: its result is still welcome.
+                if let Some(c) = st.conns.get_mut(&holder) {
+                    c.held.remove(&id);
+                }
+                if let Some(open) = st.open.get_mut(&id) {
+                    open.lease = Some(Lease {
+                        conn: thief,
+                        acked: false,
+                        since: now,
+                    });
+                    open.copied_from = Some(holder);
+                }
+                if let Some(c) = st.conns.get_mut(&thief) {
+                    c.held.insert(id);
+                    c.ever.insert(id);
+                    c.copies.push(id);
+                }
+                self.metrics.leased.fetch_add(1, Relaxed);
+                tracing::info!(
+                    chunk = id,
+                    from = holder,
+                    to = thief,
+                    "a job's last chunk held long: copy given to an idle worker"
+                );
+                copied += 1;
+            }
+        }
+        if copied > 0 {
+            self.bump();
+        }
+        copied
     }
 }
 
@@ -1559,6 +1683,67 @@ mod tests {
             tx,
         );
         assert_eq!(c.lease(other).len(), 4);
+    }
+
+    /// With nothing left to lease, a chunk held past four chunk targets is
+    /// copied to an idle worker (never back to one that held it); the first
+    /// result wins and the other holder is told to drop it.
+    #[test]
+    fn idle_workers_get_copies_of_chunks_held_long_at_the_end() {
+        let sizing = ChunkSizing {
+            target: Duration::from_millis(1),
+            ..ChunkSizing::default()
+        };
+        let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(60_000, 60_000), sizing)
+            .expect("coordinator");
+        c.create_job(job(vec![6, 35], 1)).expect("job");
+        let (tx, mut slow_rx) = mpsc::channel(8);
+        let slow = c.register(WorkerKind::Native, 2, Ipv4Addr::LOCALHOST.into(), tx);
+        let held = c.lease(slow);
+        assert_eq!(held.len(), 2);
+        for a in &held {
+            c.ack(slow, a.chunk_id);
+        }
+        let idle = conn(&c, 1);
+        assert!(c.lease(idle).is_empty(), "nothing queued");
+        assert_eq!(c.copy_stragglers(Instant::now()), 0, "not held long yet");
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(c.sweep(Instant::now()), 0, "nothing lapses");
+        let copy = c.lease(idle);
+        assert_eq!(copy.len(), 1, "one free slot, one copy");
+        assert_eq!(copy[0].chunk_id, held[0].chunk_id, "the longest held first");
+        assert_eq!(
+            c.copy_stragglers(Instant::now()),
+            0,
+            "the slow one is full, the idle one busy"
+        );
+        let n = copy[0].numbers.get(0).expect("a number");
+        let factors = vec![crowdfactor_factor::factor(n)];
+        c.accept(idle, copy[0].chunk_id, factors.into(), None)
+            .expect("accept");
+        match slow_rx.try_recv() {
+            Ok(ServerMessage::Cancel { chunk_ids }) => assert_eq!(chunk_ids, [held[0].chunk_id]),
+            other => panic!("expected a cancel, got {other:?}"),
+        }
+        assert!(matches!(
+            c.check_result(slow, held[0].chunk_id),
+            ResultCheck::NotAssigned | ResultCheck::AlreadyDone
+        ));
+        // The other chunk: copied to the now idle worker at the next sweep;
+        // the slow worker's result comes first this time and counts.
+        c.sweep(Instant::now());
+        let copy = c.lease(idle);
+        assert_eq!(copy[0].chunk_id, held[1].chunk_id);
+        assert!(matches!(
+            c.check_result(slow, held[1].chunk_id),
+            ResultCheck::Verify(_)
+        ));
+        let factors = vec![crowdfactor_factor::factor(35)];
+        assert_eq!(
+            c.accept(slow, held[1].chunk_id, factors.into(), None)
+                .expect("accept"),
+            Completion::Accepted { job_done: true }
+        );
     }
 
     #[test]

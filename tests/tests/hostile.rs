@@ -68,6 +68,27 @@ async fn ack(ws: &mut Ws, a: &crowdfactor_protocol::Assignment) {
     ws.send(Message::text(ack.encode())).await.unwrap();
 }
 
+/// Heartbeats from `ws` every 100 ms on a task of its own, so it never
+/// counts as silent; returns that task and what `ws` is sent.
+fn heartbeating(
+    ws: Ws,
+) -> (
+    tokio::task::JoinHandle<()>,
+    futures_util::stream::SplitStream<Ws>,
+) {
+    let (mut sink, stream) = ws.split();
+    let beats = tokio::spawn(async move {
+        loop {
+            let beat = Message::text(ClientMessage::Heartbeat.encode());
+            if sink.send(beat).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (beats, stream)
+}
+
 async fn next_assign(ws: &mut Ws) -> crowdfactor_protocol::Assignment {
     loop {
         match recv(ws).await {
@@ -446,26 +467,59 @@ async fn a_worker_that_heartbeats_but_never_finishes_loses_the_chunk_at_its_dead
     let mut hoarder = connect(&server, 1).await;
     let a = next_assign(&mut hoarder).await;
     ack(&mut hoarder, &a).await;
-    let (mut sink, mut stream) = hoarder.split();
     // Heartbeats keep it from counting as silent; only the deadline can help.
-    let beats = tokio::spawn(async move {
-        loop {
-            if sink
-                .send(Message::text(ClientMessage::Heartbeat.encode()))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let (beats, mut stream) = heartbeating(hoarder);
     let drain = tokio::spawn(async move { while stream.next().await.is_some() {} });
     let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
     let job = server.wait_done(&id, Duration::from_secs(30)).await;
     assert_eq!(job["by_kind"]["native"], 1);
     beats.abort();
     drain.abort();
+    server.shutdown().await;
+}
+
+/// A job's last chunk held by a worker that acks, heartbeats and never
+/// answers does not wait for its deadline (10 minutes while the worker's
+/// speed is unknown): an idle worker is given a copy after four chunk
+/// targets, finishes it, and the holder is told to drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_chunk_sat_on_is_copied_to_an_idle_worker() {
+    let target = Duration::from_millis(250);
+    let server = TestServer::start(Config {
+        chunk_target: target,
+        ..Config::default()
+    })
+    .await;
+    let id = server.submit(json!({"numbers": ["1000000000001"]})).await;
+    let mut sitter = connect(&server, 1).await;
+    let a = next_assign(&mut sitter).await;
+    ack(&mut sitter, &a).await;
+    let started = std::time::Instant::now();
+    let (beats, mut stream) = heartbeating(sitter);
+    let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let job = server.wait_done(&id, Duration::from_secs(60)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "done after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(job["chunks"], 1);
+    assert_eq!(server.results(&id).await, gnu_factor(&[1_000_000_000_001]));
+    // The sitter hears that its chunk is done elsewhere.
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Message::Text(t) = frame {
+                if let Ok(ServerMessage::Cancel { chunk_ids }) = ServerMessage::decode(&t, 1 << 20)
+                {
+                    return chunk_ids;
+                }
+            }
+        }
+        vec![]
+    })
+    .await;
+    assert_eq!(told.ok(), Some(vec![a.chunk_id]));
+    beats.abort();
     server.shutdown().await;
 }
 
