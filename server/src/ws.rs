@@ -85,7 +85,9 @@ pub(crate) async fn serve(
     let hello = match handshake(&mut stream, input, &config).await {
         Ok(h) => h,
         Err((code, message)) => {
-            tracing::info!(%peer, %message, "handshake refused");
+            // The text may quote the worker's input: a plain string field
+            // is logged escaped (a `%` one would print its line breaks).
+            tracing::info!(%peer, why = message.as_str(), "handshake refused");
             let _ = tx.send(ServerMessage::Error { code, message }).await;
             drop(tx);
             let _ = writer.await;
@@ -102,7 +104,7 @@ pub(crate) async fn serve(
         slots,
         threads = hello.threads,
         name = hello.name.as_deref().unwrap_or(""),
-        agent = %hello.agent,
+        agent = hello.agent.as_str(),
         "worker connected"
     );
     let welcome = ServerMessage::Welcome {
@@ -325,7 +327,12 @@ impl Session<'_> {
     /// Sends the worker an `error` and gives the reason the connection
     /// ends, for the `worker disconnected` log line.
     async fn fail(&self, code: ErrorCode, message: String) -> &'static str {
-        tracing::info!(conn = self.conn, ?code, %message, "closing connection");
+        tracing::info!(
+            conn = self.conn,
+            ?code,
+            why = message.as_str(),
+            "closing connection"
+        );
         let _ = self.tx.send(ServerMessage::Error { code, message }).await;
         match code {
             ErrorCode::ShuttingDown => "server shutting down",

@@ -846,3 +846,71 @@ async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
     assert_eq!(server.results(&id).await, gnu_factor(&numbers));
     server.shutdown().await;
 }
+
+/// What a worker says cannot forge log lines: its agent, its name and the
+/// text of its malformed messages are logged with line breaks escaped, so
+/// every event stays one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cannot_forge_log_lines() {
+    let dir = temp_dir("log-forging");
+    let log_path = dir.join("server.log");
+    let port = free_port();
+    let mut server = std::process::Command::new(bin("crowdfactor-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--token", "t"])
+        .arg("--db")
+        .arg(dir.join("db"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let started = std::time::Instant::now();
+    let mut ws = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let hello = ClientMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        kind: WorkerKind::Native,
+        slots: 1,
+        threads: 1,
+        name: Some("box\nFORGED name line".into()),
+        agent: "agent\nFORGED agent line".into(),
+        token: None,
+    });
+    ws.send(Message::text(hello.encode())).await.unwrap();
+    assert!(matches!(
+        recv(&mut ws).await,
+        Some(ServerMessage::Welcome { .. })
+    ));
+    let bad = r#"{"type":"nonsense\nFORGED error line"}"#;
+    ws.send(Message::text(bad)).await.unwrap();
+    while recv(&mut ws).await.is_some() {}
+    // A hello that is refused, with the same trick.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text(r#"{"type":"hello\nFORGED handshake line"}"#))
+        .await
+        .unwrap();
+    while recv(&mut ws).await.is_some() {}
+    // SIGTERM: a graceful stop flushes the log.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("worker connected"), "{log}");
+    assert!(log.contains("closing connection"), "{log}");
+    assert!(log.contains("handshake refused"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("FORGED"), "a forged line:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -97,7 +97,7 @@ pub async fn run(opts: Options) -> ExitCode {
             }) => {
                 // Retrying cannot help: the token or this worker's protocol
                 // version is wrong until someone changes it.
-                tracing::error!(server = %opts.server, ?code, %message, "the coordinator refused this worker; not retrying");
+                tracing::error!(server = %opts.server, ?code, why = message.as_str(), "the coordinator refused this worker; not retrying");
                 break ExitCode::from(3);
             }
             Err(e) => {
@@ -113,7 +113,7 @@ pub async fn run(opts: Options) -> ExitCode {
                 }
                 // Jitter spreads reconnects of many workers after a server restart.
                 let wait = delay.mul_f64(0.5 + fastrand::f64());
-                tracing::warn!(server = %opts.server, error = %e, retry_in = ?wait, "disconnected");
+                tracing::warn!(server = %opts.server, error = e.to_string().as_str(), retry_in = ?wait, "disconnected");
                 let mut drain = drain_rx.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -266,7 +266,8 @@ async fn session(
                         }
                     }
                     ServerMessage::Rejected { chunk_id, reason } => {
-                        tracing::error!(chunk_id, %reason, "the server rejected our result");
+                        // The server's words, logged escaped (they cannot forge lines).
+                        tracing::error!(chunk_id, reason = reason.as_str(), "the server rejected our result");
                     }
                     ServerMessage::Idle => {
                         if opts.exit_when_idle && inflight.is_empty() {
