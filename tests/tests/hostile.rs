@@ -16,21 +16,26 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A scripted worker speaking the protocol by hand.
-async fn connect(server: &TestServer, slots: u32) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
+/// A native worker's `hello` with one thread.
+fn hello(slots: u32, name: &str, agent: &str) -> Message {
     let hello = ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         kind: WorkerKind::Native,
         slots,
         threads: 1,
-        name: Some("scripted".into()),
-        agent: "test".into(),
+        name: Some(name.into()),
+        agent: agent.into(),
         token: None,
     });
-    ws.send(Message::text(hello.encode())).await.unwrap();
+    Message::text(hello.encode())
+}
+
+/// A scripted worker speaking the protocol by hand.
+async fn connect(server: &TestServer, slots: u32) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    ws.send(hello(slots, "scripted", "test")).await.unwrap();
     assert!(matches!(
         recv(&mut ws).await,
         Some(ServerMessage::Welcome { .. })
@@ -800,16 +805,7 @@ async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
     let (mut reader, _) = tokio_tungstenite::client_async(server.ws_url(), tcp)
         .await
         .unwrap();
-    let hello = ClientMessage::Hello(Hello {
-        protocol: PROTOCOL_VERSION,
-        kind: WorkerKind::Native,
-        slots: 16,
-        threads: 1,
-        name: Some("not reading".into()),
-        agent: "test".into(),
-        token: None,
-    });
-    reader.send(Message::text(hello.encode())).await.unwrap();
+    reader.send(hello(16, "not reading", "test")).await.unwrap();
     let connected = || async {
         let text = server.text("/metrics", None).await;
         metric(&text, "crowdfactor_workers_connected{kind=\"native\"}")
@@ -877,16 +873,8 @@ async fn a_worker_cannot_forge_log_lines() {
             }
         }
     };
-    let hello = ClientMessage::Hello(Hello {
-        protocol: PROTOCOL_VERSION,
-        kind: WorkerKind::Native,
-        slots: 1,
-        threads: 1,
-        name: Some("box\nFORGED name line".into()),
-        agent: "agent\nFORGED agent line".into(),
-        token: None,
-    });
-    ws.send(Message::text(hello.encode())).await.unwrap();
+    let forged = hello(1, "box\nFORGED name line", "agent\nFORGED agent line");
+    ws.send(forged).await.unwrap();
     assert!(matches!(
         recv(&mut ws).await,
         Some(ServerMessage::Welcome { .. })
