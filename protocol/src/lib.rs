@@ -39,7 +39,7 @@
 //! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
 //! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned) |
-//! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished) |
+//! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished; at most 2048 ids, what a worker can hold) |
 //!
 //! `slots` is how many chunks the worker wants to hold at once (native workers
 //! ask for two per compute thread so a thread never waits for a round trip).

@@ -360,6 +360,16 @@ impl Session<'_> {
                 self.coord.set_slots(self.conn, slots.min(MAX_SLOTS));
                 Ok(())
             }
+            // No worker holds more than twice the most slots: a longer list
+            // would only hold the coordinator's lock while it is looked up.
+            ClientMessage::Release { chunk_ids } if chunk_ids.len() > 2 * MAX_SLOTS as usize => {
+                let message = format!(
+                    "release names {} chunks; a worker holds at most {}",
+                    chunk_ids.len(),
+                    2 * MAX_SLOTS
+                );
+                Err(self.fail(ErrorCode::BadMessage, message).await)
+            }
             ClientMessage::Release { chunk_ids } => {
                 self.coord.release(self.conn, &chunk_ids);
                 Ok(())

@@ -272,6 +272,9 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
     let id = server
         .submit(json!({"numbers": ["1000000000001", "1000000000003"], "chunk_size": 1}))
         .await;
+    // A release naming more chunks than any worker can hold, too.
+    let ids: Vec<u64> = (1..=5000).collect();
+    let hoard = ClientMessage::Release { chunk_ids: ids }.encode();
     let garbage = [
         "not json",
         r#"{"type":"hullo"}"#,
@@ -279,6 +282,7 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
         r#"{"type":"result","chunk_id":1,"factors":"2  3"}"#,
         r#"{"type":"result","chunk_id":1,"results":[{"n":"6","factors":["2","3"]}]}"#,
         r#"{"type":"ack"}"#,
+        &hoard,
     ];
     for g in garbage {
         let mut ws = connect(&server, 0).await;
