@@ -14,7 +14,7 @@ use crowdfactor_protocol::{
 };
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::coordinator::{ConnId, Coordinator, ResultCheck};
 use crate::listen::InputMeter;
@@ -45,10 +45,14 @@ pub(crate) async fn serve(
     let (tx, mut rx) = mpsc::channel::<ServerMessage>(OUTBOX);
     let write_timeout = config.write_timeout;
     let writer_coord = Arc::clone(&coord);
+    // Dropped when the writer ends, however it ends: the session's signal
+    // to end too (a worker that stopped reading sends nothing to notice).
+    let (writer_alive, mut writer_gone) = oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
+        let _alive = writer_alive;
         // Whatever is queued goes out in one write and one flush. The batch
-        // grows with bursts and is let go once the queue is empty: room for
-        // 64 messages kept by every idle connection was 6 KiB each.
+        // grows with bursts: room for 64 messages kept by every idle
+        // connection from the start was 6 KiB each.
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
             let closing = batch
@@ -75,7 +79,10 @@ pub(crate) async fn serve(
             if closing {
                 break;
             }
-            if batch.capacity() > 4 && rx.is_empty() {
+            // Let go of room a large burst took once it is over; not of
+            // small batches' (a fresh batch per burst cost 10-15 % of the
+            // round-trip benchmark in allocator traffic).
+            if batch.capacity() > 16 && rx.is_empty() {
                 batch = Vec::new();
             }
         }
@@ -122,7 +129,9 @@ pub(crate) async fn serve(
         pending: FuturesUnordered::new(),
     };
     let reason = if tx.send(welcome).await.is_ok() {
-        session.run(&mut stream, input, &mut stop).await
+        session
+            .run(&mut stream, input, &mut stop, &mut writer_gone)
+            .await
     } else {
         "writer closed"
     };
@@ -215,6 +224,7 @@ impl Session<'_> {
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
         input: &InputMeter,
         stop: &mut watch::Receiver<bool>,
+        writer_gone: &mut oneshot::Receiver<()>,
     ) -> &'static str {
         let mut changes = self.coord.subscribe();
         let mut idle_sent = false;
@@ -239,10 +249,6 @@ impl Session<'_> {
         // 500 ms tick cost 15 % of a core with ten thousand idle workers).
         let idle_check = tokio::time::sleep(self.config.idle_timeout);
         tokio::pin!(idle_check);
-        // One wait for the writer's end, not a new one per message.
-        let tx = self.tx;
-        let writer_gone = tx.closed();
-        tokio::pin!(writer_gone);
         // Whether something happened that may let this connection take work
         // (acks and heartbeats do not).
         let mut may_lease = true;
@@ -306,7 +312,7 @@ impl Session<'_> {
                 // The writer gave up (a worker that does not read, or a
                 // failed socket): end, so the socket closes and the leases
                 // go back.
-                () = &mut writer_gone => return "writer closed",
+                _ = &mut *writer_gone => return "writer closed",
                 () = &mut idle_check => {
                     // A timeout too long to add up means none.
                     let deadline = last_heard
