@@ -1125,16 +1125,21 @@ impl Coordinator {
                 return 0;
             }
             late.sort_unstable();
-            // Workers with a free slot (not paused, not on probation).
-            let mut idle: Vec<(ConnId, u32)> = st
+            // Workers with a free slot (not paused, not on probation), the
+            // fastest first: a copy is for finishing sooner.
+            let mut ranked: Vec<(f64, ConnId, u32)> = st
                 .conns
                 .iter()
                 .filter(|(_, c)| !c.probation && c.slots > 0)
                 .filter_map(|(&id, c)| {
                     let busy = c.held.iter().filter(|h| !c.answered.contains(h)).count() as u32;
-                    (busy < c.slots).then_some((id, c.slots - busy))
+                    let rate = c.rate(now).unwrap_or(0.0);
+                    (busy < c.slots).then_some((rate, id, c.slots - busy))
                 })
                 .collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut idle: Vec<(ConnId, u32)> =
+                ranked.into_iter().map(|(_, id, free)| (id, free)).collect();
             for (_, id, holder) in late {
                 // Its result is in and being checked: no copy needed.
                 if st
@@ -1153,7 +1158,8 @@ impl Coordinator {
                 let thief = idle[pos].0;
                 idle[pos].1 -= 1;
                 if idle[pos].1 == 0 {
-                    idle.swap_remove(pos);
+                    // In order: the rest stay ranked.
+                    idle.remove(pos);
                 }
                 // The holder keeps it in `ever`: its result is still welcome.
                 if let Some(c) = st.conns.get_mut(&holder) {
@@ -1685,11 +1691,9 @@ mod tests {
         assert_eq!(c.lease(other).len(), 4);
     }
 
-    /// With nothing left to lease, a chunk held past four chunk targets is
-    /// copied to an idle worker (never back to one that held it); the first
-    /// result wins and the other holder is told to drop it.
-    #[test]
-    fn idle_workers_get_copies_of_chunks_held_long_at_the_end() {
+    /// A coordinator with a 1 ms chunk target (copies after 4 ms) and a job
+    /// of two one-number chunks, 6 and 35.
+    fn endgame_of_6_and_35() -> Coordinator {
         let sizing = ChunkSizing {
             target: Duration::from_millis(1),
             ..ChunkSizing::default()
@@ -1697,6 +1701,15 @@ mod tests {
         let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(60_000, 60_000), sizing)
             .expect("coordinator");
         c.create_job(job(vec![6, 35], 1)).expect("job");
+        c
+    }
+
+    /// With nothing left to lease, a chunk held past four chunk targets is
+    /// copied to an idle worker (never back to one that held it); the first
+    /// result wins and the other holder is told to drop it.
+    #[test]
+    fn idle_workers_get_copies_of_chunks_held_long_at_the_end() {
+        let c = endgame_of_6_and_35();
         let (tx, mut slow_rx) = mpsc::channel(8);
         let slow = c.register(WorkerKind::Native, 2, Ipv4Addr::LOCALHOST.into(), tx);
         let held = c.lease(slow);
@@ -1744,6 +1757,25 @@ mod tests {
                 .expect("accept"),
             Completion::Accepted { job_done: true }
         );
+    }
+
+    /// A copy goes to the fastest idle worker, not just any.
+    #[test]
+    fn copies_go_to_the_fastest_idle_worker() {
+        let c = endgame_of_6_and_35();
+        // Registered before the fast one, so not first by id either.
+        let (slow, fresh, fast) = (conn(&c, 1), conn(&c, 1), conn(&c, 1));
+        let stuck = c.lease(slow);
+        c.ack(slow, stuck[0].chunk_id);
+        let done = c.lease(fast);
+        let factors = vec![crowdfactor_factor::factor(35)];
+        c.accept(fast, done[0].chunk_id, factors.into(), None)
+            .expect("accept");
+        // `fresh` is idle too, but has no results to show a speed.
+        std::thread::sleep(Duration::from_millis(10));
+        c.sweep(Instant::now());
+        assert!(c.lease(fresh).is_empty());
+        assert_eq!(c.lease(fast)[0].chunk_id, stuck[0].chunk_id);
     }
 
     #[test]
