@@ -80,6 +80,17 @@ pub struct ChunkWork {
     pub numbers: Arc<ChunkNumbers>,
 }
 
+impl ChunkWork {
+    /// The `assign` message that hands this chunk to a worker.
+    fn assignment(&self) -> Assignment {
+        Assignment {
+            chunk_id: self.id,
+            job_id: self.span.job.to_string(),
+            numbers: ChunkNumbers::clone(&self.numbers),
+        }
+    }
+}
+
 /// The coordinator: store plus in-memory queue and leases.
 #[derive(Debug)]
 pub struct Coordinator {
@@ -137,12 +148,31 @@ struct State {
     leased_per_job: FxHashMap<JobId, usize>,
     /// Chunks put back in the queue so far.
     requeued: u64,
-    /// Addresses refused until the given time (too many wrong results).
-    bans: HashMap<IpAddr, Instant>,
-    /// Addresses (as [`crate::proxy::limit_key`]) a lease lapsed from, and
-    /// until when their new connections start on probation: reconnecting
-    /// must not give a hoarder its full slots back.
-    lapsed: HashMap<IpAddr, Instant>,
+    /// Addresses refused for a while (too many wrong results).
+    bans: AddressTimers,
+    /// Addresses a lease lapsed from: their new connections start on
+    /// probation for a while, so reconnecting does not give a hoarder its
+    /// full slots back.
+    lapsed: AddressTimers,
+}
+
+/// Addresses (each as [`crate::proxy::limit_key`]: an IPv6 /64 as one) and
+/// until when something holds for them.
+#[derive(Debug, Default)]
+struct AddressTimers(HashMap<IpAddr, Instant>);
+
+impl AddressTimers {
+    /// From `now` on, `ip` is marked for `duration` (forgetting marks that ran out).
+    fn mark(&mut self, ip: IpAddr, now: Instant, duration: Duration) {
+        self.0.retain(|_, until| *until > now);
+        self.0.insert(crate::proxy::limit_key(ip), now + duration);
+    }
+
+    /// How much longer `ip` is marked, if it is.
+    fn remaining(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let until = self.0.get(&crate::proxy::limit_key(ip))?;
+        until.checked_duration_since(now)
+    }
 }
 
 /// The live queue of one job.
@@ -520,8 +550,8 @@ impl Coordinator {
         let id = st.next_conn;
         let probation = st
             .lapsed
-            .get(&crate::proxy::limit_key(ip))
-            .is_some_and(|until| *until > Instant::now());
+            .remaining(ip, Instant::now())
+            .is_some_and(|left| !left.is_zero());
         st.conns.insert(
             id,
             Conn {
@@ -551,18 +581,13 @@ impl Coordinator {
     /// Refuses new connections from `ip` (from its /64 for IPv6) for `duration`.
     pub fn ban(&self, ip: IpAddr, duration: Duration) {
         let key = crate::proxy::limit_key(ip);
-        let mut st = self.lock();
-        let now = Instant::now();
-        st.bans.retain(|_, until| *until > now);
-        st.bans.insert(key, now + duration);
+        self.lock().bans.mark(ip, Instant::now(), duration);
         tracing::warn!(%ip, refused = %key, secs = duration.as_secs(), "address refused for too many wrong results");
     }
 
     /// How much longer `ip` is refused, if it is.
     pub fn banned_for(&self, ip: IpAddr) -> Option<Duration> {
-        let st = self.lock();
-        let until = st.bans.get(&crate::proxy::limit_key(ip))?;
-        until.checked_duration_since(Instant::now())
+        self.lock().bans.remaining(ip, Instant::now())
     }
 
     /// Records what the worker said about itself in `hello`. Its thread
@@ -679,11 +704,7 @@ impl Coordinator {
                 .get(&id)
                 .filter(|o| o.lease.is_some_and(|l| l.conn == conn))
             {
-                out.push(Assignment {
-                    chunk_id: id,
-                    job_id: open.work.span.job.to_string(),
-                    numbers: ChunkNumbers::clone(&open.work.numbers),
-                });
+                out.push(open.work.assignment());
             }
         }
         let held = &c.held;
@@ -753,11 +774,7 @@ impl Coordinator {
             self.metrics.leased.fetch_add(1, Relaxed);
             st.started_jobs.insert(job);
             *st.leased_per_job.entry(job).or_default() += 1;
-            out.push(Assignment {
-                chunk_id: id,
-                job_id: job.to_string(),
-                numbers: ChunkNumbers::clone(&open.work.numbers),
-            });
+            out.push(open.work.assignment());
         }
         out
     }
@@ -1068,8 +1085,6 @@ impl Coordinator {
         }
         {
             let mut st = self.lock();
-            let now = Instant::now();
-            st.lapsed.retain(|_, until| *until > now);
             for (id, conn, why) in &expired {
                 if let Some(c) = st.conns.get_mut(conn) {
                     c.held.remove(id);
@@ -1080,8 +1095,8 @@ impl Coordinator {
                             "worker let a lease lapse: one chunk at a time until a result is accepted"
                         );
                     }
-                    let key = crate::proxy::limit_key(c.ip);
-                    st.lapsed.insert(key, now + LAPSE_MEMORY);
+                    let ip = c.ip;
+                    st.lapsed.mark(ip, now, LAPSE_MEMORY);
                 }
                 st.drop_lease(*id);
                 tracing::warn!(
