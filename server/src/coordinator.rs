@@ -226,10 +226,11 @@ impl JobQueue {
 struct OpenChunk {
     work: ChunkWork,
     lease: Option<Lease>,
-    /// The worker that held it before an idle one was given a copy at a
-    /// job's end ([`Coordinator::sweep`]): told to drop it when the copy's
-    /// result comes first.
-    copied_from: Option<ConnId>,
+    /// The workers that held it before an idle one was given a copy at a
+    /// job's end ([`Coordinator::sweep`]), oldest first: all told to drop it
+    /// when a result comes first from someone else. Empty (no allocation)
+    /// for all but a job's last stalled chunks.
+    copied_from: Vec<ConnId>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -749,7 +750,7 @@ impl Coordinator {
                     OpenChunk {
                         work: ChunkWork { id, span, numbers },
                         lease: None,
-                        copied_from: None,
+                        copied_from: Vec::new(),
                     },
                 );
                 id
@@ -965,9 +966,12 @@ impl Coordinator {
                     }
                 }
             }
-            // The worker a copy was made from, still at it.
-            let copied_from = open.as_ref().and_then(|o| o.copied_from);
-            if let Some(prev) = copied_from.filter(|&p| p != conn) {
+            // The workers copies were made from, perhaps still at it.
+            let current = lease.map(|l| l.conn);
+            for &prev in open.iter().flat_map(|o| &o.copied_from) {
+                if prev == conn || Some(prev) == current {
+                    continue;
+                }
                 if let Some(c) = st.conns.get_mut(&prev) {
                     c.ever.remove(&chunk);
                     others.push(c.tx.clone());
@@ -1116,8 +1120,8 @@ impl Coordinator {
     /// by default): a slow or stalled worker holding a job's last chunks
     /// would otherwise keep it open until their deadline (up to ten times
     /// their expected time, or 10 minutes while its speed is unknown).
-    /// The first verified result wins and the other worker is told to drop
-    /// the chunk. Returns how many copies were given.
+    /// The first verified result wins and every other worker holding a
+    /// copy is told to drop the chunk. Returns how many copies were given.
     fn copy_stragglers(&self, now: Instant) -> usize {
         let after = self.sizing.target.saturating_mul(4);
         let mut copied = 0;
@@ -1186,7 +1190,9 @@ impl Coordinator {
                         acked: false,
                         since: now,
                     });
-                    open.copied_from = Some(holder);
+                    if !open.copied_from.contains(&holder) {
+                        open.copied_from.push(holder);
+                    }
                 }
                 if let Some(c) = st.conns.get_mut(&thief) {
                     c.held.insert(id);
@@ -1772,6 +1778,54 @@ mod tests {
                 .expect("accept"),
             Completion::Accepted { job_done: true }
         );
+    }
+
+    /// A copy that stalls too is copied again; when a result comes, every
+    /// worker still holding a copy is told to drop it, not only the last.
+    #[test]
+    fn every_worker_a_chunk_was_copied_from_is_told_to_drop_it() {
+        let sizing = ChunkSizing {
+            target: Duration::from_millis(1),
+            ..ChunkSizing::default()
+        };
+        let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(60_000, 60_000), sizing)
+            .expect("coordinator");
+        c.create_job(job(vec![35], 1)).expect("job");
+        let stalled = |c: &Coordinator| {
+            let (tx, rx) = mpsc::channel(8);
+            (
+                c.register(WorkerKind::Native, 1, Ipv4Addr::LOCALHOST.into(), tx),
+                rx,
+            )
+        };
+        let cancelled = |rx: &mut mpsc::Receiver<ServerMessage>| {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .any(|m| matches!(m, ServerMessage::Cancel { .. }))
+        };
+        let (first, mut first_rx) = stalled(&c);
+        let id = c.lease(first)[0].chunk_id;
+        c.ack(first, id);
+        let (second, mut second_rx) = stalled(&c);
+        std::thread::sleep(Duration::from_millis(10));
+        c.sweep(Instant::now());
+        assert_eq!(c.lease(second)[0].chunk_id, id, "copied once");
+        c.ack(second, id);
+        let third = conn(&c, 1);
+        std::thread::sleep(Duration::from_millis(10));
+        c.sweep(Instant::now());
+        assert!(c.lease(first).is_empty(), "never back to a former holder");
+        assert_eq!(c.lease(third)[0].chunk_id, id, "copied again");
+        let factors = vec![crowdfactor_factor::factor(35)];
+        assert_eq!(
+            c.accept(third, id, factors.into(), None).expect("accept"),
+            Completion::Accepted { job_done: true }
+        );
+        assert!(cancelled(&mut second_rx), "the copy it was taken from");
+        assert!(cancelled(&mut first_rx), "the first holder too");
+        assert!(matches!(
+            c.check_result(first, id),
+            ResultCheck::NotAssigned | ResultCheck::AlreadyDone
+        ));
     }
 
     /// A copy goes to the fastest idle worker, not just any.
