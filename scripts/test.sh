@@ -2,8 +2,9 @@
 # Runs every test: formatting and lints (native and wasm32), unit tests,
 # end-to-end tests (real server, real worker processes, headless Chromium and
 # Firefox),
-# the wasm factorizer's tests in headless Chromium (dedicated worker), and a
-# smoke run of the benchmark. Installs what it needs first (idempotent).
+# the wasm factorizer's tests in headless Chromium (dedicated worker), a
+# brief run of every fuzz target, and a smoke run of the benchmarks.
+# Installs what it needs first (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -25,6 +26,7 @@ fi
 
 step "format and lints"
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 cargo clippy --workspace --all-targets -- -D warnings
 "${wasm_cargo[@]}" clippy -p crowdfactor-wasm -p crowdfactor-factor -p crowdfactor-protocol \
   --target wasm32-unknown-unknown --all-targets "${wasm_flags[@]}" -- -D warnings
@@ -36,6 +38,9 @@ cargo test --workspace
 
 step "wasm tests in headless Chromium (dedicated worker)"
 "${wasm_cargo[@]}" test -p crowdfactor-factor -p crowdfactor-wasm --target wasm32-unknown-unknown "${wasm_flags[@]}"
+
+step "fuzz targets, 20 s each (longer runs: scripts/fuzz.sh SECONDS)"
+scripts/fuzz.sh 20
 
 step "benchmarks run (smoke, dev profile: figures come from scripts/bench.sh and scripts/bench-load.sh)"
 cargo bench -p crowdfactor-factor --bench classes --profile dev -- --quick

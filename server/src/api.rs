@@ -195,7 +195,7 @@ fn parse_number(raw: &RawValue, item: &str) -> Result<u128, AppError> {
 }
 
 /// Parses a job request, or names the bad item.
-pub(crate) fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError> {
+pub fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError> {
     let req: JobRequest = serde_json::from_slice(body).map_err(|e| {
         bad(
             "bad_json",

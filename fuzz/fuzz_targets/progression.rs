@@ -1,0 +1,46 @@
+//! Range chunks: the sieve (`factor_progression`) gives what `factor` gives
+//! number by number, and the coordinator's sieve check (`verify_progression`)
+//! refuses a list exactly when `verify` does, with `verify`'s verdict.
+#![no_main]
+
+use crowdfactor_factor::{factor, factor_progression, verify, verify_progression};
+use libfuzzer_sys::fuzz_target;
+
+fn as_slices(lists: &[Vec<u128>]) -> Vec<&[u128]> {
+    lists.iter().map(|l| &l[..]).collect()
+}
+
+fuzz_target!(|input: (u64, u8, u16, u16, u16, Vec<u64>)| {
+    let (raw_start, shift, raw_step, raw_count, at, claim) = input;
+    // Numbers of every size below 2^64, most of them small enough for the
+    // sieve (below 2^44, and √last small next to the count).
+    let start = u128::from(raw_start >> (shift % 64));
+    let step = u128::from(raw_step.max(1));
+    let count = usize::from(raw_count % 2000) + 1;
+    let mut lists = Vec::with_capacity(count);
+    factor_progression(start, step, count, |l| lists.push(l.to_vec()));
+    assert_eq!(lists.len(), count);
+    for (i, list) in lists.iter().enumerate() {
+        let n = start + step * i as u128;
+        assert_eq!(
+            list,
+            &factor(n),
+            "{n} (start {start} step {step} count {count})"
+        );
+    }
+    if start == 0 {
+        return; // 0 has no factorization to verify
+    }
+    assert_eq!(verify_progression(start, step, as_slices(&lists)), Ok(()));
+    // One claimed list replaced: refused exactly as `verify` refuses it.
+    let i = usize::from(at) % count;
+    let n = start + step * i as u128;
+    lists[i] = claim.iter().map(|&f| u128::from(f)).collect();
+    let want = verify(n, &lists[i]).map_err(|e| (i, e));
+    assert_eq!(
+        verify_progression(start, step, as_slices(&lists)),
+        want,
+        "{n}: {:?}",
+        lists[i]
+    );
+});
