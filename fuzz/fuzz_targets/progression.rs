@@ -10,13 +10,15 @@ fn as_slices(lists: &[Vec<u128>]) -> Vec<&[u128]> {
     lists.iter().map(|l| &l[..]).collect()
 }
 
-fuzz_target!(|input: (u64, u8, u16, u16, u16, Vec<u64>)| {
-    let (raw_start, shift, raw_step, raw_count, at, claim) = input;
+fuzz_target!(|input: (u64, u8, u16, u16, u16, u8, Vec<u64>)| {
+    let (raw_start, shift, raw_step, raw_count, at, how, claim) = input;
     // Numbers of every size below 2^64, most of them small enough for the
     // sieve (below 2^44, and √last small next to the count).
     let start = u128::from(raw_start >> (shift % 64));
     let step = u128::from(raw_step.max(1));
-    let count = usize::from(raw_count % 2000) + 1;
+    // Long enough for the sieve below 2^32; shorter above, where each
+    // number is factored on its own three times here.
+    let count = usize::from(raw_count % if start >> 32 == 0 { 2000 } else { 300 }) + 1;
     let mut lists = Vec::with_capacity(count);
     factor_progression(start, step, count, |l| lists.push(l.to_vec()));
     assert_eq!(lists.len(), count);
@@ -32,10 +34,30 @@ fuzz_target!(|input: (u64, u8, u16, u16, u16, Vec<u64>)| {
         return; // 0 has no factorization to verify
     }
     assert_eq!(verify_progression(start, step, as_slices(&lists)), Ok(()));
-    // One claimed list replaced: refused exactly as `verify` refuses it.
+    // One list replaced by a wrong one — near misses a sieve could let
+    // through, or anything — and refused exactly as `verify` refuses it.
     let i = usize::from(at) % count;
     let n = start + step * i as u128;
-    lists[i] = claim.iter().map(|&f| u128::from(f)).collect();
+    let list = &mut lists[i];
+    match how % 5 {
+        // Two factors merged into a composite one: the product still holds.
+        0 if list.len() >= 2 => {
+            let j = usize::from(how / 5) % (list.len() - 1);
+            let merged = list[j] * list[j + 1];
+            list.splice(j..j + 2, [merged]);
+            list.sort_unstable();
+        }
+        // The number claimed prime.
+        1 => *list = vec![n],
+        // Out of order.
+        2 => list.reverse(),
+        // A factor left out, or one too many.
+        3 if how & 128 == 0 => {
+            list.pop();
+        }
+        3 => list.push(u128::from(claim.first().copied().unwrap_or(2))),
+        _ => *list = claim.iter().map(|&f| u128::from(f)).collect(),
+    }
     let want = verify(n, &lists[i]).map_err(|e| (i, e));
     assert_eq!(
         verify_progression(start, step, as_slices(&lists)),
