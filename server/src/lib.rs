@@ -256,18 +256,7 @@ pub async fn run_with_store(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let timing = LeaseTiming {
-        ack_timeout: config.ack_timeout,
-        lease_timeout: config.lease_timeout,
-        max_lease: config.max_lease,
-    };
-    let sizing = ChunkSizing {
-        target: config.chunk_target,
-        first: config.first_chunk,
-        max: config.max_chunk_size.max(1),
-        max_message_bytes: config.max_message_bytes,
-    };
-    let coord = Arc::new(Coordinator::new(store, timing, sizing)?);
+    let coord = coordinator(&config, store)?;
     // The engine's tables (the verifying sieve's primes among them) are
     // built now, not while the first result waits for its check.
     drop(tokio::task::spawn_blocking(crowdfactor_factor::warm_up));
@@ -290,13 +279,7 @@ pub async fn run_with_store(
     if !web::has_wasm() {
         tracing::warn!("this build has no wasm factorizer (web/pkg was not built): browsers cannot contribute; run scripts/build-wasm.sh and rebuild");
     }
-    let state = Arc::new(AppState {
-        coord,
-        config: Arc::new(config.clone()),
-        stop: stop_rx,
-        conns: Arc::default(),
-        tcp: Arc::default(),
-    });
+    let state = app_state(coord, &config, stop_rx);
     let tcp = Arc::clone(&state.tcp);
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -332,6 +315,48 @@ pub async fn run_with_store(
     };
     sweeper.abort();
     served
+}
+
+/// The coordinator `config` describes, over `store`.
+fn coordinator(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Coordinator>, ServerError> {
+    let timing = LeaseTiming {
+        ack_timeout: config.ack_timeout,
+        lease_timeout: config.lease_timeout,
+        max_lease: config.max_lease,
+    };
+    let sizing = ChunkSizing {
+        target: config.chunk_target,
+        first: config.first_chunk,
+        max: config.max_chunk_size.max(1),
+        max_message_bytes: config.max_message_bytes,
+    };
+    Ok(Arc::new(Coordinator::new(store, timing, sizing)?))
+}
+
+fn app_state(
+    coord: Arc<Coordinator>,
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) -> Arc<AppState> {
+    Arc::new(AppState {
+        coord,
+        config: Arc::new(config.clone()),
+        stop,
+        conns: Arc::default(),
+        tcp: Arc::default(),
+    })
+}
+
+/// The routes [`run`] serves (page, API, metrics), over `store`, for
+/// requests made in-process instead of over a socket: the fuzz targets
+/// send arbitrary requests through them. No sweeper runs, and `/ws` needs a
+/// real connection (it answers 500 here, for want of the peer's address).
+#[doc(hidden)]
+pub fn routes(config: &Config, store: Arc<dyn Store>) -> Result<Router, ServerError> {
+    let coord = coordinator(config, store)?;
+    // Only worker sessions watch for the stop, and none run here.
+    let (_, stop) = watch::channel(false);
+    Ok(router(app_state(coord, config, stop), config))
 }
 
 /// Without TCP_NODELAY a small message written right after another (an
