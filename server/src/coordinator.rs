@@ -162,10 +162,14 @@ struct State {
 struct AddressTimers(HashMap<IpAddr, Instant>);
 
 impl AddressTimers {
-    /// From `now` on, `ip` is marked for `duration` (forgetting marks that ran out).
+    /// From `now` on, `ip` is marked for `duration`.
     fn mark(&mut self, ip: IpAddr, now: Instant, duration: Duration) {
-        self.0.retain(|_, until| *until > now);
         self.0.insert(crate::proxy::limit_key(ip), now + duration);
+    }
+
+    /// Forgets the marks that ran out by `now`.
+    fn forget_expired(&mut self, now: Instant) {
+        self.0.retain(|_, until| *until > now);
     }
 
     /// How much longer `ip` is marked, if it is.
@@ -582,7 +586,10 @@ impl Coordinator {
     /// Refuses new connections from `ip` (from its /64 for IPv6) for `duration`.
     pub fn ban(&self, ip: IpAddr, duration: Duration) {
         let key = crate::proxy::limit_key(ip);
-        self.lock().bans.mark(ip, Instant::now(), duration);
+        let now = Instant::now();
+        let bans = &mut self.lock().bans;
+        bans.forget_expired(now);
+        bans.mark(ip, now, duration);
         tracing::warn!(%ip, refused = %key, secs = duration.as_secs(), "address refused for too many wrong results");
     }
 
@@ -1089,6 +1096,7 @@ impl Coordinator {
         }
         {
             let mut st = self.lock();
+            st.lapsed.forget_expired(now);
             for (id, conn, why) in &expired {
                 if let Some(c) = st.conns.get_mut(conn) {
                     c.held.remove(id);
@@ -1713,15 +1721,15 @@ mod tests {
     }
 
     /// A coordinator with a 1 ms chunk target (copies after 4 ms) and a job
-    /// of two one-number chunks, 6 and 35.
-    fn endgame_of_6_and_35() -> Coordinator {
+    /// of one-number chunks of `numbers`.
+    fn endgame(numbers: Vec<u128>) -> Coordinator {
         let sizing = ChunkSizing {
             target: Duration::from_millis(1),
             ..ChunkSizing::default()
         };
         let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(60_000, 60_000), sizing)
             .expect("coordinator");
-        c.create_job(job(vec![6, 35], 1)).expect("job");
+        c.create_job(job(numbers, 1)).expect("job");
         c
     }
 
@@ -1730,7 +1738,7 @@ mod tests {
     /// result wins and the other holder is told to drop it.
     #[test]
     fn idle_workers_get_copies_of_chunks_held_long_at_the_end() {
-        let c = endgame_of_6_and_35();
+        let c = endgame(vec![6, 35]);
         let (tx, mut slow_rx) = mpsc::channel(8);
         let slow = c.register(WorkerKind::Native, 2, Ipv4Addr::LOCALHOST.into(), tx);
         let held = c.lease(slow);
@@ -1784,13 +1792,7 @@ mod tests {
     /// worker still holding a copy is told to drop it, not only the last.
     #[test]
     fn every_worker_a_chunk_was_copied_from_is_told_to_drop_it() {
-        let sizing = ChunkSizing {
-            target: Duration::from_millis(1),
-            ..ChunkSizing::default()
-        };
-        let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(60_000, 60_000), sizing)
-            .expect("coordinator");
-        c.create_job(job(vec![35], 1)).expect("job");
+        let c = endgame(vec![35]);
         let stalled = |c: &Coordinator| {
             let (tx, rx) = mpsc::channel(8);
             (
@@ -1831,7 +1833,7 @@ mod tests {
     /// A copy goes to the fastest idle worker, not just any.
     #[test]
     fn copies_go_to_the_fastest_idle_worker() {
-        let c = endgame_of_6_and_35();
+        let c = endgame(vec![6, 35]);
         // Registered before the fast one, so not first by id either.
         let (slow, fresh, fast) = (conn(&c, 1), conn(&c, 1), conn(&c, 1));
         let stuck = c.lease(slow);
