@@ -7,6 +7,17 @@ fn server() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crowdfactor-server"))
 }
 
+/// A child process killed when the test ends, also when an assertion fails
+/// (a server left running would hold the test's output open).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn help_lists_flags_and_examples() {
     let out = server().arg("--help").output().unwrap();
@@ -61,7 +72,7 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         .local_addr()
         .unwrap()
         .port();
-    let mut srv = server()
+    let srv = server()
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -71,6 +82,7 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         ])
         .env("RUST_LOG", "warn")
         .spawn()
+        .map(Reaped)
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let cli = |args: &[&str]| {
@@ -100,7 +112,7 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     let second_id = String::from_utf8_lossy(&second.stdout).trim().to_owned();
     assert_eq!(cli(&["cancel", &second_id]).status.code(), Some(0));
     // A worker finishes the first job; watch returns once it is done.
-    let mut worker = Command::new(
+    let worker = Command::new(
         env!("CARGO_BIN_EXE_crowdfactor-server")
             .replace("crowdfactor-server", "crowdfactor-worker"),
     )
@@ -111,16 +123,35 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         "1",
     ])
     .env("RUST_LOG", "warn")
-    .spawn();
-    if let Ok(w) = &mut worker {
+    .spawn()
+    .map(Reaped);
+    if let Ok(w) = worker {
         assert_eq!(cli(&["watch", &id]).status.code(), Some(0));
         let csv = cli(&["results", &id, "--format", "csv"]);
+        assert_eq!(csv.status.code(), Some(0), "{csv:?}");
         assert_eq!(
             String::from_utf8_lossy(&csv.stdout),
             "n,factors\n12,2 2 3\n1000000000001,73 137 99990001\n97,97\n"
         );
-        let _ = w.kill();
-        let _ = w.wait();
+        // Every format, to stdout and to a file, downloads gzipped and ends
+        // cleanly (JSON gets a final newline after the gzip stream).
+        let json = cli(&["results", &id]);
+        assert_eq!(json.status.code(), Some(0), "{json:?}");
+        let text = String::from_utf8_lossy(&json.stdout);
+        assert!(text.ends_with("}\n"), "{text:?}");
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["results"]["1000000000001"][2], "99990001");
+        let ndjson = cli(&["results", &id, "--format", "ndjson"]);
+        assert_eq!(ndjson.status.code(), Some(0), "{ndjson:?}");
+        assert_eq!(String::from_utf8_lossy(&ndjson.stdout).lines().count(), 3);
+        let dir = std::env::temp_dir().join(format!("crowdfactor-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("results.json");
+        let saved = cli(&["results", &id, "-o", file.to_str().unwrap()]);
+        assert_eq!(saved.status.code(), Some(0), "{saved:?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        std::fs::remove_dir_all(&dir).unwrap();
+        drop(w);
     }
     let wrong = server()
         .args(["jobs", "--api-token", "nope"])
@@ -145,8 +176,7 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         String::from_utf8_lossy(&serving.stderr).contains("--db is for serving"),
         "{serving:?}"
     );
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
     let down = cli(&["jobs"]);
     assert_eq!(down.status.code(), Some(4));
 }

@@ -375,10 +375,9 @@ async fn results(
         let piece = piece.map_err(|e| CliError::Refused(format!("the download broke off: {e}")))?;
         sink.write_all(&piece)?;
     }
-    if format == "json" {
-        sink.write_all(b"\n")?;
-    }
-    sink.finish()
+    // The JSON document ends without a newline; a terminal wants one. It goes
+    // after the gzip stream, which takes nothing past its end.
+    sink.finish(if format == "json" { b"\n" } else { b"" })
 }
 
 /// Where downloaded results go: as they come, or unpacked from gzip.
@@ -400,8 +399,9 @@ impl Sink {
         }
     }
 
-    /// Flushes the output; for gzip also checks the stream was whole.
-    fn finish(self) -> Result<(), CliError> {
+    /// Writes `trailer` and flushes the output; for gzip first checks the
+    /// stream was whole.
+    fn finish(self, trailer: &[u8]) -> Result<(), CliError> {
         let mut w = match self {
             Sink::Plain(w) => w,
             Sink::Gzip(mut z) => {
@@ -410,6 +410,7 @@ impl Sink {
                 z.finish().map_err(local)?
             }
         };
+        w.write_all(trailer).map_err(local)?;
         w.flush().map_err(local)
     }
 }
