@@ -42,7 +42,10 @@ pub enum Command {
     ///   crowdfactor-server submit 999999999999 1000000000001
     ///   crowdfactor-server submit --file numbers.txt --chunk-size 100
     ///   crowdfactor-server submit --range 999999999999 1000 --step 2 --watch
-    #[command(verbatim_doc_comment)]
+    #[command(
+        verbatim_doc_comment,
+        group(clap::ArgGroup::new("input").required(true).args(["numbers", "file", "range"]))
+    )]
     Submit {
         /// Numbers to factor.
         numbers: Vec<String>,
@@ -103,6 +106,9 @@ enum CliError {
     Refused(String),
     #[error("{0}")]
     Local(String),
+    /// A command line clap cannot check alone (exit 2, like clap's).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// An error and its causes, `: `-separated: reqwest's own message says
@@ -219,6 +225,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
                 CliError::Unreachable { .. } => EXIT_UNREACHABLE,
                 CliError::Refused(_) => EXIT_REFUSED,
                 CliError::Local(_) => 1,
+                CliError::Usage(_) => 2,
             }
         }
     }
@@ -237,7 +244,7 @@ async fn submit(
 ) -> Result<(), CliError> {
     let mut body = match (range, file) {
         (Some(r), _) => {
-            json!({"range": {"start": r[0], "count": r[1].parse::<u64>().map_err(|_| CliError::Local(format!("range COUNT {:?} is not a whole number", r[1])))?, "step": step}})
+            json!({"range": {"start": r[0], "count": r[1].parse::<u64>().map_err(|_| CliError::Usage(format!("range COUNT {:?} is not a whole number", r[1])))?, "step": step}})
         }
         (None, Some(path)) => {
             let text = if path.as_os_str() == "-" {
@@ -251,7 +258,7 @@ async fn submit(
         }
         (None, None) if !numbers.is_empty() => json!({ "numbers": numbers }),
         (None, None) => {
-            return Err(CliError::Local(
+            return Err(CliError::Usage(
                 "nothing to submit: give numbers, --file FILE or --range START COUNT".into(),
             ))
         }
@@ -278,7 +285,9 @@ async fn submit(
     } else {
         format!("; follow it with `crowdfactor-server watch {id}`")
     };
-    eprintln!("submitted job {id}: {} numbers{hint}", job["total"]);
+    let total = job["total"].as_u64().unwrap_or(0);
+    let noun = if total == 1 { "number" } else { "numbers" };
+    eprintln!("submitted job {id}: {total} {noun}{hint}");
     if watch {
         watch_job(api, &id).await?;
     }
