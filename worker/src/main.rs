@@ -47,8 +47,8 @@ struct Args {
         value_parser = ws_url
     )]
     server: String,
-    /// Compute threads (default, or 0: all cores).
-    #[arg(long, short = 't', env = "CROWDFACTOR_THREADS")]
+    /// Compute threads, up to 1024 (default, or 0: all cores).
+    #[arg(long, short = 't', env = "CROWDFACTOR_THREADS", value_parser = thread_count)]
     threads: Option<usize>,
     /// Name shown to the operator.
     #[arg(long, env = "CROWDFACTOR_NAME")]
@@ -83,10 +83,29 @@ enum Command {
         /// Numbers to factor (stdin when none).
         #[arg(allow_negative_numbers = true)]
         numbers: Vec<String>,
-        /// Threads for long inputs (output order is kept).
-        #[arg(long, short = 't', default_value_t = 1)]
+        /// Threads for long inputs, up to 1024 (0: all cores; output order is kept).
+        #[arg(long, short = 't', default_value_t = 1, value_parser = thread_count)]
         threads: usize,
     },
+}
+
+/// The coordinator counts at most this many threads of a worker (its
+/// `MAX_THREADS`); more would only be OS threads fighting over the cores.
+const MAX_THREADS: usize = 1024;
+
+fn thread_count(arg: &str) -> Result<usize, String> {
+    match arg.parse::<usize>() {
+        Ok(n) if n <= MAX_THREADS => Ok(n),
+        _ => Err(format!("expected 0 (all cores) to {MAX_THREADS}")),
+    }
+}
+
+fn all_cores_if_zero(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 fn main() -> ExitCode {
@@ -99,7 +118,11 @@ fn main() -> ExitCode {
             .skip_while(|a| a != "--")
             .skip(1)
             .count();
-        return ExitCode::from(cli_factor::run(numbers, literal, *threads));
+        return ExitCode::from(cli_factor::run(
+            numbers,
+            literal,
+            all_cores_if_zero(*threads),
+        ));
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -115,10 +138,7 @@ fn main() -> ExitCode {
     // One TLS crypto provider for the process, whatever else the build
     // enables (rustls refuses to choose when it has two).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let threads = args
-        .threads
-        .filter(|t| *t > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = all_cores_if_zero(args.threads.unwrap_or(0));
     let opts = session::Options {
         server: args.server,
         threads,

@@ -121,7 +121,8 @@ fn stdin_with_threads_matches_gnu_and_keeps_order() {
     }
     let b = gnu(&[], &input);
     let tokens: Vec<String> = input.split_ascii_whitespace().map(str::to_owned).collect();
-    for threads in ["1", "2", "3"] {
+    // 0: as many threads as cores.
+    for threads in ["1", "2", "3", "0"] {
         let a = ours(&["--threads", threads], &input);
         assert_same_as_gnu(&a.stdout, &b.stdout, &tokens);
         assert_eq!(a.status.code(), Some(0));
@@ -154,6 +155,24 @@ fn invalid_input_is_reported_and_the_rest_still_factored() {
     assert_eq!(too_big.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&too_big.stdout), "6: 2 3\n");
     assert!(String::from_utf8_lossy(&too_big.stderr).contains("below 2^128"));
+}
+
+#[test]
+fn thread_counts_past_the_limit_are_refused() {
+    for args in [
+        vec!["factor", "--threads", "1025", "6"],
+        vec!["--threads", "5000"],
+    ] {
+        let out = run(
+            Command::new(env!("CARGO_BIN_EXE_crowdfactor-worker")).args(&args),
+            "",
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("1024"),
+            "{out:?}"
+        );
+    }
 }
 
 /// 10^5 generated inputs across size classes, through the CLI on 2 threads,
