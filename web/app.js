@@ -25,7 +25,7 @@ const state = {
   ws: null,
   connection: 'connecting',
   generation: 0,
-  workers: [],        // { worker, chunk: {id, count, generation} | null, ready, retiring }
+  workers: [],        // { worker, chunk: {id, count, generation, cancelled?} | null, ready, retiring }
   queue: [],          // assignments received but not started: { id, count, frame }
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
@@ -92,6 +92,13 @@ function onWorkerMessage(w, msg) {
   render();
 }
 
+/** Whether chunk `id` waits here or runs in a Web Worker (not cancelled). */
+function holds(id) {
+  return state.queue.some((c) => c.id === id)
+    || state.workers.some((w) => w.chunk && w.chunk.id === id && !w.chunk.cancelled
+      && w.chunk.generation === state.generation);
+}
+
 function pump() {
   if (effectivePause()) return;
   for (const w of state.workers) {
@@ -145,6 +152,9 @@ function onServerMessage(text) {
     case 'assign':
       send(ack_message(msg.chunk_id));
       state.serverIdle = false;
+      // Leased again while this tab holds it (the lease lapsed while the
+      // machine slept, say): the one computation serves the new lease.
+      if (holds(msg.chunk_id)) break;
       if (effectivePause()) {
         send(release_message([msg.chunk_id])); // raced with a pause: hand it back
       } else {
@@ -158,7 +168,10 @@ function onServerMessage(text) {
       for (const id of msg.chunk_ids) {
         state.queue = state.queue.filter((c) => c.id !== id);
         for (const w of state.workers) {
-          if (w.chunk && w.chunk.id === id) w.worker.postMessage({ type: 'cancel', id });
+          if (w.chunk && w.chunk.id === id) {
+            w.chunk.cancelled = true;
+            w.worker.postMessage({ type: 'cancel', id });
+          }
         }
       }
       break;

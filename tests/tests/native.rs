@@ -509,3 +509,99 @@ async fn chunks_are_sized_to_the_worker() {
     );
     server.shutdown().await;
 }
+
+/// The coordinator, scripted by hand, for what a real one does only in a
+/// race: it leases a chunk again to the worker that holds it or has just
+/// sent its result (the lease lapsed meanwhile, e.g. the machine slept).
+mod scripted_coordinator {
+    use super::*;
+    use crowdfactor_protocol::{Assignment, ClientMessage, ServerMessage, PROTOCOL_VERSION};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+    async fn send(ws: &mut Ws, msg: ServerMessage) {
+        ws.send(Message::text(msg.encode())).await.unwrap();
+    }
+
+    fn assign(chunk_id: u64) -> ServerMessage {
+        ServerMessage::Assign(Assignment {
+            chunk_id,
+            job_id: "1".into(),
+            numbers: vec![999_999_999_999, 1_000_000_000_001].into(),
+        })
+    }
+
+    /// The worker's next message other than an ack or a heartbeat; `None`
+    /// once it closes.
+    async fn next(ws: &mut Ws) -> Option<ClientMessage> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let frame = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("nothing from the worker but acks and heartbeats")?;
+            match frame {
+                Ok(Message::Text(t)) => match ClientMessage::decode(&t, 1 << 24).unwrap() {
+                    ClientMessage::Ack { .. } | ClientMessage::Heartbeat => continue,
+                    other => return Some(other),
+                },
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn result_of(msg: Option<ClientMessage>) -> u64 {
+        match msg {
+            Some(ClientMessage::Result(r)) => r.chunk_id,
+            other => panic!("expected a result, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunk_leased_again_is_factored_again_and_the_worker_still_exits_when_idle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let mut worker = WorkerProc(
+            std::process::Command::new(bin("crowdfactor-worker"))
+                .args(["--server", &url, "--threads", "1", "--exit-when-idle"])
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .unwrap(),
+        );
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        assert!(matches!(next(&mut ws).await, Some(ClientMessage::Hello(_))));
+        send(
+            &mut ws,
+            ServerMessage::Welcome {
+                protocol: PROTOCOL_VERSION,
+                worker_id: 1,
+                heartbeat_ms: 5000,
+                lease_timeout_ms: 30_000,
+                ack_timeout_ms: 10_000,
+            },
+        )
+        .await;
+        // Chunk 7, its result, then chunk 7 again: a new lease, a new result.
+        send(&mut ws, assign(7)).await;
+        assert_eq!(result_of(next(&mut ws).await), 7);
+        send(&mut ws, assign(7)).await;
+        assert_eq!(
+            result_of(next(&mut ws).await),
+            7,
+            "the second lease is worked"
+        );
+        // Chunk 8 leased twice while the worker holds it: factored once.
+        send(&mut ws, assign(8)).await;
+        send(&mut ws, assign(8)).await;
+        assert_eq!(result_of(next(&mut ws).await), 8);
+        // Nothing held: `idle` lets it exit (before, the chunk leased again
+        // after its result sat in the worker's books forever: no exit when
+        // idle, and a stop signal waited on it).
+        send(&mut ws, ServerMessage::Idle).await;
+        assert!(next(&mut ws).await.is_none(), "one result for chunk 8");
+        assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
+    }
+}

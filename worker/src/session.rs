@@ -226,7 +226,13 @@ async fn session(
                             sink.send(Message::text(release.encode())).await?;
                             continue;
                         }
-                        inflight.insert(a.chunk_id);
+                        // Leased again while we hold it (the lease lapsed while
+                        // this machine slept, say): the one computation serves
+                        // the new lease, whose holder wants its result.
+                        if !inflight.insert(a.chunk_id) {
+                            cancelled.remove(&a.chunk_id);
+                            continue;
+                        }
                         let (compute, done_tx, started) = (compute.clone(), done_tx.clone(), started.clone());
                         tokio::spawn(async move {
                             let Ok(_permit) = compute.acquire_owned().await else { return };
@@ -284,6 +290,8 @@ async fn session(
             }
             Some(Factored { chunk_id, count, took, text }) = done_rx.recv() => {
                 inflight.remove(&chunk_id);
+                // A later lease of the same chunk is worked afresh.
+                started.lock().unwrap_or_else(|p| p.into_inner()).remove(&chunk_id);
                 if cancelled.remove(&chunk_id) {
                     continue;
                 }
