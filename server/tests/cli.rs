@@ -48,6 +48,27 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "below the 16 MiB floor");
+    // Zero limits and zero durations would refuse every worker or job, or
+    // lapse every lease at once.
+    for flag in [
+        "--chunk-seconds",
+        "--lease-timeout",
+        "--ack-timeout",
+        "--max-chunk-size",
+        "--max-numbers-per-job",
+        "--max-connections",
+        "--max-connections-per-ip",
+    ] {
+        let out = server()
+            .args([flag, "0", "--in-memory", "--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} 0: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(flag),
+            "{out:?}"
+        );
+    }
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--max-buffered-input"),
         "{out:?}"

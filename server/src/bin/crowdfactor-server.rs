@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, env = "CROWDFACTOR_CHUNK_SECONDS", default_value = "2", value_parser = seconds, allow_negative_numbers = true)]
     chunk_seconds: Duration,
     /// Most numbers in one chunk.
-    #[arg(long, env = "CROWDFACTOR_MAX_CHUNK_SIZE", default_value_t = 100_000)]
+    #[arg(long, env = "CROWDFACTOR_MAX_CHUNK_SIZE", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_chunk_size: u32,
     /// Seconds a worker may stay silent before its chunks are leased again.
     #[arg(long, env = "CROWDFACTOR_LEASE_TIMEOUT", default_value = "30", value_parser = seconds, allow_negative_numbers = true)]
@@ -67,18 +67,19 @@ struct Args {
     #[arg(long, env = "CROWDFACTOR_WORKER_TOKEN", hide_env_values = true)]
     worker_token: Option<String>,
     /// Largest job, in numbers.
-    #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000)]
+    #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_numbers_per_job: u64,
     /// Most worker connections at once [default: 20000, or fewer if the
     /// open-file limit (`ulimit -n`, raised to its hard limit at start) is
     /// lower: each connection is a file descriptor].
-    #[arg(long, env = "CROWDFACTOR_MAX_CONNECTIONS")]
+    #[arg(long, env = "CROWDFACTOR_MAX_CONNECTIONS", value_parser = at_least_one)]
     max_connections: Option<usize>,
     /// Most worker connections at once from one IP address.
     #[arg(
         long,
         env = "CROWDFACTOR_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 256
+        default_value_t = 256,
+        value_parser = at_least_one
     )]
     max_connections_per_ip: usize,
     /// Most MiB of worker input held in partial messages, all connections
@@ -154,14 +155,27 @@ fn parse_args() -> Args {
 }
 
 /// A command-line duration in (possibly fractional) seconds.
+/// A positive duration (every one here is a target, timeout or deadline:
+/// zero would make leases lapse at once and chunks one number long).
 fn seconds(arg: &str) -> Result<Duration, SecondsError> {
     let v: f64 = arg.trim().parse().map_err(|_| SecondsError)?;
-    Duration::try_from_secs_f64(v).map_err(|_| SecondsError)
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or(SecondsError)
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("expected a non-negative number of seconds, such as 2 or 0.5")]
+#[error("expected a positive number of seconds, such as 2 or 0.5")]
 struct SecondsError;
+
+/// A connection limit: 0 would refuse every worker.
+fn at_least_one(arg: &str) -> Result<usize, String> {
+    match arg.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number, at least 1".to_owned()),
+    }
+}
 
 fn main() -> ExitCode {
     keep_heap_slack();
@@ -278,7 +292,7 @@ async fn serve() -> ExitCode {
         .unwrap_or(Config::default().max_connections);
     let mut config = Config {
         chunk_target: args.chunk_seconds,
-        max_chunk_size: args.max_chunk_size.max(1),
+        max_chunk_size: args.max_chunk_size,
         lease_timeout: args.lease_timeout,
         ack_timeout: args.ack_timeout,
         max_numbers_per_job: args.max_numbers_per_job,
