@@ -347,6 +347,11 @@ fn hardest_secs(bits: u32) -> f64 {
 const RATE_WINDOW: Duration = Duration::from_secs(15);
 
 impl Conn {
+    /// Not heard from for longer than the lease timeout.
+    fn silent(&self, now: Instant, timing: &LeaseTiming) -> bool {
+        now.saturating_duration_since(self.last_seen) > timing.lease_timeout
+    }
+
     /// Numbers per second over the recent window, if it returned any results.
     fn rate(&self, now: Instant) -> Option<f64> {
         let recent = self
@@ -704,6 +709,12 @@ impl Coordinator {
         let Some(c) = st.conns.get_mut(&conn) else {
             return vec![];
         };
+        // Silent past the lease timeout (asleep, stopped, cut off): what it
+        // were given would only lapse at the next sweep, again and again.
+        // Its session leases again when it is heard from.
+        if c.silent(Instant::now(), &self.timing) {
+            return vec![];
+        }
         let mut out = vec![];
         for id in c.copies.drain(..) {
             // Still its lease (not done meanwhile, not lapsed).
@@ -1069,7 +1080,7 @@ impl Coordinator {
             let st = self.lock();
             let mut expired = vec![];
             for (&conn, c) in &st.conns {
-                let silent = now.saturating_duration_since(c.last_seen) > self.timing.lease_timeout;
+                let silent = c.silent(now, &self.timing);
                 for id in &c.held {
                     let Some((open, lease)) = st.open.get(id).and_then(|o| Some((o, o.lease?)))
                     else {
@@ -1157,7 +1168,7 @@ impl Coordinator {
             let mut ranked: Vec<(f64, ConnId, u32)> = st
                 .conns
                 .iter()
-                .filter(|(_, c)| !c.probation && c.slots > 0)
+                .filter(|(_, c)| !c.probation && c.slots > 0 && !c.silent(now, &self.timing))
                 .filter_map(|(&id, c)| {
                     let busy = c.held.iter().filter(|h| !c.answered.contains(h)).count() as u32;
                     let rate = c.rate(now).unwrap_or(0.0);
@@ -1676,12 +1687,14 @@ mod tests {
         assert_eq!(c.sweep(Instant::now()), 1, "only the unacked lease lapses");
         let b = conn(&c, 2);
         assert_eq!(c.lease(b)[0].chunk_id, leased[1].chunk_id);
-        let c2 = coord(60_000, 0);
+        let c2 = coord(60_000, 50);
         c2.create_job(job(vec![2], 1)).expect("job");
         let a = conn(&c2, 1);
-        c2.lease(a);
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(c2.sweep(Instant::now()), 1);
+        let leased = c2.lease(a);
+        assert_eq!(leased.len(), 1);
+        c2.ack(a, leased[0].chunk_id);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c2.sweep(Instant::now()), 1, "acked, but silent");
     }
 
     /// A worker that sat on its chunks until they lapsed gets one at a time
@@ -1718,6 +1731,22 @@ mod tests {
             tx,
         );
         assert_eq!(c.lease(other).len(), 4);
+    }
+
+    /// A worker silent past the lease timeout (a laptop asleep) is given
+    /// nothing, not the same chunk at every sweep; heard again, it is.
+    #[test]
+    fn a_silent_worker_is_leased_nothing_until_it_is_heard_again() {
+        let c = coord(60_000, 50);
+        c.create_job(job((2..40).collect(), 1)).expect("job");
+        let a = conn(&c, 2);
+        assert_eq!(c.lease(a).len(), 2);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.sweep(Instant::now()), 2, "silent: both requeued");
+        assert!(c.lease(a).is_empty(), "still silent");
+        assert_eq!(c.sweep(Instant::now()), 0, "nothing leased, nothing lapses");
+        c.touch(a);
+        assert_eq!(c.lease(a).len(), 1, "heard again: work (on probation)");
     }
 
     /// A coordinator with a 1 ms chunk target (copies after 4 ms) and a job

@@ -234,6 +234,11 @@ impl Session<'_> {
         // otherwise take the coordinator's lock once more.
         let touch_every = (self.config.lease_timeout / 32).min(Duration::from_secs(1));
         let mut last_touch = last_heard;
+        // Heard after a silence its leases lapsed in: the coordinator leased
+        // it nothing meanwhile (see `Coordinator::lease`); it may take work.
+        let lease_timeout = self.config.lease_timeout;
+        let woke =
+            |before: Instant, now: Instant| now.saturating_duration_since(before) > lease_timeout;
         let mut heard = |coord: &Coordinator, conn: ConnId| {
             let now = Instant::now();
             if now.saturating_duration_since(last_touch) >= touch_every {
@@ -280,7 +285,9 @@ impl Session<'_> {
                         None | Some(Err(_)) => return "socket closed",
                         Some(Ok(Message::Close(_))) => return "worker closed the socket",
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            let before = last_heard;
                             last_heard = heard(self.coord, self.conn);
+                            may_lease |= woke(before, last_heard);
                             continue;
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -291,13 +298,15 @@ impl Session<'_> {
                     // A whole message (not a ping: those may come between
                     // the fragments of one, and must not reset its count).
                     input.message_done();
+                    let before = last_heard;
                     last_heard = heard(self.coord, self.conn);
+                    let woke = woke(before, last_heard);
                     let msg = match ClientMessage::decode(&text, self.config.max_message_bytes) {
                         Ok(m) => m,
                         Err(e) => return self.fail(e.code(), e.to_string()).await,
                     };
                     // A result frees a slot as soon as it is read (see `check_result`).
-                    may_lease = matches!(msg, ClientMessage::Capacity { .. } | ClientMessage::Release { .. } | ClientMessage::Result(_));
+                    may_lease = woke || matches!(msg, ClientMessage::Capacity { .. } | ClientMessage::Release { .. } | ClientMessage::Result(_));
                     if let Err(reason) = self.handle(msg).await {
                         return reason;
                     }
