@@ -153,7 +153,8 @@ pub struct Hello {
     pub kind: WorkerKind,
     /// How many chunks the worker wants to hold at once.
     pub slots: u32,
-    /// Compute threads (or Web Workers) behind this connection.
+    /// Compute threads (or Web Workers) behind this connection; the
+    /// coordinator counts at most [`MAX_THREADS`].
     pub threads: u32,
     /// Optional human-readable name shown to operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +166,10 @@ pub struct Hello {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
+
+/// Most compute threads the coordinator counts for one worker (more than any
+/// machine a volunteer brings); workers refuse to be started with more.
+pub const MAX_THREADS: u32 = 1024;
 
 /// Body of the `result` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

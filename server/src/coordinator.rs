@@ -293,9 +293,7 @@ struct Speed {
 /// probation (one chunk at a time until a result of theirs is accepted).
 const LAPSE_MEMORY: Duration = Duration::from_secs(600);
 
-/// Most compute threads counted for one connection (more than any machine
-/// a volunteer brings).
-pub const MAX_THREADS: u32 = 1024;
+pub use crowdfactor_protocol::MAX_THREADS;
 
 /// How many numbers of `q` to give a worker with speed `speed` (if known).
 /// `threads` counts the threads of every worker taking work: near a job's end

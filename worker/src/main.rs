@@ -89,13 +89,12 @@ enum Command {
     },
 }
 
-/// The coordinator counts at most this many threads of a worker (its
-/// `MAX_THREADS`); more would only be OS threads fighting over the cores.
-const MAX_THREADS: usize = 1024;
-
+/// 0 (all cores) to the most threads the coordinator counts: more would
+/// only be OS threads fighting over the cores.
 fn thread_count(arg: &str) -> Result<usize, String> {
+    use crowdfactor_protocol::MAX_THREADS;
     match arg.parse::<usize>() {
-        Ok(n) if n <= MAX_THREADS => Ok(n),
+        Ok(n) if n <= MAX_THREADS as usize => Ok(n),
         _ => Err(format!("expected 0 (all cores) to {MAX_THREADS}")),
     }
 }
