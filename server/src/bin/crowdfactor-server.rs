@@ -154,9 +154,9 @@ fn parse_args() -> Args {
     args
 }
 
-/// A command-line duration in (possibly fractional) seconds.
-/// A positive duration (every one here is a target, timeout or deadline:
-/// zero would make leases lapse at once and chunks one number long).
+/// A command-line duration in (possibly fractional) seconds, positive: every
+/// one here is a target, timeout or deadline, and zero would make leases
+/// lapse at once and chunks one number long.
 fn seconds(arg: &str) -> Result<Duration, SecondsError> {
     let v: f64 = arg.trim().parse().map_err(|_| SecondsError)?;
     Duration::try_from_secs_f64(v)
