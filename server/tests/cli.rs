@@ -48,6 +48,10 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "below the 16 MiB floor");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-buffered-input"),
+        "{out:?}"
+    );
     // Zero limits and zero durations would refuse every worker or job, or
     // lapse every lease at once.
     for flag in [
@@ -69,10 +73,6 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
             "{out:?}"
         );
     }
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--max-buffered-input"),
-        "{out:?}"
-    );
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let out = server()
