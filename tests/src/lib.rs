@@ -244,9 +244,14 @@ pub struct WorkerProc(pub Child);
 
 impl WorkerProc {
     pub fn spawn(server: &TestServer, extra: &[&str]) -> Self {
+        Self::spawn_at(&server.ws_url(), extra)
+    }
+
+    /// A worker given `url` as its `--server`.
+    pub fn spawn_at(url: &str, extra: &[&str]) -> Self {
         let child = Command::new(bin("crowdfactor-worker"))
             .arg("--server")
-            .arg(server.ws_url())
+            .arg(url)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

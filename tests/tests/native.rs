@@ -193,31 +193,40 @@ async fn api_and_worker_tokens_are_enforced() {
     // status 3 (retrying cannot help); with the token, the job completes.
     let mut anonymous = WorkerProc::spawn(&server, &["--threads", "1"]);
     let mut wrong = WorkerProc::spawn(&server, &["--threads", "1", "--token", "w0rke"]);
+    // The page's URL for this coordinator carries the worker token; a
+    // volunteer may give the worker that URL.
+    let page = |token: &str| format!("http://{}/?token={token}", server.addr);
+    let mut wrong_in_url = WorkerProc::spawn_at(&page("w0rke"), &["--threads", "1"]);
     assert_eq!(anonymous.wait(Duration::from_secs(20)), Some(3));
     assert_eq!(wrong.wait(Duration::from_secs(20)), Some(3));
-    let status = format!("http://{}/api/jobs/{id}", server.addr);
-    let job: serde_json::Value = http
-        .get(&status)
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(wrong_in_url.wait(Duration::from_secs(20)), Some(3));
+    let get = |path: &str| {
+        let req = http
+            .get(format!("http://{}/api/{path}", server.addr))
+            .bearer_auth("s3cret");
+        async move {
+            let resp = req.send().await.unwrap();
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let status = format!("jobs/{id}");
+    let job = get(&status).await;
     assert_eq!(job["done"], 0, "a worker without the token was given work");
-    let _member = WorkerProc::spawn(&server, &["--threads", "1", "--token", "w0rker"]);
+    let _member = WorkerProc::spawn_at(&page("w0rker"), &["--threads", "1"]);
+    // --token wins over a token in the URL.
+    let _member_too =
+        WorkerProc::spawn_at(&page("stale"), &["--threads", "1", "--token", "w0rker"]);
     let start = std::time::Instant::now();
     loop {
-        let job: serde_json::Value = http
-            .get(&status)
-            .bearer_auth("s3cret")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let workers = get("workers").await;
+        if workers["workers"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{workers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    loop {
+        let job = get(&status).await;
         if job["state"] == "done" {
             break;
         }

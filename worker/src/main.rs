@@ -37,7 +37,9 @@ use tracing_subscriber::EnvFilter;
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {
     /// The coordinator: its WebSocket URL (ws:// or wss://), its page URL
-    /// (http://host:8080/, https://host/) or just host:port. TLS checks the
+    /// (http://host:8080/, https://host/) or just host:port. A `?token=` in
+    /// it, as in a page URL for a coordinator with --worker-token, is used
+    /// as --token. TLS checks the
     /// server's certificate against the system's store (SSL_CERT_FILE or
     /// SSL_CERT_DIR name another, e.g. a private CA).
     #[arg(
@@ -46,14 +48,15 @@ struct Args {
         default_value = "ws://127.0.0.1:8080/ws",
         value_parser = ws_url
     )]
-    server: String,
+    server: Endpoint,
     /// Compute threads, up to 1024 (default, or 0: all cores).
     #[arg(long, short = 't', env = "CROWDFACTOR_THREADS", value_parser = thread_count)]
     threads: Option<usize>,
     /// Name shown to the operator.
     #[arg(long, env = "CROWDFACTOR_NAME")]
     name: Option<String>,
-    /// Worker token, if the coordinator requires one (its --worker-token).
+    /// Worker token, if the coordinator requires one (its --worker-token);
+    /// overrides a `?token=` in --server.
     #[arg(long, env = "CROWDFACTOR_WORKER_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// CPU share each compute thread may use, 1-100 (sleeps between slices).
@@ -139,11 +142,11 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let threads = all_cores_if_zero(args.threads.unwrap_or(0));
     let opts = session::Options {
-        server: args.server,
+        server: args.server.url,
         threads,
         name: args.name,
         exit_when_idle: args.exit_when_idle,
-        token: args.token,
+        token: args.token.or(args.server.token),
         cpu_percent: args.cpu_percent,
         min_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(30),
@@ -162,23 +165,62 @@ fn main() -> ExitCode {
     runtime.block_on(session::run(opts))
 }
 
+/// Where to connect, from `--server`.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// The WebSocket URL, without any `token` query parameter.
+    url: String,
+    /// The `token` query parameter, if the URL had one: the page's URL
+    /// carries the worker token that way (`/?token=…`), and a volunteer may
+    /// paste it as it is.
+    token: Option<String>,
+}
+
 /// The coordinator's WebSocket URL from what the user typed: `ws://` and
-/// `wss://` as given, `http://` and `https://` mapped to them, no scheme read
-/// as `ws://`, and `/ws` when there is no path. Anything else is refused on
-/// the command line instead of being retried forever.
-fn ws_url(server: &str) -> Result<String, UrlError> {
+/// `wss://` as given (`/ws` when there is no path), a page URL (`http://`,
+/// `https://` or no scheme) mapped to the `ws` beside it, as the page itself
+/// connects: `http://h:8080/`, `http://h:8080/dashboard` and `h:8080` all
+/// give `ws://h:8080/ws`. A `token` in the query is taken out of the URL
+/// (so it is not logged) and used as the worker token. Anything else is
+/// refused on the command line instead of being retried forever.
+fn ws_url(server: &str) -> Result<Endpoint, UrlError> {
     let server = server.trim();
-    let (scheme, rest) = match server.split_once("://") {
+    let (scheme, rest, page) = match server.split_once("://") {
         Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
-            "ws" | "http" => ("ws", rest),
-            "wss" | "https" => ("wss", rest),
+            "ws" => ("ws", rest, false),
+            "wss" => ("wss", rest, false),
+            "http" => ("ws", rest, true),
+            "https" => ("wss", rest, true),
             _ => return Err(UrlError::Scheme(scheme.to_owned())),
         },
-        None => ("ws", server),
+        None => ("ws", server, true),
     };
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let path = if path.is_empty() { "ws" } else { path };
-    let url = format!("{scheme}://{host}/{path}");
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let (host, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let path = match path.rfind('/') {
+        Some(slash) if page => format!("{}ws", &path[..=slash]),
+        _ if page || path.is_empty() || path == "/" => "/ws".to_owned(),
+        _ => path.to_owned(),
+    };
+    let mut token = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match form_urlencoded::parse(pair.as_bytes()).next() {
+            Some((key, value)) if key == "token" => {
+                token = Some(value.into_owned()).filter(|t| !t.is_empty());
+            }
+            // The page's own parameters mean nothing to the WebSocket.
+            _ if page => {}
+            _ => kept.push(pair),
+        }
+    }
+    let query = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    };
+    let url = format!("{scheme}://{host}{path}{query}");
     let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
         given: server.to_owned(),
         source,
@@ -186,7 +228,7 @@ fn ws_url(server: &str) -> Result<String, UrlError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(UrlError::NoHost(server.to_owned()));
     }
-    Ok(url)
+    Ok(Endpoint { url, token })
 }
 
 /// Why a `--server` value was refused.
@@ -226,18 +268,43 @@ mod tests {
 
     #[test]
     fn server_urls_are_normalised() {
-        for (given, want) in [
-            ("HTTPS://h", "wss://h/ws"),
-            ("wss://h:8443/ws", "wss://h:8443/ws"),
-            ("[::1]:8080", "ws://[::1]:8080/ws"),
-            ("ws://127.0.0.1:8080/ws", "ws://127.0.0.1:8080/ws"),
-            ("http://127.0.0.1:8080/", "ws://127.0.0.1:8080/ws"),
-            ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/ws"),
-            ("https://factor.example.org", "wss://factor.example.org/ws"),
-            ("coordinator:8080", "ws://coordinator:8080/ws"),
-            ("ws://h:1/ws?token=x", "ws://h:1/ws?token=x"),
+        for (given, want, token) in [
+            ("HTTPS://h", "wss://h/ws", None),
+            ("wss://h:8443/ws", "wss://h:8443/ws", None),
+            ("[::1]:8080", "ws://[::1]:8080/ws", None),
+            ("ws://127.0.0.1:8080/ws", "ws://127.0.0.1:8080/ws", None),
+            ("ws://127.0.0.1:8080/", "ws://127.0.0.1:8080/ws", None),
+            ("ws://h/socket", "ws://h/socket", None),
+            ("http://127.0.0.1:8080/", "ws://127.0.0.1:8080/ws", None),
+            ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/ws", None),
+            ("http://h:8080/dashboard", "ws://h:8080/ws", None),
+            ("https://h/crowdfactor/", "wss://h/crowdfactor/ws", None),
+            (
+                "https://factor.example.org",
+                "wss://factor.example.org/ws",
+                None,
+            ),
+            ("coordinator:8080", "ws://coordinator:8080/ws", None),
+            ("coordinator:8080/ws", "ws://coordinator:8080/ws", None),
+            // The page's URL for a coordinator with --worker-token.
+            (
+                "http://h:8080/?token=s3cret",
+                "ws://h:8080/ws",
+                Some("s3cret"),
+            ),
+            ("https://h?token=a%2Bb#top", "wss://h/ws", Some("a+b")),
+            ("http://h/?lang=en&token=x", "ws://h/ws", Some("x")),
+            ("http://h/?token=", "ws://h/ws", None),
+            ("ws://h:1/ws?token=x", "ws://h:1/ws", Some("x")),
+            (
+                "ws://h:1/ws?a=1&token=x&b=%20",
+                "ws://h:1/ws?a=1&b=%20",
+                Some("x"),
+            ),
         ] {
-            assert_eq!(ws_url(given).ok().as_deref(), Some(want), "{given}");
+            let got = ws_url(given).expect(given);
+            assert_eq!(got.url, want, "{given}");
+            assert_eq!(got.token.as_deref(), token, "{given}");
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Options {
 enum SessionError {
     #[error("cannot connect: {0}")]
     Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("the server answered {0} instead of taking a WebSocket: is this the coordinator's address? (try its page URL, e.g. http://host:8080/)")]
+    NotCoordinator(tokio_tungstenite::tungstenite::http::StatusCode),
     #[error("connection lost: {0}")]
     Socket(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the server closed the connection")]
@@ -163,7 +165,16 @@ async fn session(
     let (ws, _) =
         tokio_tungstenite::connect_async_with_config(opts.server.as_str(), Some(config), true)
             .await
-            .map_err(SessionError::Connect)?;
+            .map_err(|e| match e {
+                // A page, a missing route: the URL names something else
+                // (errors such as 503 or 403 are the coordinator's own).
+                tokio_tungstenite::tungstenite::Error::Http(r)
+                    if r.status().is_success() || r.status().as_u16() == 404 =>
+                {
+                    SessionError::NotCoordinator(r.status())
+                }
+                e => SessionError::Connect(e),
+            })?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
