@@ -132,8 +132,27 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
     // No worker yet: cancel works on the queued job.
-    let second = cli(&["submit", "--range", "999999999999", "20", "--step", "2"]);
+    let second = cli(&[
+        "submit",
+        "--range",
+        "999999999999",
+        "20",
+        "--step",
+        "2",
+        "--priority",
+        "-5",
+    ]);
+    assert_eq!(second.status.code(), Some(0), "{second:?}");
     let second_id = String::from_utf8_lossy(&second.stdout).trim().to_owned();
+    let jobs = cli(&["jobs"]);
+    assert!(
+        String::from_utf8_lossy(&jobs.stdout).contains("priority -5"),
+        "{jobs:?}"
+    );
+    assert_eq!(
+        cli(&["submit", "12", "--priority", "1001"]).status.code(),
+        Some(2)
+    );
     assert_eq!(cli(&["cancel", &second_id]).status.code(), Some(0));
     // A worker finishes the first job; watch returns once it is done.
     let worker = Command::new(

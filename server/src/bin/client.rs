@@ -61,8 +61,8 @@ pub enum Command {
         /// Most numbers per chunk (default: sized per worker, ~2 s each).
         #[arg(long)]
         chunk_size: Option<u32>,
-        /// Priority (-1000..1000, higher first).
-        #[arg(long)]
+        /// Priority (-1000..1000, higher first; default 0).
+        #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
         priority: Option<i32>,
         /// Then watch it until done.
         #[arg(long)]
