@@ -277,9 +277,30 @@ pub enum DecodeError {
         /// The limit.
         limit: usize,
     },
-    /// Not JSON, or not one of the messages above.
-    #[error("malformed message: {0}")]
+    /// Not JSON, or not one of the messages above. The text is serde's,
+    /// clipped: it quotes the input (an unknown `type`, a bad string), and
+    /// the peer's input must not make every log line or error reply as
+    /// large as a message may be.
+    #[error("malformed message: {}", clip(&.0.to_string()))]
     Malformed(#[from] serde_json::Error),
+}
+
+/// `text` if it is short; otherwise its start and end (the end of serde's
+/// messages says where in the input it failed) around an ellipsis.
+fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = 160;
+    const TAIL: usize = 60;
+    if text.len() <= HEAD + TAIL + 3 {
+        return text.into();
+    }
+    let head = (0..=HEAD)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail = (text.len() - TAIL..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    format!("{}…{}", &text[..head], &text[tail..]).into()
 }
 
 impl DecodeError {
@@ -986,6 +1007,21 @@ mod fast_path_tests {
         assert_eq!(
             ServerMessage::decode(assign, 1 << 10).expect("fast path"),
             ServerMessage::decode(moved, 1 << 10).expect("general path")
+        );
+    }
+
+    #[test]
+    fn decode_errors_quote_little_of_the_input() {
+        let huge = format!(r#"{{"type":"{}é"}}"#, "k".repeat(100_000));
+        let err = ClientMessage::decode(&huge, 1 << 20).expect_err("unknown type");
+        let text = err.to_string();
+        assert!(text.len() < 300, "{} bytes", text.len());
+        assert!(text.contains("unknown variant `kkk"), "{text}");
+        assert!(text.contains("at line 1 column"), "where it failed: {text}");
+        let short = ClientMessage::decode(r#"{"type":"nope"}"#, 1 << 10).expect_err("unknown");
+        assert!(
+            short.to_string().contains("unknown variant `nope`"),
+            "{short}"
         );
     }
 

@@ -110,8 +110,10 @@ pub(crate) async fn serve(
         kind = hello.kind.as_str(),
         slots,
         threads = hello.threads,
-        name = hello.name.as_deref().unwrap_or(""),
-        agent = hello.agent.as_str(),
+        // Clipped like the name the dashboard shows: a hello may be
+        // megabytes, a log line should not.
+        name = clip(hello.name.as_deref().unwrap_or(""), 64),
+        agent = clip(&hello.agent, 200),
         "worker connected"
     );
     let welcome = ServerMessage::Welcome {
@@ -541,6 +543,13 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Ref
         error,
     })?;
     Ok(result.factors)
+}
+
+/// At most `chars` characters of `text`.
+fn clip(text: &str, chars: usize) -> &str {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(end, _)| &text[..end])
 }
 
 #[cfg(test)]

@@ -849,9 +849,10 @@ async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
 
 /// What a worker says cannot forge log lines: its agent, its name and the
 /// text of its malformed messages are logged with line breaks escaped, so
-/// every event stays one line.
+/// every event stays one line; and they are quoted clipped, so a worker's
+/// megabytes do not become the log's (or the error reply's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_cannot_forge_log_lines() {
+async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     let dir = temp_dir("log-forging");
     let log_path = dir.join("server.log");
     let port = free_port();
@@ -886,6 +887,27 @@ async fn a_worker_cannot_forge_log_lines() {
     let bad = r#"{"type":"nonsense\nFORGED error line"}"#;
     ws.send(Message::text(bad)).await.unwrap();
     while recv(&mut ws).await.is_some() {}
+    let huge = "x".repeat(1 << 20);
+    let (mut big, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    big.send(hello(1, &huge, &huge)).await.unwrap();
+    assert!(matches!(
+        recv(&mut big).await,
+        Some(ServerMessage::Welcome { .. })
+    ));
+    big.send(Message::text(format!(r#"{{"type":"{huge}"}}"#)))
+        .await
+        .unwrap();
+    loop {
+        match recv(&mut big).await {
+            Some(ServerMessage::Error { message, .. }) => {
+                assert!(message.len() < 1000, "{} bytes", message.len());
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("closed without a protocol error"),
+        }
+    }
+    while recv(&mut big).await.is_some() {}
     // A hello that is refused, with the same trick.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text(r#"{"type":"hello\nFORGED handshake line"}"#))
@@ -903,6 +925,7 @@ async fn a_worker_cannot_forge_log_lines() {
     assert!(log.contains("handshake refused"), "{log}");
     for line in log.lines() {
         assert!(!line.starts_with("FORGED"), "a forged line:\n{log}");
+        assert!(line.len() < 1000, "a line of {} bytes", line.len());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
