@@ -281,13 +281,14 @@ pub enum DecodeError {
     /// clipped: it quotes the input (an unknown `type`, a bad string), and
     /// the peer's input must not make every log line or error reply as
     /// large as a message may be.
-    #[error("malformed message: {}", clip(&.0.to_string()))]
+    #[error("malformed message: {}", clip_quoted(&.0.to_string()))]
     Malformed(#[from] serde_json::Error),
 }
 
 /// `text` if it is short; otherwise its start and end (the end of serde's
-/// messages says where in the input it failed) around an ellipsis.
-fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+/// messages says where in the input it failed) around an ellipsis: for
+/// error messages that quote a peer's input.
+pub fn clip_quoted(text: &str) -> std::borrow::Cow<'_, str> {
     const HEAD: usize = 160;
     const TAIL: usize = 60;
     if text.len() <= HEAD + TAIL + 3 {

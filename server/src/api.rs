@@ -42,10 +42,13 @@ impl From<StoreError> for AppError {
     }
 }
 
+/// A `400`. The message may quote the request (a bad number, serde's
+/// text): it is clipped, so a megabyte of bad input is not echoed whole.
 fn bad(code: &'static str, item: Option<String>, message: impl Into<String>) -> AppError {
+    let message = message.into();
     AppError::BadRequest {
         code,
-        message: message.into(),
+        message: crowdfactor_protocol::clip_quoted(&message).into_owned(),
         item,
     }
 }
@@ -436,9 +439,11 @@ pub(crate) struct JobPatch {
 pub(crate) async fn patch_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<JobPatch>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Json<JobView>, AppError> {
-    let Json(patch) = body.map_err(|e| {
+    // Like POST /api/jobs: JSON whatever the Content-Type says (curl -d
+    // sends a form type).
+    let patch: JobPatch = serde_json::from_slice(&body).map_err(|e| {
         bad(
             "bad_json",
             None,
@@ -816,5 +821,18 @@ mod tests {
         assert!(parse(r#"{"numbers": []}"#).is_err());
         assert!(parse(r#"{"nums": ["1"]}"#).is_err());
         assert!(parse("not json").is_err());
+    }
+
+    #[test]
+    fn errors_quote_little_of_a_huge_body() {
+        let junk = "a".repeat(1 << 20);
+        for body in [
+            format!(r#"{{"numbers": ["12", "{junk}"]}}"#),
+            format!(r#"{{"numbers": ["12"], "{junk}": 1}}"#),
+        ] {
+            let err = parse(&body).expect_err("refused");
+            assert!(err.len() < 1000, "{} bytes", err.len());
+            assert!(err.contains("aaa"), "{err}");
+        }
     }
 }

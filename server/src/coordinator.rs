@@ -1368,6 +1368,26 @@ mod tests {
     }
 
     #[test]
+    fn a_priority_change_reorders_the_queue() {
+        let c = coord(10_000, 10_000);
+        let first = c.create_job(job(vec![2, 3], 1)).expect("job");
+        let second = c.create_job(job(vec![5, 7], 1)).expect("job");
+        let raised = c.set_priority(second.id, 5).expect("store");
+        assert_eq!(raised.expect("known job").priority, 5);
+        let a = conn(&c, 3);
+        let got: Vec<String> = c.lease(a).iter().map(|x| x.job_id.clone()).collect();
+        assert_eq!(
+            got,
+            vec![
+                second.id.to_string(),
+                second.id.to_string(),
+                first.id.to_string()
+            ]
+        );
+        assert!(c.set_priority(999, 1).expect("store").is_none());
+    }
+
+    #[test]
     fn a_range_job_is_assigned_as_ranges() {
         let c = coord(10_000, 10_000);
         let numbers = Numbers::range(999_999_999_999, 2, 25).expect("range");

@@ -153,6 +153,17 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         cli(&["submit", "12", "--priority", "1001"]).status.code(),
         Some(2)
     );
+    let lowered = cli(&["priority", &second_id, "-10"]);
+    assert_eq!(lowered.status.code(), Some(0), "{lowered:?}");
+    assert!(
+        String::from_utf8_lossy(&cli(&["jobs"]).stdout).contains("priority -10"),
+        "{lowered:?}"
+    );
+    assert_eq!(
+        cli(&["priority", &second_id, "1001"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(cli(&["priority", "9999", "1"]).status.code(), Some(3));
     assert_eq!(cli(&["cancel", &second_id]).status.code(), Some(0));
     // A worker finishes the first job; watch returns once it is done.
     let worker = Command::new(

@@ -279,6 +279,22 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
             .as_u16(),
         409
     );
+    // PATCH takes JSON whatever the Content-Type (curl -d sends a form's).
+    for (body, status, priority) in [
+        (r#"{"priority": -7}"#, 200, -7),
+        (r#"{"priority": 1001}"#, 400, -7),
+        (r#"{"priority": "high"}"#, 400, -7),
+    ] {
+        let resp = http
+            .patch(&done_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{body}");
+        assert_eq!(server.job(&id).await["priority"], priority, "{body}");
+    }
     let missing = format!("http://{}/api/jobs/12345", server.addr);
     assert_eq!(
         http.delete(&missing)

@@ -91,6 +91,18 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Change a job's priority (-1000..1000, higher first).
+    ///
+    /// Example:
+    ///   crowdfactor-server priority 3 -10
+    #[command(verbatim_doc_comment)]
+    Priority {
+        /// The job id.
+        id: String,
+        /// The new priority.
+        #[arg(allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+        priority: i32,
+    },
     /// Cancel a job.
     Cancel {
         /// The job id.
@@ -215,6 +227,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
         Command::Jobs => jobs(&api).await,
         Command::Watch { id } => watch_job(&api, &id).await,
         Command::Results { id, format, output } => results(&api, &id, &format, output).await,
+        Command::Priority { id, priority } => set_priority(&api, &id, priority).await,
         Command::Cancel { id } => cancel(&api, &id).await,
     };
     match outcome {
@@ -428,10 +441,22 @@ fn local(e: std::io::Error) -> CliError {
     CliError::Local(e.to_string())
 }
 
+async fn set_priority(api: &Api, id: &str, priority: i32) -> Result<(), CliError> {
+    let url = format!("{}/api/jobs/{id}", api.base);
+    let resp = api
+        .send(api.http.patch(url).json(&json!({ "priority": priority })))
+        .await?;
+    print_job(resp).await
+}
+
 async fn cancel(api: &Api, id: &str) -> Result<(), CliError> {
     let resp = api
         .send(api.http.delete(format!("{}/api/jobs/{id}", api.base)))
         .await?;
+    print_job(resp).await
+}
+
+async fn print_job(resp: reqwest::Response) -> Result<(), CliError> {
     let job: Value = resp
         .json()
         .await
