@@ -400,6 +400,10 @@ pub(crate) async fn cancel_job(
     if info.done == info.total {
         return Err(AppError::Conflict(format!("job {id} is already done")));
     }
+    if info.cancelled {
+        // Cancelling again changes nothing (and logs nothing).
+        return Ok(Json(view(&state, info)));
+    }
     let coord = state.coord.clone();
     let info = blocking(move || coord.cancel_job(jid))
         .await?

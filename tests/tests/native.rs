@@ -253,6 +253,8 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         resp.json::<serde_json::Value>().await.unwrap()["state"],
         "cancelled"
     );
+    let again = http.delete(&url).send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 200, "cancelling twice");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = server.job(&slow_id).await;
     assert_eq!(after["state"], "cancelled");
