@@ -463,6 +463,12 @@ pub(crate) async fn patch_job(
     Ok(Json(view(&state, info)))
 }
 
+/// Any other path under `/api`: a JSON `404` like the API's others.
+pub(crate) async fn no_such_endpoint(uri: axum::extract::OriginalUri) -> AppError {
+    let path = crowdfactor_protocol::clip_quoted(uri.path()).into_owned();
+    AppError::NotFound(format!("no API endpoint {path:?} (see docs/api.md)"))
+}
+
 #[derive(Serialize)]
 pub(crate) struct WorkerList {
     workers: Vec<crate::coordinator::WorkerView>,
