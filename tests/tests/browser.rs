@@ -811,3 +811,48 @@ async fn the_wasm_is_sent_gzipped_and_revalidated() {
     assert!(again.bytes().await.unwrap().is_empty());
     server.shutdown().await;
 }
+
+/// Every file the pages link (scripts, styles, the icon) is served with its
+/// type: a browser asks for `/favicon.ico` (a 404 in its console) unless
+/// the page names an icon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_the_pages_link_is_served() {
+    let server = TestServer::start(Config::default()).await;
+    let http = reqwest::Client::new();
+    for page in ["", "dashboard"] {
+        let html = http
+            .get(format!("{}{page}", server.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains(r#"rel="icon""#), "{page}: no icon");
+        let links: Vec<&str> = html
+            .split(['"', '\''])
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0].ends_with("href=") || w[0].ends_with("src="))
+            .map(|w| w[1])
+            .collect();
+        assert!(links.len() >= 3, "{page}: {links:?}");
+        for link in links {
+            let resp = http
+                .get(format!("{}{link}", server.url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{page}: {link}");
+            let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            let want = match link.rsplit('.').next() {
+                Some("js") => "text/javascript",
+                Some("css") => "text/css",
+                Some("svg") => "image/svg+xml",
+                other => panic!("{page}: unexpected link {link} ({other:?})"),
+            };
+            assert!(kind.starts_with(want), "{link}: {kind}");
+        }
+    }
+    server.shutdown().await;
+}
