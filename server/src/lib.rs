@@ -256,7 +256,7 @@ pub async fn run_with_store(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let coord = coordinator(&config, store)?;
+    let coord = coordinator(&config, Arc::clone(&store))?;
     // The engine's tables (the verifying sieve's primes among them) are
     // built now, not while the first result waits for its check.
     drop(tokio::task::spawn_blocking(crowdfactor_factor::warm_up));
@@ -281,6 +281,7 @@ pub async fn run_with_store(
     }
     let state = app_state(coord, &config, stop_rx);
     let tcp = Arc::clone(&state.tcp);
+    let sessions = Arc::clone(&state.conns);
     let app = router(state, &config);
     let addr = listener.local_addr()?;
     let limits = listen::Limits::of(&config);
@@ -314,6 +315,15 @@ pub async fn run_with_store(
         }
     };
     sweeper.abort();
+    // Worker sessions end on the stop signal (a result being checked is
+    // stored first); then the store is made whole on disk for whoever
+    // copies it next. A crash needs none of this: every accepted result is
+    // committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sessions.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
     served
 }
 

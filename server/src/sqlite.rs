@@ -12,7 +12,8 @@
 //! The log is copied into the database file (a checkpoint) once the writer
 //! has had nothing to commit for 250 ms, or at 32 MiB of log under load that
 //! never pauses, instead of SQLite's every 4 MiB inside a commit: a busy job
-//! does not pay for it while it runs.
+//! does not pay for it while it runs. A graceful stop ([`Store::close`])
+//! copies all of it and empties it, so the stopped database is one file.
 //!
 //! A `results` row holds one accepted span of a job: one factor list per
 //! number, separated by `;` as a worker sends them, so a result's text is
@@ -165,10 +166,17 @@ enum Op {
     },
 }
 
+/// What the writer thread is asked.
+enum Request {
+    Write(Op),
+    /// Empty the log into the database file and stop ([`Store::close`]).
+    Close(mpsc::SyncSender<()>),
+}
+
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
-    writer: Mutex<mpsc::Sender<Op>>,
+    writer: Mutex<mpsc::Sender<Request>>,
     reader: Mutex<Connection>,
     path: std::path::PathBuf,
     /// `<db>.lock`, locked while the store is open (see [`lock_db`]).
@@ -368,7 +376,7 @@ impl SqliteStore {
         self.writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(make(reply))
+            .send(Request::Write(make(reply)))
             .map_err(|_| backend(WriterGone))?;
         answer.recv().map_err(|_| backend(WriterGone))?
     }
@@ -378,7 +386,7 @@ impl SqliteStore {
 #[error("the store's writer thread stopped")]
 struct WriterGone;
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
     // Commits since the last complete checkpoint. Checkpointing in a pause
     // instead of every 4 MiB (SQLite's default) took 8-12 % of the server's
     // CPU and a writer stall per checkpoint out of a busy job.
@@ -399,54 +407,89 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut closing = None;
+        let mut batch = Vec::new();
+        match first {
+            Request::Write(op) => batch.push(op),
+            Request::Close(reply) => closing = Some(reply),
+        }
+        while closing.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(Request::Write(op)) => batch.push(op),
+                Ok(Request::Close(reply)) => closing = Some(reply),
                 Err(_) => break,
             }
         }
-        let outcome = write_batch(&mut conn, &mut batch);
-        // Replies go out only after the commit, so "accepted" means durable.
-        match outcome {
-            Ok(results) => {
-                for (op, result) in batch.into_iter().zip(results) {
-                    match (op, result) {
-                        (Op::CreateJob { reply, .. }, Answer::Job(r)) => {
-                            let _ = reply.send(r);
-                        }
-                        (Op::Complete { done, .. }, Answer::Completion(r)) => done(r),
-                        (
-                            Op::Cancel { reply, .. } | Op::SetPriority { reply, .. },
-                            Answer::Cancelled(r),
-                        ) => {
-                            let _ = reply.send(r);
-                        }
-                        _ => unreachable!("answers follow the batch's order and kinds"),
+        write_and_reply(&mut conn, batch);
+        if let Some(reply) = closing {
+            empty_the_log(&conn);
+            let _ = reply.send(());
+            return;
+        }
+        unsaved = true;
+    }
+    // The store was dropped: SQLite checkpoints and removes the log when its
+    // last connection closes.
+}
+
+/// Commits `batch` in one transaction, then answers each of its writes.
+fn write_and_reply(conn: &mut Connection, mut batch: Vec<Op>) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcome = write_batch(conn, &mut batch);
+    // Replies go out only after the commit, so "accepted" means durable.
+    match outcome {
+        Ok(results) => {
+            for (op, result) in batch.into_iter().zip(results) {
+                match (op, result) {
+                    (Op::CreateJob { reply, .. }, Answer::Job(r)) => {
+                        let _ = reply.send(r);
                     }
+                    (Op::Complete { done, .. }, Answer::Completion(r)) => done(r),
+                    (
+                        Op::Cancel { reply, .. } | Op::SetPriority { reply, .. },
+                        Answer::Cancelled(r),
+                    ) => {
+                        let _ = reply.send(r);
+                    }
+                    _ => unreachable!("answers follow the batch's order and kinds"),
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed");
-                let msg = e.to_string();
-                for op in batch {
-                    let err = || backend(CommitFailed(msg.clone()));
-                    match op {
-                        Op::CreateJob { reply, .. } => {
-                            let _ = reply.send(Err(err()));
-                        }
-                        Op::Complete { done, .. } => done(Err(err())),
-                        Op::Cancel { reply, .. } | Op::SetPriority { reply, .. } => {
-                            let _ = reply.send(Err(err()));
-                        }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed");
+            let msg = e.to_string();
+            for op in batch {
+                let err = || backend(CommitFailed(msg.clone()));
+                match op {
+                    Op::CreateJob { reply, .. } => {
+                        let _ = reply.send(Err(err()));
+                    }
+                    Op::Complete { done, .. } => done(Err(err())),
+                    Op::Cancel { reply, .. } | Op::SetPriority { reply, .. } => {
+                        let _ = reply.send(Err(err()));
                     }
                 }
             }
         }
-        unsaved = true;
     }
-    // The store is closing: SQLite checkpoints and removes the log when its
-    // last connection closes.
+}
+
+/// Copies the whole log into the database file and truncates it, so the
+/// file alone holds every commit (a graceful stop: the reader's connection
+/// stays open until the process ends, so closing the writer's alone would
+/// leave the log as it is).
+fn empty_the_log(conn: &Connection) {
+    match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::TRUNCATE) {
+        Ok((0, 0)) => tracing::info!("store closed: the database file holds every commit"),
+        Ok((log, copied)) => {
+            tracing::warn!(log, copied, "store closed with part of its log not copied (a reader held it); the -wal file holds the rest")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store closed without emptying its log; the -wal file holds the latest commits")
+        }
+    }
 }
 
 /// Copies the log into the database file; whether all of it was copied (a
@@ -823,6 +866,18 @@ const JOB_COLUMNS: &str =
     "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser, priority, cancelled";
 
 impl Store for SqliteStore {
+    fn close(&self) {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Request::Close(reply));
+        if sent.is_ok() {
+            let _ = answer.recv();
+        }
+    }
+
     fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
         self.submit(|reply| Op::CreateJob { job, reply })
     }
@@ -912,8 +967,8 @@ impl Store for SqliteStore {
             .writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(op);
-        if let Err(mpsc::SendError(Op::Complete { done, .. })) = sent {
+            .send(Request::Write(op));
+        if let Err(mpsc::SendError(Request::Write(Op::Complete { done, .. }))) = sent {
             done(Err(backend(WriterGone)));
         }
     }
@@ -1220,6 +1275,40 @@ mod tests {
         let store = SqliteStore::open(&path).expect("reopen");
         let info = store.job(job.id).expect("job").expect("exists");
         assert_eq!(info.done, count);
+    }
+
+    /// After `close` (a graceful stop) the database file alone holds every
+    /// commit, even right after a write: copying it is a backup.
+    #[test]
+    fn after_close_the_database_file_alone_holds_every_commit() {
+        let path = temp_db("close");
+        let store = SqliteStore::open(&path).expect("open");
+        let (job, _) = store
+            .create_job(NewJob {
+                numbers: (1..=1000u128).collect(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create");
+        let span = Span {
+            job: job.id,
+            start: 0,
+            len: 500,
+        };
+        let lists: Vec<Vec<u128>> = (1..=500u128).map(crowdfactor_factor::factor).collect();
+        store
+            .complete_span(span, lists.into(), WorkerKind::Native)
+            .expect("complete");
+        store.close();
+        let copy = temp_db("close-copy");
+        std::fs::copy(&*path, &*copy).expect("copy the file alone");
+        let copied = SqliteStore::open(&copy).expect("open the copy");
+        let info = copied.job(job.id).expect("job").expect("in the copy");
+        assert_eq!((info.done, info.total), (500, 1000));
+        assert!(
+            store.cancel_job(job.id).is_err(),
+            "a write after close fails"
+        );
     }
 
     #[test]

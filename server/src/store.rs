@@ -253,6 +253,12 @@ pub type Done = Box<dyn FnOnce(Result<Completion, StoreError>) + Send>;
 /// Storage for jobs and accepted results. Implementations must be safe to
 /// call from many tasks; calls are short and synchronous.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Called once at a graceful stop, when nothing more will be written:
+    /// leaves the durable state complete where an operator would copy it
+    /// (for SQLite, the database file alone, without its log). Writes after
+    /// it fail.
+    fn close(&self) {}
+
     /// Stores a new job; returns it and its numbers.
     fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError>;
 

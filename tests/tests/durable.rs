@@ -163,7 +163,22 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
             .spawn()
             .unwrap(),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/jobs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"range": {"start": "999999999999", "count": 2_000_000, "step": 2}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    while api(port, &format!("/api/jobs/{id}")).await.unwrap()["done"] == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()
@@ -186,6 +201,17 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
         None,
         "the worker keeps trying to reconnect"
     );
+    // Stopped, the database file alone is the whole state (docs/deploy.md:
+    // a backup may copy just it), results accepted up to the stop included.
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(&db, copy.join("crowdfactor.db")).unwrap();
+    let port = free_port();
+    let _restored = start_server(port, &copy.join("crowdfactor.db"));
+    wait_up(port).await;
+    let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+    assert_eq!(job["total"], 2_000_000, "{job}");
+    assert_ne!(job["done"], 0, "{job}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
