@@ -234,3 +234,49 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     let down = cli(&["jobs"]);
     assert_eq!(down.status.code(), Some(4));
 }
+
+/// A token file other users can read gets a warning at start; the one the
+/// server writes itself does not.
+#[cfg(unix)]
+#[test]
+fn a_token_file_others_can_read_is_warned_about() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("crowdfactor-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("t.db");
+    let token = dir.join("t.db.token");
+    // Its log up to the line saying it listens.
+    let start_log = || {
+        let mut child = server()
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(&db)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(Reaped)
+            .unwrap();
+        let stderr = child.0.stderr.take().unwrap();
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        log
+    };
+    let first = start_log();
+    assert!(first.contains("generated the API token"), "{first}");
+    assert!(!first.contains("other users"), "{first}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let second = start_log();
+    assert!(
+        second.contains("other users can read the API token file"),
+        "{second}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -427,6 +427,18 @@ fn api_token(args: &Args) -> std::io::Result<String> {
     path.push(".token");
     let path = std::path::PathBuf::from(path);
     let (token, created) = crowdfactor_server::auth::load_or_create_token(&path)?;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{mode:o}").as_str(),
+                "other users can read the API token file: `chmod 600` it (the server creates it so)"
+            );
+        }
+    }
     if created {
         eprintln!(
             "crowdfactor-server: generated the API token {token}\n  (stored in {}; use it as `Authorization: Bearer <token>`)",
