@@ -856,17 +856,20 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     let dir = temp_dir("log-forging");
     let log_path = dir.join("server.log");
     let port = free_port();
-    let mut server = std::process::Command::new(bin("crowdfactor-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--token", "t"])
-        .arg("--db")
-        .arg(dir.join("db"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    // Killed when the test ends, also when an assertion fails.
+    let mut server = WorkerProc(
+        std::process::Command::new(bin("crowdfactor-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--token", "t"])
+            .arg("--db")
+            .arg(dir.join("db"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("ws://127.0.0.1:{port}/ws");
     let started = std::time::Instant::now();
     let mut ws = loop {
@@ -916,9 +919,9 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     while recv(&mut ws).await.is_some() {}
     // SIGTERM: a graceful stop flushes the log.
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
-    let _ = server.wait();
+    let _ = server.0.wait();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("worker connected"), "{log}");
     assert!(log.contains("closing connection"), "{log}");
