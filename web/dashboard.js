@@ -85,44 +85,63 @@ function cell(text) {
   return td;
 }
 
+const jobRows = new Map(); // job id -> its row's elements, kept between snapshots
+
+/** A job's row, made once: later snapshots update it in place, so a click or
+ * a priority being typed is not lost to a rebuilt table every second. */
+function jobRow(job) {
+  const tr = document.createElement('tr');
+  const [id, state, rate, eta] = [cell(job.id), cell(''), cell(''), cell('')];
+  const prog = document.createElement('td');
+  prog.innerHTML = '<div class="progress"><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div></div></div><span></span></div>';
+  prog.querySelector('[role=progressbar]').setAttribute('aria-label', `Job ${job.id} progress`);
+  prog.dataset.job = job.id;
+  const pr = document.createElement('td');
+  const input = document.createElement('input');
+  input.type = 'number'; input.min = '-1000'; input.max = '1000'; input.value = String(job.priority);
+  input.setAttribute('aria-label', `Priority of job ${job.id}`);
+  input.addEventListener('change', () => api('PATCH', `/api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
+  pr.append(input);
+  const act = document.createElement('td');
+  const csv = document.createElement('button');
+  csv.type = 'button'; csv.textContent = 'CSV'; csv.dataset.download = job.id;
+  csv.setAttribute('aria-label', `Download the results of job ${job.id} as CSV`);
+  csv.addEventListener('click', () => downloadResults(job.id).catch(alert));
+  const cancel = document.createElement('button');
+  cancel.type = 'button'; cancel.textContent = 'Cancel'; cancel.setAttribute('aria-label', `Cancel job ${job.id}`);
+  cancel.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `/api/jobs/${job.id}`).catch(alert); });
+  act.append(csv, cancel);
+  tr.append(id, state, prog, rate, eta, pr, act);
+  return { tr, state, prog, rate, eta, input, csv, cancel };
+}
+
 function renderJobs(jobs, now) {
   const body = $('jobs');
-  body.replaceChildren();
-  for (const job of jobs.slice().reverse()) {
-    const tr = document.createElement('tr');
+  const ordered = jobs.slice().reverse();
+  const seen = new Set();
+  let before = body.firstChild;
+  for (const job of ordered) {
+    seen.add(job.id);
+    let row = jobRows.get(job.id);
+    if (!row) { row = jobRow(job); jobRows.set(job.id, row); }
     const pct = job.total ? Math.floor((100 * job.done) / job.total) : 0;
     const { rate, eta } = estimate(job, now);
-    tr.append(cell(job.id), cell(job.state));
-    const prog = document.createElement('td');
-    prog.innerHTML = '<div class="progress"><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div></div></div><span></span></div>';
-    prog.querySelector('[role=progressbar]').setAttribute('aria-valuenow', String(pct));
-    prog.querySelector('[role=progressbar]').setAttribute('aria-label', `Job ${job.id} progress`);
-    prog.querySelector('.bar > div').style.width = `${pct}%`;
-    prog.querySelector('span').textContent = `${pct} % (${fmt(job.done)} / ${fmt(job.total)})`;
-    prog.dataset.job = job.id;
-    tr.append(prog, cell(rate ? `${fmt(rate)}/s` : '—'), cell(job.state === 'done' ? 'done' : eta));
-    const pr = document.createElement('td');
-    const input = document.createElement('input');
-    input.type = 'number'; input.min = '-1000'; input.max = '1000'; input.value = String(job.priority);
-    input.setAttribute('aria-label', `Priority of job ${job.id}`);
-    input.addEventListener('change', () => api('PATCH', `/api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
-    pr.append(input);
-    const act = document.createElement('td');
-    if (job.done > 0) {
-      const d = document.createElement('button');
-      d.type = 'button'; d.textContent = 'CSV'; d.dataset.download = job.id;
-      d.setAttribute('aria-label', `Download the results of job ${job.id} as CSV`);
-      d.addEventListener('click', () => downloadResults(job.id).catch(alert));
-      act.append(d);
-    }
-    if (job.state === 'queued' || job.state === 'running') {
-      const b = document.createElement('button');
-      b.type = 'button'; b.textContent = 'Cancel'; b.setAttribute('aria-label', `Cancel job ${job.id}`);
-      b.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `/api/jobs/${job.id}`).catch(alert); });
-      act.append(b);
-    }
-    tr.append(pr, act);
-    body.append(tr);
+    row.state.textContent = job.state;
+    row.prog.querySelector('[role=progressbar]').setAttribute('aria-valuenow', String(pct));
+    row.prog.querySelector('.bar > div').style.width = `${pct}%`;
+    row.prog.querySelector('span').textContent = `${pct} % (${fmt(job.done)} / ${fmt(job.total)})`;
+    row.rate.textContent = rate ? `${fmt(rate)}/s` : '—';
+    row.eta.textContent = job.state === 'done' ? 'done' : eta;
+    if (document.activeElement !== row.input) row.input.value = String(job.priority);
+    row.csv.hidden = !(job.done > 0);
+    row.cancel.hidden = !(job.state === 'queued' || job.state === 'running');
+    // Moved only when out of place: moving the row with the focus in it
+    // would take the focus away.
+    if (row.tr !== before) body.insertBefore(row.tr, before);
+    before = row.tr.nextSibling;
+  }
+  for (const [id, row] of jobRows) {
+    if (!seen.has(id)) { row.tr.remove(); jobRows.delete(id); jobHistory.delete(id); }
   }
 }
 
@@ -168,6 +187,10 @@ function onSnapshot(s) {
   $('worker-total').textContent = count(s.workers.length, 'worker');
   $('chunks').textContent = `${count(s.queued_numbers, 'number')} queued, ${count(s.leased_chunks, 'chunk')} in flight`;
   renderJobs(s.jobs, now);
+  $('jobs-hidden').hidden = !s.jobs_hidden;
+  $('jobs-hidden').textContent = s.jobs_hidden
+    ? `${count(s.jobs_hidden, 'older finished job')} not shown: \`crowdfactor-server jobs\` lists every job.`
+    : '';
   renderWorkers(s.workers);
   drawChart();
   $('live').textContent = `Live · updated ${new Date(now).toLocaleTimeString()}`;

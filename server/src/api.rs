@@ -489,30 +489,54 @@ pub(crate) async fn events(
     impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
 > {
     let tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let stream = futures_util::stream::unfold((state, tick), |(state, mut tick)| async move {
-        tick.tick().await;
-        let snapshot = {
-            let st = state.clone();
-            tokio::task::spawn_blocking(move || snapshot(&st))
-                .await
-                .ok()
-                .flatten()
-        };
-        let event =
-            axum::response::sse::Event::default().data(snapshot.unwrap_or_else(|| "{}".into()));
-        Some((Ok(event), (state, tick)))
-    });
+    let stream =
+        futures_util::stream::unfold((Arc::clone(&state), tick), |(state, mut tick)| async move {
+            tick.tick().await;
+            let snapshot = {
+                let st = state.clone();
+                tokio::task::spawn_blocking(move || snapshot(&st))
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let event =
+                axum::response::sse::Event::default().data(snapshot.unwrap_or_else(|| "{}".into()));
+            Some((Ok(event), (state, tick)))
+        });
+    // The feed ends with the server: a graceful stop waits for every
+    // response to finish, and an open dashboard's would never.
+    let mut stop = state.stop.clone();
+    let stopping = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let stream = futures_util::StreamExt::take_until(stream, stopping);
     axum::response::sse::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default())
 }
 
+/// Finished (done or cancelled) jobs in each dashboard update, the latest.
+const FINISHED_JOBS_SHOWN: usize = 50;
+
 fn snapshot(state: &AppState) -> Option<String> {
-    let jobs: Vec<JobView> = match state.coord.store().jobs() {
+    let mut jobs: Vec<JobView> = match state.coord.store().jobs() {
         Ok(jobs) => jobs.into_iter().map(|j| view(state, j)).collect(),
         Err(e) => {
             tracing::error!(error = %e, "reading jobs for the dashboard failed");
             return None;
         }
     };
+    // Every open job, and the latest finished ones: a server that has run
+    // thousands of jobs would otherwise send them all every second.
+    let finished = jobs
+        .iter()
+        .filter(|j| matches!(j.state, "done" | "cancelled"))
+        .count();
+    let mut hidden = finished.saturating_sub(FINISHED_JOBS_SHOWN);
+    let jobs_hidden = hidden;
+    jobs.retain(|j| {
+        let drop = hidden > 0 && matches!(j.state, "done" | "cancelled");
+        hidden -= usize::from(drop);
+        !drop
+    });
     let g = state.coord.gauges();
     let body = serde_json::json!({
         "time_ms": crate::store::now_ms(),
@@ -521,6 +545,7 @@ fn snapshot(state: &AppState) -> Option<String> {
         "leased_chunks": g.leased,
         "workers": state.coord.workers(),
         "jobs": jobs,
+        "jobs_hidden": jobs_hidden,
     });
     Some(body.to_string())
 }

@@ -405,9 +405,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
             .unwrap();
         let mut shown = String::new();
         if let Some(c) = cells.first() {
-            // The table is redrawn on every update: a cell found just before
-            // a redraw is gone ("stale"); look again next round.
-            shown = c.text().await.unwrap_or_default();
+            shown = c.text().await.unwrap();
         }
         if shown.starts_with("100 %") {
             break;
@@ -439,15 +437,15 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         )
         .await
         .unwrap();
-    // Clicked from script: the table is redrawn on every update, and a
-    // button found by WebDriver may be replaced before its click.
-    client
-        .execute(
-            "document.querySelector('#jobs button[data-download]').click()",
-            vec![],
-        )
+    // Found once and clicked after two updates of the table: its rows are
+    // updated in place, not redrawn (a redrawn row's button is gone before
+    // a click lands on it).
+    let download = client
+        .find(Locator::Css("#jobs button[data-download]"))
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    download.click().await.unwrap();
     let csv = client
         .execute_async(
             "const done = arguments[arguments.length - 1]; \
@@ -462,6 +460,36 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await;
     assert_eq!(csv.as_str(), Some(want.as_str()));
     assert_eq!(want.lines().count(), 301, "{want}");
+    // A priority being typed keeps the focus through the updates, then
+    // goes to the server.
+    let priority = client
+        .find(Locator::Css("#jobs input[type=number]"))
+        .await
+        .unwrap();
+    priority.click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let focused = client
+        .execute(
+            "return document.activeElement.getAttribute('aria-label')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focused.as_str(), Some("Priority of job 1"));
+    priority.clear().await.unwrap();
+    priority.send_keys("-3").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    priority.send_keys("\u{E004}").await.unwrap(); // Tab: the change event
+    let start = Instant::now();
+    loop {
+        let job: serde_json::Value =
+            serde_json::from_str(&server.text("/api/jobs/1", Some("dash-token")).await).unwrap();
+        if job["priority"] == -3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     client
         .execute("window.scrollTo(0, 0)", vec![])

@@ -179,6 +179,15 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
         assert!(start.elapsed() < Duration::from_secs(30), "no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // An open dashboard (its event feed never ends by itself) does not
+    // hold up the stop.
+    let dashboard = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dashboard.status(), 200);
     let status = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()
@@ -196,6 +205,7 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
+    drop(dashboard);
     assert_eq!(
         worker.0.try_wait().unwrap(),
         None,

@@ -640,3 +640,54 @@ mod scripted_coordinator {
         assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
     }
 }
+
+/// The dashboard's feed carries every open job and the latest 50 finished
+/// ones, and says how many older ones it left out: a server that has run
+/// thousands of jobs does not send them all every second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_feed_sends_open_jobs_and_the_latest_finished() {
+    let server = TestServer::start(Config::default()).await;
+    let http = reqwest::Client::new();
+    let open = server.submit(json!({"numbers": ["12"]})).await;
+    // Submitted and cancelled all at once (group commit: a few store
+    // writes instead of a hundred).
+    let submits = (0..53).map(|n| server.submit(json!({"numbers": [(100 + n).to_string()]})));
+    let mut cancelled = futures_util::future::join_all(submits).await;
+    cancelled.sort_by_key(|id| id.parse::<u64>().unwrap());
+    let cancels = cancelled.iter().map(|id| {
+        http.delete(format!("http://{}/api/jobs/{id}", server.addr))
+            .send()
+    });
+    for resp in futures_util::future::join_all(cancels).await {
+        assert_eq!(resp.unwrap().status().as_u16(), 200);
+    }
+    let mut feed = http
+        .get(format!("http://{}/api/events", server.addr))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), feed.chunk())
+            .await
+            .expect("an update within 10 s")
+            .unwrap()
+            .expect("the feed stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text.split("\n\n").next().unwrap();
+    let update: serde_json::Value =
+        serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+    let ids: Vec<&str> = update["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    let mut want = vec![open.as_str()];
+    want.extend(cancelled[3..].iter().map(String::as_str));
+    assert_eq!(ids, want);
+    assert_eq!(update["jobs_hidden"], 3);
+    drop(feed);
+    server.shutdown().await;
+}
