@@ -140,9 +140,17 @@ pub(crate) async fn metrics(
     );
     let _ = writeln!(
         out,
-        "# HELP crowdfactor_job_numbers Numbers per job, total and done.\n# TYPE crowdfactor_job_numbers gauge"
+        "# HELP crowdfactor_job_numbers Numbers per open job (or finished in the last 10 minutes), total and done.\n# TYPE crowdfactor_job_numbers gauge"
     );
-    for j in &jobs {
+    // Open jobs, and those finished in the last ten minutes (so a scrape
+    // sees them reach their total): a series per job ever run would grow
+    // without bound.
+    let recent = crate::store::now_ms().saturating_sub(10 * 60 * 1000);
+    let shown = jobs.iter().filter(|j| {
+        let open = j.done < j.total && !j.cancelled;
+        open || j.finished_ms.is_some_and(|t| t >= recent)
+    });
+    for j in shown {
         let _ = writeln!(
             out,
             "crowdfactor_job_numbers{{job=\"{}\",what=\"total\"}} {}",

@@ -382,6 +382,14 @@ async fn metrics_and_connection_limits() {
     let id = server
         .submit(json!({"numbers": ["12", "1000000000001", "97"], "chunk_size": 1}))
         .await;
+    // A cancelled job has no series (only open jobs and those finished
+    // in the last minutes have).
+    let gone = server.submit(json!({"numbers": ["15"]})).await;
+    reqwest::Client::new()
+        .delete(format!("http://{}/api/jobs/{gone}", server.addr))
+        .send()
+        .await
+        .unwrap();
     let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
     server.wait_done(&id, Duration::from_secs(30)).await;
     let text = reqwest::get(format!("http://{}/metrics", server.addr))
@@ -403,6 +411,7 @@ async fn metrics_and_connection_limits() {
             "missing {line:?} in\n{text}"
         );
     }
+    assert!(!text.contains(&format!("job=\"{gone}\"")), "{text}");
     // The worker holds one connection; one more is allowed, the next refused.
     let url = server.ws_url();
     let second = tokio_tungstenite::connect_async(&url).await;
