@@ -128,7 +128,13 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     let bad = cli(&["submit", "12", "x1"]);
     assert_eq!(bad.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("numbers[1]"));
-    let ok = cli(&["submit", "12", "1000000000001", "97"]);
+    // From a file as editors and spreadsheets write them: a byte-order
+    // mark, commas, CRLF line ends.
+    let dir = std::env::temp_dir().join(format!("crowdfactor-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("numbers.csv");
+    std::fs::write(&list, "\u{feff}12,1000000000001\r\n97\r\n").unwrap();
+    let ok = cli(&["submit", "--file", list.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
     // No worker yet: cancel works on the queued job.
@@ -198,15 +204,13 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         let ndjson = cli(&["results", &id, "--format", "ndjson"]);
         assert_eq!(ndjson.status.code(), Some(0), "{ndjson:?}");
         assert_eq!(String::from_utf8_lossy(&ndjson.stdout).lines().count(), 3);
-        let dir = std::env::temp_dir().join(format!("crowdfactor-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("results.json");
         let saved = cli(&["results", &id, "-o", file.to_str().unwrap()]);
         assert_eq!(saved.status.code(), Some(0), "{saved:?}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
-        std::fs::remove_dir_all(&dir).unwrap();
         drop(w);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
     let wrong = server()
         .args(["jobs", "--api-token", "nope"])
         .env("CROWDFACTOR_URL", &url)

@@ -49,7 +49,7 @@ pub enum Command {
     Submit {
         /// Numbers to factor.
         numbers: Vec<String>,
-        /// Read whitespace-separated numbers from this file (- for stdin).
+        /// Read numbers separated by whitespace or commas from this file (- for stdin).
         #[arg(long, conflicts_with = "numbers")]
         file: Option<PathBuf>,
         /// A range: START COUNT.
@@ -266,7 +266,14 @@ async fn submit(
                 std::fs::read_to_string(&path)
             }
             .map_err(|e| CliError::Local(format!("cannot read {}: {e}", path.display())))?;
-            let list: Vec<&str> = text.split_ascii_whitespace().collect();
+            // As the dashboard reads a list: whitespace or commas between
+            // numbers (a column or a row of a spreadsheet's export), and no
+            // byte-order mark (Windows editors write one).
+            let list: Vec<&str> = text
+                .trim_start_matches('\u{feff}')
+                .split(|c: char| c.is_ascii_whitespace() || c == ',')
+                .filter(|t| !t.is_empty())
+                .collect();
             json!({ "numbers": list })
         }
         (None, None) if !numbers.is_empty() => json!({ "numbers": numbers }),
