@@ -249,7 +249,8 @@ pub async fn run(
     run_with_store(listener, config, Arc::new(MemoryStore::new()), shutdown).await
 }
 
-/// Like [`run`], over the given store.
+/// Like [`run`], over the given store, which it closes ([`Store::close`])
+/// once the worker sessions have ended.
 pub async fn run_with_store(
     listener: TcpListener,
     config: Config,
