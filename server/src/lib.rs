@@ -428,6 +428,8 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         ));
     let app = Router::new()
         .nest("/api", api)
+        // The nest does not match "/api/" (it went to the page's fallback).
+        .route("/api/", axum::routing::any(api::no_such_endpoint))
         .merge(metrics)
         .route("/ws", get(ws_upgrade))
         .route("/dashboard", get(web::dashboard))

@@ -297,14 +297,16 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         assert_eq!(resp.status().as_u16(), status, "{body}");
         assert_eq!(server.job(&id).await["priority"], priority, "{body}");
     }
-    let typo = http
-        .get(format!("http://{}/api/job/{id}", server.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(typo.status().as_u16(), 404);
-    let body: serde_json::Value = typo.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    for path in [format!("/api/job/{id}"), "/api/".into(), "/api".into()] {
+        let typo = http
+            .get(format!("http://{}{path}", server.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(typo.status().as_u16(), 404, "{path}");
+        let body: serde_json::Value = typo.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+    }
     let missing = format!("http://{}/api/jobs/12345", server.addr);
     assert_eq!(
         http.delete(&missing)
