@@ -572,10 +572,14 @@ mod scripted_coordinator {
     }
 
     fn assign(chunk_id: u64) -> ServerMessage {
+        assign_numbers(chunk_id, vec![999_999_999_999, 1_000_000_000_001])
+    }
+
+    fn assign_numbers(chunk_id: u64, numbers: Vec<u128>) -> ServerMessage {
         ServerMessage::Assign(Assignment {
             chunk_id,
             job_id: "1".into(),
-            numbers: vec![999_999_999_999, 1_000_000_000_001].into(),
+            numbers: numbers.into(),
         })
     }
 
@@ -640,8 +644,13 @@ mod scripted_coordinator {
             "the second lease is worked"
         );
         // Chunk 8 leased twice while the worker holds it: factored once.
-        send(&mut ws, assign(8)).await;
-        send(&mut ws, assign(8)).await;
+        // It takes about half a second (400 semiprimes of two 40-bit
+        // primes), so the second lease arrives while it is held; a chunk
+        // done before its second lease arrived would rightly be worked
+        // again, as chunk 7 was.
+        let slow = semiprimes(400, 40, 8);
+        send(&mut ws, assign_numbers(8, slow.clone())).await;
+        send(&mut ws, assign_numbers(8, slow)).await;
         assert_eq!(result_of(next(&mut ws).await), 8);
         // Nothing held: `idle` lets it exit (before, the chunk leased again
         // after its result sat in the worker's books forever: no exit when
