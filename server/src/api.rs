@@ -526,16 +526,17 @@ fn snapshot(state: &AppState) -> Option<String> {
     };
     // Every open job, and the latest finished ones: a server that has run
     // thousands of jobs would otherwise send them all every second.
-    let finished = jobs
-        .iter()
-        .filter(|j| matches!(j.state, "done" | "cancelled"))
-        .count();
-    let mut hidden = finished.saturating_sub(FINISHED_JOBS_SHOWN);
-    let jobs_hidden = hidden;
+    let is_finished = |j: &JobView| matches!(j.state, "done" | "cancelled");
+    let finished = jobs.iter().filter(|j| is_finished(j)).count();
+    let jobs_hidden = finished.saturating_sub(FINISHED_JOBS_SHOWN);
+    // Jobs come oldest first: the first `jobs_hidden` finished ones go.
+    let mut finished_seen = 0;
     jobs.retain(|j| {
-        let drop = hidden > 0 && matches!(j.state, "done" | "cancelled");
-        hidden -= usize::from(drop);
-        !drop
+        if !is_finished(j) {
+            return true;
+        }
+        finished_seen += 1;
+        finished_seen > jobs_hidden
     });
     let g = state.coord.gauges();
     let body = serde_json::json!({
@@ -742,7 +743,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<St
         .store()
         .jobs()?
         .into_iter()
-        .filter(|j| !j.cancelled && j.done < j.total)
+        .filter(JobInfo::is_open)
         .collect();
     Ok(Json(Status {
         jobs_active: active.len(),

@@ -289,6 +289,17 @@ struct Speed {
     largest: u64,
 }
 
+/// Most characters of a worker's name kept (shown on the dashboard, logged).
+pub const NAME_CHARS: usize = 64;
+
+/// At most `chars` characters of `text`: what a worker says about itself
+/// may be megabytes, a dashboard cell or a log line should not.
+pub fn clip(text: &str, chars: usize) -> &str {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 /// How long new connections from an address a lease lapsed from start on
 /// probation (one chunk at a time until a result of theirs is accepted).
 const LAPSE_MEMORY: Duration = Duration::from_secs(600);
@@ -609,7 +620,7 @@ impl Coordinator {
         let threads = threads.min(MAX_THREADS);
         let mut st = self.lock();
         if let Some(c) = st.conns.get_mut(&conn) {
-            c.name = name.unwrap_or_default().chars().take(64).collect();
+            c.name = clip(name.unwrap_or_default(), NAME_CHARS).to_owned();
             let old = c.threads.max(1);
             c.threads = threads;
             st.threads = st.threads - u64::from(old) + u64::from(threads.max(1));

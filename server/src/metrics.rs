@@ -146,10 +146,9 @@ pub(crate) async fn metrics(
     // sees them reach their total): a series per job ever run would grow
     // without bound.
     let recent = crate::store::now_ms().saturating_sub(10 * 60 * 1000);
-    let shown = jobs.iter().filter(|j| {
-        let open = j.done < j.total && !j.cancelled;
-        open || j.finished_ms.is_some_and(|t| t >= recent)
-    });
+    let shown = jobs
+        .iter()
+        .filter(|j| j.is_open() || j.finished_ms.is_some_and(|t| t >= recent));
     for j in shown {
         let _ = writeln!(
             out,

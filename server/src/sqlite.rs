@@ -368,17 +368,22 @@ impl SqliteStore {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn submit<T>(
-        &self,
-        make: impl FnOnce(mpsc::SyncSender<Result<T, StoreError>>) -> Op,
-    ) -> Result<T, StoreError> {
+    /// Sends the writer thread a request and waits for its answer.
+    fn ask<T>(&self, make: impl FnOnce(mpsc::SyncSender<T>) -> Request) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Request::Write(make(reply)))
+            .send(make(reply))
             .map_err(|_| backend(WriterGone))?;
-        answer.recv().map_err(|_| backend(WriterGone))?
+        answer.recv().map_err(|_| backend(WriterGone))
+    }
+
+    fn submit<T>(
+        &self,
+        make: impl FnOnce(mpsc::SyncSender<Result<T, StoreError>>) -> Op,
+    ) -> Result<T, StoreError> {
+        self.ask(|reply| Request::Write(make(reply)))?
     }
 }
 
@@ -867,15 +872,8 @@ const JOB_COLUMNS: &str =
 
 impl Store for SqliteStore {
     fn close(&self) {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let sent = self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Request::Close(reply));
-        if sent.is_ok() {
-            let _ = answer.recv();
-        }
+        // A writer already gone has nothing left to save.
+        let _ = self.ask(Request::Close);
     }
 
     fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {

@@ -46,6 +46,13 @@ pub struct JobInfo {
     pub cancelled: bool,
 }
 
+impl JobInfo {
+    /// Whether the job still wants work: neither done nor cancelled.
+    pub fn is_open(&self) -> bool {
+        self.done < self.total && !self.cancelled
+    }
+}
+
 /// A job's numbers, in order.
 ///
 /// A range is kept as its parameters and its numbers are computed when a

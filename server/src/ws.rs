@@ -16,7 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::coordinator::{ConnId, Coordinator, ResultCheck};
+use crate::coordinator::{clip, ConnId, Coordinator, ResultCheck, NAME_CHARS};
 use crate::listen::InputMeter;
 use crate::store::Completion;
 use crate::Config;
@@ -110,9 +110,8 @@ pub(crate) async fn serve(
         kind = hello.kind.as_str(),
         slots,
         threads = hello.threads,
-        // Clipped like the name the dashboard shows: a hello may be
-        // megabytes, a log line should not.
-        name = clip(hello.name.as_deref().unwrap_or(""), 64),
+        // Clipped like the name the dashboard shows.
+        name = clip(hello.name.as_deref().unwrap_or(""), NAME_CHARS),
         agent = clip(&hello.agent, 200),
         "worker connected"
     );
@@ -543,13 +542,6 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Ref
         error,
     })?;
     Ok(result.factors)
-}
-
-/// At most `chars` characters of `text`.
-fn clip(text: &str, chars: usize) -> &str {
-    text.char_indices()
-        .nth(chars)
-        .map_or(text, |(end, _)| &text[..end])
 }
 
 #[cfg(test)]
