@@ -217,6 +217,19 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(3));
+    // A 401 says which token was sent, or why none was.
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("the token given was refused"), "{said}");
+    let none = server()
+        .args(["jobs"])
+        .env("CROWDFACTOR_URL", &url)
+        .env_remove("CROWDFACTOR_TOKEN")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(said.contains("no token: none given"), "{said}");
     // The connection flags may come before the subcommand's name too (as
     // the top-level help lists them); serving flags are refused with one.
     let before = server()

@@ -141,19 +141,34 @@ struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Where the token came from (or why there is none), for a 401's hint.
+    token_source: String,
 }
+
+/// The token file a server started with the default `--db` writes, in
+/// the directory it started in.
+const DEFAULT_TOKEN_FILE: &str = "crowdfactor.db.token";
 
 impl Api {
     fn new(conn: &Conn) -> Self {
-        let token = conn.api_token.clone().or_else(|| {
-            std::fs::read_to_string("crowdfactor.db.token")
-                .ok()
-                .map(|t| t.trim().to_owned())
-        });
+        let (token, token_source) = match conn.api_token.clone().filter(|t| !t.is_empty()) {
+            Some(t) => (Some(t), "the token given was refused".to_owned()),
+            None => match std::fs::read_to_string(DEFAULT_TOKEN_FILE) {
+                Ok(t) => (
+                    Some(t.trim().to_owned()),
+                    format!("the token in ./{DEFAULT_TOKEN_FILE} was refused"),
+                ),
+                Err(e) => (
+                    None,
+                    format!("no token: none given, and ./{DEFAULT_TOKEN_FILE}: {e}"),
+                ),
+            },
+        };
         Api {
             http: reqwest::Client::new(),
             base: conn.url.trim_end_matches('/').to_owned(),
             token,
+            token_source,
         }
     }
 
@@ -175,13 +190,17 @@ impl Api {
             .as_str()
             .unwrap_or("no details")
             .to_owned();
-        let hint = if status.as_u16() == 401 {
-            " (pass --api-token or set CROWDFACTOR_TOKEN; the server stores it in <db>.token)"
-        } else {
-            ""
-        };
+        if status.as_u16() == 401 {
+            // The server's message explains the token; say which one we
+            // sent and how to send another.
+            return Err(CliError::Refused(format!(
+                "the server answered {status}: {}. Pass --api-token or set CROWDFACTOR_TOKEN \
+                 (a server keeps its token in <its --db>.token)",
+                self.token_source
+            )));
+        }
         Err(CliError::Refused(format!(
-            "the server answered {status}: {msg}{hint}"
+            "the server answered {status}: {msg}"
         )))
     }
 
