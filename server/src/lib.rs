@@ -64,6 +64,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Time allowed for the `hello` after the upgrade.
     pub handshake_timeout: Duration,
+    /// After the stop signal, how long requests still in flight (a results
+    /// download, a job upload) may take before the server stops anyway.
+    /// Worker sessions and dashboard feeds end at the signal itself.
+    pub shutdown_grace: Duration,
     /// Time allowed for one write to a worker before it counts as not reading.
     pub write_timeout: Duration,
     /// Wrong results before a worker is disconnected.
@@ -121,6 +125,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
             handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
             write_timeout: Duration::from_secs(20),
             max_strikes: 3,
             ban_duration: Duration::from_secs(600),
@@ -286,34 +291,53 @@ pub async fn run_with_store(
     let app = router(state, &config);
     let addr = listener.local_addr()?;
     let limits = listen::Limits::of(&config);
+    let mut stopped = stop_tx.subscribe();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: closing worker connections");
         let _ = stop_tx.send(true);
     };
-    let served = match config.tls {
-        Some(tls) => {
-            tracing::info!(%addr, "crowdfactor-server listening on https://{addr}/");
-            let listener = tls::TlsListener::new(
-                listener,
-                tls,
-                config.handshake_timeout,
-                config.max_connections_per_ip,
-            )?;
-            let listener = axum::serve::ListenerExt::tap_io(
-                listen::Guarded::new(listener, limits, tcp),
-                |conn| set_nodelay(conn.get_ref().get_ref().0),
-            );
-            serve(listener, app, shutdown).await
+    // A graceful stop waits for every response, and a slow client's
+    // download could hold it for hours: past the grace, stop anyway (a job
+    // upload cut off creates nothing, a download cut off is seen as short).
+    let grace = config.shutdown_grace;
+    let overdue = async move {
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(
+            secs = grace.as_secs_f64(),
+            "requests still open after the shutdown grace: stopping without them"
+        );
+    };
+    let serving = async move {
+        match config.tls {
+            Some(tls) => {
+                tracing::info!(%addr, "crowdfactor-server listening on https://{addr}/");
+                let listener = tls::TlsListener::new(
+                    listener,
+                    tls,
+                    config.handshake_timeout,
+                    config.max_connections_per_ip,
+                )?;
+                let listener = axum::serve::ListenerExt::tap_io(
+                    listen::Guarded::new(listener, limits, tcp),
+                    |conn| set_nodelay(conn.get_ref().get_ref().0),
+                );
+                serve(listener, app, shutdown).await
+            }
+            None => {
+                tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
+                let listener = axum::serve::ListenerExt::tap_io(
+                    listen::Guarded::new(listener, limits, tcp),
+                    |conn| set_nodelay(conn.get_ref()),
+                );
+                serve(listener, app, shutdown).await
+            }
         }
-        None => {
-            tracing::info!(%addr, "crowdfactor-server listening on http://{addr}/");
-            let listener = axum::serve::ListenerExt::tap_io(
-                listen::Guarded::new(listener, limits, tcp),
-                |conn| set_nodelay(conn.get_ref()),
-            );
-            serve(listener, app, shutdown).await
-        }
+    };
+    let served = tokio::select! {
+        served = serving => served,
+        () = overdue => Ok(()),
     };
     sweeper.abort();
     // Worker sessions end on the stop signal (a result being checked is

@@ -30,6 +30,8 @@ fn start_server(port: u16, db: &std::path::Path) -> ServerProc {
             ])
             .arg(db)
             .env("RUST_LOG", "warn")
+            // A stop waits this long for requests in flight (default 10 s).
+            .env("CROWDFACTOR_SHUTDOWN_GRACE", "2")
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
@@ -188,6 +190,22 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
         .await
         .unwrap();
     assert_eq!(dashboard.status(), 200);
+    // Nor does a job upload stalled half-way (nor a download that stopped
+    // reading): only until the shutdown grace, not until the idle timeout.
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled,
+        format!(
+            "POST /api/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"numbers\": [12, "
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let status = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()
@@ -206,6 +224,7 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
     };
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
     drop(dashboard);
+    drop(stalled);
     assert_eq!(
         worker.0.try_wait().unwrap(),
         None,

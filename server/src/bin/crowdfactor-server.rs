@@ -52,6 +52,10 @@ struct Args {
     /// Seconds allowed between assigning a chunk and the worker's ack.
     #[arg(long, env = "CROWDFACTOR_ACK_TIMEOUT", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
     ack_timeout: Duration,
+    /// Seconds a stop (SIGTERM, Ctrl-C) waits for requests still in flight,
+    /// such as a results download, before exiting without them.
+    #[arg(long, env = "CROWDFACTOR_SHUTDOWN_GRACE", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    shutdown_grace: Duration,
     /// SQLite database holding jobs and results (created if missing).
     #[arg(long, env = "CROWDFACTOR_DB", default_value = "crowdfactor.db")]
     db: std::path::PathBuf,
@@ -295,6 +299,7 @@ async fn serve() -> ExitCode {
         max_chunk_size: args.max_chunk_size,
         lease_timeout: args.lease_timeout,
         ack_timeout: args.ack_timeout,
+        shutdown_grace: args.shutdown_grace,
         max_numbers_per_job: args.max_numbers_per_job,
         max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
