@@ -111,6 +111,9 @@ function pump() {
 }
 
 function connect() {
+  // A reconnect timer and a return from the back/forward cache may both
+  // call this: one socket at a time.
+  if (state.ws) return;
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(`${proto}//${location.host}/ws`);
   state.ws = ws;
@@ -137,6 +140,25 @@ function connect() {
     setTimeout(connect, state.backoff * (0.5 + Math.random()));
     state.backoff = Math.min(state.backoff * 2, 30000);
   };
+}
+
+/**
+ * Leaving the page (another URL in this tab, closing it): close the socket
+ * now, so the server hands this tab's chunks to others at once. A page kept
+ * in the back/forward cache is frozen with its socket open otherwise, and
+ * its chunks wait for the lease to lapse. Coming back reconnects.
+ */
+function leave() {
+  const ws = state.ws;
+  if (!ws) return;
+  ws.onclose = null;
+  ws.onmessage = null;
+  clearInterval(state.heartbeat);
+  state.ws = null;
+  state.queue = [];
+  state.generation += 1; // results of chunks begun here are the server's no more
+  state.connection = 'left the page';
+  ws.close(1000, 'leaving the page');
 }
 
 function onServerMessage(text) {
@@ -318,6 +340,13 @@ async function main() {
   await init();
   for (let i = 0; i < settings.workers; i++) spawnWorker();
   connect();
+  window.addEventListener('pagehide', leave);
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted && !state.refused) {
+      state.backoff = 500;
+      connect();
+    }
+  });
   setInterval(render, 1000);
   setInterval(refreshProject, 2000);
   refreshProject();

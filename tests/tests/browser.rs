@@ -355,6 +355,56 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     server.shutdown().await;
 }
 
+/// Leaving the page hands its chunks back at once, although Chromium keeps
+/// the page (frozen, socket open) in its back/forward cache; coming back
+/// reconnects and the tab finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
+    let server = TestServer::start(Config::default()).await;
+    let (_driver, client) = chromium().await;
+    let workers = || async {
+        let (_, list) = server.get("/api/workers").await;
+        list["workers"].as_array().unwrap().clone()
+    };
+    let start = u128::from(u64::MAX / 2) + 1;
+    let count: u32 = 60_000;
+    let id = server
+        .submit(json!({"range": {"start": start.to_string(), "count": count, "step": 2}}))
+        .await;
+    client.goto(&server.url()).await.unwrap();
+    let begun = Instant::now();
+    while workers().await.first().is_none_or(|w| w["holding"] == 0) {
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "the page took no chunk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.goto("about:blank").await.unwrap();
+    // Without the page closing its socket the chunks would wait for the
+    // lease timeout (30 s), the connection for the idle timeout.
+    let left = Instant::now();
+    while !workers().await.is_empty() {
+        assert!(
+            left.elapsed() < Duration::from_secs(5),
+            "the page left but still holds its connection: {:?}",
+            workers().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        server.job(&id).await["state"],
+        "done",
+        "left too late to tell"
+    );
+    client.back().await.unwrap();
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["by_kind"]["browser"], count, "{job}");
+    assert_matches_gnu(&range(start, count.into(), 2), &server.results(&id).await);
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let server = TestServer::start(Config {
