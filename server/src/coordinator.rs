@@ -128,6 +128,8 @@ pub struct Metrics {
     pub store_write_max_us: AtomicU64,
     /// Workers dropped because a write to them waited the write timeout.
     pub slow_readers: AtomicU64,
+    /// Results the store failed to record (disk full, I/O error).
+    pub store_failures: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -154,7 +156,25 @@ struct State {
     /// probation for a while, so reconnecting does not give a hoarder its
     /// full slots back.
     lapsed: AddressTimers,
+    /// Set while leasing is paused after the store failed to record a result.
+    store_pause: StorePause,
 }
+
+/// While the store cannot record results (disk full, I/O errors), leasing
+/// stops for a while: workers would otherwise factor the same chunks again
+/// and again, each result lost, as fast as they can. The pause doubles with
+/// each failure, from [`STORE_PAUSE_FIRST`] to [`STORE_PAUSE_MAX`], and ends
+/// with the first result recorded.
+#[derive(Debug, Default)]
+struct StorePause {
+    /// No leases before this.
+    until: Option<Instant>,
+    /// The next pause's length (zero: the first).
+    next: Duration,
+}
+
+const STORE_PAUSE_FIRST: Duration = Duration::from_secs(1);
+const STORE_PAUSE_MAX: Duration = Duration::from_secs(30);
 
 /// Addresses (each as [`crate::proxy::limit_key`]: an IPv6 /64 as one) and
 /// until when something holds for them.
@@ -724,6 +744,9 @@ impl Coordinator {
         if c.silent(Instant::now(), &self.timing) {
             return vec![];
         }
+        if st.store_pause.until.is_some() {
+            return vec![];
+        }
         let mut out = vec![];
         for id in c.copies.drain(..) {
             // Still its lease (not done meanwhile, not lapsed).
@@ -928,7 +951,17 @@ impl Coordinator {
         self.metrics.store_writes.fetch_add(1, Relaxed);
         self.metrics.store_write_us.fetch_add(us, Relaxed);
         self.metrics.store_write_max_us.fetch_max(us, Relaxed);
-        let Completion::Accepted { job_done } = outcome? else {
+        let outcome = match outcome {
+            Ok(outcome) => {
+                self.lock().store_pause.next = Duration::ZERO;
+                outcome
+            }
+            Err(e) => {
+                self.pause_for_store();
+                return Err(e);
+            }
+        };
+        let Completion::Accepted { job_done } = outcome else {
             return Ok(Completion::Duplicate);
         };
         self.metrics.completed.fetch_add(1, Relaxed);
@@ -1023,6 +1056,24 @@ impl Coordinator {
         Ok(Completion::Accepted { job_done })
     }
 
+    /// The store failed to record a result: no leases for a while (see
+    /// [`StorePause`]); the sweep ends the pause.
+    fn pause_for_store(&self) {
+        self.metrics.store_failures.fetch_add(1, Relaxed);
+        let mut st = self.lock();
+        let pause = &mut st.store_pause;
+        if pause.until.is_some() {
+            return;
+        }
+        let length = pause.next.max(STORE_PAUSE_FIRST);
+        pause.next = (length * 2).min(STORE_PAUSE_MAX);
+        pause.until = Some(Instant::now() + length);
+        tracing::warn!(
+            secs = length.as_secs(),
+            "the store cannot record results: leasing paused"
+        );
+    }
+
     /// A wrong result: requeue the chunk if `conn` holds it and add a strike.
     /// Returns the connection's strike count.
     pub fn reject(&self, conn: ConnId, chunk: ChunkId) -> u32 {
@@ -1082,6 +1133,19 @@ impl Coordinator {
 
     /// Requeues leases whose ack is overdue or whose worker has been silent too long.
     pub fn sweep(&self, now: Instant) -> usize {
+        let resumed = {
+            let mut st = self.lock();
+            let pause = &mut st.store_pause;
+            let over = pause.until.is_some_and(|until| now >= until);
+            if over {
+                pause.until = None;
+            }
+            over
+        };
+        if resumed {
+            // Sessions lease when woken.
+            self.bump();
+        }
         // Only leased chunks can expire, and each connection's `held` set names
         // exactly its leases: walk those, not every open chunk, and judge each
         // connection's silence and speed once.
@@ -1776,6 +1840,106 @@ mod tests {
         assert_eq!(c.sweep(Instant::now()), 0, "nothing leased, nothing lapses");
         c.touch(a);
         assert_eq!(c.lease(a).len(), 1, "heard again: work (on probation)");
+    }
+
+    /// A store whose disk can be made full: recording results fails.
+    #[derive(Debug, Default)]
+    struct FullDisk {
+        inner: MemoryStore,
+        full: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for FullDisk {
+        fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
+            self.inner.create_job(job)
+        }
+        fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+            self.inner.cancel_job(id)
+        }
+        fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
+            self.inner.set_priority(id, priority)
+        }
+        fn open_jobs(&self) -> Result<Vec<crate::store::OpenJob>, StoreError> {
+            self.inner.open_jobs()
+        }
+        fn complete_span(
+            &self,
+            span: Span,
+            factors: FactorLists,
+            kind: WorkerKind,
+        ) -> Result<Completion, StoreError> {
+            if self.full.load(Relaxed) {
+                return Err(StoreError::Backend("database or disk is full".into()));
+            }
+            self.inner.complete_span(span, factors, kind)
+        }
+        fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+            self.inner.job(id)
+        }
+        fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+            self.inner.jobs()
+        }
+        fn visit_results(
+            &self,
+            id: JobId,
+            f: &mut dyn FnMut(u128, Option<&[u128]>),
+        ) -> Result<bool, StoreError> {
+            self.inner.visit_results(id, f)
+        }
+    }
+
+    /// While results cannot be recorded, nothing is leased (workers would
+    /// factor the same chunks over and over, each result lost); the pause
+    /// doubles with each failure and resets once a result is recorded.
+    #[test]
+    fn leasing_pauses_while_the_store_cannot_record_results() {
+        let store = Arc::new(FullDisk::default());
+        let c = Coordinator::new(
+            store.clone(),
+            timing(60_000, 60_000),
+            ChunkSizing::default(),
+        )
+        .expect("coordinator");
+        c.create_job(job((2..40).collect(), 1)).expect("job");
+        let a = conn(&c, 2);
+        let answer = |id: ChunkId| -> FactorLists {
+            let n = span_of(&c, id).start as u128 + 2;
+            vec![crowdfactor_factor::factor(n)].into()
+        };
+        // A failure, handled as the session does: the chunk goes back.
+        let fail = |id: ChunkId| {
+            assert!(c.accept(a, id, answer(id), None).is_err());
+            c.release(a, &[id]);
+        };
+        let held = c.lease(a);
+        assert_eq!(held.len(), 2);
+        store.full.store(true, Relaxed);
+        let t0 = Instant::now();
+        fail(held[0].chunk_id);
+        assert_eq!(c.metrics.store_failures.load(Relaxed), 1);
+        assert!(c.lease(a).is_empty(), "paused");
+        c.sweep(t0 + Duration::from_millis(500));
+        assert!(c.lease(a).is_empty(), "paused for a second");
+        c.sweep(t0 + Duration::from_millis(1100));
+        let retry = c.lease(a);
+        assert_eq!(retry.len(), 1, "resumed: the free slot is filled");
+        // Still full: twice as long.
+        let t1 = Instant::now();
+        fail(retry[0].chunk_id);
+        c.sweep(t1 + Duration::from_millis(1100));
+        assert!(c.lease(a).is_empty(), "the second pause is two seconds");
+        c.sweep(t1 + Duration::from_millis(2100));
+        let retry = c.lease(a);
+        assert_eq!(retry.len(), 1);
+        // Space again: recorded, and the next failure pauses one second.
+        store.full.store(false, Relaxed);
+        c.accept(a, retry[0].chunk_id, answer(retry[0].chunk_id), None)
+            .expect("recorded");
+        store.full.store(true, Relaxed);
+        let t2 = Instant::now();
+        fail(held[1].chunk_id);
+        c.sweep(t2 + Duration::from_millis(1100));
+        assert_eq!(c.lease(a).len(), 2, "the pause was one second again");
     }
 
     /// A coordinator with a 1 ms chunk target (copies after 4 ms) and a job

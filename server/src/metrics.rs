@@ -82,6 +82,11 @@ pub(crate) async fn metrics(
             "Workers dropped for not reading: a write to them waited the write timeout.",
             m.slow_readers.load(Relaxed),
         ),
+        (
+            "crowdfactor_store_failures_total",
+            "Results the store failed to record (disk full, I/O error); leasing pauses after each.",
+            m.store_failures.load(Relaxed),
+        ),
     ] {
         metric(name, "counter", help, &[("", v as f64)]);
     }

@@ -396,12 +396,30 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
     // instead of every 4 MiB (SQLite's default) took 8-12 % of the server's
     // CPU and a writer stall per checkpoint out of a busy job.
     let mut unsaved = false;
+    // Checkpoints that failed in a row (a full disk): each waits twice as
+    // long as the one before (up to a minute), and only the first is logged.
+    let mut failures = 0u32;
     loop {
         let first = if unsaved {
-            match rx.recv_timeout(CHECKPOINT_WHEN_IDLE) {
+            let wait = CHECKPOINT_WHEN_IDLE.saturating_mul(1 << failures.min(8));
+            match rx.recv_timeout(wait.min(Duration::from_secs(60))) {
                 Ok(op) => op,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    unsaved = !checkpoint(&conn);
+                    match checkpoint(&conn) {
+                        Ok(complete) => {
+                            if failures > 0 {
+                                tracing::info!(failures, "store checkpoint works again");
+                            }
+                            failures = 0;
+                            unsaved = !complete;
+                        }
+                        Err(e) => {
+                            if failures == 0 {
+                                tracing::warn!(error = %e, "store checkpoint failed; retrying less and less often");
+                            }
+                            failures += 1;
+                        }
+                    }
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -499,14 +517,9 @@ fn empty_the_log(conn: &Connection) {
 
 /// Copies the log into the database file; whether all of it was copied (a
 /// passive checkpoint stops at frames a reader may still need).
-fn checkpoint(conn: &Connection) -> bool {
-    match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
-        Ok((log, copied)) => copied == log,
-        Err(e) => {
-            tracing::warn!(error = %e, "store checkpoint failed");
-            false
-        }
-    }
+fn checkpoint(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
+        .map(|(log, copied)| copied == log)
 }
 
 #[derive(Debug, thiserror::Error)]
