@@ -659,6 +659,43 @@ mod scripted_coordinator {
         assert!(next(&mut ws).await.is_none(), "one result for chunk 8");
         assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
     }
+
+    /// Something that accepts the connection and never answers (a wrong
+    /// port, a hung proxy): the worker gives up after 15 s and tries again,
+    /// and a stop signal while it connects ends it at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_never_answers_is_given_up_on_and_a_stop_ends_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut worker = WorkerProc(
+            std::process::Command::new(bin("crowdfactor-worker"))
+                .args(["--server", &addr, "--threads", "1"])
+                .env("RUST_LOG", "warn")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // Held open, never answered.
+        let (_first, _) = listener.accept().await.unwrap();
+        let (_second, _) = tokio::time::timeout(Duration::from_secs(40), listener.accept())
+            .await
+            .expect("the worker gave up on the silent server and connected again")
+            .unwrap();
+        assert_eq!(worker.0.try_wait().unwrap(), None, "still trying");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &worker.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            worker.wait(Duration::from_secs(5)),
+            Some(0),
+            "a stop while connecting exits at once"
+        );
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut worker.0.stderr.take().unwrap(), &mut log).unwrap();
+        assert!(log.contains("no answer within 15 s"), "{log}");
+    }
 }
 
 /// The dashboard's feed carries every open job and the latest 50 finished

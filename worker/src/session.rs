@@ -45,7 +45,14 @@ enum SessionError {
     Refused { code: ErrorCode, message: String },
     #[error("no welcome from the server")]
     NoWelcome,
+    #[error("no answer within {} s (is this the coordinator's address?)", CONNECT_TIMEOUT.as_secs())]
+    ConnectTimeout,
 }
+
+/// Time allowed to connect: TCP, TLS and the WebSocket upgrade. Something
+/// that accepts the connection and never answers would hold the worker for
+/// good (and a firewall dropping packets, for the system's two minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 enum End {
     Idle,
@@ -162,19 +169,25 @@ async fn session(
     // reads; a smaller one costs less per frame. Small frames go out at once.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(16 << 10);
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(opts.server.as_str(), Some(config), true)
-            .await
-            .map_err(|e| match e {
-                // A page, a missing route: the URL names something else
-                // (errors such as 503 or 403 are the coordinator's own).
-                tokio_tungstenite::tungstenite::Error::Http(r)
-                    if r.status().is_success() || r.status().as_u16() == 404 =>
-                {
-                    SessionError::NotCoordinator(r.status())
-                }
-                e => SessionError::Connect(e),
-            })?;
+    let connecting = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(opts.server.as_str(), Some(config), true),
+    );
+    let connected = tokio::select! {
+        connected = connecting => connected.map_err(|_| SessionError::ConnectTimeout)?,
+        // Nothing is held yet: a stop while connecting just stops.
+        _ = drain.wait_for(|stop| *stop) => return Ok(End::Interrupted),
+    };
+    let (ws, _) = connected.map_err(|e| match e {
+        // A page, a missing route: the URL names something else
+        // (errors such as 503 or 403 are the coordinator's own).
+        tokio_tungstenite::tungstenite::Error::Http(r)
+            if r.status().is_success() || r.status().as_u16() == 404 =>
+        {
+            SessionError::NotCoordinator(r.status())
+        }
+        e => SessionError::Connect(e),
+    })?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
