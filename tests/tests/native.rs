@@ -2,7 +2,7 @@
 //! processes over real sockets, results checked against GNU `factor`.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crowdfactor_e2e::*;
 use serde_json::json;
@@ -602,6 +602,25 @@ mod scripted_coordinator {
         }
     }
 
+    /// Accepts the worker's connection, reads its `hello` and welcomes it.
+    async fn welcome(listener: &tokio::net::TcpListener, heartbeat_ms: u64) -> Ws {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        assert!(matches!(next(&mut ws).await, Some(ClientMessage::Hello(_))));
+        send(
+            &mut ws,
+            ServerMessage::Welcome {
+                protocol: PROTOCOL_VERSION,
+                worker_id: 1,
+                heartbeat_ms,
+                lease_timeout_ms: 30_000,
+                ack_timeout_ms: 10_000,
+            },
+        )
+        .await;
+        ws
+    }
+
     fn result_of(msg: Option<ClientMessage>) -> u64 {
         match msg {
             Some(ClientMessage::Result(r)) => r.chunk_id,
@@ -620,20 +639,7 @@ mod scripted_coordinator {
                 .spawn()
                 .unwrap(),
         );
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        assert!(matches!(next(&mut ws).await, Some(ClientMessage::Hello(_))));
-        send(
-            &mut ws,
-            ServerMessage::Welcome {
-                protocol: PROTOCOL_VERSION,
-                worker_id: 1,
-                heartbeat_ms: 5000,
-                lease_timeout_ms: 30_000,
-                ack_timeout_ms: 10_000,
-            },
-        )
-        .await;
+        let mut ws = welcome(&listener, 5000).await;
         // Chunk 7, its result, then chunk 7 again: a new lease, a new result.
         send(&mut ws, assign(7)).await;
         assert_eq!(result_of(next(&mut ws).await), 7);
@@ -696,6 +702,72 @@ mod scripted_coordinator {
         std::io::Read::read_to_string(&mut worker.0.stderr.take().unwrap(), &mut log).unwrap();
         assert!(log.contains("no answer within 15 s"), "{log}");
     }
+
+    /// A server gone silent without closing the socket (its machine lost
+    /// power): after three heartbeats without a frame the worker pings,
+    /// after six it connects again, instead of waiting for TCP to give up
+    /// (some 15 minutes) with its chunks in hand.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_gone_silent_is_left_for_a_new_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let _worker = WorkerProc(
+            std::process::Command::new(bin("crowdfactor-worker"))
+                .args(["--server", &url, "--threads", "1"])
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .unwrap(),
+        );
+        let mut ws = welcome(&listener, 200).await;
+        send(&mut ws, assign_numbers(3, semiprimes(2, 40, 3))).await;
+        // From here on this "server" reads nothing (so answers no ping).
+        let went_silent = Instant::now();
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+            .await
+            .expect("the worker left the silent server")
+            .unwrap();
+        assert!(went_silent.elapsed() >= Duration::from_millis(1000));
+        drop(ws);
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        assert!(matches!(next(&mut ws).await, Some(ClientMessage::Hello(_))));
+    }
+}
+
+/// A live server answers the worker's pings by itself: a worker with
+/// nothing to do (no frames from the server for many heartbeats) stays on
+/// its one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_keeps_its_connection_to_a_quiet_server() {
+    let server = TestServer::start(Config {
+        heartbeat_interval: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    let _worker = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let ids = || async {
+        let (_, list) = server.get("/api/workers").await;
+        let list = list["workers"].as_array().unwrap().clone();
+        list.iter()
+            .map(|w| w["id"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let start = Instant::now();
+    let first = loop {
+        let now = ids().await;
+        if !now.is_empty() {
+            break now;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no worker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Twelve heartbeats: it pinged several times, and would have left
+    // after six without an answer.
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    assert_eq!(ids().await, first, "the same one connection");
+    // And it still works.
+    let id = server.submit(json!({"numbers": ["999999999999"]})).await;
+    server.wait_done(&id, Duration::from_secs(20)).await;
+    server.shutdown().await;
 }
 
 /// The dashboard's feed carries every open job and the latest 50 finished

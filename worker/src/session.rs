@@ -47,6 +47,10 @@ enum SessionError {
     NoWelcome,
     #[error("no answer within {} s (is this the coordinator's address?)", CONNECT_TIMEOUT.as_secs())]
     ConnectTimeout,
+    #[error(
+        "nothing from the server for {0:.0?}, not even an answer to a ping: the connection is dead"
+    )]
+    ServerSilent(Duration),
 }
 
 /// Time allowed to connect: TCP, TLS and the WebSocket upgrade. Something
@@ -227,14 +231,21 @@ async fn session(
     let started = Arc::new(std::sync::Mutex::new(HashSet::<ChunkId>::new()));
     let mut draining = false;
     let cpu = opts.cpu_percent.clamp(1, 100);
-    let mut heartbeat =
-        tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(100, 60_000)));
+    let beat = Duration::from_millis(heartbeat_ms.clamp(100, 60_000));
+    let mut heartbeat = tokio::time::interval(beat);
+    // A server that vanished without closing the socket (its machine lost
+    // power, the network between dropped) sends nothing more, and TCP takes
+    // some 15 minutes to notice, the chunks in hand idle meanwhile. After
+    // three heartbeats without a frame the worker pings (the server's
+    // WebSocket answers by itself); after six it reconnects.
+    let mut last_frame = Instant::now();
     let every = if stats.progress.is_some() { 1 } else { 10 };
     let mut report = tokio::time::interval(Duration::from_secs(every));
     let mut last_report = (Instant::now(), stats.numbers);
     loop {
         tokio::select! {
             frame = stream.next() => {
+                last_frame = Instant::now();
                 let text = match frame {
                     None => return Err(SessionError::Closed),
                     Some(Err(e)) => return Err(e.into()),
@@ -348,6 +359,13 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
+                let quiet = last_frame.elapsed();
+                if quiet > beat * 6 {
+                    return Err(SessionError::ServerSilent(quiet));
+                }
+                if quiet > beat * 3 {
+                    sink.send(Message::Ping(Default::default())).await?;
+                }
                 sink.send(Message::text(ClientMessage::Heartbeat.encode())).await?;
             }
             _ = report.tick() => {
