@@ -30,6 +30,10 @@
 //! `protocol` equal to [`PROTOCOL_VERSION`]; anything else gets an `error`
 //! message and the socket is closed.
 //!
+//! Either side may send WebSocket pings; the other's WebSocket layer
+//! answers them. The native worker pings after three heartbeat intervals
+//! without a frame from the coordinator and connects again after six.
+//!
 //! # Worker → coordinator ([`ClientMessage`])
 //!
 //! | type | example |
