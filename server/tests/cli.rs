@@ -204,6 +204,21 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         let ndjson = cli(&["results", &id, "--format", "ndjson"]);
         assert_eq!(ndjson.status.code(), Some(0), "{ndjson:?}");
         assert_eq!(String::from_utf8_lossy(&ndjson.stdout).lines().count(), 3);
+        // A reader that stops early (`| head`) ends the command quietly.
+        for args in [&["results", &id, "--format", "csv"][..], &["jobs"][..]] {
+            let mut child = server()
+                .args(args)
+                .env("CROWDFACTOR_URL", &url)
+                .env("CROWDFACTOR_TOKEN", "t0k")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+            assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+        }
         let file = dir.join("results.json");
         let saved = cli(&["results", &id, "-o", file.to_str().unwrap()]);
         assert_eq!(saved.status.code(), Some(0), "{saved:?}");

@@ -121,6 +121,9 @@ enum CliError {
     /// A command line clap cannot check alone (exit 2, like clap's).
     #[error("{0}")]
     Usage(String),
+    /// Whoever read our output stopped (`| head`): nothing to report.
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 /// An error and its causes, `: `-separated: reqwest's own message says
@@ -250,7 +253,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
         Command::Cancel { id } => cancel(&api, &id).await,
     };
     match outcome {
-        Ok(()) => 0,
+        Ok(()) | Err(CliError::OutputClosed) => 0,
         Err(e) => {
             eprintln!("crowdfactor-server: {e}");
             match e {
@@ -258,6 +261,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
                 CliError::Refused(_) => EXIT_REFUSED,
                 CliError::Local(_) => 1,
                 CliError::Usage(_) => 2,
+                CliError::OutputClosed => 0,
             }
         }
     }
@@ -316,7 +320,7 @@ async fn submit(
         .await
         .map_err(|e| CliError::Refused(e.to_string()))?;
     let id = job["id"].as_str().unwrap_or("?").to_owned();
-    println!("{id}");
+    say(&id)?;
     // Chunks are cut as workers take them (sized to each one's speed), so
     // there is no chunk count to report yet.
     let hint = if watch {
@@ -340,7 +344,7 @@ async fn jobs(api: &Api) -> Result<(), CliError> {
         eprintln!("no jobs yet; submit one with `crowdfactor-server submit`");
     }
     for job in &jobs {
-        println!("{}", line(job));
+        say(&line(job))?;
     }
     Ok(())
 }
@@ -359,16 +363,23 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut last_print = std::time::Instant::now();
+    // Without a terminal (a log): a line when the state changes, when
+    // progress was made at most every 5 s, and a minute after the last one.
+    let mut printed: Option<(std::time::Instant, String, u64)> = None;
     loop {
         let job = api.get_json(&format!("/api/jobs/{id}")).await?;
         let done = job["done"].as_u64().unwrap_or(0);
         let state = job["state"].as_str().unwrap_or("?").to_owned();
         bar.set_position(done);
         bar.set_message(state.clone());
-        if !tty && (last_print.elapsed() > Duration::from_secs(5) || state != "running") {
+        let due = printed.as_ref().is_none_or(|(at, was, was_done)| {
+            *was != state
+                || (done != *was_done && at.elapsed() >= Duration::from_secs(5))
+                || at.elapsed() >= Duration::from_secs(60)
+        });
+        if !tty && due {
             eprintln!("job {id}: {state}, {done} of {total} numbers");
-            last_print = std::time::Instant::now();
+            printed = Some((std::time::Instant::now(), state.clone(), done));
         }
         match state.as_str() {
             "done" => {
@@ -464,6 +475,9 @@ impl Sink {
 }
 
 fn local(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return CliError::OutputClosed;
+    }
     CliError::Local(e.to_string())
 }
 
@@ -487,6 +501,11 @@ async fn print_job(resp: reqwest::Response) -> Result<(), CliError> {
         .json()
         .await
         .map_err(|e| CliError::Refused(e.to_string()))?;
-    println!("{}", line(&job));
-    Ok(())
+    say(&line(&job))
+}
+
+/// Prints a line on stdout (`println!` would panic once a reader such as
+/// `head` has gone).
+fn say(text: &str) -> Result<(), CliError> {
+    writeln!(std::io::stdout().lock(), "{text}").map_err(local)
 }
