@@ -401,6 +401,19 @@ async fn results(
     format: &str,
     output: Option<PathBuf>,
 ) -> Result<(), CliError> {
+    // The results of an unfinished job hold only the numbers done so far:
+    // say so, where a CSV or NDJSON file alone would not.
+    let job = api.get_json(&format!("/api/jobs/{id}")).await?;
+    if let ("queued" | "running" | "cancelled", Some(done), Some(total)) = (
+        job["state"].as_str().unwrap_or(""),
+        job["done"].as_u64(),
+        job["total"].as_u64(),
+    ) {
+        eprintln!(
+            "crowdfactor-server: job {id} is {}: the results hold {done} of its {total} numbers",
+            job["state"].as_str().unwrap_or("")
+        );
+    }
     // Gzipped on the wire (a third of the size), unpacked as it arrives.
     let resp = api
         .send(
