@@ -171,6 +171,15 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     );
     assert_eq!(cli(&["priority", "9999", "1"]).status.code(), Some(3));
     assert_eq!(cli(&["cancel", &second_id]).status.code(), Some(0));
+    // Its results are the header alone, and the command says why.
+    let partial = cli(&["results", &second_id, "--format", "csv"]);
+    assert_eq!(partial.status.code(), Some(0), "{partial:?}");
+    assert_eq!(String::from_utf8_lossy(&partial.stdout), "n,factors\n");
+    assert!(
+        String::from_utf8_lossy(&partial.stderr)
+            .contains("is cancelled: the results hold 0 of its 20 numbers"),
+        "{partial:?}"
+    );
     // A worker finishes the first job; watch returns once it is done.
     let worker = Command::new(
         env!("CARGO_BIN_EXE_crowdfactor-server")
