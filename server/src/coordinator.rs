@@ -952,10 +952,7 @@ impl Coordinator {
         self.metrics.store_write_us.fetch_add(us, Relaxed);
         self.metrics.store_write_max_us.fetch_max(us, Relaxed);
         let outcome = match outcome {
-            Ok(outcome) => {
-                self.lock().store_pause.next = Duration::ZERO;
-                outcome
-            }
+            Ok(outcome) => outcome,
             Err(e) => {
                 self.pause_for_store();
                 return Err(e);
@@ -969,6 +966,9 @@ impl Coordinator {
         let (cancel_on, drained) = {
             let mut st = self.lock();
             let st = &mut *st;
+            // The store records results again: a later failure pauses
+            // leasing for the shortest time.
+            st.store_pause.next = Duration::ZERO;
             let now = Instant::now();
             let open = st.open.remove(&chunk);
             let lease = open.as_ref().and_then(|o| o.lease);
