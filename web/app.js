@@ -126,9 +126,7 @@ function connect() {
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {
-    clearInterval(state.heartbeat);
-    state.ws = null;
-    state.queue = []; // the server requeues whatever this connection held
+    dropSocket();
     if (state.refused) {
       // Reconnecting cannot help until the volunteer changes the URL.
       state.connection = state.refused;
@@ -142,6 +140,13 @@ function connect() {
   };
 }
 
+/** Forgets the socket; the server requeues whatever it held. */
+function dropSocket() {
+  clearInterval(state.heartbeat);
+  state.ws = null;
+  state.queue = [];
+}
+
 /**
  * Leaving the page (another URL in this tab, closing it): close the socket
  * now, so the server hands this tab's chunks to others at once. A page kept
@@ -153,10 +158,7 @@ function leave() {
   if (!ws) return;
   ws.onclose = null;
   ws.onmessage = null;
-  clearInterval(state.heartbeat);
-  state.ws = null;
-  state.queue = [];
-  state.generation += 1; // results of chunks begun here are the server's no more
+  dropSocket();
   state.connection = 'left the page';
   ws.close(1000, 'leaving the page');
 }

@@ -632,13 +632,7 @@ mod scripted_coordinator {
     async fn a_chunk_leased_again_is_factored_again_and_the_worker_still_exits_when_idle() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-        let mut worker = WorkerProc(
-            std::process::Command::new(bin("crowdfactor-worker"))
-                .args(["--server", &url, "--threads", "1", "--exit-when-idle"])
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        );
+        let mut worker = WorkerProc::spawn_at(&url, &["--threads", "1", "--exit-when-idle"]);
         let mut ws = welcome(&listener, 5000).await;
         // Chunk 7, its result, then chunk 7 again: a new lease, a new result.
         send(&mut ws, assign(7)).await;
@@ -711,13 +705,7 @@ mod scripted_coordinator {
     async fn a_server_gone_silent_is_left_for_a_new_connection() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-        let _worker = WorkerProc(
-            std::process::Command::new(bin("crowdfactor-worker"))
-                .args(["--server", &url, "--threads", "1"])
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        );
+        let _worker = WorkerProc::spawn_at(&url, &["--threads", "1"]);
         let mut ws = welcome(&listener, 200).await;
         send(&mut ws, assign_numbers(3, semiprimes(2, 40, 3))).await;
         // From here on this "server" reads nothing (so answers no ping).
