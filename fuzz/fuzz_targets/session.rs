@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+    ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crowdfactor_server::{run_with_store, store::MemoryStore, Config};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -44,7 +45,7 @@ enum Op {
         slots: u8,
         threads: u8,
         browser: bool,
-        version: bool,
+        version: u8,
     },
     Ack(Pick),
     Result {
@@ -204,10 +205,10 @@ fn frame(op: &Op, seen: &mut Seen) -> Option<Message> {
             } else {
                 WorkerKind::Native
             };
-            let protocol = if *version {
-                PROTOCOL_VERSION
-            } else {
-                PROTOCOL_VERSION + 1
+            let protocol = match version % 3 {
+                0 => PROTOCOL_VERSION,
+                1 => OLDEST_PROTOCOL_VERSION,
+                _ => PROTOCOL_VERSION + 1,
             };
             Some(hello(
                 u32::from(*slots),

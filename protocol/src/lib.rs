@@ -21,18 +21,27 @@
 //!   | <------------- assign {chunk_id, numbers}  |   up to `slots` chunks at once
 //!   | -- ack {chunk_id} -----------------------> |   within `ack_timeout_ms`
 //!   | -- heartbeat ----------------------------> |   every `heartbeat_ms`
+//!   | <------------- heartbeat ------------------ |   answers each one
 //!   | -- result {chunk_id, results} -----------> |
 //!   | <------------- accepted {chunk_id} -------- |   or rejected {chunk_id, reason}
 //!   | <------------- idle ----------------------- |   nothing queued and nothing in flight
 //! ```
 //!
 //! The first message on a connection must be `hello` with
-//! `protocol` equal to [`PROTOCOL_VERSION`]; anything else gets an `error`
-//! message and the socket is closed.
+//! `protocol` from [`OLDEST_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`];
+//! anything else gets an `error` message and the socket is closed. The
+//! coordinator speaks the worker's version: `welcome` repeats it, and
+//! protocol 3 workers get no answers to their heartbeats.
 //!
-//! Either side may send WebSocket pings; the other's WebSocket layer
-//! answers them. The native worker pings after three heartbeat intervals
-//! without a frame from the coordinator and connects again after six.
+//! The coordinator answers every `heartbeat` with one (unless frames are
+//! already waiting to be written to that worker), so a worker can tell a
+//! coordinator that is gone without closing the socket (its machine lost
+//! power, the network between dropped: TCP takes some 15 minutes to give
+//! up) from one with nothing to say: the page reconnects after three
+//! heartbeats without any frame from the coordinator. Either side may also
+//! send WebSocket pings; the other's WebSocket layer answers them. The
+//! native worker pings after three heartbeat intervals without a frame from
+//! the coordinator and connects again after six.
 //!
 //! # Worker → coordinator ([`ClientMessage`])
 //!
@@ -70,6 +79,7 @@
 //! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: product of factors is 999999999997"}` |
 //! | `cancel` | `{"type":"cancel","chunk_ids":[18]}` (drop these; their results are no longer wanted) |
 //! | `idle` | `{"type":"idle"}` |
+//! | `heartbeat` | `{"type":"heartbeat"}` (the answer to one; protocol 4) |
 //! | `error` | `{"type":"error","code":"bad_message","message":"unknown message type `hullo`"}` (the socket closes after it) |
 //!
 //! # Leases
@@ -91,8 +101,13 @@ pub use factor_lists::{FactorLists, FactorListsError};
 
 /// Version sent in `hello` and `welcome`; bumped on any incompatible change
 /// (2: `result` carries one `factors` text instead of an object per number;
-/// 3: `assign` may give its numbers as a range).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 3: `assign` may give its numbers as a range; 4: the coordinator answers
+/// `heartbeat`).
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The oldest version a coordinator still speaks (to workers installed
+/// before it was upgraded).
+pub const OLDEST_PROTOCOL_VERSION: u32 = 3;
 
 /// Default upper bound on one message, in bytes (both directions).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -151,7 +166,8 @@ impl WorkerKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hello {
-    /// Must equal [`PROTOCOL_VERSION`].
+    /// The worker's protocol version, [`PROTOCOL_VERSION`] (the coordinator
+    /// also speaks older ones down to [`OLDEST_PROTOCOL_VERSION`]).
     pub protocol: u32,
     /// What kind of worker this is.
     pub kind: WorkerKind,
@@ -195,7 +211,7 @@ pub struct ChunkResult {
 pub enum ServerMessage {
     /// Answer to `hello`.
     Welcome {
-        /// Protocol version spoken by the coordinator.
+        /// Protocol version spoken on this connection: the worker's.
         protocol: u32,
         /// This connection's id (for logs).
         worker_id: u64,
@@ -227,6 +243,9 @@ pub enum ServerMessage {
     },
     /// Nothing is queued and nothing is in flight anywhere.
     Idle,
+    /// Answers the worker's `heartbeat` (protocol 4 and later): the
+    /// coordinator still hears this connection.
+    Heartbeat,
     /// A protocol error; the coordinator closes the socket after sending it.
     Error {
         /// Machine-readable error class.
@@ -799,6 +818,7 @@ mod tests {
         });
         round_trip_server(ServerMessage::Cancel { chunk_ids: vec![5] });
         round_trip_server(ServerMessage::Idle);
+        round_trip_server(ServerMessage::Heartbeat);
         round_trip_server(ServerMessage::Error {
             code: ErrorCode::BadMessage,
             message: "nope".into(),
@@ -839,6 +859,7 @@ mod tests {
         );
         assert_eq!(result.encode(), example);
         assert_eq!(ClientMessage::Heartbeat.encode(), r#"{"type":"heartbeat"}"#);
+        assert_eq!(ServerMessage::Heartbeat.encode(), r#"{"type":"heartbeat"}"#);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message, WebSocket};
 use crowdfactor_protocol::{
     ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
-    ServerMessage, PROTOCOL_VERSION,
+    ServerMessage, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -116,7 +116,7 @@ pub(crate) async fn serve(
         "worker connected"
     );
     let welcome = ServerMessage::Welcome {
-        protocol: PROTOCOL_VERSION,
+        protocol: hello.protocol,
         worker_id: conn,
         heartbeat_ms: config.heartbeat_interval.as_millis() as u64,
         lease_timeout_ms: config.lease_timeout.as_millis() as u64,
@@ -128,6 +128,7 @@ pub(crate) async fn serve(
         config: &config,
         tx: &tx,
         pending: FuturesUnordered::new(),
+        answers_heartbeats: hello.protocol >= 4,
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session
@@ -177,7 +178,7 @@ async fn handshake(
         }
     };
     match ClientMessage::decode(&text, config.max_message_bytes) {
-        Ok(ClientMessage::Hello(h)) if h.protocol == PROTOCOL_VERSION => match &config.worker_token {
+        Ok(ClientMessage::Hello(h)) if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&h.protocol) => match &config.worker_token {
             Some(want) if !h.token.as_deref().is_some_and(|t| crate::auth::token_matches(t, want)) => Err((
                 ErrorCode::Unauthorized,
                 "this coordinator needs a worker token (crowdfactor-worker --token, or ?token= in the page URL)"
@@ -188,7 +189,7 @@ async fn handshake(
         Ok(ClientMessage::Hello(h)) => Err((
             ErrorCode::BadHandshake,
             format!(
-                "protocol version {} is not supported; this coordinator speaks {PROTOCOL_VERSION}",
+                "protocol version {} is not supported; this coordinator speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}",
                 h.protocol
             ),
         )),
@@ -216,6 +217,8 @@ struct Session<'a> {
     /// task: a task spawned per result (and its wake-ups across threads)
     /// cost more than the rest of a one-number chunk's round trip.
     pending: FuturesUnordered<Pending>,
+    /// Protocol 4 on: each `heartbeat` gets one back.
+    answers_heartbeats: bool,
 }
 
 impl Session<'_> {
@@ -371,7 +374,15 @@ impl Session<'_> {
                 self.coord.ack(self.conn, chunk_id);
                 Ok(())
             }
-            ClientMessage::Heartbeat => Ok(()),
+            ClientMessage::Heartbeat => {
+                if self.answers_heartbeats {
+                    // A full queue has frames for the worker already: any
+                    // of them tells it the coordinator is there, and a
+                    // worker that does not read must not stall this loop.
+                    let _ = self.tx.try_send(ServerMessage::Heartbeat);
+                }
+                Ok(())
+            }
             ClientMessage::Capacity { slots } => {
                 self.coord.set_slots(self.conn, slots.min(MAX_SLOTS));
                 Ok(())

@@ -5,7 +5,8 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crowdfactor_e2e::*;
@@ -355,6 +356,59 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     server.shutdown().await;
 }
 
+/// The connected workers, as `GET /api/workers` lists them.
+async fn workers(server: &TestServer) -> Vec<serde_json::Value> {
+    let (_, list) = server.get("/api/workers").await;
+    list["workers"].as_array().unwrap().clone()
+}
+
+/// Polls the connected workers until `found` picks something from the
+/// list, for at most `secs` seconds (then fails saying `what`).
+async fn wait_workers<T>(
+    server: &TestServer,
+    secs: u64,
+    what: &str,
+    found: impl Fn(&[serde_json::Value]) -> Option<T>,
+) -> T {
+    let begun = Instant::now();
+    loop {
+        let list = workers(server).await;
+        if let Some(it) = found(&list) {
+            return it;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(secs),
+            "{what}: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Submits 60,000 numbers of 64 bits, a few seconds' work for a tab.
+async fn a_long_job(server: &TestServer) -> (String, Vec<u128>) {
+    let start = u128::from(u64::MAX / 2) + 1;
+    let count: u32 = 60_000;
+    let id = server
+        .submit(json!({"range": {"start": start.to_string(), "count": count, "step": 2}}))
+        .await;
+    (id, range(start, count.into(), 2))
+}
+
+/// Waits for job `id` to finish and checks that browser tabs factored all
+/// its `numbers`, as GNU `factor` does.
+async fn the_tab_did(server: &TestServer, id: &str, numbers: &[u128]) {
+    let job = server.wait_done(id, Duration::from_secs(120)).await;
+    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
+    assert_matches_gnu(numbers, &server.results(id).await);
+}
+
+/// The id of the first worker listed, once it holds a chunk.
+fn holding(list: &[serde_json::Value]) -> Option<serde_json::Value> {
+    list.first()
+        .filter(|w| w["holding"] != 0)
+        .map(|w| w["id"].clone())
+}
+
 /// Leaving the page hands its chunks back at once, although Chromium keeps
 /// the page (frozen, socket open) in its back/forward cache; coming back
 /// reconnects and the tab finishes the job.
@@ -362,46 +416,149 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
 async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
     let server = TestServer::start(Config::default()).await;
     let (_driver, client) = chromium().await;
-    let workers = || async {
-        let (_, list) = server.get("/api/workers").await;
-        list["workers"].as_array().unwrap().clone()
-    };
-    let start = u128::from(u64::MAX / 2) + 1;
-    let count: u32 = 60_000;
-    let id = server
-        .submit(json!({"range": {"start": start.to_string(), "count": count, "step": 2}}))
-        .await;
+    let (id, numbers) = a_long_job(&server).await;
     client.goto(&server.url()).await.unwrap();
-    let begun = Instant::now();
-    while workers().await.first().is_none_or(|w| w["holding"] == 0) {
-        assert!(
-            begun.elapsed() < Duration::from_secs(30),
-            "the page took no chunk"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_workers(&server, 30, "the page took no chunk", holding).await;
     client.goto("about:blank").await.unwrap();
     // Without the page closing its socket the chunks would wait for the
     // lease timeout (30 s), the connection for the idle timeout.
-    let left = Instant::now();
-    while !workers().await.is_empty() {
-        assert!(
-            left.elapsed() < Duration::from_secs(5),
-            "the page left but still holds its connection: {:?}",
-            workers().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_workers(
+        &server,
+        5,
+        "the page left but kept its connection",
+        |list| list.is_empty().then_some(()),
+    )
+    .await;
     assert_ne!(
         server.job(&id).await["state"],
         "done",
         "left too late to tell"
     );
     client.back().await.unwrap();
-    let job = server.wait_done(&id, Duration::from_secs(120)).await;
-    assert_eq!(job["by_kind"]["browser"], count, "{job}");
-    assert_matches_gnu(&range(start, count.into(), 2), &server.results(&id).await);
+    the_tab_did(&server, &id, &numbers).await;
     client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// A TCP proxy in front of the coordinator that can go silent: `freeze`
+/// stops every connection open at that moment passing bytes either way,
+/// without closing it (a coordinator whose machine lost power, or a laptop
+/// that changed networks, as the browser sees it). Connections opened later
+/// pass as usual.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    open: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(Mutex::new(Vec::<Arc<AtomicBool>>::new()));
+        let conns = Arc::clone(&open);
+        let task = tokio::spawn(async move {
+            // Dropped with this task: no pump outlives the proxy.
+            let mut pumps = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((client, _)) = accepted else { continue };
+                        let Ok(server) = tokio::net::TcpStream::connect(to).await else { continue };
+                        let frozen = Arc::new(AtomicBool::new(false));
+                        conns.lock().unwrap().push(Arc::clone(&frozen));
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        pumps.spawn(pump(cr, sw, Arc::clone(&frozen)));
+                        pumps.spawn(pump(sr, cw, frozen));
+                    }
+                    Some(_) = pumps.join_next(), if !pumps.is_empty() => {}
+                }
+            }
+        });
+        FreezingProxy { addr, open, task }
+    }
+
+    fn freeze(&self) {
+        for frozen in self.open.lock().unwrap().iter() {
+            frozen.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) {
+            // Holds both sockets open, passing nothing, until the proxy ends.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A coordinator that goes silent without closing the socket: the tab
+/// notices its heartbeats go unanswered, connects again, and finishes the
+/// job (its chunks on the dead connection are leased to it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_whose_server_goes_silent_connects_again() {
+    let server = TestServer::start(Config {
+        heartbeat_interval: Duration::from_millis(300),
+        lease_timeout: Duration::from_secs(3),
+        ..Config::default()
+    })
+    .await;
+    let proxy = FreezingProxy::start(server.addr).await;
+    let (_driver, client) = chromium().await;
+    let (id, numbers) = a_long_job(&server).await;
+    client
+        .goto(&format!("http://{}/", proxy.addr))
+        .await
+        .unwrap();
+    let first = wait_workers(&server, 30, "the page took no chunk", holding).await;
+    proxy.freeze();
+    // Three unanswered heartbeats (0.9 s here) and a backoff of at most
+    // 0.75 s; without answers to heartbeats the tab would wait for TCP.
+    let second = wait_workers(&server, 10, "the tab did not connect again", |list| {
+        list.iter()
+            .find(|w| w["id"] != first)
+            .map(|w| w["id"].clone())
+    })
+    .await;
+    assert_ne!(
+        server.job(&id).await["state"],
+        "done",
+        "reconnected too late to tell"
+    );
+    the_tab_did(&server, &id, &numbers).await;
+    // A live coordinator's answers keep the tab on its new connection
+    // (dozens of heartbeats by now).
+    let now: Vec<_> = workers(&server)
+        .await
+        .iter()
+        .map(|w| w["id"].clone())
+        .collect();
+    assert!(now.contains(&second), "{second} replaced: {now:?}");
+    assert_eq!(text(&client, "conn").await, "connected");
+    client.close().await.unwrap();
+    drop(proxy);
     server.shutdown().await;
 }
 

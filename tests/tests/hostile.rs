@@ -7,7 +7,7 @@ use std::time::Duration;
 use crowdfactor_e2e::*;
 use crowdfactor_protocol::{
     ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello, ServerMessage, WorkerKind,
-    PROTOCOL_VERSION,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -18,8 +18,13 @@ type Ws =
 
 /// A native worker's `hello` with one thread.
 fn hello(slots: u32, name: &str, agent: &str) -> Message {
+    hello_speaking(PROTOCOL_VERSION, slots, name, agent)
+}
+
+/// [`hello`] in protocol version `protocol`.
+fn hello_speaking(protocol: u32, slots: u32, name: &str, agent: &str) -> Message {
     let hello = ClientMessage::Hello(Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol,
         kind: WorkerKind::Native,
         slots,
         threads: 1,
@@ -204,6 +209,91 @@ async fn wrong_results_are_rejected_requeued_and_the_liar_disconnected() {
     let job = server.wait_done(&id, Duration::from_secs(60)).await;
     assert_eq!(job["by_kind"]["native"], 200);
     assert_matches_gnu(&numbers, &server.results(&id).await);
+    server.shutdown().await;
+}
+
+/// Heartbeats are answered (a worker can tell a coordinator gone silent
+/// from one with nothing to say); a worker of the oldest protocol still
+/// spoken gets none (it would not understand them) and still works; other
+/// versions are refused, saying which are spoken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_answered_and_an_older_worker_is_still_served() {
+    let server = TestServer::start(Config::default()).await;
+    let beat = || Message::text(ClientMessage::Heartbeat.encode());
+    let mut current = connect(&server, 1).await;
+    for _ in 0..3 {
+        current.send(beat()).await.unwrap();
+        loop {
+            match recv(&mut current).await {
+                Some(ServerMessage::Heartbeat) => break,
+                Some(ServerMessage::Idle) => continue,
+                other => panic!("heartbeat not answered: {other:?}"),
+            }
+        }
+    }
+
+    let (mut old, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    old.send(hello_speaking(OLDEST_PROTOCOL_VERSION, 1, "old", "test"))
+        .await
+        .unwrap();
+    match recv(&mut old).await {
+        Some(ServerMessage::Welcome { protocol, .. }) => {
+            assert_eq!(protocol, OLDEST_PROTOCOL_VERSION)
+        }
+        other => panic!("no welcome for the oldest protocol: {other:?}"),
+    }
+    for _ in 0..3 {
+        old.send(beat()).await.unwrap();
+    }
+    // The current worker's answer arrives; the old one's would have by then.
+    current.send(beat()).await.unwrap();
+    while !matches!(recv(&mut current).await, Some(ServerMessage::Heartbeat)) {}
+    let numbers = range(999_999_999_999, 10, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 10, "step": 2}}))
+        .await;
+    drop(current);
+    loop {
+        match recv(&mut old).await {
+            Some(ServerMessage::Assign(a)) => {
+                ack(&mut old, &a).await;
+                old.send(Message::text(true_result(&a).encode()))
+                    .await
+                    .unwrap();
+            }
+            Some(ServerMessage::Accepted { .. }) if server.job(&id).await["state"] == "done" => {
+                break
+            }
+            Some(ServerMessage::Heartbeat) => panic!("a protocol 3 worker was sent a heartbeat"),
+            Some(_) => continue,
+            None => panic!("closed before the job was done"),
+        }
+    }
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+
+    for version in [OLDEST_PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .unwrap();
+        ws.send(hello_speaking(version, 1, "odd", "test"))
+            .await
+            .unwrap();
+        match recv(&mut ws).await {
+            Some(ServerMessage::Error {
+                code: ErrorCode::BadHandshake,
+                message,
+            }) => assert_eq!(
+                message,
+                format!(
+                    "protocol version {version} is not supported; this coordinator speaks \
+                     {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+                )
+            ),
+            other => panic!("protocol {version} was not refused: {other:?}"),
+        }
+    }
     server.shutdown().await;
 }
 

@@ -721,9 +721,8 @@ mod scripted_coordinator {
     }
 }
 
-/// A live server answers the worker's pings by itself: a worker with
-/// nothing to do (no frames from the server for many heartbeats) stays on
-/// its one connection.
+/// A live server answers the worker's heartbeats (and pings): a worker
+/// with nothing to do stays on its one connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_keeps_its_connection_to_a_quiet_server() {
     let server = TestServer::start(Config {
@@ -748,8 +747,7 @@ async fn an_idle_worker_keeps_its_connection_to_a_quiet_server() {
         assert!(start.elapsed() < Duration::from_secs(20), "no worker");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // Twelve heartbeats: it pinged several times, and would have left
-    // after six without an answer.
+    // Twelve heartbeats: it would have left after six without an answer.
     tokio::time::sleep(Duration::from_millis(2400)).await;
     assert_eq!(ids().await, first, "the same one connection");
     // And it still works.

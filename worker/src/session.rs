@@ -320,7 +320,8 @@ async fn session(
                     ServerMessage::Error { code, message } => {
                         return Err(SessionError::Refused { code, message });
                     }
-                    ServerMessage::Accepted { .. } | ServerMessage::Welcome { .. } => {}
+                    // Every frame counts as heard (above); these say nothing more.
+                    ServerMessage::Accepted { .. } | ServerMessage::Welcome { .. } | ServerMessage::Heartbeat => {}
                 }
             }
             Some(Factored { chunk_id, count, took, text }) = done_rx.recv() => {
