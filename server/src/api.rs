@@ -90,6 +90,16 @@ impl IntoResponse for AppError {
                 };
                 (status, code, rej.body_text(), None)
             }
+            AppError::Store(e @ StoreError::Full(_)) => {
+                tracing::error!(error = %e, "store error");
+                (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "store_full",
+                    "the server's disk is full: nothing was changed; try again once its operator has made room"
+                        .to_owned(),
+                    None,
+                )
+            }
             AppError::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 (
@@ -767,6 +777,22 @@ mod tests {
                 AppError::BadRequest { message, item, .. } => format!("{item:?}: {message}"),
                 other => format!("{other:?}"),
             })
+    }
+
+    /// A store without room answers `507` (nothing changed; try later),
+    /// any other store failure `500`.
+    #[test]
+    fn a_full_store_is_told_apart_from_a_failed_one() {
+        let full = AppError::Store(StoreError::Full("database or disk is full".into()));
+        assert_eq!(
+            full.into_response().status(),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        let failed = AppError::Store(StoreError::Backend("disk I/O error".into()));
+        assert_eq!(
+            failed.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

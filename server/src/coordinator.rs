@@ -1869,7 +1869,7 @@ mod tests {
             kind: WorkerKind,
         ) -> Result<Completion, StoreError> {
             if self.full.load(Relaxed) {
-                return Err(StoreError::Backend("database or disk is full".into()));
+                return Err(StoreError::Full("database or disk is full".into()));
             }
             self.inner.complete_span(span, factors, kind)
         }

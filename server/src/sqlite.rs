@@ -104,7 +104,20 @@ CREATE TABLE IF NOT EXISTS results (
 ";
 
 fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
-    StoreError::Backend(Box::new(e))
+    let any: &dyn std::any::Any = &e;
+    if any
+        .downcast_ref::<rusqlite::Error>()
+        .is_some_and(is_disk_full)
+    {
+        StoreError::Full(Box::new(e))
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// SQLite could not write for want of room (`SQLITE_FULL`).
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 /// Why stored text could not be read back.
@@ -483,8 +496,16 @@ fn write_and_reply(conn: &mut Connection, mut batch: Vec<Op>) {
         Err(e) => {
             tracing::error!(error = %e, "store commit failed");
             let msg = e.to_string();
+            let full = is_disk_full(&e);
             for op in batch {
-                let err = || backend(CommitFailed(msg.clone()));
+                let err = || {
+                    let failed = CommitFailed(msg.clone());
+                    if full {
+                        StoreError::Full(Box::new(failed))
+                    } else {
+                        backend(failed)
+                    }
+                };
                 match op {
                     Op::CreateJob { reply, .. } => {
                         let _ = reply.send(Err(err()));
@@ -1113,6 +1134,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("tmp dir");
         TempDb(dir.join("t.db"))
+    }
+
+    /// A write that finds no room is told apart from other failures (the
+    /// API answers it with `507`): here the database may not grow, as on a
+    /// full disk.
+    #[test]
+    fn a_full_disk_is_told_apart() {
+        let db = temp_db("full");
+        let conn = open(&db).expect("opens");
+        conn.execute_batch("CREATE TABLE filler (x BLOB)")
+            .expect("table");
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page count");
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .expect("limit");
+        let err = conn
+            .execute("INSERT INTO filler VALUES (zeroblob(1000000))", [])
+            .expect_err("no room");
+        assert!(matches!(backend(err), StoreError::Full(_)));
+        let other = conn
+            .execute("INSERT INTO nowhere VALUES (1)", [])
+            .expect_err("no table");
+        assert!(matches!(backend(other), StoreError::Backend(_)));
     }
 
     /// One store per database at a time: a second open is refused naming

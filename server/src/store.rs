@@ -249,6 +249,10 @@ pub enum StoreError {
         /// That coordinator's process id, when known.
         holder: Option<u32>,
     },
+    /// The backend could not write for want of room (a full disk): nothing
+    /// of the write was stored.
+    #[error("store is full: {0}")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend failed (I/O, database).
     #[error("store backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
