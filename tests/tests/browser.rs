@@ -441,21 +441,30 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
 }
 
 /// A TCP proxy in front of the coordinator that can go silent: `freeze`
-/// stops every connection open at that moment passing bytes either way,
-/// without closing it (a coordinator whose machine lost power, or a laptop
-/// that changed networks, as the browser sees it). Connections opened later
-/// pass as usual.
+/// stops every WebSocket connection open at that moment passing bytes
+/// either way, without closing it (a coordinator whose machine lost power,
+/// or a laptop that changed networks, as the tab's socket sees it).
+/// Connections opened later pass as usual, and so do the page's HTTP
+/// requests: its Web Workers may still be loading their code.
 struct FreezingProxy {
     addr: std::net::SocketAddr,
-    open: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    open: Arc<Mutex<Vec<Arc<Link>>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// One connection through a [`FreezingProxy`].
+#[derive(Default)]
+struct Link {
+    /// The client's first bytes asked for the WebSocket.
+    websocket: AtomicBool,
+    frozen: AtomicBool,
 }
 
 impl FreezingProxy {
     async fn start(to: std::net::SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let open = Arc::new(Mutex::new(Vec::<Arc<AtomicBool>>::new()));
+        let open = Arc::new(Mutex::new(Vec::<Arc<Link>>::new()));
         let conns = Arc::clone(&open);
         let task = tokio::spawn(async move {
             // Dropped with this task: no pump outlives the proxy.
@@ -465,12 +474,12 @@ impl FreezingProxy {
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
                         let Ok(server) = tokio::net::TcpStream::connect(to).await else { continue };
-                        let frozen = Arc::new(AtomicBool::new(false));
-                        conns.lock().unwrap().push(Arc::clone(&frozen));
+                        let link = Arc::new(Link::default());
+                        conns.lock().unwrap().push(Arc::clone(&link));
                         let (cr, cw) = client.into_split();
                         let (sr, sw) = server.into_split();
-                        pumps.spawn(pump(cr, sw, Arc::clone(&frozen)));
-                        pumps.spawn(pump(sr, cw, frozen));
+                        pumps.spawn(pump(cr, sw, Arc::clone(&link), true));
+                        pumps.spawn(pump(sr, cw, link, false));
                     }
                     Some(_) = pumps.join_next(), if !pumps.is_empty() => {}
                 }
@@ -480,8 +489,10 @@ impl FreezingProxy {
     }
 
     fn freeze(&self) {
-        for frozen in self.open.lock().unwrap().iter() {
-            frozen.store(true, Ordering::SeqCst);
+        for link in self.open.lock().unwrap().iter() {
+            if link.websocket.load(Ordering::SeqCst) {
+                link.frozen.store(true, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -492,10 +503,13 @@ impl Drop for FreezingProxy {
     }
 }
 
+/// Passes bytes one way; `from_client` for the direction that says what
+/// the connection is for.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
+    link: Arc<Link>,
+    mut from_client: bool,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16 << 10];
@@ -504,7 +518,10 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if frozen.load(Ordering::SeqCst) {
+        if std::mem::take(&mut from_client) && buf[..n].starts_with(b"GET /ws") {
+            link.websocket.store(true, Ordering::SeqCst);
+        }
+        if link.frozen.load(Ordering::SeqCst) {
             // Holds both sockets open, passing nothing, until the proxy ends.
             std::future::pending::<()>().await;
         }
@@ -683,8 +700,10 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     assert_eq!(focused.as_str(), Some("Priority of job 1"));
-    priority.clear().await.unwrap();
-    priority.send_keys("-3").await.unwrap();
+    // Select all and type over it: WebDriver's clear() would take the focus
+    // away, and an update landing before the typing would put the server's
+    // value back in front of it ("0-3", not a number).
+    priority.send_keys("\u{E009}a\u{E000}-3").await.unwrap(); // Ctrl+A, release, -3
     tokio::time::sleep(Duration::from_millis(1200)).await;
     priority.send_keys("\u{E004}").await.unwrap(); // Tab: the change event
     let start = Instant::now();
