@@ -30,6 +30,7 @@ const state = {
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
+  loadRetry: 1000,    // ms before replacing a Web Worker that could not load
   heartbeat: null,
   unanswered: 0,      // heartbeats sent since the server last said anything
   serverIdle: false,
@@ -54,7 +55,10 @@ function send(frame) {
 function spawnWorker() {
   const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunk: null, ready: false, retiring: false };
   w.worker.onmessage = (event) => onWorkerMessage(w, event.data);
-  w.worker.onerror = (event) => console.error('worker failed', event.message);
+  w.worker.onerror = (event) => {
+    console.error('worker failed', event.message);
+    if (!w.ready) replace(w); // its script did not load
+  };
   w.worker.postMessage({ type: 'duty', value: settings.duty });
   state.workers.push(w);
 }
@@ -62,6 +66,18 @@ function spawnWorker() {
 function retire(w) {
   w.worker.terminate();
   state.workers = state.workers.filter((x) => x !== w);
+}
+
+/**
+ * A Web Worker that could not load its code (the server went away while
+ * the page loaded, a download broke off) would never compute: it is
+ * replaced, later and later while loading keeps failing.
+ */
+function replace(w) {
+  if (!state.workers.includes(w)) return; // both its error event and message
+  retire(w);
+  setTimeout(applyWorkerCount, state.loadRetry);
+  state.loadRetry = Math.min(state.loadRetry * 2, 60000);
 }
 
 /** Grows or shrinks the pool; busy workers finish their chunk first. */
@@ -77,7 +93,19 @@ function applyWorkerCount() {
 }
 
 function onWorkerMessage(w, msg) {
-  if (msg.type === 'ready') { w.ready = true; state.engine = msg.engine; pump(); render(); return; }
+  if (msg.type === 'ready') {
+    w.ready = true;
+    state.engine = msg.engine;
+    state.loadRetry = 1000;
+    pump();
+    render();
+    return;
+  }
+  if (msg.type === 'error' && !w.ready) {
+    console.error('factorizer could not load', msg.message);
+    replace(w);
+    return;
+  }
   const chunk = w.chunk;
   w.chunk = null;
   if (msg.type === 'result' && chunk && chunk.id === msg.id && chunk.generation === state.generation) {

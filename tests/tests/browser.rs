@@ -445,19 +445,22 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
 /// either way, without closing it (a coordinator whose machine lost power,
 /// or a laptop that changed networks, as the tab's socket sees it).
 /// Connections opened later pass as usual, and so do the page's HTTP
-/// requests: its Web Workers may still be loading their code.
+/// requests: its Web Workers may still be loading their code. It can also
+/// break off requests for one path (`refuse`).
 struct FreezingProxy {
     addr: std::net::SocketAddr,
     open: Arc<Mutex<Vec<Arc<Link>>>>,
+    refused: Arc<Mutex<Option<&'static str>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 /// One connection through a [`FreezingProxy`].
-#[derive(Default)]
 struct Link {
     /// The client's first bytes asked for the WebSocket.
     websocket: AtomicBool,
     frozen: AtomicBool,
+    /// Set to close both directions at once.
+    cut: tokio::sync::watch::Sender<bool>,
 }
 
 impl FreezingProxy {
@@ -465,7 +468,8 @@ impl FreezingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(Mutex::new(Vec::<Arc<Link>>::new()));
-        let conns = Arc::clone(&open);
+        let refused = Arc::new(Mutex::new(None));
+        let (conns, refusing) = (Arc::clone(&open), Arc::clone(&refused));
         let task = tokio::spawn(async move {
             // Dropped with this task: no pump outlives the proxy.
             let mut pumps = tokio::task::JoinSet::new();
@@ -474,18 +478,27 @@ impl FreezingProxy {
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
                         let Ok(server) = tokio::net::TcpStream::connect(to).await else { continue };
-                        let link = Arc::new(Link::default());
+                        let link = Arc::new(Link {
+                            websocket: AtomicBool::new(false),
+                            frozen: AtomicBool::new(false),
+                            cut: tokio::sync::watch::channel(false).0,
+                        });
                         conns.lock().unwrap().push(Arc::clone(&link));
                         let (cr, cw) = client.into_split();
                         let (sr, sw) = server.into_split();
-                        pumps.spawn(pump(cr, sw, Arc::clone(&link), true));
-                        pumps.spawn(pump(sr, cw, link, false));
+                        pumps.spawn(pump(cr, sw, Arc::clone(&link), Some(Arc::clone(&refusing))));
+                        pumps.spawn(pump(sr, cw, link, None));
                     }
                     Some(_) = pumps.join_next(), if !pumps.is_empty() => {}
                 }
             }
         });
-        FreezingProxy { addr, open, task }
+        FreezingProxy {
+            addr,
+            open,
+            refused,
+            task,
+        }
     }
 
     fn freeze(&self) {
@@ -495,6 +508,12 @@ impl FreezingProxy {
             }
         }
     }
+
+    /// Closes the connection of every request for `path` from now on
+    /// (`None`: no more).
+    fn refuse(&self, path: Option<&'static str>) {
+        *self.refused.lock().unwrap() = path;
+    }
 }
 
 impl Drop for FreezingProxy {
@@ -503,23 +522,36 @@ impl Drop for FreezingProxy {
     }
 }
 
-/// Passes bytes one way; `from_client` for the direction that says what
-/// the connection is for.
+/// Passes bytes one way; `refused` for the direction from the client, which
+/// says what the connection is for.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     link: Arc<Link>,
-    mut from_client: bool,
+    refused: Option<Arc<Mutex<Option<&'static str>>>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16 << 10];
+    let mut cut = link.cut.subscribe();
+    let mut first = true;
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = cut.wait_for(|cut| *cut) => return,
         };
-        if std::mem::take(&mut from_client) && buf[..n].starts_with(b"GET /ws") {
-            link.websocket.store(true, Ordering::SeqCst);
+        if let Some(refused) = &refused {
+            let request = &buf[..n];
+            if std::mem::take(&mut first) && request.starts_with(b"GET /ws") {
+                link.websocket.store(true, Ordering::SeqCst);
+            }
+            let path = *refused.lock().unwrap();
+            if path.is_some_and(|p| request.starts_with(format!("GET {p} ").as_bytes())) {
+                link.cut.send_replace(true);
+                return;
+            }
         }
         if link.frozen.load(Ordering::SeqCst) {
             // Holds both sockets open, passing nothing, until the proxy ends.
@@ -574,6 +606,34 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
         .collect();
     assert!(now.contains(&second), "{second} replaced: {now:?}");
     assert_eq!(text(&client, "conn").await, "connected");
+    client.close().await.unwrap();
+    drop(proxy);
+    server.shutdown().await;
+}
+
+/// Web Workers whose code could not be downloaded (the coordinator went
+/// away while the page loaded) are started again until they load: the tab
+/// computes, instead of holding chunks it never works on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_workers_that_could_not_load_are_started_again() {
+    let server = TestServer::start(Config::default()).await;
+    let proxy = FreezingProxy::start(server.addr).await;
+    proxy.refuse(Some("/worker.js"));
+    let (_driver, client) = chromium().await;
+    let numbers = range(999_999_999_999, 2000, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 2000, "step": 2}}))
+        .await;
+    client
+        .goto(&format!("http://{}/", proxy.addr))
+        .await
+        .unwrap();
+    // The page connects and takes chunks, but no Web Worker can start.
+    wait_workers(&server, 30, "the page took no chunk", holding).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(server.job(&id).await["done"], 0, "no Web Worker should run");
+    proxy.refuse(None);
+    the_tab_did(&server, &id, &numbers).await;
     client.close().await.unwrap();
     drop(proxy);
     server.shutdown().await;
