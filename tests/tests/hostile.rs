@@ -263,7 +263,10 @@ async fn heartbeats_are_answered_and_an_older_worker_is_still_served() {
                     .await
                     .unwrap();
             }
-            Some(ServerMessage::Accepted { .. }) if server.job(&id).await["state"] == "done" => {
+            // `idle` follows the last `accepted` too.
+            Some(ServerMessage::Accepted { .. } | ServerMessage::Idle)
+                if server.job(&id).await["state"] == "done" =>
+            {
                 break
             }
             Some(ServerMessage::Heartbeat) => panic!("a protocol 3 worker was sent a heartbeat"),
