@@ -105,10 +105,15 @@ CREATE TABLE IF NOT EXISTS results (
 
 fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     let any: &dyn std::any::Any = &e;
-    if any
+    let full = any
         .downcast_ref::<rusqlite::Error>()
-        .is_some_and(is_disk_full)
-    {
+        .is_some_and(is_disk_full);
+    failed(full, e)
+}
+
+/// The store's error for `e`; `full` when the write found no room.
+fn failed<E: std::error::Error + Send + Sync + 'static>(full: bool, e: E) -> StoreError {
+    if full {
         StoreError::Full(Box::new(e))
     } else {
         StoreError::Backend(Box::new(e))
@@ -498,14 +503,7 @@ fn write_and_reply(conn: &mut Connection, mut batch: Vec<Op>) {
             let msg = e.to_string();
             let full = is_disk_full(&e);
             for op in batch {
-                let err = || {
-                    let failed = CommitFailed(msg.clone());
-                    if full {
-                        StoreError::Full(Box::new(failed))
-                    } else {
-                        backend(failed)
-                    }
-                };
+                let err = || failed(full, CommitFailed(msg.clone()));
                 match op {
                     Op::CreateJob { reply, .. } => {
                         let _ = reply.send(Err(err()));

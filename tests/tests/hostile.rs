@@ -37,14 +37,20 @@ fn hello_speaking(protocol: u32, slots: u32, name: &str, agent: &str) -> Message
 
 /// A scripted worker speaking the protocol by hand.
 async fn connect(server: &TestServer, slots: u32) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
-    ws.send(hello(slots, "scripted", "test")).await.unwrap();
+    let mut ws = open_with(server, hello(slots, "scripted", "test")).await;
     assert!(matches!(
         recv(&mut ws).await,
         Some(ServerMessage::Welcome { .. })
     ));
+    ws
+}
+
+/// A connection that has sent `hello`; its answer is left to read.
+async fn open_with(server: &TestServer, hello: Message) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    ws.send(hello).await.unwrap();
     ws
 }
 
@@ -232,12 +238,11 @@ async fn heartbeats_are_answered_and_an_older_worker_is_still_served() {
         }
     }
 
-    let (mut old, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
-    old.send(hello_speaking(OLDEST_PROTOCOL_VERSION, 1, "old", "test"))
-        .await
-        .unwrap();
+    let mut old = open_with(
+        &server,
+        hello_speaking(OLDEST_PROTOCOL_VERSION, 1, "old", "test"),
+    )
+    .await;
     match recv(&mut old).await {
         Some(ServerMessage::Welcome { protocol, .. }) => {
             assert_eq!(protocol, OLDEST_PROTOCOL_VERSION)
@@ -277,12 +282,7 @@ async fn heartbeats_are_answered_and_an_older_worker_is_still_served() {
     assert_matches_gnu(&numbers, &server.results(&id).await);
 
     for version in [OLDEST_PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-            .await
-            .unwrap();
-        ws.send(hello_speaking(version, 1, "odd", "test"))
-            .await
-            .unwrap();
+        let mut ws = open_with(&server, hello_speaking(version, 1, "odd", "test")).await;
         match recv(&mut ws).await {
             Some(ServerMessage::Error {
                 code: ErrorCode::BadHandshake,
