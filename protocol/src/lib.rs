@@ -47,7 +47,7 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `hello` | `{"type":"hello","protocol":3,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
+//! | `hello` | `{"type":"hello","protocol":4,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
 //! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
@@ -73,7 +73,7 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `welcome` | `{"type":"welcome","protocol":3,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
+//! | `welcome` | `{"type":"welcome","protocol":4,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
 //! | `assign` | `{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}`, or for a slice of a range job `"numbers":{"start":"999999999999","step":"2","count":50000}` (see [`ChunkNumbers`]) |
 //! | `accepted` | `{"type":"accepted","chunk_id":17}` |
 //! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: product of factors is 999999999997"}` |

@@ -32,6 +32,8 @@ pub enum AppError {
     Conflict(String),
     /// The body could not be read (too large, not UTF-8, ...).
     Body(BytesRejection),
+    /// A job's body is over the server's limit; says the limit.
+    TooLarge(String),
     /// The store failed.
     Store(StoreError),
 }
@@ -90,6 +92,7 @@ impl IntoResponse for AppError {
                 };
                 (status, code, rej.body_text(), None)
             }
+            AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone(), None),
             AppError::Store(e @ StoreError::Full(_)) => {
                 tracing::error!(error = %e, "store error");
                 (
@@ -337,7 +340,17 @@ pub(crate) async fn create_job(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = body.map_err(AppError::Body)?;
+    let body = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(format!(
+                "the job is over the {} MiB a request may hold; split it into several jobs (at most {} numbers each), or submit a range",
+                state.config.max_body_bytes >> 20,
+                state.config.max_numbers_per_job
+            ))
+        } else {
+            AppError::Body(rej)
+        }
+    })?;
     let job = parse_job(&body, &state.config)?;
     let coord = state.coord.clone();
     let info = blocking(move || coord.create_job(job)).await?;

@@ -106,6 +106,72 @@ async fn bad_jobs_are_rejected_and_nothing_is_queued() {
     server.shutdown().await;
 }
 
+/// A job over the body limit gets `413` naming the limits, and nothing is
+/// queued; the owner CLI streams a file as it reads it (chunked, never
+/// whole in memory), so a list of any length goes through or is refused
+/// the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
+    let server = TestServer::start(Config {
+        max_body_bytes: 1 << 20,
+        max_numbers_per_job: 200_000,
+        ..Config::default()
+    })
+    .await;
+    let big: Vec<String> = (0..100_000u64)
+        .map(|i| (1_000_000_000_001 + i).to_string())
+        .collect();
+    let (status, v) = server.post_job(&json!({ "numbers": big })).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "too_large", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 MiB") && message.contains("200000 numbers"),
+        "{message}"
+    );
+
+    let dir = temp_dir("streamed-file");
+    let cli = |file: &std::path::Path| {
+        std::process::Command::new(bin("crowdfactor-server"))
+            .args(["submit", "--file"])
+            .arg(file)
+            .env("CROWDFACTOR_URL", server.url())
+            .env_remove("CROWDFACTOR_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let too_big = dir.join("too-big.txt");
+    std::fs::write(&too_big, big.join("\n")).unwrap();
+    let refused = cli(&too_big);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("413"),
+        "{refused:?}"
+    );
+    assert_eq!(server.get("/api/jobs").await.1["jobs"], json!([]));
+
+    // Just under the limit, cut by commas and blanks across the reader's
+    // blocks: every number arrives.
+    let fits: Vec<u128> = (0..60_000u128).map(|i| 999_999_999_999 + 2 * i).collect();
+    let text: Vec<String> = fits
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}{}", if i % 3 == 0 { ",\t" } else { "\r\n" }))
+        .collect();
+    let list = dir.join("list.csv");
+    std::fs::write(&list, format!("\u{feff}{}", text.concat())).unwrap();
+    let ok = cli(&list);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
+    assert_eq!(server.job(&id).await["total"], 60_000);
+    let mut worker = WorkerProc::spawn(&server, &["--exit-when-idle"]);
+    server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_matches_gnu(&fits, &server.results(&id).await);
+    assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_reconnects_after_the_server_restarts_on_the_same_port() {
     let server = TestServer::start(Config::default()).await;

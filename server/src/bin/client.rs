@@ -1,8 +1,9 @@
 //! The job owner's side of `crowdfactor-server`: submit, list, watch, fetch
 //! results and cancel, over the HTTP API.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -278,43 +279,58 @@ async fn submit(
     priority: Option<i32>,
     watch: bool,
 ) -> Result<(), CliError> {
-    let mut body = match (range, file) {
+    let mut fields = serde_json::Map::new();
+    if let Some(c) = chunk_size {
+        fields.insert("chunk_size".into(), json!(c));
+    }
+    if let Some(p) = priority {
+        fields.insert("priority".into(), json!(p));
+    }
+    let url = format!("{}/api/jobs", api.base);
+    let resp = match (range, file) {
         (Some(r), _) => {
-            json!({"range": {"start": r[0], "count": r[1].parse::<u64>().map_err(|_| CliError::Usage(format!("range COUNT {:?} is not a whole number", r[1])))?, "step": step}})
+            let count = r[1].parse::<u64>().map_err(|_| {
+                CliError::Usage(format!("range COUNT {:?} is not a whole number", r[1]))
+            })?;
+            fields.insert(
+                "range".into(),
+                json!({"start": r[0], "count": count, "step": step}),
+            );
+            api.send(api.http.post(url).json(&fields)).await?
         }
         (None, Some(path)) => {
-            let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
+            let cannot = |e: &std::io::Error| format!("cannot read {}: {e}", path.display());
+            let input: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdin())
             } else {
-                std::fs::read_to_string(&path)
+                Box::new(std::fs::File::open(&path).map_err(|e| CliError::Local(cannot(&e)))?)
+            };
+            let (body, failed) = list_body(input, fields);
+            let sent = api
+                .send(
+                    api.http
+                        .post(url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body),
+                )
+                .await;
+            // A read error ends the upload: report it rather than what
+            // the request made of it.
+            if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
+                return Err(CliError::Local(cannot(&e)));
             }
-            .map_err(|e| CliError::Local(format!("cannot read {}: {e}", path.display())))?;
-            // As the dashboard reads a list: whitespace or commas between
-            // numbers (a column or a row of a spreadsheet's export), and no
-            // byte-order mark (Windows editors write one).
-            let list: Vec<&str> = text
-                .trim_start_matches('\u{feff}')
-                .split(|c: char| c.is_ascii_whitespace() || c == ',')
-                .filter(|t| !t.is_empty())
-                .collect();
-            json!({ "numbers": list })
+            sent?
         }
-        (None, None) if !numbers.is_empty() => json!({ "numbers": numbers }),
+        (None, None) if !numbers.is_empty() => {
+            fields.insert("numbers".into(), json!(numbers));
+            api.send(api.http.post(url).json(&fields)).await?
+        }
         (None, None) => {
             return Err(CliError::Usage(
                 "nothing to submit: give numbers, --file FILE or --range START COUNT".into(),
             ))
         }
     };
-    if let Some(c) = chunk_size {
-        body["chunk_size"] = json!(c);
-    }
-    if let Some(p) = priority {
-        body["priority"] = json!(p);
-    }
-    let resp = api
-        .send(api.http.post(format!("{}/api/jobs", api.base)).json(&body))
-        .await?;
     let job: Value = resp
         .json()
         .await
@@ -335,6 +351,113 @@ async fn submit(
         watch_job(api, &id).await?;
     }
     Ok(())
+}
+
+/// The body of a job read from `input`, streamed as it is read: a file of
+/// ten million numbers is never held whole (as text, list and JSON it took
+/// some 90 bytes a number). Numbers are separated as the dashboard reads a
+/// list: whitespace or commas (a column or a row of a spreadsheet's
+/// export), and a byte-order mark at the start is dropped (Windows editors
+/// write one). The second half holds the read error that cut the body off.
+fn list_body(
+    mut input: Box<dyn Read + Send>,
+    fields: serde_json::Map<String, Value>,
+) -> (reqwest::Body, Arc<Mutex<Option<std::io::Error>>>) {
+    let failed = Arc::new(Mutex::new(None));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let slot = failed.clone();
+    std::thread::spawn(move || {
+        let mut list = JsonList::new(fields);
+        let mut block = vec![0; 1 << 20];
+        loop {
+            let read = match input.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                    if let Ok(mut f) = slot.lock() {
+                        *f = Some(e);
+                    }
+                    return;
+                }
+            };
+            list.feed(&block[..read]);
+            if list.out.len() >= 256 << 10 && tx.blocking_send(Ok(list.take())).is_err() {
+                return; // the request ended (refused, or the server is gone)
+            }
+        }
+        let _ = tx.blocking_send(Ok(list.finish()));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    });
+    (reqwest::Body::wrap_stream(stream), failed)
+}
+
+/// Writes `{"numbers":["12","13",...]}` (after any other fields) from text
+/// fed in pieces of any size.
+struct JsonList {
+    out: Vec<u8>,
+    token: Vec<u8>,
+    count: u64,
+}
+
+impl JsonList {
+    fn new(fields: serde_json::Map<String, Value>) -> Self {
+        let mut out = serde_json::to_vec(&fields).unwrap_or_else(|_| b"{}".to_vec());
+        out.pop(); // the closing brace
+        if !fields.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""numbers":["#);
+        JsonList {
+            out,
+            token: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn feed(&mut self, text: &[u8]) {
+        for &b in text {
+            if b.is_ascii_whitespace() || b == b',' {
+                self.end_token();
+            } else {
+                self.token.push(b);
+            }
+        }
+    }
+
+    fn end_token(&mut self) {
+        let mut token = &self.token[..];
+        if self.count == 0 {
+            while let Some(rest) = token.strip_prefix("\u{feff}".as_bytes()) {
+                token = rest;
+            }
+        }
+        if token.is_empty() {
+            self.token.clear();
+            return;
+        }
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        // Not a number is the server's to say (naming the item), so the
+        // token goes as it is, escaped.
+        let _ = serde_json::to_writer(&mut self.out, &String::from_utf8_lossy(token));
+        self.count += 1;
+        self.token.clear();
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.end_token();
+        self.out.extend_from_slice(b"]}");
+        self.out
+    }
 }
 
 async fn jobs(api: &Api) -> Result<(), CliError> {
@@ -521,4 +644,47 @@ async fn print_job(resp: reqwest::Response) -> Result<(), CliError> {
 /// `head` has gone).
 fn say(text: &str) -> Result<(), CliError> {
     writeln!(std::io::stdout().lock(), "{text}").map_err(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(fields: serde_json::Map<String, Value>, pieces: &[&[u8]]) -> Value {
+        let mut list = JsonList::new(fields);
+        let mut out = Vec::new();
+        for p in pieces {
+            list.feed(p);
+            out.extend(list.take());
+        }
+        out.extend(list.finish());
+        serde_json::from_slice(&out).expect("the body is JSON")
+    }
+
+    #[test]
+    fn a_list_streams_to_the_same_body_however_it_is_cut() {
+        let text = "\u{feff}12,1000000000001\r\n97\t x\"y\\ \n,, 5".as_bytes();
+        let want = json!({"numbers": ["12", "1000000000001", "97", "x\"y\\", "5"]});
+        assert_eq!(body(Default::default(), &[text]), want);
+        for cut in 0..=text.len() {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(body(Default::default(), &[a, b]), want, "cut at {cut}");
+        }
+        let one_by_one: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(body(Default::default(), &one_by_one), want);
+    }
+
+    #[test]
+    fn other_fields_come_first_and_an_empty_list_stays_empty() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("priority".into(), json!(-3));
+        assert_eq!(
+            body(fields, &[b" \n"]),
+            json!({"priority": -3, "numbers": []})
+        );
+        assert_eq!(
+            body(Default::default(), &["\u{feff}".as_bytes()]),
+            json!({"numbers": []})
+        );
+    }
 }
