@@ -78,6 +78,8 @@ pub struct ChunkWork {
     pub span: Span,
     /// The numbers to factor.
     pub numbers: Arc<ChunkNumbers>,
+    /// Their estimated work (see [`cost`]).
+    cost: f64,
 }
 
 impl ChunkWork {
@@ -299,14 +301,14 @@ struct Conn {
     speed: FxHashMap<JobId, Speed>,
 }
 
-/// How fast one worker factors one job's numbers.
+/// How fast one worker factors one job's numbers, in [`cost`] units.
 #[derive(Debug, Clone, Copy)]
 struct Speed {
-    /// Numbers per second on one of its threads (smoothed).
+    /// Work done per second on one of its threads (smoothed).
     per_thread: f64,
-    /// Longest chunk of the job it finished; the next may be at most 8× that,
-    /// so one lucky fast chunk cannot earn a huge one.
-    largest: u64,
+    /// Largest chunk of the job it finished; the next may be at most 8×
+    /// that, so one lucky fast chunk cannot earn a huge one.
+    largest: f64,
 }
 
 /// Most characters of a worker's name kept (shown on the dashboard, logged).
@@ -326,26 +328,97 @@ const LAPSE_MEMORY: Duration = Duration::from_secs(600);
 
 pub use crowdfactor_protocol::MAX_THREADS;
 
-/// How many numbers of `q` to give a worker with speed `speed` (if known).
+/// Where to end a chunk cut for a worker: see [`cut`].
+#[derive(Debug, Clone, Copy)]
+struct CutLimits {
+    /// Most numbers.
+    max: u64,
+    /// Most work ([`cost`] units).
+    budget: f64,
+    /// Past this many numbers, stop once the work reaches `floor`.
+    share: u64,
+    floor: f64,
+}
+
+/// Where to end a chunk of `q` for a worker with speed `speed` (if known).
 /// `threads` counts the threads of every worker taking work: near a job's end
 /// no chunk takes more than half of one thread's share of what is left, so
 /// the last chunks finish together — but none is cut below a hundredth of
 /// the target time (20 ms by default): a round trip (verification, group
 /// commit) costs milliseconds, and a tail of one-number chunks spent more
 /// time waiting for them than it saved in balance.
-fn chunk_len(speed: Option<&Speed>, q: &JobQueue, threads: u64, sizing: &ChunkSizing) -> u64 {
-    let (want, floor) = match speed {
+fn chunk_limits(
+    speed: Option<&Speed>,
+    q: &JobQueue,
+    threads: u64,
+    sizing: &ChunkSizing,
+) -> CutLimits {
+    let share = q.queued.div_ceil(2 * threads.max(1));
+    match speed {
         Some(s) => {
             let target = s.per_thread * sizing.target.as_secs_f64();
-            (
-                (target as u64).min(s.largest.saturating_mul(8)),
-                (target / 100.0) as u64,
-            )
+            CutLimits {
+                max: q.max_len,
+                budget: target.min(s.largest * 8.0),
+                share,
+                floor: target / 100.0,
+            }
         }
-        None => (q.first_len, 1),
-    };
-    let share = q.queued.div_ceil(2 * threads.max(1));
-    want.min(share.max(floor)).min(q.max_len).max(1)
+        None => CutLimits {
+            max: q.max_len.min(q.first_len),
+            budget: f64::INFINITY,
+            share,
+            floor: 0.0,
+        },
+    }
+}
+
+/// How many of `numbers` from index `start` (at most `len`) make one chunk,
+/// and their work: numbers are added while the work stays within
+/// `budget`, and past `share` numbers within `floor` (at least one number).
+fn cut(numbers: &Numbers, start: u64, len: u64, limits: CutLimits) -> (u64, f64) {
+    let max = limits.max.min(len).max(1);
+    match numbers {
+        Numbers::List(list) => {
+            let (mut taken, mut work) = (0, 0.0);
+            for &n in &list[start as usize..(start + max) as usize] {
+                let more = work + cost(n);
+                if taken > 0
+                    && (more > limits.budget || (taken >= limits.share && more > limits.floor))
+                {
+                    break;
+                }
+                (taken, work) = (taken + 1, more);
+            }
+            (taken, work)
+        }
+        &Numbers::Range {
+            start: first, step, ..
+        } => {
+            // Neighbours are the same size: the widest stands for all.
+            let each = cost(first + u128::from(start + max - 1) * step);
+            let fits = |work: f64| (work / each) as u64;
+            let taken = fits(limits.budget)
+                .min(limits.share.max(fits(limits.floor)))
+                .min(max)
+                .max(1);
+            (taken, taken as f64 * each)
+        }
+    }
+}
+
+/// The work one number stands for, in native seconds: the estimate for
+/// the hardest number of its size ([`hardest_secs`]) plus a fixed cost per
+/// number. Chunks are sized, and their deadlines set, by work, not by
+/// count: a worker's speed measured on a list's small numbers would
+/// otherwise cut a chunk of thousands of its 112-bit semiprimes (each ten
+/// thousand times slower), which takes one thread minutes and misses its
+/// deadline. Only the ratios between sizes matter: a worker's speed is
+/// measured in these units.
+fn cost(n: u128) -> f64 {
+    static COSTS: std::sync::LazyLock<[f64; 129]> =
+        std::sync::LazyLock::new(|| std::array::from_fn(|bits| hardest_secs(bits as u32) + 50e-9));
+    COSTS[(128 - n.leading_zeros()) as usize]
 }
 
 /// How many numbers up to `widest` make a first chunk of about `first` for
@@ -399,10 +472,10 @@ impl Conn {
 
     /// How long a chunk may stay leased to this worker: ten times what it
     /// should take at the worker's measured speed for its job.
-    fn lease_deadline(&self, span: &Span, timing: &LeaseTiming) -> Duration {
-        match self.speed.get(&span.job) {
+    fn lease_deadline(&self, work: &ChunkWork, timing: &LeaseTiming) -> Duration {
+        match self.speed.get(&work.span.job) {
             Some(s) if s.per_thread > 0.0 => {
-                Duration::from_secs_f64((10.0 * span.len as f64 / s.per_thread).min(86_400.0))
+                Duration::from_secs_f64((10.0 * work.cost / s.per_thread).min(86_400.0))
                     .max(timing.lease_timeout)
             }
             _ => timing.max_lease,
@@ -784,7 +857,8 @@ impl Coordinator {
                     _ => continue,
                 }
             } else if let Some(&(start, end)) = q.fresh.front() {
-                let len = chunk_len(c.speed.get(&job), q, threads, &self.sizing).min(end - start);
+                let limits = chunk_limits(c.speed.get(&job), q, threads, &self.sizing);
+                let (len, cost) = cut(&q.numbers, start, end - start, limits);
                 let span = Span { job, start, len };
                 if span.end() == end {
                     q.fresh.pop_front();
@@ -798,7 +872,12 @@ impl Coordinator {
                 st.open.insert(
                     id,
                     OpenChunk {
-                        work: ChunkWork { id, span, numbers },
+                        work: ChunkWork {
+                            id,
+                            span,
+                            numbers,
+                            cost,
+                        },
                         lease: None,
                         copied_from: Vec::new(),
                     },
@@ -989,14 +1068,14 @@ impl Coordinator {
                 let took = compute
                     .filter(|d| !d.is_zero())
                     .or(lease.filter(|l| l.conn == conn).map(|l| now - l.since));
-                if let Some(took) = took {
-                    let per_thread = span.len as f64 / took.as_secs_f64().max(1e-6);
+                if let (Some(took), Some(work)) = (took, open.as_ref().map(|o| o.work.cost)) {
+                    let per_thread = work / took.as_secs_f64().max(1e-6);
                     let s = c.speed.entry(span.job).or_insert(Speed {
                         per_thread,
-                        largest: 0,
+                        largest: 0.0,
                     });
                     s.per_thread = 0.5 * s.per_thread + 0.5 * per_thread;
-                    s.largest = s.largest.max(span.len);
+                    s.largest = s.largest.max(work);
                 }
             }
             if job_done {
@@ -1162,7 +1241,7 @@ impl Coordinator {
                     let held_for = now.saturating_duration_since(lease.since);
                     let why = if silent {
                         "worker silent"
-                    } else if held_for > c.lease_deadline(&open.work.span, &self.timing) {
+                    } else if held_for > c.lease_deadline(&open.work, &self.timing) {
                         "past its deadline"
                     } else if !lease.acked && held_for > self.timing.ack_timeout {
                         "no ack"
@@ -1618,15 +1697,17 @@ mod tests {
         // A first chunk far below the target (this worker is thousands of
         // times slower than the engine), to see the growth cap.
         let sizing = ChunkSizing {
-            first: Duration::from_micros(3),
+            first: Duration::from_micros(150),
             ..ChunkSizing::default()
         };
         let c = Coordinator::new(Arc::new(MemoryStore::new()), timing(10_000, 10_000), sizing)
             .expect("coordinator");
         let total = 200_000u64;
+        // Numbers of one size: sized by work or by count, chunks are the same.
+        let base = 1u128 << 40;
         let info = c
             .create_job(NewJob {
-                numbers: (1..=u128::from(total)).collect(),
+                numbers: (1..=u128::from(total)).map(|i| base + i).collect(),
                 chunk_cap: None,
                 priority: 0,
             })
@@ -1648,7 +1729,7 @@ mod tests {
                 .expect("accept");
         }
         assert_covers(&spans, total);
-        let first = first_chunk_len(total.into(), sizing.first);
+        let first = first_chunk_len(base + u128::from(total), sizing.first);
         assert!((2..1000).contains(&first), "{first}");
         assert_eq!(lens[0], first, "first chunk: speed unknown");
         assert_eq!(
@@ -1676,6 +1757,62 @@ mod tests {
         let info = c.store().job(info.id).expect("job").expect("exists");
         assert_eq!(info.done, total);
         assert!(c.is_idle(a));
+    }
+
+    /// A list of small numbers followed by large ones: the speed measured
+    /// on the small ones does not cut thousands of the large ones into one
+    /// chunk (minutes on one thread, past its deadline): chunks are sized
+    /// by the work their numbers stand for.
+    #[test]
+    fn a_list_of_mixed_sizes_is_cut_by_work_not_count() {
+        let c = Coordinator::new(
+            Arc::new(MemoryStore::new()),
+            timing(10_000, 10_000),
+            ChunkSizing::default(),
+        )
+        .expect("coordinator");
+        let small: Vec<u128> = (1_000..101_000).collect();
+        let large: Vec<u128> = (0..500).map(|i| (1u128 << 111) + i).collect();
+        let numbers: Vec<u128> = small.iter().chain(&large).copied().collect();
+        let info = c
+            .create_job(NewJob {
+                numbers: numbers.clone().into(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("job");
+        let a = conn(&c, 1);
+        c.describe(a, None, 1);
+        // This worker takes 1 µs for a small number, 20 ms for a large one.
+        let secs = |n: u128| if n < 1 << 20 { 1e-6 } else { 20e-3 };
+        let (mut spans, mut took, mut large_chunks) = (vec![], vec![], 0);
+        loop {
+            let got = c.lease(a);
+            let Some(x) = got.first() else { break };
+            let span = span_of(&c, x.chunk_id);
+            let chunk = &numbers[span.start as usize..span.end() as usize];
+            let t: f64 = chunk.iter().map(|&n| secs(n)).sum();
+            large_chunks += usize::from(chunk.iter().any(|&n| n >= 1 << 20));
+            spans.push(span);
+            took.push(t);
+            let factors = vec![vec![]; span.len as usize];
+            c.accept(
+                a,
+                x.chunk_id,
+                factors.into(),
+                Some(Duration::from_secs_f64(t)),
+            )
+            .expect("accept");
+        }
+        assert_covers(&spans, numbers.len() as u64);
+        // 10 s of large numbers at ~2 s a chunk.
+        assert!(large_chunks >= 5, "{large_chunks} chunks: {took:?}");
+        assert!(
+            took.iter().all(|&t| t <= 6.0),
+            "no chunk takes more than three times the target: {took:?}"
+        );
+        let info = c.store().job(info.id).expect("job").expect("exists");
+        assert_eq!(info.done, numbers.len() as u64);
     }
 
     /// First chunks shrink as the numbers grow: thousands of the classic
