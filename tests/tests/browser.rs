@@ -783,6 +783,61 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .unwrap();
     save_screenshot(&client, "dashboard.png").await;
 
+    // Lists typed or read from a file: separators as spreadsheets and
+    // editors write them, and an item that is no number named by the
+    // server (the page sends the list as typed then).
+    click(&client, "input[name=kind][value=list]").await;
+    fill(&client, "#list", "12, 97\n x13").await;
+    click(&client, "#submit button").await;
+    wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
+        t.starts_with("Not submitted") && t.contains("numbers[2]")
+    })
+    .await;
+    fill(&client, "#list", "12, 97\n  1000000000001,").await;
+    click(&client, "#submit button").await;
+    wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
+        t == "Submitted job 2: 3 numbers."
+    })
+    .await;
+    let dir = temp_dir("dashboard-file");
+    let file = dir.join("numbers.csv");
+    let listed: Vec<u128> = (0..5000).map(|i| 999_999_999_999 + 2 * i).collect();
+    let decimal: Vec<String> = listed.iter().map(u128::to_string).collect();
+    std::fs::write(&file, format!("\u{feff}{}\r\n", decimal.join(",\r\n"))).unwrap();
+    click(&client, "input[name=kind][value=file]").await;
+    client
+        .find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    click(&client, "#submit button").await;
+    wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
+        t == "Submitted job 3: 5,000 numbers."
+    })
+    .await;
+    let start = Instant::now();
+    loop {
+        let job: serde_json::Value =
+            serde_json::from_str(&server.text("/api/jobs/3", Some("dash-token")).await).unwrap();
+        if job["state"] == "done" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let csv = server
+        .text("/api/jobs/3/results?format=csv", Some("dash-token"))
+        .await;
+    let got: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(got, decimal, "the file's numbers, in order");
+    let _ = std::fs::remove_dir_all(&dir);
+
     // A volunteer page without the worker token is refused and says so,
     // without reconnecting over and over; with ?token= it connects.
     client.goto(&server.url()).await.unwrap();
