@@ -168,7 +168,33 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
     server.wait_done(&id, Duration::from_secs(120)).await;
     assert_matches_gnu(&fits, &server.results(&id).await);
     assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+
+    // A wrong token is reported as such, not as the broken pipe of an
+    // upload the server refused at once.
+    let guarded = TestServer::start(Config {
+        api_token: Some("s3cret".into()),
+        ..Config::default()
+    })
+    .await;
+    let long = dir.join("long.txt");
+    let numbers: Vec<String> = (0..500_000u64)
+        .map(|i| (1_000_000_000_001 + i).to_string())
+        .collect();
+    std::fs::write(&long, numbers.join("\n")).unwrap();
+    let wrong = std::process::Command::new(bin("crowdfactor-server"))
+        .args(["submit", "--file"])
+        .arg(&long)
+        .env("CROWDFACTOR_URL", guarded.url())
+        .env("CROWDFACTOR_TOKEN", "guess")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(3), "{wrong:?}");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("401"),
+        "{wrong:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+    guarded.shutdown().await;
     server.shutdown().await;
 }
 

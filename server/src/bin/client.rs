@@ -176,18 +176,41 @@ impl Api {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
+    /// Sends with the token; any answer is Ok.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req.send().await.map_err(|source| CliError::Unreachable {
+        req.send().await.map_err(|source| CliError::Unreachable {
             url: self.base.clone(),
             source,
-        })?;
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
+        let resp = self.exchange(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
+        Err(self.refusal(resp).await)
+    }
+
+    /// Whether the server takes our token, asked without a body: a server
+    /// refusing a large upload answers at once and closes the connection,
+    /// which the client then sees as a write error, not as the 401.
+    async fn check_token(&self) -> Result<(), CliError> {
+        let resp = self
+            .exchange(self.http.get(format!("{}/api/jobs/0", self.base)))
+            .await?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(self.refusal(resp).await);
+        }
+        Ok(())
+    }
+
+    /// The error for a refused request.
+    async fn refusal(&self, resp: reqwest::Response) -> CliError {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let msg = body["error"]["message"]
@@ -197,15 +220,13 @@ impl Api {
         if status.as_u16() == 401 {
             // The server's message explains the token; say which one we
             // sent and how to send another.
-            return Err(CliError::Refused(format!(
+            return CliError::Refused(format!(
                 "the server answered {status}: {}. Pass --api-token or set CROWDFACTOR_TOKEN \
                  (a server keeps its token in <its --db>.token)",
                 self.token_source
-            )));
+            ));
         }
-        Err(CliError::Refused(format!(
-            "the server answered {status}: {msg}"
-        )))
+        CliError::Refused(format!("the server answered {status}: {msg}"))
     }
 
     async fn get_json(&self, path: &str) -> Result<Value, CliError> {
@@ -305,6 +326,7 @@ async fn submit(
             } else {
                 Box::new(std::fs::File::open(&path).map_err(|e| CliError::Local(cannot(&e)))?)
             };
+            api.check_token().await?;
             let (body, failed) = list_body(input, fields);
             let sent = api
                 .send(
