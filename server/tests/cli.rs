@@ -134,6 +134,16 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     std::fs::create_dir_all(&dir).unwrap();
     let list = dir.join("numbers.csv");
     std::fs::write(&list, "\u{feff}12,1000000000001\r\n97\r\n").unwrap();
+    // A file that cannot be read is named (exit 1), also when reading
+    // fails only once the upload has begun (a directory opens).
+    for unreadable in [dir.clone(), dir.join("missing.txt")] {
+        let failed = cli(&["submit", "--file", unreadable.to_str().unwrap()]);
+        assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+        assert!(
+            String::from_utf8_lossy(&failed.stderr).contains("cannot read"),
+            "{failed:?}"
+        );
+    }
     let ok = cli(&["submit", "--file", list.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();

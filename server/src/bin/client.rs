@@ -397,10 +397,13 @@ fn list_body(
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                    // Kept before the upload is ended with it: the caller
+                    // looks here as soon as the request fails.
+                    let copy = std::io::Error::new(e.kind(), e.to_string());
                     if let Ok(mut f) = slot.lock() {
                         *f = Some(e);
                     }
+                    let _ = tx.blocking_send(Err(copy));
                     return;
                 }
             };
