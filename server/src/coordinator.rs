@@ -1668,12 +1668,7 @@ mod tests {
     /// billion cannot cut everyone's chunks down to single numbers.
     #[test]
     fn an_inflated_thread_count_is_capped() {
-        let c = Coordinator::new(
-            Arc::new(MemoryStore::new()),
-            timing(10_000, 10_000),
-            ChunkSizing::default(),
-        )
-        .expect("coordinator");
+        let c = coord(10_000, 10_000);
         c.create_job(NewJob {
             numbers: (1..=200_000).collect(),
             chunk_cap: None,
@@ -1765,12 +1760,7 @@ mod tests {
     /// by the work their numbers stand for.
     #[test]
     fn a_list_of_mixed_sizes_is_cut_by_work_not_count() {
-        let c = Coordinator::new(
-            Arc::new(MemoryStore::new()),
-            timing(10_000, 10_000),
-            ChunkSizing::default(),
-        )
-        .expect("coordinator");
+        let c = coord(10_000, 10_000);
         let small: Vec<u128> = (1_000..101_000).collect();
         let large: Vec<u128> = (0..500).map(|i| (1u128 << 111) + i).collect();
         let numbers: Vec<u128> = small.iter().chain(&large).copied().collect();

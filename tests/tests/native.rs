@@ -131,18 +131,21 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
     );
 
     let dir = temp_dir("streamed-file");
-    let cli = |file: &std::path::Path| {
-        std::process::Command::new(bin("crowdfactor-server"))
-            .args(["submit", "--file"])
+    // `submit --file` against `url`, with `token` or none.
+    let submit_file = |url: String, token: Option<&str>, file: &std::path::Path| {
+        let mut cmd = std::process::Command::new(bin("crowdfactor-server"));
+        cmd.args(["submit", "--file"])
             .arg(file)
-            .env("CROWDFACTOR_URL", server.url())
-            .env_remove("CROWDFACTOR_TOKEN")
-            .output()
-            .unwrap()
+            .env("CROWDFACTOR_URL", url);
+        match token {
+            Some(t) => cmd.env("CROWDFACTOR_TOKEN", t),
+            None => cmd.env_remove("CROWDFACTOR_TOKEN"),
+        };
+        cmd.output().unwrap()
     };
     let too_big = dir.join("too-big.txt");
     std::fs::write(&too_big, big.join("\n")).unwrap();
-    let refused = cli(&too_big);
+    let refused = submit_file(server.url(), None, &too_big);
     assert_eq!(refused.status.code(), Some(3), "{refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("413"),
@@ -160,7 +163,7 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
         .collect();
     let list = dir.join("list.csv");
     std::fs::write(&list, format!("\u{feff}{}", text.concat())).unwrap();
-    let ok = cli(&list);
+    let ok = submit_file(server.url(), None, &list);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
     assert_eq!(server.job(&id).await["total"], 60_000);
@@ -181,13 +184,7 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
         .map(|i| (1_000_000_000_001 + i).to_string())
         .collect();
     std::fs::write(&long, numbers.join("\n")).unwrap();
-    let wrong = std::process::Command::new(bin("crowdfactor-server"))
-        .args(["submit", "--file"])
-        .arg(&long)
-        .env("CROWDFACTOR_URL", guarded.url())
-        .env("CROWDFACTOR_TOKEN", "guess")
-        .output()
-        .unwrap();
+    let wrong = submit_file(guarded.url(), Some("guess"), &long);
     assert_eq!(wrong.status.code(), Some(3), "{wrong:?}");
     assert!(
         String::from_utf8_lossy(&wrong.stderr).contains("401"),
