@@ -5,8 +5,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crowdfactor_e2e::*;
@@ -438,129 +437,6 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
     the_tab_did(&server, &id, &numbers).await;
     client.close().await.unwrap();
     server.shutdown().await;
-}
-
-/// A TCP proxy in front of the coordinator that can go silent: `freeze`
-/// stops every WebSocket connection open at that moment passing bytes
-/// either way, without closing it (a coordinator whose machine lost power,
-/// or a laptop that changed networks, as the tab's socket sees it).
-/// Connections opened later pass as usual, and so do the page's HTTP
-/// requests: its Web Workers may still be loading their code. It can also
-/// break off requests for one path (`refuse`).
-struct FreezingProxy {
-    addr: std::net::SocketAddr,
-    open: Arc<Mutex<Vec<Arc<Link>>>>,
-    refused: Arc<Mutex<Option<&'static str>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// One connection through a [`FreezingProxy`].
-struct Link {
-    /// The client's first bytes asked for the WebSocket.
-    websocket: AtomicBool,
-    frozen: AtomicBool,
-    /// Set to close both directions at once.
-    cut: tokio::sync::watch::Sender<bool>,
-}
-
-impl FreezingProxy {
-    async fn start(to: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(Mutex::new(Vec::<Arc<Link>>::new()));
-        let refused = Arc::new(Mutex::new(None));
-        let (conns, refusing) = (Arc::clone(&open), Arc::clone(&refused));
-        let task = tokio::spawn(async move {
-            // Dropped with this task: no pump outlives the proxy.
-            let mut pumps = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((client, _)) = accepted else { continue };
-                        let Ok(server) = tokio::net::TcpStream::connect(to).await else { continue };
-                        let link = Arc::new(Link {
-                            websocket: AtomicBool::new(false),
-                            frozen: AtomicBool::new(false),
-                            cut: tokio::sync::watch::channel(false).0,
-                        });
-                        conns.lock().unwrap().push(Arc::clone(&link));
-                        let (cr, cw) = client.into_split();
-                        let (sr, sw) = server.into_split();
-                        pumps.spawn(pump(cr, sw, Arc::clone(&link), Some(Arc::clone(&refusing))));
-                        pumps.spawn(pump(sr, cw, link, None));
-                    }
-                    Some(_) = pumps.join_next(), if !pumps.is_empty() => {}
-                }
-            }
-        });
-        FreezingProxy {
-            addr,
-            open,
-            refused,
-            task,
-        }
-    }
-
-    fn freeze(&self) {
-        for link in self.open.lock().unwrap().iter() {
-            if link.websocket.load(Ordering::SeqCst) {
-                link.frozen.store(true, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Closes the connection of every request for `path` from now on
-    /// (`None`: no more).
-    fn refuse(&self, path: Option<&'static str>) {
-        *self.refused.lock().unwrap() = path;
-    }
-}
-
-impl Drop for FreezingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Passes bytes one way; `refused` for the direction from the client, which
-/// says what the connection is for.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    link: Arc<Link>,
-    refused: Option<Arc<Mutex<Option<&'static str>>>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 << 10];
-    let mut cut = link.cut.subscribe();
-    let mut first = true;
-    loop {
-        let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            },
-            _ = cut.wait_for(|cut| *cut) => return,
-        };
-        if let Some(refused) = &refused {
-            let request = &buf[..n];
-            if std::mem::take(&mut first) && request.starts_with(b"GET /ws") {
-                link.websocket.store(true, Ordering::SeqCst);
-            }
-            let path = *refused.lock().unwrap();
-            if path.is_some_and(|p| request.starts_with(format!("GET {p} ").as_bytes())) {
-                link.cut.send_replace(true);
-                return;
-            }
-        }
-        if link.frozen.load(Ordering::SeqCst) {
-            // Holds both sockets open, passing nothing, until the proxy ends.
-            std::future::pending::<()>().await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// A coordinator that goes silent without closing the socket: the tab

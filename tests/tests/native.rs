@@ -808,6 +808,107 @@ mod scripted_coordinator {
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
         assert!(matches!(next(&mut ws).await, Some(ClientMessage::Hello(_))));
     }
+
+    /// Waits for the worker's `ack` of `chunk`.
+    async fn acked(ws: &mut Ws, chunk: u64) {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                .await
+                .expect("no ack")
+                .expect("the worker closed")
+                .unwrap();
+            if let Message::Text(t) = frame {
+                if let ClientMessage::Ack { chunk_id } = ClientMessage::decode(&t, 1 << 20).unwrap()
+                {
+                    if chunk_id == chunk {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The result for `chunk`, checked against the engine.
+    async fn checked_result(ws: &mut Ws, chunk: u64, numbers: &[u128]) {
+        match next(ws).await {
+            Some(ClientMessage::Result(r)) => {
+                assert_eq!(r.chunk_id, chunk);
+                let want: Vec<Vec<u128>> = numbers
+                    .iter()
+                    .map(|&n| crowdfactor_factor::factor(n))
+                    .collect();
+                assert!(
+                    r.factors.iter().eq(want.iter().map(|l| &l[..])),
+                    "chunk {chunk}: the factors of its own numbers"
+                );
+            }
+            other => panic!("expected the result of chunk {chunk}, got {other:?}"),
+        }
+    }
+
+    /// The connection ends while the worker factors a chunk, and the chunk
+    /// is leased to it again on its next one (a coordinator queues a closed
+    /// connection's chunks again under their ids, first in line): the
+    /// computation begun for the old connection answers it, whether it is
+    /// still running or done by then. The same id with other numbers (a
+    /// coordinator started afresh on another database) is factored anew.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunk_leased_again_after_a_reconnect_is_answered_by_its_first_computation() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let mut worker = WorkerProc(
+            std::process::Command::new(bin("crowdfactor-worker"))
+                .args(["--server", &url, "--threads", "1", "--exit-when-idle"])
+                .env("RUST_LOG", "info")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // Seconds of work (3,000 semiprimes of two 40-bit primes): still
+        // running when the worker is back.
+        let long = semiprimes(3_000, 40, 11);
+        let mut ws = welcome(&listener, 5000).await;
+        send(&mut ws, assign_numbers(5, long.clone())).await;
+        acked(&mut ws, 5).await;
+        // Begun (a chunk whose computation had not begun when its
+        // connection ended is not kept: it is factored anew if it comes back).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(ws);
+        let mut ws = welcome(&listener, 5000).await;
+        send(&mut ws, assign_numbers(5, long.clone())).await;
+        checked_result(&mut ws, 5, &long).await;
+        // About a second of work, done before it is leased again.
+        let short = semiprimes(700, 40, 12);
+        send(&mut ws, assign_numbers(6, short.clone())).await;
+        acked(&mut ws, 6).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(ws);
+        let mut ws = welcome(&listener, 5000).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        send(&mut ws, assign_numbers(6, short.clone())).await;
+        checked_result(&mut ws, 6, &short).await;
+        // Chunk 7 again, but with other numbers.
+        send(&mut ws, assign_numbers(7, long.clone())).await;
+        acked(&mut ws, 7).await;
+        drop(ws);
+        let mut ws = welcome(&listener, 5000).await;
+        let other = vec![12, 35, 999_999_999_999];
+        send(&mut ws, assign_numbers(7, other.clone())).await;
+        checked_result(&mut ws, 7, &other).await;
+        send(&mut ws, ServerMessage::Idle).await;
+        assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut worker.0.stderr.take().unwrap(), &mut log).unwrap();
+        let running = log
+            .matches("already being factored for the previous connection")
+            .count();
+        let done = log
+            .matches("answered with the result factored for the previous connection")
+            .count();
+        // Chunk 5 still running, chunk 6 done (on a loaded machine chunk 6
+        // may still be running too): each answered by its first computation.
+        assert_eq!(running + done, 2, "{log}");
+    }
 }
 
 /// A live server answers the worker's heartbeats (and pings): a worker

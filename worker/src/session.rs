@@ -1,13 +1,13 @@
 //! The worker's connection loop: connect, hello, factor what is assigned,
 //! heartbeat, and reconnect with exponential backoff when the socket drops.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{
-    ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
+    Assignment, ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
     ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -85,12 +85,28 @@ pub async fn run(opts: Options) -> ExitCode {
         stop_signal().await;
         std::process::exit(130);
     });
+    // Results reach the connection of the moment through one channel, so
+    // that chunks factored for a connection that ended can serve the next.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Factored>();
+    let mut carried = Carried::default();
     let code = loop {
         if *drain_rx.borrow() {
             break ExitCode::SUCCESS;
         }
         let started = Instant::now();
-        let outcome = session(&opts, &compute, &mut stats, drain_rx.clone()).await;
+        let mut held = Held::default();
+        carried.epoch += 1;
+        let outcome = session(
+            &opts,
+            &compute,
+            &mut stats,
+            drain_rx.clone(),
+            (&done_tx, &mut done_rx),
+            &mut held,
+            &mut carried,
+        )
+        .await;
+        held.carry_into(&mut carried);
         match outcome {
             Ok(End::Idle) => {
                 tracing::info!(
@@ -163,11 +179,101 @@ struct Stats {
     progress: Option<indicatif::ProgressBar>,
 }
 
+/// The chunks one connection holds. When it ends, those being factored
+/// are carried over ([`Held::carry_into`]); the others never start (the
+/// coordinator queues them again).
+#[derive(Default)]
+struct Held {
+    /// Assigned and not answered yet.
+    inflight: HashMap<ChunkId, Arc<Assignment>>,
+    /// Of those, the ones being factored for an earlier connection.
+    adopted: HashSet<ChunkId>,
+    /// Chunks whose computation has begun (the rest can be handed back).
+    started: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
+}
+
+impl Held {
+    fn carry_into(self, carried: &mut Carried) {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, assignment) in self.inflight {
+            // Marking a chunk started keeps a task waiting for a thread from
+            // beginning it.
+            if self.adopted.contains(&id) || !started.insert(id) {
+                carried.running.insert(id, assignment);
+            }
+        }
+    }
+}
+
+/// What ended connections leave to the next one: chunks still being
+/// factored for them, and the results of those done since. The coordinator
+/// queues a closed (or silent) connection's chunks again under the same ids
+/// and hands them out first, usually to this worker as it reconnects: a
+/// chunk given back to us is answered from here, not factored twice.
+#[derive(Default)]
+struct Carried {
+    /// Counts connections; a result says which one it was factored for.
+    epoch: u64,
+    running: HashMap<ChunkId, Arc<Assignment>>,
+    /// Oldest first, at most [`CARRIED_RESULTS`], none older than [`CARRIED_FOR`].
+    done: VecDeque<(Instant, Factored)>,
+}
+
+/// Most results kept for a later connection, and for how long: chunks are
+/// leased again within seconds of their connection's end, or not to us.
+const CARRIED_RESULTS: usize = 64;
+const CARRIED_FOR: Duration = Duration::from_secs(600);
+
+impl Carried {
+    /// Keeps the result of a chunk factored for an ended connection.
+    fn keep(&mut self, factored: Factored) {
+        let id = factored.chunk_id;
+        if self
+            .running
+            .get(&id)
+            .is_some_and(|a| Arc::ptr_eq(a, &factored.assignment))
+        {
+            self.running.remove(&id);
+        }
+        let now = Instant::now();
+        self.done
+            .retain(|(at, _)| now.duration_since(*at) < CARRIED_FOR);
+        if self.done.len() >= CARRIED_RESULTS {
+            self.done.pop_front();
+        }
+        self.done.push_back((now, factored));
+    }
+
+    /// The result kept for exactly this assignment (same chunk, job and
+    /// numbers: a coordinator started afresh on another database may reuse
+    /// an id).
+    fn take_result(&mut self, a: &Assignment) -> Option<Factored> {
+        let i = self.done.iter().position(|(_, f)| *f.assignment == *a)?;
+        self.done.remove(i).map(|(_, factored)| factored)
+    }
+
+    /// Whether exactly this assignment is still being factored for an ended
+    /// connection; if so it is now the current connection's.
+    fn take_running(&mut self, a: &Assignment) -> bool {
+        let same = self.running.get(&a.chunk_id).is_some_and(|x| **x == *a);
+        if same {
+            self.running.remove(&a.chunk_id);
+        }
+        same
+    }
+}
+
 async fn session(
     opts: &Options,
     compute: &Arc<Semaphore>,
     stats: &mut Stats,
     mut drain: tokio::sync::watch::Receiver<bool>,
+    (done_tx, done_rx): (
+        &mpsc::UnboundedSender<Factored>,
+        &mut mpsc::UnboundedReceiver<Factored>,
+    ),
+    held: &mut Held,
+    carried: &mut Carried,
 ) -> Result<End, SessionError> {
     // tungstenite zeroes its whole read buffer (128 KiB by default) as it
     // reads; a smaller one costs less per frame. Small frames go out at once.
@@ -224,11 +330,13 @@ async fn session(
         }
         _ => return Err(SessionError::NoWelcome),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Factored>();
-    let mut inflight: HashSet<ChunkId> = HashSet::new();
+    let Held {
+        inflight,
+        adopted,
+        started,
+    } = held;
+    let epoch = carried.epoch;
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
-    // Chunks whose computation has begun (the rest can be handed back).
-    let started = Arc::new(std::sync::Mutex::new(HashSet::<ChunkId>::new()));
     let mut draining = false;
     let cpu = opts.cpu_percent.clamp(1, 100);
     let beat = Duration::from_millis(heartbeat_ms.clamp(100, 60_000));
@@ -264,8 +372,22 @@ async fn session(
                         // Leased again while we hold it (the lease lapsed while
                         // this machine slept, say): the one computation serves
                         // the new lease, whose holder wants its result.
-                        if !inflight.insert(a.chunk_id) {
+                        if inflight.contains_key(&a.chunk_id) {
                             cancelled.remove(&a.chunk_id);
+                            continue;
+                        }
+                        if let Some(Factored { chunk_id, count, text, .. }) = carried.take_result(&a) {
+                            tracing::info!(chunk_id, numbers = count, "answered with the result factored for the previous connection");
+                            stats.numbers += count as u64;
+                            stats.chunks += 1;
+                            sink.send(Message::text(text)).await?;
+                            continue;
+                        }
+                        let a = Arc::new(a);
+                        inflight.insert(a.chunk_id, Arc::clone(&a));
+                        if carried.take_running(&a) {
+                            tracing::info!(chunk_id = a.chunk_id, "already being factored for the previous connection; its result will answer");
+                            adopted.insert(a.chunk_id);
                             continue;
                         }
                         let (compute, done_tx, started) = (compute.clone(), done_tx.clone(), started.clone());
@@ -278,10 +400,11 @@ async fn session(
                                     return;
                                 }
                             }
-                            let (numbers, chunk_id) = (a.numbers, a.chunk_id);
+                            let chunk_id = a.chunk_id;
+                            let assignment = Arc::clone(&a);
                             let factored = tokio::task::spawn_blocking(move || {
                                 let began = Instant::now();
-                                let factors = factor_chunk(numbers, cpu);
+                                let factors = factor_chunk(&a.numbers, cpu);
                                 let took = began.elapsed();
                                 let count = factors.len();
                                 // Written out here, on the compute thread, not by
@@ -291,7 +414,7 @@ async fn session(
                                 // for all threads would cap a many-core worker.
                                 let compute_us = Some(took.as_micros() as u64);
                                 let text = ClientMessage::Result(ChunkResult { chunk_id, factors, compute_us }).encode();
-                                Factored { chunk_id, count, took, text }
+                                Factored { chunk_id, count, took, text, epoch, assignment }
                             })
                             .await;
                             if let Ok(factored) = factored {
@@ -301,7 +424,7 @@ async fn session(
                     }
                     ServerMessage::Cancel { chunk_ids } => {
                         for id in chunk_ids {
-                            if inflight.contains(&id) {
+                            if inflight.contains_key(&id) {
                                 cancelled.insert(id);
                             }
                         }
@@ -324,7 +447,14 @@ async fn session(
                     ServerMessage::Accepted { .. } | ServerMessage::Welcome { .. } | ServerMessage::Heartbeat => {}
                 }
             }
-            Some(Factored { chunk_id, count, took, text }) = done_rx.recv() => {
+            Some(factored) = done_rx.recv() => {
+                // Factored for an ended connection and not asked for again
+                // (yet): kept for a later assignment of the same chunk.
+                if factored.epoch != epoch && !adopted.remove(&factored.chunk_id) {
+                    carried.keep(factored);
+                    continue;
+                }
+                let Factored { chunk_id, count, took, text, .. } = factored;
                 inflight.remove(&chunk_id);
                 // A later lease of the same chunk is worked afresh.
                 started.lock().unwrap_or_else(|p| p.into_inner()).remove(&chunk_id);
@@ -346,7 +476,11 @@ async fn session(
                 // Hand back every chunk no thread has begun; mark them so they never start.
                 let unstarted: Vec<ChunkId> = {
                     let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
-                    inflight.iter().copied().filter(|id| s.insert(*id)).collect()
+                    inflight
+                        .keys()
+                        .copied()
+                        .filter(|id| !adopted.contains(id) && s.insert(*id))
+                        .collect()
                 };
                 for id in &unstarted {
                     inflight.remove(id);
@@ -394,6 +528,10 @@ struct Factored {
     count: usize,
     took: Duration,
     text: String,
+    /// The connection it was factored for ([`Carried::epoch`]), and what
+    /// that connection assigned.
+    epoch: u64,
+    assignment: Arc<Assignment>,
 }
 
 /// Ctrl-C (SIGINT), or SIGTERM: how systemd, Docker and Kubernetes stop a
@@ -418,7 +556,7 @@ async fn stop_signal() {
 /// work / (work + sleep) matches `cpu_percent`. A range of small numbers is
 /// sieved as a whole (`factor_progression`), in slices of [`RANGE_SLICE`]
 /// numbers when throttled.
-fn factor_chunk(numbers: ChunkNumbers, cpu_percent: u8) -> FactorLists {
+fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8) -> FactorLists {
     let mut out = FactorLists::with_capacity(numbers.len(), 4);
     let mut slice_start = Instant::now();
     let mut rest_if_due = || {
@@ -431,7 +569,7 @@ fn factor_chunk(numbers: ChunkNumbers, cpu_percent: u8) -> FactorLists {
             }
         }
     };
-    match &numbers {
+    match numbers {
         ChunkNumbers::Range(r)
             if crowdfactor_factor::progression_is_sieved(r.start(), r.step(), numbers.len()) =>
         {
@@ -480,7 +618,7 @@ mod tests {
             ),
         ] {
             let want: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
-            let got = factor_chunk(numbers, cpu);
+            let got = factor_chunk(&numbers, cpu);
             assert!(got.iter().eq(want.iter().map(|l| &l[..])), "cpu {cpu}");
         }
     }
