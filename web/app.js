@@ -25,8 +25,10 @@ const state = {
   ws: null,
   connection: 'connecting',
   generation: 0,
-  workers: [],        // { worker, chunk: {id, count, generation, cancelled?} | null, ready, retiring }
+  workers: [],        // { worker, chunk: {id, count, generation, frame, cancelled?} | null, ready, retiring, done }
   queue: [],          // assignments received but not started: { id, count, frame }
+  sent: new Map(),     // chunk id -> { frame, result }: results sent, not yet accepted or rejected
+  carried: [],        // results for an earlier connection: { frame, result, at }
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
@@ -53,7 +55,7 @@ function send(frame) {
 }
 
 function spawnWorker() {
-  const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunk: null, ready: false, retiring: false };
+  const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunk: null, ready: false, retiring: false, done: 0 };
   w.worker.onmessage = (event) => onWorkerMessage(w, event.data);
   w.worker.onerror = (event) => {
     console.error('worker failed', event.message);
@@ -108,10 +110,16 @@ function onWorkerMessage(w, msg) {
   }
   const chunk = w.chunk;
   w.chunk = null;
-  if (msg.type === 'result' && chunk && chunk.id === msg.id && chunk.generation === state.generation) {
-    send(msg.frame);
+  if (msg.type === 'result' && chunk && chunk.id === msg.id) {
+    w.done += 1;
     state.factored += chunk.count;
     state.events.push([performance.now(), chunk.count]);
+    const answer = { id: chunk.id, frame: chunk.frame, result: msg.frame };
+    if (chunk.generation === state.generation) {
+      sendResult(answer);
+    } else if (!chunk.cancelled) {
+      keep(answer);
+    }
   } else if (msg.type === 'error') {
     console.error('factorizer error', msg.message);
     if (chunk) send(release_message([chunk.id]));
@@ -119,6 +127,49 @@ function onWorkerMessage(w, msg) {
   if (w.retiring) retire(w);
   pump();
   render();
+}
+
+/**
+ * Sends a chunk's result and keeps it until the server accepts or rejects
+ * it: a connection found dead (three unanswered heartbeats) may have taken
+ * it nowhere.
+ */
+function sendResult(answer) {
+  send(answer.result);
+  state.sent.delete(answer.id);
+  state.sent.set(answer.id, answer);
+  if (state.sent.size > 256) state.sent.delete(state.sent.keys().next().value);
+}
+
+/**
+ * Keeps the result of a chunk computed for a connection that has ended,
+ * or sent on it and not answered: the coordinator queues that connection's
+ * chunks again under their ids, first in line, so this tab, reconnecting,
+ * is likely to be given it again (see `assign`). A few, for ten minutes at
+ * most.
+ */
+function keep(answer) {
+  const now = performance.now();
+  state.carried = state.carried.filter((c) => now - c.at < 600000).slice(-63);
+  state.carried.push({ ...answer, at: now });
+}
+
+/**
+ * A chunk leased again that this tab factored, or is factoring, for an
+ * earlier connection (the same assignment, word for word: id, job and
+ * numbers) is answered by that computation instead of a second one.
+ */
+function answerFromEarlier(text) {
+  const kept = state.carried.findIndex((c) => c.frame === text);
+  if (kept >= 0) {
+    const [c] = state.carried.splice(kept, 1);
+    sendResult(c);
+    return true;
+  }
+  const running = state.workers.find((w) => w.chunk && !w.chunk.cancelled
+    && w.chunk.generation !== state.generation && w.chunk.frame === text);
+  if (running) running.chunk.generation = state.generation;
+  return Boolean(running);
 }
 
 /** Whether chunk `id` waits here or runs in a Web Worker (not cancelled). */
@@ -134,7 +185,7 @@ function pump() {
     if (state.queue.length === 0) break;
     if (w.chunk || !w.ready || w.retiring) continue;
     const next = state.queue.shift();
-    w.chunk = { id: next.id, count: next.count, generation: state.generation };
+    w.chunk = { id: next.id, count: next.count, generation: state.generation, frame: next.frame };
     w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame });
   }
 }
@@ -173,11 +224,16 @@ function reconnectLater(why) {
   state.backoff = Math.min(state.backoff * 2, 30000);
 }
 
-/** Forgets the socket; the server requeues whatever it held. */
+/**
+ * Forgets the socket; the server requeues whatever it held. Results it
+ * never answered are kept for the next connection.
+ */
 function dropSocket() {
   clearInterval(state.heartbeat);
   state.ws = null;
   state.queue = [];
+  for (const answer of state.sent.values()) keep(answer);
+  state.sent.clear();
 }
 
 /**
@@ -235,7 +291,7 @@ function onServerMessage(text) {
       state.serverIdle = false;
       // Leased again while this tab holds it (the lease lapsed while the
       // machine slept, say): the one computation serves the new lease.
-      if (holds(msg.chunk_id)) break;
+      if (holds(msg.chunk_id) || answerFromEarlier(text)) break;
       if (effectivePause()) {
         send(release_message([msg.chunk_id])); // raced with a pause: hand it back
       } else {
@@ -259,7 +315,11 @@ function onServerMessage(text) {
     case 'idle':
       state.serverIdle = true;
       break;
+    case 'accepted':
+      state.sent.delete(msg.chunk_id);
+      break;
     case 'rejected':
+      state.sent.delete(msg.chunk_id);
       console.warn('result rejected', msg.reason);
       break;
     case 'error':
@@ -330,7 +390,7 @@ function render() {
   while (list.children.length < state.workers.length) list.appendChild(document.createElement('li'));
   state.workers.forEach((w, i) => {
     const label = w.chunk ? (w.retiring ? 'finishing' : 'factoring') : paused ? 'paused' : 'idle';
-    list.children[i].textContent = `worker ${i + 1}: ${label}`;
+    list.children[i].textContent = `worker ${i + 1}: ${label} · ${w.done} chunk${w.done === 1 ? '' : 's'} done`;
     list.children[i].className = label;
   });
 }

@@ -441,7 +441,9 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
 
 /// A coordinator that goes silent without closing the socket: the tab
 /// notices its heartbeats go unanswered, connects again, and finishes the
-/// job (its chunks on the dead connection are leased to it again).
+/// job (its chunks on the dead connection are leased to it again, and
+/// those its Web Workers were factoring are answered by that computation:
+/// the Web Workers factored as many chunks as the job took).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_whose_server_goes_silent_connects_again() {
     let server = TestServer::start(Config {
@@ -473,6 +475,23 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
         "reconnected too late to tell"
     );
     the_tab_did(&server, &id, &numbers).await;
+    let chunks = server.job(&id).await["chunks"].as_u64().unwrap();
+    let mut factored = 0;
+    for item in client
+        .find_all(Locator::Css("#worker-list li"))
+        .await
+        .unwrap()
+    {
+        // "worker 1: idle · 12 chunks done"
+        let text = item.text().await.unwrap();
+        let count = text
+            .split(" · ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        factored += count.unwrap_or_else(|| panic!("no chunk count in {text:?}"));
+    }
+    assert_eq!(factored, chunks, "chunks factored by the Web Workers");
     // A live coordinator's answers keep the tab on its new connection
     // (dozens of heartbeats by now).
     let now: Vec<_> = workers(&server)

@@ -850,8 +850,10 @@ mod scripted_coordinator {
     /// is leased to it again on its next one (a coordinator queues a closed
     /// connection's chunks again under their ids, first in line): the
     /// computation begun for the old connection answers it, whether it is
-    /// still running or done by then. The same id with other numbers (a
-    /// coordinator started afresh on another database) is factored anew.
+    /// still running or done by then, or sent and not answered (the old
+    /// connection may have been dead when it went). The same id with other
+    /// numbers (a coordinator started afresh on another database) is
+    /// factored anew, and so is a chunk whose result was accepted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_chunk_leased_again_after_a_reconnect_is_answered_by_its_first_computation() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -887,6 +889,12 @@ mod scripted_coordinator {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         send(&mut ws, assign_numbers(6, short.clone())).await;
         checked_result(&mut ws, 6, &short).await;
+        send(&mut ws, ServerMessage::Accepted { chunk_id: 6 }).await;
+        // A result sent and never answered: the connection may have been
+        // dead already (it is found so only heartbeats later).
+        let tiny = semiprimes(20, 40, 13);
+        send(&mut ws, assign_numbers(9, tiny.clone())).await;
+        checked_result(&mut ws, 9, &tiny).await;
         // Chunk 7 again, but with other numbers.
         send(&mut ws, assign_numbers(7, long.clone())).await;
         acked(&mut ws, 7).await;
@@ -895,6 +903,11 @@ mod scripted_coordinator {
         let other = vec![12, 35, 999_999_999_999];
         send(&mut ws, assign_numbers(7, other.clone())).await;
         checked_result(&mut ws, 7, &other).await;
+        send(&mut ws, assign_numbers(9, tiny.clone())).await;
+        checked_result(&mut ws, 9, &tiny).await;
+        // Accepted: not kept, factored again if leased again.
+        send(&mut ws, assign_numbers(6, short.clone())).await;
+        checked_result(&mut ws, 6, &short).await;
         send(&mut ws, ServerMessage::Idle).await;
         assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
         let mut log = String::new();
@@ -905,9 +918,10 @@ mod scripted_coordinator {
         let done = log
             .matches("answered with the result factored for the previous connection")
             .count();
-        // Chunk 5 still running, chunk 6 done (on a loaded machine chunk 6
-        // may still be running too): each answered by its first computation.
-        assert_eq!(running + done, 2, "{log}");
+        // Chunk 5 still running, chunks 6 and 9 done (on a loaded machine
+        // chunk 6 may still be running too): each answered by its first
+        // computation; chunk 6, once accepted, factored anew.
+        assert_eq!(running + done, 3, "{log}");
     }
 }
 

@@ -12,7 +12,7 @@ use crowdfactor_protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// What the worker was asked to do.
 #[derive(Debug, Clone)]
@@ -190,7 +190,14 @@ struct Held {
     adopted: HashSet<ChunkId>,
     /// Chunks whose computation has begun (the rest can be handed back).
     started: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
+    /// Results sent and neither accepted nor rejected yet, oldest first: a
+    /// connection found dead may have taken them nowhere.
+    sent: VecDeque<(ChunkId, Kept)>,
 }
+
+/// Most results [`Held::sent`] keeps; the coordinator answers each within
+/// a commit, so only a coordinator that does not answer comes near it.
+const SENT_KEPT: usize = 256;
 
 impl Held {
     fn carry_into(self, carried: &mut Carried) {
@@ -202,11 +209,41 @@ impl Held {
                 carried.running.insert(id, assignment);
             }
         }
+        for (_, kept) in self.sent {
+            carried.keep(kept);
+        }
     }
 }
 
+/// A chunk's `result` message, kept for its next lease.
+#[derive(Debug)]
+struct Kept {
+    assignment: Arc<Assignment>,
+    count: usize,
+    text: Utf8Bytes,
+}
+
+/// Sends a result, keeping it until the coordinator answers for it.
+async fn send_result<S>(
+    sink: &mut S,
+    sent: &mut VecDeque<(ChunkId, Kept)>,
+    kept: Kept,
+) -> Result<(), SessionError>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let message = Message::Text(kept.text.clone());
+    if sent.len() >= SENT_KEPT {
+        sent.pop_front();
+    }
+    sent.push_back((kept.assignment.chunk_id, kept));
+    sink.send(message).await?;
+    Ok(())
+}
+
 /// What ended connections leave to the next one: chunks still being
-/// factored for them, and the results of those done since. The coordinator
+/// factored for them, and results not sent or not answered (the
+/// connection may have been dead for a while before it was noticed). The coordinator
 /// queues a closed (or silent) connection's chunks again under the same ids
 /// and hands them out first, usually to this worker as it reconnects: a
 /// chunk given back to us is answered from here, not factored twice.
@@ -216,7 +253,7 @@ struct Carried {
     epoch: u64,
     running: HashMap<ChunkId, Arc<Assignment>>,
     /// Oldest first, at most [`CARRIED_RESULTS`], none older than [`CARRIED_FOR`].
-    done: VecDeque<(Instant, Factored)>,
+    done: VecDeque<(Instant, Kept)>,
 }
 
 /// Most results kept for a later connection, and for how long: chunks are
@@ -226,12 +263,12 @@ const CARRIED_FOR: Duration = Duration::from_secs(600);
 
 impl Carried {
     /// Keeps the result of a chunk factored for an ended connection.
-    fn keep(&mut self, factored: Factored) {
-        let id = factored.chunk_id;
+    fn keep(&mut self, kept: Kept) {
+        let id = kept.assignment.chunk_id;
         if self
             .running
             .get(&id)
-            .is_some_and(|a| Arc::ptr_eq(a, &factored.assignment))
+            .is_some_and(|a| Arc::ptr_eq(a, &kept.assignment))
         {
             self.running.remove(&id);
         }
@@ -241,15 +278,15 @@ impl Carried {
         if self.done.len() >= CARRIED_RESULTS {
             self.done.pop_front();
         }
-        self.done.push_back((now, factored));
+        self.done.push_back((now, kept));
     }
 
     /// The result kept for exactly this assignment (same chunk, job and
     /// numbers: a coordinator started afresh on another database may reuse
     /// an id).
-    fn take_result(&mut self, a: &Assignment) -> Option<Factored> {
-        let i = self.done.iter().position(|(_, f)| *f.assignment == *a)?;
-        self.done.remove(i).map(|(_, factored)| factored)
+    fn take_result(&mut self, a: &Assignment) -> Option<Kept> {
+        let i = self.done.iter().position(|(_, k)| *k.assignment == *a)?;
+        self.done.remove(i).map(|(_, kept)| kept)
     }
 
     /// Whether exactly this assignment is still being factored for an ended
@@ -334,6 +371,7 @@ async fn session(
         inflight,
         adopted,
         started,
+        sent,
     } = held;
     let epoch = carried.epoch;
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
@@ -376,11 +414,9 @@ async fn session(
                             cancelled.remove(&a.chunk_id);
                             continue;
                         }
-                        if let Some(Factored { chunk_id, count, text, .. }) = carried.take_result(&a) {
-                            tracing::info!(chunk_id, numbers = count, "answered with the result factored for the previous connection");
-                            stats.numbers += count as u64;
-                            stats.chunks += 1;
-                            sink.send(Message::text(text)).await?;
+                        if let Some(kept) = carried.take_result(&a) {
+                            tracing::info!(chunk_id = a.chunk_id, numbers = kept.count, "answered with the result factored for the previous connection");
+                            send_result(&mut sink, sent, kept).await?;
                             continue;
                         }
                         let a = Arc::new(a);
@@ -429,7 +465,11 @@ async fn session(
                             }
                         }
                     }
+                    ServerMessage::Accepted { chunk_id } => {
+                        sent.retain(|(id, _)| *id != chunk_id);
+                    }
                     ServerMessage::Rejected { chunk_id, reason } => {
+                        sent.retain(|(id, _)| *id != chunk_id);
                         // The server's words, logged escaped (they cannot forge lines).
                         tracing::error!(chunk_id, reason = reason.as_str(), "the server rejected our result");
                     }
@@ -444,17 +484,20 @@ async fn session(
                         return Err(SessionError::Refused { code, message });
                     }
                     // Every frame counts as heard (above); these say nothing more.
-                    ServerMessage::Accepted { .. } | ServerMessage::Welcome { .. } | ServerMessage::Heartbeat => {}
+                    ServerMessage::Welcome { .. } | ServerMessage::Heartbeat => {}
                 }
             }
             Some(factored) = done_rx.recv() => {
                 // Factored for an ended connection and not asked for again
                 // (yet): kept for a later assignment of the same chunk.
-                if factored.epoch != epoch && !adopted.remove(&factored.chunk_id) {
-                    carried.keep(factored);
+                let Factored { chunk_id, count, took, text, epoch: factored_for, assignment } = factored;
+                let kept = Kept { assignment, count, text: text.into() };
+                if factored_for != epoch && !adopted.remove(&chunk_id) {
+                    stats.numbers += count as u64;
+                    stats.chunks += 1;
+                    carried.keep(kept);
                     continue;
                 }
-                let Factored { chunk_id, count, took, text, .. } = factored;
                 inflight.remove(&chunk_id);
                 // A later lease of the same chunk is worked afresh.
                 started.lock().unwrap_or_else(|p| p.into_inner()).remove(&chunk_id);
@@ -464,7 +507,7 @@ async fn session(
                 tracing::debug!(chunk_id, numbers = count, took_ms = took.as_millis() as u64, "chunk factored");
                 stats.numbers += count as u64;
                 stats.chunks += 1;
-                sink.send(Message::text(text)).await?;
+                send_result(&mut sink, sent, kept).await?;
                 if draining && inflight.is_empty() {
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(End::Interrupted);
