@@ -135,6 +135,10 @@ function onWorkerMessage(w, msg) {
  * it nowhere.
  */
 function sendResult(answer) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
+    keep(answer); // between connections
+    return;
+  }
   send(answer.result);
   state.sent.delete(answer.id);
   state.sent.set(answer.id, answer);
