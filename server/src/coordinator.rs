@@ -488,18 +488,22 @@ impl Conn {
     }
 
     /// The work each thread has in hand: the chunks it holds and has not
-    /// answered, shared out among its threads, once they are all busy.
+    /// answered, shared out among its threads, once they are all busy; at
+    /// most the largest of them. Workers ask for two slots a thread, so a
+    /// chunk waits for one other at most; a worker asking for many more
+    /// than it has threads would otherwise stretch its deadlines with
+    /// every chunk it hoards.
     fn work_ahead(&self, open: &FxHashMap<ChunkId, OpenChunk>) -> f64 {
         let threads = self.threads.max(1);
         let unanswered = self.held.iter().filter(|id| !self.answered.contains(id));
         if unanswered.clone().count() < threads as usize {
             return 0.0;
         }
-        let work: f64 = unanswered
+        let (work, largest) = unanswered
             .filter_map(|id| open.get(id))
             .map(|o| o.work.cost)
-            .sum();
-        work / f64::from(threads)
+            .fold((0.0, 0.0f64), |(sum, max), c| (sum + c, max.max(c)));
+        (work / f64::from(threads)).min(largest)
     }
 
     /// How long a chunk may stay leased to this worker: ten times what it
@@ -1896,6 +1900,48 @@ mod tests {
         assert!(longest > 20.0, "longest chunk {longest:.1} s");
         let done = c.store().job(1).expect("job").expect("exists").done;
         assert_eq!(done, numbers.len() as u64);
+    }
+
+    /// A worker asking for far more chunks than it has threads (a hoarder)
+    /// gets no longer deadlines for them: a chunk is taken to wait for one
+    /// other at most, as with the two slots a thread workers ask for.
+    #[test]
+    fn hoarded_chunks_get_no_longer_deadlines() {
+        let c = coord(10_000, 10_000);
+        c.create_job(job((1..=100_000).collect(), 100))
+            .expect("job");
+        let a = conn(&c, 1);
+        c.describe(a, None, 1);
+        // Its speed: 100 numbers in 2 s, so each chunk's deadline is 20 s.
+        loop {
+            let x = c.lease(a);
+            let id = x[0].chunk_id;
+            let len = span_of(&c, id).len;
+            c.accept(
+                a,
+                id,
+                vec![vec![]; len as usize].into(),
+                Some(Duration::from_secs(2)),
+            )
+            .expect("accept");
+            if len == 100 {
+                break;
+            }
+        }
+        c.set_slots(a, 500);
+        let got = c.lease(a);
+        assert_eq!(got.len(), 500);
+        let st = c.lock();
+        let deadlines: Vec<Duration> = got
+            .iter()
+            .map(|x| {
+                let open = &st.open[&x.chunk_id];
+                let lease = open.lease.expect("leased");
+                st.conns[&a].lease_deadline(&open.work, &lease, &c.timing)
+            })
+            .collect();
+        let longest = deadlines.iter().max().copied().unwrap_or_default();
+        assert!(longest <= Duration::from_secs(41), "{longest:?}");
     }
 
     /// First chunks shrink as the numbers grow: thousands of the classic
