@@ -149,12 +149,14 @@ function sendResult(answer) {
  * Keeps the result of a chunk computed for a connection that has ended,
  * or sent on it and not answered: the coordinator queues that connection's
  * chunks again under their ids, first in line, so this tab, reconnecting,
- * is likely to be given it again (see `assign`). A few, for ten minutes at
- * most.
+ * is likely to be given it again (see `assign`). A few (frames of list
+ * chunks take megabytes), for ten minutes at most.
  */
 function keep(answer) {
   const now = performance.now();
-  state.carried = state.carried.filter((c) => now - c.at < 600000).slice(-63);
+  // Two connections' worth: a chunk computing and one answered per slot.
+  const most = 4 * settings.workers;
+  state.carried = state.carried.filter((c) => now - c.at < 600000).slice(-(most - 1));
   state.carried.push({ ...answer, at: now });
 }
 

@@ -88,7 +88,12 @@ pub async fn run(opts: Options) -> ExitCode {
     // Results reach the connection of the moment through one channel, so
     // that chunks factored for a connection that ended can serve the next.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Factored>();
-    let mut carried = Carried::default();
+    let mut carried = Carried {
+        // What two connections' worth of chunks can leave: a chunk
+        // computing and one answered per slot.
+        most: 4 * opts.threads,
+        ..Carried::default()
+    };
     let code = loop {
         if *drain_rx.borrow() {
             break ExitCode::SUCCESS;
@@ -252,13 +257,14 @@ struct Carried {
     /// Counts connections; a result says which one it was factored for.
     epoch: u64,
     running: HashMap<ChunkId, Arc<Assignment>>,
-    /// Oldest first, at most [`CARRIED_RESULTS`], none older than [`CARRIED_FOR`].
+    /// Oldest first, at most `most`, none older than [`CARRIED_FOR`].
     done: VecDeque<(Instant, Kept)>,
+    most: usize,
 }
 
-/// Most results kept for a later connection, and for how long: chunks are
-/// leased again within seconds of their connection's end, or not to us.
-const CARRIED_RESULTS: usize = 64;
+/// How long a result is kept for a later connection: chunks are leased
+/// again within seconds of their connection's end (or its lease timeout),
+/// or not to us.
 const CARRIED_FOR: Duration = Duration::from_secs(600);
 
 impl Carried {
@@ -275,7 +281,7 @@ impl Carried {
         let now = Instant::now();
         self.done
             .retain(|(at, _)| now.duration_since(*at) < CARRIED_FOR);
-        if self.done.len() >= CARRIED_RESULTS {
+        if self.done.len() >= self.most.max(1) {
             self.done.pop_front();
         }
         self.done.push_back((now, kept));
