@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::{ByKind, JobId, JobInfo, NewJob, Numbers, StoreError};
+use crate::store::{ByKind, JobId, JobInfo, ListBuilder, NewJob, Numbers, StoreError};
 use crate::AppState;
 
 /// An API error, rendered as `{"error": {"code", "message", ...}}`.
@@ -190,7 +190,7 @@ struct RangeRequest<'a> {
 /// took 2.4 GB before its count was refused), and past the limit per job
 /// numbers are only counted.
 struct Listed {
-    numbers: Vec<u128>,
+    numbers: ListBuilder,
     count: u64,
     /// The first item that is no number (or 0), with its error.
     bad: Option<AppError>,
@@ -216,7 +216,7 @@ impl<'de> Deserialize<'de> for Listed {
             ) -> Result<Listed, A::Error> {
                 let keep = KEEP.with(|k| k.get());
                 let mut list = Listed {
-                    numbers: Vec::new(),
+                    numbers: ListBuilder::default(),
                     count: 0,
                     bad: None,
                 };
@@ -349,7 +349,7 @@ pub fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError
             if let Some(e) = list.bad {
                 return Err(e);
             }
-            Numbers::from(list.numbers)
+            Numbers::List(list.numbers.finish())
         }
         (None, Some(range)) => {
             let start = parse_number(range.start, "range.start")?;

@@ -385,7 +385,7 @@ fn cut(numbers: &Numbers, start: u64, len: u64, limits: CutLimits) -> (u64, f64)
     match numbers {
         Numbers::List(list) => {
             let (mut taken, mut work) = (0, 0.0);
-            for &n in &list[start as usize..(start + max) as usize] {
+            for n in list.span(start, max) {
                 let more = work + cost(n);
                 if taken > 0
                     && (more > limits.budget || (taken >= limits.share && more > limits.floor))

@@ -44,8 +44,8 @@ use crowdfactor_protocol::{FactorLists, WorkerKind};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    check_span, now_ms, ByKind, Completion, Done, JobId, JobInfo, NewJob, Numbers, OpenJob, Span,
-    Store, StoreError,
+    check_span, now_ms, ByKind, Completion, Done, JobId, JobInfo, ListBuilder, NewJob, Numbers,
+    OpenJob, Span, Store, StoreError,
 };
 
 /// Most operations committed in one transaction.
@@ -705,8 +705,12 @@ fn insert_job(
         let mut stmt = tx
             .prepare_cached("INSERT INTO job_numbers (job_id, seg, numbers) VALUES (?1, ?2, ?3)")
             .map_err(backend)?;
-        for (seg, slice) in list.chunks(SEGMENT).enumerate() {
-            stmt.execute(params![job as i64, seg as i64, encode_numbers(slice)])
+        let mut slice = Vec::with_capacity(SEGMENT);
+        for (seg, start) in (0..list.len()).step_by(SEGMENT).enumerate() {
+            let len = SEGMENT.min(list.len() - start);
+            slice.clear();
+            slice.extend(list.span(start as u64, len as u64));
+            stmt.execute(params![job as i64, seg as i64, encode_numbers(&slice)])
                 .map_err(backend)?;
         }
     }
@@ -940,7 +944,7 @@ impl Store for SqliteStore {
             let numbers = if let Some(range) = job_range(&conn, &info)? {
                 range
             } else {
-                let mut numbers = Vec::with_capacity(info.total as usize);
+                let mut numbers = ListBuilder::with_capacity(info.total as usize);
                 visit_list(&conn, info.id, &mut |n| {
                     numbers.push(n);
                     Ok(())
@@ -951,7 +955,7 @@ impl Store for SqliteStore {
                         what: "number list",
                     }));
                 }
-                numbers.into()
+                Numbers::List(numbers.finish())
             };
             let mut stmt = conn
                 .prepare_cached("SELECT start, count FROM results WHERE job_id = ?1 ORDER BY start")
@@ -1456,6 +1460,34 @@ mod tests {
         assert_eq!(open.len(), 2);
         assert_eq!(open[0].numbers, Numbers::from(vec![10, 11]));
         assert_eq!(open[1].numbers, range);
+    }
+
+    #[test]
+    fn lists_of_every_width_read_back_the_same() {
+        let path = temp_db("widths");
+        let store = SqliteStore::open(&path).expect("open");
+        // Three segments and more; one list with a 128-bit number far in.
+        let narrow: Vec<u128> = (1..=10_000).map(|i| i * 1_000_000_007).collect();
+        let mut wide = narrow.clone();
+        wide[9_000] = u128::MAX;
+        for numbers in [&narrow, &wide] {
+            store
+                .create_job(NewJob {
+                    numbers: numbers.clone().into(),
+                    chunk_cap: None,
+                    priority: 0,
+                })
+                .expect("create");
+        }
+        drop(store);
+        let open = SqliteStore::open(&path)
+            .expect("reopen")
+            .open_jobs()
+            .expect("open jobs");
+        for (job, want) in open.iter().zip([narrow, wide]) {
+            assert_eq!(job.numbers.iter().collect::<Vec<_>>(), want);
+            assert_eq!(job.numbers, Numbers::from(want));
+        }
     }
 
     #[test]

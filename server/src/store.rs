@@ -61,7 +61,7 @@ impl JobInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Numbers {
     /// Numbers given one by one.
-    List(Arc<[u128]>),
+    List(List),
     /// `start, start + step, …`: `count` numbers, the last below 2^128.
     Range {
         /// The first number.
@@ -101,7 +101,7 @@ impl Numbers {
     /// the job): a slice of a range job stays a range.
     pub fn span(&self, start: u64, len: u64) -> ChunkNumbers {
         match self {
-            Numbers::List(l) => l[start as usize..(start + len) as usize].to_vec().into(),
+            Numbers::List(l) => l.span(start, len).collect::<Vec<_>>().into(),
             &Numbers::Range { start: s, step, .. } => {
                 let first = s + u128::from(start) * step;
                 // Only a span longer than the protocol's range limit (a
@@ -119,7 +119,7 @@ impl Numbers {
     /// All the numbers, in order.
     pub fn iter(&self) -> impl Iterator<Item = u128> + '_ {
         let (list, range) = match self {
-            Numbers::List(l) => (Some(l.iter().copied()), None),
+            Numbers::List(l) => (Some(l.span(0, l.len() as u64)), None),
             &Numbers::Range { start, step, count } => (
                 None,
                 Some((0..count).map(move |i| start + u128::from(i) * step)),
@@ -133,7 +133,7 @@ impl Numbers {
     /// The largest number (0 for none).
     pub fn largest(&self) -> u128 {
         match self {
-            Numbers::List(l) => l.iter().copied().max().unwrap_or(0),
+            Numbers::List(l) => l.span(0, l.len() as u64).max().unwrap_or(0),
             Numbers::Range { start, step, count } => {
                 start + u128::from(count.saturating_sub(1)) * step
             }
@@ -143,13 +143,108 @@ impl Numbers {
 
 impl FromIterator<u128> for Numbers {
     fn from_iter<I: IntoIterator<Item = u128>>(iter: I) -> Self {
-        Numbers::List(iter.into_iter().collect())
+        let mut list = ListBuilder::default();
+        iter.into_iter().for_each(|n| list.push(n));
+        Numbers::List(list.finish())
     }
 }
 
 impl From<Vec<u128>> for Numbers {
     fn from(v: Vec<u128>) -> Self {
-        Numbers::List(v.into())
+        v.into_iter().collect()
+    }
+}
+
+/// A list job's numbers, held for as long as the job is open: 8 bytes
+/// each while all of them are below 2^64 (the usual list), 16 otherwise.
+/// Built only through [`ListBuilder`], so equal lists are stored alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum List {
+    /// Every number below 2^64.
+    Narrow(Arc<[u64]>),
+    /// At least one number of 2^64 or more.
+    Wide(Arc<[u128]>),
+}
+
+impl List {
+    /// How many numbers.
+    pub fn len(&self) -> usize {
+        match self {
+            List::Narrow(l) => l.len(),
+            List::Wide(l) => l.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The numbers at indices `start..start + len` (within the list).
+    pub fn span(&self, start: u64, len: u64) -> impl Iterator<Item = u128> + '_ {
+        let at = start as usize..(start + len) as usize;
+        let (narrow, wide) = match self {
+            List::Narrow(l) => (Some(l[at].iter().map(|&n| u128::from(n))), None),
+            List::Wide(l) => (None, Some(l[at].iter().copied())),
+        };
+        narrow
+            .into_iter()
+            .flatten()
+            .chain(wide.into_iter().flatten())
+    }
+}
+
+/// Collects a [`List`] number by number, narrow until a number needs 128
+/// bits: a request of ten million 13-digit numbers peaks at half the
+/// memory it would take as `u128`s.
+#[derive(Debug, Default)]
+pub struct ListBuilder {
+    narrow: Vec<u64>,
+    /// Empty until a number of 2^64 or more comes; then every number.
+    wide: Vec<u128>,
+}
+
+impl ListBuilder {
+    /// Room for `n` numbers below 2^64.
+    pub fn with_capacity(n: usize) -> Self {
+        ListBuilder {
+            narrow: Vec::with_capacity(n),
+            wide: Vec::new(),
+        }
+    }
+
+    /// Appends `n`.
+    pub fn push(&mut self, n: u128) {
+        match u64::try_from(n) {
+            Ok(small) if self.wide.is_empty() => self.narrow.push(small),
+            _ => {
+                if self.wide.is_empty() {
+                    self.wide.reserve(self.narrow.len() + 1);
+                    self.wide.extend(self.narrow.drain(..).map(u128::from));
+                    self.narrow = Vec::new();
+                }
+                self.wide.push(n);
+            }
+        }
+    }
+
+    /// How many numbers so far.
+    pub fn len(&self) -> usize {
+        self.narrow.len() + self.wide.len()
+    }
+
+    /// Whether there are none yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The list.
+    pub fn finish(self) -> List {
+        if self.wide.is_empty() {
+            List::Narrow(self.narrow.into())
+        } else {
+            List::Wide(self.wide.into())
+        }
     }
 }
 
@@ -528,6 +623,29 @@ impl Store for MemoryStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_is_narrow_until_a_number_needs_128_bits() {
+        let small: Vec<u128> = vec![1, 12, u128::from(u64::MAX), 5];
+        let mut mixed = small.clone();
+        mixed.insert(2, 1 << 64);
+        mixed.push(u128::MAX);
+        let narrow = Numbers::from(small.clone());
+        let wide: Numbers = mixed.iter().copied().collect();
+        assert!(matches!(&narrow, Numbers::List(List::Narrow(_))));
+        assert!(matches!(&wide, Numbers::List(List::Wide(_))));
+        for (numbers, want) in [(narrow, small), (wide, mixed)] {
+            assert_eq!(numbers.len(), want.len() as u64);
+            assert_eq!(numbers.iter().collect::<Vec<_>>(), want);
+            assert_eq!(Some(numbers.largest()), want.iter().copied().max());
+            for start in 0..want.len() {
+                for end in start..=want.len() {
+                    let span = numbers.span(start as u64, (end - start) as u64);
+                    assert_eq!(span, want[start..end].to_vec().into());
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_range_reads_like_its_list() {
