@@ -1494,10 +1494,26 @@ mod tests {
 
     fn job(numbers: Vec<u128>, chunk_cap: u32) -> NewJob {
         NewJob {
-            numbers: numbers.into(),
             chunk_cap: Some(chunk_cap),
+            ..uncapped(numbers.into())
+        }
+    }
+
+    /// A job whose chunks are sized by the workers alone.
+    fn uncapped(numbers: Numbers) -> NewJob {
+        NewJob {
+            numbers,
+            chunk_cap: None,
             priority: 0,
         }
+    }
+
+    /// The deadline of chunk `id`, leased to `conn`.
+    fn deadline_of(c: &Coordinator, conn: ConnId, id: ChunkId) -> Duration {
+        let st = c.lock();
+        let open = &st.open[&id];
+        let lease = open.lease.expect("leased");
+        st.conns[&conn].lease_deadline(&open.work, &lease, &c.timing)
     }
 
     /// Every index of a job of `total` numbers covered exactly once.
@@ -1713,12 +1729,8 @@ mod tests {
     #[test]
     fn an_inflated_thread_count_is_capped() {
         let c = coord(10_000, 10_000);
-        c.create_job(NewJob {
-            numbers: (1..=200_000).collect(),
-            chunk_cap: None,
-            priority: 0,
-        })
-        .expect("job");
+        c.create_job(uncapped((1..=200_000).collect()))
+            .expect("job");
         let (fair, boaster) = (conn(&c, 1), conn(&c, 1));
         c.describe(fair, None, 1);
         c.describe(boaster, None, u32::MAX);
@@ -1745,11 +1757,9 @@ mod tests {
         // Numbers of one size: sized by work or by count, chunks are the same.
         let base = 1u128 << 40;
         let info = c
-            .create_job(NewJob {
-                numbers: (1..=u128::from(total)).map(|i| base + i).collect(),
-                chunk_cap: None,
-                priority: 0,
-            })
+            .create_job(uncapped(
+                (1..=u128::from(total)).map(|i| base + i).collect(),
+            ))
             .expect("job");
         let a = conn(&c, 1);
         c.describe(a, None, 1);
@@ -1808,13 +1818,7 @@ mod tests {
         let small: Vec<u128> = (1_000..101_000).collect();
         let large: Vec<u128> = (0..500).map(|i| (1u128 << 111) + i).collect();
         let numbers: Vec<u128> = small.iter().chain(&large).copied().collect();
-        let info = c
-            .create_job(NewJob {
-                numbers: numbers.clone().into(),
-                chunk_cap: None,
-                priority: 0,
-            })
-            .expect("job");
+        let info = c.create_job(uncapped(numbers.clone().into())).expect("job");
         let a = conn(&c, 1);
         c.describe(a, None, 1);
         // This worker takes 1 µs for a small number, 20 ms for a large one.
@@ -1860,12 +1864,7 @@ mod tests {
         let c = coord(10_000, 10_000);
         let easy = 20_000;
         let numbers: Vec<u128> = (0..26_000).map(|i| (1u128 << 111) + i).collect();
-        c.create_job(NewJob {
-            numbers: numbers.clone().into(),
-            chunk_cap: None,
-            priority: 0,
-        })
-        .expect("job");
+        c.create_job(uncapped(numbers.clone().into())).expect("job");
         let a = conn(&c, 2);
         c.describe(a, None, 1);
         let secs = |i: u64| if i < easy { 0.3e-3 } else { 30e-3 };
@@ -1880,12 +1879,7 @@ mod tests {
             let span = span_of(&c, id);
             let t: f64 = (span.start..span.end()).map(secs).sum();
             now += t;
-            let deadline = {
-                let st = c.lock();
-                let open = &st.open[&id];
-                let lease = open.lease.expect("leased");
-                st.conns[&a].lease_deadline(&open.work, &lease, &c.timing)
-            };
+            let deadline = deadline_of(&c, a, id);
             let held = now - leased_at;
             assert!(
                 held < deadline.as_secs_f64(),
@@ -1931,16 +1925,11 @@ mod tests {
         c.set_slots(a, 500);
         let got = c.lease(a);
         assert_eq!(got.len(), 500);
-        let st = c.lock();
-        let deadlines: Vec<Duration> = got
+        let longest = got
             .iter()
-            .map(|x| {
-                let open = &st.open[&x.chunk_id];
-                let lease = open.lease.expect("leased");
-                st.conns[&a].lease_deadline(&open.work, &lease, &c.timing)
-            })
-            .collect();
-        let longest = deadlines.iter().max().copied().unwrap_or_default();
+            .map(|x| deadline_of(&c, a, x.chunk_id))
+            .max()
+            .unwrap_or_default();
         assert!(longest <= Duration::from_secs(41), "{longest:?}");
     }
 
@@ -1979,12 +1968,8 @@ mod tests {
             },
         )
         .expect("coordinator");
-        c.create_job(NewJob {
-            numbers: vec![1 << 127; 1000].into(),
-            chunk_cap: None,
-            priority: 0,
-        })
-        .expect("job");
+        c.create_job(uncapped(vec![1 << 127; 1000].into()))
+            .expect("job");
         let a = conn(&c, 1);
         let got = c.lease(a);
         let len = span_of(&c, got[0].chunk_id).len;
