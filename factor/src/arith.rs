@@ -3,8 +3,8 @@
 //! algorithms are written once. The half word is for moduli below 2^32: on
 //! wasm32, which has no 64×64→128 multiply, its products are one `i64.mul`
 //! instead of four. For the same reason wasm32 multiplies two-word residues
-//! digit by digit in 32-bit digits: three for moduli below 2^96 ([`Mont96`]),
-//! four above.
+//! digit by digit: three 32-bit digits for moduli below 2^96 ([`Mont96`]),
+//! four 30-bit ones below 2^120 ([`Mont120`]), four 32-bit ones above.
 
 /// The integer operations the generic algorithms need.
 pub(crate) trait Word: Copy + Eq + Ord + core::fmt::Debug {
@@ -709,10 +709,10 @@ fn mul_lo128(a: u128, b: u128) -> u128 {
     lo as u128 | (hi as u128) << 64
 }
 
-/// The low `L` 32-bit digits of `x`, least significant first.
+/// The low L digits of B bits of x, least significant first.
 #[inline(always)]
-fn digits32<const L: usize>(x: u128) -> [u64; L] {
-    core::array::from_fn(|i| (x >> (32 * i)) as u64 & 0xffff_ffff)
+fn digits<const L: usize, const B: u32>(x: u128) -> [u64; L] {
+    core::array::from_fn(|j| (x >> (B * j as u32)) as u64 & ((1 << B) - 1))
 }
 
 /// a·b·2^(−32·L) mod n for a, b < n < 2^(32·L), L ≤ 4, by word-by-word
@@ -722,8 +722,8 @@ fn digits32<const L: usize>(x: u128) -> [u64; L] {
 #[inline(always)]
 fn mul_cios32<const L: usize>(a: u128, b: u128, n: u128, nd: [u64; L], ninv: u64) -> u128 {
     const LO: u64 = 0xffff_ffff;
-    let a: [u64; L] = digits32(a);
-    let b: [u64; L] = digits32(b);
+    let a: [u64; L] = digits::<L, 32>(a);
+    let b: [u64; L] = digits::<L, 32>(b);
     // t < 2n: L digits and a carry bit in t[L].
     let mut t = [0u64; 5];
     for bi in b {
@@ -791,7 +791,7 @@ impl Mont96 {
             one,
             r2: 0,
             // black_box: see Mont64::new.
-            digits: core::hint::black_box((digits32(n), neg_inv32(n))),
+            digits: core::hint::black_box((digits::<_, 32>(n), neg_inv32(n))),
         };
         m.r2 = (0..96).fold(one, |r, _| m.add(r, r));
         m
@@ -806,6 +806,106 @@ impl Mont96 {
 }
 
 word_monty!(Mont96, u128);
+
+/// a·b·2^(−B·L) mod n for a, b < n < 2^(B·L) ≤ 2^127, by
+/// Montgomery multiplication (CIOS) in L digits of B ≤ 30 bits. A product of
+/// two digits is below 2^(2B), so the at most 2L that meet in one digit add
+/// up without carrying (2L·2^(2B) < 2^64): a digit of b costs 2L
+/// multiply-adds, the reduction digit and one carry, against
+/// [`mul_cios32`]'s carry after every product.
+#[inline(always)]
+fn mul_cios_lazy<const L: usize, const B: u32>(
+    a: u128,
+    b: u128,
+    n: u128,
+    nd: [u64; L],
+    ninv: u64,
+) -> u128 {
+    let mask: u64 = (1 << B) - 1;
+    let a: [u64; L] = digits::<L, B>(a);
+    let mut t = [0u64; L];
+    for bi in digits::<L, B>(b) {
+        for j in 0..L {
+            t[j] += a[j] * bi;
+        }
+        // t + m·n ≡ 0 mod 2^B; then t /= 2^B, the low digit's carry into
+        // the next.
+        let m = ((t[0] & mask) * ninv) & mask;
+        let c = (t[0] + m * nd[0]) >> B;
+        for j in 1..L {
+            t[j - 1] = t[j] + m * nd[j];
+        }
+        t[0] += c;
+        t[L - 1] = 0;
+    }
+    // The value is below 2n < 2^(B·L + 1): carry it into place.
+    let mut r = 0u128;
+    let mut c = 0;
+    for (j, &d) in t.iter().enumerate() {
+        let s = d + c;
+        r |= u128::from(s & mask) << (B * j as u32);
+        c = s >> B;
+    }
+    r |= u128::from(c) << (B * L as u32);
+    if r >= n {
+        r - n
+    } else {
+        r
+    }
+}
+
+/// Montgomery arithmetic modulo an odd n < 2^(B·L) ≤ 2^127 with
+/// R = 2^(B·L), in L digits of B bits ([`mul_cios_lazy`]): on wasm32
+/// (without the wide-arithmetic proposal) cheaper than 32-bit digits, which
+/// carry after every product. Not used natively, where [`Mont128`]'s 64-bit
+/// products are cheaper.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MontDigits<const L: usize, const B: u32> {
+    n: u128,
+    one: u128,
+    r2: u128,
+    digits: ([u64; L], u64),
+}
+
+/// Four 30-bit digits, for n < 2^120.
+pub(crate) type Mont120 = MontDigits<4, 30>;
+
+impl<const L: usize, const B: u32> MontDigits<L, B> {
+    const BITS: u32 = {
+        // 2L products of two digits and L carries stay below 2^64; the
+        // result, below 2n, fits a u128.
+        assert!(B <= 30 && 2 * L as u64 * (1 << (2 * B)) <= 1 << 63 && B * L as u32 <= 127);
+        B * L as u32
+    };
+
+    pub(crate) fn new(n: u128) -> Self {
+        debug_assert!(n & 1 == 1 && n > 1 && n >> Self::BITS == 0);
+        let one = (1u128 << Self::BITS) % n;
+        // R² mod n by doublings.
+        let r2 = (0..Self::BITS).fold(one, |r, _| {
+            let (s, c) = r.overflowing_add(r);
+            if c || s >= n {
+                s.wrapping_sub(n)
+            } else {
+                s
+            }
+        });
+        MontDigits {
+            n,
+            one,
+            r2,
+            // black_box: see Mont64::new.
+            digits: core::hint::black_box((digits::<L, B>(n), neg_inv32(n) & ((1 << B) - 1))),
+        }
+    }
+
+    #[inline(always)]
+    fn mul_word(&self, a: u128, b: u128) -> u128 {
+        mul_cios_lazy::<L, B>(a, b, self.n, self.digits.0, self.digits.1)
+    }
+}
+
+word_monty!(Mont120, u128);
 
 /// Montgomery arithmetic modulo an odd 128-bit n > 1.
 #[derive(Clone, Copy, Debug)]
@@ -832,7 +932,7 @@ impl Mont128 {
             r2: 0,
             // black_box: see Mont64::new.
             #[cfg(narrow_mul)]
-            digits: core::hint::black_box((digits32(n), neg_inv32(n))),
+            digits: core::hint::black_box((digits::<_, 32>(n), neg_inv32(n))),
         };
         let mut r2 = one;
         for _ in 0..128 {
@@ -1095,31 +1195,37 @@ mod tests {
             3 << 80 | 1,
             (1 << 96) - 1,
             (1 << 96) - 3,
+            (1 << 120) - 1,
+            (1 << 119) + 1,
+            (1 << 120) - 3,
         ]
         .into_iter()
-        .chain((0..400).map(|i| rng.u128(3..) >> (i % 2 * 32) | 1))
+        .chain((0..600).map(|i| rng.u128(3..) >> (i % 3 * 8 + i % 2 * 32) | 1))
         .collect();
         for n in moduli {
             let m = Mont128::new(n);
             let m96 = (n >> 96 == 0).then(|| Mont96::new(n));
+            let m120 = (n >> 120 == 0).then(|| Mont120::new(n));
             for (a, b) in [(0, 0), (n - 1, n - 1), (1, n - 1)]
                 .into_iter()
                 .chain((0..50).map(|_| (rng.u128(..n), rng.u128(..n))))
             {
                 let want = m.redc_product(a, b);
-                let got = mul_cios32(a, b, n, digits32::<4>(n), neg_inv32(n));
+                let got = mul_cios32(a, b, n, digits::<4, 32>(n), neg_inv32(n));
                 assert_eq!(got, want, "{a}·{b} mod {n}");
+                // Same residue a·b mod n out of either Montgomery form.
+                let want = m.mul(m.mul(m.to_mont(a), m.to_mont(b)), 1);
                 if let Some(m96) = &m96 {
-                    // Same residue a·b mod n out of either Montgomery form.
                     let (am, bm) = (m96.to_mont(a), m96.to_mont(b));
                     let product = m96.mul(am, bm);
                     assert!(am < n && bm < n && product < n, "{a}·{b} mod {n}");
-                    let plain = m96.mul(product, 1);
-                    assert_eq!(
-                        plain,
-                        m.mul(m.mul(m.to_mont(a), m.to_mont(b)), 1),
-                        "{a}·{b} mod {n}"
-                    );
+                    assert_eq!(m96.mul(product, 1), want, "{a}·{b} mod {n}");
+                }
+                if let Some(m120) = &m120 {
+                    let (am, bm) = (m120.to_mont(a), m120.to_mont(b));
+                    let product = m120.mul(am, bm);
+                    assert!(am < n && bm < n && product < n, "{a}·{b} mod {n}");
+                    assert_eq!(m120.mul(product, 1), want, "{a}·{b} mod {n}");
                 }
             }
         }

@@ -554,7 +554,7 @@ pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
 mod tests {
     use super::*;
     use crate::arith::{
-        ModF64, ModF64Lazy, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96,
+        ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96,
     };
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -587,6 +587,10 @@ mod tests {
         let p = 1_099_511_627_689u128;
         check(&Mont128::new(p * 1_099_511_627_791), p);
         check(&Mont96::new(p * 1_099_511_627_791), p);
+        check(&Mont120::new(p * 1_099_511_627_791), p);
+        // A 60-bit factor of a 120-bit n.
+        let (p, q) = (1_152_921_504_606_846_883u128, 1_152_921_504_606_846_819);
+        check(&Mont120::new(p * q), p.min(q));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -717,6 +721,8 @@ mod tests {
         assert!(f == p || f == q, "{f}");
         let m = Mont96::new(p * q);
         let f = find_factor(&m);
+        assert!(f == p || f == q, "{f}");
+        let f = find_factor(&Mont120::new(p * q));
         assert!(f == p || f == q, "{f}");
     }
 }

@@ -32,7 +32,9 @@ mod progression;
 mod rho;
 mod small;
 
-use arith::{ModF64, ModF64Lazy, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word};
+use arith::{
+    ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word,
+};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 pub use progression::{factor_progression, progression_is_sieved, verify_progression};
@@ -185,9 +187,11 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
         }
         return;
     }
-    // Three 32-bit digits are cheaper where products are narrow (wasm32).
+    // Narrower digits are cheaper where products are narrow (wasm32).
     let d = if cfg!(narrow_mul) && n >> 96 == 0 {
         find_factor(&Mont96::new(n))
+    } else if cfg!(narrow_mul) && n >> 120 == 0 {
+        find_factor(&Mont120::new(n))
     } else {
         find_factor(&Mont128::new(n))
     };

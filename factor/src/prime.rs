@@ -7,7 +7,7 @@
 //! which has no known counterexample and none below 2^64 (checked against
 //! the Feitsma–Galway list of base-2 pseudoprimes).
 
-use crate::arith::{ModF64, Mont128, Mont32, Mont64, Mont96, Monty, Word};
+use crate::arith::{ModF64, Mont120, Mont128, Mont32, Mont64, Mont96, Monty, Word};
 use crate::small;
 use core::hint::select_unpredictable;
 
@@ -237,9 +237,11 @@ fn lucas_p(n: u128) -> Option<i64> {
 /// Primality of an odd n ≥ 2^64 with no prime factor below small::LIMIT.
 #[inline]
 pub(crate) fn is_prime_odd_u128(n: u128, expect: Expect) -> bool {
-    // Three 32-bit digits are cheaper where products are narrow (wasm32).
+    // Narrower digits are cheaper where products are narrow (wasm32).
     if cfg!(narrow_mul) && n >> 96 == 0 {
         bpsw_as(&Mont96::new(n), expect)
+    } else if cfg!(narrow_mul) && n >> 120 == 0 {
+        bpsw_as(&Mont120::new(n), expect)
     } else {
         bpsw_as(&Mont128::new(n), expect)
     }
@@ -362,6 +364,7 @@ mod tests {
         for n in cases {
             let want = is_prime(n);
             assert_eq!(bpsw_as(&Mont96::new(n), Expect::Either), want, "{n}");
+            assert_eq!(bpsw_as(&Mont120::new(n), Expect::Either), want, "{n}");
             assert_eq!(bpsw_as(&Mont128::new(n), Expect::Prime), want, "{n}");
         }
     }
@@ -400,6 +403,9 @@ mod tests {
                 check(&Mont128::new(n));
                 if n >> 96 == 0 {
                     check(&Mont96::new(n));
+                }
+                if n >> 120 == 0 {
+                    check(&Mont120::new(n));
                 }
             }
         }
