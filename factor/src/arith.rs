@@ -878,27 +878,6 @@ impl<const L: usize, const B: u32> MontDigits<L, B> {
         B * L as u32
     };
 
-    pub(crate) fn new(n: u128) -> Self {
-        debug_assert!(n & 1 == 1 && n > 1 && n >> Self::BITS == 0);
-        let one = (1u128 << Self::BITS) % n;
-        // R² mod n by doublings.
-        let r2 = (0..Self::BITS).fold(one, |r, _| {
-            let (s, c) = r.overflowing_add(r);
-            if c || s >= n {
-                s.wrapping_sub(n)
-            } else {
-                s
-            }
-        });
-        MontDigits {
-            n,
-            one,
-            r2,
-            // black_box: see Mont64::new.
-            digits: core::hint::black_box((digits::<L, B>(n), neg_inv32(n) & ((1 << B) - 1))),
-        }
-    }
-
     #[inline(always)]
     fn mul_word(&self, a: u128, b: u128) -> u128 {
         mul_cios_lazy::<L, B>(a, b, self.n, self.digits.0, self.digits.1)
@@ -906,6 +885,22 @@ impl<const L: usize, const B: u32> MontDigits<L, B> {
 }
 
 word_monty!(Mont120, u128);
+
+impl Mont120 {
+    pub(crate) fn new(n: u128) -> Self {
+        debug_assert!(n & 1 == 1 && n > 1 && n >> Self::BITS == 0);
+        let one = (1u128 << Self::BITS) % n;
+        let mut m = Mont120 {
+            n,
+            one,
+            r2: 0,
+            // black_box: see Mont64::new.
+            digits: core::hint::black_box((digits::<4, 30>(n), neg_inv32(n) & ((1 << 30) - 1))),
+        };
+        m.r2 = (0..Self::BITS).fold(one, |r, _| m.add(r, r));
+        m
+    }
+}
 
 /// Montgomery arithmetic modulo an odd 128-bit n > 1.
 #[derive(Clone, Copy, Debug)]

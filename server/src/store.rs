@@ -219,9 +219,8 @@ impl ListBuilder {
             Ok(small) if self.wide.is_empty() => self.narrow.push(small),
             _ => {
                 if self.wide.is_empty() {
-                    self.wide.reserve(self.narrow.len() + 1);
-                    self.wide.extend(self.narrow.drain(..).map(u128::from));
-                    self.narrow = Vec::new();
+                    let narrow = std::mem::take(&mut self.narrow);
+                    self.wide = narrow.into_iter().map(u128::from).collect();
                 }
                 self.wide.push(n);
             }
