@@ -165,6 +165,9 @@ pub struct AppState {
     conns: Arc<ConnCounter>,
     /// Every TCP connection (see `listen`).
     tcp: Arc<listen::TcpStats>,
+    /// One permit: large job bodies are read and parsed one at a time (see
+    /// `api::create_job`).
+    pub(crate) large_bodies: tokio::sync::Semaphore,
 }
 
 /// Counts connections (open worker connections; TLS handshakes in
@@ -379,6 +382,7 @@ fn app_state(
         stop,
         conns: Arc::default(),
         tcp: Arc::default(),
+        large_bodies: tokio::sync::Semaphore::new(1),
     })
 }
 

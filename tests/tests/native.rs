@@ -195,6 +195,79 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
     server.shutdown().await;
 }
 
+/// Large job bodies are read and parsed one at a time (each takes about 2.5
+/// times its size while parsed): a second waits while the first is still
+/// arriving, small jobs pass meanwhile, and both large ones are then queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_job_bodies_take_turns_and_small_ones_pass() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Large: over 1/16 of the 1 MiB limit.
+    let server = TestServer::start(Config {
+        max_body_bytes: 1 << 20,
+        ..Config::default()
+    })
+    .await;
+    let list = |from: u64| {
+        let numbers: Vec<String> = (from..from + 10_000).map(|n| n.to_string()).collect();
+        json!({ "numbers": numbers }).to_string()
+    };
+    let (first, second) = (list(1_000_000), list(2_000_000));
+    assert!(first.len() > 64 << 10);
+    // The first: headers and all but its last byte, then a pause.
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        first.len()
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw.write_all(&first.as_bytes()[..first.len() - 1])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("{}api/jobs", server.url());
+    let waiting = tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(second)
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    });
+    let (status, small) = server.post_job(&json!({ "numbers": ["12"] })).await;
+    assert_eq!(status, 201, "{small}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second large body waits its turn"
+    );
+    let jobs = server.get("/api/jobs").await.1;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
+
+    raw.write_all(&first.as_bytes()[first.len() - 1..])
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(waiting.await.unwrap(), 201);
+    let jobs = server.get("/api/jobs").await.1;
+    let mut ids: Vec<u64> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), 3, "{jobs}");
+    for id in &ids[1..] {
+        let job = server.job(&id.to_string()).await;
+        assert_eq!(job["total"], 10_000, "{job}");
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_reconnects_after_the_server_restarts_on_the_same_port() {
     let server = TestServer::start(Config::default()).await;
