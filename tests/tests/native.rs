@@ -195,6 +195,53 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
     server.shutdown().await;
 }
 
+/// A large upload that stalls holds its turn only until the server closes
+/// the connection for want of progress (1.5 × the idle timeout): the next
+/// large body then goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_large_upload_gives_up_its_turn() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Config {
+        max_body_bytes: 1 << 20,
+        idle_timeout: Duration::from_secs(2),
+        ..Config::default()
+    })
+    .await;
+    let numbers: Vec<String> = (1_000_000..1_010_000u64).map(|n| n.to_string()).collect();
+    let body = json!({ "numbers": numbers }).to_string();
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw.write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}api/jobs", server.url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it waited for the stalled one: {:?}",
+        started.elapsed()
+    );
+    // The stalled connection was closed; nothing of it was queued.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await;
+    let jobs = server.get("/api/jobs").await.1;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
+    server.shutdown().await;
+}
+
 /// Large job bodies are read and parsed one at a time (each takes about 2.5
 /// times its size while parsed): a second waits while the first is still
 /// arriving, small jobs pass meanwhile, and both large ones are then queued.
