@@ -414,6 +414,10 @@ pub fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError
 /// server's memory where one takes 353 MB. Smaller jobs never wait.
 const LARGE_BODY_SHARE: usize = 16;
 
+/// Bodies up to this size are parsed on the async thread (well under a
+/// millisecond); larger ones on a blocking thread.
+const PARSE_INLINE: usize = 64 << 10;
+
 pub(crate) async fn create_job(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -443,8 +447,16 @@ pub(crate) async fn create_job(
             AppError::Body(rej)
         }
     })?;
-    let job = parse_job(&body, &state.config)?;
-    drop(body);
+    let job = if body.len() <= PARSE_INLINE {
+        parse_job(&body, &state.config)?
+    } else {
+        // Parsing a full-size list takes a second or two: not on an async
+        // thread, where it would hold up the WebSocket sessions queued there.
+        let parser = state.clone();
+        tokio::task::spawn_blocking(move || parse_job(&body, &parser.config))
+            .await
+            .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??
+    };
     let coord = state.coord.clone();
     let info = blocking(move || coord.create_job(job)).await?;
     let location = format!("/api/jobs/{}", info.id);

@@ -315,6 +315,55 @@ async fn large_job_bodies_take_turns_and_small_ones_pass() {
     server.shutdown().await;
 }
 
+/// A large list is parsed off the async threads: here the server shares
+/// one thread with a task that ticks every 5 ms, which must keep ticking
+/// while the job is read, parsed and stored.
+#[tokio::test(flavor = "current_thread")]
+async fn parsing_a_large_job_holds_up_nothing_else() {
+    use std::sync::{Arc, Mutex};
+    let server = TestServer::start(Config::default()).await;
+    let numbers: Vec<String> = (0..1_000_000u64)
+        .map(|i| (1_000_000_000_000 + i).to_string())
+        .collect();
+    // Serialized before the clock starts: the client shares the thread too.
+    let body = json!({ "numbers": numbers }).to_string();
+    let longest_gap = Arc::new(Mutex::new(Duration::ZERO));
+    let ticker = tokio::spawn({
+        let longest_gap = longest_gap.clone();
+        async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let gap = last.elapsed();
+                last = Instant::now();
+                let mut longest = longest_gap.lock().unwrap();
+                *longest = (*longest).max(gap);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}api/jobs", server.url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let job: serde_json::Value = resp.json().await.unwrap();
+    let took = started.elapsed();
+    ticker.abort();
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["total"], 1_000_000, "{job}");
+    let longest = *longest_gap.lock().unwrap();
+    assert!(
+        longest * 4 < took,
+        "the ticker stood still for {longest:?} of the {took:?} the job took"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_reconnects_after_the_server_restarts_on_the_same_port() {
     let server = TestServer::start(Config::default()).await;
