@@ -100,15 +100,35 @@ impl TestServer {
 
     /// POST /api/jobs; returns (status, body).
     pub async fn post_job(&self, body: &Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/api/jobs", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        self.post_job_text(body.to_string()).await
+    }
+
+    /// POST /api/jobs with a body already serialized (a large one can be
+    /// made before a clock starts); returns (status, body).
+    pub async fn post_job_text(&self, body: String) -> (u16, Value) {
+        let resp = self.job_request(body).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap())
+    }
+
+    /// A `POST /api/jobs` of `body` (JSON text), ready to send.
+    pub fn job_request(&self, body: String) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/api/jobs", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
+    /// Connects and sends the head of a `POST /api/jobs` whose body of `len`
+    /// bytes the test then writes (or withholds) itself.
+    pub async fn raw_job_upload(&self, len: usize) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let head = format!(
+            "POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        raw.write_all(head.as_bytes()).await.unwrap();
+        raw
     }
 
     /// Submits a job that must be accepted; returns its id.

@@ -209,26 +209,16 @@ async fn a_stalled_large_upload_gives_up_its_turn() {
     .await;
     let numbers: Vec<String> = (1_000_000..1_010_000u64).map(|n| n.to_string()).collect();
     let body = json!({ "numbers": numbers }).to_string();
-    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    raw.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = server.raw_job_upload(body.len()).await;
     raw.write_all(&body.as_bytes()[..body.len() / 2])
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let resp = reqwest::Client::new()
-        .post(format!("{}api/jobs", server.url()))
-        .header("content-type", "application/json")
-        .body(body)
-        .timeout(Duration::from_secs(30))
-        .send()
+    let (status, job) = tokio::time::timeout(Duration::from_secs(30), server.post_job_text(body))
         .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+        .expect("the stalled upload's turn ends");
+    assert_eq!(status, 201, "{job}");
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "it waited for the stalled one: {:?}",
@@ -242,7 +232,7 @@ async fn a_stalled_large_upload_gives_up_its_turn() {
     server.shutdown().await;
 }
 
-/// Large job bodies are read and parsed one at a time (each takes about 2.5
+/// Large job bodies are read and parsed one at a time (each takes about 1.5
 /// times its size while parsed): a second waits while the first is still
 /// arriving, small jobs pass meanwhile, and both large ones are then queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,27 +251,13 @@ async fn large_job_bodies_take_turns_and_small_ones_pass() {
     let (first, second) = (list(1_000_000), list(2_000_000));
     assert!(first.len() > 64 << 10);
     // The first: headers and all but its last byte, then a pause.
-    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        first.len()
-    );
-    raw.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = server.raw_job_upload(first.len()).await;
     raw.write_all(&first.as_bytes()[..first.len() - 1])
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let url = format!("{}api/jobs", server.url());
-    let waiting = tokio::spawn(async move {
-        let resp = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(second)
-            .send()
-            .await
-            .unwrap();
-        resp.status().as_u16()
-    });
+    let request = server.job_request(second);
+    let waiting = tokio::spawn(async move { request.send().await.unwrap().status().as_u16() });
     let (status, small) = server.post_job(&json!({ "numbers": ["12"] })).await;
     assert_eq!(status, 201, "{small}");
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -343,15 +319,7 @@ async fn parsing_a_large_job_holds_up_nothing_else() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
-    let resp = reqwest::Client::new()
-        .post(format!("{}api/jobs", server.url()))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let job: serde_json::Value = resp.json().await.unwrap();
+    let (status, job) = server.post_job_text(body).await;
     let took = started.elapsed();
     ticker.abort();
     assert_eq!(status, 201, "{job}");
