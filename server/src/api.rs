@@ -457,7 +457,10 @@ pub(crate) async fn create_job(
     } else {
         None
     };
-    let body = read_body(request.into_body(), declared, &state.config).await?;
+    // Room for the whole body up front only with a turn: a declared length
+    // is the client's word, and only one such buffer exists at a time.
+    let room = if large { declared.unwrap_or(0) } else { 0 };
+    let body = read_body(request.into_body(), declared, room, &state.config).await?;
     let job = if body.len() <= PARSE_INLINE {
         parse_job(&body, &state.config)?
     } else {
@@ -482,12 +485,13 @@ pub(crate) async fn create_job(
     Ok(resp)
 }
 
-/// Reads a job's body into one buffer, of its declared length if it has
-/// one (gathering the pieces and then joining them, as `Bytes` does, held a
+/// Reads a job's body into one buffer with `room` bytes reserved
+/// (gathering the pieces and then joining them, as `Bytes` does, held a
 /// full-size body twice).
 async fn read_body(
     body: axum::body::Body,
     declared: Option<usize>,
+    room: usize,
     config: &crate::Config,
 ) -> Result<Vec<u8>, AppError> {
     use futures_util::StreamExt;
@@ -502,7 +506,7 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    let mut buf = Vec::with_capacity(room);
     let mut pieces = body.into_data_stream();
     while let Some(piece) = pieces.next().await {
         let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
