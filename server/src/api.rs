@@ -461,19 +461,19 @@ pub(crate) async fn create_job(
     // is the client's word, and only one such buffer exists at a time.
     let room = if large { declared.unwrap_or(0) } else { 0 };
     let body = read_body(request.into_body(), declared, room, &state.config).await?;
-    let job = if body.len() <= PARSE_INLINE {
-        parse_job(&body, &state.config)?
+    let inline = body.len() <= PARSE_INLINE;
+    let parser = state.clone();
+    let parse = move || {
+        let parsed = parse_unfinished(&body, &parser.config);
+        drop(body);
+        parsed.map(Parsed::finish)
+    };
+    // Parsing a full-size list takes a second or two: not on an async
+    // thread, where it would hold up the WebSocket sessions queued there.
+    let job = if inline {
+        parse()?
     } else {
-        // Parsing a full-size list takes a second or two: not on an async
-        // thread, where it would hold up the WebSocket sessions queued there.
-        let parser = state.clone();
-        tokio::task::spawn_blocking(move || {
-            let parsed = parse_unfinished(&body, &parser.config);
-            drop(body);
-            parsed.map(Parsed::finish)
-        })
-        .await
-        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))??
+        blocking(parse).await?
     };
     let coord = state.coord.clone();
     let info = blocking(move || coord.create_job(job)).await?;
@@ -545,14 +545,15 @@ fn check_priority(p: i32) -> Result<i32, AppError> {
     }
 }
 
-/// Runs store work (which may wait for a commit) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+/// Runs store work (which may wait for a commit), or a large job's parsing,
+/// off the async threads.
+async fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))?
-        .map_err(AppError::Store)
+        .map_err(Into::into)
 }
 
 /// The job named in a URL, or a 404 naming it.
