@@ -10,6 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::coordinator::CreateJobError;
 use crate::store::{ByKind, JobId, JobInfo, ListBuilder, NewJob, Numbers, StoreError};
 use crate::AppState;
 
@@ -33,6 +34,9 @@ pub enum AppError {
     Body(String),
     /// A job's body is over the server's limit; says the limit.
     TooLarge(String),
+    /// The server holds as many numbers of open list jobs as it may: a
+    /// new list waits until others finish (or is cancelled).
+    QueueFull(String),
     /// The store failed.
     Store(StoreError),
 }
@@ -40,6 +44,39 @@ pub enum AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         AppError::Store(e)
+    }
+}
+
+impl From<CreateJobError> for AppError {
+    fn from(e: CreateJobError) -> Self {
+        match e {
+            CreateJobError::Store(e) => AppError::Store(e),
+            CreateJobError::Full { held, need, limit } => {
+                let size = |b: u64| match b {
+                    0..10_240 => format!("{b} bytes"),
+                    10_240..1_048_576 => format!("{} KiB", b.div_ceil(1 << 10)),
+                    _ => {
+                        let mib = format!("{:.1}", b as f64 / f64::from(1 << 20));
+                        format!("{} MiB", mib.trim_end_matches(".0"))
+                    }
+                };
+                if need > limit {
+                    // Never fits: not worth trying again.
+                    AppError::TooLarge(format!(
+                        "this list takes {} of the server's memory while it is open, more than the {} it may hold for all open lists (--max-list-memory): split it into smaller jobs, or submit a range",
+                        size(need),
+                        size(limit)
+                    ))
+                } else {
+                    AppError::QueueFull(format!(
+                        "the server holds {} of numbers for open list jobs and may hold {} (--max-list-memory); this list takes {}: submit it again once jobs have finished (or cancel some), or submit a range, which takes no room",
+                        size(held),
+                        size(limit),
+                        size(need)
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -89,6 +126,12 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone(), None),
+            AppError::QueueFull(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                m.clone(),
+                None,
+            ),
             AppError::Store(e @ StoreError::Full(_)) => {
                 tracing::error!(error = %e, "store error");
                 (

@@ -103,8 +103,31 @@ pub struct Coordinator {
     /// connection task watches it to pull new chunks or to report `idle`.
     changes: watch::Sender<u64>,
     timing: LeaseTiming,
+    /// Most bytes the numbers of open list jobs may take together
+    /// ([`Coordinator::create_job`] refuses a job that would pass it).
+    max_list_bytes: u64,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+}
+
+/// Why a job was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateJobError {
+    /// Its list would take the memory held by open list jobs past the limit.
+    #[error(
+        "open list jobs hold {held} bytes of numbers; this job's {need} would pass the limit of {limit}"
+    )]
+    Full {
+        /// Bytes held by open list jobs (and jobs being created).
+        held: u64,
+        /// Bytes this job's list takes.
+        need: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Monotonic counters exported at `/metrics`.
@@ -140,6 +163,8 @@ struct State {
     next_chunk: ChunkId,
     /// Jobs with numbers still to factor.
     jobs: FxHashMap<JobId, JobQueue>,
+    /// Bytes the lists of `jobs` take, plus those of jobs being created.
+    list_bytes: u64,
     /// Jobs with numbers waiting for a worker, highest priority then oldest first.
     ready: BTreeSet<(Reverse<i32>, JobId)>,
     /// Every chunk cut and not yet accepted.
@@ -566,6 +591,10 @@ pub struct Gauges {
     pub leased: usize,
     /// Chunks requeued since start.
     pub requeued: u64,
+    /// Bytes the numbers of open list jobs take.
+    pub list_bytes: u64,
+    /// The most they may take.
+    pub list_limit: u64,
 }
 
 /// What to do with an incoming result.
@@ -598,8 +627,30 @@ impl Coordinator {
             sizing,
             changes,
             timing,
+            max_list_bytes: u64::MAX,
             metrics: Metrics::default(),
         })
+    }
+
+    /// Refuses new list jobs whose numbers would take the memory held by
+    /// open list jobs past `bytes` (jobs already open are kept whatever
+    /// their size). Unlimited by default.
+    pub fn with_list_limit(mut self, bytes: u64) -> Self {
+        self.max_list_bytes = bytes;
+        let held = self.list_bytes();
+        if held > bytes {
+            tracing::warn!(
+                held,
+                limit = bytes,
+                "the open list jobs take more memory than --max-list-memory: new lists are refused until enough of them end"
+            );
+        }
+        self
+    }
+
+    /// Bytes the numbers of open list jobs take.
+    pub fn list_bytes(&self) -> u64 {
+        self.lock().list_bytes
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -620,12 +671,41 @@ impl Coordinator {
         self.changes.subscribe()
     }
 
-    /// Creates a job and queues its numbers.
-    pub fn create_job(&self, job: NewJob) -> Result<JobInfo, StoreError> {
-        let (info, numbers) = self.store.create_job(job)?;
-        let q = JobQueue::new(&info, numbers, &self.sizing, &[]);
+    /// Creates a job and queues its numbers, unless its list would take the
+    /// memory held by open list jobs past the limit.
+    pub fn create_job(&self, job: NewJob) -> Result<JobInfo, CreateJobError> {
+        let need = job.numbers.held_bytes();
+        {
+            // The bytes are counted before the job is stored, so that jobs
+            // created at the same time cannot pass the limit together.
+            let mut st = self.lock();
+            if st.list_bytes.saturating_add(need) > self.max_list_bytes {
+                tracing::warn!(
+                    held = st.list_bytes,
+                    need,
+                    limit = self.max_list_bytes,
+                    "job refused: open lists would take more memory than --max-list-memory"
+                );
+                return Err(CreateJobError::Full {
+                    held: st.list_bytes,
+                    need,
+                    limit: self.max_list_bytes,
+                });
+            }
+            st.list_bytes += need;
+        }
+        // The queue is made outside the lock: it reads the whole list.
+        let made = self.store.create_job(job).map(|(info, numbers)| {
+            let q = JobQueue::new(&info, numbers, &self.sizing, &[]);
+            (info, q)
+        });
+        let mut st = self.lock();
+        // add_job counts them again.
+        st.list_bytes -= need;
+        let (info, q) = made?;
         let max_len = q.max_len;
-        self.lock().add_job(info.id, q);
+        st.add_job(info.id, q);
+        drop(st);
         tracing::info!(
             job = info.id,
             numbers = info.total,
@@ -647,9 +727,7 @@ impl Coordinator {
             HashMap::new();
         {
             let mut st = self.lock();
-            if let Some(q) = st.jobs.remove(&job) {
-                st.ready.remove(&(Reverse(q.priority), job));
-            }
+            st.remove_job(job);
             let ids: Vec<ChunkId> = st
                 .open
                 .iter()
@@ -1121,9 +1199,7 @@ impl Coordinator {
                 }
             }
             if job_done {
-                if let Some(q) = st.jobs.remove(&span.job) {
-                    st.ready.remove(&(Reverse(q.priority), span.job));
-                }
+                st.remove_job(span.job);
                 for c in st.conns.values_mut() {
                     c.speed.remove(&span.job);
                 }
@@ -1236,6 +1312,8 @@ impl Coordinator {
             queued: st.jobs.values().map(|q| q.queued).sum(),
             leased: st.leased_per_job.values().sum(),
             requeued: st.requeued,
+            list_bytes: st.list_bytes,
+            list_limit: self.max_list_bytes,
             ..Gauges::default()
         };
         for c in st.conns.values() {
@@ -1441,7 +1519,16 @@ impl State {
         if q.queued > 0 {
             self.ready.insert((Reverse(q.priority), id));
         }
+        self.list_bytes += q.numbers.held_bytes();
         self.jobs.insert(id, q);
+    }
+
+    /// Forgets a job's queue (it is done or cancelled).
+    fn remove_job(&mut self, id: JobId) {
+        if let Some(q) = self.jobs.remove(&id) {
+            self.ready.remove(&(Reverse(q.priority), id));
+            self.list_bytes -= q.numbers.held_bytes();
+        }
     }
 
     /// Ends the lease on an open chunk (if any) and puts it at the front of its job's queue.
@@ -1579,6 +1666,56 @@ mod tests {
             "cancelled chunks are not leased again"
         );
         assert!(c.cancel_job(999).expect("cancel").is_none());
+    }
+
+    #[test]
+    fn lists_past_the_memory_limit_are_refused_until_others_end() {
+        // Room for 30 narrow numbers.
+        let c = coord(10_000, 10_000).with_list_limit(8 * 30);
+        let first = c.create_job(job((1..=20).collect(), 5)).expect("first");
+        assert_eq!(c.list_bytes(), 160);
+        match c.create_job(job((1..=11).collect(), 5)) {
+            Err(CreateJobError::Full { held, need, limit }) => {
+                assert_eq!((held, need, limit), (160, 88, 240));
+            }
+            other => panic!("11 more numbers fit: {other:?}"),
+        }
+        assert_eq!(c.list_bytes(), 160, "a refused job holds nothing");
+        let range = Numbers::range(999_999_999_999, 2, 1_000_000).expect("range");
+        c.create_job(uncapped(range))
+            .expect("a range takes no room");
+        c.create_job(job((1..=10).collect(), 5)).expect("10 fit");
+        assert_eq!(c.list_bytes(), 240);
+        c.cancel_job(first.id).expect("cancel").expect("known job");
+        assert_eq!(c.list_bytes(), 80, "a cancelled job's list is let go");
+        // Numbers of 2^64 and more take 16 bytes each.
+        assert!(c.create_job(job(vec![1 << 64; 11], 5)).is_err());
+        let wide = c
+            .create_job(NewJob {
+                priority: 5,
+                ..job(vec![1 << 64; 10], 5)
+            })
+            .expect("wide");
+        assert_eq!(c.list_bytes(), 240);
+        // Finishing a job lets its list go too.
+        let a = conn(&c, 2);
+        let wide_id = wide.id.to_string();
+        let mut leased = c.lease(a);
+        while leased.iter().any(|x| x.job_id == wide_id) {
+            for x in leased.iter().filter(|x| x.job_id == wide_id) {
+                let lists: Vec<Vec<u128>> =
+                    x.numbers.iter().map(crowdfactor_factor::factor).collect();
+                c.accept(a, x.chunk_id, lists.into(), None).expect("stored");
+            }
+            leased = c.lease(a);
+        }
+        assert!(c
+            .store()
+            .job(wide.id)
+            .expect("store")
+            .is_some_and(|j| j.done == 10));
+        assert_eq!(c.list_bytes(), 80);
+        assert_eq!(c.gauges().list_bytes, 80);
     }
 
     #[test]

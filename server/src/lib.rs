@@ -46,6 +46,12 @@ pub struct Config {
     pub max_chunk_size: u32,
     /// Largest job, in numbers.
     pub max_numbers_per_job: u64,
+    /// Most bytes the numbers of open list jobs may take together (8 per
+    /// number below 2^64, 16 otherwise; ranges take none): the coordinator
+    /// holds them while a job is open, and again after a restart, so a
+    /// backlog past the machine's memory would stop it from starting.
+    /// Default: [`default_max_list_bytes`].
+    pub max_list_bytes: u64,
     /// Largest HTTP request body, in bytes.
     pub max_body_bytes: usize,
     /// Largest WebSocket message, in bytes.
@@ -117,6 +123,7 @@ impl Default for Config {
             first_chunk: Duration::from_millis(100),
             max_chunk_size: 100_000,
             max_numbers_per_job: 10_000_000,
+            max_list_bytes: default_max_list_bytes(),
             max_body_bytes: 256 << 20,
             max_message_bytes: crowdfactor_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             ack_timeout: Duration::from_secs(10),
@@ -139,6 +146,53 @@ impl Default for Config {
             tls: None,
             strict_transport: false,
         }
+    }
+}
+
+/// A quarter of the memory this process may use: the machine's, or its
+/// cgroup's limit where that is lower (a container); 4 GiB where neither
+/// can be read.
+pub fn default_max_list_bytes() -> u64 {
+    memory_available(|path| std::fs::read_to_string(path).ok()).map_or(4 << 30, |m| m / 4)
+}
+
+/// The machine's memory (Linux `/proc/meminfo`), or the cgroup's limit
+/// (v2 `memory.max`, v1 `memory.limit_in_bytes`) where lower; `read`
+/// reads a file.
+fn memory_available(read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let total = read("/proc/meminfo").and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib << 10)
+    });
+    let mut files = vec![
+        "/sys/fs/cgroup/memory.max".to_owned(),
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned(),
+    ];
+    // The process's own cgroup, e.g. `0::/system.slice/x.service` (v2) or
+    // `4:memory:/docker/abc` (v1).
+    for line in read("/proc/self/cgroup").unwrap_or_default().lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        match (controllers, path) {
+            (Some(""), Some(path)) if path != "/" => {
+                files.push(format!("/sys/fs/cgroup{path}/memory.max"));
+            }
+            (Some(c), Some(path)) if path != "/" && c.split(',').any(|c| c == "memory") => {
+                files.push(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"));
+            }
+            _ => {}
+        }
+    }
+    // "max" (v2) or a huge figure (v1) means no limit.
+    let limit = files
+        .iter()
+        .filter_map(|f| read(f)?.trim().parse::<u64>().ok())
+        .filter(|&b| b > 0 && b < 1 << 60)
+        .min();
+    match (total, limit) {
+        (Some(t), Some(l)) => Some(t.min(l)),
+        (t, l) => t.or(l),
     }
 }
 
@@ -368,7 +422,9 @@ fn coordinator(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Coordinator
         max: config.max_chunk_size.max(1),
         max_message_bytes: config.max_message_bytes,
     };
-    Ok(Arc::new(Coordinator::new(store, timing, sizing)?))
+    Ok(Arc::new(
+        Coordinator::new(store, timing, sizing)?.with_list_limit(config.max_list_bytes),
+    ))
 }
 
 fn app_state(
@@ -565,5 +621,55 @@ mod tests {
             counter.acquire(ip("198.51.100.1"), 5, 2).err(),
             Some(Full::Total)
         );
+    }
+
+    /// The machine's memory, or its cgroup's limit where lower: v2 or v1,
+    /// at the root or at the process's own cgroup; "max" and v1's huge
+    /// figure mean none.
+    #[test]
+    fn memory_is_the_machine_s_or_the_cgroup_s_limit() {
+        let meminfo = "MemTotal:       24683652 kB\nMemFree: 1 kB\n";
+        let machine = 24_683_652u64 << 10;
+        let with = |files: &[(&str, &str)]| {
+            let files: std::collections::HashMap<String, String> = files
+                .iter()
+                .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+                .collect();
+            memory_available(|p| files.get(p).cloned())
+        };
+        assert_eq!(with(&[("/proc/meminfo", meminfo)]), Some(machine));
+        let v1_self = [
+            ("/proc/meminfo", meminfo),
+            ("/proc/self/cgroup", "5:cpu:/\n4:memory:/docker/abc\n0::/\n"),
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+                "2147483648\n",
+            ),
+        ];
+        assert_eq!(with(&v1_self), Some(2 << 30));
+        let v2_self = [
+            ("/proc/meminfo", meminfo),
+            (
+                "/proc/self/cgroup",
+                "0::/system.slice/crowdfactor.service\n",
+            ),
+            ("/sys/fs/cgroup/memory.max", "max\n"),
+            (
+                "/sys/fs/cgroup/system.slice/crowdfactor.service/memory.max",
+                "1073741824\n",
+            ),
+        ];
+        assert_eq!(with(&v2_self), Some(1 << 30));
+        let unlimited = [
+            ("/proc/meminfo", meminfo),
+            ("/sys/fs/cgroup/memory.max", "max\n"),
+        ];
+        assert_eq!(with(&unlimited), Some(machine));
+        assert_eq!(with(&[]), None);
+        assert!(default_max_list_bytes() > 0);
     }
 }

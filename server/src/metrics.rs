@@ -41,6 +41,18 @@ pub(crate) async fn metrics(
         &[("", g.queued as f64)],
     );
     metric(
+        "crowdfactor_list_memory_bytes",
+        "gauge",
+        "Memory the numbers of open list jobs take (ranges take none).",
+        &[("", g.list_bytes as f64)],
+    );
+    metric(
+        "crowdfactor_list_memory_limit_bytes",
+        "gauge",
+        "The most the numbers of open list jobs may take (--max-list-memory).",
+        &[("", g.list_limit as f64)],
+    );
+    metric(
         "crowdfactor_chunks_in_flight",
         "gauge",
         "Chunks leased to workers now.",

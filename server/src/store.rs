@@ -97,6 +97,14 @@ impl Numbers {
         self.len() == 0
     }
 
+    /// Bytes the numbers take in memory: a list's, 0 for a range.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            Numbers::List(l) => l.held_bytes(),
+            Numbers::Range { .. } => 0,
+        }
+    }
+
     /// The numbers at indices `start..start + len` (which must lie within
     /// the job): a slice of a range job stays a range.
     pub fn span(&self, start: u64, len: u64) -> ChunkNumbers {
@@ -178,6 +186,14 @@ impl List {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes the numbers take.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            List::Narrow(l) => 8 * l.len() as u64,
+            List::Wide(l) => 16 * l.len() as u64,
+        }
     }
 
     /// The numbers at indices `start..start + len` (within the list).

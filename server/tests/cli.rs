@@ -29,6 +29,7 @@ fn help_lists_flags_and_examples() {
         "--token",
         "--worker-token",
         "--max-buffered-input",
+        "--max-list-memory",
         "Examples:",
         "CROWDFACTOR_LISTEN",
     ] {
@@ -60,6 +61,7 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         "--ack-timeout",
         "--max-chunk-size",
         "--max-numbers-per-job",
+        "--max-list-memory",
         "--max-connections",
         "--max-connections-per-ip",
     ] {

@@ -198,6 +198,70 @@ async fn an_oversized_job_is_refused_with_the_limits_and_files_stream() {
 /// A large upload that stalls holds its turn only until the server closes
 /// the connection for want of progress (1.5 × the idle timeout): the next
 /// large body then goes through.
+/// Open list jobs hold their numbers in the server's memory (8 bytes
+/// each below 2^64): past `--max-list-memory` a new list is refused with
+/// `503 queue_full` and nothing queued, a list that could never fit gets
+/// `413`, ranges always go, and a job that is cancelled or finishes makes
+/// room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_lists_are_held_within_the_memory_limit() {
+    let server = TestServer::start(Config {
+        max_list_bytes: 8 * 1000,
+        ..Config::default()
+    })
+    .await;
+    let list = |from: u128, count: u128| {
+        let numbers: Vec<String> = (from..from + count).map(|n| n.to_string()).collect();
+        json!({ "numbers": numbers })
+    };
+    let first = server.submit(list(1_000, 600)).await;
+    let (status, v) = server.post_job(&list(5_000, 600)).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "queue_full", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("4800 bytes") && message.contains("8000 bytes"),
+        "{message}"
+    );
+    let (status, v) = server.post_job(&list(5_000, 1_001)).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "too_large", "{v}");
+    let jobs = server.get("/api/jobs").await.1;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
+    let range = server
+        .submit(json!({"range": {"start": "999999999999", "count": 1000000, "step": 2}}))
+        .await;
+
+    let http = reqwest::Client::new();
+    let cancel = format!("{}api/jobs/{first}", server.url());
+    assert_eq!(http.delete(&cancel).send().await.unwrap().status(), 200);
+    let second = server.submit(list(5_000, 600)).await;
+    let metrics = server.text("/metrics", None).await;
+    assert!(
+        metrics.contains("crowdfactor_list_memory_bytes 4800")
+            && metrics.contains("crowdfactor_list_memory_limit_bytes 8000"),
+        "{metrics}"
+    );
+    // The list goes before the (later, larger) range once it has priority.
+    let patch = format!("{}api/jobs/{range}", server.url());
+    let resp = http
+        .patch(&patch)
+        .body(r#"{"priority": -1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _worker = WorkerProc::spawn(&server, &[]);
+    server.wait_done(&second, Duration::from_secs(60)).await;
+    assert_matches_gnu(
+        &(5_000..5_600).collect::<Vec<_>>(),
+        &server.results(&second).await,
+    );
+    // Finished: its room is free again, for a list of the whole limit.
+    server.submit(list(10_000, 1_000)).await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_large_upload_gives_up_its_turn() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -73,6 +73,17 @@ struct Args {
     /// Largest job, in numbers.
     #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_numbers_per_job: u64,
+    /// Most MiB the numbers of open list jobs may take together (8 bytes
+    /// per number below 2^64, 16 above; ranges take none). A job that would
+    /// pass it is refused (503) until others finish [default: a quarter of
+    /// the machine's memory, or of the container's limit]
+    #[arg(
+        long,
+        env = "CROWDFACTOR_MAX_LIST_MEMORY",
+        value_name = "MIB",
+        value_parser = clap::value_parser!(u64).range(1..=1 << 40)
+    )]
+    max_list_memory: Option<u64>,
     /// Most worker connections at once [default: 20000, or fewer if the
     /// open-file limit (`ulimit -n`, raised to its hard limit at start) is
     /// lower: each connection is a file descriptor].
@@ -301,6 +312,9 @@ async fn serve() -> ExitCode {
         ack_timeout: args.ack_timeout,
         shutdown_grace: args.shutdown_grace,
         max_numbers_per_job: args.max_numbers_per_job,
+        max_list_bytes: args
+            .max_list_memory
+            .map_or_else(crowdfactor_server::default_max_list_bytes, |mib| mib << 20),
         max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         max_buffered_input: usize::try_from(args.max_buffered_input << 20).unwrap_or(usize::MAX),
