@@ -14,6 +14,13 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 step "toolchain"
 scripts/setup.sh --browser
 
+# Temporary files of the run (the tests', and the profiles Chromium, Firefox
+# and their drivers make, some of which they leave behind) go in one
+# directory, removed at the end.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/crowdfactor-test.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR" || true' EXIT
+
 step "wasm factorizer (wasm-pack)"
 scripts/build-wasm.sh
 
