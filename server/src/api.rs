@@ -207,8 +207,10 @@ pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
 #[serde(deny_unknown_fields)]
 struct JobRequest<'a> {
     numbers: Option<Listed>,
+    /// Read as [`RangeRequest`] once it is known to be an object (serde
+    /// would read a struct from a list too: `["1", 5]`).
     #[serde(borrow)]
-    range: Option<RangeRequest<'a>>,
+    range: Option<&'a RawValue>,
     chunk_size: Option<&'a RawValue>,
     priority: Option<i32>,
 }
@@ -328,6 +330,38 @@ fn parse_number_at(raw: &RawValue, item: impl Fn() -> String) -> Result<u128, Ap
     })
 }
 
+/// Reads `T` from a JSON object (the body, or the field `field` of it), or
+/// answers `400 bad_json` saying what is wrong and what was `expected`.
+/// Only from an object: serde reads a struct from a JSON list of its
+/// fields too (`[["12"], null, null, null]` was a job).
+fn from_object<'a, T: Deserialize<'a>>(
+    json: &'a [u8],
+    field: Option<&str>,
+    expected: &str,
+) -> Result<T, AppError> {
+    let what = field.map_or_else(|| "the body".to_owned(), |f| f.to_owned());
+    let refuse = |why: String| {
+        let why = match field {
+            Some(f) => format!("{f}: {why}"),
+            None => why,
+        };
+        bad(
+            "bad_json",
+            field.map(str::to_owned),
+            format!("{why}; {expected}"),
+        )
+    };
+    match json.iter().find(|b| !b" \t\r\n".contains(b)) {
+        Some(b'{') => serde_json::from_slice(json).map_err(|e| refuse(e.to_string())),
+        None => Err(refuse(format!("{what} is empty"))),
+        Some(_) => Err(bad(
+            "bad_json",
+            field.map(str::to_owned),
+            format!("{what} is not a JSON object; {expected}"),
+        )),
+    }
+}
+
 /// Parses a job request, or names the bad item.
 pub fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError> {
     parse_unfinished(body, limits).map(Parsed::finish)
@@ -355,18 +389,19 @@ impl Parsed {
 
 /// [`parse_job`] up to [`Parsed::finish`].
 fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppError> {
+    const EXPECTED: &str = r#"expected {"numbers": ["12", ...]} or {"range": {"start": "12", "count": 100, "step": 2}}"#;
     KEEP.with(|k| k.set(limits.max_numbers_per_job));
-    let req = serde_json::from_slice::<JobRequest>(body);
+    let req = from_object::<JobRequest>(body, None, EXPECTED);
     KEEP.with(|k| k.set(u64::MAX));
-    let req = req.map_err(|e| {
-        bad(
-            "bad_json",
-            None,
-            format!(
-                "{e}; expected {{\"numbers\": [\"12\", ...]}} or {{\"range\": {{\"start\": \"12\", \"count\": 100, \"step\": 2}}}}"
-            ),
-        )
-    })?;
+    let req = req?;
+    let range = match req.range {
+        Some(raw) if raw.get() != "null" => Some(from_object::<RangeRequest>(
+            raw.get().as_bytes(),
+            Some("range"),
+            EXPECTED,
+        )?),
+        _ => None,
+    };
     let chunk_cap = match req.chunk_size {
         None => None,
         Some(raw) => {
@@ -381,7 +416,7 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
             Some(v as u32)
         }
     };
-    let numbers = match (req.numbers, req.range) {
+    let numbers = match (req.numbers, range) {
         (Some(_), Some(_)) => {
             return Err(bad(
                 "bad_request",
@@ -670,13 +705,7 @@ pub(crate) async fn patch_job(
 ) -> Result<Json<JobView>, AppError> {
     // Like POST /api/jobs: JSON whatever the Content-Type says (curl -d
     // sends a form type).
-    let patch: JobPatch = serde_json::from_slice(&body).map_err(|e| {
-        bad(
-            "bad_json",
-            None,
-            format!("{e}; expected {{\"priority\": 5}}"),
-        )
-    })?;
+    let patch: JobPatch = from_object(&body, None, r#"expected {"priority": 5}"#)?;
     check_priority(patch.priority)?;
     let (jid, _) = load_job(&state, &id)?;
     let coord = state.coord.clone();
@@ -1125,6 +1154,52 @@ mod tests {
         assert!(parse(r#"{"numbers": []}"#).is_err());
         assert!(parse(r#"{"nums": ["1"]}"#).is_err());
         assert!(parse("not json").is_err());
+    }
+
+    /// A job is a JSON object, and so is its range: serde would also read
+    /// them from lists of their fields.
+    #[test]
+    fn only_objects_are_jobs_and_ranges() {
+        for (body, says) in [
+            (
+                r#"[["12"], null, null, null]"#,
+                "the body is not a JSON object",
+            ),
+            (r#"  ["12"]"#, "the body is not a JSON object"),
+            ("12", "the body is not a JSON object"),
+            ("", "the body is empty"),
+            (" \n", "the body is empty"),
+            (r#"{"range": ["1", 5, 2]}"#, "range is not a JSON object"),
+            (r#"{"range": 5}"#, "range is not a JSON object"),
+            (
+                r#"{"range": {"start": "1", "count": 5, "stop": 9}}"#,
+                "range: unknown field `stop`",
+            ),
+            (
+                r#"{"range": {"start": "1"}}"#,
+                "range: missing field `count`",
+            ),
+        ] {
+            let Err(AppError::BadRequest { code, message, .. }) =
+                parse_job(body.as_bytes(), &crate::Config::default())
+            else {
+                panic!("{body} was not refused as a bad request");
+            };
+            assert_eq!(code, "bad_json", "{body}");
+            assert!(message.contains(says), "{body} -> {message}");
+            assert!(!message.contains("Request"), "{message}");
+        }
+        for body in [
+            "\t\r\n {\"numbers\": [\"12\"]}",
+            r#"{"numbers": ["12"], "range": null}"#,
+            r#"{"range": {"start": "12", "count": 3}, "numbers": null}"#,
+            r#"{"range": { "count": 3, "step": "2", "start": 7 }}"#,
+        ] {
+            parse(body).expect(body);
+        }
+        assert!(from_object::<JobPatch>(b"[5]", None, "").is_err());
+        let patch = from_object::<JobPatch>(br#" {"priority": 5}"#, None, "").expect("an object");
+        assert_eq!(patch.priority, 5);
     }
 
     #[test]
