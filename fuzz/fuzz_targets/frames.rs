@@ -1,6 +1,6 @@
 //! Any text frame, read as a worker's message and as a coordinator's: never
 //! a panic; the hand-written readers of `result` and `assign` frames say
-//! what serde says; whatever decodes, encodes and decodes again to the same
+//! what serde says of objects (only objects are messages); whatever decodes, encodes and decodes again to the same
 //! message.
 #![no_main]
 
@@ -17,10 +17,14 @@ fn check<M: PartialEq + Debug + DeserializeOwned>(
     encode: fn(&M) -> String,
 ) {
     let fast = decode(text, LIMIT);
-    let serde = serde_json::from_str::<M>(text);
+    // serde also reads a tagged message from a list; the protocol does not.
+    let object = text
+        .trim_start_matches([' ', '\t', '\r', '\n'])
+        .starts_with('{');
+    let serde = serde_json::from_str::<M>(text).ok().filter(|_| object);
     assert_eq!(
         fast.as_ref().ok(),
-        serde.as_ref().ok(),
+        serde.as_ref(),
         "the fast path and serde disagree on {text:?}"
     );
     if let Ok(msg) = fast {

@@ -6,8 +6,8 @@
 //! (the numbers to factor and their factors) travel as **decimal strings**;
 //! counters and ids are plain JSON numbers below 2^53.
 //!
-//! Any valid JSON is accepted (whitespace, field order, numbers as JSON
-//! integers where they fit). The encoders here write the compact form of the
+//! Any valid JSON object is accepted (whitespace, field order, numbers as
+//! JSON integers where they fit); nothing else is a message. The encoders here write the compact form of the
 //! examples below, tag first; `result` and `assign` frames in exactly that
 //! form are read by a hand-written scanner (they carry most of the bytes), and
 //! anything else by serde — both give the same answer (tested, and fuzzed).
@@ -343,6 +343,16 @@ fn decode<T: for<'de> Deserialize<'de>>(text: &str, limit: usize) -> Result<T, D
             size: text.len(),
             limit,
         });
+    }
+    // serde would also read a tagged message from a list, tag first
+    // (`["ack",17]`): not a form of the protocol.
+    if !text
+        .trim_start_matches([' ', '\t', '\r', '\n'])
+        .starts_with('{')
+    {
+        return Err(DecodeError::Malformed(serde::de::Error::custom(
+            "a message is a JSON object with a \"type\"",
+        )));
     }
     Ok(serde_json::from_str(text)?)
 }
@@ -879,6 +889,11 @@ mod tests {
             r#"{"type":"result","chunk_id":1,"factors":["2","2","3"]}"#,
             r#"{"type":"result","chunk_id":1,"results":[{"n":"12","factors":["2","2","3"]}]}"#,
             "\u{0}\u{1}garbage",
+            // Lists serde would read as tagged messages.
+            r#"["ack",17]"#,
+            r#" ["heartbeat"]"#,
+            r#"["hello",4,"native",2,2]"#,
+            r#"["result",3,"2 2"]"#,
         ] {
             let err = ClientMessage::decode(bad, 1 << 20).expect_err(bad);
             assert_eq!(err.code(), ErrorCode::BadMessage, "{bad}: {err}");
