@@ -79,17 +79,8 @@ impl Server {
     }
 
     async fn submit(&self, body: Value) -> String {
-        let resp = self
-            .http
-            .post(format!("http://127.0.0.1:{}/api/jobs", self.port))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 201);
-        let v: Value = resp.json().await.unwrap();
-        v["id"].as_str().unwrap().to_owned()
+        let base = format!("http://127.0.0.1:{}", self.port);
+        crowdfactor_e2e::submit_job(&self.http, &base, TOKEN, &body).await
     }
 
     async fn wait_done(&self, id: &str, poll: Duration) -> Value {

@@ -370,6 +370,21 @@ pub fn semiprimes(count: usize, bits: u32, seed: u64) -> Vec<u128> {
 }
 
 /// A fresh, empty directory for one test.
+/// Submits a job to the coordinator at `base` (`http://host:port`) that
+/// must be accepted; returns its id.
+pub async fn submit_job(http: &reqwest::Client, base: &str, token: &str, body: &Value) -> String {
+    let resp = http
+        .post(format!("{base}/api/jobs"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let created: Value = resp.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crowdfactor-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

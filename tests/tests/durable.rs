@@ -18,24 +18,21 @@ impl Drop for ServerProc {
     }
 }
 
+/// The server on `port` and the database `db`, logging warnings.
+fn server_command(port: u16, db: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin("crowdfactor-server"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+        .arg("--db")
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        // A stop waits this long for requests in flight (default 10 s).
+        .env("CROWDFACTOR_SHUTDOWN_GRACE", "2")
+        .stdin(Stdio::null());
+    cmd
+}
+
 fn start_server(port: u16, db: &std::path::Path) -> ServerProc {
-    ServerProc(
-        Command::new(bin("crowdfactor-server"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--token",
-                TOKEN,
-                "--db",
-            ])
-            .arg(db)
-            .env("RUST_LOG", "warn")
-            // A stop waits this long for requests in flight (default 10 s).
-            .env("CROWDFACTOR_SHUTDOWN_GRACE", "2")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    ServerProc(server_command(port, db).spawn().unwrap())
 }
 
 const TOKEN: &str = "durable-test-token";
@@ -48,6 +45,29 @@ async fn api(port: u16, path: &str) -> Option<Value> {
         .await
         .ok()?;
     resp.json().await.ok()
+}
+
+/// Submits a job that must be accepted; returns its id.
+async fn submit(port: u16, body: Value) -> String {
+    let base = format!("http://127.0.0.1:{port}");
+    submit_job(&reqwest::Client::new(), &base, TOKEN, &body).await
+}
+
+/// A job's results as number → factors (decimal strings).
+async fn results_of(port: u16, id: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let results = api(port, &format!("/api/jobs/{id}/results")).await.unwrap();
+    results["results"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(n, f)| {
+            let f = f.as_array().unwrap().iter();
+            (
+                n.clone(),
+                f.map(|p| p.as_str().unwrap().to_owned()).collect(),
+            )
+        })
+        .collect()
 }
 
 async fn wait_up(port: u16) {
@@ -71,18 +91,7 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
     wait_up(port).await;
     let numbers = semiprimes(1200, 31, 7);
     let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
-    let resp = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/jobs"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"numbers": list, "chunk_size": 4}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit(port, json!({"numbers": list, "chunk_size": 4})).await;
 
     let worker_server = format!("ws://127.0.0.1:{port}/ws");
     let _worker = WorkerProc(
@@ -129,22 +138,7 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
         job["by_kind"]["native"], 1200,
         "a result was accepted twice: {job}"
     );
-    let results = api(port, &format!("/api/jobs/{id}/results")).await.unwrap();
-    let results = results["results"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(n, f)| {
-            (
-                n.clone(),
-                f.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_str().unwrap().to_owned())
-                    .collect(),
-            )
-        })
-        .collect();
+    let results = results_of(port, &id).await;
     assert_matches_gnu(&numbers, &results);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -165,17 +159,11 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
             .spawn()
             .unwrap(),
     );
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/jobs"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"range": {"start": "999999999999", "count": 2_000_000, "step": 2}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = submit(
+        port,
+        json!({"range": {"start": "999999999999", "count": 2_000_000, "step": 2}}),
+    )
+    .await;
     let start = Instant::now();
     while api(port, &format!("/api/jobs/{id}")).await.unwrap()["done"] == 0 {
         assert!(start.elapsed() < Duration::from_secs(30), "no progress");
@@ -271,5 +259,43 @@ async fn a_second_server_on_the_same_database_is_refused() {
     // The first one serves on.
     assert!(api(port, "/api/status").await.is_some());
     drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server and a worker whose stderr is gone (a closed pipe, as after
+/// `| head`, or the terminal of a session that ended) go on working: a log
+/// line that cannot be written is dropped, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_stops_neither_server_nor_worker() {
+    let dir = temp_dir("closed-stderr");
+    let port = free_port();
+    // Each log line is at least one write: info-level logs every lifecycle
+    // event.
+    let mut server = server_command(port, &dir.join("crowdfactor.db"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(server.stderr.take());
+    let _server = ServerProc(server);
+    wait_up(port).await;
+    let numbers = range(999_999_999_999, 300, 2);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = submit(port, json!({ "numbers": list, "chunk_size": 10 })).await;
+    let mut worker = Command::new(bin("crowdfactor-worker"))
+        .args(["--server", &format!("ws://127.0.0.1:{port}/ws")])
+        .args(["--threads", "1", "--exit-when-idle"])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(worker.stderr.take());
+    let mut worker = WorkerProc(worker);
+    assert_eq!(worker.wait(Duration::from_secs(60)), Some(0), "the worker");
+    let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+    assert_eq!(job["state"], "done", "{job}");
+    let results = results_of(port, &id).await;
+    assert_matches_gnu(&numbers, &results);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -136,6 +136,10 @@ fn main() -> ExitCode {
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
+        // A log line that cannot be written (stderr a closed pipe, the
+        // terminal of a session that ended) is dropped: by default the
+        // subscriber reports it with eprintln!, which panics there.
+        .log_internal_errors(false)
         .init();
     // One TLS crypto provider for the process, whatever else the build
     // enables (rustls refuses to choose when it has two).

@@ -296,6 +296,10 @@ async fn serve() -> ExitCode {
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
+        // A log line that cannot be written (stderr a closed pipe, the
+        // terminal of a session that ended) is dropped: by default the
+        // subscriber reports it with eprintln!, which panics there.
+        .log_internal_errors(false)
         .init();
     let mut args = parse_args();
     if let Some(cmd) = args.command.take() {
