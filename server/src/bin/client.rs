@@ -10,6 +10,15 @@ use clap::Subcommand;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+/// `eprintln!` that does not panic when stderr is gone (a closed pipe):
+/// a note that cannot be shown is dropped, and the exit code still tells.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// Exit code for "the server said no" (bad request, unknown job, 401).
 pub const EXIT_REFUSED: u8 = 3;
 /// Exit code for "the server could not be reached".
@@ -277,7 +286,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
     match outcome {
         Ok(()) | Err(CliError::OutputClosed) => 0,
         Err(e) => {
-            eprintln!("crowdfactor-server: {e}");
+            tell!("crowdfactor-server: {e}");
             match e {
                 CliError::Unreachable { .. } => EXIT_UNREACHABLE,
                 CliError::Refused(_) => EXIT_REFUSED,
@@ -368,7 +377,7 @@ async fn submit(
     };
     let total = job["total"].as_u64().unwrap_or(0);
     let noun = if total == 1 { "number" } else { "numbers" };
-    eprintln!("submitted job {id}: {total} {noun}{hint}");
+    tell!("submitted job {id}: {total} {noun}{hint}");
     if watch {
         watch_job(api, &id).await?;
     }
@@ -489,7 +498,7 @@ async fn jobs(api: &Api) -> Result<(), CliError> {
     let list = api.get_json("/api/jobs").await?;
     let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
     if jobs.is_empty() {
-        eprintln!("no jobs yet; submit one with `crowdfactor-server submit`");
+        tell!("no jobs yet; submit one with `crowdfactor-server submit`");
     }
     for job in &jobs {
         say(&line(job))?;
@@ -526,7 +535,7 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
                 || at.elapsed() >= Duration::from_secs(60)
         });
         if !tty && due {
-            eprintln!("job {id}: {state}, {done} of {total} numbers");
+            tell!("job {id}: {state}, {done} of {total} numbers");
             printed = Some((std::time::Instant::now(), state.clone(), done));
         }
         match state.as_str() {
@@ -557,7 +566,7 @@ async fn results(
         job["done"].as_u64(),
         job["total"].as_u64(),
     ) {
-        eprintln!(
+        tell!(
             "crowdfactor-server: job {id} is {}: the results hold {done} of its {total} numbers",
             job["state"].as_str().unwrap_or("")
         );
