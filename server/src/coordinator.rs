@@ -130,6 +130,51 @@ pub enum CreateJobError {
     Store(#[from] StoreError),
 }
 
+/// Room for a new job's list, counted in [`State::list_bytes`] while the
+/// job is stored (so that jobs created at the same time cannot pass the
+/// limit together) and given back when dropped: also when storing fails
+/// or panics.
+struct ListRoom<'a> {
+    coord: &'a Coordinator,
+    bytes: u64,
+}
+
+impl<'a> ListRoom<'a> {
+    fn reserve(coord: &'a Coordinator, bytes: u64) -> Result<Self, CreateJobError> {
+        let mut st = coord.lock();
+        let limit = coord.max_list_bytes;
+        if st.list_bytes.saturating_add(bytes) > limit {
+            let held = st.list_bytes;
+            tracing::warn!(
+                held,
+                need = bytes,
+                limit,
+                "job refused: open lists would take more memory than --max-list-memory"
+            );
+            return Err(CreateJobError::Full {
+                held,
+                need: bytes,
+                limit,
+            });
+        }
+        st.list_bytes += bytes;
+        Ok(ListRoom { coord, bytes })
+    }
+
+    /// Gives the room back under a lock the caller holds.
+    fn release(mut self, st: &mut State) {
+        st.list_bytes -= std::mem::take(&mut self.bytes);
+    }
+}
+
+impl Drop for ListRoom<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.coord.lock().list_bytes -= self.bytes;
+        }
+    }
+}
+
 /// Monotonic counters exported at `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -674,35 +719,15 @@ impl Coordinator {
     /// Creates a job and queues its numbers, unless its list would take the
     /// memory held by open list jobs past the limit.
     pub fn create_job(&self, job: NewJob) -> Result<JobInfo, CreateJobError> {
-        let need = job.numbers.held_bytes();
-        {
-            // The bytes are counted before the job is stored, so that jobs
-            // created at the same time cannot pass the limit together.
-            let mut st = self.lock();
-            if st.list_bytes.saturating_add(need) > self.max_list_bytes {
-                tracing::warn!(
-                    held = st.list_bytes,
-                    need,
-                    limit = self.max_list_bytes,
-                    "job refused: open lists would take more memory than --max-list-memory"
-                );
-                return Err(CreateJobError::Full {
-                    held: st.list_bytes,
-                    need,
-                    limit: self.max_list_bytes,
-                });
-            }
-            st.list_bytes += need;
-        }
+        let reserved = ListRoom::reserve(self, job.numbers.held_bytes())?;
         // The queue is made outside the lock: it reads the whole list.
-        let made = self.store.create_job(job).map(|(info, numbers)| {
+        let (info, q) = self.store.create_job(job).map(|(info, numbers)| {
             let q = JobQueue::new(&info, numbers, &self.sizing, &[]);
             (info, q)
-        });
+        })?;
         let mut st = self.lock();
-        // add_job counts them again.
-        st.list_bytes -= need;
-        let (info, q) = made?;
+        // add_job counts the bytes again.
+        reserved.release(&mut st);
         let max_len = q.max_len;
         st.add_job(info.id, q);
         drop(st);
@@ -2239,6 +2264,9 @@ mod tests {
 
     impl Store for FullDisk {
         fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
+            if self.full.load(Relaxed) {
+                return Err(StoreError::Full("database or disk is full".into()));
+            }
             self.inner.create_job(job)
         }
         fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
@@ -2302,6 +2330,13 @@ mod tests {
         let held = c.lease(a);
         assert_eq!(held.len(), 2);
         store.full.store(true, Relaxed);
+        // A job the store cannot take holds no room for its list.
+        let before = c.list_bytes();
+        assert!(matches!(
+            c.create_job(job((2..40).collect(), 1)),
+            Err(CreateJobError::Store(StoreError::Full(_)))
+        ));
+        assert_eq!(c.list_bytes(), before);
         let t0 = Instant::now();
         fail(held[0].chunk_id);
         assert_eq!(c.metrics.store_failures.load(Relaxed), 1);
