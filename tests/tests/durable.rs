@@ -70,6 +70,40 @@ async fn results_of(port: u16, id: &str) -> std::collections::HashMap<String, Ve
         .collect()
 }
 
+/// Sends the server `signal` (`kill`'s argument) and waits for it to exit;
+/// returns its exit code (`None`: killed by a signal).
+async fn signal_and_wait(server: &mut ServerProc, signal: &str) -> Option<i32> {
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "server ignored {signal}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Job `id` as a server started on a copy of the database file `db` alone
+/// (made in `dir`) sees it.
+async fn job_in_a_copy(db: &std::path::Path, dir: &std::path::Path, id: &str) -> Value {
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(db, copy.join("crowdfactor.db")).unwrap();
+    let port = free_port();
+    let _restored = start_server(port, &copy.join("crowdfactor.db"));
+    wait_up(port).await;
+    api(port, &format!("/api/jobs/{id}")).await.unwrap()
+}
+
 async fn wait_up(port: u16) {
     let start = Instant::now();
     while api(port, "/api/status").await.is_none() {
@@ -194,22 +228,7 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let code = loop {
-        if let Some(s) = server.0.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "server ignored SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let code = signal_and_wait(&mut server, "-TERM").await;
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
     drop(dashboard);
     drop(stalled);
@@ -220,13 +239,7 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
     );
     // Stopped, the database file alone is the whole state (docs/deploy.md:
     // a backup may copy just it), results accepted up to the stop included.
-    let copy = dir.join("copy");
-    std::fs::create_dir_all(&copy).unwrap();
-    std::fs::copy(&db, copy.join("crowdfactor.db")).unwrap();
-    let port = free_port();
-    let _restored = start_server(port, &copy.join("crowdfactor.db"));
-    wait_up(port).await;
-    let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+    let job = job_in_a_copy(&db, &dir, &id).await;
     assert_eq!(job["total"], 2_000_000, "{job}");
     assert_ne!(job["done"], 0, "{job}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -259,6 +272,26 @@ async fn a_second_server_on_the_same_database_is_refused() {
     // The first one serves on.
     assert!(api(port, "/api/status").await.is_some());
     drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP (the terminal the server runs in was closed) stops a server
+/// without TLS as gracefully as SIGTERM: exit 0, the database file alone
+/// holding everything.
+/// (With TLS it reloads the certificate: tls.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_stops_a_plain_http_server_gracefully() {
+    let dir = temp_dir("hup");
+    let db = dir.join("crowdfactor.db");
+    let port = free_port();
+    let mut server = start_server(port, &db);
+    wait_up(port).await;
+    let id = submit(port, json!({"numbers": ["12", "1000000000001"]})).await;
+    let code = signal_and_wait(&mut server, "-HUP").await;
+    assert_eq!(code, Some(0), "a graceful stop exits 0");
+    // The database file alone holds everything (as after SIGTERM).
+    let job = job_in_a_copy(&db, &dir, &id).await;
+    assert_eq!(job["total"], 2, "{job}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -779,6 +779,12 @@ async fn sigterm_hands_back_work_and_exits_zero() {
     a_stop_signal_hands_back_work("-TERM").await;
 }
 
+/// SIGHUP (the terminal the worker runs in was closed) drains like Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_hands_back_work_and_exits_zero() {
+    a_stop_signal_hands_back_work("-HUP").await;
+}
+
 async fn a_stop_signal_hands_back_work(signal: &str) {
     let server = TestServer::start(Config::default()).await;
     let numbers = semiprimes(800, 31, 5);

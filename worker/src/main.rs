@@ -25,8 +25,9 @@ use tracing_subscriber::EnvFilter;
 ///   crowdfactor-worker factor 999999999999 12
 ///   seq 1000 2000 | crowdfactor-worker factor --threads 2
 ///
-/// Ctrl-C (or SIGTERM) hands back the chunks not started, finishes the ones
-/// in progress, and exits 0; a second one quits at once (the server requeues).
+/// Ctrl-C (or SIGTERM, or SIGHUP when its terminal is closed) hands back the
+/// chunks not started, finishes the ones in progress, and exits 0; a second
+/// one quits at once (the server requeues).
 ///
 /// Exit codes: 0 success (idle with --exit-when-idle, or stopped); 1 invalid
 /// numbers given to `factor`; 2 bad command line; 3 refused by the

@@ -584,21 +584,26 @@ struct Factored {
 }
 
 /// Ctrl-C (SIGINT), or SIGTERM: how systemd, Docker and Kubernetes stop a
-/// service, which should drain as gracefully as a Ctrl-C at a terminal.
+/// service, which should drain as gracefully as a Ctrl-C at a terminal; or
+/// SIGHUP: the terminal the worker runs in was closed.
 async fn stop_signal() {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => drop(s.recv().await),
-            Err(_) => std::future::pending::<()>().await,
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let received = |kind: SignalKind| async move {
+            match signal(kind) {
+                Ok(mut s) => drop(s.recv().await),
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = received(SignalKind::terminate()) => {},
+            () = received(SignalKind::hangup()) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
     }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Factors a chunk; below 100 % CPU it sleeps between slices so that

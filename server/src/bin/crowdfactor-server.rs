@@ -399,7 +399,11 @@ async fn serve() -> ExitCode {
             }
         });
     }
-    match crowdfactor_server::run_with_store(listener, config, store, shutdown_signal()).await {
+    // SIGHUP reloads the certificate of a TLS server; it stops any other.
+    let hangup_stops = config.tls.is_none();
+    match crowdfactor_server::run_with_store(listener, config, store, shutdown_signal(hangup_stops))
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
@@ -471,23 +475,37 @@ fn api_token(args: &Args) -> std::io::Result<String> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C, SIGTERM, or (`hangup`) SIGHUP: the terminal the server runs in
+/// was closed. With TLS, SIGHUP reloads the certificate instead.
+async fn shutdown_signal(hangup: bool) {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::SignalKind;
+        let hup = async {
+            if hangup {
+                signal_received(SignalKind::hangup()).await
+            } else {
+                std::future::pending().await
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = signal_received(SignalKind::terminate()) => {},
+            () = hup => {},
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        let _ = hangup;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Returns when the process gets `kind` (never, if it cannot be watched).
+#[cfg(unix)]
+async fn signal_received(kind: tokio::signal::unix::SignalKind) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut s) => drop(s.recv().await),
+        Err(_) => std::future::pending::<()>().await,
     }
 }
