@@ -339,27 +339,21 @@ fn from_object<'a, T: Deserialize<'a>>(
     field: Option<&str>,
     expected: &str,
 ) -> Result<T, AppError> {
-    let what = field.map_or_else(|| "the body".to_owned(), |f| f.to_owned());
-    let refuse = |why: String| {
-        let why = match field {
-            Some(f) => format!("{f}: {why}"),
-            None => why,
-        };
-        bad(
-            "bad_json",
-            field.map(str::to_owned),
-            format!("{why}; {expected}"),
-        )
+    let what = field.unwrap_or("the body");
+    let why = match json.iter().find(|b| !b" \t\r\n".contains(b)) {
+        Some(b'{') => match serde_json::from_slice(json) {
+            Ok(value) => return Ok(value),
+            Err(e) if field.is_some() => format!("{what}: {e}"),
+            Err(e) => e.to_string(),
+        },
+        None => format!("{what} is empty"),
+        Some(_) => format!("{what} is not a JSON object"),
     };
-    match json.iter().find(|b| !b" \t\r\n".contains(b)) {
-        Some(b'{') => serde_json::from_slice(json).map_err(|e| refuse(e.to_string())),
-        None => Err(refuse(format!("{what} is empty"))),
-        Some(_) => Err(bad(
-            "bad_json",
-            field.map(str::to_owned),
-            format!("{what} is not a JSON object; {expected}"),
-        )),
-    }
+    Err(bad(
+        "bad_json",
+        field.map(str::to_owned),
+        format!("{why}; {expected}"),
+    ))
 }
 
 /// Parses a job request, or names the bad item.
