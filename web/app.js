@@ -40,6 +40,8 @@ const state = {
   batterySupported: false,
   engine: null,       // 'wide' or 'standard', as the Web Workers report it
   refused: null,      // why the server refused this page for good (no reconnects)
+  everConnected: false,
+  lastError: null,    // the server's last `error` message, until the next welcome
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -215,7 +217,7 @@ function connect() {
     dropSocket();
     if (state.refused) {
       // Reconnecting cannot help until the volunteer changes the URL.
-      state.connection = state.refused;
+      state.connection = 'refused';
       render();
       return;
     }
@@ -288,6 +290,8 @@ function onServerMessage(text) {
   switch (msg.type) {
     case 'welcome':
       state.connection = 'connected';
+      state.everConnected = true;
+      state.lastError = null;
       state.backoff = 500;
       clearInterval(state.heartbeat);
       state.heartbeat = setInterval(beat, msg.heartbeat_ms);
@@ -330,8 +334,9 @@ function onServerMessage(text) {
       break;
     case 'error':
       state.connection = `refused: ${msg.message}`;
+      state.lastError = msg.message;
       if (msg.code === 'unauthorized') {
-        state.refused = `refused: ${msg.message} — open this page with ?token=<worker token>`;
+        state.refused = msg.message;
       } else if (msg.code === 'bad_handshake') {
         // The server was upgraded under this tab: load the page that speaks
         // its protocol (at most once a minute, in case that does not help).
@@ -374,6 +379,17 @@ function pauseReason() {
   return 'Paused while on battery.';
 }
 
+/** The status line while the tab has no connection to the server. */
+function connectionText() {
+  const lead = state.everConnected ? 'Not contributing right now' : 'Not contributing yet';
+  const why = state.lastError
+    ? `the server closed the connection (it said: ${state.lastError})`
+    : state.everConnected ? 'lost the connection to the server' : 'cannot reach the server';
+  if (state.connection !== 'connecting') return `${lead}: ${why}; ${state.connection}.`;
+  return state.everConnected || state.lastError
+    ? `${lead}: ${why}; connecting again…` : 'Connecting to the server…';
+}
+
 function render() {
   const paused = effectivePause();
   $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
@@ -387,8 +403,11 @@ function render() {
       ? 'WebAssembly with wide arithmetic' : 'WebAssembly';
   }
   const busy = state.workers.filter((w) => w.chunk).length;
-  $('state-text').textContent = paused
-    ? pauseReason()
+  $('state-text').textContent = state.refused
+    ? `Not contributing: the server refused this tab: ${state.refused}. `
+      + 'Open the link its operator gives volunteers (it ends in ?token=…).'
+    : paused ? pauseReason()
+    : state.connection !== 'connected' ? connectionText()
     : state.serverIdle && busy === 0 ? 'Contributing — waiting for work from the server.'
     : `Contributing with ${busy} of ${state.workers.length} workers busy.`;
   const list = $('worker-list');

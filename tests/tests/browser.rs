@@ -733,26 +733,33 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     assert_eq!(got, decimal, "the file's numbers, in order");
     let _ = std::fs::remove_dir_all(&dir);
 
-    // A volunteer page without the worker token is refused and says so,
-    // without reconnecting over and over; with ?token= it connects.
+    // A volunteer page without the worker token is refused and says so
+    // (not that it contributes), without reconnecting over and over; with
+    // ?token= it connects.
     client.goto(&server.url()).await.unwrap();
-    wait_text_where(&client, "conn", Duration::from_secs(20), |t| {
-        t.starts_with("refused:")
-    })
-    .await;
+    wait_text(&client, "conn", "refused").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let shown = text(&client, "conn").await;
+    assert_eq!(text(&client, "conn").await, "refused");
+    let status = text(&client, "state-text").await;
     assert!(
-        shown.starts_with("refused:") && shown.contains("?token="),
-        "{shown}"
+        status.starts_with("Not contributing: the server refused this tab")
+            && status.contains("worker token")
+            && status.contains("?token="),
+        "{status}"
     );
     client
         .goto(&format!("{}?token=tab-token", server.url()))
         .await
         .unwrap();
     wait_text(&client, "conn", "connected").await;
-    client.close().await.unwrap();
+    // The server stops: the tab says it is not contributing, and why.
     server.shutdown().await;
+    wait_text_where(&client, "state-text", Duration::from_secs(20), |t| {
+        t.starts_with("Not contributing right now: the server closed the connection")
+            && t.contains("shutting down")
+    })
+    .await;
+    client.close().await.unwrap();
 }
 
 /// Waits until the element's text is `want`.
