@@ -30,6 +30,8 @@ pub enum AppError {
     NotFound(String),
     /// The request conflicts with the job's state.
     Conflict(String),
+    /// The endpoint exists but does not take this method.
+    MethodNotAllowed(String),
     /// The body could not be read (the connection failed, bad chunked encoding).
     Body(String),
     /// A job's body is over the server's limit; says the limit.
@@ -119,6 +121,12 @@ impl IntoResponse for AppError {
             ),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), None),
+            AppError::MethodNotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                m.clone(),
+                None,
+            ),
             AppError::Body(m) => (
                 StatusCode::BAD_REQUEST,
                 "bad_body",
@@ -707,6 +715,18 @@ pub(crate) async fn patch_job(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
     Ok(Json(view(&state, info)))
+}
+
+/// A method an endpoint under `/api` does not take: a JSON `405` like the
+/// API's other errors (axum still names the methods it takes in `Allow`).
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::extract::OriginalUri,
+) -> AppError {
+    let path = crowdfactor_protocol::clip_quoted(uri.path()).into_owned();
+    AppError::MethodNotAllowed(format!(
+        "{method} is not a method of {path:?} (see docs/api.md)"
+    ))
 }
 
 /// Any other path under `/api`: a JSON `404` like the API's others.

@@ -501,6 +501,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
     let api = Router::new()
         .merge(jobs)
         .route("/status", get(api::status))
+        .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::no_such_endpoint)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::map_response(no_store));

@@ -597,6 +597,12 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         let body: serde_json::Value = typo.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
     }
+    // A method an endpoint does not take: JSON too, and `Allow` says which.
+    let put = http.put(&done_url).body("{}").send().await.unwrap();
+    assert_eq!(put.status().as_u16(), 405);
+    assert_eq!(put.headers()["allow"], "GET,HEAD,DELETE,PATCH");
+    let body: serde_json::Value = put.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
     let missing = format!("http://{}/api/jobs/12345", server.addr);
     assert_eq!(
         http.delete(&missing)
