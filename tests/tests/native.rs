@@ -257,7 +257,17 @@ async fn open_lists_are_held_within_the_memory_limit() {
         &(5_000..5_600).collect::<Vec<_>>(),
         &server.results(&second).await,
     );
-    // Finished: its room is free again, for a list of the whole limit.
+    // Finished: its room is free again (once the coordinator has taken in
+    // the commit that finished it), for a list of the whole limit.
+    let start = Instant::now();
+    while !server
+        .text("/metrics", None)
+        .await
+        .contains("crowdfactor_list_memory_bytes 0\n")
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "room not freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.submit(list(10_000, 1_000)).await;
     server.shutdown().await;
 }
