@@ -153,7 +153,12 @@ impl Default for Config {
 /// cgroup's limit where that is lower (a container); 4 GiB where neither
 /// can be read.
 pub fn default_max_list_bytes() -> u64 {
-    memory_available(|path| std::fs::read_to_string(path).ok()).map_or(4 << 30, |m| m / 4)
+    // Read once: `Config::default()` is cheap to call (the fuzz targets
+    // make one per input).
+    static QUARTER: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *QUARTER.get_or_init(|| {
+        memory_available(|path| std::fs::read_to_string(path).ok()).map_or(4 << 30, |m| m / 4)
+    })
 }
 
 /// The machine's memory (Linux `/proc/meminfo`), or the cgroup's limit
