@@ -295,6 +295,41 @@ async fn sighup_stops_a_plain_http_server_gracefully() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Started with SIGHUP ignored (`nohup`), the server keeps it so: the
+/// terminal it was started from can close under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_with_nohup_outlives_sighup() {
+    let dir = temp_dir("nohup");
+    let port = free_port();
+    let server = Command::new("nohup")
+        .arg(bin("crowdfactor-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+        .arg("--db")
+        .arg(dir.join("crowdfactor.db"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = ServerProc(server);
+    wait_up(port).await;
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.0.try_wait().unwrap(), None, "SIGHUP stopped it");
+    let id = submit(port, json!({"numbers": ["12"]})).await;
+    assert_eq!(
+        api(port, &format!("/api/jobs/{id}")).await.unwrap()["total"],
+        1
+    );
+    assert_eq!(signal_and_wait(&mut server, "-TERM").await, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A server and a worker whose stderr is gone (a closed pipe, as after
 /// `| head`, or the terminal of a session that ended) go on working: a log
 /// line that cannot be written is dropped, not a panic.

@@ -25,9 +25,10 @@ use tracing_subscriber::EnvFilter;
 ///   crowdfactor-worker factor 999999999999 12
 ///   seq 1000 2000 | crowdfactor-worker factor --threads 2
 ///
-/// Ctrl-C (or SIGTERM, or SIGHUP when its terminal is closed) hands back the
-/// chunks not started, finishes the ones in progress, and exits 0; a second
-/// one quits at once (the server requeues).
+/// Ctrl-C (or SIGTERM, or SIGHUP when its terminal is closed, unless
+/// started with `nohup`) hands back the chunks not started, finishes the
+/// ones in progress, and exits 0; a second one quits at once (the server
+/// requeues).
 ///
 /// Exit codes: 0 success (idle with --exit-when-idle, or stopped); 1 invalid
 /// numbers given to `factor`; 2 bad command line; 3 refused by the
@@ -113,6 +114,7 @@ fn all_cores_if_zero(threads: usize) -> usize {
 
 fn main() -> ExitCode {
     keep_heap_slack();
+    hangup_ignored();
     let args = Args::parse();
     if let Some(Command::Factor { numbers, threads }) = &args.command {
         // clap drops the `--` that makes `-5` a number for GNU's getopt:
@@ -266,6 +268,33 @@ fn keep_heap_slack() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_heap_slack() {}
+
+/// Whether SIGHUP was ignored when the worker started, as `nohup` leaves
+/// it: then a closed terminal must not stop it (watching the signal would
+/// replace the inherited disposition). Read once, before anything watches
+/// SIGHUP.
+pub(crate) fn hangup_ignored() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(hangup_ignored_now)
+}
+
+/// Whether SIGHUP is ignored, as `nohup` leaves it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn hangup_ignored_now() -> bool {
+    // SAFETY: with a null new action, sigaction only reads the current one
+    // into `old`, a plain struct it fully writes on success.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn hangup_ignored_now() -> bool {
+    false
+}
 
 #[cfg(test)]
 mod tests {

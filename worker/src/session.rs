@@ -585,7 +585,8 @@ struct Factored {
 
 /// Ctrl-C (SIGINT), or SIGTERM: how systemd, Docker and Kubernetes stop a
 /// service, which should drain as gracefully as a Ctrl-C at a terminal; or
-/// SIGHUP: the terminal the worker runs in was closed.
+/// SIGHUP: the terminal the worker runs in was closed (unless started
+/// with SIGHUP ignored, as by `nohup`).
 async fn stop_signal() {
     #[cfg(unix)]
     {
@@ -599,7 +600,13 @@ async fn stop_signal() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             () = received(SignalKind::terminate()) => {},
-            () = received(SignalKind::hangup()) => {},
+            () = async {
+                if crate::hangup_ignored() {
+                    std::future::pending().await
+                } else {
+                    received(SignalKind::hangup()).await
+                }
+            } => {},
         }
     }
     #[cfg(not(unix))]

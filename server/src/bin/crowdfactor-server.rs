@@ -218,6 +218,27 @@ fn keep_heap_slack() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_heap_slack() {}
 
+/// Whether SIGHUP was ignored when the process started, as `nohup` leaves
+/// it: then a closed terminal must not stop the process (watching the
+/// signal would replace the inherited disposition). Call before anything
+/// watches SIGHUP.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn hangup_ignored() -> bool {
+    // SAFETY: with a null new action, sigaction only reads the current one
+    // into `old`, a plain struct it fully writes on success.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn hangup_ignored() -> bool {
+    false
+}
+
 /// Descriptors kept for everything but connections: the database, its
 /// journal and lock, listeners, the runtime, logs.
 const RESERVED_FDS: u64 = 64;
@@ -399,8 +420,9 @@ async fn serve() -> ExitCode {
             }
         });
     }
-    // SIGHUP reloads the certificate of a TLS server; it stops any other.
-    let hangup_stops = config.tls.is_none();
+    // SIGHUP reloads the certificate of a TLS server; it stops any other,
+    // unless started with SIGHUP ignored (nohup).
+    let hangup_stops = config.tls.is_none() && !hangup_ignored();
     match crowdfactor_server::run_with_store(listener, config, store, shutdown_signal(hangup_stops))
         .await
     {
