@@ -385,6 +385,16 @@ pub async fn submit_job(http: &reqwest::Client, base: &str, token: &str, body: &
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// Sends process `pid` `signal` (`kill`'s argument, e.g. `-TERM`), which
+/// must succeed.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crowdfactor-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -73,12 +73,7 @@ async fn results_of(port: u16, id: &str) -> std::collections::HashMap<String, Ve
 /// Sends the server `signal` (`kill`'s argument) and waits for it to exit;
 /// returns its exit code (`None`: killed by a signal).
 async fn signal_and_wait(server: &mut ServerProc, signal: &str) -> Option<i32> {
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(server.0.id(), signal);
     let start = Instant::now();
     loop {
         if let Some(s) = server.0.try_wait().unwrap() {
@@ -313,12 +308,7 @@ async fn a_server_started_with_nohup_outlives_sighup() {
         .unwrap();
     let mut server = ServerProc(server);
     wait_up(port).await;
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(server.0.id(), "-HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.0.try_wait().unwrap(), None, "SIGHUP stopped it");
     let id = submit(port, json!({"numbers": ["12"]})).await;

@@ -807,12 +807,7 @@ async fn a_stop_signal_hands_back_work(signal: &str) {
     let id = server.submit_numbers(&numbers, 4).await;
     let mut first = WorkerProc::spawn(&server, &["--threads", "2"]);
     server.wait_progress(&id, 40, Duration::from_secs(30)).await;
-    let pid = first.0.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(first.0.id(), signal);
     assert_eq!(
         first.wait(Duration::from_secs(20)),
         Some(0),
@@ -994,11 +989,7 @@ mod scripted_coordinator {
             .expect("the worker gave up on the silent server and connected again")
             .unwrap();
         assert_eq!(worker.0.try_wait().unwrap(), None, "still trying");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &worker.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(worker.0.id(), "-TERM");
         assert_eq!(
             worker.wait(Duration::from_secs(5)),
             Some(0),

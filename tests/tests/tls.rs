@@ -218,14 +218,7 @@ async fn tls_flags_of_the_binary() {
     let (new_cert, new_key) = self_signed_localhost(&renewed);
     std::fs::copy(&new_cert, &cert).unwrap();
     std::fs::copy(&new_key, &key).unwrap();
-    let hup = || {
-        let pid = server.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
+    let hup = || send_signal(server.0.id(), "-HUP");
     hup();
     let start = std::time::Instant::now();
     while !client_trusting(&new_cert, &["jobs"]).status.success() {
