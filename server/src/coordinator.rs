@@ -719,7 +719,16 @@ impl Coordinator {
     /// Creates a job and queues its numbers, unless its list would take the
     /// memory held by open list jobs past the limit.
     pub fn create_job(&self, job: NewJob) -> Result<JobInfo, CreateJobError> {
-        let reserved = ListRoom::reserve(self, job.numbers.held_bytes())?;
+        let bytes = job.numbers.held_bytes();
+        let reserved = match ListRoom::reserve(self, bytes) {
+            // A job's last result is committed (and shown as done by the
+            // API) a moment before its list is let go here: a client that
+            // submits the moment its last job is done must not be refused.
+            Err(CreateJobError::Full { .. }) if self.let_finished_lists_go()? => {
+                ListRoom::reserve(self, bytes)?
+            }
+            r => r?,
+        };
         // The queue is made outside the lock: it reads the whole list.
         let (info, q) = self.store.create_job(job).map(|(info, numbers)| {
             let q = JobQueue::new(&info, numbers, &self.sizing, &[]);
@@ -740,6 +749,30 @@ impl Coordinator {
         );
         self.bump();
         Ok(info)
+    }
+
+    /// Lets go of the lists of jobs the store has finished (or cancelled)
+    /// but whose last result is still being booked; whether there were any.
+    fn let_finished_lists_go(&self) -> Result<bool, StoreError> {
+        let holding: Vec<JobId> = {
+            let st = self.lock();
+            st.jobs
+                .iter()
+                .filter(|(_, q)| q.numbers.held_bytes() > 0)
+                .map(|(&id, _)| id)
+                .collect()
+        };
+        let mut finished = vec![];
+        for id in holding {
+            if self.store.job(id)?.is_none_or(|j| !j.is_open()) {
+                finished.push(id);
+            }
+        }
+        let mut st = self.lock();
+        for &id in &finished {
+            st.remove_job(id);
+        }
+        Ok(!finished.is_empty())
     }
 
     /// Cancels a job: its queued numbers are dropped and the workers holding
@@ -1741,6 +1774,58 @@ mod tests {
             .is_some_and(|j| j.done == 10));
         assert_eq!(c.list_bytes(), 80);
         assert_eq!(c.gauges().list_bytes, 80);
+    }
+
+    #[test]
+    fn a_list_is_let_go_as_soon_as_the_store_has_its_job_done() {
+        // Room for one job of 20 narrow numbers at a time.
+        let c = coord(10_000, 10_000).with_list_limit(8 * 30);
+        let numbers: Vec<u128> = (1..=20).collect();
+        let first = c.create_job(job(numbers.clone(), 20)).expect("first");
+        let a = conn(&c, 8);
+        let mut chunks = c.lease(a);
+        let x = chunks.pop().expect("chunks");
+        let factor_all = |x: &Assignment| -> Vec<Vec<u128>> {
+            x.numbers.iter().map(crowdfactor_factor::factor).collect()
+        };
+        for y in &chunks {
+            c.accept(a, y.chunk_id, factor_all(y).into(), None)
+                .expect("booked");
+        }
+        // The store commits the last result (the API now shows the job
+        // done) before the coordinator has booked it.
+        let lists = factor_all(&x);
+        let span = Span {
+            job: first.id,
+            start: 20 - lists.len() as u64,
+            len: lists.len() as u64,
+        };
+        c.store()
+            .complete_span(span, lists.clone().into(), WorkerKind::Native)
+            .expect("stored");
+        assert!(c
+            .store()
+            .job(first.id)
+            .expect("store")
+            .is_some_and(|j| !j.is_open()));
+        let second = c
+            .create_job(job(numbers.clone(), 20))
+            .expect("the finished job's room is free");
+        assert_eq!(c.list_bytes(), 160);
+        // The booking that follows changes nothing more.
+        c.accept(a, x.chunk_id, lists.into(), None).expect("booked");
+        assert_eq!(c.list_bytes(), 160);
+        assert!(c.lease(a).iter().all(|y| y.job_id == second.id.to_string()));
+        // A job still open keeps its room.
+        assert!(matches!(
+            c.create_job(job(numbers, 20)),
+            Err(CreateJobError::Full { held: 160, .. })
+        ));
+        assert!(c
+            .store()
+            .job(second.id)
+            .expect("store")
+            .is_some_and(|j| j.is_open()));
     }
 
     #[test]
