@@ -38,13 +38,13 @@ fn parse(tok: &[u8]) -> Token<'_> {
 }
 
 /// Formats one input into `out` (a line) or `err` (a message); returns false on invalid input.
-fn render(tok: &[u8], buf: &mut Vec<u128>, out: &mut String, err: &mut String) -> bool {
+fn render(tok: &[u8], exp: bool, buf: &mut Vec<u128>, out: &mut String, err: &mut String) -> bool {
     use std::fmt::Write as _;
     match parse(tok) {
         Token::Number(n) => {
             buf.clear();
             crowdfactor_factor::factor_into(n, buf);
-            push_line(out, n, buf, &mut DecimalBuf::new());
+            push_line(out, n, buf, exp, &mut DecimalBuf::new());
             true
         }
         Token::Invalid(t) => {
@@ -66,13 +66,25 @@ fn render(tok: &[u8], buf: &mut Vec<u128>, out: &mut String, err: &mut String) -
     }
 }
 
-/// One output line: `n: f1 f2 …`.
-fn push_line(out: &mut String, n: u128, factors: &[u128], dec: &mut DecimalBuf) {
+/// One output line: `n: f1 f2 …`, or with `exp` (GNU's `--exponents`)
+/// each prime once with its exponent when above 1: `72: 2^3 3^2`.
+fn push_line(out: &mut String, n: u128, factors: &[u128], exp: bool, dec: &mut DecimalBuf) {
     out.push_str(format_u128(n, dec));
     out.push(':');
-    for &f in factors {
+    let mut rest = factors;
+    while let [f, ..] = *rest {
+        let e = if exp {
+            rest.iter().take_while(|&&g| g == f).count()
+        } else {
+            1
+        };
         out.push(' ');
         out.push_str(format_u128(f, dec));
+        if e > 1 {
+            out.push('^');
+            out.push_str(format_u128(e as u128, dec));
+        }
+        rest = &rest[e..];
     }
     out.push('\n');
 }
@@ -101,18 +113,19 @@ fn as_progression<T: AsRef<[u8]>>(tokens: &[T]) -> Option<(u128, u128)> {
 /// input order. Returns false if any token was invalid.
 fn batch<T: AsRef<[u8]> + Sync>(
     tokens: &[T],
+    exp: bool,
     threads: usize,
     stdout: &mut impl Write,
 ) -> io::Result<bool> {
     let parts = threads.clamp(1, tokens.len().max(1));
     let per = tokens.len().div_ceil(parts).max(1);
     let outputs: Vec<(String, String, bool)> = if parts == 1 {
-        vec![render_all(tokens)]
+        vec![render_all(tokens, exp)]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = tokens
                 .chunks(per)
-                .map(|c| s.spawn(move || render_all(c)))
+                .map(|c| s.spawn(move || render_all(c, exp)))
                 .collect();
             handles
                 .into_iter()
@@ -133,13 +146,13 @@ fn batch<T: AsRef<[u8]> + Sync>(
     Ok(ok)
 }
 
-fn render_all<T: AsRef<[u8]>>(tokens: &[T]) -> (String, String, bool) {
+fn render_all<T: AsRef<[u8]>>(tokens: &[T], exp: bool) -> (String, String, bool) {
     let mut out = String::with_capacity(tokens.len() * 24);
     let mut err = String::new();
     if let Some((start, step)) = as_progression(tokens) {
         let (mut n, mut dec) = (start, DecimalBuf::new());
         crowdfactor_factor::factor_progression(start, step, tokens.len(), |factors| {
-            push_line(&mut out, n, factors, &mut dec);
+            push_line(&mut out, n, factors, exp, &mut dec);
             n += step;
         });
         return (out, err, true);
@@ -148,14 +161,15 @@ fn render_all<T: AsRef<[u8]>>(tokens: &[T]) -> (String, String, bool) {
     let mut ok = true;
     for t in tokens {
         // An invalid token reports to stderr; later tokens go on (as GNU does).
-        ok &= render(t.as_ref(), &mut buf, &mut out, &mut err);
+        ok &= render(t.as_ref(), exp, &mut buf, &mut out, &mut err);
     }
     (out, err, ok)
 }
 
 /// Runs the subcommand; returns the process exit code (0, or 1 after invalid
-/// input). The last `literal` numbers came after a `--`.
-pub fn run(numbers: &[String], literal: usize, threads: usize) -> u8 {
+/// input). The last `literal` numbers came after a `--`; `exp`: print
+/// repeated primes once with an exponent.
+pub fn run(numbers: &[String], literal: usize, exp: bool, threads: usize) -> u8 {
     // GNU reads `-5` as an (invalid) option and prints nothing; so do we.
     // After `--` it is an invalid number, reported in turn like any other.
     let options = &numbers[..numbers.len().saturating_sub(literal)];
@@ -170,9 +184,9 @@ pub fn run(numbers: &[String], literal: usize, threads: usize) -> u8 {
     let stdout = io::stdout();
     let mut stdout = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = if numbers.is_empty() {
-        from_stdin(threads, &mut stdout)
+        from_stdin(exp, threads, &mut stdout)
     } else {
-        batch(numbers, threads, &mut stdout)
+        batch(numbers, exp, threads, &mut stdout)
     };
     let result = result.and_then(|ok| stdout.flush().map(|()| ok));
     match result {
@@ -186,14 +200,14 @@ pub fn run(numbers: &[String], literal: usize, threads: usize) -> u8 {
     }
 }
 
-fn from_stdin(threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
+fn from_stdin(exp: bool, threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
     let stdin = io::stdin();
     // At a terminal, answer each line as it is typed, like GNU factor.
     if io::IsTerminal::is_terminal(&stdin) {
         let mut ok = true;
         for line in stdin.lock().split(b'\n') {
             let line = line?;
-            ok &= batch(&tokens(&line), threads, stdout)?;
+            ok &= batch(&tokens(&line), exp, threads, stdout)?;
             stdout.flush()?;
         }
         return Ok(ok);
@@ -203,13 +217,14 @@ fn from_stdin(threads: usize, stdout: &mut impl Write) -> io::Result<bool> {
     // a sieved progression to pay for its primes, and flat memory on
     // endless input.
     const BLOCK: usize = 1 << 20;
-    in_blocks(&mut stdin.lock(), BLOCK, threads, stdout)
+    in_blocks(&mut stdin.lock(), BLOCK, exp, threads, stdout)
 }
 
 /// Factors the tokens of `input` read in blocks of about `size` bytes.
 fn in_blocks(
     input: &mut impl BufRead,
     size: usize,
+    exp: bool,
     threads: usize,
     stdout: &mut impl Write,
 ) -> io::Result<bool> {
@@ -230,7 +245,7 @@ fn in_blocks(
             block.len()
         };
         if cut > 0 || !filled {
-            ok &= batch(&tokens(&block[..cut]), threads, stdout)?;
+            ok &= batch(&tokens(&block[..cut]), exp, threads, stdout)?;
             block.drain(..cut);
         }
         if !filled {
@@ -271,7 +286,7 @@ mod tests {
 
     fn line(tok: &str) -> (String, String) {
         let (mut out, mut err) = (String::new(), String::new());
-        render(tok.as_bytes(), &mut vec![], &mut out, &mut err);
+        render(tok.as_bytes(), false, &mut vec![], &mut out, &mut err);
         (out, err)
     }
 
@@ -317,11 +332,11 @@ mod tests {
     /// thread count; a run with one number out of step is not taken for one.
     #[test]
     fn progressions_print_what_single_numbers_print() {
-        let one_by_one = |tokens: &[String]| {
+        let one_by_one = |tokens: &[String], exp: bool| {
             let (mut out, mut err) = (String::new(), String::new());
             let mut buf = vec![];
             for t in tokens {
-                render(t.as_bytes(), &mut buf, &mut out, &mut err);
+                render(t.as_bytes(), exp, &mut buf, &mut out, &mut err);
             }
             out
         };
@@ -343,21 +358,24 @@ mod tests {
             );
             for threads in [1, 3] {
                 let mut out = vec![];
-                assert!(batch(&tokens, threads, &mut out).expect("write"));
-                assert_eq!(String::from_utf8(out).expect("utf8"), one_by_one(&tokens));
+                assert!(batch(&tokens, false, threads, &mut out).expect("write"));
+                assert_eq!(
+                    String::from_utf8(out).expect("utf8"),
+                    one_by_one(&tokens, false)
+                );
             }
             // Out of step near the end: factored one by one, still right.
             tokens[count - 2] = (start + step).to_string();
             assert_eq!(as_progression(&tokens), None);
-            let (out, _, ok) = render_all(&tokens);
+            let (out, _, ok) = render_all(&tokens, false);
             assert!(ok);
-            assert_eq!(out, one_by_one(&tokens));
+            assert_eq!(out, one_by_one(&tokens, false));
         }
         // GNU's spellings of numbers in step: printed as the numbers.
         let spelled: Vec<String> = ["+12", " 13", "0014", "15"].map(String::from).to_vec();
-        assert_eq!(render_all(&spelled).0, one_by_one(&spelled));
+        assert_eq!(render_all(&spelled, false).0, one_by_one(&spelled, false));
         assert_eq!(
-            render_all(&spelled).0,
+            render_all(&spelled, false).0,
             "12: 2 2 3\n13: 13\n14: 2 7\n15: 3 5\n"
         );
     }
@@ -369,10 +387,11 @@ mod tests {
     fn stdin_blocks_split_nowhere_inside_a_number() {
         let text: &[u8] = b"12  999999999999\t1000000000001\r\n\n 97 x\xff7 \
             0000000000000000000000000000000000000000000000000000000000000012 18446744073709551617\x0b5 6";
-        let (expected, _, _) = render_all(&tokens(text));
+        let (expected, _, _) = render_all(&tokens(text), false);
         for size in [1, 2, 3, 7, 16, 1 << 20] {
             let mut out = vec![];
-            let ok = in_blocks(&mut io::Cursor::new(text), size, 2, &mut out).expect("write");
+            let ok =
+                in_blocks(&mut io::Cursor::new(text), size, false, 2, &mut out).expect("write");
             assert!(!ok, "x\\xff7 is invalid");
             assert_eq!(
                 String::from_utf8(out).expect("utf8"),
@@ -382,11 +401,37 @@ mod tests {
         }
     }
 
+    /// `--exponents` (GNU coreutils 9.3 and later): each prime once, `^e`
+    /// above 1; sieved progressions print the same.
+    #[test]
+    fn exponents_print_each_prime_once() {
+        let exp = |tok: &str| {
+            let (mut out, mut err) = (String::new(), String::new());
+            render(tok.as_bytes(), true, &mut vec![], &mut out, &mut err);
+            out
+        };
+        assert_eq!(exp("72"), "72: 2^3 3^2\n");
+        assert_eq!(exp("1024"), "1024: 2^10\n");
+        assert_eq!(exp("30"), "30: 2 3 5\n");
+        assert_eq!(exp("1"), "1:\n");
+        assert_eq!(exp("1000000000000"), "1000000000000: 2^12 5^12\n");
+        assert_eq!(
+            exp("340282366920938463463374607431768211455"),
+            "340282366920938463463374607431768211455: 3 5 17 257 641 65537 274177 6700417 67280421310721\n"
+        );
+        let tokens: Vec<String> = (1..=30_000u32).map(|n| n.to_string()).collect();
+        assert!(as_progression(&tokens).is_some());
+        let sieved = render_all(&tokens, true).0;
+        let one_by_one: String = tokens.iter().map(|t| exp(t)).collect();
+        assert_eq!(sieved, one_by_one);
+        assert!(sieved.contains("\n27648: 2^10 3^3\n"));
+    }
+
     #[test]
     fn batches_keep_input_order() {
         let tokens: Vec<String> = (1..=500u32).rev().map(|n| n.to_string()).collect();
         let mut out = vec![];
-        assert!(batch(&tokens, 4, &mut out).expect("write"));
+        assert!(batch(&tokens, false, 4, &mut out).expect("write"));
         let text = String::from_utf8(out).expect("utf8");
         let firsts: Vec<&str> = text
             .lines()

@@ -82,12 +82,20 @@ enum Command {
     ///
     /// Examples:
     ///   crowdfactor-worker factor 12 340282366920938463463374607431768211455
+    ///   crowdfactor-worker factor -h 1000000000000     # 1000000000000: 2^12 5^12
     ///   seq 1 1000000 | crowdfactor-worker factor --threads 2 > out.txt
-    #[command(verbatim_doc_comment)]
+    #[command(verbatim_doc_comment, disable_help_flag = true)]
     Factor {
         /// Numbers to factor (stdin when none).
         #[arg(allow_negative_numbers = true)]
         numbers: Vec<String>,
+        /// Print repeated factors in the form p^e (as GNU `factor -h` does
+        /// since coreutils 9.3).
+        #[arg(long, short = 'h')]
+        exponents: bool,
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
         /// Threads for long inputs, up to 1024 (0: all cores; output order is kept).
         #[arg(long, short = 't', default_value_t = 1, value_parser = thread_count)]
         threads: usize,
@@ -104,6 +112,42 @@ fn thread_count(arg: &str) -> Result<usize, String> {
     }
 }
 
+/// Reports bad arguments; returns the exit status: 2 as clap has it, but
+/// GNU's message and status 1 for an unknown option of `factor`, which
+/// scripts written for GNU `factor` may check.
+fn bad_arguments(e: &clap::Error) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let factor = std::env::args_os().nth(1).is_some_and(|a| a == "factor");
+    let unknown = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) if e.kind() == ErrorKind::UnknownArgument => Some(arg),
+        _ => None,
+    };
+    match unknown {
+        Some(arg) if factor => {
+            let what = match arg.strip_prefix("--") {
+                Some(_) => format!("unrecognized option '{arg}'"),
+                None => format!("invalid option -- '{}'", arg.trim_start_matches('-')),
+            };
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "crowdfactor-worker factor: {what}\nTry 'crowdfactor-worker factor --help' for more information.\n"
+                )
+                .as_bytes(),
+            );
+            1
+        }
+        _ => {
+            let _ = e.print();
+            if e.use_stderr() {
+                2
+            } else {
+                0
+            }
+        }
+    }
+}
+
 fn all_cores_if_zero(threads: usize) -> usize {
     if threads > 0 {
         threads
@@ -115,8 +159,17 @@ fn all_cores_if_zero(threads: usize) -> usize {
 fn main() -> ExitCode {
     keep_heap_slack();
     hangup_ignored();
-    let args = Args::parse();
-    if let Some(Command::Factor { numbers, threads }) = &args.command {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return ExitCode::from(bad_arguments(&e)),
+    };
+    if let Some(Command::Factor {
+        numbers,
+        exponents,
+        threads,
+        ..
+    }) = &args.command
+    {
         // clap drops the `--` that makes `-5` a number for GNU's getopt:
         // count what followed it in the raw arguments.
         let literal = std::env::args_os()
@@ -126,6 +179,7 @@ fn main() -> ExitCode {
         return ExitCode::from(cli_factor::run(
             numbers,
             literal,
+            *exponents,
             all_cores_if_zero(*threads),
         ));
     }

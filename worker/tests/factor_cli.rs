@@ -139,13 +139,18 @@ fn invalid_input_is_reported_and_the_rest_still_factored() {
         vec!["-5", "--", "7"],
         vec!["5x"],
         vec![""],
+        // Unknown options: GNU's message and status, nothing factored.
+        vec!["-x", "12"],
+        vec!["12", "--nope"],
     ] {
         let (a, b) = (ours(&args, ""), gnu(&args, ""));
         assert_eq!(a.stdout, b.stdout, "{args:?}");
         assert_eq!(a.status.code(), b.status.code(), "{args:?}");
         let err = String::from_utf8_lossy(&a.stderr);
         assert!(
-            err.contains("is not a valid positive integer") || err.contains("invalid option"),
+            err.contains("is not a valid positive integer")
+                || err.contains("invalid option")
+                || err.contains("unrecognized option '--nope'"),
             "{args:?}: {err}"
         );
     }
@@ -155,6 +160,49 @@ fn invalid_input_is_reported_and_the_rest_still_factored() {
     assert_eq!(too_big.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&too_big.stdout), "6: 2 3\n");
     assert!(String::from_utf8_lossy(&too_big.stderr).contains("below 2^128"));
+}
+
+/// `-h`/`--exponents` as GNU coreutils 9.3 and later have it (this
+/// machine's GNU factor may predate it): the lines of plain output with
+/// each run of a repeated prime written once as `p^e`.
+#[test]
+fn exponents_write_repeated_primes_once() {
+    let inputs = edge_cases();
+    let plain = ours(&[], &inputs.join("\n"));
+    for flag in ["-h", "--exponents"] {
+        let out = ours(&[flag], &inputs.join("\n"));
+        assert_eq!(out.status.code(), Some(0));
+        let lines = String::from_utf8(out.stdout).unwrap();
+        let plain = String::from_utf8(plain.stdout.clone()).unwrap();
+        assert_eq!(lines.lines().count(), plain.lines().count());
+        for (e, p) in lines.lines().zip(plain.lines()) {
+            let (n, factors) = e.split_once(':').unwrap();
+            let expanded: Vec<String> = factors
+                .split_whitespace()
+                .flat_map(|f| {
+                    let (p, k) = f.split_once('^').unwrap_or((f, "1"));
+                    let k: usize = k.parse().unwrap();
+                    assert!(k >= 1 && (k > 1) == f.contains('^'), "{e}");
+                    std::iter::repeat_n(p.to_owned(), k)
+                })
+                .collect();
+            let primes: Vec<&str> = factors
+                .split_whitespace()
+                .map(|f| f.split('^').next().unwrap())
+                .collect();
+            assert!(primes.windows(2).all(|w| w[0] != w[1]), "{e}");
+            let rebuilt = format!(
+                "{n}:{}",
+                expanded.iter().map(|f| format!(" {f}")).collect::<String>()
+            );
+            assert_eq!(rebuilt, p);
+        }
+    }
+    let out = ours(&["-h", "72", "1024"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "72: 2^3 3^2\n1024: 2^10\n"
+    );
 }
 
 #[test]
