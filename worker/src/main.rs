@@ -289,6 +289,23 @@ fn ws_url(server: &str) -> Result<Endpoint, UrlError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(UrlError::NoHost(server.to_owned()));
     }
+    // The URI parser takes any text after the host's colon (and the
+    // connection would then go to the scheme's default port).
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, tail)| tail);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if !port.is_empty() && uri.port_u16().is_none_or(|p| p == 0) {
+            return Err(UrlError::Port {
+                given: server.to_owned(),
+                port: port.to_owned(),
+            });
+        }
+    }
     Ok(Endpoint { url, token })
 }
 
@@ -304,6 +321,8 @@ enum UrlError {
     },
     #[error("{0:?} names no host")]
     NoHost(String),
+    #[error("{given:?}: {port:?} is not a port (1 to 65535)")]
+    Port { given: String, port: String },
 }
 
 /// As in the server: keep 16 MiB of slack at the top of each malloc heap
@@ -374,6 +393,9 @@ mod tests {
             ),
             ("coordinator:8080", "ws://coordinator:8080/ws", None),
             ("coordinator:8080/ws", "ws://coordinator:8080/ws", None),
+            ("ws://u:p@h:8080/ws", "ws://u:p@h:8080/ws", None),
+            ("wss://u:p@h/ws", "wss://u:p@h/ws", None),
+            ("[::1]:65535", "ws://[::1]:65535/ws", None),
             // The page's URL for a coordinator with --worker-token.
             (
                 "http://h:8080/?token=s3cret",
@@ -404,6 +426,10 @@ mod tests {
             ("http://", "not a valid URL"),
             ("", "not a valid URL"),
             ("h st:80", "not a valid URL"),
+            ("localhost:notaport", "\"notaport\" is not a port"),
+            ("http://h:65536/", "\"65536\" is not a port"),
+            ("ws://[::1]:0/ws", "\"0\" is not a port"),
+            ("h:8o8o", "is not a port"),
         ] {
             let err = ws_url(given).expect_err(given).to_string();
             assert!(err.contains(why), "{given}: {err}");
