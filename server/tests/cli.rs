@@ -283,6 +283,34 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         String::from_utf8_lossy(&serving.stderr).contains("--db is for serving"),
         "{serving:?}"
     );
+    // No scheme: http:// (as the worker's --server takes it).
+    let bare = server()
+        .args([
+            "--url",
+            url.trim_start_matches("http://"),
+            "--api-token",
+            "t0k",
+            "jobs",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(0), "{bare:?}");
+    assert!(String::from_utf8_lossy(&bare.stdout).contains(&id));
+    // A mistyped URL is a command-line error, not a server out of reach.
+    for (bad, why) in [
+        ("http://localhost:notaport", "invalid port"),
+        ("http://127.0.0.1:65536", "invalid port"),
+        ("ftp://127.0.0.1", "unsupported scheme"),
+        ("http://127.0.0.1:8080/?token=x", "no ?query"),
+    ] {
+        let out = server().args(["--url", bad, "jobs"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("--url") && said.contains(why),
+            "{bad}: {said}"
+        );
+    }
     drop(srv);
     let down = cli(&["jobs"]);
     assert_eq!(down.status.code(), Some(4));

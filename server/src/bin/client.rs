@@ -31,7 +31,8 @@ pub struct Conn {
         long,
         env = "CROWDFACTOR_URL",
         default_value = "http://127.0.0.1:8080",
-        global = true
+        global = true,
+        value_parser = base_url
     )]
     pub url: String,
     /// API token (default: CROWDFACTOR_TOKEN, else ./crowdfactor.db.token).
@@ -42,6 +43,39 @@ pub struct Conn {
         global = true
     )]
     pub api_token: Option<String>,
+}
+
+/// `--url`: http:// or https:// (http:// when no scheme is given, as
+/// `localhost:8080`), with a host and a valid port; no query or fragment.
+/// Checked here so that a typo is a command-line error (exit 2), not a
+/// server that "cannot be reached".
+fn base_url(given: &str) -> Result<String, String> {
+    let given = given.trim();
+    let with_scheme = if given.contains("://") {
+        given.to_owned()
+    } else {
+        format!("http://{given}")
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "unsupported scheme {}:// (use http:// or https://)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".to_owned());
+    }
+    if url.port() == Some(0) {
+        return Err("port 0 is not a port (1 to 65535)".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            "the base URL takes no ?query or #fragment (the API token goes in --api-token)"
+                .to_owned(),
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 #[derive(Debug, Subcommand)]
