@@ -731,8 +731,15 @@ pub(crate) async fn method_not_allowed(
 
 /// Any other path under `/api`: a JSON `404` like the API's others.
 pub(crate) async fn no_such_endpoint(uri: axum::extract::OriginalUri) -> AppError {
-    let path = crowdfactor_protocol::clip_quoted(uri.path()).into_owned();
-    AppError::NotFound(format!("no API endpoint {path:?} (see docs/api.md)"))
+    let full = uri.path();
+    let path = crowdfactor_protocol::clip_quoted(full).into_owned();
+    match full.strip_suffix('/').filter(|p| p.len() > "/api".len()) {
+        Some(trimmed) => AppError::NotFound(format!(
+            "no API endpoint {path:?}: API paths have no trailing slash (try {:?}; see docs/api.md)",
+            crowdfactor_protocol::clip_quoted(trimmed)
+        )),
+        None => AppError::NotFound(format!("no API endpoint {path:?} (see docs/api.md)")),
+    }
 }
 
 #[derive(Serialize)]

@@ -607,6 +607,15 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         let body: serde_json::Value = typo.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
     }
+    let slash = http
+        .get(format!("http://{}/api/jobs/{id}/", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slash.status().as_u16(), 404);
+    let body: serde_json::Value = slash.json().await.unwrap();
+    let said = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.contains(&format!("try \"/api/jobs/{id}\"")), "{body}");
     // A method an endpoint does not take: JSON too, and `Allow` says which.
     let put = http.put(&done_url).body("{}").send().await.unwrap();
     assert_eq!(put.status().as_u16(), 405);
