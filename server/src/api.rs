@@ -733,7 +733,17 @@ pub(crate) async fn method_not_allowed(
 pub(crate) async fn no_such_endpoint(uri: axum::extract::OriginalUri) -> AppError {
     let full = uri.path();
     let path = crowdfactor_protocol::clip_quoted(full).into_owned();
-    match full.strip_suffix('/').filter(|p| p.len() > "/api".len()) {
+    // Only where the path without its slash is an endpoint.
+    let is_endpoint = |p: &str| {
+        let parts: Vec<&str> = p.split('/').collect();
+        matches!(
+            parts[..],
+            ["", "api", "jobs" | "workers" | "events" | "status"]
+                | ["", "api", "jobs", _]
+                | ["", "api", "jobs", _, "results"]
+        ) && parts[1..].iter().all(|part| !part.is_empty())
+    };
+    match full.strip_suffix('/').filter(|p| is_endpoint(p)) {
         Some(trimmed) => AppError::NotFound(format!(
             "no API endpoint {path:?}: API paths have no trailing slash (try {:?}; see docs/api.md)",
             crowdfactor_protocol::clip_quoted(trimmed)
