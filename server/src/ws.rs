@@ -181,8 +181,12 @@ async fn handshake(
         Ok(ClientMessage::Hello(h)) if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&h.protocol) => match &config.worker_token {
             Some(want) if !h.token.as_deref().is_some_and(|t| crate::auth::token_matches(t, want)) => Err((
                 ErrorCode::Unauthorized,
-                "this coordinator needs a worker token (crowdfactor-worker --token, or ?token= in the page URL)"
-                    .to_owned(),
+                if h.token.is_some() {
+                    "this is not the coordinator's worker token (check crowdfactor-worker --token, or the ?token= of the page URL)"
+                } else {
+                    "this coordinator needs a worker token (crowdfactor-worker --token, or ?token= in the page URL)"
+                }
+                .to_owned(),
             )),
             _ => Ok(h),
         },

@@ -512,6 +512,33 @@ async fn api_and_worker_tokens_are_enforced() {
     let status = format!("jobs/{id}");
     let job = get(&status).await;
     assert_eq!(job["done"], 0, "a worker without the token was given work");
+    // What the coordinator tells each: a token is needed, or this one is wrong.
+    for (token, says) in [
+        (None, "needs a worker token"),
+        (Some("w0rke"), "not the coordinator's worker token"),
+    ] {
+        use futures_util::{SinkExt, StreamExt};
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .unwrap();
+        let mut hello =
+            json!({"type": "hello", "protocol": 4, "kind": "native", "slots": 1, "threads": 1});
+        if let Some(t) = token {
+            hello["token"] = json!(t);
+        }
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            hello.to_string(),
+        ))
+        .await
+        .unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        assert_eq!(reply["type"], "error", "{reply}");
+        assert!(
+            reply["message"].as_str().unwrap_or_default().contains(says),
+            "{token:?}: {reply}"
+        );
+    }
     let _member = WorkerProc::spawn_at(&page("w0rker"), &["--threads", "1"]);
     // --token wins over a token in the URL.
     let _member_too =
