@@ -81,19 +81,22 @@ pub(crate) async fn require_api_token(
         (Some(_), Some(_)) => None,
         (None, _) => from_query,
     };
-    match given.as_deref() {
-        Some(t) if token_matches(t, want) => next.run(req).await,
-        _ => {
-            let body = serde_json::json!({"error": {
-                "code": "unauthorized",
-                "message": "this API needs `Authorization: Bearer <token>`; the token was printed when the server first started and is stored next to its database (--token sets it)"
-            }});
-            let mut resp = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+    let why = match given.as_deref() {
+        Some(t) if token_matches(t, want) => return next.run(req).await,
+        Some(_) => "the token given is not this server's API token",
+        None if req.headers().contains_key(header::AUTHORIZATION) => {
+            "the Authorization header is not one `Bearer <token>`"
         }
-    }
+        None => "no token was given",
+    };
+    let body = serde_json::json!({"error": {
+        "code": "unauthorized",
+        "message": format!("{why}: this API needs `Authorization: Bearer <token>`; the token was printed when the server first started and is stored next to its database (--token sets it)")
+    }});
+    let mut resp = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
 }
 
 #[cfg(test)]

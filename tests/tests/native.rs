@@ -434,11 +434,11 @@ async fn api_and_worker_tokens_are_enforced() {
     .await;
     let http = reqwest::Client::new();
     let jobs = format!("http://{}/api/jobs", server.addr);
-    for auth in [
-        None,
-        Some("Bearer wrong"),
-        Some("s3cret"),
-        Some("Bearer s3cre"),
+    for (auth, why) in [
+        (None, "no token was given"),
+        (Some("Bearer wrong"), "not this server's API token"),
+        (Some("s3cret"), "not one `Bearer <token>`"),
+        (Some("Bearer s3cre"), "not this server's API token"),
     ] {
         let mut req = http.post(&jobs).json(&json!({"numbers": ["12"]}));
         if let Some(a) = auth {
@@ -447,6 +447,9 @@ async fn api_and_worker_tokens_are_enforced() {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
         assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let said = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(said.contains(why), "{auth:?}: {said}");
         let resp = http.get(&jobs).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401);
     }
