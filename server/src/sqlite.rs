@@ -364,6 +364,17 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // SQLite creates the file, not its directory: say so plainly rather
+        // than through the lock file's "No such file or directory".
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StoreError::Backend(format!(
+                    "the directory {} does not exist (create it, or give --db a path in an existing one)",
+                    dir.display()
+                )
+                .into()));
+            }
+        }
         let lock = lock_db(path)?;
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;

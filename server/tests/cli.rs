@@ -75,6 +75,21 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
             "{out:?}"
         );
     }
+    let out = server()
+        .args([
+            "--db",
+            "/no-such-directory/crowdfactor.db",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the directory /no-such-directory does not exist"),
+        "{out:?}"
+    );
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let out = server()
