@@ -603,13 +603,83 @@ pub(crate) struct JobList {
     jobs: Vec<JobView>,
 }
 
+/// The job states `?state=` can select.
+const JOB_STATES: [&str; 4] = ["queued", "running", "done", "cancelled"];
+
+/// `GET /api/jobs[?state=…][&after=<id>][&limit=<n>]`: all jobs, oldest
+/// first; `state` keeps those in the given states (comma-separated; `open`
+/// is queued and running), `after` those with a larger id (the last id of
+/// the previous page), `limit` at most that many.
 pub(crate) async fn list_jobs(
     State(state): State<Arc<AppState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Json<JobList>, AppError> {
+    let mut states: Option<Vec<&'static str>> = None;
+    let (mut after, mut limit) = (None::<u64>, None::<usize>);
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        let item = Some(key.to_string());
+        match &*key {
+            "state" => {
+                let mut wanted = vec![];
+                for name in value.split(',') {
+                    match name {
+                        "open" => wanted.extend(["queued", "running"]),
+                        _ => match JOB_STATES.iter().find(|s| **s == name) {
+                            Some(s) => wanted.push(*s),
+                            None => {
+                                return Err(bad(
+                                    "bad_request",
+                                    item,
+                                    format!(
+                                        "state {:?} is none of queued, running, done, cancelled or open",
+                                        crowdfactor_protocol::clip_quoted(name)
+                                    ),
+                                ))
+                            }
+                        },
+                    }
+                }
+                states.get_or_insert_with(Vec::new).extend(wanted);
+            }
+            "after" => {
+                after = Some(value.parse().map_err(|_| {
+                    bad(
+                        "bad_request",
+                        item,
+                        "after must be a job id (a whole number)",
+                    )
+                })?);
+            }
+            "limit" => {
+                limit = Some(
+                    value
+                        .parse()
+                        .map_err(|_| bad("bad_request", item, "limit must be a whole number"))?,
+                );
+            }
+            // `token` is the API token for clients that cannot set headers.
+            "token" => {}
+            _ => {
+                return Err(bad(
+                    "bad_request",
+                    item,
+                    format!(
+                        "unknown parameter {:?}: this endpoint takes state, after and limit",
+                        crowdfactor_protocol::clip_quoted(&key)
+                    ),
+                ))
+            }
+        }
+    }
     let jobs = state.coord.store().jobs()?;
-    Ok(Json(JobList {
-        jobs: jobs.into_iter().map(|j| view(&state, j)).collect(),
-    }))
+    let jobs = jobs
+        .into_iter()
+        .filter(|j| after.is_none_or(|a| j.id > a))
+        .map(|j| view(&state, j))
+        .filter(|v| states.as_ref().is_none_or(|s| s.contains(&v.state)))
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(Json(JobList { jobs }))
 }
 
 /// Priorities run from -1000 to 1000.

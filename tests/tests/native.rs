@@ -595,6 +595,52 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}, "priority": 5}))
         .await;
     server.wait_done(&id, Duration::from_secs(60)).await;
+    // The list of jobs by state, and a page of it.
+    let third = server.submit(json!({"numbers": ["12"]})).await;
+    let listed = |query: &'static str| {
+        let http = http.clone();
+        let base = format!("http://{}/api/jobs", server.addr);
+        async move {
+            let resp = http.get(format!("{base}{query}")).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap();
+            let jobs: Vec<(String, String)> = body["jobs"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|j| {
+                            (
+                                j["id"].as_str().unwrap().to_owned(),
+                                j["state"].as_str().unwrap().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (status, jobs, body)
+        }
+    };
+    // A fresh server numbers its jobs from 1.
+    assert_eq!([&slow_id[..], &id, &third], ["1", "2", "3"]);
+    let ids = |jobs: Vec<(String, String)>| jobs.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(ids(listed("?state=cancelled").await.1), ["1"]);
+    let done = listed("?state=done").await.1;
+    assert!(done.iter().all(|(_, s)| s == "done"), "{done:?}");
+    assert_eq!(done.first().map(|(id, _)| id), Some(&id));
+    let open = listed("?state=open").await.1;
+    assert!(open
+        .iter()
+        .all(|(j, s)| *j == third && (s == "queued" || s == "running")));
+    let both = ids(listed("?state=cancelled,done").await.1);
+    assert_eq!(both[..2], [slow_id.clone(), id.clone()]);
+    assert_eq!(ids(listed("?limit=1").await.1), ["1"]);
+    assert_eq!(ids(listed("?after=1&limit=1").await.1), ["2"]);
+    assert_eq!(ids(listed("?after=2").await.1), ["3"]);
+    for bad in ["?state=finished", "?limit=-1", "?after=x", "?sort=id"] {
+        let (status, _, body) = listed(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{bad}: {body}");
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         server.job(&slow_id).await["done"],

@@ -112,8 +112,13 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// List jobs.
-    Jobs,
+    /// List jobs, oldest first.
+    Jobs {
+        /// Only jobs in these states: queued, running, done, cancelled, or
+        /// open (queued and running); comma-separated.
+        #[arg(long)]
+        state: Option<String>,
+    },
     /// Show a job's progress until it is done (a progress bar on a terminal).
     Watch {
         /// The job id.
@@ -311,7 +316,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
             )
             .await
         }
-        Command::Jobs => jobs(&api).await,
+        Command::Jobs { state } => jobs(&api, state.as_deref()).await,
         Command::Watch { id } => watch_job(&api, &id).await,
         Command::Results { id, format, output } => results(&api, &id, &format, output).await,
         Command::Priority { id, priority } => set_priority(&api, &id, priority).await,
@@ -528,11 +533,20 @@ impl JsonList {
     }
 }
 
-async fn jobs(api: &Api) -> Result<(), CliError> {
-    let list = api.get_json("/api/jobs").await?;
+async fn jobs(api: &Api, state: Option<&str>) -> Result<(), CliError> {
+    let path = match state {
+        Some(s) => format!(
+            "/api/jobs?state={}",
+            form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        ),
+        None => "/api/jobs".to_owned(),
+    };
+    let list = api.get_json(&path).await?;
     let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
-    if jobs.is_empty() {
-        tell!("no jobs yet; submit one with `crowdfactor-server submit`");
+    match state {
+        _ if !jobs.is_empty() => {}
+        Some(s) => tell!("no jobs in state {s}"),
+        None => tell!("no jobs yet; submit one with `crowdfactor-server submit`"),
     }
     for job in &jobs {
         say(&line(job))?;
