@@ -376,3 +376,75 @@ fn a_token_file_others_can_read_is_warned_about() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `watch` waits out a server that restarts (here killed outright) and
+/// follows the job to its end on the new one.
+#[test]
+fn watch_outlasts_a_server_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("crowdfactor-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("jobs.db");
+    let start_server = || {
+        server()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--token", "t0k"])
+            .arg("--db")
+            .arg(&db)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .map(Reaped)
+            .unwrap()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let cli = |args: &[&str]| {
+        server()
+            .args(args)
+            .env("CROWDFACTOR_URL", &url)
+            .env("CROWDFACTOR_TOKEN", "t0k")
+            .output()
+            .unwrap()
+    };
+    let wait_up = || {
+        let start = std::time::Instant::now();
+        while cli(&["jobs"]).status.code() != Some(0) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let first = start_server();
+    wait_up();
+    // No worker: the job stays queued.
+    let submitted = cli(&["submit", "12", "15"]);
+    assert_eq!(submitted.status.code(), Some(0), "{submitted:?}");
+    let id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let watch = server()
+        .args(["watch", &id])
+        .env("CROWDFACTOR_URL", &url)
+        .env("CROWDFACTOR_TOKEN", "t0k")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(first); // SIGKILL
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _second = start_server();
+    wait_up();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(cli(&["cancel", &id]).status.code(), Some(0));
+    let out = watch.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("trying again"), "{said}");
+    assert!(said.contains("reached the server again"), "{said}");
+    assert!(said.contains(&format!("job {id} was cancelled")), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

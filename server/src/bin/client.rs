@@ -119,7 +119,7 @@ pub enum Command {
         #[arg(long)]
         state: Option<String>,
     },
-    /// Show a job's progress until it is done (a progress bar on a terminal).
+    /// Show a job's progress until it is done (a progress bar on a terminal); waits out a server restart (up to 5 minutes).
     Watch {
         /// The job id.
         id: String,
@@ -571,8 +571,32 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
     // Without a terminal (a log): a line when the state changes, when
     // progress was made at most every 5 s, and a minute after the last one.
     let mut printed: Option<(std::time::Instant, String, u64)> = None;
+    // A server restarting (or a network blip) is waited out: jobs outlive
+    // their server, so watching one should too, up to this long.
+    const OUTAGE: Duration = Duration::from_secs(300);
+    let mut lost: Option<std::time::Instant> = None;
     loop {
-        let job = api.get_json(&format!("/api/jobs/{id}")).await?;
+        let job = match api.get_json(&format!("/api/jobs/{id}")).await {
+            Ok(job) => job,
+            Err(e @ CliError::Unreachable { .. }) => {
+                let since = *lost.get_or_insert_with(|| {
+                    bar.suspend(|| {
+                        tell!("crowdfactor-server: {e}; trying again for up to 5 minutes")
+                    });
+                    std::time::Instant::now()
+                });
+                if since.elapsed() >= OUTAGE {
+                    bar.abandon();
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if lost.take().is_some() {
+            bar.suspend(|| tell!("crowdfactor-server: reached the server again"));
+        }
         let done = job["done"].as_u64().unwrap_or(0);
         let state = job["state"].as_str().unwrap_or("?").to_owned();
         bar.set_position(done);
