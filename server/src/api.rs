@@ -328,13 +328,118 @@ fn parse_number_at(raw: &RawValue, item: impl Fn() -> String) -> Result<u128, Ap
     } else {
         text.to_owned()
     };
-    crowdfactor_protocol::parse_u128(&digits).map_err(|e| {
+    parse_digits(&digits, item)
+}
+
+/// A number written in decimal, or `400 invalid_number` naming `item`.
+fn parse_digits(digits: &str, item: &str) -> Result<u128, AppError> {
+    crowdfactor_protocol::parse_u128(digits).map_err(|e| {
         let hint = if digits.starts_with('-') {
             format!("{item}: {digits} is negative; numbers must be at least 1")
         } else {
             format!("{item}: {e}")
         };
         bad("invalid_number", Some(item.into()), hint)
+    })
+}
+
+/// A job sent as plain text (`Content-Type: text/plain` or `text/csv`):
+/// the numbers in decimal, separated by whitespace or commas (a file of one
+/// number per line, as `seq` or a spreadsheet writes it); `priority` and
+/// `chunk_size` from the query string.
+fn parse_text_job(
+    body: &[u8],
+    query: Option<&str>,
+    limits: &crate::Config,
+) -> Result<NewJob, AppError> {
+    let mut priority = 0;
+    let mut chunk_cap = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "priority" => {
+                let p = value.parse().map_err(|_| {
+                    bad(
+                        "invalid_priority",
+                        Some("priority".into()),
+                        "priority must be a whole number between -1000 and 1000",
+                    )
+                })?;
+                priority = check_priority(p)?;
+            }
+            "chunk_size" => {
+                let v: u32 = value.parse().unwrap_or(0);
+                if v == 0 || v > limits.max_chunk_size {
+                    return Err(bad(
+                        "invalid_chunk_size",
+                        Some("chunk_size".into()),
+                        format!("chunk_size must be between 1 and {}", limits.max_chunk_size),
+                    ));
+                }
+                chunk_cap = Some(v);
+            }
+            "token" => {}
+            _ => {
+                return Err(bad(
+                    "bad_request",
+                    Some(key.to_string()),
+                    format!(
+                        "unknown parameter {:?}: a plain-text job takes priority and chunk_size",
+                        crowdfactor_protocol::clip_quoted(&key)
+                    ),
+                ))
+            }
+        }
+    }
+    let text =
+        std::str::from_utf8(body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)).map_err(|e| {
+            bad(
+                "bad_request",
+                None,
+                format!("the body is not UTF-8 text: {e}"),
+            )
+        })?;
+    let mut tokens = text
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|t| !t.is_empty());
+    let mut list = ListBuilder::with_capacity(body.len() / 8);
+    let mut count: u64 = 0;
+    while let Some(token) = tokens.next() {
+        if count >= limits.max_numbers_per_job {
+            let total = count + 1 + tokens.count() as u64;
+            return Err(bad(
+                "too_many_numbers",
+                Some("numbers".into()),
+                format!(
+                    "{total} numbers; the limit per job is {}",
+                    limits.max_numbers_per_job
+                ),
+            ));
+        }
+        let item = || format!("numbers[{count}]");
+        match parse_digits(token, &item())? {
+            0 => {
+                let item = item();
+                return Err(bad(
+                    "invalid_number",
+                    Some(item.clone()),
+                    format!("{item}: 0 has no factorization; numbers must be at least 1"),
+                ));
+            }
+            n => list.push(n),
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(bad(
+            "empty_job",
+            Some("numbers".into()),
+            "the body holds no numbers",
+        ));
+    }
+    Ok(NewJob {
+        numbers: Numbers::List(list.finish()),
+        chunk_cap,
+        priority,
     })
 }
 
@@ -528,6 +633,16 @@ pub(crate) async fn create_job(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let text = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim();
+            media.eq_ignore_ascii_case("text/plain") || media.eq_ignore_ascii_case("text/csv")
+        });
+    let query = request.uri().query().map(str::to_owned);
     let limit = state.config.max_body_bytes;
     // Over the limit: refused below at once, without a turn.
     let large = declared.is_none_or(|len| len > limit / LARGE_BODY_SHARE && len <= limit);
@@ -544,6 +659,9 @@ pub(crate) async fn create_job(
     let inline = body.len() <= PARSE_INLINE;
     let parser = state.clone();
     let parse = move || {
+        if text {
+            return parse_text_job(&body, query.as_deref(), &parser.config);
+        }
         let parsed = parse_unfinished(&body, &parser.config);
         drop(body);
         parsed.map(Parsed::finish)
@@ -1165,6 +1283,59 @@ mod tests {
             Ok((vec![12, 13], None)),
             "escaped digits are digits"
         );
+    }
+
+    /// A job as plain text: numbers separated by whitespace or commas (a
+    /// byte-order mark and CRLF as editors write them), options from the query.
+    #[test]
+    fn plain_text_jobs_are_lists() {
+        let limits = crate::Config {
+            max_numbers_per_job: 4,
+            ..crate::Config::default()
+        };
+        let text = |body: &[u8], query: Option<&str>| parse_text_job(body, query, &limits);
+        let job = text(
+            b"\xef\xbb\xbf12\r\n1000000000001, 97\n\n340282366920938463463374607431768211455\n",
+            Some("priority=-5&chunk_size=2&token=t"),
+        )
+        .expect("job");
+        assert!(matches!(job.numbers, Numbers::List(_)));
+        assert_eq!(
+            job.numbers.iter().collect::<Vec<u128>>(),
+            [12, 1000000000001, 97, u128::MAX]
+        );
+        assert_eq!((job.priority, job.chunk_cap), (-5, Some(2)));
+        let refused = |body: &[u8], query: Option<&str>| match text(body, query) {
+            Err(AppError::BadRequest {
+                code,
+                item,
+                message,
+            }) => (code, item, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(b" \n ", None).0, "empty_job");
+        let (code, item, message) = refused(b"1 2 3 4 5 6", None);
+        assert_eq!(
+            (code, item.as_deref()),
+            ("too_many_numbers", Some("numbers"))
+        );
+        assert!(message.starts_with("6 numbers;"), "{message}");
+        let (code, item, _) = refused(b"12 0", None);
+        assert_eq!(
+            (code, item.as_deref()),
+            ("invalid_number", Some("numbers[1]"))
+        );
+        let (code, item, _) = refused(b"12;13", None);
+        assert_eq!(
+            (code, item.as_deref()),
+            ("invalid_number", Some("numbers[0]"))
+        );
+        assert!(refused(b"-3", None).2.contains("negative"));
+        assert_eq!(refused(b"12", Some("priority=1001")).0, "invalid_priority");
+        assert_eq!(refused(b"12", Some("priority=high")).0, "invalid_priority");
+        assert_eq!(refused(b"12", Some("chunk_size=0")).0, "invalid_chunk_size");
+        assert_eq!(refused(b"12", Some("range=1")).1.as_deref(), Some("range"));
+        assert_eq!(refused(b"\xff12", None).0, "bad_request");
     }
 
     #[test]

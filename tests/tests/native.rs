@@ -1309,3 +1309,51 @@ async fn the_dashboard_feed_sends_open_jobs_and_the_latest_finished() {
     drop(feed);
     server.shutdown().await;
 }
+
+/// A job sent as plain text (a file of numbers, one per line, as `curl
+/// --data-binary @numbers.txt` sends it), options in the query string:
+/// factored like any list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_text_job_is_factored() {
+    let server = TestServer::start(Config::default()).await;
+    let mut numbers = semiprimes(40, 31, 5);
+    numbers.extend([1, 2, 999_999_999_999, u128::MAX, (1 << 64) + 1]);
+    let body: String = numbers.iter().map(|n| format!("{n}\r\n")).collect();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/jobs?priority=9&chunk_size=7",
+            server.addr
+        ))
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(format!("\u{feff}{body}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let job: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (
+            job["total"].as_u64(),
+            job["priority"].as_i64(),
+            job["chunk_size"].as_u64()
+        ),
+        (Some(numbers.len() as u64), Some(9), Some(7))
+    );
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut worker = WorkerProc::spawn(&server, &["--threads", "2", "--exit-when-idle"]);
+    server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+    // A bad number is named, and nothing is queued.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/jobs", server.addr))
+        .header("content-type", "text/plain")
+        .body("12\n1x\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["item"], "numbers[1]", "{body}");
+    server.shutdown().await;
+}
