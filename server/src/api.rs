@@ -659,7 +659,9 @@ pub(crate) async fn create_job(
     let inline = body.len() <= PARSE_INLINE;
     let parser = state.clone();
     let parse = move || {
-        if text {
+        // JSON sent as text/plain (what fetch() labels a string body) is JSON.
+        let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if text && !json {
             return parse_text_job(&body, query.as_deref(), &parser.config);
         }
         let parsed = parse_unfinished(&body, &parser.config);

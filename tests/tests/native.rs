@@ -1355,5 +1355,14 @@ async fn a_plain_text_job_is_factored() {
     assert_eq!(resp.status().as_u16(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["item"], "numbers[1]", "{body}");
+    // JSON labelled text/plain (as fetch() labels a string body) is JSON.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/jobs", server.addr))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(r#" {"numbers": ["12"], "priority": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
     server.shutdown().await;
 }
