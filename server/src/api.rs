@@ -791,7 +791,9 @@ pub(crate) async fn list_jobs(
             }
         }
     }
-    let jobs = state.coord.store().jobs()?;
+    // A long history is a long read: off the async threads.
+    let coord = state.coord.clone();
+    let jobs = blocking(move || coord.store().jobs()).await?;
     let jobs = jobs
         .into_iter()
         .filter(|j| after.is_none_or(|a| j.id > a))
