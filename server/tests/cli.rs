@@ -7,6 +7,37 @@ fn server() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crowdfactor-server"))
 }
 
+/// A port that was free a moment ago, for a server started as a process.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The owner CLI (`crowdfactor-server <args>`) against `url`, with the API
+/// token these tests start their servers with.
+fn owner(url: &str, args: &[&str]) -> Command {
+    let mut cmd = server();
+    cmd.args(args)
+        .env("CROWDFACTOR_URL", url)
+        .env("CROWDFACTOR_TOKEN", "t0k");
+    cmd
+}
+
+/// Waits (up to 20 s) until the server at `url` answers the owner CLI.
+fn wait_until_serving(url: &str) {
+    let start = std::time::Instant::now();
+    while owner(url, &["jobs"]).output().unwrap().status.code() != Some(0) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A child process killed when the test ends, also when an assertion fails
 /// (a server left running would hold the test's output open).
 struct Reaped(std::process::Child);
@@ -105,11 +136,7 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
 
 #[test]
 fn owner_cli_submits_watches_fetches_and_cancels() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let srv = server()
         .args([
             "--listen",
@@ -123,22 +150,8 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         .map(Reaped)
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let cli = |args: &[&str]| {
-        server()
-            .args(args)
-            .env("CROWDFACTOR_URL", &url)
-            .env("CROWDFACTOR_TOKEN", "t0k")
-            .output()
-            .unwrap()
-    };
-    let start = std::time::Instant::now();
-    while cli(&["jobs"]).status.code() != Some(0) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let cli = |args: &[&str]| owner(&url, args).output().unwrap();
+    wait_until_serving(&url);
     // Nothing to submit, or a range count that is no number: usage errors.
     assert_eq!(cli(&["submit"]).status.code(), Some(2));
     assert_eq!(cli(&["submit", "--range", "5", "x"]).status.code(), Some(2));
@@ -242,10 +255,7 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         assert_eq!(String::from_utf8_lossy(&ndjson.stdout).lines().count(), 3);
         // A reader that stops early (`| head`) ends the command quietly.
         for args in [&["results", &id, "--format", "csv"][..], &["jobs"][..]] {
-            let mut child = server()
-                .args(args)
-                .env("CROWDFACTOR_URL", &url)
-                .env("CROWDFACTOR_TOKEN", "t0k")
+            let mut child = owner(&url, args)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -381,11 +391,7 @@ fn a_token_file_others_can_read_is_warned_about() {
 /// follows the job to its end on the new one.
 #[test]
 fn watch_outlasts_a_server_restart() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = std::env::temp_dir().join(format!("crowdfactor-watch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -401,34 +407,14 @@ fn watch_outlasts_a_server_restart() {
             .unwrap()
     };
     let url = format!("http://127.0.0.1:{port}");
-    let cli = |args: &[&str]| {
-        server()
-            .args(args)
-            .env("CROWDFACTOR_URL", &url)
-            .env("CROWDFACTOR_TOKEN", "t0k")
-            .output()
-            .unwrap()
-    };
-    let wait_up = || {
-        let start = std::time::Instant::now();
-        while cli(&["jobs"]).status.code() != Some(0) {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(20),
-                "server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    };
+    let cli = |args: &[&str]| owner(&url, args).output().unwrap();
     let first = start_server();
-    wait_up();
+    wait_until_serving(&url);
     // No worker: the job stays queued.
     let submitted = cli(&["submit", "12", "15"]);
     assert_eq!(submitted.status.code(), Some(0), "{submitted:?}");
     let id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
-    let watch = server()
-        .args(["watch", &id])
-        .env("CROWDFACTOR_URL", &url)
-        .env("CROWDFACTOR_TOKEN", "t0k")
+    let watch = owner(&url, &["watch", &id])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -437,7 +423,7 @@ fn watch_outlasts_a_server_restart() {
     drop(first); // SIGKILL
     std::thread::sleep(std::time::Duration::from_secs(2));
     let _second = start_server();
-    wait_up();
+    wait_until_serving(&url);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(cli(&["cancel", &id]).status.code(), Some(0));
     let out = watch.wait_with_output().unwrap();
