@@ -276,16 +276,7 @@ impl<'de> Deserialize<'de> for Listed {
                         continue;
                     }
                     match parse_number_at(raw, || format!("numbers[{i}]")) {
-                        Ok(0) => {
-                            let item = format!("numbers[{i}]");
-                            list.bad = Some(bad(
-                                "invalid_number",
-                                Some(item.clone()),
-                                format!(
-                                    "{item}: 0 has no factorization; numbers must be at least 1"
-                                ),
-                            ));
-                        }
+                        Ok(0) => list.bad = Some(zero_in_list(format!("numbers[{i}]"))),
                         Ok(n) => list.numbers.push(n),
                         Err(e) => list.bad = Some(e),
                     }
@@ -328,18 +319,26 @@ fn parse_number_at(raw: &RawValue, item: impl Fn() -> String) -> Result<u128, Ap
     } else {
         text.to_owned()
     };
-    parse_digits(&digits, item)
+    parse_digits(&digits, || item.to_owned())
 }
 
-/// A number written in decimal, or `400 invalid_number` naming `item`.
-fn parse_digits(digits: &str, item: &str) -> Result<u128, AppError> {
+/// The error for a 0 in a job's list, at `item`.
+fn zero_in_list(item: String) -> AppError {
+    let message = format!("{item}: 0 has no factorization; numbers must be at least 1");
+    bad("invalid_number", Some(item), message)
+}
+
+/// A number written in decimal, or `400 invalid_number` naming the item
+/// (made only then).
+fn parse_digits(digits: &str, item: impl FnOnce() -> String) -> Result<u128, AppError> {
     crowdfactor_protocol::parse_u128(digits).map_err(|e| {
+        let item = item();
         let hint = if digits.starts_with('-') {
             format!("{item}: {digits} is negative; numbers must be at least 1")
         } else {
             format!("{item}: {e}")
         };
-        bad("invalid_number", Some(item.into()), hint)
+        bad("invalid_number", Some(item), hint)
     })
 }
 
@@ -367,25 +366,13 @@ fn parse_text_job(
                 priority = check_priority(p)?;
             }
             "chunk_size" => {
-                let v: u32 = value.parse().unwrap_or(0);
-                if v == 0 || v > limits.max_chunk_size {
-                    return Err(bad(
-                        "invalid_chunk_size",
-                        Some("chunk_size".into()),
-                        format!("chunk_size must be between 1 and {}", limits.max_chunk_size),
-                    ));
-                }
-                chunk_cap = Some(v);
+                chunk_cap = Some(check_chunk_size(value.parse().unwrap_or(0), limits)?);
             }
             "token" => {}
             _ => {
-                return Err(bad(
-                    "bad_request",
-                    Some(key.to_string()),
-                    format!(
-                        "unknown parameter {:?}: a plain-text job takes priority and chunk_size",
-                        crowdfactor_protocol::clip_quoted(&key)
-                    ),
+                return Err(unknown_parameter(
+                    &key,
+                    "a plain-text job takes priority and chunk_size",
                 ))
             }
         }
@@ -416,15 +403,8 @@ fn parse_text_job(
             ));
         }
         let item = || format!("numbers[{count}]");
-        match parse_digits(token, &item())? {
-            0 => {
-                let item = item();
-                return Err(bad(
-                    "invalid_number",
-                    Some(item.clone()),
-                    format!("{item}: 0 has no factorization; numbers must be at least 1"),
-                ));
-            }
+        match parse_digits(token, item)? {
+            0 => return Err(zero_in_list(item())),
             n => list.push(n),
         }
         count += 1;
@@ -511,17 +491,7 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
     };
     let chunk_cap = match req.chunk_size {
         None => None,
-        Some(raw) => {
-            let v = parse_number(raw, "chunk_size")?;
-            if v == 0 || v > limits.max_chunk_size as u128 {
-                return Err(bad(
-                    "invalid_chunk_size",
-                    Some("chunk_size".into()),
-                    format!("chunk_size must be between 1 and {}", limits.max_chunk_size),
-                ));
-            }
-            Some(v as u32)
-        }
+        Some(raw) => Some(check_chunk_size(parse_number(raw, "chunk_size")?, limits)?),
     };
     let numbers = match (req.numbers, range) {
         (Some(_), Some(_)) => {
@@ -780,13 +750,9 @@ pub(crate) async fn list_jobs(
             // `token` is the API token for clients that cannot set headers.
             "token" => {}
             _ => {
-                return Err(bad(
-                    "bad_request",
-                    item,
-                    format!(
-                        "unknown parameter {:?}: this endpoint takes state, after and limit",
-                        crowdfactor_protocol::clip_quoted(&key)
-                    ),
+                return Err(unknown_parameter(
+                    &key,
+                    "this endpoint takes state, after and limit",
                 ))
             }
         }
@@ -802,6 +768,30 @@ pub(crate) async fn list_jobs(
         .take(limit.unwrap_or(usize::MAX))
         .collect();
     Ok(Json(JobList { jobs }))
+}
+
+/// A job's chunk size cap runs from 1 to `--max-chunk-size`.
+fn check_chunk_size(v: u128, limits: &crate::Config) -> Result<u32, AppError> {
+    match u32::try_from(v) {
+        Ok(v) if v >= 1 && v <= limits.max_chunk_size => Ok(v),
+        _ => Err(bad(
+            "invalid_chunk_size",
+            Some("chunk_size".into()),
+            format!("chunk_size must be between 1 and {}", limits.max_chunk_size),
+        )),
+    }
+}
+
+/// A query parameter an endpoint does not take.
+fn unknown_parameter(key: &str, takes: &str) -> AppError {
+    bad(
+        "bad_request",
+        Some(key.to_owned()),
+        format!(
+            "unknown parameter {:?}: {takes}",
+            crowdfactor_protocol::clip_quoted(key)
+        ),
+    )
 }
 
 /// Priorities run from -1000 to 1000.
