@@ -134,7 +134,10 @@ function renderJobs(jobs, now) {
     row.eta.textContent = job.state === 'done' ? 'done' : eta;
     if (document.activeElement !== row.input) row.input.value = String(job.priority);
     row.csv.hidden = !(job.done > 0);
-    row.cancel.hidden = !(job.state === 'queued' || job.state === 'running');
+    const open = job.state === 'queued' || job.state === 'running';
+    row.cancel.hidden = !open;
+    // A finished job's priority orders nothing (the server says 409).
+    row.input.disabled = !open;
     // Moved only when out of place: moving the row with the focus in it
     // would take the focus away.
     if (row.tr !== before) body.insertBefore(row.tr, before);

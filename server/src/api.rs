@@ -891,7 +891,19 @@ pub(crate) async fn patch_job(
     // sends a form type).
     let patch: JobPatch = from_object(&body, None, r#"expected {"priority": 5}"#)?;
     check_priority(patch.priority)?;
-    let (jid, _) = load_job(&state, &id)?;
+    let (jid, info) = load_job(&state, &id)?;
+    // A finished job's priority orders nothing: say so rather than store a
+    // number that no longer means anything.
+    if info.cancelled {
+        return Err(AppError::Conflict(format!(
+            "job {jid} is cancelled: its priority no longer matters"
+        )));
+    }
+    if info.done == info.total {
+        return Err(AppError::Conflict(format!(
+            "job {jid} is already done: its priority no longer matters"
+        )));
+    }
     let coord = state.coord.clone();
     let info = blocking(move || coord.set_priority(jid, patch.priority))
         .await?

@@ -565,6 +565,39 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         t.starts_with("Submitted job")
     })
     .await;
+    // A priority being typed (the job waits for a worker) keeps the focus
+    // through the updates, then goes to the server.
+    wait_visible(&client, "#jobs input[type=number]").await;
+    let priority = client
+        .find(Locator::Css("#jobs input[type=number]"))
+        .await
+        .unwrap();
+    priority.click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let focused = client
+        .execute(
+            "return document.activeElement.getAttribute('aria-label')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focused.as_str(), Some("Priority of job 1"));
+    // Select all and type over it: WebDriver's clear() would take the focus
+    // away, and an update landing before the typing would put the server's
+    // value back in front of it ("0-3", not a number).
+    priority.send_keys("\u{E009}a\u{E000}-3").await.unwrap(); // Ctrl+A, release, -3
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    priority.send_keys("\u{E004}").await.unwrap(); // Tab: the change event
+    let start = Instant::now();
+    loop {
+        let job: serde_json::Value =
+            serde_json::from_str(&server.text("/api/jobs/1", Some("dash-token")).await).unwrap();
+        if job["priority"] == -3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _worker = WorkerProc::spawn(
         &server,
         &[
@@ -639,38 +672,15 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await;
     assert_eq!(csv.as_str(), Some(want.as_str()));
     assert_eq!(want.lines().count(), 301, "{want}");
-    // A priority being typed keeps the focus through the updates, then
-    // goes to the server.
-    let priority = client
-        .find(Locator::Css("#jobs input[type=number]"))
-        .await
-        .unwrap();
-    priority.click().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let focused = client
+    // The job is done: its priority can no longer be changed.
+    let disabled = client
         .execute(
-            "return document.activeElement.getAttribute('aria-label')",
+            "return document.querySelector('#jobs input[type=number]').disabled",
             vec![],
         )
         .await
         .unwrap();
-    assert_eq!(focused.as_str(), Some("Priority of job 1"));
-    // Select all and type over it: WebDriver's clear() would take the focus
-    // away, and an update landing before the typing would put the server's
-    // value back in front of it ("0-3", not a number).
-    priority.send_keys("\u{E009}a\u{E000}-3").await.unwrap(); // Ctrl+A, release, -3
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    priority.send_keys("\u{E004}").await.unwrap(); // Tab: the change event
-    let start = Instant::now();
-    loop {
-        let job: serde_json::Value =
-            serde_json::from_str(&server.text("/api/jobs/1", Some("dash-token")).await).unwrap();
-        if job["priority"] == -3 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(disabled.as_bool(), Some(true));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     client
         .execute("window.scrollTo(0, 0)", vec![])

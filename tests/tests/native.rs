@@ -657,21 +657,30 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
             .as_u16(),
         409
     );
-    // PATCH takes JSON whatever the Content-Type (curl -d sends a form's).
-    for (body, status, priority) in [
-        (r#"{"priority": -7}"#, 200, -7),
-        (r#"{"priority": 1001}"#, 400, -7),
-        (r#"{"priority": "high"}"#, 400, -7),
+    // PATCH takes JSON whatever the Content-Type (curl -d sends a form's);
+    // a finished job's priority is not changed (it orders nothing).
+    let cancelled_url = format!("http://{}/api/jobs/{slow_id}", server.addr);
+    for (url, job, body, status) in [
+        (&done_url, &id, r#"{"priority": -7}"#, 409),
+        (&done_url, &id, r#"{"priority": 1001}"#, 400),
+        (&done_url, &id, r#"{"priority": "high"}"#, 400),
+        (&cancelled_url, &slow_id, r#"{"priority": -7}"#, 409),
     ] {
+        let before = server.job(job).await["priority"].clone();
         let resp = http
-            .patch(&done_url)
+            .patch(url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{body}");
-        assert_eq!(server.job(&id).await["priority"], priority, "{body}");
+        let said: serde_json::Value = resp.json().await.unwrap();
+        if status == 409 {
+            let message = said["error"]["message"].as_str().unwrap();
+            assert!(message.contains("no longer matters"), "{said}");
+        }
+        assert_eq!(server.job(job).await["priority"], before, "{body}");
     }
     for path in [format!("/api/job/{id}"), "/api/".into(), "/api".into()] {
         let typo = http
