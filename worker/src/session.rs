@@ -34,7 +34,13 @@ enum SessionError {
     #[error("cannot connect: {0}")]
     Connect(#[source] tokio_tungstenite::tungstenite::Error),
     #[error("the server answered {0} instead of taking a WebSocket: is this the coordinator's address? (try its page URL, e.g. http://host:8080/)")]
-    NotCoordinator(tokio_tungstenite::tungstenite::http::StatusCode),
+    NotCoordinator(String),
+    #[error("the server's answer is not HTTP: if it serves TLS, use https:// (wss://); if not, is this the coordinator's address?")]
+    NotHttp,
+    #[error("the server does not speak TLS at this address: is it an http:// (ws://) one?")]
+    NotTls,
+    #[error("the server's TLS certificate is not trusted ({0}): for a private CA, name its certificate in SSL_CERT_FILE")]
+    Certificate(rustls::Error),
     #[error("connection lost: {0}")]
     Socket(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the server closed the connection")]
@@ -61,6 +67,40 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 enum End {
     Idle,
     Interrupted,
+}
+
+/// Why the WebSocket could not be opened, in terms of what to check.
+fn connect_error(e: tokio_tungstenite::tungstenite::Error) -> SessionError {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+    match e {
+        // A page, a missing route: the URL names something else
+        // (errors such as 503 or 403 are the coordinator's own).
+        Error::Http(r) if r.status().is_success() || r.status().as_u16() == 404 => {
+            SessionError::NotCoordinator(r.status().to_string())
+        }
+        // Some other server: an HTTP/1.0 one, or one whose answer is not
+        // HTTP at all (a TLS port asked in plain text).
+        Error::Protocol(ProtocolError::WrongHttpVersion) => {
+            SessionError::NotCoordinator("in HTTP/1.0".into())
+        }
+        Error::Protocol(ProtocolError::HttparseError(_)) => SessionError::NotHttp,
+        Error::Io(io) => {
+            match io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                // wss:// to a plain-text port: its answer is no TLS record.
+                Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+                    SessionError::NotTls
+                }
+                Some(e @ rustls::Error::InvalidCertificate(_)) => {
+                    SessionError::Certificate(e.clone())
+                }
+                _ => SessionError::Connect(Error::Io(io)),
+            }
+        }
+        e => SessionError::Connect(e),
+    }
 }
 
 /// Runs until idle (with `--exit-when-idle`) or Ctrl-C.
@@ -331,16 +371,7 @@ async fn session(
         // Nothing is held yet: a stop while connecting just stops.
         _ = drain.wait_for(|stop| *stop) => return Ok(End::Interrupted),
     };
-    let (ws, _) = connected.map_err(|e| match e {
-        // A page, a missing route: the URL names something else
-        // (errors such as 503 or 403 are the coordinator's own).
-        tokio_tungstenite::tungstenite::Error::Http(r)
-            if r.status().is_success() || r.status().as_u16() == 404 =>
-        {
-            SessionError::NotCoordinator(r.status())
-        }
-        e => SessionError::Connect(e),
-    })?;
+    let (ws, _) = connected.map_err(connect_error)?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -681,6 +712,62 @@ mod tests {
             let want: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
             let got = factor_chunk(&numbers, cpu);
             assert!(got.iter().eq(want.iter().map(|l| &l[..])), "cpu {cpu}");
+        }
+    }
+
+    /// A server that answers every connection with `answer` and closes.
+    async fn answering(answer: &'static [u8]) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0; 2048];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        addr
+    }
+
+    /// What is at the address is not a coordinator: the error says what to
+    /// check instead of quoting the WebSocket library.
+    #[tokio::test]
+    async fn a_server_that_is_no_coordinator_is_named() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let page = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        for (scheme, answer, want) in [
+            (
+                "ws",
+                &page[..],
+                "answered 200 OK instead of taking a WebSocket",
+            ),
+            (
+                "ws",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                "answered 404 Not Found instead",
+            ),
+            (
+                "ws",
+                b"HTTP/1.0 200 OK\r\n\r\nhi",
+                "answered in HTTP/1.0 instead",
+            ),
+            (
+                "ws",
+                b"\x15\x03\x03\x00\x02\x02\x32",
+                "not HTTP: if it serves TLS, use https://",
+            ),
+            ("wss", &page[..], "does not speak TLS at this address"),
+        ] {
+            let addr = answering(answer).await;
+            let url = format!("{scheme}://{addr}/ws");
+            let error = match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok(_) => panic!("{url}: connected"),
+                Err(e) => connect_error(e).to_string(),
+            };
+            assert!(error.contains(want), "{url}: {error}");
         }
     }
 }
