@@ -434,3 +434,50 @@ fn watch_outlasts_a_server_restart() {
     assert!(said.contains(&format!("job {id} was cancelled")), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server on loopback that answers each connection with `answer` (after
+/// reading the request) and closes it.
+fn answering(answer: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut socket in listener.incoming().flatten() {
+            let mut request = [0; 4096];
+            let _ = socket.read(&mut request);
+            let _ = socket.write_all(answer);
+        }
+    });
+    addr.to_string()
+}
+
+/// Pointed at something that is not a coordinator, the owner CLI says what
+/// answered and what to check, not a decoder's error.
+#[test]
+fn an_address_that_is_no_coordinator_is_named() {
+    let page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\n\r\n<p>hi</p>";
+    let missing = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found";
+    let tls_alert = b"\x15\x03\x03\x00\x02\x02\x32";
+    for (scheme, answer, code, want) in [
+        ("http", &page[..], 3, "is not crowdfactor's API"),
+        (
+            "http",
+            &missing[..],
+            3,
+            "answered 404 Not Found, not as crowdfactor's API does",
+        ),
+        ("http", &tls_alert[..], 4, "if it serves TLS, use https://"),
+        (
+            "https",
+            &page[..],
+            4,
+            "does not speak TLS at this address: try http://",
+        ),
+    ] {
+        let url = format!("{scheme}://{}", answering(answer));
+        let out = owner(&url, &["jobs"]).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{url}: {said}");
+        assert!(said.contains(want), "{url}: {said}");
+    }
+}

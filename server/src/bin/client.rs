@@ -161,7 +161,7 @@ pub enum Command {
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    #[error("cannot reach {url}: {} (is crowdfactor-server running? set --url)", causes(.source))]
+    #[error("cannot reach {url}: {} ({})", causes(.source), unreachable_hint(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("{0}")]
     Refused(String),
@@ -187,6 +187,42 @@ fn causes(e: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     text
+}
+
+/// What to check when the server could not be reached, by the cause.
+fn unreachable_hint(e: &reqwest::Error) -> &'static str {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        // rustls's error sits inside io::Errors, whose source() skips it.
+        let mut inner = cause;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            inner = wrapped;
+        }
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            match tls {
+                // https:// to a plain-text port: its answer is no TLS record.
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                    return "the server does not speak TLS at this address: try http://";
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    return "its certificate is not trusted: for a private CA, name its \
+                            certificate in SSL_CERT_FILE";
+                }
+                _ => {}
+            }
+        }
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return "its answer is not HTTP: if it serves TLS, use https://";
+        }
+        next = cause.source();
+    }
+    "is crowdfactor-server running? set --url"
 }
 
 struct Api {
@@ -261,10 +297,14 @@ impl Api {
     async fn refusal(&self, resp: reqwest::Response) -> CliError {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = body["error"]["message"]
-            .as_str()
-            .unwrap_or("no details")
-            .to_owned();
+        let Some(msg) = body["error"]["message"].as_str().map(str::to_owned) else {
+            // Not the API's JSON error: something else answers at --url.
+            return CliError::Refused(format!(
+                "{} answered {status}, not as crowdfactor's API does: is --url the \
+                 coordinator's address?",
+                self.base
+            ));
+        };
         if status.as_u16() == 401 {
             // The server's message explains the token; say which one we
             // sent and how to send another.
@@ -281,9 +321,19 @@ impl Api {
         let resp = self
             .send(self.http.get(format!("{}{path}", self.base)))
             .await?;
-        resp.json()
-            .await
-            .map_err(|e| CliError::Refused(format!("unexpected answer: {e}")))
+        self.read_json(resp).await
+    }
+
+    /// A successful answer's JSON body.
+    async fn read_json(&self, resp: reqwest::Response) -> Result<Value, CliError> {
+        resp.json().await.map_err(|e| {
+            CliError::Refused(format!(
+                "the answer from {} is not crowdfactor's API ({}): is --url the coordinator's \
+                 address?",
+                self.base,
+                causes(&e)
+            ))
+        })
     }
 }
 
@@ -401,10 +451,7 @@ async fn submit(
             ))
         }
     };
-    let job: Value = resp
-        .json()
-        .await
-        .map_err(|e| CliError::Refused(e.to_string()))?;
+    let job = api.read_json(resp).await?;
     let id = job["id"].as_str().unwrap_or("?").to_owned();
     say(&id)?;
     // Chunks are cut as workers take them (sized to each one's speed), so
@@ -728,21 +775,18 @@ async fn set_priority(api: &Api, id: &str, priority: i32) -> Result<(), CliError
     let resp = api
         .send(api.http.patch(url).json(&json!({ "priority": priority })))
         .await?;
-    print_job(resp).await
+    print_job(api, resp).await
 }
 
 async fn cancel(api: &Api, id: &str) -> Result<(), CliError> {
     let resp = api
         .send(api.http.delete(format!("{}/api/jobs/{id}", api.base)))
         .await?;
-    print_job(resp).await
+    print_job(api, resp).await
 }
 
-async fn print_job(resp: reqwest::Response) -> Result<(), CliError> {
-    let job: Value = resp
-        .json()
-        .await
-        .map_err(|e| CliError::Refused(e.to_string()))?;
+async fn print_job(api: &Api, resp: reqwest::Response) -> Result<(), CliError> {
+    let job = api.read_json(resp).await?;
     say(&line(&job))
 }
 
