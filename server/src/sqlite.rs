@@ -375,6 +375,16 @@ impl SqliteStore {
                 .into()));
             }
         }
+        if path.is_dir() {
+            return Err(StoreError::Backend(
+                format!(
+                    "{} is a directory: give --db a file's path (e.g. {})",
+                    path.display(),
+                    path.join("crowdfactor.db").display()
+                )
+                .into(),
+            ));
+        }
         let lock = lock_db(path)?;
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;

@@ -121,6 +121,21 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
             .contains("the directory /no-such-directory does not exist"),
         "{out:?}"
     );
+    // A directory is no database, and gets no lock file beside it.
+    let dir = std::env::temp_dir().join(format!("crowdfactor-db-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = server()
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a directory: give --db a file's path"),
+        "{out:?}"
+    );
+    assert!(!dir.with_extension("lock").exists());
+    std::fs::remove_dir(&dir).unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let out = server()
