@@ -77,6 +77,10 @@ function drawChart() {
   ctx.fillStyle = ctx.strokeStyle;
   ctx.font = '12px system-ui';
   ctx.fillText(`${fmt(max)}/s`, 8, 14);
+  const secs = Math.round(span / 1000);
+  ctx.textAlign = 'right';
+  ctx.fillText(secs >= 90 ? `last ${Math.round(secs / 60)} min` : `last ${secs} s`, c.width - 8, 14);
+  ctx.textAlign = 'left';
 }
 
 function cell(text) {
@@ -181,7 +185,12 @@ const count = (n, noun) => `${n.toLocaleString()} ${noun}${n === 1 ? '' : 's'}`;
 
 function onSnapshot(s) {
   const now = s.time_ms;
-  history.push([now, s.numbers_factored]);
+  // The first update of a feed brings the server's samples of the last
+  // minutes: the chart starts full, also after a reconnect.
+  if (Array.isArray(s.history)) history.splice(0, history.length, ...s.history);
+  // A snapshot right after a sample would chart the noise of a few ms.
+  const prev = history[history.length - 1];
+  if (!prev || now - prev[0] >= 500) history.push([now, s.numbers_factored]);
   while (history.length && now - history[0][0] > 300000) history.shift();
   const last = history.length > 5 ? history[history.length - 6] : history[0];
   const rateNow = last && now > last[0] ? (s.numbers_factored - last[1]) / ((now - last[0]) / 1000) : 0;

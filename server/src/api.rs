@@ -958,28 +958,61 @@ pub(crate) async fn list_workers(State(state): State<Arc<AppState>>) -> Json<Wor
     })
 }
 
+/// The total of numbers factored, sampled once a second over the last
+/// [`Throughput::KEPT_MS`], so that a dashboard opened now charts the last
+/// minutes at once.
+#[derive(Debug, Default)]
+pub(crate) struct Throughput {
+    /// (time in ms since the epoch, numbers factored since the server
+    /// started), oldest first.
+    samples: std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>,
+}
+
+impl Throughput {
+    const KEPT_MS: u64 = 5 * 60 * 1000;
+
+    pub(crate) fn record(&self, time_ms: u64, factored: u64) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.push_back((time_ms, factored));
+        while samples
+            .front()
+            .is_some_and(|&(t, _)| time_ms.saturating_sub(t) > Self::KEPT_MS)
+        {
+            samples.pop_front();
+        }
+    }
+
+    fn samples(&self) -> Vec<(u64, u64)> {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.iter().copied().collect()
+    }
+}
+
 /// `GET /api/events`: a server-sent event every second with jobs, workers
-/// and the total of numbers factored, for the dashboard.
+/// and the total of numbers factored, for the dashboard; the first also
+/// carries the last minutes' samples of that total (`history`).
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
 ) -> axum::response::sse::Sse<
     impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
 > {
     let tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let stream =
-        futures_util::stream::unfold((Arc::clone(&state), tick), |(state, mut tick)| async move {
+    let stream = futures_util::stream::unfold(
+        (Arc::clone(&state), tick, true),
+        |(state, mut tick, first)| async move {
             tick.tick().await;
             let snapshot = {
                 let st = state.clone();
-                tokio::task::spawn_blocking(move || snapshot(&st))
+                tokio::task::spawn_blocking(move || snapshot(&st, first))
                     .await
                     .ok()
                     .flatten()
             };
             let event =
                 axum::response::sse::Event::default().data(snapshot.unwrap_or_else(|| "{}".into()));
-            Some((Ok(event), (state, tick)))
-        });
+            Some((Ok(event), (state, tick, false)))
+        },
+    );
     // The feed ends with the server: a graceful stop waits for every
     // response to finish, and an open dashboard's would never.
     let mut stop = state.stop.clone();
@@ -993,7 +1026,7 @@ pub(crate) async fn events(
 /// Finished (done or cancelled) jobs in each dashboard update, the latest.
 const FINISHED_JOBS_SHOWN: usize = 50;
 
-fn snapshot(state: &AppState) -> Option<String> {
+fn snapshot(state: &AppState, with_history: bool) -> Option<String> {
     let mut jobs: Vec<JobView> = match state.coord.store().jobs() {
         Ok(jobs) => jobs.into_iter().map(|j| view(state, j)).collect(),
         Err(e) => {
@@ -1016,7 +1049,7 @@ fn snapshot(state: &AppState) -> Option<String> {
         finished_seen > jobs_hidden
     });
     let g = state.coord.gauges();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "time_ms": crate::store::now_ms(),
         "numbers_factored": state.coord.metrics.numbers.load(std::sync::atomic::Ordering::Relaxed),
         "queued_numbers": g.queued,
@@ -1025,6 +1058,9 @@ fn snapshot(state: &AppState) -> Option<String> {
         "jobs": jobs,
         "jobs_hidden": jobs_hidden,
     });
+    if with_history {
+        body["history"] = serde_json::json!(state.throughput.samples());
+    }
     Some(body.to_string())
 }
 

@@ -227,6 +227,8 @@ pub struct AppState {
     /// One permit: large job bodies are read and parsed one at a time (see
     /// `api::create_job`).
     pub(crate) large_bodies: tokio::sync::Semaphore,
+    /// Numbers factored, sampled each second, for the dashboard's chart.
+    pub(crate) throughput: api::Throughput,
 }
 
 /// Counts connections (open worker connections; TLS handshakes in
@@ -348,6 +350,23 @@ pub async fn run_with_store(
         tracing::warn!("this build has no wasm factorizer (web/pkg was not built): browsers cannot contribute; run scripts/build-wasm.sh and rebuild");
     }
     let state = app_state(coord, &config, stop_rx);
+    // The chart of a dashboard opened now shows the last minutes too.
+    let sampler = {
+        let state = Arc::clone(&state);
+        let mut stop = state.stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => state.throughput.record(
+                        crate::store::now_ms(),
+                        state.coord.metrics.numbers.load(std::sync::atomic::Ordering::Relaxed),
+                    ),
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
     let tcp = Arc::clone(&state.tcp);
     let sessions = Arc::clone(&state.conns);
     let app = router(state, &config);
@@ -402,6 +421,7 @@ pub async fn run_with_store(
         () = overdue => Ok(()),
     };
     sweeper.abort();
+    sampler.abort();
     // Worker sessions end on the stop signal (a result being checked is
     // stored first); then the store is made whole on disk for whoever
     // copies it next. A crash needs none of this: every accepted result is
@@ -444,6 +464,7 @@ fn app_state(
         conns: Arc::default(),
         tcp: Arc::default(),
         large_bodies: tokio::sync::Semaphore::new(1),
+        throughput: api::Throughput::default(),
     })
 }
 

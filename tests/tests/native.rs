@@ -1288,23 +1288,7 @@ async fn the_dashboard_feed_sends_open_jobs_and_the_latest_finished() {
     for resp in futures_util::future::join_all(cancels).await {
         assert_eq!(resp.unwrap().status().as_u16(), 200);
     }
-    let mut feed = http
-        .get(format!("http://{}/api/events", server.addr))
-        .send()
-        .await
-        .unwrap();
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), feed.chunk())
-            .await
-            .expect("an update within 10 s")
-            .unwrap()
-            .expect("the feed stays open");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let data = text.split("\n\n").next().unwrap();
-    let update: serde_json::Value =
-        serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+    let update = &dashboard_feed(&server, 1).await[0];
     let ids: Vec<&str> = update["jobs"]
         .as_array()
         .unwrap()
@@ -1315,7 +1299,58 @@ async fn the_dashboard_feed_sends_open_jobs_and_the_latest_finished() {
     want.extend(cancelled[3..].iter().map(String::as_str));
     assert_eq!(ids, want);
     assert_eq!(update["jobs_hidden"], 3);
-    drop(feed);
+    server.shutdown().await;
+}
+
+/// The first `count` updates of the dashboard's feed (`/api/events`).
+async fn dashboard_feed(server: &TestServer, count: usize) -> Vec<serde_json::Value> {
+    let mut feed = reqwest::Client::new()
+        .get(format!("http://{}/api/events", server.addr))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while text.matches("\n\n").count() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), feed.chunk())
+            .await
+            .expect("an update within 10 s")
+            .unwrap()
+            .expect("the feed stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.split("\n\n")
+        .take(count)
+        .map(|event| serde_json::from_str(event.strip_prefix("data: ").unwrap()).unwrap())
+        .collect()
+}
+
+/// A dashboard opened after the work was done still charts it: the feed's
+/// first update carries the server's samples of the last minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_feed_starts_with_the_last_minutes() {
+    let server = TestServer::start(Config::default()).await;
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 20000, "step": 2}}))
+        .await;
+    let _worker = WorkerProc::spawn(&server, &["--threads", "1"]);
+    server.wait_done(&id, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let updates = dashboard_feed(&server, 2).await;
+    let samples: Vec<(u64, u64)> = serde_json::from_value(updates[0]["history"].clone()).unwrap();
+    assert!(samples.len() >= 2, "{samples:?}");
+    assert!(
+        samples
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "{samples:?}"
+    );
+    // From before the job (the server's start) to after its end.
+    assert_eq!(samples[0].1, 0, "{samples:?}");
+    assert_eq!(samples.last().unwrap().1, 20000, "{samples:?}");
+    assert_eq!(updates[0]["numbers_factored"], 20000);
+    assert!(updates[0]["time_ms"].as_u64().unwrap() >= samples.last().unwrap().0);
+    // Later updates do not repeat it.
+    assert!(updates[1].get("history").is_none(), "{}", updates[1]);
     server.shutdown().await;
 }
 
