@@ -39,6 +39,8 @@ pub enum AppError {
     /// The server holds as many numbers of open list jobs as it may: a
     /// new list waits until others finish (or is cancelled).
     QueueFull(String),
+    /// A body of a kind the endpoint does not read.
+    UnsupportedMediaType(String),
     /// The store failed.
     Store(StoreError),
 }
@@ -121,6 +123,12 @@ impl IntoResponse for AppError {
             ),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), None),
+            AppError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m.clone(),
+                None,
+            ),
             AppError::MethodNotAllowed(m) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -595,6 +603,9 @@ const LARGE_BODY_SHARE: usize = 16;
 /// millisecond); larger ones on a blocking thread.
 const PARSE_INLINE: usize = 64 << 10;
 
+/// How to send a file of numbers, for error messages.
+const PLAIN_TEXT_CURL: &str = "curl -H 'Content-Type: text/plain' --data-binary @numbers.txt …";
+
 pub(crate) async fn create_job(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -603,15 +614,21 @@ pub(crate) async fn create_job(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let text = request
+    let media = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            let media = media.trim();
-            media.eq_ignore_ascii_case("text/plain") || media.eq_ignore_ascii_case("text/csv")
-        });
+        .map(|media| media.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let text = matches!(media.as_str(), "text/plain" | "text/csv");
+    if media == "multipart/form-data" {
+        // curl -F, an HTML form's file field: the file is inside the form.
+        return Err(AppError::UnsupportedMediaType(format!(
+            "a form upload (multipart/form-data) is not read: send the file itself as the body \
+             with Content-Type: text/plain ({PLAIN_TEXT_CURL}), or JSON"
+        )));
+    }
     let query = request.uri().query().map(str::to_owned);
     let limit = state.config.max_body_bytes;
     // Over the limit: refused below at once, without a turn.
@@ -630,9 +647,22 @@ pub(crate) async fn create_job(
     let parser = state.clone();
     let parse = move || {
         // JSON sent as text/plain (what fetch() labels a string body) is JSON.
-        let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        let json = first == Some(&b'{');
         if text && !json {
             return parse_text_job(&body, query.as_deref(), &parser.config);
+        }
+        if first.is_some_and(u8::is_ascii_digit) {
+            // Numbers labelled as something else (curl --data-binary sends
+            // a form's type).
+            return Err(bad(
+                "bad_json",
+                None,
+                format!(
+                    "the body is not a JSON object; to send numbers as plain text, say \
+                     Content-Type: text/plain ({PLAIN_TEXT_CURL})"
+                ),
+            ));
         }
         let parsed = parse_unfinished(&body, &parser.config);
         drop(body);

@@ -1408,5 +1408,37 @@ async fn a_plain_text_job_is_factored() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
+    // A file inside a form (curl -F), or numbers labelled as a form (curl
+    // --data-binary without -H): refused, saying how to send them.
+    let jobs_before = server.get("/api/jobs").await.1["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (content_type, status, code) in [
+        (
+            "multipart/form-data; boundary=x",
+            415,
+            "unsupported_media_type",
+        ),
+        ("application/x-www-form-urlencoded", 400, "bad_json"),
+    ] {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/api/jobs", server.addr))
+            .header("content-type", content_type)
+            .body("12\n15\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{content_type}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("Content-Type: text/plain"), "{body}");
+    }
+    let jobs_after = server.get("/api/jobs").await.1["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(jobs_after, jobs_before);
     server.shutdown().await;
 }
