@@ -608,7 +608,7 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
     let bar = indicatif::ProgressBar::new(total);
     if tty {
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} numbers  {per_sec}  eta {eta}  {msg}",
+            "{bar:40} {human_pos}/{human_len} numbers  {msg}",
         ) {
             bar.set_style(style);
         }
@@ -622,6 +622,10 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
     // their server, so watching one should too, up to this long.
     const OUTAGE: Duration = Duration::from_secs(300);
     let mut lost: Option<std::time::Instant> = None;
+    // The job's rate over the last polls, from the server's counts: the
+    // bar's own estimate would count a job half done when the watch began
+    // as done in its first second.
+    let mut recent = std::collections::VecDeque::new();
     loop {
         let job = match api.get_json(&format!("/api/jobs/{id}")).await {
             Ok(job) => job,
@@ -647,7 +651,16 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
         let done = job["done"].as_u64().unwrap_or(0);
         let state = job["state"].as_str().unwrap_or("?").to_owned();
         bar.set_position(done);
-        bar.set_message(state.clone());
+        bar.set_message(match job_rate(&mut recent, done) {
+            Some(rate) if state == "running" => format!(
+                "{}/s  eta {:#}  {state}",
+                indicatif::HumanCount(rate.round() as u64),
+                indicatif::HumanDuration(Duration::from_secs_f64(
+                    total.saturating_sub(done) as f64 / rate
+                ))
+            ),
+            _ => state.clone(),
+        });
         let due = printed.as_ref().is_none_or(|(at, was, was_done)| {
             *was != state
                 || (done != *was_done && at.elapsed() >= Duration::from_secs(5))
@@ -669,6 +682,26 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// Numbers per second over the last 10 s of `(when, done)` samples (this
+/// one added), once they span a second and show progress.
+fn job_rate(
+    recent: &mut std::collections::VecDeque<(std::time::Instant, u64)>,
+    done: u64,
+) -> Option<f64> {
+    let now = std::time::Instant::now();
+    recent.push_back((now, done));
+    while recent.len() > 2
+        && recent
+            .front()
+            .is_some_and(|(at, _)| now - *at > Duration::from_secs(10))
+    {
+        recent.pop_front();
+    }
+    let &(since, was) = recent.front()?;
+    let secs = (now - since).as_secs_f64();
+    (secs >= 1.0 && done > was).then(|| (done - was) as f64 / secs)
 }
 
 async fn results(
