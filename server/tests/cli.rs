@@ -473,6 +473,7 @@ fn an_address_that_is_no_coordinator_is_named() {
     let page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\n\r\n<p>hi</p>";
     let missing = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found";
     let tls_alert = b"\x15\x03\x03\x00\x02\x02\x32";
+    let proxy = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 10\r\n\r\n<p>502</p>";
     for (scheme, answer, code, want) in [
         ("http", &page[..], 3, "is not crowdfactor's API"),
         (
@@ -482,6 +483,12 @@ fn an_address_that_is_no_coordinator_is_named() {
             "answered 404 Not Found, not as crowdfactor's API does",
         ),
         ("http", &tls_alert[..], 4, "if it serves TLS, use https://"),
+        (
+            "http",
+            &proxy[..],
+            4,
+            "502 Bad Gateway: is the coordinator behind it running?",
+        ),
         (
             "https",
             &page[..],

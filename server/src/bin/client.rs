@@ -163,6 +163,13 @@ pub enum Command {
 enum CliError {
     #[error("cannot reach {url}: {} ({})", causes(.source), unreachable_hint(.source))]
     Unreachable { url: String, source: reqwest::Error },
+    /// A proxy in front of the coordinator answered for it (502, 503 or
+    /// 504 without the API's JSON): the coordinator is down or restarting.
+    #[error("{url} answered {status}: is the coordinator behind it running?")]
+    Gateway {
+        url: String,
+        status: reqwest::StatusCode,
+    },
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
@@ -298,6 +305,12 @@ impl Api {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let Some(msg) = body["error"]["message"].as_str().map(str::to_owned) else {
+            if matches!(status.as_u16(), 502..=504) {
+                return CliError::Gateway {
+                    url: self.base.clone(),
+                    status,
+                };
+            }
             // Not the API's JSON error: something else answers at --url.
             return CliError::Refused(format!(
                 "{} answered {status}, not as crowdfactor's API does: is --url the \
@@ -377,7 +390,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
         Err(e) => {
             tell!("crowdfactor-server: {e}");
             match e {
-                CliError::Unreachable { .. } => EXIT_UNREACHABLE,
+                CliError::Unreachable { .. } | CliError::Gateway { .. } => EXIT_UNREACHABLE,
                 CliError::Refused(_) => EXIT_REFUSED,
                 CliError::Local(_) => 1,
                 CliError::Usage(_) => 2,
@@ -629,7 +642,7 @@ async fn watch_job(api: &Api, id: &str) -> Result<(), CliError> {
     loop {
         let job = match api.get_json(&format!("/api/jobs/{id}")).await {
             Ok(job) => job,
-            Err(e @ CliError::Unreachable { .. }) => {
+            Err(e @ (CliError::Unreachable { .. } | CliError::Gateway { .. })) => {
                 let since = *lost.get_or_insert_with(|| {
                     bar.suspend(|| {
                         tell!("crowdfactor-server: {e}; trying again for up to 5 minutes")
