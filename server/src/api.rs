@@ -1357,6 +1357,19 @@ mod tests {
         );
     }
 
+    /// The dashboard's history: a sample a second, the last 5 minutes kept.
+    #[test]
+    fn throughput_keeps_the_last_five_minutes() {
+        let t = Throughput::default();
+        for second in 0..=400 {
+            t.record(1_000_000 + second * 1000, second * 10);
+        }
+        let kept = t.samples();
+        assert_eq!(kept.len(), 301);
+        assert_eq!(kept[0], (1_000_000 + 100_000, 1000));
+        assert_eq!(kept.last(), Some(&(1_000_000 + 400_000, 4000)));
+    }
+
     /// A job as plain text: numbers separated by whitespace or commas (a
     /// byte-order mark and CRLF as editors write them), options from the query.
     #[test]
