@@ -58,6 +58,15 @@ fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The `token` of a query string, percent-decoded: the dashboard sends it
+/// through `encodeURIComponent`, and a token of base64 (`+`, `/`, `=`)
+/// arrives escaped.
+fn query_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+}
+
 /// Middleware for the job API: `Authorization: Bearer <token>` or 401.
 pub(crate) async fn require_api_token(
     State(state): State<Arc<AppState>>,
@@ -68,11 +77,7 @@ pub(crate) async fn require_api_token(
         return next.run(req).await;
     };
     // EventSource cannot set headers, so `?token=` is accepted as well.
-    let from_query = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_owned)
-    });
+    let from_query = query_token(req.uri().query());
     // More than one `Authorization` header is refused, whatever they say:
     // which one a proxy in front would have checked is anyone's guess.
     let mut headers = req.headers().get_all(header::AUTHORIZATION).iter();
@@ -125,5 +130,16 @@ mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer "), None);
         assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(
+            query_token(Some("token=a%2Bb%2Fc%3D%3D")).as_deref(),
+            Some("a+b/c==")
+        );
+        assert_eq!(query_token(Some("x=1&token=t")).as_deref(), Some("t"));
+        assert_eq!(query_token(Some("tokens=t")), None);
+        assert_eq!(query_token(None), None);
     }
 }

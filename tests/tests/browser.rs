@@ -536,8 +536,10 @@ async fn web_workers_that_could_not_load_are_started_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
+    // Base64's characters: the live feed's `?token=` arrives percent-encoded.
+    const DASH_TOKEN: &str = "dash+tok/en==";
     let server = TestServer::start(Config {
-        api_token: Some("dash-token".into()),
+        api_token: Some(DASH_TOKEN.into()),
         worker_token: Some("tab-token".into()),
         ..Config::default()
     })
@@ -554,7 +556,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         !t.is_empty()
     })
     .await;
-    fill(&client, "#token", "dash-token").await;
+    fill(&client, "#token", DASH_TOKEN).await;
     click(&client, "#login button").await;
 
     // Submit a range through the form.
@@ -591,7 +593,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let start = Instant::now();
     loop {
         let job: serde_json::Value =
-            serde_json::from_str(&server.text("/api/jobs/1", Some("dash-token")).await).unwrap();
+            serde_json::from_str(&server.text("/api/jobs/1", Some(DASH_TOKEN)).await).unwrap();
         if job["priority"] == -3 {
             break;
         }
@@ -668,7 +670,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     let want = server
-        .text("/api/jobs/1/results?format=csv", Some("dash-token"))
+        .text("/api/jobs/1/results?format=csv", Some(DASH_TOKEN))
         .await;
     assert_eq!(csv.as_str(), Some(want.as_str()));
     assert_eq!(want.lines().count(), 301, "{want}");
@@ -725,7 +727,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let start = Instant::now();
     loop {
         let job: serde_json::Value =
-            serde_json::from_str(&server.text("/api/jobs/3", Some("dash-token")).await).unwrap();
+            serde_json::from_str(&server.text("/api/jobs/3", Some(DASH_TOKEN)).await).unwrap();
         if job["state"] == "done" {
             break;
         }
@@ -733,7 +735,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let csv = server
-        .text("/api/jobs/3/results?format=csv", Some("dash-token"))
+        .text("/api/jobs/3/results?format=csv", Some(DASH_TOKEN))
         .await;
     let got: Vec<&str> = csv
         .lines()
