@@ -121,6 +121,21 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
             .contains("the directory /no-such-directory does not exist"),
         "{out:?}"
     );
+    // A token no Authorization header can carry is refused, without
+    // printing it.
+    for token in ["pässword", "two words"] {
+        let out = server()
+            .args(["--in-memory", "--listen", "127.0.0.1:0", "--token", token])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains("cannot be sent in an Authorization header"),
+            "{said}"
+        );
+        assert!(!said.contains(token), "{said}");
+    }
     // A directory is no database, and gets no lock file beside it.
     let dir = std::env::temp_dir().join(format!("crowdfactor-db-dir-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -326,6 +326,15 @@ async fn serve() -> ExitCode {
     if let Some(cmd) = args.command.take() {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
+    // Checked here, not by clap, whose error would print the secret (and
+    // CROWDFACTOR_TOKEN is also what the subcommands send).
+    if let Some(at) = args.token.as_deref().and_then(unsendable_token_char) {
+        eprintln!(
+            "crowdfactor-server: character {at} of --token (or CROWDFACTOR_TOKEN) cannot be sent \
+             in an Authorization header: use printable ASCII without spaces"
+        );
+        return ExitCode::from(2);
+    }
     // The documented default unless given (then fitted to the open-file limit).
     let max_connections = args
         .max_connections
@@ -459,6 +468,16 @@ fn reload_on_sighup(files: std::sync::Arc<crowdfactor_server::tls::CertFiles>) {
     });
     #[cfg(not(unix))]
     drop(files);
+}
+
+/// Where `--token` holds a character an `Authorization` header cannot
+/// carry (printable ASCII only; browsers refuse to send other characters
+/// there, and a space would split it): its position, from 1.
+fn unsendable_token_char(token: &str) -> Option<usize> {
+    token
+        .chars()
+        .position(|c| !c.is_ascii_graphic())
+        .map(|i| i + 1)
 }
 
 /// The API token: --token, else the one stored next to the database (created
