@@ -182,6 +182,12 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     let url = format!("http://127.0.0.1:{port}");
     let cli = |args: &[&str]| owner(&url, args).output().unwrap();
     wait_until_serving(&url);
+    // A token read from a file with its line break still works.
+    let crlf = owner(&url, &["jobs"])
+        .env("CROWDFACTOR_TOKEN", "t0k\r\n")
+        .output()
+        .unwrap();
+    assert_eq!(crlf.status.code(), Some(0), "{crlf:?}");
     // Nothing to submit, or a range count that is no number: usage errors.
     assert_eq!(cli(&["submit"]).status.code(), Some(2));
     assert_eq!(cli(&["submit", "--range", "5", "x"]).status.code(), Some(2));

@@ -246,7 +246,10 @@ const DEFAULT_TOKEN_FILE: &str = "crowdfactor.db.token";
 
 impl Api {
     fn new(conn: &Conn) -> Self {
-        let (token, token_source) = match conn.api_token.clone().filter(|t| !t.is_empty()) {
+        // Trimmed like the token file: one read from a file may end in a
+        // line break (a header cannot carry it).
+        let given = conn.api_token.as_deref().map(str::trim);
+        let (token, token_source) = match given.filter(|t| !t.is_empty()).map(str::to_owned) {
             Some(t) => (Some(t), "the token given was refused".to_owned()),
             None => match std::fs::read_to_string(DEFAULT_TOKEN_FILE) {
                 Ok(t) => (

@@ -327,7 +327,9 @@ async fn serve() -> ExitCode {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
     // Checked here, not by clap, whose error would print the secret (and
-    // CROWDFACTOR_TOKEN is also what the subcommands send).
+    // CROWDFACTOR_TOKEN is also what the subcommands send). The ends are
+    // trimmed: a token read from a file may end in a line break.
+    args.token = args.token.map(|t| t.trim().to_owned());
     if let Some(at) = args.token.as_deref().and_then(unsendable_token_char) {
         eprintln!(
             "crowdfactor-server: character {at} of --token (or CROWDFACTOR_TOKEN) cannot be sent \
