@@ -207,7 +207,12 @@ fn main() -> ExitCode {
         threads,
         name: args.name,
         exit_when_idle: args.exit_when_idle,
-        token: args.token.or(args.server.token),
+        // A token read from a file may end in a line break.
+        token: args
+            .token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .or(args.server.token),
         cpu_percent: args.cpu_percent,
         min_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(30),

@@ -355,7 +355,12 @@ async fn serve() -> ExitCode {
         max_connections_per_ip: args.max_connections_per_ip,
         max_buffered_input: usize::try_from(args.max_buffered_input << 20).unwrap_or(usize::MAX),
         max_open_connections: max_connections.saturating_add(crowdfactor_server::HTTP_HEADROOM),
-        worker_token: args.worker_token.clone().filter(|t| !t.is_empty()),
+        worker_token: args
+            .worker_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
         trusted_proxies: args.trusted_proxy.clone(),
         strict_transport: args.redirect_http.is_some(),
         ..Config::default()
