@@ -202,8 +202,13 @@ function connect() {
   // A reconnect timer and a return from the back/forward cache may both
   // call this: one socket at a time.
   if (state.ws) return;
-  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(`${proto}//${location.host}/ws`);
+  // Beside the page, not at the root: the page may be served under a path
+  // (a proxy's /crowdfactor/).
+  const url = new URL('ws', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = '';
+  url.hash = '';
+  const ws = new WebSocket(url.href);
   state.ws = ws;
   state.connection = 'connecting';
   state.generation += 1;
@@ -422,7 +427,7 @@ function render() {
 
 async function refreshProject() {
   try {
-    const s = await (await fetch('/api/status', { cache: 'no-store' })).json();
+    const s = await (await fetch('api/status', { cache: 'no-store' })).json();
     const pct = s.numbers_total ? Math.floor((100 * s.numbers_done) / s.numbers_total) : 100;
     // "1 active job", "2 worker connections".
     const count = (n, noun) => `${n.toLocaleString('en-US')} ${noun}${n === 1 ? '' : 's'}`;

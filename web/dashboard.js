@@ -104,7 +104,7 @@ function jobRow(job) {
   const input = document.createElement('input');
   input.type = 'number'; input.min = '-1000'; input.max = '1000'; input.value = String(job.priority);
   input.setAttribute('aria-label', `Priority of job ${job.id}`);
-  input.addEventListener('change', () => api('PATCH', `/api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
+  input.addEventListener('change', () => api('PATCH', `api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
   pr.append(input);
   const act = document.createElement('td');
   const csv = document.createElement('button');
@@ -113,7 +113,7 @@ function jobRow(job) {
   csv.addEventListener('click', () => downloadResults(job.id).catch(alert));
   const cancel = document.createElement('button');
   cancel.type = 'button'; cancel.textContent = 'Cancel'; cancel.setAttribute('aria-label', `Cancel job ${job.id}`);
-  cancel.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `/api/jobs/${job.id}`).catch(alert); });
+  cancel.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `api/jobs/${job.id}`).catch(alert); });
   act.append(csv, cancel);
   tr.append(id, state, prog, rate, eta, pr, act);
   return { tr, state, prog, rate, eta, input, csv, cancel };
@@ -158,7 +158,7 @@ function renderJobs(jobs, now) {
  * would keep in its download list.
  */
 async function downloadResults(id) {
-  const resp = await request('GET', `/api/jobs/${id}/results?format=csv`);
+  const resp = await request('GET', `api/jobs/${id}/results?format=csv`);
   const url = URL.createObjectURL(await resp.blob());
   const a = document.createElement('a');
   a.href = url;
@@ -210,7 +210,7 @@ function onSnapshot(s) {
 
 function connect() {
   if (source) source.close();
-  source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
+  source = new EventSource(`api/events?token=${encodeURIComponent(token)}`);
   source.onmessage = (e) => { try { onSnapshot(JSON.parse(e.data)); } catch (err) { console.error(err); } };
   source.onerror = () => { $('live').textContent = 'Connection lost; retrying…'; };
 }
@@ -219,7 +219,7 @@ async function login(event) {
   if (event) event.preventDefault();
   if (event) token = $('token').value.trim();
   try {
-    await api('GET', '/api/jobs');
+    await api('GET', 'api/jobs');
   } catch (err) {
     $('login-error').textContent = `That token was refused: ${err.message}`;
     return;
@@ -302,7 +302,7 @@ async function submitJob(event) {
     }
   }
   try {
-    const job = await api('POST', '/api/jobs', body);
+    const job = await api('POST', 'api/jobs', body);
     $('submit-result').textContent = `Submitted job ${job.id}: ${fmt(job.total)} numbers.`;
   } catch (err) {
     $('submit-result').textContent = `Not submitted: ${err.message}`;
