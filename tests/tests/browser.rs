@@ -462,8 +462,10 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
     let first = wait_workers(&server, 30, "the page took no chunk", holding).await;
     proxy.freeze();
     // Three unanswered heartbeats (0.9 s here) and a backoff of at most
-    // 0.75 s; without answers to heartbeats the tab would wait for TCP.
-    let second = wait_workers(&server, 10, "the tab did not connect again", |list| {
+    // 0.75 s; without answers to heartbeats the tab would wait for TCP
+    // (minutes). 20 s: with the other browser tests' Web Workers on both
+    // cores, 10 s was once not enough.
+    let second = wait_workers(&server, 20, "the tab did not connect again", |list| {
         list.iter()
             .find(|w| w["id"] != first)
             .map(|w| w["id"].clone())
