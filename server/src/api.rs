@@ -703,19 +703,44 @@ async fn read_body(
             config.max_numbers_per_job
         ))
     };
+    let mut pieces = body.into_data_stream();
     if declared.is_some_and(|len| len > limit) {
+        drain(&mut pieces).await;
         return Err(too_large());
     }
     let mut buf = Vec::with_capacity(room);
-    let mut pieces = body.into_data_stream();
     while let Some(piece) = pieces.next().await {
         let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
         if piece.len() > limit - buf.len() {
+            drain(&mut pieces).await;
             return Err(too_large());
         }
         buf.extend_from_slice(&piece);
     }
     Ok(buf)
+}
+
+/// Most of a refused body read (and dropped) before the answer, and for
+/// how long.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops the rest of a refused body, within [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`]. Answering at once and closing while the client still
+/// sends makes the kernel reset the connection, and the client then sees
+/// "broken pipe" instead of the `413` that says why.
+async fn drain(pieces: &mut axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(piece)) = pieces.next().await {
+            match left.checked_sub(piece.len()) {
+                Some(rest) => left = rest,
+                None => break,
+            }
+        }
+    })
+    .await;
 }
 
 #[derive(Serialize)]
