@@ -335,15 +335,8 @@ pub async fn run_with_store(
         .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let sweeper = {
         let coord = coord.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(sweep_every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => { coord.sweep(std::time::Instant::now()); }
-                    _ = stop.changed() => break,
-                }
-            }
+        every(sweep_every, stop_rx.clone(), move || {
+            coord.sweep(std::time::Instant::now());
         })
     };
     if !web::has_wasm() {
@@ -353,18 +346,15 @@ pub async fn run_with_store(
     // The chart of a dashboard opened now shows the last minutes too.
     let sampler = {
         let state = Arc::clone(&state);
-        let mut stop = state.stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => state.throughput.record(
-                        crate::store::now_ms(),
-                        state.coord.metrics.numbers.load(std::sync::atomic::Ordering::Relaxed),
-                    ),
-                    _ = stop.changed() => break,
-                }
-            }
+        every(Duration::from_secs(1), state.stop.clone(), move || {
+            state.throughput.record(
+                crate::store::now_ms(),
+                state
+                    .coord
+                    .metrics
+                    .numbers
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
         })
     };
     let tcp = Arc::clone(&state.tcp);
@@ -450,6 +440,23 @@ fn coordinator(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Coordinator
     Ok(Arc::new(
         Coordinator::new(store, timing, sizing)?.with_list_limit(config.max_list_bytes),
     ))
+}
+
+/// Runs `tick` every `period` (the first at once) until `stop` changes.
+fn every(
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut tick: impl FnMut() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => tick(),
+                _ = stop.changed() => break,
+            }
+        }
+    })
 }
 
 fn app_state(
