@@ -114,9 +114,14 @@ function jobRow(job) {
   const cancel = document.createElement('button');
   cancel.type = 'button'; cancel.textContent = 'Cancel'; cancel.setAttribute('aria-label', `Cancel job ${job.id}`);
   cancel.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `api/jobs/${job.id}`).catch(alert); });
-  act.append(csv, cancel);
+  const del = document.createElement('button');
+  del.type = 'button'; del.textContent = 'Delete'; del.setAttribute('aria-label', `Delete job ${job.id} and its results`);
+  del.addEventListener('click', () => {
+    if (confirm(`Delete job ${job.id} and its results? This cannot be undone.`)) api('DELETE', `api/jobs/${job.id}?purge=true`).catch(alert);
+  });
+  act.append(csv, cancel, del);
   tr.append(id, state, prog, rate, eta, pr, act);
-  return { tr, state, prog, rate, eta, input, csv, cancel };
+  return { tr, state, prog, rate, eta, input, csv, cancel, del };
 }
 
 function renderJobs(jobs, now) {
@@ -140,6 +145,7 @@ function renderJobs(jobs, now) {
     row.csv.hidden = !(job.done > 0);
     const open = job.state === 'queued' || job.state === 'running';
     row.cancel.hidden = !open;
+    row.del.hidden = open;
     // A finished job's priority orders nothing (the server says 409).
     row.input.disabled = !open;
     // Moved only when out of place: moving the row with the focus in it

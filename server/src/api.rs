@@ -889,23 +889,55 @@ pub(crate) async fn get_job(
     Ok(Json(view(&state, info)))
 }
 
+/// `DELETE /api/jobs/<id>` cancels the job; with `?purge=true` it deletes
+/// it, with its numbers and results, whatever its state (`204`).
 pub(crate) async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<JobView>, AppError> {
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, AppError> {
+    let mut purge = false;
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match &*key {
+            "purge" => {
+                purge = match &*value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(bad(
+                            "bad_request",
+                            Some("purge".into()),
+                            "purge must be true or false",
+                        ))
+                    }
+                }
+            }
+            "token" => {}
+            _ => return Err(unknown_parameter(&key, "this endpoint takes purge")),
+        }
+    }
     let (jid, info) = load_job(&state, &id)?;
+    if purge {
+        let coord = state.coord.clone();
+        blocking(move || coord.delete_job(jid))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     if info.done == info.total {
-        return Err(AppError::Conflict(format!("job {id} is already done")));
+        return Err(AppError::Conflict(format!(
+            "job {id} is already done (?purge=true deletes it with its results)"
+        )));
     }
     if info.cancelled {
         // Cancelling again changes nothing (and logs nothing).
-        return Ok(Json(view(&state, info)));
+        return Ok(Json(view(&state, info)).into_response());
     }
     let coord = state.coord.clone();
     let info = blocking(move || coord.cancel_job(jid))
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
-    Ok(Json(view(&state, info)))
+    Ok(Json(view(&state, info)).into_response())
 }
 
 /// `?format=` of the results endpoint.

@@ -781,6 +781,30 @@ impl Coordinator {
         let Some(info) = self.store.cancel_job(job)? else {
             return Ok(None);
         };
+        self.drop_work(job);
+        tracing::info!(job, "job cancelled");
+        self.bump();
+        Ok(Some(info))
+    }
+
+    /// Deletes a job with its numbers and results (cancelling it first if it
+    /// is open). Returns the job as it was, `None` for an unknown job.
+    pub fn delete_job(&self, job: JobId) -> Result<Option<JobInfo>, StoreError> {
+        let Some(info) = self.store.delete_job(job)? else {
+            return Ok(None);
+        };
+        if info.is_open() {
+            self.drop_work(job);
+        }
+        self.lock().started_jobs.remove(&job);
+        tracing::info!(job, numbers = info.total, "job deleted");
+        self.bump();
+        Ok(Some(info))
+    }
+
+    /// Forgets a job's queued and leased chunks; workers holding some are
+    /// told to drop them.
+    fn drop_work(&self, job: JobId) {
         let mut notices: HashMap<ConnId, (mpsc::Sender<ServerMessage>, Vec<ChunkId>)> =
             HashMap::new();
         {
@@ -814,9 +838,6 @@ impl Coordinator {
             // Best effort: a worker too slow to read this is dropped anyway.
             let _ = tx.try_send(ServerMessage::Cancel { chunk_ids });
         }
-        tracing::info!(job, "job cancelled");
-        self.bump();
-        Ok(Some(info))
     }
 
     /// Whether any chunk of the job has been leased since start-up.
@@ -2359,6 +2380,9 @@ mod tests {
         }
         fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
             self.inner.set_priority(id, priority)
+        }
+        fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+            self.inner.delete_job(id)
         }
         fn open_jobs(&self) -> Result<Vec<crate::store::OpenJob>, StoreError> {
             self.inner.open_jobs()

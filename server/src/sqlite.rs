@@ -22,6 +22,11 @@
 //! one commit share a row (up to 4096 numbers), so a flood of tiny chunks
 //! costs few rows.
 //!
+//! A deleted job keeps a row marked deleted (so its id is never given again)
+//! and nothing else; the pages its rows held go back to the file system a
+//! step at a time in the writer's pauses (`auto_vacuum = INCREMENTAL`, set
+//! when the database is made; older databases reuse them instead).
+//!
 //! One coordinator at a time: leases live in the coordinator's memory, so a
 //! second one on the same file would hand out the same chunks again; it is
 //! refused by a lock on `<db>.lock`, which the kernel drops when the first
@@ -65,13 +70,14 @@ const CHECKPOINT_WHEN_IDLE: Duration = Duration::from_millis(250);
 const SEGMENT: usize = 4096;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// `jobs.chunk_size` is the job's chunk cap (0: none); `jobs.chunks` counts
 /// accepted chunks. A range job keeps only its first number and step
 /// (decimal text, as u128 does not fit an INTEGER); a list job's numbers are
 /// kept in `job_numbers` segments. Each `results` row covers `count` numbers
-/// from `start`.
+/// from `start`. A deleted job keeps its `jobs` row (`deleted = 1`, no
+/// numbers, no results), so its id is never given to another job.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id          INTEGER PRIMARY KEY,
@@ -86,7 +92,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     priority    INTEGER NOT NULL DEFAULT 0,
     cancelled   INTEGER NOT NULL DEFAULT 0,
     range_start TEXT,
-    range_step  TEXT
+    range_step  TEXT,
+    deleted     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS job_numbers (
     job_id   INTEGER NOT NULL REFERENCES jobs(id),
@@ -182,6 +189,10 @@ enum Op {
         priority: i32,
         reply: mpsc::SyncSender<Result<Option<JobInfo>, StoreError>>,
     },
+    Delete {
+        job: JobId,
+        reply: mpsc::SyncSender<Result<Option<JobInfo>, StoreError>>,
+    },
 }
 
 /// What the writer thread is asked.
@@ -233,6 +244,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "ALTER TABLE jobs ADD COLUMN range_start TEXT",
         ),
         ("range_step", "ALTER TABLE jobs ADD COLUMN range_step TEXT"),
+        (
+            "deleted",
+            "ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+        ),
     ] {
         if !cols.iter().any(|c| c == col) {
             tx.execute_batch(ddl).map_err(backend)?;
@@ -337,6 +352,12 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(backend)?;
+    // Lets a deleted job's pages go back to the file system (see
+    // `writer_loop`). It takes only before the first table is made (and
+    // before WAL mode): databases made by older versions keep reusing freed
+    // pages for new results without shrinking (`VACUUM` offline shrinks them).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(backend)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(backend)?;
     conn.pragma_update(None, "synchronous", "FULL")
@@ -438,12 +459,27 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
     // Checkpoints that failed in a row (a full disk): each waits twice as
     // long as the one before (up to a minute), and only the first is logged.
     let mut failures = 0u32;
+    // A job was deleted: its freed pages are handed back to the file system
+    // in the pauses, a step at a time, so a large job's deletion does not
+    // stall the commits of running ones.
+    let mut shrink = false;
     loop {
-        let first = if unsaved {
+        let first = if unsaved || shrink {
             let wait = CHECKPOINT_WHEN_IDLE.saturating_mul(1 << failures.min(8));
             match rx.recv_timeout(wait.min(Duration::from_secs(60))) {
                 Ok(op) => op,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if shrink {
+                        shrink = match give_back_pages(&conn) {
+                            Ok(more) => more,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "store could not shrink the database file; it reuses the free room instead");
+                                false
+                            }
+                        };
+                        unsaved = true;
+                        continue;
+                    }
                     match checkpoint(&conn) {
                         Ok(complete) => {
                             if failures > 0 {
@@ -482,6 +518,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
+        shrink |= batch.iter().any(|op| matches!(op, Op::Delete { .. }));
         write_and_reply(&mut conn, batch);
         if let Some(reply) = closing {
             empty_the_log(&conn);
@@ -510,7 +547,9 @@ fn write_and_reply(conn: &mut Connection, mut batch: Vec<Op>) {
                     }
                     (Op::Complete { done, .. }, Answer::Completion(r)) => done(r),
                     (
-                        Op::Cancel { reply, .. } | Op::SetPriority { reply, .. },
+                        Op::Cancel { reply, .. }
+                        | Op::SetPriority { reply, .. }
+                        | Op::Delete { reply, .. },
                         Answer::Cancelled(r),
                     ) => {
                         let _ = reply.send(r);
@@ -530,7 +569,9 @@ fn write_and_reply(conn: &mut Connection, mut batch: Vec<Op>) {
                         let _ = reply.send(Err(err()));
                     }
                     Op::Complete { done, .. } => done(Err(err())),
-                    Op::Cancel { reply, .. } | Op::SetPriority { reply, .. } => {
+                    Op::Cancel { reply, .. }
+                    | Op::SetPriority { reply, .. }
+                    | Op::Delete { reply, .. } => {
                         let _ = reply.send(Err(err()));
                     }
                 }
@@ -553,6 +594,25 @@ fn empty_the_log(conn: &Connection) {
             tracing::warn!(error = %e, "store closed without emptying its log; the -wal file holds the latest commits")
         }
     }
+}
+
+/// Pages [`give_back_pages`] hands back per step (16 MiB).
+const SHRINK_STEP_PAGES: i64 = 4096;
+
+/// Moves up to [`SHRINK_STEP_PAGES`] free pages to the end of the file and
+/// cuts them off; whether free pages are left (always false for a database
+/// made without `auto_vacuum`, which cannot shrink this way).
+fn give_back_pages(conn: &Connection) -> rusqlite::Result<bool> {
+    let auto: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if auto != 2 {
+        return Ok(false);
+    }
+    // It frees one page per step: step it to the end.
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({SHRINK_STEP_PAGES})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    Ok(free > 0)
 }
 
 /// Copies the log into the database file; whether all of it was copied (a
@@ -690,6 +750,7 @@ fn write_batch(conn: &mut Connection, batch: &mut [Op]) -> Result<Vec<Answer>, r
             Op::SetPriority { job, priority, .. } => {
                 Answer::Cancelled(update_job(&tx, *job, "priority = ?2", Some(*priority)))
             }
+            Op::Delete { job, .. } => Answer::Cancelled(delete_job(&tx, *job)),
         });
     }
     flush_runs(&tx, &mut runs)?;
@@ -891,19 +952,44 @@ fn update_job(
     set: &str,
     value: Option<i32>,
 ) -> Result<Option<JobInfo>, StoreError> {
-    let sql = format!("UPDATE jobs SET {set} WHERE id = ?1");
+    let sql = format!("UPDATE jobs SET {set} WHERE id = ?1 AND deleted = 0");
     match value {
         Some(v) => tx.execute(&sql, params![job as i64, v]),
         None => tx.execute(&sql, params![job as i64]),
     }
     .map_err(backend)?;
     tx.query_row(
-        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted = 0"),
         params![job as i64],
         job_from_row,
     )
     .optional()
     .map_err(backend)
+}
+
+/// Deletes a job's numbers and results and marks its row deleted (cancelled
+/// too, so a result for it later in the same batch is a duplicate). Returns
+/// the job as it was, `None` if unknown or already deleted.
+fn delete_job(tx: &rusqlite::Transaction<'_>, job: JobId) -> Result<Option<JobInfo>, StoreError> {
+    let Some(info) = tx
+        .query_row(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted = 0"),
+            params![job as i64],
+            job_from_row,
+        )
+        .optional()
+        .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    for sql in [
+        "DELETE FROM results WHERE job_id = ?1",
+        "DELETE FROM job_numbers WHERE job_id = ?1",
+        "UPDATE jobs SET deleted = 1, cancelled = 1, range_start = NULL, range_step = NULL WHERE id = ?1",
+    ] {
+        tx.execute(sql, params![job as i64]).map_err(backend)?;
+    }
+    Ok(Some(info))
 }
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobInfo> {
@@ -949,12 +1035,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.submit(|reply| Op::Delete { job: id, reply })
+    }
+
     fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
         let conn = self.reader();
         let infos: Vec<JobInfo> = {
             let mut stmt = conn
                 .prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE cancelled = 0 AND done < total ORDER BY id"
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE cancelled = 0 AND deleted = 0 AND done < total ORDER BY id"
                 ))
                 .map_err(backend)?;
             let rows = stmt.query_map([], job_from_row).map_err(backend)?;
@@ -1031,7 +1121,7 @@ impl Store for SqliteStore {
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
         let conn = self.reader();
         conn.query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted = 0"),
             params![id as i64],
             job_from_row,
         )
@@ -1042,7 +1132,9 @@ impl Store for SqliteStore {
     fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn
-            .prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))
+            .prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE deleted = 0 ORDER BY id"
+            ))
             .map_err(backend)?;
         let rows = stmt.query_map([], job_from_row).map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
@@ -1206,6 +1298,24 @@ mod tests {
     fn sqlite_store_reads_gaps_as_missing() {
         let path = temp_db("gaps");
         crate::store::tests::gaps_read_as_missing(&SqliteStore::open(&path).expect("open"));
+    }
+
+    #[test]
+    fn sqlite_store_deletes_jobs_for_good() {
+        let path = temp_db("delete");
+        crate::store::tests::deleted_jobs_are_gone(&SqliteStore::open(&path).expect("open"));
+        // Reopened: still gone, ids still not given again.
+        let store = SqliteStore::open(&path).expect("reopen");
+        let ids: Vec<JobId> = store.jobs().expect("jobs").iter().map(|j| j.id).collect();
+        assert_eq!(ids, [1, 4]);
+        let (next, _) = store
+            .create_job(NewJob {
+                numbers: vec![8].into(),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create");
+        assert_eq!(next.id, 5);
     }
 
     #[test]

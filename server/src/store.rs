@@ -390,6 +390,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Changes a job's priority. Returns the job, `None` if unknown.
     fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError>;
 
+    /// Deletes a job with its numbers and results: no reader finds it again,
+    /// results for it are ignored like a cancelled job's, and its id is
+    /// never given to another job. Returns the job as it was, `None` if
+    /// unknown.
+    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError>;
+
     /// Every job that is neither done nor cancelled, oldest first, with its
     /// numbers and accepted spans (used at start-up).
     fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError>;
@@ -590,6 +596,11 @@ impl Store for MemoryStore {
             j.info.priority = priority;
             j.info.clone()
         }))
+    }
+
+    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        // `next_job` only grows: the id is not given again.
+        Ok(self.lock().jobs.remove(&id).map(|j| j.info))
     }
 
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
@@ -858,6 +869,79 @@ pub(crate) mod tests {
                 "a result waited for a stalled reader: {outcome:?}"
             );
         });
+    }
+
+    /// A deleted job: unknown to every reader, its late results ignored, its
+    /// id not given again, the other jobs untouched.
+    pub(crate) fn deleted_jobs_are_gone(store: &dyn Store) {
+        let job = |numbers: Vec<u128>| {
+            store
+                .create_job(NewJob {
+                    numbers: numbers.into(),
+                    chunk_cap: None,
+                    priority: 0,
+                })
+                .expect("create")
+                .0
+                .id
+        };
+        let (kept, open, done) = (job(vec![4, 6]), job(vec![9, 10]), job(vec![15]));
+        let span = |job, start, len| Span { job, start, len };
+        for (id, factors) in [(kept, vec![2, 2]), (open, vec![3, 3])] {
+            let outcome =
+                store.complete_span(span(id, 0, 1), vec![factors].into(), WorkerKind::Native);
+            assert_eq!(
+                outcome.expect("complete"),
+                Completion::Accepted { job_done: false }
+            );
+        }
+        let finished = store.complete_span(
+            span(done, 0, 1),
+            vec![vec![3, 5]].into(),
+            WorkerKind::Native,
+        );
+        assert_eq!(
+            finished.expect("complete"),
+            Completion::Accepted { job_done: true }
+        );
+        for id in [open, done] {
+            let was = store.delete_job(id).expect("delete").expect("known");
+            assert_eq!(was.id, id);
+            assert!(
+                store.delete_job(id).expect("delete").is_none(),
+                "deleted twice"
+            );
+            assert!(store.job(id).expect("job").is_none());
+            assert!(!store.visit_results(id, &mut |_, _| {}).expect("visit"));
+            assert!(store.cancel_job(id).expect("cancel").is_none());
+            assert!(store.set_priority(id, 3).expect("priority").is_none());
+        }
+        let late = store.complete_span(
+            span(open, 1, 1),
+            vec![vec![2, 5]].into(),
+            WorkerKind::Native,
+        );
+        assert_eq!(late.expect("late"), Completion::Duplicate);
+        let ids: Vec<JobId> = store.jobs().expect("jobs").iter().map(|j| j.id).collect();
+        assert_eq!(ids, [kept]);
+        let open_ids: Vec<JobId> = store
+            .open_jobs()
+            .expect("open")
+            .iter()
+            .map(|j| j.info.id)
+            .collect();
+        assert_eq!(open_ids, [kept]);
+        assert!(job(vec![21]) > done, "a deleted job's id is given again");
+        let mut seen = vec![];
+        store
+            .visit_results(kept, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .expect("visit");
+        assert_eq!(seen, [(4, Some(vec![2, 2])), (6, None)]);
+    }
+
+    #[test]
+    fn memory_store_deletes_jobs_for_good() {
+        deleted_jobs_are_gone(&MemoryStore::new());
     }
 
     #[test]

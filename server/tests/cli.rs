@@ -307,6 +307,27 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
         drop(w);
     }
+    // Deleting a job: it is gone from the list and its results; a second
+    // time (or an unknown id) is exit 3.
+    let deleted = cli(&["delete", &second_id]);
+    assert_eq!(deleted.status.code(), Some(0), "{deleted:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&deleted.stdout).trim(),
+        format!("job {second_id} deleted")
+    );
+    let again = cli(&["delete", &second_id]);
+    assert_eq!(again.status.code(), Some(3), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no job with id"),
+        "{again:?}"
+    );
+    assert_eq!(cli(&["results", &second_id]).status.code(), Some(3));
+    let listed = String::from_utf8_lossy(&cli(&["jobs"]).stdout).into_owned();
+    let ids: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, [id.as_str()], "{listed}");
     std::fs::remove_dir_all(&dir).unwrap();
     let wrong = server()
         .args(["jobs", "--api-token", "nope"])

@@ -747,6 +747,42 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     assert_eq!(got, decimal, "the file's numbers, in order");
     let _ = std::fs::remove_dir_all(&dir);
 
+    // A finished job is deleted with its results, once confirmed: its row
+    // goes, the API no longer knows it, the others stay.
+    let delete = "#jobs button[aria-label='Delete job 2 and its results']";
+    wait_visible(&client, delete).await;
+    client
+        .find(Locator::Css(delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client.accept_alert().await.unwrap();
+    let start = Instant::now();
+    while !client
+        .find_all(Locator::Css(delete))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "job 2's row stays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = server.text("/api/jobs/2", Some(DASH_TOKEN)).await;
+    assert!(gone.contains("not_found"), "{gone}");
+    let listed = server.text("/api/jobs", Some(DASH_TOKEN)).await;
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&listed).unwrap()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["1", "3"]);
+
     // A volunteer page without the worker token is refused and says so
     // (not that it contributes), without reconnecting over and over; with
     // ?token= it connects.

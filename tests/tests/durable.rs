@@ -123,14 +123,7 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
     let id = submit(port, json!({"numbers": list, "chunk_size": 4})).await;
 
     let worker_server = format!("ws://127.0.0.1:{port}/ws");
-    let _worker = WorkerProc(
-        Command::new(bin("crowdfactor-worker"))
-            .args(["--server", &worker_server, "--threads", "2"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _worker = WorkerProc::spawn_at(&worker_server, &["--threads", "2"]);
     let before = loop {
         let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
         if job["done"].as_u64().unwrap() >= 200 {
@@ -180,14 +173,7 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
     let mut server = start_server(port, &db);
     wait_up(port).await;
     let worker_server = format!("ws://127.0.0.1:{port}/ws");
-    let mut worker = WorkerProc(
-        Command::new(bin("crowdfactor-worker"))
-            .args(["--server", &worker_server, "--threads", "1"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut worker = WorkerProc::spawn_at(&worker_server, &["--threads", "1"]);
     let id = submit(
         port,
         json!({"range": {"start": "999999999999", "count": 2_000_000, "step": 2}}),
@@ -355,5 +341,127 @@ async fn a_closed_stderr_stops_neither_server_nor_worker() {
     assert_eq!(job["state"], "done", "{job}");
     let results = results_of(port, &id).await;
     assert_matches_gnu(&numbers, &results);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `DELETE /api/jobs/<id>?purge=true`: a done job and a running one are
+/// deleted with their results, for good (a restart does not bring them
+/// back, their ids are not given again), the other jobs are untouched, and
+/// the database file gives the room back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
+    let dir = temp_dir("delete");
+    let db = dir.join("crowdfactor.db");
+    let port = free_port();
+    let mut server = start_server(port, &db);
+    wait_up(port).await;
+    let http = reqwest::Client::new();
+    let delete = |id: &str, query: &str| {
+        http.delete(format!("http://127.0.0.1:{port}/api/jobs/{id}{query}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let big = submit(
+        port,
+        json!({"range": {"start": "999999999999", "count": 300000, "step": 2}}),
+    )
+    .await;
+    let worker_server = format!("ws://127.0.0.1:{port}/ws");
+    let mut worker = WorkerProc::spawn_at(&worker_server, &["--threads", "1"]);
+    let start = Instant::now();
+    while api(port, &format!("/api/jobs/{big}")).await.unwrap()["state"] != "done" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "big job not done"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The big job's rows reach the database file once the server is idle.
+    let start = Instant::now();
+    let size_before = loop {
+        let size = std::fs::metadata(&db).unwrap().len();
+        if size > 2 << 20 {
+            break size;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{size} bytes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let kept_numbers = semiprimes(50, 20, 3);
+    let kept_list: Vec<String> = kept_numbers.iter().map(u128::to_string).collect();
+    let kept = submit(port, json!({"numbers": kept_list})).await;
+    let running = submit(
+        port,
+        json!({"numbers": semiprimes(3000, 31, 5).iter().map(u128::to_string).collect::<Vec<_>>(), "chunk_size": 2}),
+    )
+    .await;
+    let start = Instant::now();
+    while api(port, &format!("/api/jobs/{running}")).await.unwrap()["done"] == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let refused = delete(&big, "?purge=maybe").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let plain = delete(&big, "").await.unwrap();
+    assert_eq!(plain.status().as_u16(), 409, "a done job is not cancelled");
+    for id in [&big, &running] {
+        let resp = delete(id, "?purge=true").await.unwrap();
+        assert_eq!(resp.status().as_u16(), 204, "deleting job {id}");
+        let again = delete(id, "?purge=true").await.unwrap();
+        assert_eq!(again.status().as_u16(), 404, "deleting job {id} again");
+    }
+    let gone = |port: u16, id: String| async move {
+        for path in [format!("/api/jobs/{id}"), format!("/api/jobs/{id}/results")] {
+            let body = api(port, &path).await.unwrap();
+            assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+        }
+    };
+    gone(port, big.clone()).await;
+    gone(port, running.clone()).await;
+    // The worker drops the deleted job's chunks and factors the other one.
+    let start = Instant::now();
+    while api(port, &format!("/api/jobs/{kept}")).await.unwrap()["state"] != "done" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "kept job not done"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.kill9();
+    // The freed pages go back to the file system once the server is idle.
+    let start = Instant::now();
+    loop {
+        let size = std::fs::metadata(&db).unwrap().len();
+        if size < size_before / 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the database file stays at {size} bytes (was {size_before})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    let _server = start_server(port, &db);
+    wait_up(port).await;
+    gone(port, big.clone()).await;
+    gone(port, running.clone()).await;
+    let listed = api(port, "/api/jobs").await.unwrap();
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [kept.as_str()]);
+    assert_matches_gnu(&kept_numbers, &results_of(port, &kept).await);
+    let next = submit(port, json!({"numbers": ["12"]})).await;
+    assert_eq!(
+        next.parse::<u64>().unwrap(),
+        running.parse::<u64>().unwrap() + 1,
+        "a deleted job's id is not given again"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -157,6 +157,12 @@ pub enum Command {
         /// The job id.
         id: String,
     },
+    /// Delete a job with its numbers and results (cancelling it if it still
+    /// runs): it frees their room in the database; the id is not reused.
+    Delete {
+        /// The job id.
+        id: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -387,6 +393,7 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
         Command::Results { id, format, output } => results(&api, &id, &format, output).await,
         Command::Priority { id, priority } => set_priority(&api, &id, priority).await,
         Command::Cancel { id } => cancel(&api, &id).await,
+        Command::Delete { id } => delete(&api, &id).await,
     };
     match outcome {
         Ok(()) | Err(CliError::OutputClosed) => 0,
@@ -832,6 +839,16 @@ async fn cancel(api: &Api, id: &str) -> Result<(), CliError> {
         .send(api.http.delete(format!("{}/api/jobs/{id}", api.base)))
         .await?;
     print_job(api, resp).await
+}
+
+async fn delete(api: &Api, id: &str) -> Result<(), CliError> {
+    api.send(
+        api.http
+            .delete(format!("{}/api/jobs/{id}", api.base))
+            .query(&[("purge", "true")]),
+    )
+    .await?;
+    say(&format!("job {id} deleted"))
 }
 
 async fn print_job(api: &Api, resp: reqwest::Response) -> Result<(), CliError> {
