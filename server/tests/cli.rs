@@ -70,19 +70,21 @@ fn help_lists_flags_and_examples() {
 
 #[test]
 fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
-    let out = server()
-        .args(["--listen", "not-an-address"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = server()
-        .args(["--max-buffered-input", "8", "--in-memory"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "below the 16 MiB floor");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--max-buffered-input"),
-        "{out:?}"
+    /// Runs the server with `args`: it must exit with `code`, saying
+    /// `text` on stderr; returns what it said.
+    fn refused<S: AsRef<std::ffi::OsStr>>(args: &[S], code: i32, text: &str) -> String {
+        let out = server().args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{:?}: {said}", out.status);
+        assert!(said.contains(text), "{said}");
+        said
+    }
+    refused(&["--listen", "not-an-address"], 2, "");
+    // Below the 16 MiB floor.
+    refused(
+        &["--max-buffered-input", "8", "--in-memory"],
+        2,
+        "--max-buffered-input",
     );
     // Zero limits and zero durations would refuse every worker or job, or
     // lapse every lease at once.
@@ -96,72 +98,50 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         "--max-connections",
         "--max-connections-per-ip",
     ] {
-        let out = server()
-            .args([flag, "0", "--in-memory", "--listen", "127.0.0.1:0"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{flag} 0: {out:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(flag),
-            "{out:?}"
+        refused(
+            &[flag, "0", "--in-memory", "--listen", "127.0.0.1:0"],
+            2,
+            flag,
         );
     }
-    let out = server()
-        .args([
+    refused(
+        &[
             "--db",
             "/no-such-directory/crowdfactor.db",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("the directory /no-such-directory does not exist"),
-        "{out:?}"
+        ],
+        1,
+        "the directory /no-such-directory does not exist",
     );
     // A token no Authorization header can carry is refused, without
     // printing it.
     for token in ["pässword", "two words"] {
-        let out = server()
-            .args(["--in-memory", "--listen", "127.0.0.1:0", "--token", token])
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{said}");
-        assert!(
-            said.contains("cannot be sent in an Authorization header"),
-            "{said}"
+        let said = refused(
+            &["--in-memory", "--listen", "127.0.0.1:0", "--token", token],
+            2,
+            "cannot be sent in an Authorization header",
         );
         assert!(!said.contains(token), "{said}");
     }
     // A directory is no database, and gets no lock file beside it.
     let dir = std::env::temp_dir().join(format!("crowdfactor-db-dir-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = server()
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is a directory: give --db a file's path"),
-        "{out:?}"
+    refused(
+        &[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--db".as_ref(),
+            dir.as_os_str(),
+        ],
+        1,
+        "is a directory: give --db a file's path",
     );
     assert!(!dir.with_extension("lock").exists());
     std::fs::remove_dir(&dir).unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let out = server()
-        .args(["--listen", &addr, "--in-memory"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
-        "{out:?}"
-    );
+    refused(&["--listen", &addr, "--in-memory"], 1, "cannot listen");
 }
 
 #[test]
