@@ -39,6 +39,8 @@ enum SessionError {
     NotHttp,
     #[error("the server does not speak TLS at this address: is it an http:// (ws://) one?")]
     NotTls,
+    #[error("nothing listens at this address (connection refused): is crowdfactor-server running there, and is --server its address and port?")]
+    NobodyThere,
     #[error("the server's TLS certificate is not trusted ({0}): for a private CA, name its certificate in SSL_CERT_FILE")]
     Certificate(rustls::Error),
     #[error("connection lost: {0}")]
@@ -95,6 +97,9 @@ fn connect_error(e: tokio_tungstenite::tungstenite::Error) -> SessionError {
                 }
                 Some(e @ rustls::Error::InvalidCertificate(_)) => {
                     SessionError::Certificate(e.clone())
+                }
+                _ if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    SessionError::NobodyThere
                 }
                 _ => SessionError::Connect(Error::Io(io)),
             }
@@ -769,5 +774,19 @@ mod tests {
             };
             assert!(error.contains(want), "{url}: {error}");
         }
+        // A port nobody listens on.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/ws", closed.local_addr().expect("address"));
+        drop(closed);
+        let error = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok(_) => panic!("{url}: connected"),
+            Err(e) => connect_error(e).to_string(),
+        };
+        assert!(
+            error.contains("nothing listens at this address (connection refused)"),
+            "{url}: {error}"
+        );
     }
 }
