@@ -525,3 +525,48 @@ fn an_address_that_is_no_coordinator_is_named() {
         assert!(said.contains(want), "{url}: {said}");
     }
 }
+
+/// `--log-format json`: every log line is one JSON object with the level,
+/// the message and the event's fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let mut srv = server()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--token",
+            "t0k",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let stderr = srv.0.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let listening = loop {
+        let line = lines.next().expect("a log line").unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["timestamp"].is_string(),
+            "{line}"
+        );
+        let message = event["message"].as_str().unwrap().to_owned();
+        if message.contains("listening on") {
+            break event;
+        }
+    };
+    assert!(
+        listening["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{listening}"
+    );
+    assert_eq!(listening["level"], "INFO");
+}

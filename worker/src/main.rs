@@ -67,8 +67,47 @@ struct Args {
     /// Exit with status 0 once the coordinator has no work left for this worker.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Log lines as text, or as JSON (one object per line, for log
+    /// collectors). Levels from RUST_LOG (default info).
+    #[arg(
+        long,
+        env = "CROWDFACTOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr in `format`, at the levels RUST_LOG asks (default info).
+/// (The coordinator's binary has the same, for its own flag.)
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr a closed pipe, the
+        // terminal of a session that ended) is dropped: by default the
+        // subscriber reports it with eprintln!, which panics there.
+        .log_internal_errors(false);
+    match format {
+        // Colour codes only on a terminal: a log file or journal gets plain text.
+        LogFormat::Text => logs
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,21 +222,7 @@ fn main() -> ExitCode {
             all_cores_if_zero(*threads),
         ));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: a log file or journal gets plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        // A log line that cannot be written (stderr a closed pipe, the
-        // terminal of a session that ended) is dropped: by default the
-        // subscriber reports it with eprintln!, which panics there.
-        .log_internal_errors(false)
-        .init();
+    init_logs(args.log_format);
     // One TLS crypto provider for the process, whatever else the build
     // enables (rustls refuses to choose when it has two).
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -135,6 +135,44 @@ struct Args {
         value_name = "ADDR"
     )]
     redirect_http: Option<SocketAddr>,
+    /// Log lines as text, or as JSON (one object per line, for log
+    /// collectors). Levels from RUST_LOG (default info).
+    #[arg(
+        long,
+        env = "CROWDFACTOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr in `format`, at the levels RUST_LOG asks (default info).
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr a closed pipe, the
+        // terminal of a session that ended) is dropped: by default the
+        // subscriber reports it with eprintln!, which panics there.
+        .log_internal_errors(false);
+    match format {
+        // Colour codes only on a terminal: a log file or journal gets plain text.
+        LogFormat::Text => logs
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
 }
 
 /// The command line. `--url` and `--api-token` go with the subcommands,
@@ -307,22 +345,8 @@ fn fit_connections_to_fd_limit(config: &mut Config, asked: bool) {
 
 #[tokio::main]
 async fn serve() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: a log file or journal gets plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        // A log line that cannot be written (stderr a closed pipe, the
-        // terminal of a session that ended) is dropped: by default the
-        // subscriber reports it with eprintln!, which panics there.
-        .log_internal_errors(false)
-        .init();
     let mut args = parse_args();
+    init_logs(args.log_format);
     if let Some(cmd) = args.command.take() {
         return ExitCode::from(client::run(args.conn, cmd).await);
     }
