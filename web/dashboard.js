@@ -112,10 +112,10 @@ function jobRow(job) {
   csv.setAttribute('aria-label', `Download the results of job ${job.id} as CSV`);
   csv.addEventListener('click', () => downloadResults(job.id).catch(alert));
   const cancel = document.createElement('button');
-  cancel.type = 'button'; cancel.textContent = 'Cancel'; cancel.setAttribute('aria-label', `Cancel job ${job.id}`);
+  cancel.type = 'button'; cancel.className = 'danger'; cancel.textContent = 'Cancel'; cancel.setAttribute('aria-label', `Cancel job ${job.id}`);
   cancel.addEventListener('click', () => { if (confirm(`Cancel job ${job.id}?`)) api('DELETE', `api/jobs/${job.id}`).catch(alert); });
   const del = document.createElement('button');
-  del.type = 'button'; del.textContent = 'Delete'; del.setAttribute('aria-label', `Delete job ${job.id} and its results`);
+  del.type = 'button'; del.className = 'danger'; del.textContent = 'Delete'; del.setAttribute('aria-label', `Delete job ${job.id} and its results`);
   del.addEventListener('click', () => {
     if (confirm(`Delete job ${job.id} and its results? This cannot be undone.`)) api('DELETE', `api/jobs/${job.id}?purge=true`).catch(alert);
   });

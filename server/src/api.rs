@@ -926,7 +926,7 @@ pub(crate) async fn cancel_job(
     }
     if info.done == info.total {
         return Err(AppError::Conflict(format!(
-            "job {id} is already done (?purge=true deletes it with its results)"
+            "job {id} is already done (to delete it with its results: DELETE with ?purge=true, or crowdfactor-server delete {id})"
         )));
     }
     if info.cancelled {
