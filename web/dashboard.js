@@ -96,6 +96,11 @@ const jobRows = new Map(); // job id -> its row's elements, kept between snapsho
 function jobRow(job) {
   const tr = document.createElement('tr');
   const [id, state, rate, eta] = [cell(job.id), cell(''), cell(''), cell('')];
+  if (job.name) {
+    const name = document.createElement('span');
+    name.className = 'name'; name.textContent = job.name; name.title = job.name;
+    id.append(' ', name);
+  }
   const prog = document.createElement('td');
   prog.innerHTML = '<div class="progress"><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div></div></div><span></span></div>';
   prog.querySelector('[role=progressbar]').setAttribute('aria-label', `Job ${job.id} progress`);
@@ -293,6 +298,7 @@ async function submitJob(event) {
   const kind = new FormData($('submit')).get('kind');
   const fields = { priority: Number($('priority').value || 0) };
   if ($('chunk-size').value.trim()) fields.chunk_size = Number($('chunk-size').value);
+  if ($('job-name').value.trim()) fields.name = $('job-name').value.trim();
   let body;
   if (kind === 'range') {
     body = { range: { start: $('range-start').value.trim(), count: Number($('range-count').value), step: $('range-step').value.trim() || '1' }, ...fields };

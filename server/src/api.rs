@@ -193,6 +193,8 @@ pub struct JobView {
     finished_ms: Option<u64>,
     by_kind: ByKind,
     priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
@@ -216,6 +218,7 @@ pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
         finished_ms: info.finished_ms,
         by_kind: info.by_kind,
         priority: info.priority,
+        name: info.name,
     }
 }
 
@@ -229,6 +232,7 @@ struct JobRequest<'a> {
     range: Option<&'a RawValue>,
     chunk_size: Option<&'a RawValue>,
     priority: Option<i32>,
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -361,8 +365,10 @@ fn parse_text_job(
 ) -> Result<NewJob, AppError> {
     let mut priority = 0;
     let mut chunk_cap = None;
+    let mut name = None;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*key {
+            "name" => name = check_name(Some(value.into_owned()))?,
             "priority" => {
                 let p = value.parse().map_err(|_| {
                     bad(
@@ -380,7 +386,7 @@ fn parse_text_job(
             _ => {
                 return Err(unknown_parameter(
                     &key,
-                    "a plain-text job takes priority and chunk_size",
+                    "a plain-text job takes priority, chunk_size and name",
                 ))
             }
         }
@@ -428,6 +434,7 @@ fn parse_text_job(
         numbers: Numbers::List(list.finish()),
         chunk_cap,
         priority,
+        name,
     })
 }
 
@@ -468,6 +475,7 @@ struct Parsed {
     numbers: Result<Numbers, ListBuilder>,
     chunk_cap: Option<u32>,
     priority: i32,
+    name: Option<String>,
 }
 
 impl Parsed {
@@ -478,6 +486,7 @@ impl Parsed {
                 .unwrap_or_else(|list| Numbers::List(list.finish())),
             chunk_cap: self.chunk_cap,
             priority: self.priority,
+            name: self.name,
         }
     }
 }
@@ -588,6 +597,7 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
         numbers,
         chunk_cap,
         priority,
+        name: check_name(req.name)?,
     })
 }
 
@@ -850,6 +860,28 @@ fn unknown_parameter(key: &str, takes: &str) -> AppError {
 }
 
 /// Priorities run from -1000 to 1000.
+/// A job's name: trimmed (empty is none), at most
+/// [`NAME_CHARS`](crate::store::NAME_CHARS) characters, no control
+/// characters (it is shown on the dashboard and in terminals).
+fn check_name(name: Option<String>) -> Result<Option<String>, AppError> {
+    let Some(name) = name else { return Ok(None) };
+    let name = name.trim();
+    let invalid = |why: String| bad("invalid_name", Some("name".into()), why);
+    if name.chars().count() > crate::store::NAME_CHARS {
+        return Err(invalid(format!(
+            "name is {} characters long; at most {} are kept",
+            name.chars().count(),
+            crate::store::NAME_CHARS
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name holds a control character (a line break, a tab…)".into(),
+        ));
+    }
+    Ok(Some(name.to_owned()).filter(|n| !n.is_empty()))
+}
+
 fn check_priority(p: i32) -> Result<i32, AppError> {
     if (-1000..=1000).contains(&p) {
         Ok(p)
@@ -1568,6 +1600,53 @@ mod tests {
         assert!(parse(r#"{"numbers": []}"#).is_err());
         assert!(parse(r#"{"nums": ["1"]}"#).is_err());
         assert!(parse("not json").is_err());
+    }
+
+    /// A job's name is trimmed (blank is none) and refused when too long or
+    /// holding a control character; plain-text jobs take it from the query.
+    #[test]
+    fn job_names_are_checked() {
+        let limits = crate::Config::default();
+        let name = |body: &str| parse_job(body.as_bytes(), &limits).map(|j| j.name);
+        assert_eq!(
+            name(r#"{"numbers": ["12"], "name": "  batch 7 · août "}"#).expect("accepted"),
+            Some("batch 7 · août".into())
+        );
+        assert_eq!(
+            name(r#"{"numbers": ["12"], "name": " "}"#).expect("accepted"),
+            None
+        );
+        assert_eq!(name(r#"{"numbers": ["12"]}"#).expect("accepted"), None);
+        let longest = "é".repeat(crate::store::NAME_CHARS);
+        let body = format!(r#"{{"numbers": ["12"], "name": "{longest}"}}"#);
+        assert_eq!(name(&body).expect("accepted"), Some(longest.clone()));
+        for (body, code) in [
+            (
+                format!(r#"{{"numbers": ["12"], "name": "{longest}x"}}"#),
+                "invalid_name",
+            ),
+            (
+                r#"{"numbers": ["12"], "name": "a\nb"}"#.into(),
+                "invalid_name",
+            ),
+            (
+                r#"{"numbers": ["12"], "name": "a\u001bb"}"#.into(),
+                "invalid_name",
+            ),
+            (r#"{"numbers": ["12"], "name": 7}"#.into(), "bad_json"),
+        ] {
+            match name(&body) {
+                Err(AppError::BadRequest { code: c, .. }) => assert_eq!(c, code, "{body}"),
+                other => panic!("{body} -> {other:?}"),
+            }
+        }
+        let text = parse_text_job(b"12 13", Some("name=from%20curl&priority=2"), &limits)
+            .expect("accepted");
+        assert_eq!(
+            (text.name.as_deref(), text.priority),
+            (Some("from curl"), 2)
+        );
+        assert!(parse_text_job(b"12", Some("name=a%0Ab"), &limits).is_err());
     }
 
     /// A job is a JSON object, and so is its range: serde would also read

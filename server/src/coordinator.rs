@@ -1668,6 +1668,7 @@ mod tests {
     /// A job whose chunks are sized by the workers alone.
     fn uncapped(numbers: Numbers) -> NewJob {
         NewJob {
+            name: None,
             numbers,
             chunk_cap: None,
             priority: 0,
@@ -1874,6 +1875,7 @@ mod tests {
         let c = coord(10_000, 10_000);
         let numbers = Numbers::range(999_999_999_999, 2, 25).expect("range");
         c.create_job(NewJob {
+            name: None,
             numbers: numbers.clone(),
             chunk_cap: Some(10),
             priority: 0,

@@ -70,7 +70,7 @@ const CHECKPOINT_WHEN_IDLE: Duration = Duration::from_millis(250);
 const SEGMENT: usize = 4096;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// `jobs.chunk_size` is the job's chunk cap (0: none); `jobs.chunks` counts
 /// accepted chunks. A range job keeps only its first number and step
@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancelled   INTEGER NOT NULL DEFAULT 0,
     range_start TEXT,
     range_step  TEXT,
-    deleted     INTEGER NOT NULL DEFAULT 0
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    name        TEXT
 );
 CREATE TABLE IF NOT EXISTS job_numbers (
     job_id   INTEGER NOT NULL REFERENCES jobs(id),
@@ -248,6 +249,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "deleted",
             "ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
         ),
+        ("name", "ALTER TABLE jobs ADD COLUMN name TEXT"),
     ] {
         if !cols.iter().any(|c| c == col) {
             tx.execute_batch(ddl).map_err(backend)?;
@@ -770,15 +772,16 @@ fn insert_job(
         Numbers::List(_) => (None, None),
     };
     tx.execute(
-        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority, range_start, range_step)
-         VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
+        "INSERT INTO jobs (total, chunk_size, chunks, created_ms, priority, range_start, range_step, name)
+         VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)",
         params![
             numbers.len() as i64,
             new.chunk_cap.unwrap_or(0),
             created_ms as i64,
             new.priority,
             range_start,
-            range_step
+            range_step,
+            new.name
         ],
     )
     .map_err(backend)?;
@@ -807,6 +810,7 @@ fn insert_job(
         by_kind: ByKind::default(),
         priority: new.priority,
         cancelled: false,
+        name: new.name.clone(),
     };
     Ok((info, numbers.clone()))
 }
@@ -1007,11 +1011,12 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobInfo> {
         },
         priority: r.get(9)?,
         cancelled: r.get::<_, i64>(10)? != 0,
+        name: r.get(11)?,
     })
 }
 
 const JOB_COLUMNS: &str =
-    "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser, priority, cancelled";
+    "id, total, done, chunk_size, chunks, created_ms, finished_ms, by_native, by_browser, priority, cancelled, name";
 
 impl Store for SqliteStore {
     fn close(&self) {
@@ -1301,6 +1306,28 @@ mod tests {
     }
 
     #[test]
+    fn job_names_survive_reopen() {
+        let path = temp_db("names");
+        let id = {
+            let store = SqliteStore::open(&path).expect("open");
+            let (info, _) = store
+                .create_job(NewJob {
+                    name: Some("batch 7 · août".into()),
+                    numbers: vec![12].into(),
+                    chunk_cap: None,
+                    priority: 0,
+                })
+                .expect("create");
+            assert_eq!(info.name.as_deref(), Some("batch 7 · août"));
+            info.id
+        };
+        let store = SqliteStore::open(&path).expect("reopen");
+        let info = store.job(id).expect("job").expect("exists");
+        assert_eq!(info.name.as_deref(), Some("batch 7 · août"));
+        assert_eq!(store.jobs().expect("jobs")[0].name, info.name);
+    }
+
+    #[test]
     fn sqlite_store_deletes_jobs_for_good() {
         let path = temp_db("delete");
         crate::store::tests::deleted_jobs_are_gone(&SqliteStore::open(&path).expect("open"));
@@ -1310,6 +1337,7 @@ mod tests {
         assert_eq!(ids, [1, 4]);
         let (next, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: vec![8].into(),
                 chunk_cap: None,
                 priority: 0,
@@ -1338,6 +1366,7 @@ mod tests {
         assert_eq!((info.done, info.chunks, info.chunk_cap), (5, 3, Some(2)));
         let (second, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: (1..=10_000).collect(),
                 chunk_cap: None,
                 priority: 3,
@@ -1382,6 +1411,7 @@ mod tests {
         let store = SqliteStore::open(&path).expect("open");
         let (job, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: vec![4u128, 3, 1, 12, 10].into_iter().collect(),
                 chunk_cap: None,
                 priority: 0,
@@ -1438,6 +1468,7 @@ mod tests {
         let store = SqliteStore::open(&path).expect("open");
         let (job, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: (1..=u128::from(count)).collect(),
                 chunk_cap: None,
                 priority: 0,
@@ -1474,6 +1505,7 @@ mod tests {
         let store = SqliteStore::open(&path).expect("open");
         let (job, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: (1..=1000u128).collect(),
                 chunk_cap: None,
                 priority: 0,
@@ -1509,6 +1541,7 @@ mod tests {
             let store = SqliteStore::open(&path).expect("open");
             let (info, back) = store
                 .create_job(NewJob {
+                    name: None,
                     numbers: numbers.clone(),
                     chunk_cap: None,
                     priority: 0,
@@ -1558,6 +1591,7 @@ mod tests {
             let store = SqliteStore::open(&path).expect("open");
             store
                 .create_job(NewJob {
+                    name: None,
                     numbers: vec![10, 11].into(),
                     chunk_cap: None,
                     priority: 0,
@@ -1580,6 +1614,7 @@ mod tests {
         };
         store
             .create_job(NewJob {
+                name: None,
                 numbers: range.clone(),
                 chunk_cap: None,
                 priority: 0,
@@ -1604,6 +1639,7 @@ mod tests {
         for numbers in [&narrow, &wide] {
             store
                 .create_job(NewJob {
+                    name: None,
                     numbers: numbers.clone().into(),
                     chunk_cap: None,
                     priority: 0,
@@ -1627,6 +1663,7 @@ mod tests {
         let store = SqliteStore::open(&path).expect("open");
         let (job, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: (2..=10_001).collect(),
                 chunk_cap: None,
                 priority: 0,

@@ -44,6 +44,8 @@ pub struct JobInfo {
     pub priority: i32,
     /// Cancelled jobs keep their results but get no more work.
     pub cancelled: bool,
+    /// The name its owner gave it, if any.
+    pub name: Option<String>,
 }
 
 impl JobInfo {
@@ -272,7 +274,13 @@ pub struct NewJob {
     pub chunk_cap: Option<u32>,
     /// Scheduling priority (higher first).
     pub priority: i32,
+    /// A name for people (at most [`NAME_CHARS`] characters, no control
+    /// characters: the API checks).
+    pub name: Option<String>,
 }
+
+/// Most characters of a job's name.
+pub const NAME_CHARS: usize = 100;
 
 /// A job that still needs results, as loaded at start-up.
 #[derive(Debug, Clone)]
@@ -520,6 +528,7 @@ impl Store for MemoryStore {
             by_kind: ByKind::default(),
             priority: new.priority,
             cancelled: false,
+            name: new.name,
         };
         inner.jobs.insert(
             id,
@@ -701,6 +710,7 @@ pub(crate) mod tests {
     pub(crate) fn spans_complete_once(store: &dyn Store) -> JobId {
         let (info, numbers) = store
             .create_job(NewJob {
+                name: None,
                 numbers: vec![4, 6, 9, 10, 15].into(),
                 chunk_cap: Some(2),
                 priority: 0,
@@ -773,6 +783,7 @@ pub(crate) mod tests {
     pub(crate) fn gaps_read_as_missing(store: &dyn Store) {
         let (info, _) = store
             .create_job(NewJob {
+                name: None,
                 numbers: Numbers::Range {
                     start: 100,
                     step: 3,
@@ -825,6 +836,7 @@ pub(crate) mod tests {
     /// stream waiting for a slow client) holds up no writer.
     pub(crate) fn a_stalled_reader_blocks_no_writer(store: &dyn Store) {
         let new = |count| NewJob {
+            name: None,
             numbers: Numbers::Range {
                 start: 2,
                 step: 1,
@@ -877,6 +889,7 @@ pub(crate) mod tests {
         let job = |numbers: Vec<u128>| {
             store
                 .create_job(NewJob {
+                    name: None,
                     numbers: numbers.into(),
                     chunk_cap: None,
                     priority: 0,

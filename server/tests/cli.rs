@@ -203,13 +203,21 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         "2",
         "--priority",
         "-5",
+        "--name",
+        "seed tail",
     ]);
     assert_eq!(second.status.code(), Some(0), "{second:?}");
     let second_id = String::from_utf8_lossy(&second.stdout).trim().to_owned();
     let jobs = cli(&["jobs"]);
     assert!(
-        String::from_utf8_lossy(&jobs.stdout).contains("priority -5"),
+        String::from_utf8_lossy(&jobs.stdout).contains("priority -5  seed tail"),
         "{jobs:?}"
+    );
+    let unnamed = cli(&["submit", "12", "--name", "two\nlines"]);
+    assert_eq!(unnamed.status.code(), Some(3), "{unnamed:?}");
+    assert!(
+        String::from_utf8_lossy(&unnamed.stderr).contains("control character"),
+        "{unnamed:?}"
     );
     assert_eq!(
         cli(&["submit", "12", "--priority", "1001"]).status.code(),

@@ -564,6 +564,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     // Submit a range through the form.
     click(&client, "input[name=kind][value=range]").await;
     fill(&client, "#range-count", "300").await;
+    fill(&client, "#job-name", "dash range").await;
     click(&client, "#submit button").await;
     wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
         t.starts_with("Submitted job")
@@ -632,6 +633,14 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let name = client
+        .find(Locator::Css("#jobs td .name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(name, "dash range");
     let workers = client
         .find(Locator::Id("workers"))
         .await

@@ -1442,3 +1442,53 @@ async fn a_plain_text_job_is_factored() {
     assert_eq!(jobs_after, jobs_before);
     server.shutdown().await;
 }
+
+/// A job's name, given in JSON or in a plain-text job's query string,
+/// comes back in the job and the job list; a bad one queues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_keep_their_names() {
+    let server = TestServer::start(Config::default()).await;
+    let id = server
+        .submit(json!({"numbers": ["12"], "name": " nightly run · août "}))
+        .await;
+    assert_eq!(server.job(&id).await["name"], "nightly run · août");
+    let (status, text_job) = {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/api/jobs", server.addr))
+            .query(&[("name", "from a file")])
+            .header("content-type", "text/plain")
+            .body("97\n1000000000001\n")
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 201, "{text_job}");
+    assert_eq!(text_job["name"], "from a file");
+    let unnamed = server.submit(json!({"numbers": ["15"]})).await;
+    assert!(server.job(&unnamed).await.get("name").is_none());
+    for bad in [json!("two\nlines"), json!("x".repeat(101)), json!(5)] {
+        let (status, body) = server
+            .post_job(&json!({"numbers": ["12"], "name": bad}))
+            .await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let (_, listed) = server.get("/api/jobs").await;
+    let names: Vec<&serde_json::Value> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| &j["name"])
+        .collect();
+    assert_eq!(
+        names,
+        [
+            &json!("nightly run · août"),
+            &json!("from a file"),
+            &serde_json::Value::Null
+        ]
+    );
+}

@@ -108,6 +108,10 @@ pub enum Command {
         /// Priority (-1000..1000, higher first; default 0).
         #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
         priority: Option<i32>,
+        /// A name for the job, shown in `jobs` and on the dashboard (up to
+        /// 100 characters).
+        #[arg(long)]
+        name: Option<String>,
         /// Then watch it until done.
         #[arg(long)]
         watch: bool,
@@ -360,14 +364,19 @@ impl Api {
 }
 
 fn line(job: &Value) -> String {
-    format!(
+    let mut line = format!(
         "{:>6}  {:<9} {:>12} / {:<12} priority {}",
         job["id"].as_str().unwrap_or("?"),
         job["state"].as_str().unwrap_or("?"),
         job["done"],
         job["total"],
         job["priority"]
-    )
+    );
+    if let Some(name) = job["name"].as_str() {
+        line.push_str("  ");
+        line.push_str(name);
+    }
+    line
 }
 
 /// Runs one subcommand; returns the exit code.
@@ -381,12 +390,20 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
             step,
             chunk_size,
             priority,
+            name,
             watch,
         } => {
-            submit(
-                &api, numbers, file, range, step, chunk_size, priority, watch,
-            )
-            .await
+            let mut fields = serde_json::Map::new();
+            if let Some(c) = chunk_size {
+                fields.insert("chunk_size".into(), json!(c));
+            }
+            if let Some(p) = priority {
+                fields.insert("priority".into(), json!(p));
+            }
+            if let Some(n) = name {
+                fields.insert("name".into(), json!(n));
+            }
+            submit(&api, numbers, file, range, step, fields, watch).await
         }
         Command::Jobs { state } => jobs(&api, state.as_deref()).await,
         Command::Watch { id } => watch_job(&api, &id).await,
@@ -410,24 +427,16 @@ pub async fn run(conn: Conn, cmd: Command) -> u8 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn submit(
     api: &Api,
     numbers: Vec<String>,
     file: Option<PathBuf>,
     range: Option<Vec<String>>,
     step: String,
-    chunk_size: Option<u32>,
-    priority: Option<i32>,
+    // The job's other fields: chunk_size, priority, name.
+    mut fields: serde_json::Map<String, Value>,
     watch: bool,
 ) -> Result<(), CliError> {
-    let mut fields = serde_json::Map::new();
-    if let Some(c) = chunk_size {
-        fields.insert("chunk_size".into(), json!(c));
-    }
-    if let Some(p) = priority {
-        fields.insert("priority".into(), json!(p));
-    }
     let url = format!("{}/api/jobs", api.base);
     let resp = match (range, file) {
         (Some(r), _) => {
