@@ -13,5 +13,9 @@ fuzz_target!(|body: &[u8]| {
         };
         assert!(count >= 1, "an empty job was accepted");
         assert!(count <= limits.max_numbers_per_job, "{count} numbers");
+        if let Some(name) = &job.name {
+            assert!(!name.is_empty() && name.trim() == name, "{name:?}");
+            assert!(name.chars().count() <= 100 && !name.chars().any(char::is_control));
+        }
     }
 });
