@@ -962,7 +962,12 @@ fn update_job(
         None => tx.execute(&sql, params![job as i64]),
     }
     .map_err(backend)?;
-    tx.query_row(
+    live_job(tx, job)
+}
+
+/// One job, `None` if unknown or deleted.
+fn live_job(conn: &Connection, job: JobId) -> Result<Option<JobInfo>, StoreError> {
+    conn.query_row(
         &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted = 0"),
         params![job as i64],
         job_from_row,
@@ -975,15 +980,7 @@ fn update_job(
 /// too, so a result for it later in the same batch is a duplicate). Returns
 /// the job as it was, `None` if unknown or already deleted.
 fn delete_job(tx: &rusqlite::Transaction<'_>, job: JobId) -> Result<Option<JobInfo>, StoreError> {
-    let Some(info) = tx
-        .query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted = 0"),
-            params![job as i64],
-            job_from_row,
-        )
-        .optional()
-        .map_err(backend)?
-    else {
+    let Some(info) = live_job(tx, job)? else {
         return Ok(None);
     };
     for sql in [
@@ -1124,14 +1121,7 @@ impl Store for SqliteStore {
     }
 
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        let conn = self.reader();
-        conn.query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND deleted = 0"),
-            params![id as i64],
-            job_from_row,
-        )
-        .optional()
-        .map_err(backend)
+        live_job(&self.reader(), id)
     }
 
     fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
