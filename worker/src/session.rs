@@ -741,6 +741,13 @@ mod tests {
     /// check instead of quoting the WebSocket library.
     #[tokio::test]
     async fn a_server_that_is_no_coordinator_is_named() {
+        /// What the worker says when connecting to `url` fails.
+        async fn failure(url: &str) -> String {
+            match tokio_tungstenite::connect_async(url).await {
+                Ok(_) => panic!("{url}: connected"),
+                Err(e) => connect_error(e).to_string(),
+            }
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let page = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
         for (scheme, answer, want) in [
@@ -768,10 +775,7 @@ mod tests {
         ] {
             let addr = answering(answer).await;
             let url = format!("{scheme}://{addr}/ws");
-            let error = match tokio_tungstenite::connect_async(url.as_str()).await {
-                Ok(_) => panic!("{url}: connected"),
-                Err(e) => connect_error(e).to_string(),
-            };
+            let error = failure(&url).await;
             assert!(error.contains(want), "{url}: {error}");
         }
         // A port nobody listens on.
@@ -780,10 +784,7 @@ mod tests {
             .expect("bind");
         let url = format!("ws://{}/ws", closed.local_addr().expect("address"));
         drop(closed);
-        let error = match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok(_) => panic!("{url}: connected"),
-            Err(e) => connect_error(e).to_string(),
-        };
+        let error = failure(&url).await;
         assert!(
             error.contains("nothing listens at this address (connection refused)"),
             "{url}: {error}"
