@@ -232,6 +232,17 @@ impl TestServer {
 
 /// Path of a workspace binary, next to this test executable's directory.
 /// The bytes a gzip stream unpacks to (panics if it is not one, whole).
+/// The ids of a job list (`{"jobs": [...]}`, from `GET /api/jobs` or a
+/// dashboard update), in its order.
+pub fn job_ids(list: &Value) -> Vec<String> {
+    list["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no job list: {list}"))
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn gunzip(gz: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();

@@ -784,12 +784,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let gone = server.text("/api/jobs/2", Some(DASH_TOKEN)).await;
     assert!(gone.contains("not_found"), "{gone}");
     let listed = server.text("/api/jobs", Some(DASH_TOKEN)).await;
-    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&listed).unwrap()["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = job_ids(&serde_json::from_str(&listed).unwrap());
     assert_eq!(ids, ["1", "3"]);
 
     // A volunteer page without the worker token is refused and says so

@@ -449,13 +449,7 @@ async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
     gone(port, big.clone()).await;
     gone(port, running.clone()).await;
     let listed = api(port, "/api/jobs").await.unwrap();
-    let ids: Vec<&str> = listed["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [kept.as_str()]);
+    assert_eq!(job_ids(&listed), [kept.as_str()]);
     assert_matches_gnu(&kept_numbers, &results_of(port, &kept).await);
     let next = submit(port, json!({"numbers": ["12"]})).await;
     assert_eq!(

@@ -350,11 +350,9 @@ async fn large_job_bodies_take_turns_and_small_ones_pass() {
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert_eq!(waiting.await.unwrap(), 201);
     let jobs = server.get("/api/jobs").await.1;
-    let mut ids: Vec<u64> = jobs["jobs"]
-        .as_array()
-        .unwrap()
+    let mut ids: Vec<u64> = job_ids(&jobs)
         .iter()
-        .map(|j| j["id"].as_str().unwrap().parse().unwrap())
+        .map(|id| id.parse().unwrap())
         .collect();
     ids.sort_unstable();
     assert_eq!(ids.len(), 3, "{jobs}");
@@ -1289,15 +1287,9 @@ async fn the_dashboard_feed_sends_open_jobs_and_the_latest_finished() {
         assert_eq!(resp.unwrap().status().as_u16(), 200);
     }
     let update = &dashboard_feed(&server, 1).await[0];
-    let ids: Vec<&str> = update["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
     let mut want = vec![open.as_str()];
     want.extend(cancelled[3..].iter().map(String::as_str));
-    assert_eq!(ids, want);
+    assert_eq!(job_ids(update), want);
     assert_eq!(update["jobs_hidden"], 3);
     server.shutdown().await;
 }
