@@ -867,10 +867,10 @@ fn check_name(name: Option<String>) -> Result<Option<String>, AppError> {
     let Some(name) = name else { return Ok(None) };
     let name = name.trim();
     let invalid = |why: String| bad("invalid_name", Some("name".into()), why);
-    if name.chars().count() > crate::store::NAME_CHARS {
+    let chars = name.chars().count();
+    if chars > crate::store::NAME_CHARS {
         return Err(invalid(format!(
-            "name is {} characters long; at most {} are kept",
-            name.chars().count(),
+            "name is {chars} characters long; at most {} are kept",
             crate::store::NAME_CHARS
         )));
     }
