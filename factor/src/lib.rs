@@ -37,7 +37,10 @@ use arith::{
 };
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
-pub use progression::{factor_progression, progression_is_sieved, verify_progression};
+pub use progression::{
+    factor_progression, progression_is_sieved, verify_progression,
+    verify_progression_without_largest,
+};
 
 /// Builds the engine's lookup tables and runs its methods once, so that the
 /// first number a worker factors does not pay for them: ~10 ms natively, and
@@ -259,6 +262,15 @@ pub enum VerifyError {
     /// A factor is not prime.
     #[error("{0} is not prime")]
     NotPrime(u128),
+    /// The factors listed (all but the largest, left for the reader to
+    /// restore) multiply to a number that does not divide n.
+    #[error("the product of the factors is {product}, which does not divide {n}")]
+    NotADivisor {
+        /// The number.
+        n: u128,
+        /// What the listed factors multiply to.
+        product: u128,
+    },
 }
 
 /// Checks that `factors` is the prime factorization of `n`: ascending, their
@@ -287,6 +299,12 @@ pub fn verify(n: u128, factors: &[u128]) -> Result<(), VerifyError> {
     if product != n {
         return Err(VerifyError::WrongProduct { n, product });
     }
+    all_prime(factors)
+}
+
+/// Whether each of `factors` (ascending) is prime; equal neighbours are
+/// tested once.
+fn all_prime(factors: &[u128]) -> Result<(), VerifyError> {
     let mut last = 0;
     for &f in factors {
         if f != last && !is_prime(f) {
@@ -295,6 +313,64 @@ pub fn verify(n: u128, factors: &[u128]) -> Result<(), VerifyError> {
         last = f;
     }
     Ok(())
+}
+
+/// [`verify`] for a factorization written without its largest factor, as
+/// workers send them from protocol 5 on: `listed` is the rest, ascending,
+/// and the largest is n divided by their product (none when that quotient
+/// is 1, as for n = 1). Checks that the product divides n, that the
+/// quotient is at least the last listed factor, and that every factor is
+/// prime.
+///
+/// ```
+/// use crowdfactor_factor::{verify_without_largest, VerifyError};
+/// assert!(verify_without_largest(12, &[2, 2]).is_ok()); // 12 = 2·2·3
+/// assert!(verify_without_largest(13, &[]).is_ok());
+/// assert_eq!(verify_without_largest(12, &[2]), Err(VerifyError::NotPrime(6)));
+/// assert_eq!(
+///     verify_without_largest(12, &[5]),
+///     Err(VerifyError::NotADivisor { n: 12, product: 5 })
+/// );
+/// ```
+pub fn verify_without_largest(n: u128, listed: &[u128]) -> Result<(), VerifyError> {
+    let largest = largest_left_out(n, listed)?;
+    if listed
+        .last()
+        .is_some_and(|&l| largest.is_some_and(|g| g < l))
+    {
+        return Err(VerifyError::NotSorted);
+    }
+    all_prime(listed)?;
+    match largest {
+        Some(g) if listed.last() != Some(&g) && !is_prime(g) => Err(VerifyError::NotPrime(g)),
+        _ => Ok(()),
+    }
+}
+
+/// The factor a list written without its largest one leaves out: n divided
+/// by the product of `listed`, `None` when that is 1. An error if the
+/// product does not divide n (or n is 0, or the list is out of order).
+pub fn largest_left_out(n: u128, listed: &[u128]) -> Result<Option<u128>, VerifyError> {
+    if n == 0 {
+        return Err(VerifyError::Zero);
+    }
+    if listed.windows(2).any(|w| w[0] > w[1]) {
+        return Err(VerifyError::NotSorted);
+    }
+    let product = listed
+        .iter()
+        .try_fold(1u128, |acc, &f| acc.checked_mul(f))
+        .ok_or(VerifyError::Overflow)?;
+    let not_divisor = VerifyError::NotADivisor { n, product };
+    // Below 2^64 (most numbers) in u64 arithmetic: a u128 division is a
+    // library call.
+    let quotient = match (u64::try_from(n), u64::try_from(product)) {
+        (Ok(n64), Ok(p64)) if p64 != 0 && n64 % p64 == 0 => u128::from(n64 / p64),
+        (Ok(_), _) => return Err(not_divisor),
+        _ if product != 0 && n.is_multiple_of(product) => n / product,
+        _ => return Err(not_divisor),
+    };
+    Ok((quotient > 1).then_some(quotient))
 }
 
 #[cfg(test)]
@@ -426,6 +502,80 @@ mod tests {
             verify(5, &[]),
             Err(VerifyError::WrongProduct { n: 5, product: 1 })
         );
+    }
+
+    /// A list without its largest factor is right exactly when the list
+    /// with it restored (n over the product, if above 1) is; a product that
+    /// does not divide n is named.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn verify_without_largest_agrees_with_verify() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let big_prime = (1u128 << 127) - 1;
+        let mut numbers: Vec<u128> = vec![1, 2, 3, 4, 12, 97, 1 << 64, big_prime, 2 * big_prime];
+        numbers.extend((0..300).map(|_| {
+            let bits = rng.u32(2..100);
+            rng.u128(1..1 << bits)
+        }));
+        for n in numbers {
+            let whole = factor(n);
+            let short = &whole[..whole.len().saturating_sub(1)];
+            assert_eq!(verify_without_largest(n, short), Ok(()), "{n} as {short:?}");
+            // Wrong ones: a factor dropped (the restored one is composite),
+            // one too many, 1 added, the largest kept in the list.
+            let mut wrongs: Vec<Vec<u128>> = vec![vec![1], [&[1], short].concat()];
+            if let Some((_, rest)) = short.split_first() {
+                wrongs.push(rest.to_vec());
+            }
+            wrongs.push([short, &[3, 3]].concat());
+            wrongs.push(whole.clone());
+            for w in wrongs {
+                let restored = match largest_left_out(n, &w) {
+                    Ok(largest) => {
+                        let mut r = w.clone();
+                        r.extend(largest);
+                        verify(n, &r)
+                    }
+                    Err(e) => Err(e),
+                };
+                assert_eq!(verify_without_largest(n, &w), restored, "{n} as {w:?}");
+            }
+        }
+        assert_eq!(verify_without_largest(1, &[]), Ok(()));
+        assert_eq!(verify_without_largest(0, &[]), Err(VerifyError::Zero));
+        assert_eq!(
+            verify_without_largest(12, &[2]),
+            Err(VerifyError::NotPrime(6))
+        );
+        assert_eq!(
+            verify_without_largest(12, &[3, 2]),
+            Err(VerifyError::NotSorted)
+        );
+        // 75 = 3·5·5: 3 restored after the 5s is out of order.
+        assert_eq!(
+            verify_without_largest(75, &[5, 5]),
+            Err(VerifyError::NotSorted)
+        );
+        assert_eq!(
+            verify_without_largest(75, &[5]),
+            Err(VerifyError::NotPrime(15))
+        );
+        assert_eq!(
+            verify_without_largest(12, &[5]),
+            Err(VerifyError::NotADivisor { n: 12, product: 5 })
+        );
+        assert_eq!(
+            verify_without_largest(big_prime, &[1 << 100]),
+            Err(VerifyError::NotADivisor {
+                n: big_prime,
+                product: 1 << 100
+            })
+        );
+        assert_eq!(
+            verify_without_largest(12, &[1 << 100, 1 << 100]),
+            Err(VerifyError::Overflow)
+        );
+        assert!(verify_without_largest(12, &[0]).is_err());
     }
 }
 

@@ -49,11 +49,60 @@ where
     I: IntoIterator<Item = &'a [u128]>,
     I::IntoIter: ExactSizeIterator,
 {
-    let lists = lists.into_iter();
+    verify_lists(start, step, lists.into_iter(), Lists::Whole)
+}
+
+/// [`verify_progression`] for lists written without their largest factor
+/// (as [`crate::verify_without_largest`] reads them): how workers send a
+/// chunk's factorizations from protocol 5 on. The sieve restores each
+/// number's largest factor with one division.
+///
+/// ```
+/// use crowdfactor_factor::{factor, verify_progression_without_largest};
+/// let lists: Vec<Vec<u128>> = (0..4).map(|i| factor(91 + 2 * i)).collect();
+/// let short: Vec<&[u128]> = lists.iter().map(|l| &l[..l.len() - 1]).collect();
+/// assert!(verify_progression_without_largest(91, 2, short.iter().copied()).is_ok());
+/// ```
+pub fn verify_progression_without_largest<'a, I>(
+    start: u128,
+    step: u128,
+    lists: I,
+) -> Result<(), (usize, VerifyError)>
+where
+    I: IntoIterator<Item = &'a [u128]>,
+    I::IntoIter: ExactSizeIterator,
+{
+    verify_lists(start, step, lists.into_iter(), Lists::LargestLeftOut)
+}
+
+/// How a factor list is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lists {
+    /// Every factor.
+    Whole,
+    /// Every factor but the largest.
+    LargestLeftOut,
+}
+
+impl Lists {
+    fn verify(self, n: u128, list: &[u128]) -> Result<(), VerifyError> {
+        match self {
+            Lists::Whole => verify(n, list),
+            Lists::LargestLeftOut => crate::verify_without_largest(n, list),
+        }
+    }
+}
+
+fn verify_lists<'a>(
+    start: u128,
+    step: u128,
+    lists: impl ExactSizeIterator<Item = &'a [u128]>,
+    form: Lists,
+) -> Result<(), (usize, VerifyError)> {
     match sieve_bound(start, step, lists.len(), 8.0) {
         Some(s) => {
             let mut wrong = vec![];
-            sieve(start as u64, step as u64, s, lists, &mut wrong, false);
+            sieve(start as u64, step as u64, s, lists, form, &mut wrong, false);
             wrong.pop().map_or(Ok(()), Err)
         }
         // Number by number (no lists at all included); past 2^128 the
@@ -64,7 +113,7 @@ where
                 let Some(v) = n else {
                     return Err((i, VerifyError::Overflow));
                 };
-                verify(v, list).map_err(|e| (i, e))?;
+                form.verify(v, list).map_err(|e| (i, e))?;
                 n = v.checked_add(step);
             }
             Ok(())
@@ -230,6 +279,7 @@ fn sieve<'a>(
     step: u64,
     s: u64,
     lists: impl ExactSizeIterator<Item = &'a [u128]>,
+    form: Lists,
     wrong: &mut Vec<(usize, VerifyError)>,
     all: bool,
 ) {
@@ -239,12 +289,12 @@ fn sieve<'a>(
     let mut big = Vec::with_capacity(lists.len());
     for (i, list) in lists.enumerate() {
         let n = start + i as u64 * step;
-        match split_check(bits, n, s, list) {
+        match split_check(bits, n, s, list, form) {
             Some(l) if l == 1 || l & 1 == 1 => big.push(l),
             // Wrong product, order, a composite small factor or an even L > 2:
             // verify says which (and is the authority if it disagrees).
             _ => {
-                if let Err(e) = verify(n.into(), list) {
+                if let Err(e) = form.verify(n.into(), list) {
                     wrong.push((i, e));
                     if !all {
                         return;
@@ -265,17 +315,15 @@ fn sieve<'a>(
 /// Checks one list's order, product and factors up to `s`; returns its
 /// factor above `s` (1 if none), or `None` if anything is wrong.
 #[inline]
-fn split_check(bits: &[u64], n: u64, s: u64, list: &[u128]) -> Option<u64> {
+fn split_check(bits: &[u64], n: u64, s: u64, list: &[u128], form: Lists) -> Option<u64> {
     let mut product = 1u64;
     let mut prev = 0;
     let mut big = 1;
-    for &f in list {
-        let f = u64::try_from(f).ok()?;
+    let mut check = |f: u64| {
         if f < prev {
             return None;
         }
         prev = f;
-        product = product.checked_mul(f)?;
         if f > s {
             if big != 1 {
                 return None;
@@ -289,8 +337,27 @@ fn split_check(bits: &[u64], n: u64, s: u64, list: &[u128]) -> Option<u64> {
         } else if !is_odd_prime(bits, f) {
             return None;
         }
+        Some(())
+    };
+    for &f in list {
+        let f = u64::try_from(f).ok()?;
+        product = product.checked_mul(f)?;
+        check(f)?;
     }
-    (product == n).then_some(big)
+    match form {
+        Lists::Whole => (product == n).then_some(())?,
+        // The largest factor is what the listed ones leave of n.
+        Lists::LargestLeftOut => {
+            let largest = n.checked_div(product)?;
+            if largest * product != n {
+                return None;
+            }
+            if largest > 1 {
+                check(largest)?;
+            }
+        }
+    }
+    Some(big)
 }
 
 /// Tests the big factor of every number divisible by the odd prime `p`;
@@ -407,35 +474,54 @@ mod tests {
     }
 
     /// Both paths: the sieve (called directly, whatever the length) and the
-    /// public function (which may choose either).
+    /// public function (which may choose either). The lists are also
+    /// checked without their last factor ([`Lists::LargestLeftOut`]) against
+    /// `verify_without_largest` (the same lists may be right or wrong
+    /// there). Returns the verdict on the whole lists.
     fn check(start: u128, step: u128, lists: &[Vec<u128>]) -> Result<(), (usize, VerifyError)> {
-        let public = verify_progression(start, step, slices(lists));
+        let short: Vec<Vec<u128>> = lists
+            .iter()
+            .map(|l| l[..l.len().saturating_sub(1)].to_vec())
+            .collect();
+        let both = [(Lists::Whole, lists), (Lists::LargestLeftOut, &short[..])];
         let count = lists.len();
         let last = start + (count as u128 - 1) * step;
         let n = |k: usize| start + k as u128 * step;
-        if last >> 44 == 0 && last >= 4 {
-            // The sieve, whatever the length, finds exactly the lists verify
-            // refuses, each with verify's verdict.
-            let mut wrong = vec![];
-            let s = last.isqrt() as u64;
-            sieve(
-                start as u64,
-                step as u64,
-                s,
-                slices(lists),
-                &mut wrong,
-                true,
-            );
-            wrong.sort_by_key(|w| w.0);
+        let mut verdicts = vec![];
+        for (form, lists) in both {
+            let public = match form {
+                Lists::Whole => verify_progression(start, step, slices(lists)),
+                Lists::LargestLeftOut => {
+                    verify_progression_without_largest(start, step, slices(lists))
+                }
+            };
             let expect: Vec<_> = (0..count)
-                .filter_map(|k| verify(n(k), &lists[k]).err().map(|e| (k, e)))
+                .filter_map(|k| form.verify(n(k), &lists[k]).err().map(|e| (k, e)))
                 .collect();
-            assert_eq!(wrong, expect, "start {start} step {step}");
+            if last >> 44 == 0 && last >= 4 {
+                // The sieve, whatever the length, finds exactly the lists
+                // verify refuses, each with verify's verdict.
+                let mut wrong = vec![];
+                let s = last.isqrt() as u64;
+                sieve(
+                    start as u64,
+                    step as u64,
+                    s,
+                    slices(lists),
+                    form,
+                    &mut wrong,
+                    true,
+                );
+                wrong.sort_by_key(|w| w.0);
+                assert_eq!(wrong, expect, "{form:?}: start {start} step {step}");
+            }
+            match &public {
+                Err((j, f)) => assert_eq!(form.verify(n(*j), &lists[*j]), Err(f.clone())),
+                Ok(()) => assert_eq!(expect, vec![], "{form:?}: start {start} step {step}"),
+            }
+            verdicts.push(public);
         }
-        if let Err((j, f)) = &public {
-            assert_eq!(verify(n(*j), &lists[*j]), Err(f.clone()));
-        }
-        public
+        verdicts.swap_remove(0)
     }
 
     /// (start, step, count): steps 1, 2, prime, with small prime factors,

@@ -1,13 +1,26 @@
 //! Range chunks: the sieve (`factor_progression`) gives what `factor` gives
 //! number by number, and the coordinator's sieve check (`verify_progression`)
-//! refuses a list exactly when `verify` does, with `verify`'s verdict.
+//! refuses a list exactly when `verify` does, with `verify`'s verdict; the
+//! same for lists without their largest factors (protocol 5:
+//! `verify_progression_without_largest` against `verify_without_largest`).
 #![no_main]
 
-use crowdfactor_factor::{factor, factor_progression, verify, verify_progression};
+use crowdfactor_factor::{
+    factor, factor_progression, verify, verify_progression, verify_progression_without_largest,
+    verify_without_largest,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn as_slices(lists: &[Vec<u128>]) -> Vec<&[u128]> {
     lists.iter().map(|l| &l[..]).collect()
+}
+
+/// Each list without its last factor.
+fn shortened(lists: &[Vec<u128>]) -> Vec<&[u128]> {
+    lists
+        .iter()
+        .map(|l| &l[..l.len().saturating_sub(1)])
+        .collect()
 }
 
 fuzz_target!(|input: (u64, u8, u16, u16, u16, u8, Vec<u64>)| {
@@ -34,6 +47,10 @@ fuzz_target!(|input: (u64, u8, u16, u16, u16, u8, Vec<u64>)| {
         return; // 0 has no factorization to verify
     }
     assert_eq!(verify_progression(start, step, as_slices(&lists)), Ok(()));
+    assert_eq!(
+        verify_progression_without_largest(start, step, shortened(&lists)),
+        Ok(())
+    );
     // One list replaced by a wrong one — near misses a sieve could let
     // through, or anything — and refused exactly as `verify` refuses it.
     let i = usize::from(at) % count;
@@ -64,5 +81,15 @@ fuzz_target!(|input: (u64, u8, u16, u16, u16, u8, Vec<u64>)| {
         want,
         "{n}: {:?}",
         lists[i]
+    );
+    // The same lists without their last factors: right or wrong as
+    // `verify_without_largest` says.
+    let short = shortened(&lists);
+    let want = verify_without_largest(n, short[i]).map_err(|e| (i, e));
+    assert_eq!(
+        verify_progression_without_largest(start, step, short.iter().copied()),
+        want,
+        "{n}: {:?} without its largest factor",
+        short[i]
     );
 });
