@@ -30,7 +30,10 @@ enum Pick {
 
 #[derive(Arbitrary, Debug)]
 enum Answer {
+    /// Each list without its largest factor, as protocol 5 workers send them.
     Right,
+    /// Each list whole (which protocol 5 reads the same).
+    RightWhole,
     /// The first number's list replaced by the number itself.
     NumberAsPrime,
     /// One list too few.
@@ -128,6 +131,15 @@ struct Seen {
     held: Vec<(u64, Vec<u128>)>,
     /// Chunks a right result was sent for.
     right_sent: HashSet<u64>,
+    /// The protocol of the first hello (the one the coordinator answers).
+    protocol: Option<u32>,
+}
+
+impl Seen {
+    /// Whether results leave out each largest factor (protocol 5).
+    fn left_out(&self) -> bool {
+        self.protocol.is_some_and(|p| p >= 5)
+    }
 }
 
 impl Seen {
@@ -176,6 +188,20 @@ impl Seen {
     }
 }
 
+/// A protocol 5 list made whole: `listed` and n over their product (if
+/// above 1), or `None` if that product does not divide n.
+fn restored(n: u128, listed: &[u128]) -> Option<Vec<u128>> {
+    let product = listed.iter().try_fold(1u128, |p, &f| p.checked_mul(f))?;
+    if product == 0 || !n.is_multiple_of(product) {
+        return None;
+    }
+    let mut whole = listed.to_vec();
+    if n / product > 1 {
+        whole.push(n / product);
+    }
+    Some(whole)
+}
+
 fn hello(slots: u32, threads: u32, kind: WorkerKind, protocol: u32) -> Message {
     Message::text(
         ClientMessage::Hello(Hello {
@@ -210,6 +236,7 @@ fn frame(op: &Op, seen: &mut Seen) -> Option<Message> {
                 1 => OLDEST_PROTOCOL_VERSION,
                 _ => PROTOCOL_VERSION + 1,
             };
+            seen.protocol.get_or_insert(protocol);
             Some(hello(
                 u32::from(*slots),
                 u32::from(*threads),
@@ -237,7 +264,15 @@ fn frame(op: &Op, seen: &mut Seen) -> Option<Message> {
                 .map(|&n| crowdfactor_factor::factor(n))
                 .collect();
             let right = match answer {
-                Answer::Right => !lists.is_empty(),
+                Answer::Right => {
+                    if seen.left_out() {
+                        for l in &mut lists {
+                            l.pop();
+                        }
+                    }
+                    !lists.is_empty()
+                }
+                Answer::RightWhole => !lists.is_empty(),
                 Answer::NumberAsPrime => {
                     if let (Some(l), Some(&n)) = (lists.first_mut(), numbers.first()) {
                         *l = vec![n];
@@ -251,10 +286,21 @@ fn frame(op: &Op, seen: &mut Seen) -> Option<Message> {
                     false
                 }
                 Answer::Text(t) => {
-                    // Text that reads as the right lists counts as right.
+                    // Text that reads as the right lists counts as right
+                    // (from protocol 5, each with its largest factor
+                    // restored if left out).
+                    let left_out = seen.left_out();
                     let reads_right = !lists.is_empty()
-                        && FactorLists::parse(t, b';')
-                            .is_ok_and(|l| l.iter().eq(lists.iter().map(|l| &l[..])));
+                        && FactorLists::parse(t, b';').is_ok_and(|got| {
+                            got.len() == lists.len()
+                                && got.iter().zip(&numbers).zip(&lists).all(|((g, &n), want)| {
+                                    if left_out {
+                                        restored(n, g).as_ref() == Some(want)
+                                    } else {
+                                        g == &want[..]
+                                    }
+                                })
+                        });
                     if reads_right {
                         seen.right_sent.insert(chunk_id);
                     }

@@ -20,11 +20,16 @@ pub struct FactorLists {
     /// every result it accepts as text) it is moved or copied, not
     /// reformatted.
     source: Option<(Box<str>, u8)>,
+    /// Whether each list leaves out the number's largest prime factor, as
+    /// protocol 5 workers write them: see [`FactorLists::largest_left_out`].
+    largest_left_out: bool,
 }
 
 impl PartialEq for FactorLists {
     fn eq(&self, other: &Self) -> bool {
-        self.factors == other.factors && self.ends == other.ends
+        self.factors == other.factors
+            && self.ends == other.ends
+            && self.largest_left_out == other.largest_left_out
     }
 }
 
@@ -65,7 +70,26 @@ impl FactorLists {
             factors: Vec::with_capacity(lists.saturating_mul(per_list)),
             ends: Vec::with_capacity(lists),
             source: None,
+            largest_left_out: false,
         }
+    }
+
+    /// Whether each list leaves out its number's largest prime factor
+    /// (the last one): the reader restores it as the number divided by the
+    /// product of the list, and there is none to restore when that is 1
+    /// (so `1` and a prime both have an empty list). Workers write results
+    /// this way from protocol 5 on — a chunk's largest factors are most of
+    /// its digits — and the coordinator stores them so. Not on the wire:
+    /// a `result`'s protocol version says which form it is in, and the
+    /// decoder leaves this false.
+    pub fn largest_left_out(&self) -> bool {
+        self.largest_left_out
+    }
+
+    /// Marks the lists as written without (true) or with (false) each
+    /// number's largest factor; see [`FactorLists::largest_left_out`].
+    pub fn set_largest_left_out(&mut self, left_out: bool) {
+        self.largest_left_out = left_out;
     }
 
     /// Appends one list.

@@ -47,9 +47,9 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `hello` | `{"type":"hello","protocol":4,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
+//! | `hello` | `{"type":"hello","protocol":5,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
-//! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2 3;;5","compute_us":41}` (`compute_us` optional) |
+//! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2;;","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
 //! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned) |
 //! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished; at most 2048 ids, what a worker can hold) |
@@ -64,22 +64,29 @@
 //! job's end, shared out among all workers' threads).
 //! A `result`'s `factors` holds one list per number of the chunk, in the
 //! order of the `assign`, each the number's prime factors ascending and with
-//! multiplicity in decimal, separated by single spaces; the lists are
-//! separated by `;` and `1` has an empty one. The example answers the chunk
-//! 12, 1, 5. (The numbers themselves are not repeated: the coordinator knows
-//! them.) See [`FactorLists`].
+//! multiplicity in decimal, separated by single spaces, **except the largest
+//! one** (protocol 5): the coordinator knows the number and restores its
+//! largest factor as the number divided by the product of the list (none
+//! when that is 1). So a prime and `1` both have an empty list (and a list
+//! with every factor reads the same: nothing is left to restore). The lists
+//! are separated by `;`. The example, `"2 2;;"`, answers the chunk 12, 1, 5
+//! (12 = 2·2·3, 1, 5). Leaving the largest factor out makes results about a
+//! third the size (on a range from 10^12 it is most of each list's digits)
+//! and costs the coordinator one division per number; it still checks every
+//! factor, the restored one included. Workers speaking protocol 3 or 4 send
+//! every factor (`"2 2 3;;5"`). See [`FactorLists`].
 //!
 //! # Coordinator → worker ([`ServerMessage`])
 //!
 //! | type | example |
 //! |---|---|
-//! | `welcome` | `{"type":"welcome","protocol":4,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
+//! | `welcome` | `{"type":"welcome","protocol":5,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
 //! | `assign` | `{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}`, or for a slice of a range job `"numbers":{"start":"999999999999","step":"2","count":50000}` (see [`ChunkNumbers`]) |
 //! | `accepted` | `{"type":"accepted","chunk_id":17}` |
 //! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: product of factors is 999999999997"}` |
 //! | `cancel` | `{"type":"cancel","chunk_ids":[18]}` (drop these; their results are no longer wanted) |
 //! | `idle` | `{"type":"idle"}` |
-//! | `heartbeat` | `{"type":"heartbeat"}` (the answer to one; protocol 4) |
+//! | `heartbeat` | `{"type":"heartbeat"}` (the answer to one; from protocol 4) |
 //! | `error` | `{"type":"error","code":"bad_message","message":"unknown message type `hullo`"}` (the socket closes after it) |
 //!
 //! # Leases
@@ -102,8 +109,8 @@ pub use factor_lists::{FactorLists, FactorListsError};
 /// Version sent in `hello` and `welcome`; bumped on any incompatible change
 /// (2: `result` carries one `factors` text instead of an object per number;
 /// 3: `assign` may give its numbers as a range; 4: the coordinator answers
-/// `heartbeat`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// `heartbeat`; 5: `result` lists leave out each number's largest factor).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The oldest version a coordinator still speaks (to workers installed
 /// before it was upgraded).

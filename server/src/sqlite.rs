@@ -49,8 +49,8 @@ use crowdfactor_protocol::{FactorLists, WorkerKind};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    check_span, now_ms, ByKind, Completion, Done, JobId, JobInfo, ListBuilder, NewJob, Numbers,
-    OpenJob, Span, Store, StoreError,
+    check_span, now_ms, restore_largest, ByKind, Completion, Done, JobId, JobInfo, ListBuilder,
+    NewJob, Numbers, OpenJob, Span, Store, StoreError,
 };
 
 /// Most operations committed in one transaction.
@@ -70,13 +70,15 @@ const CHECKPOINT_WHEN_IDLE: Duration = Duration::from_millis(250);
 const SEGMENT: usize = 4096;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// `jobs.chunk_size` is the job's chunk cap (0: none); `jobs.chunks` counts
 /// accepted chunks. A range job keeps only its first number and step
 /// (decimal text, as u128 does not fit an INTEGER); a list job's numbers are
 /// kept in `job_numbers` segments. Each `results` row covers `count` numbers
-/// from `start`. A deleted job keeps its `jobs` row (`deleted = 1`, no
+/// from `start`: their factor lists, separated by `;`, each without its
+/// largest factor when `largest_left_out` (as protocol 5 workers send them;
+/// the reader restores it from the number). A deleted job keeps its `jobs` row (`deleted = 1`, no
 /// numbers, no results), so its id is never given to another job.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -107,6 +109,7 @@ CREATE TABLE IF NOT EXISTS results (
     start    INTEGER NOT NULL,
     count    INTEGER NOT NULL,
     factors  TEXT NOT NULL,
+    largest_left_out INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, start)
 );
 ";
@@ -131,6 +134,17 @@ fn failed<E: std::error::Error + Send + Sync + 'static>(full: bool, e: E) -> Sto
 /// SQLite could not write for want of room (`SQLITE_FULL`).
 fn is_disk_full(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// The database was written by a newer crowdfactor-server, whose schema
+/// this one may misread (from version 6 results leave out their largest
+/// factors, which an older server would not restore).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "it was written by a newer crowdfactor-server (schema {found}, this one knows up to {SCHEMA_VERSION}); run that version or a later one"
+)]
+struct NewerSchema {
+    found: i64,
 }
 
 /// Why stored text could not be read back.
@@ -218,19 +232,32 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
-    if version >= SCHEMA_VERSION {
+    if version > SCHEMA_VERSION {
+        return Err(backend(NewerSchema { found: version }));
+    }
+    if version == SCHEMA_VERSION {
         return Ok(());
     }
-    let cols: Vec<String> = {
-        let mut stmt = conn.prepare("PRAGMA table_info(jobs)").map_err(backend)?;
+    let columns = |table: &str| -> Result<Vec<String>, StoreError> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .map_err(backend)?;
         let cols = stmt
             .query_map([], |r| r.get::<_, String>(1))
             .map_err(backend)?
             .collect::<Result<_, _>>()
-            .map_err(backend)?;
+            .map_err(backend);
         cols
     };
+    let (cols, result_cols) = (columns("jobs")?, columns("results")?);
     let tx = conn.transaction().map_err(backend)?;
+    // Version 6: results may leave out each largest factor.
+    if !result_cols.iter().any(|c| c == "largest_left_out") {
+        tx.execute_batch(
+            "ALTER TABLE results ADD COLUMN largest_left_out INTEGER NOT NULL DEFAULT 0",
+        )
+        .map_err(backend)?;
+    }
     for (col, ddl) in [
         (
             "priority",
@@ -682,6 +709,8 @@ struct Run {
     start: u64,
     end: u64,
     factors: String,
+    /// The form of every list of the run ([`FactorLists::largest_left_out`]).
+    largest_left_out: bool,
 }
 
 /// Runs grow to at most this many numbers, so a row stays small enough to
@@ -700,13 +729,14 @@ fn flush_runs(
 
 fn insert_run(tx: &rusqlite::Transaction<'_>, job: i64, run: &Run) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO results (job_id, start, count, factors) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO results (job_id, start, count, factors, largest_left_out) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         job,
         run.start as i64,
         (run.end - run.start) as i64,
-        run.factors
+        run.factors,
+        run.largest_left_out
     ])?;
     Ok(())
 }
@@ -916,8 +946,13 @@ fn complete(
     {
         return Ok(Completion::Duplicate);
     }
+    let left_out = factors.largest_left_out();
     match run {
-        Some(r) if r.end == span.start && r.end - r.start + span.len <= RUN_MAX_NUMBERS => {
+        Some(r)
+            if r.end == span.start
+                && r.end - r.start + span.len <= RUN_MAX_NUMBERS
+                && r.largest_left_out == left_out =>
+        {
             r.factors.push(LIST_SEP);
             factors.write_text(&mut r.factors, LIST_SEP);
             r.end = span.end();
@@ -927,6 +962,7 @@ fn complete(
                 start: span.start,
                 end: span.end(),
                 factors: factors.into_text(LIST_SEP),
+                largest_left_out: left_out,
             };
             if let Some(old) = runs.insert(job, fresh) {
                 // Written by the caller: a failure there fails the batch,
@@ -1148,7 +1184,7 @@ impl Store for SqliteStore {
         let conn = open(&self.path)?;
         let range = job_range(&conn, &info)?;
         let mut results = conn
-            .prepare("SELECT start, count, factors FROM results WHERE job_id = ?1 ORDER BY start")
+            .prepare("SELECT start, count, factors, largest_left_out FROM results WHERE job_id = ?1 ORDER BY start")
             .map_err(backend)?;
         let mut results = results.query(params![id as i64]).map_err(backend)?;
         let corrupt = |what| backend(Corrupt { job: id, what });
@@ -1156,15 +1192,19 @@ impl Store for SqliteStore {
         let mut span_end = 0u64;
         let mut span_start = 0u64;
         let mut lines: Vec<String> = vec![];
+        // Whether the current span's lists leave out their largest factors.
+        let mut left_out = false;
         let mut next_result = |span_start: &mut u64,
                                span_end: &mut u64,
-                               lines: &mut Vec<String>|
+                               lines: &mut Vec<String>,
+                               left_out: &mut bool|
          -> Result<(), StoreError> {
             match results.next().map_err(backend)? {
                 Some(row) => {
                     let start = row.get::<_, i64>(0).map_err(backend)? as u64;
                     let count = row.get::<_, i64>(1).map_err(backend)? as u64;
                     let text: String = row.get(2).map_err(backend)?;
+                    *left_out = row.get(3).map_err(backend)?;
                     *lines = text
                         .split(['\n', LIST_SEP])
                         .rev()
@@ -1179,16 +1219,19 @@ impl Store for SqliteStore {
             }
             Ok(())
         };
-        next_result(&mut span_start, &mut span_end, &mut lines)?;
+        next_result(&mut span_start, &mut span_end, &mut lines, &mut left_out)?;
         let (mut index, mut factors) = (0u64, Vec::new());
         let mut visit = |n: u128| -> Result<(), StoreError> {
             if index >= span_end {
-                next_result(&mut span_start, &mut span_end, &mut lines)?;
+                next_result(&mut span_start, &mut span_end, &mut lines, &mut left_out)?;
             }
             if index >= span_start {
                 let line = lines.pop().ok_or_else(|| corrupt("factor lines"))?;
                 factors.clear();
                 decode_numbers_into(&line, id, &mut factors)?;
+                if left_out && !restore_largest(n, &mut factors) {
+                    return Err(corrupt("factor list"));
+                }
                 f(n, Some(&factors));
             } else {
                 f(n, None);
@@ -1287,6 +1330,12 @@ mod tests {
         )));
         drop(first);
         SqliteStore::open(&path).expect("reopen once closed");
+    }
+
+    #[test]
+    fn sqlite_store_reads_left_out_factors_whole() {
+        let path = temp_db("left-out");
+        crate::store::tests::left_out_factors_read_whole(&SqliteStore::open(&path).expect("open"));
     }
 
     #[test]
@@ -1707,6 +1756,28 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, 10_000);
+    }
+
+    /// A database from a newer server is refused, not misread (it may keep
+    /// results in a form this one does not know), and left as it was.
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let path = temp_db("newer");
+        SqliteStore::open(&path).expect("create").close();
+        {
+            let conn = Connection::open(&*path).expect("open");
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .expect("set version");
+        }
+        let err = SqliteStore::open(&path)
+            .expect_err("newer schema")
+            .to_string();
+        assert!(err.contains("newer crowdfactor-server"), "{err}");
+        let conn = Connection::open(&*path).expect("open");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION + 1);
     }
 
     #[test]

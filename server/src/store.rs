@@ -439,6 +439,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// Appends the factor a list stored without its largest one leaves out
+/// (protocol 5 results are kept so: see
+/// [`FactorLists::largest_left_out`]): `n` over the product of `list`, if
+/// above 1. False if that product does not divide `n`, which a verified
+/// result never has (a damaged store).
+pub(crate) fn restore_largest(n: u128, list: &mut Vec<u128>) -> bool {
+    match crowdfactor_factor::largest_left_out(n, list) {
+        Ok(largest) => {
+            list.extend(largest);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -638,6 +653,7 @@ impl Store for MemoryStore {
             (job.numbers.clone(), spans)
         };
         let mut spans = spans.iter().peekable();
+        let mut whole = Vec::new();
         for (at, n) in (0u64..).zip(numbers.iter()) {
             while spans
                 .peek()
@@ -648,8 +664,24 @@ impl Store for MemoryStore {
             let found = spans
                 .peek()
                 .filter(|(s, _)| *s <= at)
-                .and_then(|(s, fs)| fs.get((at - s) as usize));
-            f(n, found);
+                .and_then(|(s, fs)| Some((fs.get((at - s) as usize)?, fs.largest_left_out())));
+            match found {
+                Some((list, true)) => {
+                    whole.clear();
+                    whole.extend_from_slice(list);
+                    if !restore_largest(n, &mut whole) {
+                        return Err(StoreError::BadSpan {
+                            job: id,
+                            start: at,
+                            len: 1,
+                            why: "the stored factors do not divide the number".into(),
+                        });
+                    }
+                    f(n, Some(&whole));
+                }
+                Some((list, false)) => f(n, Some(list)),
+                None => f(n, None),
+            }
         }
         Ok(true)
     }
@@ -795,9 +827,9 @@ pub(crate) mod tests {
             .expect("create");
         let nth = |i: u64| 100 + 3 * u128::from(i);
         let complete = |start: u64, len: u64| {
-            let factors = (start..start + len)
-                .map(|i| crowdfactor_factor::factor(nth(i)))
-                .collect();
+            // Some spans as protocol 5 sends them (each largest factor left
+            // out), the others whole: both read back whole.
+            let factors = factor_lists((start..start + len).map(nth), start % 4 == 2);
             let span = Span {
                 job: info.id,
                 start,
@@ -828,6 +860,64 @@ pub(crate) mod tests {
                 let done = (2..8).contains(&i) || i == 10;
                 (nth(i), done.then(|| crowdfactor_factor::factor(nth(i))))
             })
+            .collect();
+        assert_eq!(seen, want);
+    }
+
+    /// The factor lists of `numbers`, each without its largest factor if
+    /// `left_out` (as protocol 5 workers send them).
+    fn factor_lists(numbers: impl Iterator<Item = u128>, left_out: bool) -> FactorLists {
+        let mut lists: FactorLists = numbers
+            .map(|n| {
+                let mut l = crowdfactor_factor::factor(n);
+                if left_out {
+                    l.pop();
+                }
+                l
+            })
+            .collect();
+        lists.set_largest_left_out(left_out);
+        lists
+    }
+
+    /// Lists stored without their largest factors read back whole, for
+    /// numbers of every size (1, primes, prime powers, past 2^64).
+    pub(crate) fn left_out_factors_read_whole(store: &dyn Store) {
+        let numbers: Vec<u128> = vec![
+            1,
+            12,
+            97,
+            1 << 70,
+            (1 << 64) + 1,
+            (1 << 127) - 1,
+            2 * ((1 << 127) - 1),
+            999_999_999_999,
+        ];
+        let (info, _) = store
+            .create_job(NewJob {
+                name: None,
+                numbers: Numbers::from(numbers.clone()),
+                chunk_cap: None,
+                priority: 0,
+            })
+            .expect("create");
+        for (start, len, left_out) in [(0, 5, true), (5, 1, false), (6, 2, true)] {
+            let factors = factor_lists(numbers[start..start + len].iter().copied(), left_out);
+            let span = Span {
+                job: info.id,
+                start: start as u64,
+                len: len as u64,
+            };
+            let done = store.complete_span(span, factors, WorkerKind::Browser);
+            assert!(matches!(done, Ok(Completion::Accepted { .. })), "{done:?}");
+        }
+        let mut seen = vec![];
+        store
+            .visit_results(info.id, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
+            .expect("visit");
+        let want: Vec<_> = numbers
+            .iter()
+            .map(|&n| (n, Some(crowdfactor_factor::factor(n))))
             .collect();
         assert_eq!(seen, want);
     }
@@ -965,6 +1055,11 @@ pub(crate) mod tests {
     #[test]
     fn memory_store_completes_spans_once() {
         spans_complete_once(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_store_reads_left_out_factors_whole() {
+        left_out_factors_read_whole(&MemoryStore::new());
     }
 
     #[test]

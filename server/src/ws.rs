@@ -129,6 +129,7 @@ pub(crate) async fn serve(
         tx: &tx,
         pending: FuturesUnordered::new(),
         answers_heartbeats: hello.protocol >= 4,
+        largest_left_out: hello.protocol >= 5,
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session
@@ -223,6 +224,9 @@ struct Session<'a> {
     pending: FuturesUnordered<Pending>,
     /// Protocol 4 on: each `heartbeat` gets one back.
     answers_heartbeats: bool,
+    /// Whether its results leave out each number's largest factor
+    /// (protocol 5).
+    largest_left_out: bool,
 }
 
 impl Session<'_> {
@@ -409,8 +413,9 @@ impl Session<'_> {
         }
     }
 
-    async fn result(&mut self, result: ChunkResult) -> Result<(), &'static str> {
+    async fn result(&mut self, mut result: ChunkResult) -> Result<(), &'static str> {
         let chunk = result.chunk_id;
+        result.factors.set_largest_left_out(self.largest_left_out);
         let work = match self.coord.check_result(self.conn, chunk) {
             ResultCheck::NotAssigned => {
                 tracing::debug!(
@@ -538,18 +543,26 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Ref
             got: result.factors.len(),
         });
     }
-    let verdict = match numbers {
+    let lists = result.factors.iter();
+    let verdict = match (numbers, result.factors.largest_left_out()) {
         // A range is verified as one progression (a sieve when that is cheaper).
-        ChunkNumbers::Range(r) => {
-            crowdfactor_factor::verify_progression(r.start(), r.step(), result.factors.iter())
+        (ChunkNumbers::Range(r), false) => {
+            crowdfactor_factor::verify_progression(r.start(), r.step(), lists)
         }
-        ChunkNumbers::List(l) => l
-            .iter()
-            .zip(result.factors.iter())
-            .enumerate()
-            .try_for_each(|(i, (&n, factors))| {
-                crowdfactor_factor::verify(n, factors).map_err(|e| (i, e))
-            }),
+        (ChunkNumbers::Range(r), true) => {
+            crowdfactor_factor::verify_progression_without_largest(r.start(), r.step(), lists)
+        }
+        (ChunkNumbers::List(l), left_out) => {
+            let verify = if left_out {
+                crowdfactor_factor::verify_without_largest
+            } else {
+                crowdfactor_factor::verify
+            };
+            l.iter()
+                .zip(lists)
+                .enumerate()
+                .try_for_each(|(i, (&n, factors))| verify(n, factors).map_err(|e| (i, e)))
+        }
     };
     verdict.map_err(|(i, error)| Refusal::Wrong {
         // The index is within the chunk: the lengths were compared above.
@@ -606,5 +619,48 @@ mod tests {
             }
         }
         assert!(check(&range, result(good[1..].to_vec())).is_err());
+    }
+
+    /// Protocol 5 results (each largest factor left out): the right answer
+    /// passes for a range and a list (so do whole lists); a factor dropped
+    /// (the restored one is then composite) or a wrong one (it does not
+    /// divide the number) is caught and the number named.
+    #[test]
+    fn checks_results_without_their_largest_factors() {
+        let short = |lists: &[Vec<u128>]| -> ChunkResult {
+            let mut r = result(
+                lists
+                    .iter()
+                    .map(|l| l[..l.len().saturating_sub(1)].to_vec())
+                    .collect(),
+            );
+            r.factors.set_largest_left_out(true);
+            r
+        };
+        let (start, count) = (999_999_999_999u128, 20_000u64);
+        let range = ChunkNumbers::Range(NumberRange::new(start, 2, count).expect("a valid range"));
+        let list = ChunkNumbers::List(vec![1, 12, 97, (1 << 64) + 1, u128::MAX]);
+        for numbers in [range, list] {
+            let good: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
+            let checked = check(&numbers, short(&good)).expect("right");
+            assert!(checked.largest_left_out());
+            let i = good
+                .iter()
+                .position(|l| l.len() >= 3)
+                .expect("a number with 3 factors");
+            let n = numbers.get(i).expect("in the chunk");
+            let mut wrongs = vec![good.clone(), good.clone()];
+            wrongs[0][i].remove(0);
+            wrongs[1][i][0] += 2;
+            for bad in wrongs {
+                let why = check(&numbers, short(&bad)).expect_err("wrong").to_string();
+                assert!(why.starts_with(&format!("{n}: ")), "{why}");
+            }
+            // Whole lists are right too: their product is the number, so
+            // nothing is left to restore.
+            let mut whole = result(good.clone());
+            whole.factors.set_largest_left_out(true);
+            assert!(check(&numbers, whole).is_ok());
+        }
     }
 }

@@ -55,16 +55,24 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
     .encode())
 }
 
-/// Appends the factorizations of numbers `from..to` of a chunk to `out`; a
-/// range is handed to `factor_progression` (which sieves small numbers).
+/// Appends the factorizations of numbers `from..to` of a chunk to `out`,
+/// each without its largest factor as protocol 5 sends them; a range is
+/// handed to `factor_progression` (which sieves small numbers).
 fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut FactorLists) {
+    out.set_largest_left_out(true);
     match (numbers, numbers.get(from)) {
         (ChunkNumbers::Range(r), Some(first)) if from < to => {
-            crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| out.push(l));
+            crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| {
+                out.push(&l[..l.len().saturating_sub(1)]);
+            });
         }
         _ => {
             for n in (from..to).filter_map(|i| numbers.get(i)) {
-                out.push_with(|v| crowdfactor_factor::factor_into(n, v));
+                out.push_with(|v| {
+                    let from = v.len();
+                    crowdfactor_factor::factor_into(n, v);
+                    v.truncate(v.len().saturating_sub(1).max(from));
+                });
             }
         }
     }

@@ -20,10 +20,11 @@ fn factors_a_chunk_and_answers_with_a_result_frame() {
     assert_eq!(r.chunk_id, 5);
     let numbers = [999_999_999_999, u128::MAX, 1];
     assert_eq!(r.factors.len(), numbers.len());
+    // Protocol 5: each list without its largest factor.
     for (&n, f) in numbers.iter().zip(r.factors.iter()) {
-        crowdfactor_factor::verify(n, f).expect("verified");
+        crowdfactor_factor::verify_without_largest(n, f).expect("verified");
     }
-    assert_eq!(r.factors.get(1).map(<[u128]>::len), Some(9));
+    assert_eq!(r.factors.get(1).map(<[u128]>::len), Some(8));
     assert_eq!(r.factors.get(2), Some(&[][..]));
 }
 
@@ -73,7 +74,8 @@ fn a_chunk_factored_in_slices_gives_the_same_frame() {
 }
 
 /// A range chunk (sieved where the slice is long enough) gives `factor`'s
-/// lists, whole or in slices of any size.
+/// lists (without each largest factor), factored whole or in slices of any
+/// size.
 #[wasm_bindgen_test]
 fn a_range_chunk_gives_factors_lists_whole_or_in_slices() {
     let (start, count) = (999_999_999_999u128, 30_000u32);
@@ -87,7 +89,8 @@ fn a_range_chunk_gives_factors_lists_whole_or_in_slices() {
         panic!("not a result frame");
     };
     for (i, f) in r.factors.iter().enumerate() {
-        assert_eq!(f, &crowdfactor_factor::factor(start + 2 * i as u128)[..]);
+        let whole = crowdfactor_factor::factor(start + 2 * i as u128);
+        assert_eq!(f, &whole[..whole.len() - 1], "without the largest factor");
     }
     let mut job = crowdfactor_wasm::ChunkJob::new(&assign).expect("assign");
     for slice in [1000, 20_000] {

@@ -271,6 +271,9 @@ struct Kept {
     assignment: Arc<Assignment>,
     count: usize,
     text: Utf8Bytes,
+    /// Whether the text leaves out each number's largest factor (protocol
+    /// 5): only a connection speaking the same form may send it.
+    left_out: bool,
 }
 
 /// Sends a result, keeping it until the coordinator answers for it.
@@ -305,6 +308,9 @@ struct Carried {
     /// Oldest first, at most `most`, none older than [`CARRIED_FOR`].
     done: VecDeque<(Instant, Kept)>,
     most: usize,
+    /// Whether the last connection's results left out the largest factors
+    /// (its protocol version); `running` chunks are factored in that form.
+    left_out: Option<bool>,
 }
 
 /// How long a result is kept for a later connection: chunks are leased
@@ -335,9 +341,22 @@ impl Carried {
     /// The result kept for exactly this assignment (same chunk, job and
     /// numbers: a coordinator started afresh on another database may reuse
     /// an id).
-    fn take_result(&mut self, a: &Assignment) -> Option<Kept> {
-        let i = self.done.iter().position(|(_, k)| *k.assignment == *a)?;
+    fn take_result(&mut self, a: &Assignment, left_out: bool) -> Option<Kept> {
+        let i = self
+            .done
+            .iter()
+            .position(|(_, k)| *k.assignment == *a && k.left_out == left_out)?;
         self.done.remove(i).map(|(_, kept)| kept)
+    }
+
+    /// Starts a connection whose results leave out the largest factors or
+    /// not: chunks still being factored in the other form (the coordinator
+    /// was up- or downgraded meanwhile) cannot answer it.
+    fn connected(&mut self, left_out: bool) {
+        if self.left_out.is_some_and(|l| l != left_out) {
+            self.running.clear();
+        }
+        self.left_out = Some(left_out);
     }
 
     /// Whether exactly this assignment is still being factored for an ended
@@ -390,16 +409,22 @@ async fn session(
         token: opts.token.clone(),
     });
     sink.send(Message::text(hello.encode())).await?;
-    let heartbeat_ms = match tokio::time::timeout(Duration::from_secs(15), stream.next()).await {
+    let (heartbeat_ms, protocol) = match tokio::time::timeout(
+        Duration::from_secs(15),
+        stream.next(),
+    )
+    .await
+    {
         Ok(Some(Ok(Message::Text(t)))) => {
             match ServerMessage::decode(&t, DEFAULT_MAX_MESSAGE_BYTES)? {
                 ServerMessage::Welcome {
                     heartbeat_ms,
                     worker_id,
+                    protocol,
                     ..
                 } => {
-                    tracing::info!(server = %opts.server, worker_id, threads = opts.threads, "connected");
-                    heartbeat_ms
+                    tracing::info!(server = %opts.server, worker_id, threads = opts.threads, protocol, "connected");
+                    (heartbeat_ms, protocol)
                 }
                 ServerMessage::Error { code, message } => {
                     return Err(SessionError::Refused { code, message })
@@ -416,6 +441,9 @@ async fn session(
         sent,
     } = held;
     let epoch = carried.epoch;
+    // From protocol 5 results leave out each number's largest factor.
+    let left_out = protocol >= 5;
+    carried.connected(left_out);
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
     let mut draining = false;
     let cpu = opts.cpu_percent.clamp(1, 100);
@@ -456,7 +484,7 @@ async fn session(
                             cancelled.remove(&a.chunk_id);
                             continue;
                         }
-                        if let Some(kept) = carried.take_result(&a) {
+                        if let Some(kept) = carried.take_result(&a, left_out) {
                             tracing::info!(chunk_id = a.chunk_id, numbers = kept.count, "answered with the result factored for the previous connection");
                             send_result(&mut sink, sent, kept).await?;
                             continue;
@@ -482,7 +510,7 @@ async fn session(
                             let assignment = Arc::clone(&a);
                             let factored = tokio::task::spawn_blocking(move || {
                                 let began = Instant::now();
-                                let factors = factor_chunk(&a.numbers, cpu);
+                                let factors = factor_chunk(&a.numbers, cpu, left_out);
                                 let took = began.elapsed();
                                 let count = factors.len();
                                 // Written out here, on the compute thread, not by
@@ -492,7 +520,7 @@ async fn session(
                                 // for all threads would cap a many-core worker.
                                 let compute_us = Some(took.as_micros() as u64);
                                 let text = ClientMessage::Result(ChunkResult { chunk_id, factors, compute_us }).encode();
-                                Factored { chunk_id, count, took, text, epoch, assignment }
+                                Factored { chunk_id, count, took, text, epoch, assignment, left_out }
                             })
                             .await;
                             if let Ok(factored) = factored {
@@ -532,8 +560,8 @@ async fn session(
             Some(factored) = done_rx.recv() => {
                 // Factored for an ended connection and not asked for again
                 // (yet): kept for a later assignment of the same chunk.
-                let Factored { chunk_id, count, took, text, epoch: factored_for, assignment } = factored;
-                let kept = Kept { assignment, count, text: text.into() };
+                let Factored { chunk_id, count, took, text, epoch: factored_for, assignment, left_out } = factored;
+                let kept = Kept { assignment, count, text: text.into(), left_out };
                 if factored_for != epoch && !adopted.remove(&chunk_id) {
                     stats.numbers += count as u64;
                     stats.chunks += 1;
@@ -617,6 +645,8 @@ struct Factored {
     /// that connection assigned.
     epoch: u64,
     assignment: Arc<Assignment>,
+    /// The text's form ([`Kept::left_out`]).
+    left_out: bool,
 }
 
 /// Ctrl-C (SIGINT), or SIGTERM: how systemd, Docker and Kubernetes stop a
@@ -653,8 +683,18 @@ async fn stop_signal() {
 /// work / (work + sleep) matches `cpu_percent`. A range of small numbers is
 /// sieved as a whole (`factor_progression`), in slices of [`RANGE_SLICE`]
 /// numbers when throttled.
-fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8) -> FactorLists {
+fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, left_out: bool) -> FactorLists {
     let mut out = FactorLists::with_capacity(numbers.len(), 4);
+    out.set_largest_left_out(left_out);
+    // Each list as the connection's protocol writes it: with or without
+    // its last (largest) factor.
+    let keep = |l: &[u128]| -> usize {
+        if left_out {
+            l.len().saturating_sub(1)
+        } else {
+            l.len()
+        }
+    };
     let mut slice_start = Instant::now();
     let mut rest_if_due = || {
         if cpu_percent < 100 {
@@ -675,14 +715,20 @@ fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8) -> FactorLists {
             let mut from = 0;
             while let Some(first) = numbers.get(from) {
                 let count = slice.min(len - from);
-                crowdfactor_factor::factor_progression(first, r.step(), count, |l| out.push(l));
+                crowdfactor_factor::factor_progression(first, r.step(), count, |l| {
+                    out.push(&l[..keep(l)]);
+                });
                 from += count;
                 rest_if_due();
             }
         }
         _ => {
             for n in numbers.iter() {
-                out.push_with(|v| crowdfactor_factor::factor_into(n, v));
+                out.push_with(|v| {
+                    let from = v.len();
+                    crowdfactor_factor::factor_into(n, v);
+                    v.truncate(from + keep(&v[from..]));
+                });
                 rest_if_due();
             }
         }
@@ -699,7 +745,8 @@ mod tests {
     use crowdfactor_protocol::NumberRange;
 
     /// A sieved range (whole, or in slices when throttled), a range of large
-    /// numbers and a list all give `factor`'s lists, in order.
+    /// numbers and a list all give `factor`'s lists, in order, with or
+    /// without each largest factor.
     #[test]
     fn chunks_factor_like_factor() {
         let range = |start: u128, count: u64| {
@@ -715,8 +762,14 @@ mod tests {
             ),
         ] {
             let want: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
-            let got = factor_chunk(&numbers, cpu);
+            let got = factor_chunk(&numbers, cpu, false);
             assert!(got.iter().eq(want.iter().map(|l| &l[..])), "cpu {cpu}");
+            assert!(!got.largest_left_out());
+            // Protocol 5: each list without its last factor.
+            let got = factor_chunk(&numbers, cpu, true);
+            let short = want.iter().map(|l| &l[..l.len().saturating_sub(1)]);
+            assert!(got.iter().eq(short), "cpu {cpu}, largest left out");
+            assert!(got.largest_left_out());
         }
     }
 
