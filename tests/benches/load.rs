@@ -181,9 +181,16 @@ async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
                     let ack = ClientMessage::Ack {
                         chunk_id: a.chunk_id,
                     };
+                    // As protocol 5 workers send them: each list without
+                    // its largest factor.
                     let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
+                    factors.set_largest_left_out(true);
                     for n in a.numbers.iter() {
-                        factors.push_with(|v| crowdfactor_factor::factor_into(n, v));
+                        factors.push_with(|v| {
+                            let from = v.len();
+                            crowdfactor_factor::factor_into(n, v);
+                            v.truncate(v.len().saturating_sub(1).max(from));
+                        });
                     }
                     let result = ClientMessage::Result(ChunkResult {
                         chunk_id: a.chunk_id,
