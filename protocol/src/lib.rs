@@ -70,8 +70,8 @@
 //! when that is 1). So a prime and `1` both have an empty list (and a list
 //! with every factor reads the same: nothing is left to restore). The lists
 //! are separated by `;`. The example, `"2 2;;"`, answers the chunk 12, 1, 5
-//! (12 = 2·2·3, 1, 5). Leaving the largest factor out makes results about a
-//! third the size (on a range from 10^12 it is most of each list's digits)
+//! (12 = 2·2·3, 1, 5). Leaving the largest factor out makes results less
+//! than half the size (on a range from 10^12 it is most of each list's digits)
 //! and costs the coordinator one division per number; it still checks every
 //! factor, the restored one included. Workers speaking protocol 3 or 4 send
 //! every factor (`"2 2 3;;5"`). See [`FactorLists`].
@@ -83,7 +83,7 @@
 //! | `welcome` | `{"type":"welcome","protocol":5,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
 //! | `assign` | `{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}`, or for a slice of a range job `"numbers":{"start":"999999999999","step":"2","count":50000}` (see [`ChunkNumbers`]) |
 //! | `accepted` | `{"type":"accepted","chunk_id":17}` |
-//! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: product of factors is 999999999997"}` |
+//! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: the product of the factors is 5, which does not divide 999999999999"}` |
 //! | `cancel` | `{"type":"cancel","chunk_ids":[18]}` (drop these; their results are no longer wanted) |
 //! | `idle` | `{"type":"idle"}` |
 //! | `heartbeat` | `{"type":"heartbeat"}` (the answer to one; from protocol 4) |
