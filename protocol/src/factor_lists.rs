@@ -105,6 +105,29 @@ impl FactorLists {
         self.close_list();
     }
 
+    /// Appends a number's whole factorization (ascending, with
+    /// multiplicity) in these lists' form: without its last, largest
+    /// factor when [`FactorLists::largest_left_out`] is set.
+    pub fn push_factorization(&mut self, factors: &[u128]) {
+        let keep = if self.largest_left_out {
+            factors.len().saturating_sub(1)
+        } else {
+            factors.len()
+        };
+        self.push(&factors[..keep]);
+    }
+
+    /// [`FactorLists::push_factorization`] of the factorization `fill`
+    /// appends to the vector it is given.
+    pub fn push_factorization_with(&mut self, fill: impl FnOnce(&mut Vec<u128>)) {
+        let from = self.factors.len();
+        fill(&mut self.factors);
+        if self.largest_left_out && self.factors.len() > from {
+            self.factors.pop();
+        }
+        self.close_list();
+    }
+
     fn close_list(&mut self) {
         self.source = None;
         // 2^32 factors would be at least 8 GiB of u128s: far beyond any
@@ -426,6 +449,29 @@ mod tests {
             grown.push(&[11]);
             expected.push(&[11]);
             assert_eq!(text(&grown, ';'), text(&expected, ';'));
+        }
+    }
+
+    /// Whole factorizations go in whole, or without their largest factor
+    /// when the lists are marked so; both ways of appending agree.
+    #[test]
+    fn factorizations_are_pushed_in_the_lists_form() {
+        let whole: [&[u128]; 5] = [&[2, 2, 3], &[], &[5], &[3, 3], &[7, u128::MAX]];
+        for left_out in [false, true] {
+            let (mut pushed, mut filled) = (FactorLists::new(), FactorLists::new());
+            pushed.set_largest_left_out(left_out);
+            filled.set_largest_left_out(left_out);
+            for f in whole {
+                pushed.push_factorization(f);
+                filled.push_factorization_with(|v| v.extend_from_slice(f));
+            }
+            let expected: Vec<&[u128]> = if left_out {
+                vec![&[2, 2], &[], &[], &[3], &[7]]
+            } else {
+                whole.to_vec()
+            };
+            assert_eq!(pushed.iter().collect::<Vec<_>>(), expected);
+            assert_eq!(filled, pushed);
         }
     }
 

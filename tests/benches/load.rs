@@ -186,11 +186,7 @@ async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
                     let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
                     factors.set_largest_left_out(true);
                     for n in a.numbers.iter() {
-                        factors.push_with(|v| {
-                            let from = v.len();
-                            crowdfactor_factor::factor_into(n, v);
-                            v.truncate(v.len().saturating_sub(1).max(from));
-                        });
+                        factors.push_factorization_with(|v| crowdfactor_factor::factor_into(n, v));
                     }
                     let result = ClientMessage::Result(ChunkResult {
                         chunk_id: a.chunk_id,

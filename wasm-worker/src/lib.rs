@@ -63,16 +63,12 @@ fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut FactorL
     match (numbers, numbers.get(from)) {
         (ChunkNumbers::Range(r), Some(first)) if from < to => {
             crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| {
-                out.push(&l[..l.len().saturating_sub(1)]);
+                out.push_factorization(l);
             });
         }
         _ => {
             for n in (from..to).filter_map(|i| numbers.get(i)) {
-                out.push_with(|v| {
-                    let from = v.len();
-                    crowdfactor_factor::factor_into(n, v);
-                    v.truncate(v.len().saturating_sub(1).max(from));
-                });
+                out.push_factorization_with(|v| crowdfactor_factor::factor_into(n, v));
             }
         }
     }

@@ -685,16 +685,9 @@ async fn stop_signal() {
 /// numbers when throttled.
 fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, left_out: bool) -> FactorLists {
     let mut out = FactorLists::with_capacity(numbers.len(), 4);
-    out.set_largest_left_out(left_out);
     // Each list as the connection's protocol writes it: with or without
-    // its last (largest) factor.
-    let keep = |l: &[u128]| -> usize {
-        if left_out {
-            l.len().saturating_sub(1)
-        } else {
-            l.len()
-        }
-    };
+    // its largest factor.
+    out.set_largest_left_out(left_out);
     let mut slice_start = Instant::now();
     let mut rest_if_due = || {
         if cpu_percent < 100 {
@@ -716,7 +709,7 @@ fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, left_out: bool) -> Fact
             while let Some(first) = numbers.get(from) {
                 let count = slice.min(len - from);
                 crowdfactor_factor::factor_progression(first, r.step(), count, |l| {
-                    out.push(&l[..keep(l)]);
+                    out.push_factorization(l);
                 });
                 from += count;
                 rest_if_due();
@@ -724,11 +717,7 @@ fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, left_out: bool) -> Fact
         }
         _ => {
             for n in numbers.iter() {
-                out.push_with(|v| {
-                    let from = v.len();
-                    crowdfactor_factor::factor_into(n, v);
-                    v.truncate(from + keep(&v[from..]));
-                });
+                out.push_factorization_with(|v| crowdfactor_factor::factor_into(n, v));
                 rest_if_due();
             }
         }
