@@ -31,7 +31,10 @@
 //! `protocol` from [`OLDEST_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`];
 //! anything else gets an `error` message and the socket is closed. The
 //! coordinator speaks the worker's version: `welcome` repeats it, and
-//! protocol 3 workers get no answers to their heartbeats.
+//! protocol 3 workers get no answers to their heartbeats. A worker refused
+//! at `hello` with `bad_handshake` (a coordinator older than it) may offer
+//! a lower version on a new connection: the native worker steps down one
+//! version at a time to [`OLDEST_PROTOCOL_VERSION`] and gives up below.
 //!
 //! The coordinator answers every `heartbeat` with one (unless frames are
 //! already waiting to be written to that worker), so a worker can tell a

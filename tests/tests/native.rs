@@ -1279,6 +1279,98 @@ mod scripted_coordinator {
         send(&mut ws, ServerMessage::Idle).await;
         assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
     }
+
+    /// Accepts the worker's connection and reads its `hello`: the protocol
+    /// version it offers.
+    async fn hello_offering(listener: &tokio::net::TcpListener) -> (Ws, u32) {
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+            .await
+            .expect("the worker connects again")
+            .unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        match next(&mut ws).await {
+            Some(ClientMessage::Hello(h)) => (ws, h.protocol),
+            other => panic!("expected a hello, got {other:?}"),
+        }
+    }
+
+    /// Refuses a hello offering `offered` as a coordinator speaking
+    /// `oldest` to `newest` does (the words of the coordinators that spoke
+    /// 3 to 4, and of this one), and closes.
+    async fn refuse_version(mut ws: Ws, offered: u32, (oldest, newest): (u32, u32)) {
+        let message = format!(
+            "protocol version {offered} is not supported; this coordinator speaks {oldest} to {newest}"
+        );
+        send(
+            &mut ws,
+            ServerMessage::Error {
+                code: crowdfactor_protocol::ErrorCode::BadHandshake,
+                message,
+            },
+        )
+        .await;
+        ws.close(None).await.ok();
+    }
+
+    /// A worker newer than its coordinator: refused at `hello` for its
+    /// version, it offers the next lower one at once, down to the oldest
+    /// it speaks, and works in the version accepted (whole lists below
+    /// protocol 5). The next connection offers the newest again (the
+    /// coordinator may have been upgraded meanwhile). A coordinator that
+    /// speaks none of its versions makes it give up (exit 3).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_speaks_the_version_of_an_older_coordinator() {
+        use crowdfactor_protocol::OLDEST_PROTOCOL_VERSION;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let mut worker = WorkerProc::spawn_at(&url, &["--threads", "1", "--exit-when-idle"]);
+        // A coordinator of protocols 3 to 4.
+        let refused = tokio::time::Instant::now();
+        let (ws, offered) = hello_offering(&listener).await;
+        assert_eq!(offered, PROTOCOL_VERSION);
+        refuse_version(ws, offered, (3, 4)).await;
+        let (mut ws, offered) = hello_offering(&listener).await;
+        assert_eq!(offered, PROTOCOL_VERSION - 1);
+        assert!(
+            refused.elapsed() < Duration::from_secs(1),
+            "the lower version is offered at once, not after a back-off"
+        );
+        send(
+            &mut ws,
+            ServerMessage::Welcome {
+                protocol: offered,
+                worker_id: 1,
+                heartbeat_ms: 5000,
+                lease_timeout_ms: 30_000,
+                ack_timeout_ms: 10_000,
+            },
+        )
+        .await;
+        let numbers = vec![1, 12, 97, 999_999_999_999, u128::MAX];
+        send(&mut ws, assign_numbers(3, numbers.clone())).await;
+        checked_result_in(&mut ws, 3, &numbers, false).await;
+        send(&mut ws, ServerMessage::Accepted { chunk_id: 3 }).await;
+        // Upgraded while the worker was away.
+        drop(ws);
+        let mut ws = welcome(&listener, 5000).await;
+        send(&mut ws, assign_numbers(4, numbers.clone())).await;
+        checked_result_in(&mut ws, 4, &numbers, true).await;
+        send(&mut ws, ServerMessage::Idle).await;
+        assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
+
+        // A coordinator of protocols 1 to 2: every version refused.
+        let mut worker = WorkerProc::spawn_at(&url, &["--threads", "1"]);
+        for version in (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).rev() {
+            let (ws, offered) = hello_offering(&listener).await;
+            assert_eq!(offered, version);
+            refuse_version(ws, offered, (1, 2)).await;
+        }
+        assert_eq!(
+            worker.wait(Duration::from_secs(20)),
+            Some(3),
+            "refused in every version it speaks: the worker gives up"
+        );
+    }
 }
 
 /// A live server answers the worker's heartbeats (and pings): a worker

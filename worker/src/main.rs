@@ -32,8 +32,10 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Exit codes: 0 success (idle with --exit-when-idle, or stopped); 1 invalid
 /// numbers given to `factor`; 2 bad command line; 3 refused by the
-/// coordinator for good (wrong or missing --token, or a protocol version it
-/// does not speak: upgrade the worker); 130 a second stop signal. Anything else
+/// coordinator for good (wrong or missing --token, or it speaks none of the
+/// worker's protocol versions, 3 to 5: upgrade whichever is older; a newer
+/// worker speaks an older coordinator's version by itself); 130 a second
+/// stop signal. Anything else
 /// (server down, restarting, banned for a while) is retried with backoff.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{
     Assignment, ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
-    ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
@@ -137,6 +138,7 @@ pub async fn run(opts: Options) -> ExitCode {
         // What two connections' worth of chunks can leave: a chunk
         // computing and one answered per slot.
         most: 4 * opts.threads,
+        offer: PROTOCOL_VERSION,
         ..Carried::default()
     };
     let code = loop {
@@ -157,6 +159,7 @@ pub async fn run(opts: Options) -> ExitCode {
         )
         .await;
         held.carry_into(&mut carried);
+        let offered = std::mem::replace(&mut carried.offer, PROTOCOL_VERSION);
         match outcome {
             Ok(End::Idle) => {
                 tracing::info!(
@@ -169,6 +172,16 @@ pub async fn run(opts: Options) -> ExitCode {
             Ok(End::Interrupted) => {
                 tracing::info!(numbers = stats.numbers, "interrupted; exiting");
                 return ExitCode::SUCCESS;
+            }
+            Err(SessionError::Refused {
+                code: ErrorCode::BadHandshake,
+                message,
+            }) if offered > OLDEST_PROTOCOL_VERSION => {
+                // A coordinator older than this worker: speak its version
+                // (results then carry whole lists). Each new connection
+                // offers the newest again, in case it was upgraded.
+                carried.offer = offered - 1;
+                tracing::info!(server = %opts.server, refused = offered, why = message.as_str(), "the coordinator does not speak this protocol version; offering {}", offered - 1);
             }
             Err(SessionError::Refused {
                 code: code @ (ErrorCode::Unauthorized | ErrorCode::BadHandshake),
@@ -311,6 +324,9 @@ struct Carried {
     /// Whether the last connection's results left out the largest factors
     /// (its protocol version); `running` chunks are factored in that form.
     left_out: Option<bool>,
+    /// The protocol version the next `hello` offers: the newest, or one
+    /// below the version a coordinator just refused.
+    offer: u32,
 }
 
 /// How long a result is kept for a later connection: chunks are leased
@@ -398,7 +414,7 @@ async fn session(
     let (ws, _) = connected.map_err(connect_error)?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello(Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol: carried.offer,
         kind: WorkerKind::Native,
         // Two chunks per thread: one computing, one waiting, so no thread idles
         // during a round trip.
