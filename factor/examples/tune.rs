@@ -3,7 +3,10 @@
 //! [CLASS]`. The full benchmark with GNU factor and wasm is `benches/classes.rs`.
 #![allow(clippy::print_stdout, reason = "a command-line report")]
 
-use crowdfactor_factor::{factor, factor_progression, is_prime, verify, verify_progression};
+use crowdfactor_factor::{
+    factor, factor_progression, is_prime, verify, verify_progression, verify_progression_resuming,
+    SieveResume,
+};
 use std::time::Instant;
 
 /// Nanoseconds per number of one run of `run` over `count` numbers.
@@ -167,6 +170,34 @@ fn main() {
             }
             println!("verify from {start} × {count:6}: {each:6.1} ns per number one by one, {prog:6.1} ns as a progression");
         }
+        // A range job's chunks checked one after another (the 10^6 job's
+        // chunks of 44,620 numbers): each sieve from scratch, or resuming
+        // where the one before stopped.
+        let (start, chunk, chunks) = (999_999_999_999u128, 44_620usize, 8usize);
+        let lists: Vec<Vec<u128>> = (0..(chunk * chunks) as u128)
+            .map(|i| factor(start + 2 * i))
+            .collect();
+        let (mut fresh, mut resumed) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            for resuming in [false, true] {
+                let mut resume = SieveResume::default();
+                let t = ns_per_number(lists.len(), || {
+                    for (k, part) in lists.chunks(chunk).enumerate() {
+                        let from = start + 2 * (k * chunk) as u128;
+                        let part = part.iter().map(|l| &l[..]);
+                        let verdict = if resuming {
+                            verify_progression_resuming(from, 2, part, false, &mut resume)
+                        } else {
+                            verify_progression(from, 2, part)
+                        };
+                        assert!(verdict.is_ok());
+                    }
+                });
+                let best = if resuming { &mut resumed } else { &mut fresh };
+                *best = best.min(t);
+            }
+        }
+        println!("verify from {start}, {chunks} chunks of {chunk} one after another: {fresh:6.1} ns per number each sieve afresh, {resumed:6.1} ns resuming");
         return;
     }
     for (name, nums) in &classes {

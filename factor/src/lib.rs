@@ -38,8 +38,8 @@ use arith::{
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 pub use progression::{
-    factor_progression, progression_is_sieved, verify_progression,
-    verify_progression_without_largest,
+    factor_progression, progression_is_sieved, verify_progression, verify_progression_resuming,
+    verify_progression_without_largest, SieveResume,
 };
 
 /// Builds the engine's lookup tables and runs its methods once, so that the

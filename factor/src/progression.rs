@@ -49,7 +49,7 @@ where
     I: IntoIterator<Item = &'a [u128]>,
     I::IntoIter: ExactSizeIterator,
 {
-    verify_lists(start, step, lists.into_iter(), Lists::Whole)
+    verify_lists(start, step, lists.into_iter(), Lists::Whole, None)
 }
 
 /// [`verify_progression`] for lists written without their largest factor
@@ -72,7 +72,80 @@ where
     I: IntoIterator<Item = &'a [u128]>,
     I::IntoIter: ExactSizeIterator,
 {
-    verify_lists(start, step, lists.into_iter(), Lists::LargestLeftOut)
+    verify_lists(start, step, lists.into_iter(), Lists::LargestLeftOut, None)
+}
+
+/// Where a verifying sieve left off, so that the next chunk of the same
+/// progression (starting at the number after the last one checked) skips
+/// the sieve's per-prime set-up — one division per prime up to √last,
+/// about a fifth of the sieve's time on 44,620 numbers from 10^12. Kept by
+/// [`verify_progression_resuming`]; empty when there is nothing to resume
+/// (the last chunk was not sieved, or a wrong list stopped the sieve).
+#[derive(Debug, Clone, Default)]
+pub struct SieveResume {
+    /// The progression's next number and its step (0: nothing to resume).
+    next: u64,
+    step: u64,
+    /// For each odd prime up to the last chunk's bound, in order: the
+    /// index of its first multiple from `next` on ([`NO_MULTIPLE`],
+    /// [`EVERY_NUMBER`] when the prime divides the step).
+    offsets: Vec<u32>,
+}
+
+/// [`SieveResume::offsets`]: no number of the progression is a multiple.
+const NO_MULTIPLE: u32 = u32::MAX;
+/// [`SieveResume::offsets`]: every number of the progression is.
+const EVERY_NUMBER: u32 = u32::MAX - 1;
+
+impl SieveResume {
+    /// Whether a chunk of the progression `start`, `start + step`, … is the
+    /// one that follows where this sieve left off.
+    pub fn resumes(&self, start: u128, step: u128) -> bool {
+        self.step != 0 && u128::from(self.next) == start && u128::from(self.step) == step
+    }
+
+    /// Whether there is nothing to resume.
+    pub fn is_empty(&self) -> bool {
+        self.step == 0
+    }
+}
+
+/// [`verify_progression`] (or, with `largest_left_out`,
+/// [`verify_progression_without_largest`]) of one chunk of a longer
+/// progression checked chunk after chunk: when `resume` holds where the
+/// sieve of the chunk just before this one left off, the sieve starts from
+/// there instead of finding every prime's first multiple again; afterwards
+/// `resume` holds where this chunk's sieve left off (or nothing). The
+/// verdict is the same either way.
+///
+/// ```
+/// use crowdfactor_factor::{factor, verify_progression_resuming, SieveResume};
+/// let lists: Vec<Vec<u128>> = (0..40_000).map(|i| factor(999_999_999_999 + 2 * i)).collect();
+/// let (first, second) = lists.split_at(20_000);
+/// let mut resume = SieveResume::default();
+/// let first = first.iter().map(|l| &l[..]);
+/// assert!(verify_progression_resuming(999_999_999_999, 2, first, false, &mut resume).is_ok());
+/// assert!(resume.resumes(999_999_999_999 + 40_000, 2));
+/// let second = second.iter().map(|l| &l[..]);
+/// assert!(verify_progression_resuming(999_999_999_999 + 40_000, 2, second, false, &mut resume).is_ok());
+/// ```
+pub fn verify_progression_resuming<'a, I>(
+    start: u128,
+    step: u128,
+    lists: I,
+    largest_left_out: bool,
+    resume: &mut SieveResume,
+) -> Result<(), (usize, VerifyError)>
+where
+    I: IntoIterator<Item = &'a [u128]>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let form = if largest_left_out {
+        Lists::LargestLeftOut
+    } else {
+        Lists::Whole
+    };
+    verify_lists(start, step, lists.into_iter(), form, Some(resume))
 }
 
 /// How a factor list is written.
@@ -98,16 +171,29 @@ fn verify_lists<'a>(
     step: u128,
     lists: impl ExactSizeIterator<Item = &'a [u128]>,
     form: Lists,
+    resume: Option<&mut SieveResume>,
 ) -> Result<(), (usize, VerifyError)> {
     match sieve_bound(start, step, lists.len(), 8.0) {
         Some(s) => {
             let mut wrong = vec![];
-            sieve(start as u64, step as u64, s, lists, form, &mut wrong, false);
+            sieve(
+                start as u64,
+                step as u64,
+                s,
+                lists,
+                form,
+                &mut wrong,
+                false,
+                resume,
+            );
             wrong.pop().map_or(Ok(()), Err)
         }
         // Number by number (no lists at all included); past 2^128 the
         // progression's numbers run out.
         None => {
+            if let Some(r) = resume {
+                *r = SieveResume::default();
+            }
             let mut n = Some(start);
             for (i, list) in lists.enumerate() {
                 let Some(v) = n else {
@@ -273,7 +359,10 @@ fn worth_sieving(s: u64, count: usize, per_prime: f64) -> bool {
 
 /// The sieve proper: numbers below 2^44, 2 ≤ s = ⌊√last⌋ < 2^22. Pushes
 /// wrong lists (index, verdict) to `wrong`: the first found, or with `all`
-/// every one (for tests).
+/// every one (for tests). With `resume`, starts from where it says when it
+/// [`SieveResume::resumes`] this progression here, and leaves where this
+/// sieve stopped in it (nothing when it stopped early, at a wrong list).
+#[allow(clippy::too_many_arguments)]
 fn sieve<'a>(
     start: u64,
     step: u64,
@@ -282,7 +371,16 @@ fn sieve<'a>(
     form: Lists,
     wrong: &mut Vec<(usize, VerifyError)>,
     all: bool,
+    mut resume: Option<&mut SieveResume>,
 ) {
+    let carried = match resume.as_deref_mut() {
+        Some(r) if r.resumes(start.into(), step.into()) => core::mem::take(r).offsets,
+        Some(r) => {
+            *r = SieveResume::default();
+            vec![]
+        }
+        None => vec![],
+    };
     let bits = primes();
     // Per number, the factor above s (1: none or already judged); the rest
     // is checked here.
@@ -304,11 +402,38 @@ fn sieve<'a>(
             }
         }
     }
-    for p in odd_primes_upto(bits, s) {
-        sieve_one(p, start, step, &mut big, wrong);
+    let len = big.len();
+    let mut ends = Vec::with_capacity(if resume.is_some() {
+        carried.len().max(1024)
+    } else {
+        0
+    });
+    for (k, p) in odd_primes_upto(bits, s).enumerate() {
+        let first = match carried.get(k) {
+            Some(&NO_MULTIPLE) => None,
+            Some(&EVERY_NUMBER) => Some((0, 1)),
+            Some(&at) => Some((at as usize, p as usize)),
+            None => first_multiple(p, start, step),
+        };
+        let end = first.map(|(i, stride)| (sieve_one(i, stride, p, &mut big, wrong), stride));
         if !all && !wrong.is_empty() {
             return;
         }
+        if resume.is_some() {
+            ends.push(match end {
+                None => NO_MULTIPLE,
+                Some((_, 1)) => EVERY_NUMBER,
+                // The next multiple lies within p of the last number.
+                Some((i, _)) => (i - len) as u32,
+            });
+        }
+    }
+    if let Some(r) = resume {
+        *r = SieveResume {
+            next: start + len as u64 * step,
+            step,
+            offsets: ends,
+        };
     }
 }
 
@@ -360,21 +485,19 @@ fn split_check(bits: &[u64], n: u64, s: u64, list: &[u128], form: Lists) -> Opti
     Some(big)
 }
 
-/// Tests the big factor of every number divisible by the odd prime `p`;
-/// a composite one is reported and not looked at again.
+/// Tests the big factor of every number divisible by the odd prime `p`
+/// (from index `i`, every `stride`); a composite one is reported and not
+/// looked at again. Returns the index of the first multiple past the end.
 #[inline]
 fn sieve_one(
+    mut i: usize,
+    stride: usize,
     p: u64,
-    start: u64,
-    step: u64,
     big: &mut [u64],
     wrong: &mut Vec<(usize, VerifyError)>,
-) {
-    let Some((mut i, stride)) = first_multiple(p, start, step) else {
-        return;
-    };
+) -> usize {
     if i >= big.len() {
-        return;
+        return i;
     }
     // Divisibility by multiplication: L·p⁻¹ mod 2^64 times p fits 64 bits iff p | L.
     let inv = inv_mod_2_64(p);
@@ -387,6 +510,7 @@ fn sieve_one(
         }
         i += stride;
     }
+    i
 }
 
 /// Every odd prime up to `s`, from the shared bitmap (bit i ↔ 2i + 1; 1 is
@@ -515,9 +639,38 @@ mod tests {
                     form,
                     &mut wrong,
                     true,
+                    None,
                 );
                 wrong.sort_by_key(|w| w.0);
                 assert_eq!(wrong, expect, "{form:?}: start {start} step {step}");
+                // The same in three chunks, each resuming where the sieve
+                // of the one before left off (each chunk's own bound).
+                if start >= 4 {
+                    let cuts = [0, count / 3, count / 2 + 1, count];
+                    let mut resume = SieveResume::default();
+                    let mut wrong = vec![];
+                    for w in cuts.windows(2).filter(|w| w[0] < w[1]) {
+                        let (from, to) = (w[0], w[1]);
+                        assert!(from == 0 || resume.resumes(n(from), step));
+                        let mut found = vec![];
+                        sieve(
+                            n(from) as u64,
+                            step as u64,
+                            n(to - 1).isqrt() as u64,
+                            slices(&lists[from..to]),
+                            form,
+                            &mut found,
+                            true,
+                            Some(&mut resume),
+                        );
+                        wrong.extend(found.into_iter().map(|(i, e)| (from + i, e)));
+                    }
+                    wrong.sort_by_key(|w| w.0);
+                    assert_eq!(
+                        wrong, expect,
+                        "{form:?} in chunks: start {start} step {step}"
+                    );
+                }
             }
             match &public {
                 Err((j, f)) => assert_eq!(form.verify(n(*j), &lists[*j]), Err(f.clone())),

@@ -2,12 +2,14 @@
 //! number by number, and the coordinator's sieve check (`verify_progression`)
 //! refuses a list exactly when `verify` does, with `verify`'s verdict; the
 //! same for lists without their largest factors (protocol 5:
-//! `verify_progression_without_largest` against `verify_without_largest`).
+//! `verify_progression_without_largest` against `verify_without_largest`),
+//! and for the progression checked in two chunks, the second resuming the
+//! first one's sieve (`verify_progression_resuming`).
 #![no_main]
 
 use crowdfactor_factor::{
-    factor, factor_progression, verify, verify_progression, verify_progression_without_largest,
-    verify_without_largest,
+    factor, factor_progression, verify, verify_progression, verify_progression_resuming,
+    verify_progression_without_largest, verify_without_largest, SieveResume,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -82,6 +84,24 @@ fuzz_target!(|input: (u64, u8, u16, u16, u16, u8, Vec<u64>)| {
         "{n}: {:?}",
         lists[i]
     );
+    // In two chunks, the second resuming the first one's sieve: the
+    // wrong list is found in its chunk, at its index there.
+    let cut = usize::from(claim.len() as u16 ^ at) % count;
+    let (first, second) = lists.split_at(cut);
+    let mut resume = SieveResume::default();
+    let first_verdict =
+        verify_progression_resuming(start, step, as_slices(first), false, &mut resume);
+    if i < cut {
+        assert_eq!(first_verdict, want, "{n} in the first of two chunks");
+    } else {
+        assert_eq!(first_verdict, Ok(()));
+        let from = start + step * cut as u128;
+        assert_eq!(
+            verify_progression_resuming(from, step, as_slices(second), false, &mut resume),
+            want.clone().map_err(|(j, e)| (j - cut, e)),
+            "{n} in the second of two chunks, from {from}"
+        );
+    }
     // The same lists without their last factors: right or wrong as
     // `verify_without_largest` says.
     let short = shortened(&lists);

@@ -108,6 +108,8 @@ pub struct Coordinator {
     max_list_bytes: u64,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Where the verifying sieves of recent range chunks left off.
+    pub(crate) sieves: crate::ws::SieveCache,
 }
 
 /// Why a job was not created.
@@ -674,6 +676,7 @@ impl Coordinator {
             timing,
             max_list_bytes: u64::MAX,
             metrics: Metrics::default(),
+            sieves: crate::ws::SieveCache::default(),
         })
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
+use crowdfactor_factor::SieveResume;
 use crowdfactor_protocol::{
     ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
     ServerMessage, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -441,9 +442,10 @@ impl Session<'_> {
         let work = async move {
             // Small chunks verify in microseconds: not worth a thread hop.
             let checked = if work.numbers.len() <= INLINE_VERIFY {
-                check(&work.numbers, result)
+                check(&work.numbers, &coord.sieves, result)
             } else {
-                tokio::task::spawn_blocking(move || check(&work.numbers, result))
+                let coord = Arc::clone(&coord);
+                tokio::task::spawn_blocking(move || check(&work.numbers, &coord.sieves, result))
                     .await
                     .unwrap_or(Err(Refusal::TaskFailed))
             };
@@ -536,7 +538,46 @@ enum Refusal {
 
 /// Checks a worker's result against the chunk: one factor list per number,
 /// each the number's verified factorization. Returns the factor lists.
-fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Refusal> {
+/// Where the verifying sieves of the last few range chunks left off: the
+/// chunk after one of them (most often the same worker's next one) skips
+/// the sieve's per-prime set-up. At most [`SIEVES_KEPT`] entries of up to
+/// 1.2 MB each (a u32 per prime below 2^22), the oldest dropped first.
+/// Found by the progression alone (next number and step), whatever job
+/// it came from: where a prime's next multiple lies depends on nothing else.
+#[derive(Debug, Default)]
+pub(crate) struct SieveCache(std::sync::Mutex<Vec<SieveResume>>);
+
+/// Sieves kept by [`SieveCache`]: one per worker of a range job is what
+/// helps, and a job's chunks are leased in order.
+const SIEVES_KEPT: usize = 4;
+
+impl SieveCache {
+    /// Where a sieve left off just before this chunk, if one did.
+    fn take(&self, start: u128, step: u128) -> SieveResume {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match kept.iter().position(|r| r.resumes(start, step)) {
+            Some(i) => kept.remove(i),
+            None => SieveResume::default(),
+        }
+    }
+
+    fn keep(&self, resume: SieveResume) {
+        if resume.is_empty() {
+            return;
+        }
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= SIEVES_KEPT {
+            kept.remove(0);
+        }
+        kept.push(resume);
+    }
+}
+
+fn check(
+    numbers: &ChunkNumbers,
+    sieves: &SieveCache,
+    result: ChunkResult,
+) -> Result<FactorLists, Refusal> {
     if result.factors.len() != numbers.len() {
         return Err(Refusal::Count {
             expected: numbers.len(),
@@ -545,12 +586,19 @@ fn check(numbers: &ChunkNumbers, result: ChunkResult) -> Result<FactorLists, Ref
     }
     let lists = result.factors.iter();
     let verdict = match (numbers, result.factors.largest_left_out()) {
-        // A range is verified as one progression (a sieve when that is cheaper).
-        (ChunkNumbers::Range(r), false) => {
-            crowdfactor_factor::verify_progression(r.start(), r.step(), lists)
-        }
-        (ChunkNumbers::Range(r), true) => {
-            crowdfactor_factor::verify_progression_without_largest(r.start(), r.step(), lists)
+        // A range is verified as one progression (a sieve when that is
+        // cheaper), from where the sieve of the chunk before it stopped.
+        (ChunkNumbers::Range(r), left_out) => {
+            let mut resume = sieves.take(r.start(), r.step());
+            let verdict = crowdfactor_factor::verify_progression_resuming(
+                r.start(),
+                r.step(),
+                lists,
+                left_out,
+                &mut resume,
+            );
+            sieves.keep(resume);
+            verdict
         }
         (ChunkNumbers::List(l), left_out) => {
             let verify = if left_out {
@@ -592,9 +640,9 @@ mod tests {
         let (start, count) = (999_999_999_999u128, 20_000u64);
         let range = ChunkNumbers::Range(NumberRange::new(start, 2, count).expect("a valid range"));
         let good: Vec<Vec<u128>> = range.iter().map(crowdfactor_factor::factor).collect();
-        assert!(check(&range, result(good.clone())).is_ok());
+        assert!(check(&range, &SieveCache::default(), result(good.clone())).is_ok());
         let list = ChunkNumbers::List(range.iter().take(300).collect());
-        assert!(check(&list, result(good[..300].to_vec())).is_ok());
+        assert!(check(&list, &SieveCache::default(), result(good[..300].to_vec())).is_ok());
         for i in [0, 1, 299, 12_345, count as usize - 1] {
             let mut bad = good.clone();
             let n = start + 2 * i as u128;
@@ -607,18 +655,78 @@ mod tests {
                 }
                 _ => bad[i].insert(0, 1),
             }
-            let why = check(&range, result(bad.clone()))
+            let why = check(&range, &SieveCache::default(), result(bad.clone()))
                 .expect_err("a wrong result")
                 .to_string();
             assert!(why.starts_with(&format!("{n}: ")), "{why}");
             if i < 300 {
-                let why = check(&list, result(bad[..300].to_vec()))
+                let why = check(&list, &SieveCache::default(), result(bad[..300].to_vec()))
                     .expect_err("a wrong result")
                     .to_string();
                 assert!(why.starts_with(&format!("{n}: ")), "{why}");
             }
         }
-        assert!(check(&range, result(good[1..].to_vec())).is_err());
+        assert!(check(&range, &SieveCache::default(), result(good[1..].to_vec())).is_err());
+    }
+
+    /// A range job's chunks checked one after another go through the
+    /// sieve each resumes from where the one before stopped (kept in the
+    /// cache): right chunks pass, and a composite claimed prime in the
+    /// second one is still caught, in either form of the lists.
+    #[test]
+    fn consecutive_range_chunks_resume_the_sieve() {
+        let (start, count) = (999_999_999_999u128, 20_000u64);
+        let chunk = |from: u64| {
+            let range = NumberRange::new(start + 2 * u128::from(from), 2, count).expect("valid");
+            let numbers = ChunkNumbers::Range(range);
+            let good: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
+            (numbers, good)
+        };
+        for left_out in [false, true] {
+            let sieves = SieveCache::default();
+            let form = |lists: Vec<Vec<u128>>| {
+                let mut r = result(lists);
+                if left_out {
+                    let mut short = FactorLists::new();
+                    short.set_largest_left_out(true);
+                    for l in r.factors.iter() {
+                        short.push_factorization(l);
+                    }
+                    r.factors = short;
+                }
+                r
+            };
+            let (first, good) = chunk(0);
+            assert!(check(&first, &sieves, form(good)).is_ok());
+            let (second, good) = chunk(count);
+            // The two largest (odd) factors of a number claimed one prime.
+            let i = good
+                .iter()
+                .position(|l| l.len() >= 3 && l[l.len() - 2] > 2)
+                .expect("such a number");
+            let mut bad = good.clone();
+            let (a, b) = (
+                bad[i].pop().expect("3 factors"),
+                bad[i].pop().expect("3 factors"),
+            );
+            bad[i].push(a * b);
+            let n = second.get(i).expect("in the chunk");
+            assert!(sieves
+                .take(start + 2 * u128::from(count), 2)
+                .resumes(start + 2 * u128::from(count), 2));
+            assert!(check(&first, &sieves, form(chunk(0).1)).is_ok());
+            let why = check(&second, &sieves, form(bad))
+                .expect_err("a composite claimed prime")
+                .to_string();
+            assert!(why.starts_with(&format!("{n}: ")), "{why}");
+            assert!(check(&first, &sieves, form(chunk(0).1)).is_ok());
+            assert!(check(&second, &sieves, form(good)).is_ok());
+            let next = start + 4 * u128::from(count);
+            assert!(
+                sieves.take(next, 2).resumes(next, 2),
+                "the next chunk would resume"
+            );
+        }
     }
 
     /// Protocol 5 results (each largest factor left out): the right answer
@@ -642,7 +750,7 @@ mod tests {
         let list = ChunkNumbers::List(vec![1, 12, 97, (1 << 64) + 1, u128::MAX]);
         for numbers in [range, list] {
             let good: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
-            let checked = check(&numbers, short(&good)).expect("right");
+            let checked = check(&numbers, &SieveCache::default(), short(&good)).expect("right");
             assert!(checked.largest_left_out());
             let i = good
                 .iter()
@@ -653,14 +761,16 @@ mod tests {
             wrongs[0][i].remove(0);
             wrongs[1][i][0] += 2;
             for bad in wrongs {
-                let why = check(&numbers, short(&bad)).expect_err("wrong").to_string();
+                let why = check(&numbers, &SieveCache::default(), short(&bad))
+                    .expect_err("wrong")
+                    .to_string();
                 assert!(why.starts_with(&format!("{n}: ")), "{why}");
             }
             // Whole lists are right too: their product is the number, so
             // nothing is left to restore.
             let mut whole = result(good.clone());
             whole.factors.set_largest_left_out(true);
-            assert!(check(&numbers, whole).is_ok());
+            assert!(check(&numbers, &SieveCache::default(), whole).is_ok());
         }
     }
 }
