@@ -78,7 +78,7 @@ where
 /// Where a verifying sieve left off, so that the next chunk of the same
 /// progression (starting at the number after the last one checked) skips
 /// the sieve's per-prime set-up — one division per prime up to √last,
-/// about a fifth of the sieve's time on 44,620 numbers from 10^12. Kept by
+/// about a tenth of the sieve's time on 44,620 numbers from 10^12. Kept by
 /// [`verify_progression_resuming`]; empty when there is nothing to resume
 /// (the last chunk was not sieved, or a wrong list stopped the sieve).
 #[derive(Debug, Clone, Default)]

@@ -536,8 +536,6 @@ enum Refusal {
     TaskFailed,
 }
 
-/// Checks a worker's result against the chunk: one factor list per number,
-/// each the number's verified factorization. Returns the factor lists.
 /// Where the verifying sieves of the last few range chunks left off: the
 /// chunk after one of them (most often the same worker's next one) skips
 /// the sieve's per-prime set-up. At most [`SIEVES_KEPT`] entries of up to
@@ -573,6 +571,8 @@ impl SieveCache {
     }
 }
 
+/// Checks a worker's result against the chunk: one factor list per number,
+/// each the number's verified factorization. Returns the factor lists.
 fn check(
     numbers: &ChunkNumbers,
     sieves: &SieveCache,
