@@ -1244,6 +1244,20 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn inverses_mod_2_64_are_exact() {
+        let mut rng = fastrand::Rng::with_seed(64);
+        let odd = (0..100_000).map(|_| rng.u64(..) | 1);
+        for n in (1..=1001u64)
+            .step_by(2)
+            .chain([u64::MAX, u64::MAX - 2, 1 << 63 | 1])
+            .chain(odd)
+        {
+            assert_eq!(n.wrapping_mul(inv64(n)), 1, "{n}");
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn gcd_works() {
         assert_eq!(gcd(12u64, 18), 6);
         assert_eq!(gcd(0u64, 5), 5);

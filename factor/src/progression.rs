@@ -13,6 +13,7 @@
 //! chunk is long enough to repay the per-prime step; otherwise each number
 //! goes through [`verify`] as before.
 
+use crate::arith::inv64;
 use crate::ecm::{is_odd_prime, primes, MAX_B2};
 use crate::small::{is_small_prime, LIMIT};
 use crate::{verify, VerifyError};
@@ -290,7 +291,7 @@ fn sieve_factor(start: u64, step: u64, s: u64, count: usize, each: &mut dyn FnMu
         }
         // Division by multiplication: v·p⁻¹ mod 2^64 is v/p when p | v,
         // and p | v iff that product times p fits 64 bits.
-        let inv = inv_mod_2_64(p);
+        let inv = inv64(p);
         while i < count {
             // p divides the number, so it divides what is left of it
             // (only primes below p were taken out).
@@ -500,7 +501,7 @@ fn sieve_one(
         return i;
     }
     // Divisibility by multiplication: L·p⁻¹ mod 2^64 times p fits 64 bits iff p | L.
-    let inv = inv_mod_2_64(p);
+    let inv = inv64(p);
     while i < big.len() {
         let l = big[i];
         if l != 1 && (u128::from(l.wrapping_mul(inv)) * u128::from(p)) >> 64 == 0 {
@@ -567,15 +568,6 @@ fn inv_mod(t: u64, p: u64) -> u64 {
         (x, y) = (y, x - q * y);
     }
     x.rem_euclid(p as i64) as u64
-}
-
-/// p⁻¹ mod 2^64 for odd p (Newton: each step doubles the correct bits).
-fn inv_mod_2_64(p: u64) -> u64 {
-    let mut x = p; // correct to 3 bits: p·p ≡ 1 (mod 8)
-    for _ in 0..5 {
-        x = x.wrapping_mul(2u64.wrapping_sub(p.wrapping_mul(x)));
-    }
-    x
 }
 
 #[cfg(test)]
@@ -878,7 +870,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn modular_helpers() {
         for p in [3u64, 5, 7, 1_000_003, 4_194_301] {
-            assert_eq!(p.wrapping_mul(inv_mod_2_64(p)), 1);
+            assert_eq!(p.wrapping_mul(inv64(p)), 1);
             for t in [1u64, 2, 3, 10, p - 1, p + 1] {
                 if t % p != 0 {
                     assert_eq!(t % p * inv_mod(t % p, p) % p, 1, "{t} mod {p}");
