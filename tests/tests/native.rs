@@ -1012,11 +1012,15 @@ mod scripted_coordinator {
         heartbeat_ms: u64,
         protocol: u32,
     ) -> Ws {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        assert!(matches!(next(&mut ws).await, Some(ClientMessage::Hello(_))));
+        let (mut ws, _) = hello_offering(listener).await;
+        send_welcome(&mut ws, heartbeat_ms, protocol).await;
+        ws
+    }
+
+    /// Welcomes the worker whose `hello` was read, in protocol `protocol`.
+    async fn send_welcome(ws: &mut Ws, heartbeat_ms: u64, protocol: u32) {
         send(
-            &mut ws,
+            ws,
             ServerMessage::Welcome {
                 protocol,
                 worker_id: 1,
@@ -1026,7 +1030,6 @@ mod scripted_coordinator {
             },
         )
         .await;
-        ws
     }
 
     fn result_of(msg: Option<ClientMessage>) -> u64 {
@@ -1285,7 +1288,7 @@ mod scripted_coordinator {
     async fn hello_offering(listener: &tokio::net::TcpListener) -> (Ws, u32) {
         let (tcp, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
             .await
-            .expect("the worker connects again")
+            .expect("the worker connects within 20 s")
             .unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
         match next(&mut ws).await {
@@ -1335,17 +1338,7 @@ mod scripted_coordinator {
             refused.elapsed() < Duration::from_secs(1),
             "the lower version is offered at once, not after a back-off"
         );
-        send(
-            &mut ws,
-            ServerMessage::Welcome {
-                protocol: offered,
-                worker_id: 1,
-                heartbeat_ms: 5000,
-                lease_timeout_ms: 30_000,
-                ack_timeout_ms: 10_000,
-            },
-        )
-        .await;
+        send_welcome(&mut ws, 5000, offered).await;
         let numbers = vec![1, 12, 97, 999_999_999_999, u128::MAX];
         send(&mut ws, assign_numbers(3, numbers.clone())).await;
         checked_result_in(&mut ws, 3, &numbers, false).await;
