@@ -98,34 +98,11 @@ impl FactorLists {
         self.close_list();
     }
 
-    /// Appends one list written by `fill`, which appends its factors to the
-    /// vector it is given (e.g. `crowdfactor_factor::factor_into`).
-    pub fn push_with(&mut self, fill: impl FnOnce(&mut Vec<u128>)) {
-        fill(&mut self.factors);
-        self.close_list();
-    }
-
     /// Appends a number's whole factorization (ascending, with
     /// multiplicity) in these lists' form: without its last, largest
     /// factor when [`FactorLists::largest_left_out`] is set.
     pub fn push_factorization(&mut self, factors: &[u128]) {
-        let keep = if self.largest_left_out {
-            factors.len().saturating_sub(1)
-        } else {
-            factors.len()
-        };
-        self.push(&factors[..keep]);
-    }
-
-    /// [`FactorLists::push_factorization`] of the factorization `fill`
-    /// appends to the vector it is given.
-    pub fn push_factorization_with(&mut self, fill: impl FnOnce(&mut Vec<u128>)) {
-        let from = self.factors.len();
-        fill(&mut self.factors);
-        if self.largest_left_out && self.factors.len() > from {
-            self.factors.pop();
-        }
-        self.close_list();
+        self.push(listed(factors, self.largest_left_out));
     }
 
     fn close_list(&mut self) {
@@ -190,12 +167,16 @@ impl FactorLists {
             return;
         }
         let mut buf = crate::DecimalBuf::new();
-        for (i, list) in self.iter().enumerate() {
-            if i > 0 {
-                out.push(sep);
+        let mut sep_bytes = [0; 4];
+        let sep_bytes = sep.encode_utf8(&mut sep_bytes).as_bytes();
+        crate::push_ascii(out, |bytes| {
+            for (i, list) in self.iter().enumerate() {
+                if i > 0 {
+                    bytes.extend_from_slice(sep_bytes);
+                }
+                crate::push_decimal_bytes(bytes, list, &mut buf);
             }
-            crate::push_decimals(out, list, &mut buf);
-        }
+        });
     }
 
     /// The lists as text, like [`FactorLists::write_text`] into an empty
@@ -268,6 +249,17 @@ impl FactorLists {
                 Some(_) => i += 1,
             }
         }
+    }
+}
+
+/// What of a number's whole factorization (ascending) its list holds:
+/// all of it, or all but its last, largest factor when `largest_left_out`
+/// (see [`FactorLists::largest_left_out`]).
+pub(crate) fn listed(factors: &[u128], largest_left_out: bool) -> &[u128] {
+    if largest_left_out {
+        &factors[..factors.len().saturating_sub(1)]
+    } else {
+        factors
     }
 }
 
@@ -453,17 +445,15 @@ mod tests {
     }
 
     /// Whole factorizations go in whole, or without their largest factor
-    /// when the lists are marked so; both ways of appending agree.
+    /// when the lists are marked so.
     #[test]
     fn factorizations_are_pushed_in_the_lists_form() {
         let whole: [&[u128]; 5] = [&[2, 2, 3], &[], &[5], &[3, 3], &[7, u128::MAX]];
         for left_out in [false, true] {
-            let (mut pushed, mut filled) = (FactorLists::new(), FactorLists::new());
+            let mut pushed = FactorLists::new();
             pushed.set_largest_left_out(left_out);
-            filled.set_largest_left_out(left_out);
             for f in whole {
                 pushed.push_factorization(f);
-                filled.push_factorization_with(|v| v.extend_from_slice(f));
             }
             let expected: Vec<&[u128]> = if left_out {
                 vec![&[2, 2], &[], &[], &[3], &[7]]
@@ -471,7 +461,6 @@ mod tests {
                 whole.to_vec()
             };
             assert_eq!(pushed.iter().collect::<Vec<_>>(), expected);
-            assert_eq!(filled, pushed);
         }
     }
 

@@ -415,19 +415,94 @@ enum AssignTag {
 /// every factor of every number in it).
 fn encode_result(r: &ChunkResult) -> String {
     let mut out = String::with_capacity(64 + r.factors.len() * 24);
-    let mut buf = DecimalBuf::new();
-    out.push_str(r#"{"type":"result","chunk_id":"#);
-    out.push_str(buf.format(r.chunk_id));
-    out.push_str(r#","factors":""#);
+    out.push_str(&result_head(r.chunk_id));
     // Digits, spaces and `;` need no JSON escapes.
     r.factors.write_text(&mut out, ';');
-    out.push('"');
-    if let Some(us) = r.compute_us {
-        out.push_str(r#","compute_us":"#);
-        out.push_str(buf.format(us));
-    }
-    out.push('}');
+    out.push_str(&result_tail(r.compute_us));
     out
+}
+
+/// A `result` frame up to its `factors` text.
+fn result_head(chunk_id: ChunkId) -> String {
+    format!(r#"{{"type":"result","chunk_id":{chunk_id},"factors":""#)
+}
+
+/// A `result` frame after its `factors` text.
+fn result_tail(compute_us: Option<u64>) -> String {
+    match compute_us {
+        Some(us) => format!(r#"","compute_us":{us}}}"#),
+        None => r#""}"#.to_owned(),
+    }
+}
+
+/// A `result` frame written as its chunk is factored: each number's list
+/// goes into the frame's text as it is found, in the form
+/// [`ClientMessage::encode`] gives a [`ChunkResult`] (and its decoder
+/// reads). What a worker uses: no list of 128-bit factors kept, walked and
+/// copied again at the end (on the classic job that was an eighth of its
+/// time).
+#[derive(Debug)]
+pub struct ResultWriter {
+    frame: Vec<u8>,
+    lists: usize,
+    largest_left_out: bool,
+    /// For [`ResultWriter::push_factorization_with`].
+    scratch: Vec<u128>,
+}
+
+impl ResultWriter {
+    /// Starts the result of chunk `chunk_id`, with room for about
+    /// `numbers` lists; each without its largest factor if
+    /// `largest_left_out` (protocol 5, see
+    /// [`FactorLists::largest_left_out`]).
+    pub fn new(chunk_id: ChunkId, largest_left_out: bool, numbers: usize) -> Self {
+        let mut frame = Vec::with_capacity(64 + numbers.saturating_mul(24));
+        frame.extend_from_slice(result_head(chunk_id).as_bytes());
+        ResultWriter {
+            frame,
+            lists: 0,
+            largest_left_out,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Appends the next number's whole factorization (ascending, with
+    /// multiplicity), in the result's form.
+    pub fn push_factorization(&mut self, factors: &[u128]) {
+        if self.lists > 0 {
+            self.frame.push(b';');
+        }
+        let list = factor_lists::listed(factors, self.largest_left_out);
+        push_decimal_bytes(&mut self.frame, list, &mut DecimalBuf::new());
+        self.lists += 1;
+    }
+
+    /// [`ResultWriter::push_factorization`] of the factorization `fill`
+    /// appends to the (empty) vector it is given.
+    pub fn push_factorization_with(&mut self, fill: impl FnOnce(&mut Vec<u128>)) {
+        let mut factors = std::mem::take(&mut self.scratch);
+        factors.clear();
+        fill(&mut factors);
+        self.push_factorization(&factors);
+        self.scratch = factors;
+    }
+
+    /// Lists written so far.
+    pub fn len(&self) -> usize {
+        self.lists
+    }
+
+    /// Whether no list is written yet.
+    pub fn is_empty(&self) -> bool {
+        self.lists == 0
+    }
+
+    /// The frame, with `compute_us` (see [`ChunkResult::compute_us`]).
+    pub fn finish(mut self, compute_us: Option<u64>) -> String {
+        self.frame
+            .extend_from_slice(result_tail(compute_us).as_bytes());
+        String::from_utf8(self.frame).expect("a result frame is ASCII")
+    }
 }
 
 /// Reads the canonical form of a frame (see [`decode_result_canonical`]);
@@ -706,12 +781,80 @@ fn push_dec_list(out: &mut String, numbers: &[u128], buf: &mut DecimalBuf) {
 /// Appends `numbers` in decimal separated by single spaces: one factor list
 /// of a `result`, and how the SQLite store keeps a list job's numbers.
 pub fn push_decimals(out: &mut String, numbers: &[u128], buf: &mut DecimalBuf) {
+    push_ascii(out, |bytes| push_decimal_bytes(bytes, numbers, buf));
+}
+
+/// [`push_decimals`] into bytes.
+pub(crate) fn push_decimal_bytes(out: &mut Vec<u8>, numbers: &[u128], buf: &mut DecimalBuf) {
     for (i, &n) in numbers.iter().enumerate() {
         if i > 0 {
-            out.push(' ');
+            out.push(b' ');
         }
-        out.push_str(format_u128(n, buf));
+        push_decimal(out, n, buf);
     }
+}
+
+/// Appends to `out` the ASCII that `write` puts in a byte buffer (checked
+/// as UTF-8 alone, not with all of `out` again: appending to a long string
+/// stays linear).
+pub(crate) fn push_ascii(out: &mut String, write: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = Vec::new();
+    write(&mut bytes);
+    out.push_str(std::str::from_utf8(&bytes).expect("ASCII is UTF-8"));
+}
+
+/// Appends `n` in decimal. Below 10^16 (every factor of a 64-bit number but
+/// its largest, and most of those) eight digits at a time, computed side by
+/// side in one word and stored at once: a worker formats every factor it
+/// finds, and a digit-pair table (`itoa`) with a copy of each number's few
+/// bytes (a `memcpy` call) took over a quarter of its time on the classic
+/// job (writing a chunk's lists: 25.5 → 20 ns per number).
+#[inline]
+fn push_decimal(out: &mut Vec<u8>, n: u128, buf: &mut DecimalBuf) {
+    const E8: u64 = 100_000_000;
+    match u64::try_from(n) {
+        Ok(n) if n < E8 => push_eight(out, n as u32, false),
+        Ok(n) if n < E8 * E8 => {
+            push_eight(out, (n / E8) as u32, false);
+            push_eight(out, (n % E8) as u32, true);
+        }
+        _ => out.extend_from_slice(format_u128(n, buf).as_bytes()),
+    }
+}
+
+/// Appends `n` < 10^8 in decimal: all eight digits with `full` (leading
+/// zeros included), else from its first nonzero digit (one digit for 0).
+#[inline(always)]
+fn push_eight(out: &mut Vec<u8>, n: u32, full: bool) {
+    let d = eight_digits(n);
+    // The first digit is the lowest byte: leading zeros are trailing zero bytes.
+    let skip = if full {
+        0
+    } else {
+        (d.trailing_zeros() / 8).min(7) as usize
+    };
+    let ascii = (d | 0x3030_3030_3030_3030) >> (8 * skip);
+    // Eight bytes stored at once; the ones past the digits cut off again.
+    out.extend_from_slice(&ascii.to_le_bytes());
+    out.truncate(out.len() - skip);
+}
+
+/// The eight decimal digits of `n` < 10^8 as bytes of value 0–9, the most
+/// significant in the lowest byte (so little-endian bytes read in order).
+/// Each step splits every lane of the word in two at once: 4 + 4 digits in
+/// 32-bit lanes, 2 + 2 in 16-bit lanes, 1 + 1 in bytes, dividing by 100 and
+/// by 10 as multiplications by 10486/2^20 and 103/2^10 (exact for lanes
+/// below 10^4 and 100: the error stays under one part in a hundred of the
+/// smallest gap to the next multiple).
+#[inline(always)]
+fn eight_digits(n: u32) -> u64 {
+    debug_assert!(n < 100_000_000);
+    let n = u64::from(n);
+    let x = (n / 10_000) | (n % 10_000) << 32;
+    let hundreds = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let x = hundreds | (x - hundreds * 100) << 16;
+    let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    tens | (x - tens * 10) << 8
 }
 
 /// Scratch space for [`format_u128`].
@@ -984,6 +1127,84 @@ mod tests {
             let err = at(&bad).expect_err(&bad);
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    /// Every number below 10^6 and around every power of ten and of two,
+    /// written after text that is not ASCII, reads as `Display` writes it.
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        let mut cases: Vec<u128> = (0..1_000_000).collect();
+        for k in 0..39 {
+            let p = 10u128.pow(k);
+            cases.extend([p - 1, p, p + 1]);
+        }
+        for k in 0..128 {
+            cases.extend([(1u128 << k) - 1, 1 << k, (1 << k) + 1]);
+        }
+        cases.push(u128::MAX);
+        for numbers in cases.chunks(7) {
+            let mut out = String::from("é;");
+            push_decimals(&mut out, numbers, &mut DecimalBuf::new());
+            let each: Vec<String> = numbers.iter().map(u128::to_string).collect();
+            assert_eq!(out, format!("é;{}", each.join(" ")));
+        }
+        let mut out = String::new();
+        push_decimals(&mut out, &[], &mut DecimalBuf::new());
+        assert_eq!(out, "");
+        // Each half of eight digits (its own lane) over all its values.
+        for k in 0..10_000 {
+            for n in [k * 10_000, k * 10_000 + 9_999, k * 10_001] {
+                let digits = eight_digits(n).to_le_bytes().map(|d| d + b'0');
+                assert_eq!(digits, *format!("{n:08}").as_bytes(), "{n}");
+            }
+        }
+    }
+
+    /// A result written list by list is the frame `encode` gives the same
+    /// lists, in both forms, and decodes to them.
+    #[test]
+    fn results_written_as_factored_encode_alike() {
+        let numbers: [&[u128]; 6] = [
+            &[2, 2, 3],
+            &[],
+            &[7],
+            &[3, 5, 99_999_989, 10_000_000_019],
+            &[18_446_744_073_709_551_557, u128::MAX / 3],
+            &[1_000_000_007, 1_000_000_007],
+        ];
+        for left_out in [false, true] {
+            for compute_us in [None, Some(1234)] {
+                let mut w = ResultWriter::new(77, left_out, 2);
+                assert!(w.is_empty());
+                let mut lists = FactorLists::new();
+                lists.set_largest_left_out(left_out);
+                for (i, f) in numbers.iter().enumerate() {
+                    if i % 2 == 0 {
+                        w.push_factorization(f);
+                    } else {
+                        w.push_factorization_with(|v| v.extend_from_slice(f));
+                    }
+                    lists.push_factorization(f);
+                }
+                assert_eq!(w.len(), numbers.len());
+                let frame = w.finish(compute_us);
+                let result = ChunkResult {
+                    chunk_id: 77,
+                    factors: lists,
+                    compute_us,
+                };
+                assert_eq!(frame, ClientMessage::Result(result.clone()).encode());
+                let ClientMessage::Result(mut back) =
+                    ClientMessage::decode(&frame, DEFAULT_MAX_MESSAGE_BYTES).expect("decodes")
+                else {
+                    panic!("not a result: {frame}");
+                };
+                back.factors.set_largest_left_out(left_out);
+                assert_eq!(back, result);
+            }
+        }
+        let empty = ResultWriter::new(1, true, 0).finish(None);
+        assert_eq!(empty, r#"{"type":"result","chunk_id":1,"factors":""}"#);
     }
 
     #[test]

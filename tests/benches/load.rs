@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crowdfactor_e2e::{bin, free_port, temp_dir};
 use crowdfactor_protocol::{
-    ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind, PROTOCOL_VERSION,
+    ClientMessage, Hello, ResultWriter, ServerMessage, WorkerKind, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -183,18 +183,15 @@ async fn sim_worker(url: String, slots: u32, accepted: Arc<AtomicU64>) {
                     };
                     // As protocol 5 workers send them: each list without
                     // its largest factor.
-                    let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
-                    factors.set_largest_left_out(true);
+                    let mut result = ResultWriter::new(a.chunk_id, true, a.numbers.len());
                     for n in a.numbers.iter() {
-                        factors.push_factorization_with(|v| crowdfactor_factor::factor_into(n, v));
+                        result.push_factorization_with(|v| crowdfactor_factor::factor_into(n, v));
                     }
-                    let result = ClientMessage::Result(ChunkResult {
-                        chunk_id: a.chunk_id,
-                        factors,
-                        compute_us: Some(1),
-                    });
                     if ws.feed(Message::text(ack.encode())).await.is_err()
-                        || ws.feed(Message::text(result.encode())).await.is_err()
+                        || ws
+                            .feed(Message::text(result.finish(Some(1))))
+                            .await
+                            .is_err()
                     {
                         return;
                     }

@@ -7,8 +7,7 @@
 //! worker's.
 
 use crowdfactor_protocol::{
-    ChunkNumbers, ChunkResult, ClientMessage, FactorLists, Hello, ServerMessage, WorkerKind,
-    PROTOCOL_VERSION,
+    ChunkNumbers, ClientMessage, Hello, ResultWriter, ServerMessage, WorkerKind, PROTOCOL_VERSION,
 };
 use wasm_bindgen::prelude::*;
 
@@ -45,21 +44,15 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
     else {
         return Err(Error::NotAssign);
     };
-    let mut factors = FactorLists::with_capacity(a.numbers.len(), 4);
-    factor_span(&a.numbers, 0, a.numbers.len(), &mut factors);
-    Ok(ClientMessage::Result(ChunkResult {
-        chunk_id: a.chunk_id,
-        factors,
-        compute_us: None,
-    })
-    .encode())
+    let mut out = ResultWriter::new(a.chunk_id, true, a.numbers.len());
+    factor_span(&a.numbers, 0, a.numbers.len(), &mut out);
+    Ok(out.finish(None))
 }
 
-/// Appends the factorizations of numbers `from..to` of a chunk to `out`,
-/// each without its largest factor as protocol 5 sends them; a range is
+/// Appends the factorizations of numbers `from..to` of a chunk to `out`
+/// (made for protocol 5: each without its largest factor); a range is
 /// handed to `factor_progression` (which sieves small numbers).
-fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut FactorLists) {
-    out.set_largest_left_out(true);
+fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut ResultWriter) {
     match (numbers, numbers.get(from)) {
         (ChunkNumbers::Range(r), Some(first)) if from < to => {
             crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| {
@@ -79,9 +72,8 @@ fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut FactorL
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct ChunkJob {
-    chunk_id: u64,
     numbers: ChunkNumbers,
-    results: FactorLists,
+    results: ResultWriter,
 }
 
 #[wasm_bindgen]
@@ -95,8 +87,7 @@ impl ChunkJob {
             return Err(JsError::new(&Error::NotAssign.to_string()));
         };
         Ok(ChunkJob {
-            chunk_id: a.chunk_id,
-            results: FactorLists::with_capacity(a.numbers.len(), 4),
+            results: ResultWriter::new(a.chunk_id, true, a.numbers.len()),
             numbers: a.numbers,
         })
     }
@@ -118,12 +109,8 @@ impl ChunkJob {
     /// the wall time the chunk took, pauses for the duty cycle included: the
     /// coordinator sizes the next chunks from it.
     pub fn finish(self, elapsed_ms: f64) -> String {
-        ClientMessage::Result(ChunkResult {
-            chunk_id: self.chunk_id,
-            factors: self.results,
-            compute_us: Some((elapsed_ms.max(0.0) * 1000.0) as u64),
-        })
-        .encode()
+        self.results
+            .finish(Some((elapsed_ms.max(0.0) * 1000.0) as u64))
     }
 }
 

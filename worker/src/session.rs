@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{
-    Assignment, ChunkId, ChunkNumbers, ChunkResult, ClientMessage, ErrorCode, FactorLists, Hello,
+    Assignment, ChunkId, ChunkNumbers, ClientMessage, ErrorCode, Hello, ResultWriter,
     ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, OLDEST_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
@@ -526,16 +526,15 @@ async fn session(
                             let assignment = Arc::clone(&a);
                             let factored = tokio::task::spawn_blocking(move || {
                                 let began = Instant::now();
-                                let factors = factor_chunk(&a.numbers, cpu, left_out);
-                                let took = began.elapsed();
-                                let count = factors.len();
                                 // Written out here, on the compute thread, not by
                                 // the connection's one task: on a sieved range the
-                                // text costs ~50 ns a number against ~80 for the
-                                // sieve (perf, the 10^6 seed job), so one writer
-                                // for all threads would cap a many-core worker.
-                                let compute_us = Some(took.as_micros() as u64);
-                                let text = ClientMessage::Result(ChunkResult { chunk_id, factors, compute_us }).encode();
+                                // text costs ~12 ns a number against ~45 for the
+                                // sieve (perf, the seed job), so one writer for all
+                                // threads would cap a many-core worker.
+                                let written = factor_chunk(&a.numbers, cpu, ResultWriter::new(chunk_id, left_out, a.numbers.len()));
+                                let took = began.elapsed();
+                                let count = written.len();
+                                let text = written.finish(Some(took.as_micros() as u64));
                                 Factored { chunk_id, count, took, text, epoch, assignment, left_out }
                             })
                             .await;
@@ -695,15 +694,12 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Factors a chunk; below 100 % CPU it sleeps between slices so that
-/// work / (work + sleep) matches `cpu_percent`. A range of small numbers is
+/// Factors a chunk into `out`, its `result` frame; below 100 % CPU it
+/// sleeps between slices so that work / (work + sleep) matches
+/// `cpu_percent`. A range of small numbers is
 /// sieved as a whole (`factor_progression`), in slices of [`RANGE_SLICE`]
 /// numbers when throttled.
-fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, left_out: bool) -> FactorLists {
-    let mut out = FactorLists::with_capacity(numbers.len(), 4);
-    // Each list as the connection's protocol writes it: with or without
-    // its largest factor.
-    out.set_largest_left_out(left_out);
+fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, mut out: ResultWriter) -> ResultWriter {
     let mut slice_start = Instant::now();
     let mut rest_if_due = || {
         if cpu_percent < 100 {
@@ -767,14 +763,24 @@ mod tests {
             ),
         ] {
             let want: Vec<Vec<u128>> = numbers.iter().map(crowdfactor_factor::factor).collect();
-            let got = factor_chunk(&numbers, cpu, false);
+            // The lists the coordinator reads from the frame.
+            let factored = |left_out| {
+                let out = factor_chunk(&numbers, cpu, ResultWriter::new(9, left_out, 0));
+                assert_eq!(out.len(), numbers.len());
+                let frame = out.finish(Some(5));
+                match ClientMessage::decode(&frame, 1 << 30) {
+                    Ok(ClientMessage::Result(r)) if r.chunk_id == 9 && r.compute_us == Some(5) => {
+                        r.factors
+                    }
+                    other => panic!("not this chunk's result: {other:?}"),
+                }
+            };
+            let got = factored(false);
             assert!(got.iter().eq(want.iter().map(|l| &l[..])), "cpu {cpu}");
-            assert!(!got.largest_left_out());
             // Protocol 5: each list without its last factor.
-            let got = factor_chunk(&numbers, cpu, true);
+            let got = factored(true);
             let short = want.iter().map(|l| &l[..l.len().saturating_sub(1)]);
             assert!(got.iter().eq(short), "cpu {cpu}, largest left out");
-            assert!(got.largest_left_out());
         }
     }
 
