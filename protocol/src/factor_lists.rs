@@ -332,17 +332,16 @@ impl FactorLists {
 
             let mut ends = spaces | seps;
             let found = ends.count_ones() as usize;
-            let (mut f, mut l) = (out.factors.len(), out.ends.len());
-            out.factors.resize(f + found, 0);
-            out.ends.resize(l + found, 0);
+            out.factors.reserve(found);
+            out.ends.reserve(found);
             while ends != 0 {
                 let bit = ends.trailing_zeros() as usize;
                 ends &= ends - 1;
                 let end = block + bit;
                 let len = end - start;
                 let value = if len <= 8 {
-                    // Digits below the factor shifted out (an empty one
-                    // reads 0 and is not kept).
+                    // The bytes after the factor shifted out the top (an
+                    // empty one reads as anything: it is taken back below).
                     let v = word_at(start).wrapping_sub(ONES * u64::from(b'0'));
                     top_digits_value(v << (8 * ((8 - len) & 7)))
                 } else if len <= 19 {
@@ -350,14 +349,16 @@ impl FactorLists {
                 } else {
                     return None;
                 };
-                out.factors[f] = u128::from(value);
-                f += usize::from(len != 0);
-                out.ends[l] = f as u32;
-                l += ((seps >> bit) & 1) as usize;
+                // Each pushed, and taken back if it is not one (an empty
+                // list; the end of a factor but not of its list).
+                out.factors.push(u128::from(value));
+                out.factors
+                    .truncate(out.factors.len() - usize::from(len == 0));
+                out.ends.push(out.factors.len() as u32);
+                out.ends
+                    .truncate(out.ends.len() - ((spaces >> bit) & 1) as usize);
                 start = end + 1;
             }
-            out.factors.truncate(f);
-            out.ends.truncate(l);
         }
         (wrong == 0).then_some(out)
     }
