@@ -1534,8 +1534,6 @@ mod tests {
         assert_eq!(seen, vec![4096, 4097], "results line up across segments");
     }
 
-    /// Rows written before lists were kept `;`-separated (one per line) read
-    /// back beside new ones.
     /// Lists text packs two characters to a byte and unpacks to itself;
     /// any other byte, anywhere in an eight-byte word or the tail, is
     /// refused (the row is then kept as text); bad packed bytes are refused.
@@ -1654,6 +1652,8 @@ mod tests {
         );
     }
 
+    /// Rows written before lists were kept `;`-separated (one per line) read
+    /// back beside new ones.
     #[test]
     fn rows_with_either_separator_read_back() {
         let path = temp_db("separators");
