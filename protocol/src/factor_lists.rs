@@ -506,6 +506,67 @@ impl From<Vec<Vec<u128>>> for FactorLists {
     }
 }
 
+/// A factor-list text (digits, spaces and `;`, as [`FactorLists::write_text`]
+/// writes it with `;`) packed two characters to a byte, the first in the
+/// low half: a digit as itself, a space as 10, `;` as 11, and 15 after the
+/// last character of an odd count; `None` if `text` holds any other byte.
+/// Half the bytes to store: the coordinator keeps accepted results so. It
+/// does not check the text's syntax, only its bytes, and
+/// [`unpack_list_text`] gives back exactly `text`.
+pub fn pack_list_text(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(2));
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        if non_digits(w) & !(equal_bytes(w, b' ') | equal_bytes(w, b';')) != 0 {
+            return None;
+        }
+        // Low half of each byte, plus 10 where bit 4 is clear (a space):
+        // '0'–'9' → 0–9, ' ' → 10, ';' → 11.
+        let nibbles = (w & (ONES * 0x0f)) + (!(w >> 4) & ONES) * 10;
+        // Each even byte takes the odd one above it as its high half, then
+        // the even bytes are gathered into the low four.
+        let pairs = (nibbles | nibbles >> 4) & 0x00ff_00ff_00ff_00ff;
+        let pairs = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
+        let pairs = (pairs | pairs >> 16) as u32;
+        out.extend_from_slice(&pairs.to_le_bytes());
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b' ' => Some(10),
+        b';' => Some(11),
+        _ => None,
+    };
+    for pair in words.remainder().chunks(2) {
+        let high = match pair.get(1) {
+            Some(&c) => nibble(c)?,
+            None => 15,
+        };
+        out.push(nibble(pair[0])? | high << 4);
+    }
+    Some(out)
+}
+
+/// The text [`pack_list_text`] packed; `None` if a byte holds anything
+/// else.
+pub fn unpack_list_text(packed: &[u8]) -> Option<String> {
+    const CHARS: &[u8; 12] = b"0123456789 ;";
+    let mut text = Vec::with_capacity(packed.len() * 2);
+    for (i, &b) in packed.iter().enumerate() {
+        let (low, high) = (usize::from(b & 15), usize::from(b >> 4));
+        text.push(*CHARS.get(low)?);
+        match CHARS.get(high) {
+            Some(&c) => text.push(c),
+            // The filler, only at the very end.
+            None if high == 15 && i + 1 == packed.len() => {}
+            None => return None,
+        }
+    }
+    // Only ASCII was pushed.
+    String::from_utf8(text).ok()
+}
+
 impl serde::Serialize for FactorLists {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut text = String::with_capacity(self.factors.len() * 8 + self.ends.len());
@@ -758,5 +819,52 @@ mod tests {
             assert!(FactorLists::parse(bad, b';').is_err(), "{bad:?}");
         }
         assert_eq!(FactorLists::parse("2\n3", b'\n').map(|f| f.len()), Ok(2));
+    }
+
+    /// List text packs two characters to a byte and unpacks to itself; any
+    /// other byte, anywhere in an eight-byte word or the tail, is refused
+    /// (the coordinator then stores the text as it is); bad packed bytes
+    /// are refused.
+    #[test]
+    fn list_text_packs_to_half_and_back() {
+        let mut rng = fastrand::Rng::with_seed(17);
+        let mut texts = vec![String::new(), ";".into(), "7".into(), "2 2 3;;5".into()];
+        for _ in 0..2_000 {
+            let lists: Vec<String> = (0..rng.usize(1..12))
+                .map(|_| {
+                    let factors: Vec<String> = (0..rng.usize(..4))
+                        .map(|_| (rng.u128(..) >> rng.u32(..127)).max(1).to_string())
+                        .collect();
+                    factors.join(" ")
+                })
+                .collect();
+            texts.push(lists.join(";"));
+        }
+        for text in &texts {
+            let packed = pack_list_text(text).expect("lists pack");
+            assert_eq!(packed.len(), text.len().div_ceil(2));
+            assert_eq!(unpack_list_text(&packed).as_deref(), Some(&text[..]));
+        }
+        let base = b"12 34;5 67;89 1;;23 4".to_vec();
+        for at in 0..base.len() {
+            for b in 0..=255u8 {
+                let mut bytes = base.clone();
+                bytes[at] = b;
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                match pack_list_text(&text) {
+                    Some(packed) => assert_eq!(unpack_list_text(&packed), Some(text)),
+                    None => assert!(
+                        !(b.is_ascii_digit() || b == b' ' || b == b';'),
+                        "{text:?} refused"
+                    ),
+                }
+            }
+        }
+        for bad in [&[0xc0][..], &[0x0d], &[0xf3, 0x21], &[0x1e], &[0x21, 0xff]] {
+            assert_eq!(unpack_list_text(bad), None, "{bad:?}");
+        }
+        assert_eq!(unpack_list_text(&[0x21, 0xf3]).as_deref(), Some("123"));
     }
 }

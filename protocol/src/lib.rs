@@ -107,7 +107,7 @@ use serde::{Deserialize, Serialize};
 mod chunk_numbers;
 mod factor_lists;
 pub use chunk_numbers::{ChunkNumbers, NumberRange, RangeError, MAX_RANGE_COUNT};
-pub use factor_lists::{FactorLists, FactorListsError};
+pub use factor_lists::{pack_list_text, unpack_list_text, FactorLists, FactorListsError};
 
 /// Version sent in `hello` and `welcome`; bumped on any incompatible change
 /// (2: `result` carries one `factors` text instead of an object per number;

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crowdfactor_protocol::{FactorLists, WorkerKind};
+use crowdfactor_protocol::{pack_list_text, unpack_list_text, FactorLists, WorkerKind};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -80,7 +80,7 @@ const SCHEMA_VERSION: i64 = 7;
 /// from `start`: their factor lists, separated by `;`, each without its
 /// largest factor when `largest_left_out` (as protocol 5 workers send them;
 /// the reader restores it from the number). From schema 7 the lists are a
-/// BLOB of that text two characters to a byte ([`pack_lists`]); rows
+/// BLOB of that text two characters to a byte ([`pack_list_text`]); rows
 /// written before are TEXT, and both are read. A deleted job keeps its `jobs` row (`deleted = 1`, no
 /// numbers, no results), so its id is never given to another job.
 const SCHEMA: &str = "
@@ -731,8 +731,13 @@ fn flush_runs(
     Ok(())
 }
 
+/// Stores a run's lists packed two characters to a byte
+/// ([`pack_list_text`]): half the bytes for SQLite to log and copy into the
+/// file (most of the store thread's time is the kernel's, per page
+/// written); on a 5·10^6-number seed range the server's CPU fell from
+/// 0.59–0.63 to 0.52–0.56 s (four alternations).
 fn insert_run(tx: &rusqlite::Transaction<'_>, job: i64, run: &Run) -> rusqlite::Result<()> {
-    let packed = pack_lists(&run.factors);
+    let packed = pack_list_text(&run.factors);
     let factors = match &packed {
         Some(bytes) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         // Not from a factor list writer: kept as it is.
@@ -749,79 +754,6 @@ fn insert_run(tx: &rusqlite::Transaction<'_>, job: i64, run: &Run) -> rusqlite::
         run.largest_left_out
     ])?;
     Ok(())
-}
-
-/// A `results` row's lists (digits, single spaces, `;`) two characters to a
-/// byte, the first in the low half: a digit as itself, a space as 10, `;`
-/// as 11, and 15 after the last character of an odd count. Half the bytes
-/// for SQLite to log and copy into the file (most of the store thread's
-/// time is the kernel's, per page written): on a 5·10^6-number seed range
-/// the server's CPU fell from 0.59–0.63 to 0.52–0.56 s (four alternations).
-/// `None` if `text` holds any other character.
-fn pack_lists(text: &str) -> Option<Vec<u8>> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len().div_ceil(2));
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().ok()?);
-        // Per byte: a digit, a space or `;`. The digit test is the
-        // protocol's `leading_digits` one: x − '0' or x + 0x46 has its top
-        // bit set for a non-digit. A borrow from a space below can also
-        // flag a '0' above it (never so in lists: no factor starts with 0),
-        // which only sends the row to the unpacked form; every other byte
-        // reads right.
-        let sub = w.wrapping_sub(ONES * u64::from(b'0'));
-        let not_digit = (sub | w.wrapping_add(ONES * 0x46)) & (ONES * 0x80);
-        // Top bit set in each byte equal to c (no carries between bytes).
-        let is = |c: u8| {
-            let x = w ^ (ONES * u64::from(c));
-            !(((x & (ONES * 0x7f)) + ONES * 0x7f) | x) & (ONES * 0x80)
-        };
-        if not_digit & !(is(b' ') | is(b';')) != 0 {
-            return None;
-        }
-        // Low nibble of each byte, plus 10 where bit 4 is clear (a space):
-        // '0'–'9' → 0–9, ' ' → 10, ';' → 11.
-        let nibbles = (w & (ONES * 0x0f)) + (!(w >> 4) & ONES) * 10;
-        // Each even byte takes the odd one above it as its high half, then
-        // the even bytes are gathered into the low four.
-        let pairs = (nibbles | nibbles >> 4) & 0x00ff_00ff_00ff_00ff;
-        let pairs = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
-        let pairs = (pairs | pairs >> 16) as u32;
-        out.extend_from_slice(&pairs.to_le_bytes());
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b' ' => Some(10),
-        b';' => Some(11),
-        _ => None,
-    };
-    for pair in words.remainder().chunks(2) {
-        let high = match pair.get(1) {
-            Some(&c) => nibble(c)?,
-            None => 15,
-        };
-        out.push(nibble(pair[0])? | high << 4);
-    }
-    Some(out)
-}
-
-/// The text [`pack_lists`] packed; `None` if a byte holds anything else.
-fn unpack_lists(packed: &[u8]) -> Option<String> {
-    const CHARS: &[u8; 12] = b"0123456789 ;";
-    let mut text = Vec::with_capacity(packed.len() * 2);
-    for (i, &b) in packed.iter().enumerate() {
-        let (low, high) = (usize::from(b & 15), usize::from(b >> 4));
-        text.push(*CHARS.get(low)?);
-        match CHARS.get(high) {
-            Some(&c) => text.push(c),
-            // The filler, only at the very end.
-            None if high == 15 && i + 1 == packed.len() => {}
-            None => return None,
-        }
-    }
-    String::from_utf8(text).ok()
 }
 
 fn write_batch(conn: &mut Connection, batch: &mut [Op]) -> Result<Vec<Answer>, rusqlite::Error> {
@@ -1288,7 +1220,7 @@ impl Store for SqliteStore {
                     let count = row.get::<_, i64>(1).map_err(backend)? as u64;
                     let text = match row.get_ref(2).map_err(backend)? {
                         ValueRef::Blob(packed) => {
-                            unpack_lists(packed).ok_or_else(|| corrupt("factor lists"))?
+                            unpack_list_text(packed).ok_or_else(|| corrupt("factor lists"))?
                         }
                         // Written before schema 7.
                         ValueRef::Text(text) => std::str::from_utf8(text)
@@ -1532,65 +1464,6 @@ mod tests {
             })
             .expect("visit");
         assert_eq!(seen, vec![4096, 4097], "results line up across segments");
-    }
-
-    /// Lists text packs two characters to a byte and unpacks to itself;
-    /// any other byte, anywhere in an eight-byte word or the tail, is
-    /// refused (the row is then kept as text); bad packed bytes are refused.
-    #[test]
-    fn factor_lists_pack_to_half_and_back() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |below: u64| {
-            // xorshift64
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
-        let mut texts = vec![String::new(), ";".into(), "7".into(), "2 2 3;;5".into()];
-        for _ in 0..2_000 {
-            let lists: Vec<String> = (0..1 + next(11))
-                .map(|_| {
-                    let factors: Vec<String> = (0..next(4))
-                        .map(|_| {
-                            let f = u128::from(next(u64::MAX)) << 64 | u128::from(next(u64::MAX));
-                            (f >> next(127)).max(1).to_string()
-                        })
-                        .collect();
-                    factors.join(" ")
-                })
-                .collect();
-            texts.push(lists.join(";"));
-        }
-        for text in &texts {
-            let packed = pack_lists(text).expect("lists pack");
-            assert_eq!(packed.len(), text.len().div_ceil(2));
-            assert_eq!(unpack_lists(&packed).as_deref(), Some(&text[..]));
-        }
-        let base = b"12 34;5 67;89 1;;23 4".to_vec();
-        for at in 0..base.len() {
-            for b in 0..=255u8 {
-                let mut bytes = base.clone();
-                bytes[at] = b;
-                let Ok(text) = String::from_utf8(bytes) else {
-                    continue;
-                };
-                match pack_lists(&text) {
-                    Some(packed) => assert_eq!(unpack_lists(&packed), Some(text)),
-                    // A '0' just after a space may go unpacked; no other
-                    // list character does.
-                    None => assert!(
-                        !(b.is_ascii_digit() || b == b' ' || b == b';')
-                            || (b == b'0' && at > 0 && base[at - 1] == b' '),
-                        "{text:?} refused"
-                    ),
-                }
-            }
-        }
-        for bad in [&[0xc0][..], &[0x0d], &[0xf3, 0x21], &[0x1e], &[0x21, 0xff]] {
-            assert_eq!(unpack_lists(bad), None, "{bad:?}");
-        }
-        assert_eq!(unpack_lists(&[0x21, 0xf3]).as_deref(), Some("123"));
     }
 
     /// A list job of `numbers` in `store`.
