@@ -443,6 +443,15 @@ impl SqliteStore {
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&mut write)?;
+        // Servers before cancelling recorded the time left cancelled jobs
+        // without an end: they end now, so a retention period
+        // (`Config::keep_finished`) counts from here, not from their start.
+        write
+            .execute(
+                "UPDATE jobs SET finished_ms = ?1 WHERE cancelled = 1 AND deleted = 0 AND finished_ms IS NULL",
+                params![now_ms() as i64],
+            )
+            .map_err(backend)?;
         let reader = open(path)?;
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
@@ -791,12 +800,18 @@ fn write_batch(conn: &mut Connection, batch: &mut [Op]) -> Result<Vec<Answer>, r
                 }
                 Answer::Completion(answer)
             }
-            Op::Cancel { job, .. } => {
-                Answer::Cancelled(update_job(&tx, *job, "cancelled = 1", None))
-            }
-            Op::SetPriority { job, priority, .. } => {
-                Answer::Cancelled(update_job(&tx, *job, "priority = ?2", Some(*priority)))
-            }
+            Op::Cancel { job, .. } => Answer::Cancelled(update_job(
+                &tx,
+                *job,
+                "cancelled = 1, finished_ms = coalesce(finished_ms, ?2)",
+                Some(now_ms() as i64),
+            )),
+            Op::SetPriority { job, priority, .. } => Answer::Cancelled(update_job(
+                &tx,
+                *job,
+                "priority = ?2",
+                Some((*priority).into()),
+            )),
             Op::Delete { job, .. } => Answer::Cancelled(delete_job(&tx, *job)),
         });
     }
@@ -1005,7 +1020,7 @@ fn update_job(
     tx: &rusqlite::Transaction<'_>,
     job: JobId,
     set: &str,
-    value: Option<i32>,
+    value: Option<i64>,
 ) -> Result<Option<JobInfo>, StoreError> {
     let sql = format!("UPDATE jobs SET {set} WHERE id = ?1 AND deleted = 0");
     match value {
@@ -1388,6 +1403,77 @@ mod tests {
         let info = store.job(id).expect("job").expect("exists");
         assert_eq!(info.name.as_deref(), Some("batch 7 · août"));
         assert_eq!(store.jobs().expect("jobs")[0].name, info.name);
+    }
+
+    /// Cancelling records when the job ended (a retention period counts
+    /// from it); a job cancelled by an older server, without that time, is
+    /// given the time the store is next opened, and keeps it.
+    #[test]
+    fn cancelled_jobs_record_when_they_ended() {
+        let path = temp_db("cancel-time");
+        let new_job = || NewJob {
+            name: None,
+            numbers: vec![12].into(),
+            chunk_cap: None,
+            priority: 0,
+        };
+        let (recorded, legacy) = {
+            let store = SqliteStore::open(&path).expect("open");
+            let (a, _) = store.create_job(new_job()).expect("create");
+            let (b, _) = store.create_job(new_job()).expect("create");
+            let before = now_ms();
+            let cancelled = store.cancel_job(a.id).expect("cancel").expect("job");
+            let at = cancelled.finished_ms.expect("an end time");
+            assert!(before <= at && at <= now_ms());
+            let again = store.cancel_job(a.id).expect("cancel").expect("job");
+            assert_eq!(
+                again.finished_ms,
+                Some(at),
+                "a second cancel keeps the first time"
+            );
+            store.cancel_job(b.id).expect("cancel").expect("job");
+            (a.id, b.id)
+        };
+        let recorded_at = {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute(
+                "UPDATE jobs SET finished_ms = NULL WHERE id = ?1",
+                params![legacy as i64],
+            )
+            .expect("as an older server left it");
+            conn.query_row(
+                "SELECT finished_ms FROM jobs WHERE id = ?1",
+                params![recorded as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("kept") as u64
+        };
+        let before = now_ms();
+        let given = {
+            let store = SqliteStore::open(&path).expect("reopen");
+            assert_eq!(
+                store
+                    .job(recorded)
+                    .expect("job")
+                    .expect("exists")
+                    .finished_ms,
+                Some(recorded_at)
+            );
+            let given = store
+                .job(legacy)
+                .expect("job")
+                .expect("exists")
+                .finished_ms
+                .expect("given one");
+            assert!(before <= given && given <= now_ms());
+            given
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        let store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            store.job(legacy).expect("job").expect("exists").finished_ms,
+            Some(given)
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct JobInfo {
     pub chunks: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
-    /// When the last result was accepted, if the job is done.
+    /// When the job ended: its last result was accepted, or it was
+    /// cancelled (`None` while it is open).
     pub finished_ms: Option<u64>,
     /// Numbers factored by each kind of worker.
     pub by_kind: ByKind,
@@ -610,6 +611,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         Ok(inner.jobs.get_mut(&id).map(|j| {
             j.info.cancelled = true;
+            j.info.finished_ms.get_or_insert_with(now_ms);
             j.info.clone()
         }))
     }
