@@ -805,6 +805,41 @@ impl Coordinator {
         Ok(Some(info))
     }
 
+    /// Deletes every job that ended (done or cancelled) `keep` or longer
+    /// ago, with its numbers and results, as [`Coordinator::delete_job`]
+    /// does; open jobs are never touched. Returns how many it deleted.
+    pub fn delete_finished(&self, keep: Duration) -> Result<usize, StoreError> {
+        let now = crate::store::now_ms();
+        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        let expired: Vec<JobId> = self
+            .store
+            .jobs()?
+            .into_iter()
+            .filter(|j| !j.is_open())
+            .filter(|j| {
+                j.finished_ms
+                    .is_some_and(|f| f.saturating_add(keep_ms) <= now)
+            })
+            .map(|j| j.id)
+            .collect();
+        let mut deleted = 0;
+        for id in expired {
+            // An ended job stays ended (nothing reopens one); one deleted
+            // by hand since the list was read is simply not counted.
+            if self.delete_job(id)?.is_some() {
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                jobs = deleted,
+                keep_secs = keep.as_secs(),
+                "finished jobs past their retention deleted"
+            );
+        }
+        Ok(deleted)
+    }
+
     /// Forgets a job's queued and leased chunks; workers holding some are
     /// told to drop them.
     fn drop_work(&self, job: JobId) {
@@ -1722,6 +1757,44 @@ mod tests {
         }
         c.ban(ip("198.51.100.1"), Duration::ZERO);
         assert!(c.banned_for(ip("198.51.100.1")).is_none());
+    }
+
+    /// Jobs that ended (done or cancelled) go once `keep` has passed since
+    /// they ended, with their results; open ones stay however old.
+    #[test]
+    fn finished_jobs_are_deleted_after_their_retention() {
+        let c = coord(10_000, 10_000);
+        let done = c.create_job(job(vec![12, 35], 5)).expect("job");
+        let cancelled = c.create_job(job(vec![77], 5)).expect("job");
+        c.cancel_job(cancelled.id)
+            .expect("cancel")
+            .expect("known job");
+        let a = conn(&c, 1);
+        let mut leased = c.lease(a);
+        while let Some(x) = leased.first() {
+            assert_eq!(x.job_id, done.id.to_string(), "only the first job has work");
+            let lists: Vec<Vec<u128>> = x.numbers.iter().map(crowdfactor_factor::factor).collect();
+            c.accept(a, x.chunk_id, lists.into(), None).expect("stored");
+            leased = c.lease(a);
+        }
+        let open = c.create_job(job(vec![91], 5)).expect("job");
+        let ended = |id| c.store().job(id).expect("store").expect("job").finished_ms;
+        assert!(ended(done.id).is_some() && ended(cancelled.id).is_some());
+        assert_eq!(ended(open.id), None);
+        let keep = Duration::from_millis(300);
+        assert_eq!(c.delete_finished(keep).expect("store"), 0, "ended just now");
+        std::thread::sleep(keep + Duration::from_millis(50));
+        assert_eq!(c.delete_finished(keep).expect("store"), 2);
+        let left: Vec<JobId> = c
+            .store()
+            .jobs()
+            .expect("store")
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(left, vec![open.id]);
+        assert_eq!(c.delete_finished(Duration::ZERO).expect("store"), 0);
+        assert!(!c.lease(a).is_empty(), "the open job still has its work");
     }
 
     #[test]

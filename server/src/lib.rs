@@ -110,6 +110,11 @@ pub struct Config {
     /// of plain http and ws; `handshake_timeout` bounds each TLS handshake,
     /// and `max_connections_per_ip` those in progress from one address.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Jobs that ended (done or cancelled) this long ago are deleted with
+    /// their numbers and results, as `DELETE /api/jobs/<id>?purge=true`
+    /// does; checked every tenth of it (at least every second, at most
+    /// every hour). `None`: kept until deleted by hand.
+    pub keep_finished: Option<Duration>,
     /// With `tls`: send `Strict-Transport-Security` (a year), so browsers
     /// use https for this host from then on. The binary sets it with
     /// `--redirect-http`, where the deployer has made the host https-only.
@@ -138,6 +143,7 @@ impl Default for Config {
             ban_duration: Duration::from_secs(600),
             max_connections: 20_000,
             max_connections_per_ip: 256,
+            keep_finished: None,
             max_open_connections: 20_000 + HTTP_HEADROOM,
             max_buffered_input: 1 << 30,
             api_token: None,
@@ -339,6 +345,9 @@ pub async fn run_with_store(
             coord.sweep(std::time::Instant::now());
         })
     };
+    let retention = config
+        .keep_finished
+        .map(|keep| delete_finished_every(coord.clone(), keep, stop_rx.clone()));
     if !web::has_wasm() {
         tracing::warn!("this build has no wasm factorizer (web/pkg was not built): browsers cannot contribute; run scripts/build-wasm.sh and rebuild");
     }
@@ -412,6 +421,9 @@ pub async fn run_with_store(
     };
     sweeper.abort();
     sampler.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     // Worker sessions end on the stop signal (a result being checked is
     // stored first); then the store is made whole on disk for whoever
     // copies it next. A crash needs none of this: every accepted result is
@@ -454,6 +466,36 @@ fn every(
             tokio::select! {
                 _ = interval.tick() => tick(),
                 _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Deletes the jobs that ended `keep` ago or longer ([`Config::keep_finished`]),
+/// now and then every tenth of `keep` (1 s to 1 h), off the async threads
+/// (the store's calls block).
+fn delete_finished_every(
+    coord: Arc<Coordinator>,
+    keep: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let period = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let coord = coord.clone();
+            match tokio::task::spawn_blocking(move || coord.delete_finished(keep)).await {
+                Ok(Ok(_)) => {}
+                // Either way, tried again at the next tick.
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "deleting finished jobs past their retention failed");
+                }
+                Err(e) => tracing::error!(error = %e, "the retention sweep panicked"),
             }
         }
     })

@@ -49,6 +49,26 @@ impl Drop for Reaped {
     }
 }
 
+/// An empty directory of this test process's own under the temp dir.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("crowdfactor-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A server process on `port` with the API token these tests use and
+/// `args` besides, killed when dropped.
+fn start_server<S: AsRef<std::ffi::OsStr>>(port: u16, args: &[S]) -> Reaped {
+    server()
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--token", "t0k"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map(Reaped)
+        .unwrap()
+}
+
 #[test]
 fn help_lists_flags_and_examples() {
     let out = server().arg("--help").output().unwrap();
@@ -61,6 +81,7 @@ fn help_lists_flags_and_examples() {
         "--worker-token",
         "--max-buffered-input",
         "--max-list-memory",
+        "--keep-finished",
         "Examples:",
         "CROWDFACTOR_LISTEN",
     ] {
@@ -97,6 +118,7 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
         "--max-list-memory",
         "--max-connections",
         "--max-connections-per-ip",
+        "--keep-finished",
     ] {
         refused(
             &[flag, "0", "--in-memory", "--listen", "127.0.0.1:0"],
@@ -104,6 +126,12 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
             flag,
         );
     }
+    // A retention period needs its unit: 30 could be seconds or days.
+    refused(
+        &["--keep-finished", "30", "--in-memory"],
+        2,
+        "a positive number and a unit (d, h, m or s)",
+    );
     refused(
         &[
             "--db",
@@ -147,18 +175,7 @@ fn bad_flags_and_busy_ports_fail_with_a_clear_message() {
 #[test]
 fn owner_cli_submits_watches_fetches_and_cancels() {
     let port = free_port();
-    let srv = server()
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--in-memory",
-            "--token",
-            "t0k",
-        ])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .map(Reaped)
-        .unwrap();
+    let srv = start_server(port, &["--in-memory"]);
     let url = format!("http://127.0.0.1:{port}");
     let cli = |args: &[&str]| owner(&url, args).output().unwrap();
     wait_until_serving(&url);
@@ -437,20 +454,9 @@ fn a_token_file_others_can_read_is_warned_about() {
 #[test]
 fn watch_outlasts_a_server_restart() {
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("crowdfactor-watch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("watch");
     let db = dir.join("jobs.db");
-    let start_server = || {
-        server()
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--token", "t0k"])
-            .arg("--db")
-            .arg(&db)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .map(Reaped)
-            .unwrap()
-    };
+    let start_server = || start_server(port, &["--db".as_ref(), db.as_os_str()]);
     let url = format!("http://127.0.0.1:{port}");
     let cli = |args: &[&str]| owner(&url, args).output().unwrap();
     let first = start_server();
@@ -477,6 +483,62 @@ fn watch_outlasts_a_server_restart() {
     assert!(said.contains("trying again"), "{said}");
     assert!(said.contains("reached the server again"), "{said}");
     assert!(said.contains(&format!("job {id} was cancelled")), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `--keep-finished`, a job that ended that long ago is deleted with
+/// its results; an open one stays.
+#[test]
+fn finished_jobs_are_deleted_after_keep_finished() {
+    let port = free_port();
+    let dir = fresh_dir("keep");
+    let db = dir.join("jobs.db");
+    let _srv = start_server(
+        port,
+        &[
+            "--keep-finished".as_ref(),
+            "2s".as_ref(),
+            "--db".as_ref(),
+            db.as_os_str(),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let cli = |args: &[&str]| owner(&url, args).output().unwrap();
+    wait_until_serving(&url);
+    let submit = |numbers: &[&str]| {
+        let out = cli(&[&["submit"], numbers].concat());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // No worker: one job cancelled (it ends now), one left queued.
+    let (ended, open) = (submit(&["12", "15"]), submit(&["35"]));
+    // The job ends after this, so it is deleted no sooner than 2 s after.
+    let before_cancel = std::time::Instant::now();
+    assert_eq!(cli(&["cancel", &ended]).status.code(), Some(0));
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = cli(&["results", &ended]);
+        if out.status.code() == Some(3) {
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("no job"),
+                "{out:?}"
+            );
+            assert!(before_cancel.elapsed() >= std::time::Duration::from_secs(2));
+            break;
+        }
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(
+            before_cancel.elapsed() < std::time::Duration::from_secs(20),
+            "job {ended} still there"
+        );
+    }
+    let jobs = cli(&["jobs"]);
+    let listed = String::from_utf8_lossy(&jobs.stdout);
+    let ids: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, vec![open.as_str()], "{listed}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

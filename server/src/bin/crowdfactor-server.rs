@@ -70,6 +70,11 @@ struct Args {
     /// `?token=` in the page URL). Default: anyone may contribute.
     #[arg(long, env = "CROWDFACTOR_WORKER_TOKEN", hide_env_values = true)]
     worker_token: Option<String>,
+    /// Delete jobs that ended (done or cancelled) this long ago, with their
+    /// numbers and results, e.g. 30d, 12h, 90m or 45s [default: keep them
+    /// until deleted by hand].
+    #[arg(long, env = "CROWDFACTOR_KEEP_FINISHED", value_name = "DURATION", value_parser = duration)]
+    keep_finished: Option<Duration>,
     /// Largest job, in numbers.
     #[arg(long, env = "CROWDFACTOR_MAX_NUMBERS", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_numbers_per_job: u64,
@@ -221,6 +226,30 @@ fn seconds(arg: &str) -> Result<Duration, SecondsError> {
 #[derive(Debug, thiserror::Error)]
 #[error("expected a positive number of seconds, such as 2 or 0.5")]
 struct SecondsError;
+
+/// A positive duration as a number and a unit: `30d`, `1.5h`, `90m`, `45s`.
+fn duration(arg: &str) -> Result<Duration, DurationError> {
+    let arg = arg.trim();
+    let unit = match arg.chars().last() {
+        Some('s') => 1.0,
+        Some('m') => 60.0,
+        Some('h') => 3600.0,
+        Some('d') => 86_400.0,
+        _ => return Err(DurationError),
+    };
+    let v: f64 = arg[..arg.len() - 1]
+        .trim()
+        .parse()
+        .map_err(|_| DurationError)?;
+    Duration::try_from_secs_f64(v * unit)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or(DurationError)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("expected a positive number and a unit (d, h, m or s), such as 30d, 12h, 90m or 45s")]
+struct DurationError;
 
 /// A connection limit: 0 would refuse every worker.
 fn at_least_one(arg: &str) -> Result<usize, String> {
@@ -387,6 +416,7 @@ async fn serve() -> ExitCode {
             .map(str::to_owned),
         trusted_proxies: args.trusted_proxy.clone(),
         strict_transport: args.redirect_http.is_some(),
+        keep_finished: args.keep_finished,
         ..Config::default()
     };
     fit_connections_to_fd_limit(&mut config, args.max_connections.is_some());
