@@ -159,13 +159,13 @@ pub(crate) async fn metrics(
         out,
         "# HELP crowdfactor_job_numbers Numbers per open job (or finished in the last 10 minutes), total and done.\n# TYPE crowdfactor_job_numbers gauge"
     );
-    // Open jobs, and those finished in the last ten minutes (so a scrape
-    // sees them reach their total): a series per job ever run would grow
-    // without bound.
+    // Open jobs, and those done in the last ten minutes (so a scrape sees
+    // them reach their total; a cancelled one never will): a series per job
+    // ever run would grow without bound.
     let recent = crate::store::now_ms().saturating_sub(10 * 60 * 1000);
     let shown = jobs
         .iter()
-        .filter(|j| j.is_open() || j.finished_ms.is_some_and(|t| t >= recent));
+        .filter(|j| j.is_open() || (!j.cancelled && j.finished_ms.is_some_and(|t| t >= recent)));
     for j in shown {
         let _ = writeln!(
             out,
