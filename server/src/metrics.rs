@@ -157,7 +157,7 @@ pub(crate) async fn metrics(
     );
     let _ = writeln!(
         out,
-        "# HELP crowdfactor_job_numbers Numbers per open job (or finished in the last 10 minutes), total and done.\n# TYPE crowdfactor_job_numbers gauge"
+        "# HELP crowdfactor_job_numbers Numbers per open job (or done in the last 10 minutes), total and done.\n# TYPE crowdfactor_job_numbers gauge"
     );
     // Open jobs, and those done in the last ten minutes (so a scrape sees
     // them reach their total; a cancelled one never will): a series per job
