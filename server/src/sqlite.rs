@@ -1411,16 +1411,9 @@ mod tests {
     #[test]
     fn cancelled_jobs_record_when_they_ended() {
         let path = temp_db("cancel-time");
-        let new_job = || NewJob {
-            name: None,
-            numbers: vec![12].into(),
-            chunk_cap: None,
-            priority: 0,
-        };
         let (recorded, legacy) = {
             let store = SqliteStore::open(&path).expect("open");
-            let (a, _) = store.create_job(new_job()).expect("create");
-            let (b, _) = store.create_job(new_job()).expect("create");
+            let (a, b) = (list_job(&store, vec![12]), list_job(&store, vec![12]));
             let before = now_ms();
             let cancelled = store.cancel_job(a.id).expect("cancel").expect("job");
             let at = cancelled.finished_ms.expect("an end time");

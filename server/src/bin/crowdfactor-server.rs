@@ -217,10 +217,14 @@ fn parse_args() -> Args {
 /// lapse at once and chunks one number long.
 fn seconds(arg: &str) -> Result<Duration, SecondsError> {
     let v: f64 = arg.trim().parse().map_err(|_| SecondsError)?;
-    Duration::try_from_secs_f64(v)
+    positive_seconds(v).ok_or(SecondsError)
+}
+
+/// `secs` as a duration, if positive and finite.
+fn positive_seconds(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or(SecondsError)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,10 +245,7 @@ fn duration(arg: &str) -> Result<Duration, DurationError> {
         .trim()
         .parse()
         .map_err(|_| DurationError)?;
-    Duration::try_from_secs_f64(v * unit)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or(DurationError)
+    positive_seconds(v * unit).ok_or(DurationError)
 }
 
 #[derive(Debug, thiserror::Error)]
