@@ -37,6 +37,8 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 cargo clippy --workspace --all-targets -- -D warnings
 "${wasm_cargo[@]}" clippy -p crowdfactor-wasm -p crowdfactor-factor -p crowdfactor-protocol \
   --target wasm32-unknown-unknown --all-targets "${wasm_flags[@]}" -- -D warnings
+# The wire format and the crates' APIs are specified in rustdoc: no broken links.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "native unit, CLI and end-to-end tests (incl. headless Chromium and Firefox)"
 # The end-to-end tests start the binaries as real processes.

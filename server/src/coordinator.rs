@@ -41,7 +41,7 @@ pub struct ChunkSizing {
     /// Wanted time per chunk on one worker thread.
     pub target: Duration,
     /// Work in a worker's first chunk of a job, while its speed is unknown:
-    /// sized by [`first_chunk_len`] from the job's largest number.
+    /// sized by `first_chunk_len` from the job's largest number.
     pub first: Duration,
     /// Most numbers per chunk.
     pub max: u32,

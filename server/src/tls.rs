@@ -11,7 +11,7 @@
 //! and at most `max_connections_per_ip` from one address (more are closed
 //! at once), so clients that open connections and say nothing hold up
 //! nobody else; finished connections are handed to axum through
-//! [`TlsListener`].
+//! `TlsListener`.
 
 use std::io;
 use std::net::SocketAddr;

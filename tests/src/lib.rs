@@ -201,7 +201,7 @@ impl TestServer {
         }
     }
 
-    /// GET /api/jobs/<id>/results as number → factor strings.
+    /// `GET /api/jobs/<id>/results` as number → factor strings.
     pub async fn results(&self, id: &str) -> HashMap<String, Vec<String>> {
         let v = self.get(&format!("/api/jobs/{id}/results")).await.1;
         v["results"]

@@ -37,6 +37,8 @@ use tracing_subscriber::EnvFilter;
 /// worker speaks an older coordinator's version by itself); 130 a second
 /// stop signal. Anything else
 /// (server down, restarting, banned for a while) is retried with backoff.
+// The doc comment is the `--help` text: its URLs stay bare, as typed.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Args {
