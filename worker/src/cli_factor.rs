@@ -1,6 +1,7 @@
 //! `crowdfactor-worker factor`: the same output as GNU coreutils `factor`
 //! for every n < 2^128, in input order, optionally on several threads.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
 
 use crowdfactor_protocol::{format_u128, DecimalBuf};
@@ -12,9 +13,11 @@ enum Token<'a> {
     TooLarge(&'a [u8]),
 }
 
-/// GNU accepts optional leading whitespace and one leading `+`, then digits.
+/// As GNU reads a number: up to a NUL (its tokens are C strings), then
+/// optional spaces (` ` only: `\t12` is invalid) and one `+`, then digits.
 fn parse(tok: &[u8]) -> Token<'_> {
-    let t = tok.trim_ascii_start();
+    let tok = tok.split(|&b| b == 0).next().unwrap_or_default();
+    let t = &tok[tok.iter().take_while(|&&b| b == b' ').count()..];
     let digits = t.strip_prefix(b"+").unwrap_or(t);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Token::Invalid(tok);
@@ -50,20 +53,94 @@ fn render(tok: &[u8], exp: bool, buf: &mut Vec<u128>, out: &mut String, err: &mu
         Token::Invalid(t) => {
             let _ = writeln!(
                 err,
-                "crowdfactor-worker factor: ‘{}’ is not a valid positive integer",
-                String::from_utf8_lossy(t)
+                "crowdfactor-worker factor: {} is not a valid positive integer",
+                gnu_quote(t, utf8_locale())
             );
             false
         }
         Token::TooLarge(t) => {
             let _ = writeln!(
                 err,
-                "crowdfactor-worker factor: ‘{}’ is too large: this factorizer handles numbers below 2^128",
-                String::from_utf8_lossy(t)
+                "crowdfactor-worker factor: {} is too large: this factorizer handles numbers below 2^128",
+                gnu_quote(t, utf8_locale())
             );
             false
         }
     }
+}
+
+/// `text` quoted as GNU tools quote it in messages (gnulib's `quote`):
+/// ‘…’ in a UTF-8 locale, '…' in any other; C escapes for the backslash
+/// and `\a \b \f \n \r \t \v`, a backslash before the closing quote, and
+/// three octal digits for each byte of anything else that is not printable
+/// (other control characters, U+2028 and U+2029, bytes that are not UTF-8;
+/// in other locales every byte above 0x7e).
+fn gnu_quote(text: &[u8], utf8: bool) -> String {
+    use std::fmt::Write as _;
+    let (open, close) = if utf8 { ('‘', '’') } else { ('\'', '\'') };
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push(open);
+    let octal = |out: &mut String, bytes: &[u8]| {
+        for b in bytes {
+            let _ = write!(out, "\\{b:03o}");
+        }
+    };
+    for chunk in text.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let printable = if utf8 {
+                !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}')
+            } else {
+                c.is_ascii() && !c.is_ascii_control()
+            };
+            let escape = match c {
+                '\\' => Some('\\'),
+                '\x07' => Some('a'),
+                '\x08' => Some('b'),
+                '\x0c' => Some('f'),
+                '\n' => Some('n'),
+                '\r' => Some('r'),
+                '\t' => Some('t'),
+                '\x0b' => Some('v'),
+                c if c == close => Some(c),
+                _ => None,
+            };
+            if let Some(e) = escape {
+                out.push('\\');
+                out.push(e);
+            } else if printable {
+                out.push(c);
+            } else {
+                octal(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes());
+            }
+        }
+        octal(&mut out, chunk.invalid());
+    }
+    out.push(close);
+    out
+}
+
+/// Whether GNU tools quote as in a UTF-8 locale here: the first of
+/// `LC_ALL`, `LC_CTYPE` and `LANG` that is set and not empty names one
+/// (`C.UTF-8`, `en_US.utf8`; GNU would also need it installed).
+fn utf8_locale() -> bool {
+    static UTF8: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UTF8.get_or_init(|| {
+        ["LC_ALL", "LC_CTYPE", "LANG"]
+            .into_iter()
+            .find_map(|v| std::env::var_os(v).filter(|l| !l.is_empty()))
+            .is_some_and(|l| {
+                let l = l.to_string_lossy();
+                let codeset = l.split_once('.').map_or("", |(_, c)| c);
+                let codeset = codeset.split('@').next().unwrap_or_default();
+                codeset.eq_ignore_ascii_case("utf-8") || codeset.eq_ignore_ascii_case("utf8")
+            })
+    })
+}
+
+/// GNU factor's token delimiters on standard input: space, tab and newline
+/// only, so the `\r` of a CRLF line ends up in its token (then invalid).
+fn is_delimiter(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n')
 }
 
 /// One output line: `n: f1 f2 …`, or with `exp` (GNU's `--exponents`)
@@ -169,15 +246,21 @@ fn render_all<T: AsRef<[u8]>>(tokens: &[T], exp: bool) -> (String, String, bool)
 /// Runs the subcommand; returns the process exit code (0, or 1 after invalid
 /// input). The last `literal` numbers came after a `--`; `exp`: print
 /// repeated primes once with an exponent.
-pub fn run(numbers: &[String], literal: usize, exp: bool, threads: usize) -> u8 {
+pub fn run(numbers: &[OsString], literal: usize, exp: bool, threads: usize) -> u8 {
+    // As GNU, bytes as given: an argument need not be UTF-8 to be reported.
+    let numbers: Vec<&[u8]> = numbers.iter().map(|a| a.as_encoded_bytes()).collect();
     // GNU reads `-5` as an (invalid) option and prints nothing; so do we.
     // After `--` it is an invalid number, reported in turn like any other.
     let options = &numbers[..numbers.len().saturating_sub(literal)];
-    if let Some(opt) = options.iter().find(|a| a.len() > 1 && a.starts_with('-')) {
+    if let Some(opt) = options.iter().find(|a| a.len() > 1 && a[0] == b'-') {
+        // getopt names the first letter it does not know.
+        let letter = String::from_utf8_lossy(&opt[1..])
+            .chars()
+            .next()
+            .unwrap_or('-');
         let _ = writeln!(
             io::stderr(),
-            "crowdfactor-worker factor: invalid option -- '{}'\nTry 'crowdfactor-worker factor --help' for more information.",
-            &opt[1..]
+            "crowdfactor-worker factor: invalid option -- '{letter}'\nTry 'crowdfactor-worker factor --help' for more information."
         );
         return 1;
     }
@@ -186,7 +269,7 @@ pub fn run(numbers: &[String], literal: usize, exp: bool, threads: usize) -> u8 
     let result = if numbers.is_empty() {
         from_stdin(exp, threads, &mut stdout)
     } else {
-        batch(numbers, exp, threads, &mut stdout)
+        batch(&numbers, exp, threads, &mut stdout)
     };
     let result = result.and_then(|ok| stdout.flush().map(|()| ok));
     match result {
@@ -234,13 +317,10 @@ fn in_blocks(
         // At least one byte more than last time: a block may be one token.
         let want = size.max(block.len() + 1);
         let filled = fill(input, &mut block, want)?;
-        // Up to the last whitespace (all of it at the end of input): a token
+        // Up to the last delimiter (all of it at the end of input): a token
         // cut by the block's end waits for the next block.
         let cut = if filled {
-            block
-                .iter()
-                .rposition(u8::is_ascii_whitespace)
-                .map_or(0, |i| i + 1)
+            block.iter().rposition(is_delimiter).map_or(0, |i| i + 1)
         } else {
             block.len()
         };
@@ -254,11 +334,9 @@ fn in_blocks(
     }
 }
 
-/// The whitespace-separated tokens of `text`, borrowed.
+/// The tokens of `text` (see [`is_delimiter`]), borrowed.
 fn tokens(text: &[u8]) -> Vec<&[u8]> {
-    text.split(u8::is_ascii_whitespace)
-        .filter(|t| !t.is_empty())
-        .collect()
+    text.split(is_delimiter).filter(|t| !t.is_empty()).collect()
 }
 
 /// Reads from `input` until `block` holds at least `want` bytes; false at
@@ -296,11 +374,12 @@ mod tests {
         assert_eq!(line("1").0, "1:\n");
         assert_eq!(line("+12").0, "12: 2 2 3\n");
         assert_eq!(line("  0012").0, "12: 2 2 3\n");
+        let quoted = |t: &str| gnu_quote(t.as_bytes(), utf8_locale());
         assert!(line("-5")
             .1
-            .contains("‘-5’ is not a valid positive integer"));
+            .contains(&format!("{} is not a valid positive integer", quoted("-5"))));
         assert!(line("5x").1.contains("not a valid positive integer"));
-        assert!(line("").1.contains("‘’"));
+        assert!(line("").1.contains(&quoted("")));
         assert!(line("340282366920938463463374607431768211456")
             .1
             .contains("too large"));
@@ -323,8 +402,54 @@ mod tests {
                 .product::<u128>();
             assert_eq!(Some(product), n.parse().ok(), "{out}");
         }
-        assert!(line("1x").1.contains("‘1x’"));
-        assert!(line("\u{e9}").1.contains("‘\u{e9}’"));
+        assert!(line("1x").1.contains(&quoted("1x")));
+        assert!(line("\u{e9}").1.contains(&quoted("\u{e9}")));
+        // Only spaces before a number, as GNU: other whitespace is part of it.
+        for invalid in ["\t12", "\r12", "12\r", "12 ", "\n12", "1 2"] {
+            assert!(line(invalid).0.is_empty(), "{invalid:?}");
+        }
+        // A token ends at a NUL, as GNU's C strings do.
+        assert_eq!(line("12\0x").0, "12: 2 2 3\n");
+        assert!(line("\0").1.contains(&quoted("")));
+    }
+
+    /// What GNU coreutils 9.1 `factor` prints for these tokens, under
+    /// `LC_ALL=C.UTF-8` and `LC_ALL=C`.
+    #[test]
+    fn messages_quote_as_gnu_does() {
+        for (text, utf8, c) in [
+            (&b"abc"[..], "‘abc’", "'abc'"),
+            (b"12\r", "‘12\\r’", "'12\\r'"),
+            (
+                b"\t\n\x0b\x0c\x07\x08",
+                "‘\\t\\n\\v\\f\\a\\b’",
+                "'\\t\\n\\v\\f\\a\\b'",
+            ),
+            (b"a\\b", "‘a\\\\b’", "'a\\\\b'"),
+            (
+                b"x\x01y\x1b\x7f",
+                "‘x\\001y\\033\\177’",
+                "'x\\001y\\033\\177'",
+            ),
+            (b"a'b", "‘a'b’", "'a\\'b'"),
+            (
+                "q’q‘".as_bytes(),
+                "‘q\\’q‘’",
+                "'q\\342\\200\\231q\\342\\200\\230'",
+            ),
+            ("é".as_bytes(), "‘é’", "'\\303\\251'"),
+            (b"\xff\xc3", "‘\\377\\303’", "'\\377\\303'"),
+            // C1 controls and the line and paragraph separators are not printable.
+            (
+                "\u{85}\u{a0}\u{2028}".as_bytes(),
+                "‘\\302\\205\u{a0}\\342\\200\\250’",
+                "'\\302\\205\\302\\240\\342\\200\\250'",
+            ),
+            (b"", "‘’", "''"),
+        ] {
+            assert_eq!(gnu_quote(text, true), utf8, "{text:?}");
+            assert_eq!(gnu_quote(text, false), c, "{text:?}");
+        }
     }
 
     /// Runs of numbers in arithmetic progression (sieved all at once) print

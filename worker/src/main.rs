@@ -118,10 +118,12 @@ fn init_logs(format: LogFormat) {
 enum Command {
     /// Print the prime factors of each number, like GNU coreutils `factor`.
     ///
-    /// Reads numbers from the arguments, or whitespace-separated from stdin
-    /// when there are none. Output: `n: p1 p2 ...`, one line per input, in
-    /// input order. Numbers must be below 2^128. Invalid input is reported on
-    /// stderr and gives exit status 1; the other numbers are still factored.
+    /// Reads numbers from the arguments, or from stdin when there are none
+    /// (separated by spaces, tabs or newlines: as in GNU factor, the `\r`
+    /// of a CRLF line makes its number invalid). Output: `n: p1 p2 ...`, one
+    /// line per input, in input order. Numbers must be below 2^128. Invalid
+    /// input is reported on stderr (quoted as GNU quotes it) and gives exit
+    /// status 1; the other numbers are still factored.
     ///
     /// Examples:
     ///   crowdfactor-worker factor 12 340282366920938463463374607431768211455
@@ -131,7 +133,7 @@ enum Command {
     Factor {
         /// Numbers to factor (stdin when none).
         #[arg(allow_negative_numbers = true)]
-        numbers: Vec<String>,
+        numbers: Vec<std::ffi::OsString>,
         /// Print repeated factors in the form p^e (as GNU `factor -h` does
         /// since coreutils 9.3).
         #[arg(long, short = 'h')]

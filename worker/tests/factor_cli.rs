@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-fn run(cmd: &mut Command, stdin: &str) -> Output {
+fn run(cmd: &mut Command, stdin: impl AsRef<[u8]>) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -13,8 +13,8 @@ fn run(cmd: &mut Command, stdin: &str) -> Output {
         .spawn()
         .unwrap();
     let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_owned();
-    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    let input = stdin.as_ref().to_owned();
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     out
@@ -160,6 +160,75 @@ fn invalid_input_is_reported_and_the_rest_still_factored() {
     assert_eq!(too_big.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&too_big.stdout), "6: 2 3\n");
     assert!(String::from_utf8_lossy(&too_big.stderr).contains("below 2^128"));
+}
+
+/// Bytes GNU does not take for delimiters (only space, tab and newline) or
+/// digits: CRLF line ends, other whitespace, NULs, bytes that are not
+/// UTF-8, backslashes and quote characters — in a UTF-8 locale and in the C
+/// locale, on standard input and as arguments. The same output, the same
+/// messages (their quoting included) and the same status as GNU.
+#[test]
+fn odd_bytes_are_read_and_quoted_as_gnu_does() {
+    use std::os::unix::ffi::OsStrExt;
+    let stdin: &[u8] =
+        b"12\r\n13\r\n\r\n 14\t15\x0b16\x0c17\n18\x0019 \x00 \x07 \xff\xc3 a\\b q'q \
+        \xe2\x80\x98\xe2\x80\x99 \xc3\xa9 \xc2\x85 \xe2\x80\xa8 +20 ++21 0x10 \x7f\n";
+    let args: [&[u8]; 13] = [
+        b"12\r",
+        b" 12",
+        b" +12",
+        b"\t12",
+        b"12 ",
+        b"\n12",
+        b"\x0c12",
+        b"1 2",
+        b"\xff",
+        b"a'b",
+        "\u{2019}\u{e9}".as_bytes(),
+        b"\\",
+        b"7",
+    ];
+    let args = args.map(std::ffi::OsStr::from_bytes);
+    for locale in ["C.UTF-8", "C"] {
+        let program = env!("CARGO_BIN_EXE_crowdfactor-worker");
+        let ours_with = |args: &[&std::ffi::OsStr], stdin: &[u8]| {
+            run(
+                Command::new(program)
+                    .arg("factor")
+                    .args(args)
+                    .env("LC_ALL", locale),
+                stdin,
+            )
+        };
+        let gnu_with = |args: &[&std::ffi::OsStr], stdin: &[u8]| {
+            run(
+                Command::new("factor").args(args).env("LC_ALL", locale),
+                stdin,
+            )
+        };
+        for (a, b) in [
+            (ours_with(&[], stdin), gnu_with(&[], stdin)),
+            (ours_with(&args, b""), gnu_with(&args, b"")),
+        ] {
+            assert_eq!(
+                String::from_utf8_lossy(&a.stdout),
+                String::from_utf8_lossy(&b.stdout),
+                "{locale}"
+            );
+            assert_eq!(a.status.code(), b.status.code(), "{locale}");
+            let ours_err = a
+                .stderr
+                .split(|&c| c == b'\n')
+                .map(|l| l.strip_prefix(b"crowdfactor-worker ").unwrap_or(l));
+            let gnu_err = b.stderr.split(|&c| c == b'\n');
+            assert!(
+                ours_err.eq(gnu_err),
+                "{locale}:\n{}\n{}",
+                String::from_utf8_lossy(&a.stderr),
+                String::from_utf8_lossy(&b.stderr)
+            );
+        }
+    }
 }
 
 /// `-h`/`--exponents` as GNU coreutils 9.3 and later have it (this
