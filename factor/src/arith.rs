@@ -253,6 +253,37 @@ fn mul_wide64(a: u64, b: u64) -> (u64, u64) {
     mul_wide64_halves(a, b)
 }
 
+/// a² as (low, high) 64-bit words.
+#[cfg(not(narrow_mul))]
+#[inline(always)]
+fn sqr_wide64(a: u64) -> (u64, u64) {
+    mul_wide64(a, a)
+}
+
+/// a² as (low, high) 64-bit words: on wasm32 three 32×32→64 products, the
+/// cross product counted twice (squarings are a third of ECM's products and
+/// most of a Miller–Rabin test's).
+#[cfg(narrow_mul)]
+#[inline(always)]
+fn sqr_wide64(a: u64) -> (u64, u64) {
+    sqr_wide64_halves(a)
+}
+
+/// [`sqr_wide64`] from 32-bit halves (used on wasm32; tested everywhere).
+#[cfg_attr(not(any(narrow_mul, test)), allow(dead_code))]
+#[inline(always)]
+fn sqr_wide64_halves(a: u64) -> (u64, u64) {
+    const LO: u64 = 0xffff_ffff;
+    let (a0, a1) = (a & LO, a >> 32);
+    let (p00, p01, p11) = (a0 * a0, a0 * a1, a1 * a1);
+    // Below 2^32 + 2·2^32: no overflow.
+    let mid = (p00 >> 32) + 2 * (p01 & LO);
+    (
+        (p00 & LO) | (mid << 32),
+        p11 + 2 * (p01 >> 32) + (mid >> 32),
+    )
+}
+
 /// [`mul_wide64`] from 32-bit halves (used on wasm32; tested everywhere).
 #[cfg_attr(not(any(narrow_mul, test)), allow(dead_code))]
 #[inline(always)]
@@ -289,7 +320,7 @@ fn mul_hi_given_lo(m: u64, (n0, n1): (u64, u64), lo: u64) -> u64 {
 /// The [`Monty`] methods that read the same for every exactly reduced
 /// Montgomery type, one word or two; the type supplies `mul_word`.
 macro_rules! word_monty {
-    ($mont:ty, $w:ty) => {
+    ($mont:ty, $w:ty $(, sqr = $sqr:ident)?) => {
         impl Monty for $mont {
             type W = $w;
             #[inline(always)]
@@ -304,6 +335,12 @@ macro_rules! word_monty {
             fn mul(&self, a: $w, b: $w) -> $w {
                 self.mul_word(a, b)
             }
+            $(
+                #[inline(always)]
+                fn sqr(&self, a: $w) -> $w {
+                    self.$sqr(a)
+                }
+            )?
             #[inline(always)]
             fn add(&self, a: $w, b: $w) -> $w {
                 let (s, c) = a.overflowing_add(b);
@@ -454,18 +491,18 @@ impl Mont64 {
         mul_hi_given_lo(m, self.n_halves, lo)
     }
 
-    /// hi(t) and hi(m·n) for t = a·b, m = t·n⁻¹ mod R: with the low words
+    /// hi(t) and hi(m·n) for t = (lo, hi), m = t·n⁻¹ mod R: with the low words
     /// equal, t·R⁻¹ ≡ (t − m·n)/R = hi(t) − hi(m·n) (mod n), which lies in
     /// (−n, n) for t < n·R.
     #[inline(always)]
-    fn redc_halves(&self, a: u64, b: u64) -> (u64, u64) {
-        let (lo, hi) = mul_wide64(a, b);
+    fn redc_halves(&self, (lo, hi): (u64, u64)) -> (u64, u64) {
         (hi, self.mul_hi_n(lo.wrapping_mul(self.ninv), lo))
     }
 
+    /// t·R⁻¹ mod n for t = (lo, hi) < n·R.
     #[inline(always)]
-    fn mul_word(&self, a: u64, b: u64) -> u64 {
-        let (hi, mn_hi) = self.redc_halves(a, b);
+    fn redc(&self, t: (u64, u64)) -> u64 {
+        let (hi, mn_hi) = self.redc_halves(t);
         let (d, borrow) = hi.overflowing_sub(mn_hi);
         if borrow {
             d.wrapping_add(self.n)
@@ -474,16 +511,38 @@ impl Mont64 {
         }
     }
 
-    /// a·b·R⁻¹ in (0, 2n) for a, b < 2n < 2^63 ([`Mont64Lazy`]): a·b < 4n²
-    /// < n·R, so hi < n and hi − hi(m·n) + n lies in (0, 2n).
+    #[inline(always)]
+    fn mul_word(&self, a: u64, b: u64) -> u64 {
+        self.redc(mul_wide64(a, b))
+    }
+
+    #[inline(always)]
+    fn sqr_word(&self, a: u64) -> u64 {
+        self.redc(sqr_wide64(a))
+    }
+
+    /// t·R⁻¹ in (0, 2n) for t < 4n² < n·R, n < 2^62 ([`Mont64Lazy`]): hi < n
+    /// and hi − hi(m·n) + n lies in (0, 2n).
+    #[inline(always)]
+    fn redc_lazy(&self, t: (u64, u64)) -> u64 {
+        let (hi, mn_hi) = self.redc_halves(t);
+        (hi + self.n) - mn_hi
+    }
+
+    /// a·b·R⁻¹ in (0, 2n) for a, b < 2n ([`Mont64::redc_lazy`]).
     #[inline(always)]
     fn mul_lazy(&self, a: u64, b: u64) -> u64 {
-        let (hi, mn_hi) = self.redc_halves(a, b);
-        (hi + self.n) - mn_hi
+        self.redc_lazy(mul_wide64(a, b))
+    }
+
+    /// a²·R⁻¹ in (0, 2n) for a < 2n ([`Mont64::redc_lazy`]).
+    #[inline(always)]
+    fn sqr_lazy(&self, a: u64) -> u64 {
+        self.redc_lazy(sqr_wide64(a))
     }
 }
 
-word_monty!(Mont64, u64);
+word_monty!(Mont64, u64, sqr = sqr_word);
 
 /// Arithmetic modulo an odd n < 2^50 on plain residues (R = 1), the
 /// quotient of each product estimated in double precision: on wasm32 a
@@ -590,7 +649,7 @@ impl Monty for ModF64 {
 /// only for code that looks at results through gcd with n (finding
 /// factors), never `==`. The inner type supplies `mul_lazy`.
 macro_rules! lazy_monty {
-    ($(#[$doc:meta])* $lazy:ident, $mont:ty, $w:ty) => {
+    ($(#[$doc:meta])* $lazy:ident, $mont:ty, $w:ty $(, sqr = $sqr:ident)?) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug)]
         pub(crate) struct $lazy {
@@ -623,6 +682,12 @@ macro_rules! lazy_monty {
             fn mul(&self, a: $w, b: $w) -> $w {
                 self.m.mul_lazy(a, b)
             }
+            $(
+                #[inline(always)]
+                fn sqr(&self, a: $w) -> $w {
+                    self.m.$sqr(a)
+                }
+            )?
             #[inline(always)]
             fn add(&self, a: $w, b: $w) -> $w {
                 let s = a + b;
@@ -674,7 +739,8 @@ lazy_monty!(
     /// [`Mont64`] with lazy reduction, for n < 2^62.
     Mont64Lazy,
     Mont64,
-    u64
+    u64,
+    sqr = sqr_lazy
 );
 
 /// Full 128×128 → 256-bit product as (low, high).
@@ -985,8 +1051,11 @@ mod tests {
             let (a, b) = (rng.u64(..) >> rng.u32(0..64), rng.u64(..));
             let t = a as u128 * b as u128;
             assert_eq!(mul_wide64_halves(a, b), (t as u64, (t >> 64) as u64));
+            let t = a as u128 * a as u128;
+            assert_eq!(sqr_wide64_halves(a), (t as u64, (t >> 64) as u64));
         }
         assert_eq!(mul_wide64_halves(u64::MAX, u64::MAX), (1, u64::MAX - 1));
+        assert_eq!(sqr_wide64_halves(u64::MAX), (1, u64::MAX - 1));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
