@@ -554,7 +554,8 @@ pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
 mod tests {
     use super::*;
     use crate::arith::{
-        ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96,
+        ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont90,
+        Mont96,
     };
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -588,6 +589,7 @@ mod tests {
         check(&Mont128::new(p * 1_099_511_627_791), p);
         check(&Mont96::new(p * 1_099_511_627_791), p);
         check(&Mont120::new(p * 1_099_511_627_791), p);
+        check(&Mont90::new(p * 1_099_511_627_791), p);
         // A 60-bit factor of a 120-bit n.
         let (p, q) = (1_152_921_504_606_846_883u128, 1_152_921_504_606_846_819);
         check(&Mont120::new(p * q), p.min(q));
@@ -723,6 +725,8 @@ mod tests {
         let f = find_factor(&m);
         assert!(f == p || f == q, "{f}");
         let f = find_factor(&Mont120::new(p * q));
+        assert!(f == p || f == q, "{f}");
+        let f = find_factor(&Mont90::new(p * q));
         assert!(f == p || f == q, "{f}");
     }
 }

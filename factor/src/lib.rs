@@ -33,7 +33,8 @@ mod rho;
 mod small;
 
 use arith::{
-    ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont96, Word,
+    ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont90, Mont96,
+    Word,
 };
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
@@ -191,7 +192,9 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
         return;
     }
     // Narrower digits are cheaper where products are narrow (wasm32).
-    let d = if cfg!(narrow_mul) && n >> 96 == 0 {
+    let d = if cfg!(narrow_mul) && n >> 90 == 0 {
+        find_factor(&Mont90::new(n))
+    } else if cfg!(narrow_mul) && n >> 96 == 0 {
         find_factor(&Mont96::new(n))
     } else if cfg!(narrow_mul) && n >> 120 == 0 {
         find_factor(&Mont120::new(n))

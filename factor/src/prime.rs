@@ -7,7 +7,7 @@
 //! which has no known counterexample and none below 2^64 (checked against
 //! the Feitsma–Galway list of base-2 pseudoprimes).
 
-use crate::arith::{ModF64, Mont120, Mont128, Mont32, Mont64, Mont96, Monty, Word};
+use crate::arith::{ModF64, Mont120, Mont128, Mont32, Mont64, Mont90, Mont96, Monty, Word};
 use crate::small;
 use core::hint::select_unpredictable;
 
@@ -238,7 +238,9 @@ fn lucas_p(n: u128) -> Option<i64> {
 #[inline]
 pub(crate) fn is_prime_odd_u128(n: u128, expect: Expect) -> bool {
     // Narrower digits are cheaper where products are narrow (wasm32).
-    if cfg!(narrow_mul) && n >> 96 == 0 {
+    if cfg!(narrow_mul) && n >> 90 == 0 {
+        bpsw_as(&Mont90::new(n), expect)
+    } else if cfg!(narrow_mul) && n >> 96 == 0 {
         bpsw_as(&Mont96::new(n), expect)
     } else if cfg!(narrow_mul) && n >> 120 == 0 {
         bpsw_as(&Mont120::new(n), expect)
@@ -365,6 +367,9 @@ mod tests {
             let want = is_prime(n);
             assert_eq!(bpsw_as(&Mont96::new(n), Expect::Either), want, "{n}");
             assert_eq!(bpsw_as(&Mont120::new(n), Expect::Either), want, "{n}");
+            if n >> 90 == 0 {
+                assert_eq!(bpsw_as(&Mont90::new(n), Expect::Either), want, "{n}");
+            }
             assert_eq!(bpsw_as(&Mont128::new(n), Expect::Prime), want, "{n}");
         }
     }
@@ -406,6 +411,9 @@ mod tests {
                 }
                 if n >> 120 == 0 {
                     check(&Mont120::new(n));
+                }
+                if n >> 90 == 0 {
+                    check(&Mont90::new(n));
                 }
             }
         }
