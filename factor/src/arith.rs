@@ -981,6 +981,30 @@ where
     }
 }
 
+/// `$body` with `$m` bound to a two-word Montgomery form for the odd n > 1:
+/// on wasm32 the narrowest digit form that holds n ([`Mont90`], [`Mont96`],
+/// [`Mont120`], each measured cheaper than the next below its bound),
+/// natively [`Mont128`]. One choice for factoring and primality alike.
+macro_rules! with_two_word_monty {
+    ($n:expr, |$m:ident| $body:expr) => {{
+        let n: u128 = $n;
+        if cfg!(narrow_mul) && n >> 90 == 0 {
+            let $m = &$crate::arith::Mont90::new(n);
+            $body
+        } else if cfg!(narrow_mul) && n >> 96 == 0 {
+            let $m = &$crate::arith::Mont96::new(n);
+            $body
+        } else if cfg!(narrow_mul) && n >> 120 == 0 {
+            let $m = &$crate::arith::Mont120::new(n);
+            $body
+        } else {
+            let $m = &$crate::arith::Mont128::new(n);
+            $body
+        }
+    }};
+}
+pub(crate) use with_two_word_monty;
+
 /// Montgomery arithmetic modulo an odd 128-bit n > 1.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mont128 {

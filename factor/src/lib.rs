@@ -32,10 +32,7 @@ mod progression;
 mod rho;
 mod small;
 
-use arith::{
-    ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont90, Mont96,
-    Word,
-};
+use arith::{ModF64, ModF64Lazy, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Word};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 pub use progression::{
@@ -191,16 +188,7 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
         }
         return;
     }
-    // Narrower digits are cheaper where products are narrow (wasm32).
-    let d = if cfg!(narrow_mul) && n >> 90 == 0 {
-        find_factor(&Mont90::new(n))
-    } else if cfg!(narrow_mul) && n >> 96 == 0 {
-        find_factor(&Mont96::new(n))
-    } else if cfg!(narrow_mul) && n >> 120 == 0 {
-        find_factor(&Mont120::new(n))
-    } else {
-        find_factor(&Mont128::new(n))
-    };
+    let d = arith::with_two_word_monty!(n, |m| find_factor(m));
     split_u128(d, out, Expect::Prime);
     split_u128(n / d, out, Expect::Prime);
 }

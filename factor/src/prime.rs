@@ -7,7 +7,7 @@
 //! which has no known counterexample and none below 2^64 (checked against
 //! the Feitsma–Galway list of base-2 pseudoprimes).
 
-use crate::arith::{ModF64, Mont120, Mont128, Mont32, Mont64, Mont90, Mont96, Monty, Word};
+use crate::arith::{ModF64, Mont32, Mont64, Monty, Word};
 use crate::small;
 use core::hint::select_unpredictable;
 
@@ -237,16 +237,7 @@ fn lucas_p(n: u128) -> Option<i64> {
 /// Primality of an odd n ≥ 2^64 with no prime factor below small::LIMIT.
 #[inline]
 pub(crate) fn is_prime_odd_u128(n: u128, expect: Expect) -> bool {
-    // Narrower digits are cheaper where products are narrow (wasm32).
-    if cfg!(narrow_mul) && n >> 90 == 0 {
-        bpsw_as(&Mont90::new(n), expect)
-    } else if cfg!(narrow_mul) && n >> 96 == 0 {
-        bpsw_as(&Mont96::new(n), expect)
-    } else if cfg!(narrow_mul) && n >> 120 == 0 {
-        bpsw_as(&Mont120::new(n), expect)
-    } else {
-        bpsw_as(&Mont128::new(n), expect)
-    }
+    crate::arith::with_two_word_monty!(n, |m| bpsw_as(m, expect))
 }
 
 /// Deterministic primality test for any n < 2^128.
@@ -300,6 +291,7 @@ pub fn is_prime_u64(n: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arith::{Mont120, Mont128, Mont90, Mont96};
 
     fn naive(n: u64) -> bool {
         n >= 2
