@@ -345,8 +345,19 @@ fn zero_in_list(item: String) -> AppError {
 fn parse_digits(digits: &str, item: impl FnOnce() -> String) -> Result<u128, AppError> {
     crowdfactor_protocol::parse_u128(digits).map_err(|e| {
         let item = item();
-        let hint = if digits.starts_with('-') {
-            format!("{item}: {digits} is negative; numbers must be at least 1")
+        // Only a well-formed negative number is called one: "-0" is zero
+        // and "-5x" is not a number at all.
+        let negative = digits
+            .strip_prefix('-')
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        let hint = if let Some(magnitude) = negative {
+            if magnitude.bytes().all(|b| b == b'0') {
+                format!(
+                    "{item}: {digits} is 0, which has no factorization; numbers must be at least 1"
+                )
+            } else {
+                format!("{item}: {digits} is negative; numbers must be at least 1")
+            }
         } else {
             format!("{item}: {e}")
         };
@@ -1505,6 +1516,13 @@ mod tests {
             ("invalid_number", Some("numbers[0]"))
         );
         assert!(refused(b"-3", None).2.contains("negative"));
+        let minus_zero = refused(b"-0", None).2;
+        assert!(
+            minus_zero.contains("is 0") && !minus_zero.contains("negative"),
+            "{minus_zero}"
+        );
+        let not_a_number = refused(b"-5x", None).2;
+        assert!(!not_a_number.contains("negative"), "{not_a_number}");
         assert_eq!(refused(b"12", Some("priority=1001")).0, "invalid_priority");
         assert_eq!(refused(b"12", Some("priority=high")).0, "invalid_priority");
         assert_eq!(refused(b"12", Some("chunk_size=0")).0, "invalid_chunk_size");
