@@ -442,7 +442,7 @@ fn parse_text_job(
         ));
     }
     Ok(NewJob {
-        numbers: Numbers::List(list.finish()),
+        numbers: list.into_numbers(),
         chunk_cap,
         priority,
         name,
@@ -492,9 +492,7 @@ struct Parsed {
 impl Parsed {
     fn finish(self) -> NewJob {
         NewJob {
-            numbers: self
-                .numbers
-                .unwrap_or_else(|list| Numbers::List(list.finish())),
+            numbers: self.numbers.unwrap_or_else(ListBuilder::into_numbers),
             chunk_cap: self.chunk_cap,
             priority: self.priority,
             name: self.name,
@@ -1530,6 +1528,62 @@ mod tests {
         assert_eq!(refused(b"\xff12", None).0, "bad_request");
     }
 
+    /// A list that rises by one step is kept as that range (as `seq`
+    /// writes numbers, also as text); any other list stays a list.
+    #[test]
+    fn lists_in_step_become_ranges() {
+        let job = |body: &str| parse_job(body.as_bytes(), &crate::Config::default()).expect("job");
+        let seq = job(r#"{"numbers": ["999999999999", 1000000000001, "1000000000003"]}"#);
+        assert_eq!(
+            seq.numbers,
+            Numbers::range(999_999_999_999, 2, 3).expect("range")
+        );
+        let text = parse_text_job(b"7\n8\n9\n10\n", None, &crate::Config::default()).expect("job");
+        assert_eq!(text.numbers, Numbers::range(7, 1, 4).expect("range"));
+        let wide = u128::MAX - 20;
+        let job_wide = job(&format!(
+            r#"{{"numbers": ["{wide}", "{}", "{}"]}}"#,
+            wide + 10,
+            wide + 20
+        ));
+        assert_eq!(
+            job_wide.numbers,
+            Numbers::range(wide, 10, 3).expect("range")
+        );
+        // Narrow numbers, then one of 2^64 or more, in step.
+        let across = job(
+            r#"{"numbers": ["18446744073709551614", "18446744073709551615", "18446744073709551616"]}"#,
+        );
+        assert_eq!(
+            across.numbers,
+            Numbers::range((1 << 64) - 2, 1, 3).expect("range")
+        );
+        for list in [
+            r#"[12]"#,
+            r#"[12, 12]"#,
+            r#"[15, 12]"#,
+            r#"[12, 14, 16, 19]"#,
+            r#"[12, 14, 16, 18, 19]"#,
+            r#"[10, 20, "340282366920938463463374607431768211455"]"#,
+        ] {
+            let listed = job(&format!(r#"{{"numbers": {list}}}"#));
+            assert!(
+                matches!(listed.numbers, Numbers::List(_)),
+                "{list}: {:?}",
+                listed.numbers
+            );
+            let want: Vec<u128> = serde_json::from_str::<Vec<serde_json::Value>>(list)
+                .expect("json")
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.parse().expect("number"),
+                    other => other.to_string().parse().expect("number"),
+                })
+                .collect();
+            assert_eq!(listed.numbers.iter().collect::<Vec<u128>>(), want, "{list}");
+        }
+    }
+
     #[test]
     fn accepts_strings_integers_and_ranges() {
         assert_eq!(
@@ -1564,7 +1618,7 @@ mod tests {
                 .collect();
             let body = format!("{{\"numbers\": [{}]}}", items.join(","));
             let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).expect("a valid list parses");
-            proptest::prop_assert_eq!(job.numbers, numbers.into());
+            proptest::prop_assert_eq!(job.numbers.iter().collect::<Vec<u128>>(), numbers);
         }
 
         /// Ranges parse to start + i*step, or are refused when they pass 2^128.

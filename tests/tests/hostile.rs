@@ -890,8 +890,9 @@ async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
         ..Config::default()
     })
     .await;
-    // Small numbers: first chunks of tens of thousands, hundreds of KiB each.
-    let numbers: Vec<u128> = (1_000_000..2_000_000).collect();
+    // Small numbers: first chunks of tens of thousands, hundreds of KiB each
+    // (falling, or the list would be kept as a range and sent as one).
+    let numbers: Vec<u128> = (1_000_000..2_000_000).rev().collect();
     let listed: Vec<String> = numbers.iter().map(u128::to_string).collect();
     let id = server.submit(json!({ "numbers": listed })).await;
     // A receive buffer of a few KiB, so what it does not read backs up at

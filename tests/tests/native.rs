@@ -210,8 +210,9 @@ async fn open_lists_are_held_within_the_memory_limit() {
         ..Config::default()
     })
     .await;
+    // Falling: numbers rising by one step would be kept as a range.
     let list = |from: u128, count: u128| {
-        let numbers: Vec<String> = (from..from + count).map(|n| n.to_string()).collect();
+        let numbers: Vec<String> = (from..from + count).rev().map(|n| n.to_string()).collect();
         json!({ "numbers": numbers })
     };
     let first = server.submit(list(1_000, 600)).await;
@@ -231,6 +232,9 @@ async fn open_lists_are_held_within_the_memory_limit() {
     let range = server
         .submit(json!({"range": {"start": "999999999999", "count": 1000000, "step": 2}}))
         .await;
+    // So do lists whose numbers rise by one step: they are kept as ranges.
+    let in_step: Vec<String> = (7_000..8_001).map(|n| n.to_string()).collect();
+    let stepped = server.submit(json!({ "numbers": in_step })).await;
 
     let http = reqwest::Client::new();
     let cancel = format!("{}api/jobs/{first}", server.url());
@@ -256,6 +260,11 @@ async fn open_lists_are_held_within_the_memory_limit() {
     assert_matches_gnu(
         &(5_000..5_600).collect::<Vec<_>>(),
         &server.results(&second).await,
+    );
+    server.wait_done(&stepped, Duration::from_secs(60)).await;
+    assert_matches_gnu(
+        &(7_000..8_001).collect::<Vec<_>>(),
+        &server.results(&stepped).await,
     );
     // Finished: its room is free again (once the coordinator has taken in
     // the commit that finished it), for a list of the whole limit.
