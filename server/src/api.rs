@@ -1618,7 +1618,12 @@ mod tests {
                 .collect();
             let body = format!("{{\"numbers\": [{}]}}", items.join(","));
             let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).expect("a valid list parses");
-            proptest::prop_assert_eq!(job.numbers.iter().collect::<Vec<u128>>(), numbers);
+            proptest::prop_assert_eq!(&job.numbers.iter().collect::<Vec<u128>>(), &numbers);
+            // Kept as a range exactly when they rise by one step.
+            let in_step = numbers.len() >= 2
+                && numbers[1] > numbers[0]
+                && numbers.windows(2).all(|w| w[1].checked_sub(w[0]) == Some(numbers[1] - numbers[0]));
+            proptest::prop_assert_eq!(matches!(job.numbers, Numbers::Range { .. }), in_step);
         }
 
         /// Ranges parse to start + i*step, or are refused when they pass 2^128.
