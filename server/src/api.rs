@@ -67,13 +67,13 @@ impl From<CreateJobError> for AppError {
                 if need > limit {
                     // Never fits: not worth trying again.
                     AppError::TooLarge(format!(
-                        "this list takes {} of the server's memory while it is open, more than the {} it may hold for all open lists (--max-list-memory): split it into smaller jobs, or submit a range",
+                        "this list takes {} of the server's memory while it is open, more than the {} it may hold for all open lists (--max-list-memory): split it into smaller jobs, or submit a range (numbers rising by one step are kept as one)",
                         size(need),
                         size(limit)
                     ))
                 } else {
                     AppError::QueueFull(format!(
-                        "the server holds {} of numbers for open list jobs and may hold {} (--max-list-memory); this list takes {}: submit it again once jobs have finished (or cancel some), or submit a range, which takes no room",
+                        "the server holds {} of numbers for open list jobs and may hold {} (--max-list-memory); this list takes {}: submit it again once jobs have finished (or cancel some), or submit a range, which takes no room (numbers rising by one step are kept as one)",
                         size(held),
                         size(limit),
                         size(need)
