@@ -245,6 +245,33 @@ pub fn factor_progression(start: u128, step: u128, count: usize, mut each: impl 
     }
 }
 
+/// `numbers` as `(start, step, count)` when they are two or more rising by
+/// one positive step (as `seq` writes them): the form [`factor_progression`]
+/// takes. Stops reading at the first number out of step.
+///
+/// ```
+/// use crowdfactor_factor::as_progression;
+/// assert_eq!(as_progression([10, 13, 16, 19]), Some((10, 3, 4)));
+/// assert_eq!(as_progression([10, 13, 17]), None); // out of step
+/// assert_eq!(as_progression([10, 10]), None); // not rising
+/// assert_eq!(as_progression([10]), None); // one number
+/// ```
+pub fn as_progression(numbers: impl IntoIterator<Item = u128>) -> Option<(u128, u128, usize)> {
+    let mut numbers = numbers.into_iter();
+    let start = numbers.next()?;
+    let mut last = numbers.next()?;
+    let step = last.checked_sub(start).filter(|&step| step > 0)?;
+    let mut count = 2;
+    for n in numbers {
+        if n.checked_sub(last) != Some(step) {
+            return None;
+        }
+        last = n;
+        count += 1;
+    }
+    Some((start, step, count))
+}
+
 /// Whether [`factor_progression`] sieves this progression (rather than
 /// factoring number by number).
 pub fn progression_is_sieved(start: u128, step: u128, count: usize) -> bool {

@@ -283,19 +283,9 @@ impl ListBuilder {
 }
 
 /// `numbers` as a range, if they are two or more rising by one step.
-fn progression(mut numbers: impl Iterator<Item = u128>) -> Option<Numbers> {
-    let first = numbers.next()?;
-    let mut last = numbers.next()?;
-    let step = last.checked_sub(first).filter(|&step| step > 0)?;
-    let mut count = 2u64;
-    for n in numbers {
-        if n.checked_sub(last) != Some(step) {
-            return None;
-        }
-        last = n;
-        count += 1;
-    }
-    Numbers::range(first, step, count)
+fn progression(numbers: impl Iterator<Item = u128>) -> Option<Numbers> {
+    let (start, step, count) = crowdfactor_factor::as_progression(numbers)?;
+    Numbers::range(start, step, u64::try_from(count).ok()?)
 }
 
 /// A job to create.

@@ -169,20 +169,13 @@ fn push_line(out: &mut String, n: u128, factors: &[u128], exp: bool, dec: &mut D
 /// The start and step of `tokens` when they are numbers in arithmetic
 /// progression (`seq` output, say) that the engine factors faster all at
 /// once, by sieving, than one by one.
-fn as_progression<T: AsRef<[u8]>>(tokens: &[T]) -> Option<(u128, u128)> {
-    let number = |t: &T| match parse(t.as_ref()) {
+fn sieved_progression<T: AsRef<[u8]>>(tokens: &[T]) -> Option<(u128, u128)> {
+    let numbers = tokens.iter().map_while(|t| match parse(t.as_ref()) {
         Token::Number(n) => Some(n),
         _ => None,
-    };
-    let start = number(tokens.first()?)?;
-    let step = number(tokens.get(1)?)?.checked_sub(start)?;
-    if step == 0 || !crowdfactor_factor::progression_is_sieved(start, step, tokens.len()) {
-        return None;
-    }
-    // Sieved progressions end below 2^44: no overflow.
-    (0u128..)
-        .zip(tokens)
-        .all(|(i, t)| number(t) == Some(start + i * step))
+    });
+    let (start, step, count) = crowdfactor_factor::as_progression(numbers)?;
+    (count == tokens.len() && crowdfactor_factor::progression_is_sieved(start, step, count))
         .then_some((start, step))
 }
 
@@ -226,7 +219,7 @@ fn batch<T: AsRef<[u8]> + Sync>(
 fn render_all<T: AsRef<[u8]>>(tokens: &[T], exp: bool) -> (String, String, bool) {
     let mut out = String::with_capacity(tokens.len() * 24);
     let mut err = String::new();
-    if let Some((start, step)) = as_progression(tokens) {
+    if let Some((start, step)) = sieved_progression(tokens) {
         let (mut n, mut dec) = (start, DecimalBuf::new());
         crowdfactor_factor::factor_progression(start, step, tokens.len(), |factors| {
             push_line(&mut out, n, factors, exp, &mut dec);
@@ -477,7 +470,7 @@ mod tests {
                 .map(|i| (start + i * step).to_string())
                 .collect();
             assert_eq!(
-                as_progression(&tokens),
+                sieved_progression(&tokens),
                 Some((start, step)),
                 "{start} {step}"
             );
@@ -491,10 +484,18 @@ mod tests {
             }
             // Out of step near the end: factored one by one, still right.
             tokens[count - 2] = (start + step).to_string();
-            assert_eq!(as_progression(&tokens), None);
+            assert_eq!(sieved_progression(&tokens), None);
             let (out, _, ok) = render_all(&tokens, false);
             assert!(ok);
             assert_eq!(out, one_by_one(&tokens, false));
+            // In step but for a last token that is no number: not sieved.
+            tokens[count - 2] = (start + (count as u128 - 2) * step).to_string();
+            tokens[count - 1] = "x".into();
+            assert_eq!(sieved_progression(&tokens), None);
+            assert_eq!(
+                sieved_progression(&tokens[..count - 1]),
+                Some((start, step))
+            );
         }
         // GNU's spellings of numbers in step: printed as the numbers.
         let spelled: Vec<String> = ["+12", " 13", "0014", "15"].map(String::from).to_vec();
@@ -545,7 +546,7 @@ mod tests {
             "340282366920938463463374607431768211455: 3 5 17 257 641 65537 274177 6700417 67280421310721\n"
         );
         let tokens: Vec<String> = (1..=30_000u32).map(|n| n.to_string()).collect();
-        assert!(as_progression(&tokens).is_some());
+        assert!(sieved_progression(&tokens).is_some());
         let sieved = render_all(&tokens, true).0;
         let one_by_one: String = tokens.iter().map(|t| exp(t)).collect();
         assert_eq!(sieved, one_by_one);
