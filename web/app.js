@@ -384,21 +384,28 @@ function pauseReason() {
   return 'Paused while on battery.';
 }
 
-/** The status line while the tab has no connection to the server. */
+/**
+ * The status line while the tab has no connection to the server. It is a
+ * live region, read out on every change: it says the same while the tab
+ * tries again and again (the countdown is in the Connection figure).
+ */
 function connectionText() {
   const lead = state.everConnected ? 'Not contributing right now' : 'Not contributing yet';
   const why = state.lastError
     ? `the server closed the connection (it said: ${state.lastError})`
     : state.everConnected ? 'lost the connection to the server' : 'cannot reach the server';
-  if (state.connection !== 'connecting') return `${lead}: ${why}; ${state.connection}.`;
-  return state.everConnected || state.lastError
-    ? `${lead}: ${why}; connecting again…` : 'Connecting to the server…';
+  const retrying = state.connection === 'connecting' || state.connection.startsWith('reconnecting');
+  if (!retrying) return `${lead}: ${why}; ${state.connection}.`;
+  const failed = state.everConnected || state.lastError || state.backoff > 500;
+  return failed ? `${lead}: ${why}; trying again…` : 'Connecting to the server…';
 }
 
 function render() {
   const paused = effectivePause();
+  // The label says what pressing does; a pressed state beside a label that
+  // changes would be read as "Resume, pressed".
   $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
-  $('toggle').setAttribute('aria-pressed', String(settings.paused));
+  $('toggle').classList.toggle('paused', settings.paused);
   $('conn').textContent = state.connection;
   $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
@@ -414,7 +421,10 @@ function render() {
     : paused ? pauseReason()
     : state.connection !== 'connected' ? connectionText()
     : state.serverIdle && busy === 0 ? 'Contributing — waiting for work from the server.'
-    : `Contributing with ${busy} of ${state.workers.length} workers busy.`;
+    // Not how many are busy: that changes between chunks, several times a
+    // second, and this line is read out on every change (the worker list
+    // below shows each one).
+    : 'Contributing — factoring numbers for the project.';
   const list = $('worker-list');
   while (list.children.length > state.workers.length) list.lastChild.remove();
   while (list.children.length < state.workers.length) list.appendChild(document.createElement('li'));

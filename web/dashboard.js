@@ -216,14 +216,17 @@ function onSnapshot(s) {
     : '';
   renderWorkers(s.workers);
   drawChart();
-  $('live').textContent = `Live · updated ${new Date(now).toLocaleTimeString()}`;
+  // The live region says only whether the feed is live (it is read out on
+  // every change); the time of the last update changes every second.
+  $('live').textContent = 'Live.';
+  $('updated').textContent = `Updated ${new Date(now).toLocaleTimeString()}`;
 }
 
 function connect() {
   if (source) source.close();
   source = new EventSource(`api/events?token=${encodeURIComponent(token)}`);
   source.onmessage = (e) => { try { onSnapshot(JSON.parse(e.data)); } catch (err) { console.error(err); } };
-  source.onerror = () => { $('live').textContent = 'Connection lost; retrying…'; };
+  source.onerror = () => { $('live').textContent = 'Connection lost; retrying…'; $('updated').textContent = ''; };
 }
 
 async function login(event) {
