@@ -839,6 +839,225 @@ async fn wait_text_where(
     }
 }
 
+/// A Chrome DevTools Protocol command without parameters, sent through
+/// chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp(&'static str);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.0, "params": {} });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// The page's accessibility tree as Chromium computes it for screen
+/// readers: the nodes it does not ignore.
+async fn ax_tree(client: &Client) -> Vec<serde_json::Value> {
+    let tree = client
+        .issue_cmd(Cdp("Accessibility.getFullAXTree"))
+        .await
+        .unwrap();
+    let nodes = tree["nodes"].as_array().expect("an accessibility tree");
+    nodes
+        .iter()
+        .filter(|n| n["ignored"] != true)
+        .cloned()
+        .collect()
+}
+
+/// An accessibility node's role, name or `value` (empty when it has none).
+fn ax(node: &serde_json::Value, field: &str) -> String {
+    match &node[field]["value"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an accessibility node has the property `name` (such as
+/// `pressed`), whatever its value.
+fn ax_has(node: &serde_json::Value, name: &str) -> bool {
+    node["properties"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["name"] == name))
+}
+
+/// The controls, images and tables a screen reader would announce without a name,
+/// as `role: DOM node id`.
+fn ax_unnamed(tree: &[serde_json::Value]) -> Vec<String> {
+    const NAMED: [&str; 15] = [
+        "button",
+        "checkbox",
+        "combobox",
+        "textbox",
+        "searchbox",
+        "spinbutton",
+        "radio",
+        "link",
+        "slider",
+        "switch",
+        "progressbar",
+        "image",
+        "listbox",
+        "tab",
+        "table",
+    ];
+    tree.iter()
+        .filter(|n| NAMED.contains(&ax(n, "role").as_str()) && ax(n, "name").trim().is_empty())
+        .map(|n| format!("{}: {}", ax(n, "role"), n["backendDOMNodeId"]))
+        .collect()
+}
+
+/// The accessibility node with this role and name.
+fn ax_find<'a>(tree: &'a [serde_json::Value], role: &str, name: &str) -> &'a serde_json::Value {
+    tree.iter()
+        .find(|n| ax(n, "role") == role && ax(n, "name") == name)
+        .unwrap_or_else(|| {
+            let all: Vec<_> = tree
+                .iter()
+                .map(|n| format!("{} {:?}", ax(n, "role"), ax(n, "name")))
+                .collect();
+            panic!("no {role} named {name:?} in {all:?}")
+        })
+}
+
+/// Starts recording what each live region on the page (`aria-live`,
+/// `role=status|alert|log`) says each time its text changes: what a screen
+/// reader reads out unasked.
+async fn record_live_regions(client: &Client) {
+    client
+        .execute(
+            r#"window.liveSaid = {};
+               for (const el of document.querySelectorAll(
+                   '[aria-live]:not([aria-live=off]), [role=status], [role=alert], [role=log]')) {
+                 const said = window.liveSaid[el.id || el.outerHTML.slice(0, 50)] = [];
+                 let last = el.textContent;
+                 new MutationObserver(() => {
+                   if (el.textContent !== last) said.push(last = el.textContent);
+                 }).observe(el, { childList: true, characterData: true, subtree: true });
+               }"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+/// What each live region said since [`record_live_regions`], by id.
+async fn live_regions_said(client: &Client) -> serde_json::Value {
+    client
+        .execute("return window.liveSaid", vec![])
+        .await
+        .unwrap()
+}
+
+/// What a screen reader gets from the pages, as Chromium's accessibility
+/// tree gives it (no screen reader itself runs here): every control and
+/// image named, the Pause button a plain button whose name says what
+/// pressing does, the progress bar's value, headings; and live regions that
+/// speak when the state changes, not every second while a job runs (the
+/// tab's busy count, the project figures and the dashboard's clock were all
+/// read out over and over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
+    let server = TestServer::start(Config {
+        api_token: Some("ax-token".into()),
+        ..Config::default()
+    })
+    .await;
+    // Minutes of work for a tab: it runs all through the test.
+    let start = u128::from(u64::MAX / 2) + 1;
+    let body = json!({"range": {"start": start.to_string(), "count": 2_000_000, "step": 2}});
+    let created = server
+        .job_request(body.to_string())
+        .bearer_auth("ax-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    wait_text_where(&client, "factored", Duration::from_secs(30), |t| t != "0").await;
+
+    let tree = ax_tree(&client).await;
+    assert_eq!(ax_unnamed(&tree), Vec::<String>::new());
+    ax_find(&tree, "heading", "crowdfactor");
+    let pause = ax_find(&tree, "button", "Pause");
+    assert!(!ax_has(pause, "pressed"), "{pause}");
+    let bar = ax_find(&tree, "progressbar", "Project progress");
+    let percent: f64 = ax(bar, "value").parse().expect("a progress value");
+    assert!((0.0..=100.0).contains(&percent), "{bar}");
+    ax_find(&tree, "combobox", "Web Workers (CPU cores)");
+
+    // While the job runs (chunks finishing, figures changing every second)
+    // the live regions stay quiet.
+    record_live_regions(&client).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(live_regions_said(&client).await, json!({"state-text": []}));
+    let status = text(&client, "state-text").await;
+    assert_eq!(status, "Contributing — factoring numbers for the project.");
+    // Pausing is said once, and the button's name becomes what pressing does.
+    click(&client, "#toggle").await;
+    wait_text(&client, "toggle", "Resume").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        live_regions_said(&client).await,
+        json!({"state-text": ["Paused. Nothing is computed until you resume."]})
+    );
+    let tree = ax_tree(&client).await;
+    let resume = ax_find(&tree, "button", "Resume");
+    assert!(!ax_has(resume, "pressed"), "{resume}");
+    click(&client, "#toggle").await;
+    wait_text(&client, "toggle", "Pause").await;
+
+    // The dashboard, logged in, with the job running.
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    let tree = ax_tree(&client).await;
+    assert_eq!(ax_unnamed(&tree), Vec::<String>::new());
+    ax_find(&tree, "textbox", "Token");
+    fill(&client, "#token", "ax-token").await;
+    click(&client, "#login button").await;
+    wait_visible(&client, "#submit").await;
+    wait_text(&client, "live", "Live.").await;
+    record_live_regions(&client).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        live_regions_said(&client).await,
+        json!({"live": [], "login-error": [], "submit-result": []})
+    );
+    let tree = ax_tree(&client).await;
+    assert_eq!(ax_unnamed(&tree), Vec::<String>::new());
+    ax_find(&tree, "heading", "crowdfactor dashboard");
+    ax_find(
+        &tree,
+        "image",
+        "Numbers per second over the last five minutes",
+    );
+    ax_find(&tree, "table", "Jobs");
+    ax_find(&tree, "progressbar", &format!("Job {id} progress"));
+    ax_find(&tree, "button", &format!("Cancel job {id}"));
+    ax_find(&tree, "spinbutton", &format!("Priority of job {id}"));
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// Every form control on the page has an accessible name (a label, an
 /// aria-label or its own text); returns the ids of those that do not.
 async fn unlabelled_controls(client: &Client) -> Vec<String> {
