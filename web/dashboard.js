@@ -102,7 +102,7 @@ function jobRow(job) {
     id.append(' ', name);
   }
   const prog = document.createElement('td');
-  prog.innerHTML = '<div class="progress"><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div></div></div><span></span></div>';
+  prog.innerHTML = '<div class="progress"><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div></div></div><span aria-hidden="true"></span></div>';
   prog.querySelector('[role=progressbar]').setAttribute('aria-label', `Job ${job.id} progress`);
   prog.dataset.job = job.id;
   const pr = document.createElement('td');
@@ -141,9 +141,14 @@ function renderJobs(jobs, now) {
     const pct = job.total ? Math.floor((100 * job.done) / job.total) : 0;
     const { rate, eta } = estimate(job, now);
     row.state.textContent = job.state;
-    row.prog.querySelector('[role=progressbar]').setAttribute('aria-valuenow', String(pct));
+    const progress = `${pct} % (${fmt(job.done)} / ${fmt(job.total)})`;
+    const bar = row.prog.querySelector('[role=progressbar]');
+    bar.setAttribute('aria-valuenow', String(pct));
+    // The bar says it all to a screen reader (its text beside it, hidden
+    // from one, would have it read the percentage twice).
+    bar.setAttribute('aria-valuetext', progress);
     row.prog.querySelector('.bar > div').style.width = `${pct}%`;
-    row.prog.querySelector('span').textContent = `${pct} % (${fmt(job.done)} / ${fmt(job.total)})`;
+    row.prog.querySelector('span').textContent = progress;
     row.rate.textContent = rate ? `${fmt(rate)}/s` : '—';
     row.eta.textContent = job.state === 'done' ? 'done' : eta;
     if (document.activeElement !== row.input) row.input.value = String(job.priority);

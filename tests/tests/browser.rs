@@ -1051,7 +1051,24 @@ async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
         "Numbers per second over the last five minutes",
     );
     ax_find(&tree, "table", "Jobs");
-    ax_find(&tree, "progressbar", &format!("Job {id} progress"));
+    let bar = ax_find(&tree, "progressbar", &format!("Job {id} progress"));
+    assert!(ax(bar, "value").parse::<f64>().is_ok(), "{bar}");
+    // The progress cell is read as its text says, once (the bar's value
+    // text stands for the text beside it).
+    let shown = client
+        .execute(
+            "return document.querySelector('#jobs .progress > span').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shown = shown.as_str().unwrap();
+    assert!(shown.ends_with(" / 2,000,000)"), "{shown}");
+    let cell = tree
+        .iter()
+        .find(|n| ax(n, "role") == "cell" && ax(n, "name").ends_with(" / 2,000,000)"))
+        .expect("the job's progress cell");
+    assert_eq!(ax(cell, "name"), shown);
     ax_find(&tree, "button", &format!("Cancel job {id}"));
     ax_find(&tree, "spinbutton", &format!("Priority of job {id}"));
     client.close().await.unwrap();
