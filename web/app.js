@@ -6,6 +6,11 @@ import init, {
 } from './pkg/crowdfactor_wasm.js';
 
 const $ = (id) => document.getElementById(id);
+/**
+ * Sets a live region's text only when it changes: a screen reader may read
+ * the same words out again when they are written again.
+ */
+const say = (id, text) => { if ($(id).textContent !== text) $(id).textContent = text; };
 const cores = Math.max(1, navigator.hardwareConcurrency || 1);
 const stored = (key, fallback) => {
   const v = localStorage.getItem(`crowdfactor.${key}`);
@@ -394,7 +399,7 @@ function connectionText() {
   const why = state.lastError
     ? `the server closed the connection (it said: ${state.lastError})`
     : state.everConnected ? 'lost the connection to the server' : 'cannot reach the server';
-  const retrying = state.connection === 'connecting' || state.connection.startsWith('reconnecting');
+  const retrying = state.connection === 'connecting' || state.connection.includes('reconnecting in');
   if (!retrying) return `${lead}: ${why}; ${state.connection}.`;
   const failed = state.everConnected || state.lastError || state.backoff > 500;
   return failed ? `${lead}: ${why}; trying again…` : 'Connecting to the server…';
@@ -415,7 +420,7 @@ function render() {
       ? 'WebAssembly with wide arithmetic' : 'WebAssembly';
   }
   const busy = state.workers.filter((w) => w.chunk).length;
-  $('state-text').textContent = state.refused
+  say('state-text', state.refused
     ? `Not contributing: the server refused this tab: ${state.refused}. `
       + 'Open the link its operator gives volunteers (it ends in ?token=…).'
     : paused ? pauseReason()
@@ -424,7 +429,7 @@ function render() {
     // Not how many are busy: that changes between chunks, several times a
     // second, and this line is read out on every change (the worker list
     // below shows each one).
-    : 'Contributing — factoring numbers for the project.';
+    : 'Contributing — factoring numbers for the project.');
   const list = $('worker-list');
   while (list.children.length > state.workers.length) list.lastChild.remove();
   while (list.children.length < state.workers.length) list.appendChild(document.createElement('li'));

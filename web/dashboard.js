@@ -1,6 +1,11 @@
 // Operator dashboard: live over server-sent events (/api/events), actions
 // over the JSON API with the bearer token the operator enters.
 const $ = (id) => document.getElementById(id);
+/**
+ * Sets a live region's text only when it changes: a screen reader may read
+ * the same words out again when they are written again.
+ */
+const say = (id, text) => { if ($(id).textContent !== text) $(id).textContent = text; };
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const TOKEN_KEY = 'crowdfactor.apiToken';
 let token = sessionStorage.getItem(TOKEN_KEY) || new URLSearchParams(location.search).get('token') || '';
@@ -223,7 +228,7 @@ function onSnapshot(s) {
   drawChart();
   // The live region says only whether the feed is live (it is read out on
   // every change); the time of the last update changes every second.
-  $('live').textContent = 'Live.';
+  say('live', 'Live.');
   $('updated').textContent = `Updated ${new Date(now).toLocaleTimeString()}`;
 }
 
@@ -231,7 +236,7 @@ function connect() {
   if (source) source.close();
   source = new EventSource(`api/events?token=${encodeURIComponent(token)}`);
   source.onmessage = (e) => { try { onSnapshot(JSON.parse(e.data)); } catch (err) { console.error(err); } };
-  source.onerror = () => { $('live').textContent = 'Connection lost; retrying…'; $('updated').textContent = ''; };
+  source.onerror = () => { say('live', 'Connection lost; retrying…'); $('updated').textContent = ''; };
 }
 
 async function login(event) {
