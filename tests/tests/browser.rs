@@ -808,11 +808,22 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     wait_text(&client, "conn", "connected").await;
     // The server stops: the tab says it is not contributing, and why.
     server.shutdown().await;
-    wait_text_where(&client, "state-text", Duration::from_secs(20), |t| {
+    let said = wait_text_where(&client, "state-text", Duration::from_secs(20), |t| {
         t.starts_with("Not contributing right now: the server closed the connection")
             && t.contains("shutting down")
     })
     .await;
+    assert!(said.ends_with("; trying again…"), "{said}");
+    // It tries again and again (the countdown shows in the Connection
+    // figure); the status line, a live region, says it once.
+    record_live_regions(&client).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(live_regions_said(&client).await, json!({"state-text": []}));
+    let connection = text(&client, "conn").await;
+    assert!(
+        connection == "connecting" || connection.starts_with("reconnecting in "),
+        "{connection}"
+    );
     client.close().await.unwrap();
 }
 
@@ -934,8 +945,9 @@ fn ax_find<'a>(tree: &'a [serde_json::Value], role: &str, name: &str) -> &'a ser
 }
 
 /// Starts recording what each live region on the page (`aria-live`,
-/// `role=status|alert|log`) says each time its text changes: what a screen
-/// reader reads out unasked.
+/// `role=status|alert|log`) says each time its text is written (a screen
+/// reader may read the same words again when they are written again): what
+/// it reads out unasked.
 async fn record_live_regions(client: &Client) {
     client
         .execute(
@@ -943,10 +955,8 @@ async fn record_live_regions(client: &Client) {
                for (const el of document.querySelectorAll(
                    '[aria-live]:not([aria-live=off]), [role=status], [role=alert], [role=log]')) {
                  const said = window.liveSaid[el.id || el.outerHTML.slice(0, 50)] = [];
-                 let last = el.textContent;
-                 new MutationObserver(() => {
-                   if (el.textContent !== last) said.push(last = el.textContent);
-                 }).observe(el, { childList: true, characterData: true, subtree: true });
+                 new MutationObserver(() => said.push(el.textContent))
+                   .observe(el, { childList: true, characterData: true, subtree: true });
                }"#,
             vec![],
         )
