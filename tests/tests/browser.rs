@@ -998,7 +998,8 @@ async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    let (_driver, client) = chromium().await;
+    // A volunteer who asked for less motion gets no sliding bars.
+    let (_driver, client) = chromium_with(&["--force-prefers-reduced-motion"]).await;
     client.goto(&server.url()).await.unwrap();
     wait_text(&client, "conn", "connected").await;
     wait_text_where(&client, "factored", Duration::from_secs(30), |t| t != "0").await;
@@ -1012,6 +1013,14 @@ async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
     let percent: f64 = ax(bar, "value").parse().expect("a progress value");
     assert!((0.0..=100.0).contains(&percent), "{bar}");
     ax_find(&tree, "combobox", "Web Workers (CPU cores)");
+    let motion = client
+        .execute(
+            "return getComputedStyle(document.getElementById('project-fill')).transitionDuration",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(motion, json!("0s"));
 
     // While the job runs (chunks finishing, figures changing every second)
     // the live regions stay quiet.
