@@ -850,10 +850,10 @@ async fn wait_text_where(
     }
 }
 
-/// A Chrome DevTools Protocol command without parameters, sent through
+/// A Chrome DevTools Protocol command and its parameters, sent through
 /// chromedriver (`goog/cdp/execute`).
 #[derive(Debug)]
-struct Cdp(&'static str);
+struct Cdp(&'static str, serde_json::Value);
 
 impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     fn endpoint(
@@ -868,7 +868,7 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({ "cmd": self.0, "params": {} });
+        let body = json!({ "cmd": self.0, "params": self.1 });
         (http::Method::POST, Some(body.to_string()))
     }
 }
@@ -877,7 +877,7 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
 /// readers: the nodes it does not ignore.
 async fn ax_tree(client: &Client) -> Vec<serde_json::Value> {
     let tree = client
-        .issue_cmd(Cdp("Accessibility.getFullAXTree"))
+        .issue_cmd(Cdp("Accessibility.getFullAXTree", json!({})))
         .await
         .unwrap();
     let nodes = tree["nodes"].as_array().expect("an accessibility tree");
@@ -1021,6 +1021,33 @@ async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
         .await
         .unwrap();
     assert_eq!(motion, json!("0s"));
+    // In forced colours (Windows' contrast themes) the browser replaces
+    // backgrounds: the bars' fill keeps a system colour of its own.
+    let forced = json!({"features": [{"name": "forced-colors", "value": "active"}]});
+    client
+        .issue_cmd(Cdp("Emulation.setEmulatedMedia", forced))
+        .await
+        .unwrap();
+    let colours = client
+        .execute(
+            r#"return [matchMedia('(forced-colors: active)').matches,
+                       getComputedStyle(document.getElementById('project-fill')).backgroundColor,
+                       getComputedStyle(document.getElementById('project-bar')).backgroundColor,
+                       getComputedStyle(document.body).backgroundColor];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(colours[0], true, "{colours}");
+    assert!(
+        colours[1] != colours[2] && colours[1] != colours[3],
+        "the fill shows: {colours}"
+    );
+    let plain = json!({"features": [{"name": "forced-colors", "value": "none"}]});
+    client
+        .issue_cmd(Cdp("Emulation.setEmulatedMedia", plain))
+        .await
+        .unwrap();
 
     // While the job runs (chunks finishing, figures changing every second)
     // the live regions stay quiet.
