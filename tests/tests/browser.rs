@@ -1043,11 +1043,31 @@ async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
         colours[1] != colours[2] && colours[1] != colours[3],
         "the fill shows: {colours}"
     );
-    let plain = json!({"features": [{"name": "forced-colors", "value": "none"}]});
+    // The dark scheme keeps text readable too.
+    let dark = json!({"features": [{"name": "forced-colors", "value": "none"},
+                                   {"name": "prefers-color-scheme", "value": "dark"}]});
     client
-        .issue_cmd(Cdp("Emulation.setEmulatedMedia", plain))
+        .issue_cmd(Cdp("Emulation.setEmulatedMedia", dark))
         .await
         .unwrap();
+    let scheme = client
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scheme, true);
+    assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
+    click(&client, "#toggle").await; // the paused look: outlined
+    wait_text(&client, "toggle", "Resume").await;
+    assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
+    client
+        .issue_cmd(Cdp("Emulation.setEmulatedMedia", json!({})))
+        .await
+        .unwrap();
+    click(&client, "#toggle").await;
+    wait_text(&client, "toggle", "Pause").await;
 
     // While the job runs (chunks finishing, figures changing every second)
     // the live regions stay quiet.
@@ -1117,6 +1137,12 @@ async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
     assert_eq!(ax(cell, "name"), shown);
     ax_find(&tree, "button", &format!("Cancel job {id}"));
     ax_find(&tree, "spinbutton", &format!("Priority of job {id}"));
+    let dark = json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]});
+    client
+        .issue_cmd(Cdp("Emulation.setEmulatedMedia", dark))
+        .await
+        .unwrap();
+    assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
     client.close().await.unwrap();
     server.shutdown().await;
 }
