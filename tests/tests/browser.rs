@@ -973,14 +973,16 @@ async fn live_regions_said(client: &Client) -> serde_json::Value {
 }
 
 /// What a screen reader gets from the pages, as Chromium's accessibility
-/// tree gives it (no screen reader itself runs here): every control and
-/// image named, the Pause button a plain button whose name says what
-/// pressing does, the progress bar's value, headings; and live regions that
-/// speak when the state changes, not every second while a job runs (the
-/// tab's busy count, the project figures and the dashboard's clock were all
-/// read out over and over).
+/// tree gives it (no screen reader itself runs here): every control, image
+/// and table named, the Pause button a plain button whose name says what
+/// pressing does, progress values, headings; and live regions that speak
+/// when the state changes, not every second while a job runs (the tab's
+/// busy count, the project figures and the dashboard's clock were all read
+/// out over and over). Also what other visitors ask of the pages: no
+/// sliding bars with reduced motion, bars that show in forced colours
+/// (contrast themes), readable text in the dark scheme.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_screen_reader_gets_names_states_and_quiet_live_regions() {
+async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     let server = TestServer::start(Config {
         api_token: Some("ax-token".into()),
         ..Config::default()
