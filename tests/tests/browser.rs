@@ -1086,11 +1086,16 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
         live_regions_said(&client).await,
         json!({"state-text": ["Paused. Nothing is computed until you resume."]})
     );
+    assert_eq!(client.title().await.unwrap(), "Paused — crowdfactor");
     let tree = ax_tree(&client).await;
     let resume = ax_find(&tree, "button", "Resume");
     assert!(!ax_has(resume, "pressed"), "{resume}");
     click(&client, "#toggle").await;
     wait_text(&client, "toggle", "Pause").await;
+    assert_eq!(
+        client.title().await.unwrap(),
+        "crowdfactor — lend this tab's CPU to factor integers"
+    );
 
     // The dashboard, logged in, with the job running.
     client
