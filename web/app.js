@@ -420,8 +420,9 @@ function render() {
       ? 'WebAssembly with wide arithmetic' : 'WebAssembly';
   }
   const busy = state.workers.filter((w) => w.chunk).length;
-  // The tab strip shows a paused tab as such (first: titles are cut short).
-  const title = settings.paused ? 'Paused — crowdfactor' : 'crowdfactor — lend this tab\'s CPU to factor integers';
+  // The tab strip shows a paused tab as such (first: titles are cut short),
+  // also one paused while hidden or on battery.
+  const title = paused ? 'Paused — crowdfactor' : 'crowdfactor — lend this tab\'s CPU to factor integers';
   if (document.title !== title) document.title = title;
   say('state-text', state.refused
     ? `Not contributing: the server refused this tab: ${state.refused}. `
