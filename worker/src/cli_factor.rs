@@ -174,9 +174,15 @@ fn sieved_progression<T: AsRef<[u8]>>(tokens: &[T]) -> Option<(u128, u128)> {
         Token::Number(n) => Some(n),
         _ => None,
     });
+    // The first two numbers tell whether the engine would sieve this many:
+    // when it would not, the rest need not be read twice.
+    let mut first = numbers.clone();
+    let (a, b) = (first.next()?, first.next()?);
+    if !crowdfactor_factor::progression_is_sieved(a, b.checked_sub(a)?, tokens.len()) {
+        return None;
+    }
     let (start, step, count) = crowdfactor_factor::as_progression(numbers)?;
-    (count == tokens.len() && crowdfactor_factor::progression_is_sieved(start, step, count))
-        .then_some((start, step))
+    (count == tokens.len()).then_some((start, step))
 }
 
 /// Factors a batch of tokens on up to `threads` threads; writes results in
@@ -496,6 +502,11 @@ mod tests {
                 sieved_progression(&tokens[..count - 1]),
                 Some((start, step))
             );
+            // Constant or falling: not a progression.
+            let same = vec![start.to_string(); count];
+            assert_eq!(sieved_progression(&same), None);
+            let falling: Vec<String> = tokens[..count - 1].iter().rev().cloned().collect();
+            assert_eq!(sieved_progression(&falling), None);
         }
         // GNU's spellings of numbers in step: printed as the numbers.
         let spelled: Vec<String> = ["+12", " 13", "0014", "15"].map(String::from).to_vec();
