@@ -1155,6 +1155,53 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     server.shutdown().await;
 }
 
+/// With JavaScript off, the page does not claim to be starting: it says
+/// that it computes nothing and why, and hides the controls and figures
+/// that would do nothing; the dashboard points to the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_say_so_when_javascript_is_off() {
+    let server = TestServer::start(Config::default()).await;
+    let (_driver, client) = chromium_with(&["--blink-settings=scriptEnabled=false"]).await;
+    let shown = |css: &'static str| {
+        let client = client.clone();
+        async move {
+            let found = client.find(Locator::Css(css)).await.unwrap();
+            found.is_displayed().await.unwrap()
+        }
+    };
+    client.goto(&server.url()).await.unwrap();
+    let note = client.find(Locator::Css("noscript p")).await.unwrap();
+    assert!(note.is_displayed().await.unwrap());
+    let said = note.text().await.unwrap();
+    assert!(
+        said.starts_with("JavaScript is off in this browser, so this tab computes nothing."),
+        "{said}"
+    );
+    for inert in ["#toggle", "#state-text", "#worker-count", "#factored"] {
+        assert!(!shown(inert).await, "{inert} is shown without JavaScript");
+    }
+    assert!(shown("h1").await);
+    assert!(shown(".about").await, "what runs here stays");
+
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    let said = client
+        .find(Locator::Css("noscript p"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(said.contains("crowdfactor-server jobs"), "{said}");
+    for inert in ["#login", "#live"] {
+        assert!(!shown(inert).await, "{inert} is shown without JavaScript");
+    }
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// Every form control on the page has an accessible name (a label, an
 /// aria-label or its own text); returns the ids of those that do not.
 async fn unlabelled_controls(client: &Client) -> Vec<String> {
