@@ -47,6 +47,7 @@ const state = {
   refused: null,      // why the server refused this page for good (no reconnects)
   everConnected: false,
   lastError: null,    // the server's last `error` message, until the next welcome
+  waitingForTab: false, // another tab of this browser contributes to this server
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -91,6 +92,7 @@ function replace(w) {
 
 /** Grows or shrinks the pool; busy workers finish their chunk first. */
 function applyWorkerCount() {
+  if (state.waitingForTab) return; // started with the count set by then
   const active = state.workers.filter((w) => !w.retiring);
   for (let i = active.length; i < settings.workers; i++) spawnWorker();
   for (const w of active.slice(settings.workers)) {
@@ -411,7 +413,7 @@ function render() {
   // changes would be read as "Resume, pressed".
   $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
   $('toggle').classList.toggle('paused', settings.paused);
-  $('conn').textContent = state.connection;
+  $('conn').textContent = state.waitingForTab ? 'waiting for the other tab' : state.connection;
   $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
   $('rate').textContent = `${Math.round(rate()).toLocaleString('en-US')} /s`;
@@ -427,6 +429,9 @@ function render() {
   say('state-text', state.refused
     ? `Not contributing: the server refused this tab: ${state.refused}. `
       + 'Open the link its operator gives volunteers (it ends in ?token=…).'
+    : state.waitingForTab
+      ? 'Not contributing: this page is open in another tab of this browser, which has '
+        + 'the cores you chose. This tab takes over when that one is closed.'
     : paused ? pauseReason()
     : state.connection !== 'connected' ? connectionText()
     : state.serverIdle && busy === 0 ? 'Contributing — waiting for work from the server.'
@@ -501,16 +506,46 @@ function setupControls() {
   });
 }
 
+/**
+ * Runs `start` once no other tab of this browser contributes to this
+ * server: a second tab would only put as many Web Workers again on the same
+ * cores. The tabs queue on a Web Lock, held while the page lives; when the
+ * contributing tab is closed (or leaves), the next one starts by itself.
+ */
+function oneTabAtATime(start) {
+  if (!navigator.locks) {
+    start();
+    return;
+  }
+  const name = `crowdfactor contributes to ${location.host}${location.pathname}`;
+  const hold = () => {
+    state.waitingForTab = false;
+    start();
+    render();
+    return new Promise(() => {});
+  };
+  const failed = (err) => say('state-text', `Could not start: ${err}`);
+  navigator.locks.request(name, { ifAvailable: true }, (lock) => {
+    if (lock) return hold();
+    state.waitingForTab = true;
+    render();
+    navigator.locks.request(name, hold).catch(failed);
+    return undefined;
+  }).catch(failed);
+}
+
 async function main() {
   $('origin').textContent = location.host;
   $('cores').textContent = String(cores);
   setupControls();
   await init();
-  for (let i = 0; i < settings.workers; i++) spawnWorker();
-  connect();
+  oneTabAtATime(() => {
+    applyWorkerCount();
+    connect();
+  });
   window.addEventListener('pagehide', leave);
   window.addEventListener('pageshow', (event) => {
-    if (event.persisted && !state.refused) {
+    if (event.persisted && !state.refused && !state.waitingForTab) {
       state.backoff = 500;
       connect();
     }
@@ -518,7 +553,7 @@ async function main() {
   // Back on a network (after an outage, on another one): try at once
   // rather than at the end of a backoff of up to 30 s.
   window.addEventListener('online', () => {
-    if (!state.refused) {
+    if (!state.refused && !state.waitingForTab) {
       state.backoff = 500;
       connect();
     }
