@@ -1155,6 +1155,70 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     server.shutdown().await;
 }
 
+/// A second tab of the same browser on the same server waits (it would
+/// only put as many Web Workers again on the same cores) and says so; when
+/// the first is closed it takes over by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_tab_waits_and_takes_over_when_the_first_closes() {
+    let server = TestServer::start(Config::default()).await;
+    let start = u128::from(u64::MAX / 2) + 1;
+    server
+        .submit(json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}}))
+        .await;
+    let (_driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    let first_tab = client.window().await.unwrap();
+    let first = wait_workers(&server, 20, "the first tab", |list| {
+        (list.len() == 1).then(|| list[0]["id"].clone())
+    })
+    .await;
+
+    let second_tab = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(second_tab).await.unwrap();
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "waiting for the other tab").await;
+    let said = text(&client, "state-text").await;
+    assert!(
+        said.starts_with("Not contributing: this page is open in another tab of this browser"),
+        "{said}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let list = workers(&server).await;
+    assert_eq!(list.len(), 1, "one tab connected: {list:?}");
+    let web_workers = client
+        .execute(
+            "return document.getElementById('workers').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        web_workers,
+        json!("0"),
+        "no Web Workers started while waiting"
+    );
+
+    // The first tab closes: the second starts, connects and factors.
+    client.switch_to_window(first_tab).await.unwrap();
+    client.close_window().await.unwrap();
+    let handles = client.windows().await.unwrap();
+    client.switch_to_window(handles[0].clone()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    wait_text(
+        &client,
+        "state-text",
+        "Contributing — factoring numbers for the project.",
+    )
+    .await;
+    wait_workers(&server, 20, "the second tab alone", |list| {
+        (list.len() == 1 && list[0]["id"] != first && list[0]["holding"] != 0).then_some(())
+    })
+    .await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// With JavaScript off, the page does not claim to be starting: it says
 /// that it computes nothing and why, and hides the controls and figures
 /// that would do nothing; the dashboard points to the command line.
