@@ -122,6 +122,7 @@ function onWorkerMessage(w, msg) {
   if (msg.type === 'result' && chunk && chunk.id === msg.id) {
     w.done += 1;
     state.factored += chunk.count;
+    store('factoredTotal', stored('factoredTotal', 0) + chunk.count);
     state.events.push([performance.now(), chunk.count]);
     const answer = { id: chunk.id, frame: chunk.frame, result: msg.frame };
     if (chunk.generation === state.generation) {
@@ -416,6 +417,7 @@ function render() {
   $('conn').textContent = state.waitingForTab ? 'waiting for the other tab' : state.connection;
   $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
+  $('factored-total').textContent = stored('factoredTotal', 0).toLocaleString('en-US');
   $('rate').textContent = `${Math.round(rate()).toLocaleString('en-US')} /s`;
   if (state.engine) {
     $('engine').textContent = state.engine === 'wide'
