@@ -1201,6 +1201,20 @@ async fn a_second_tab_waits_and_takes_over_when_the_first_closes() {
 
     // The first tab closes: the second starts, connects and factors.
     client.switch_to_window(first_tab).await.unwrap();
+    let factored = |client: Client| async move {
+        let v = client
+            .execute(
+                "return [document.getElementById('factored').textContent,
+                         document.getElementById('factored-total').textContent]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let n = |i: usize| -> u64 { v[i].as_str().unwrap().replace(',', "").parse().unwrap() };
+        (n(0), n(1))
+    };
+    let (by_first, _) = factored(client.clone()).await;
+    assert!(by_first > 0);
     client.close_window().await.unwrap();
     let handles = client.windows().await.unwrap();
     client.switch_to_window(handles[0].clone()).await.unwrap();
@@ -1215,6 +1229,13 @@ async fn a_second_tab_waits_and_takes_over_when_the_first_closes() {
         (list.len() == 1 && list[0]["id"] != first && list[0]["holding"] != 0).then_some(())
     })
     .await;
+    // The all-time count goes on from what the first tab factored.
+    wait_text_where(&client, "factored", Duration::from_secs(30), |t| t != "0").await;
+    let (by_second, all_time) = factored(client.clone()).await;
+    assert!(
+        all_time >= by_first + by_second,
+        "{by_first} + {by_second} > {all_time}"
+    );
     client.close().await.unwrap();
     server.shutdown().await;
 }
