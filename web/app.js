@@ -48,6 +48,7 @@ const state = {
   everConnected: false,
   lastError: null,    // the server's last `error` message, until the next welcome
   waitingForTab: false, // another tab of this browser contributes to this server
+  releaseTab: null,   // lets a waiting tab take over (this one was refused)
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -350,6 +351,8 @@ function onServerMessage(text) {
       state.lastError = msg.message;
       if (msg.code === 'unauthorized') {
         state.refused = msg.message;
+        // A tab opened with the right link may contribute in its place.
+        if (state.releaseTab) state.releaseTab();
       } else if (msg.code === 'bad_handshake') {
         // The server was upgraded under this tab: load the page that speaks
         // its protocol (at most once a minute, in case that does not help).
@@ -515,18 +518,26 @@ function setupControls() {
  * contributing tab is closed (or leaves), the next one starts by itself.
  */
 function oneTabAtATime(start) {
+  let started = false;
+  const begin = () => {
+    state.waitingForTab = false;
+    if (!started) {
+      started = true;
+      start();
+    }
+    render();
+  };
   if (!navigator.locks) {
-    start();
+    begin();
     return;
   }
   const name = `crowdfactor contributes to ${location.host}${location.pathname}`;
-  const hold = () => {
-    state.waitingForTab = false;
-    start();
-    render();
-    return new Promise(() => {});
-  };
-  const failed = (err) => say('state-text', `Could not start: ${err}`);
+  const hold = () => new Promise((release) => {
+    state.releaseTab = release;
+    begin();
+  });
+  // No lock to be had (an opaque origin, say): contribute as if alone.
+  const failed = begin;
   navigator.locks.request(name, { ifAvailable: true }, (lock) => {
     if (lock) return hold();
     state.waitingForTab = true;
