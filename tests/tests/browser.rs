@@ -789,7 +789,8 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
 
     // A volunteer page without the worker token is refused and says so
     // (not that it contributes), without reconnecting over and over; with
-    // ?token= it connects.
+    // ?token= it connects, also in a new tab while the refused one stays
+    // open (a refused tab does not keep others waiting).
     client.goto(&server.url()).await.unwrap();
     wait_text(&client, "conn", "refused").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -801,6 +802,8 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
             && status.contains("?token="),
         "{status}"
     );
+    let tab = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(tab).await.unwrap();
     client
         .goto(&format!("{}?token=tab-token", server.url()))
         .await
