@@ -876,6 +876,49 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 }
 
+/// WebDriver's "Get Computed Label" for an element: its accessible name as
+/// the browser computes it (geckodriver and chromedriver both answer it).
+#[derive(Debug)]
+struct ComputedLabel(String);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ComputedLabel {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/element/{}/computedlabel",
+            session.unwrap_or_default(),
+            self.0
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::GET, None)
+    }
+}
+
+/// The shown controls, images and tables whose accessible name, as the
+/// browser computes it, is empty.
+async fn unnamed_by_the_browser(client: &Client) -> Vec<String> {
+    let css = "button, input, select, textarea, [role=progressbar], [role=img], table";
+    let mut unnamed = vec![];
+    for e in client.find_all(Locator::Css(css)).await.unwrap() {
+        if !e.is_displayed().await.unwrap() {
+            continue;
+        }
+        let name = client
+            .issue_cmd(ComputedLabel(e.element_id().to_string()))
+            .await
+            .unwrap();
+        if name.as_str().is_none_or(|n| n.trim().is_empty()) {
+            unnamed.push(e.html(false).await.unwrap().chars().take(80).collect());
+        }
+    }
+    unnamed
+}
+
 /// The page's accessibility tree as Chromium computes it for screen
 /// readers: the nodes it does not ignore.
 async fn ax_tree(client: &Client) -> Vec<serde_json::Value> {
@@ -1421,6 +1464,8 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
     )
     .await;
     assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
+    // Firefox's own accessible names (what its screen readers are given).
+    assert_eq!(unnamed_by_the_browser(&client).await, Vec::<String>::new());
 
     // Keyboard only: Tab to Pause and press Space; the tab stops taking work.
     client
