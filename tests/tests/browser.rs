@@ -853,49 +853,50 @@ async fn wait_text_where(
     }
 }
 
-/// A Chrome DevTools Protocol command and its parameters, sent through
-/// chromedriver (`goog/cdp/execute`).
+/// A WebDriver command fantoccini has no method for: `path` under the
+/// session, sent with POST and `body`, or with GET when there is none.
 #[derive(Debug)]
-struct Cdp(&'static str, serde_json::Value);
+struct Extension {
+    path: String,
+    body: Option<serde_json::Value>,
+}
 
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+impl fantoccini::wd::WebDriverCompatibleCommand for Extension {
     fn endpoint(
         &self,
         base: &url::Url,
         session: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session.unwrap_or_default()
+            "session/{}/{}",
+            session.unwrap_or_default(),
+            self.path
         ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({ "cmd": self.0, "params": self.1 });
-        (http::Method::POST, Some(body.to_string()))
+        match &self.body {
+            Some(body) => (http::Method::POST, Some(body.to_string())),
+            None => (http::Method::GET, None),
+        }
+    }
+}
+
+/// A Chrome DevTools Protocol command and its parameters, sent through
+/// chromedriver.
+fn cdp(cmd: &str, params: serde_json::Value) -> Extension {
+    Extension {
+        path: "goog/cdp/execute".into(),
+        body: Some(json!({ "cmd": cmd, "params": params })),
     }
 }
 
 /// WebDriver's "Get Computed Label" for an element: its accessible name as
 /// the browser computes it (geckodriver and chromedriver both answer it).
-#[derive(Debug)]
-struct ComputedLabel(String);
-
-impl fantoccini::wd::WebDriverCompatibleCommand for ComputedLabel {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!(
-            "session/{}/element/{}/computedlabel",
-            session.unwrap_or_default(),
-            self.0
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::GET, None)
+fn computed_label(element: String) -> Extension {
+    Extension {
+        path: format!("element/{element}/computedlabel"),
+        body: None,
     }
 }
 
@@ -909,7 +910,7 @@ async fn unnamed_by_the_browser(client: &Client) -> Vec<String> {
             continue;
         }
         let name = client
-            .issue_cmd(ComputedLabel(e.element_id().to_string()))
+            .issue_cmd(computed_label(e.element_id().to_string()))
             .await
             .unwrap();
         if name.as_str().is_none_or(|n| n.trim().is_empty()) {
@@ -923,7 +924,7 @@ async fn unnamed_by_the_browser(client: &Client) -> Vec<String> {
 /// readers: the nodes it does not ignore.
 async fn ax_tree(client: &Client) -> Vec<serde_json::Value> {
     let tree = client
-        .issue_cmd(Cdp("Accessibility.getFullAXTree", json!({})))
+        .issue_cmd(cdp("Accessibility.getFullAXTree", json!({})))
         .await
         .unwrap();
     let nodes = tree["nodes"].as_array().expect("an accessibility tree");
@@ -1074,7 +1075,7 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     // backgrounds: the bars' fill keeps a system colour of its own.
     let forced = json!({"features": [{"name": "forced-colors", "value": "active"}]});
     client
-        .issue_cmd(Cdp("Emulation.setEmulatedMedia", forced))
+        .issue_cmd(cdp("Emulation.setEmulatedMedia", forced))
         .await
         .unwrap();
     let colours = client
@@ -1096,7 +1097,7 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     let dark = json!({"features": [{"name": "forced-colors", "value": "none"},
                                    {"name": "prefers-color-scheme", "value": "dark"}]});
     client
-        .issue_cmd(Cdp("Emulation.setEmulatedMedia", dark))
+        .issue_cmd(cdp("Emulation.setEmulatedMedia", dark))
         .await
         .unwrap();
     let scheme = client
@@ -1112,7 +1113,7 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     wait_text(&client, "toggle", "Resume").await;
     assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
     client
-        .issue_cmd(Cdp("Emulation.setEmulatedMedia", json!({})))
+        .issue_cmd(cdp("Emulation.setEmulatedMedia", json!({})))
         .await
         .unwrap();
     click(&client, "#toggle").await;
@@ -1193,7 +1194,7 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     ax_find(&tree, "spinbutton", &format!("Priority of job {id}"));
     let dark = json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]});
     client
-        .issue_cmd(Cdp("Emulation.setEmulatedMedia", dark))
+        .issue_cmd(cdp("Emulation.setEmulatedMedia", dark))
         .await
         .unwrap();
     assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
