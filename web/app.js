@@ -47,8 +47,6 @@ const state = {
   refused: null,      // why the server refused this page for good (no reconnects)
   everConnected: false,
   lastError: null,    // the server's last `error` message, until the next welcome
-  waitingForTab: false, // another tab of this browser contributes to this server
-  releaseTab: null,   // lets a waiting tab take over (this one was refused)
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -93,7 +91,6 @@ function replace(w) {
 
 /** Grows or shrinks the pool; busy workers finish their chunk first. */
 function applyWorkerCount() {
-  if (state.waitingForTab) return; // started with the count set by then
   const active = state.workers.filter((w) => !w.retiring);
   for (let i = active.length; i < settings.workers; i++) spawnWorker();
   for (const w of active.slice(settings.workers)) {
@@ -123,7 +120,7 @@ function onWorkerMessage(w, msg) {
   if (msg.type === 'result' && chunk && chunk.id === msg.id) {
     w.done += 1;
     state.factored += chunk.count;
-    store('factoredTotal', stored('factoredTotal', 0) + chunk.count);
+    allTime.add(chunk.count);
     state.events.push([performance.now(), chunk.count]);
     const answer = { id: chunk.id, frame: chunk.frame, result: msg.frame };
     if (chunk.generation === state.generation) {
@@ -351,8 +348,6 @@ function onServerMessage(text) {
       state.lastError = msg.message;
       if (msg.code === 'unauthorized') {
         state.refused = msg.message;
-        // A tab opened with the right link may contribute in its place.
-        if (state.releaseTab) state.releaseTab();
       } else if (msg.code === 'bad_handshake') {
         // The server was upgraded under this tab: load the page that speaks
         // its protocol (at most once a minute, in case that does not help).
@@ -417,10 +412,10 @@ function render() {
   // changes would be read as "Resume, pressed".
   $('toggle').textContent = settings.paused ? 'Resume' : 'Pause';
   $('toggle').classList.toggle('paused', settings.paused);
-  $('conn').textContent = state.waitingForTab ? 'waiting for the other tab' : state.connection;
+  $('conn').textContent = state.connection;
   $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
-  $('factored-total').textContent = stored('factoredTotal', 0).toLocaleString('en-US');
+  $('factored-total').textContent = allTime.value === null ? '—' : allTime.value.toLocaleString('en-US');
   $('rate').textContent = `${Math.round(rate()).toLocaleString('en-US')} /s`;
   if (state.engine) {
     $('engine').textContent = state.engine === 'wide'
@@ -434,9 +429,6 @@ function render() {
   say('state-text', state.refused
     ? `Not contributing: the server refused this tab: ${state.refused}. `
       + 'Open the link its operator gives volunteers (it ends in ?token=…).'
-    : state.waitingForTab
-      ? 'Not contributing: this page is open in another tab of this browser, which has '
-        + 'the cores you chose. This tab takes over when that one is closed.'
     : paused ? pauseReason()
     : state.connection !== 'connected' ? connectionText()
     : state.serverIdle && busy === 0 ? 'Contributing — waiting for work from the server.'
@@ -512,53 +504,56 @@ function setupControls() {
 }
 
 /**
- * Runs `start` once no other tab of this browser contributes to this
- * server: a second tab would only put as many Web Workers again on the same
- * cores. The tabs queue on a Web Lock, held while the page lives; when the
- * contributing tab is closed (or leaves), the next one starts by itself.
+ * How many numbers this browser has factored, all its tabs and page loads
+ * together. Kept in IndexedDB, whose read-write transactions are atomic
+ * across tabs: two tabs adding to one localStorage count would lose each
+ * other's updates.
  */
-function oneTabAtATime(start) {
-  let started = false;
-  const begin = () => {
-    state.waitingForTab = false;
-    if (!started) {
-      started = true;
-      start();
-    }
-    render();
-  };
-  if (!navigator.locks) {
-    begin();
-    return;
-  }
-  const name = `crowdfactor contributes to ${location.host}${location.pathname}`;
-  const hold = () => new Promise((release) => {
-    state.releaseTab = release;
-    begin();
-  });
-  // No lock to be had (an opaque origin, say): contribute as if alone.
-  const failed = begin;
-  navigator.locks.request(name, { ifAvailable: true }, (lock) => {
-    if (lock) return hold();
-    state.waitingForTab = true;
-    render();
-    navigator.locks.request(name, hold).catch(failed);
-    return undefined;
-  }).catch(failed);
-}
+const allTime = {
+  db: null,
+  value: null, // until read, or where this browser keeps no IndexedDB
+  open() {
+    return new Promise((resolve) => {
+      let req;
+      try {
+        req = indexedDB.open('crowdfactor', 1);
+      } catch {
+        resolve();
+        return;
+      }
+      req.onupgradeneeded = () => req.result.createObjectStore('counts');
+      req.onsuccess = () => {
+        this.db = req.result;
+        this.add(0);
+        resolve();
+      };
+      req.onerror = () => resolve();
+    });
+  },
+  add(n) {
+    if (!this.db) return;
+    const tx = this.db.transaction('counts', 'readwrite');
+    const counts = tx.objectStore('counts');
+    const get = counts.get('factored');
+    get.onsuccess = () => {
+      const total = (get.result || 0) + n;
+      counts.put(total, 'factored');
+      tx.oncomplete = () => { this.value = total; };
+    };
+  },
+};
 
 async function main() {
   $('origin').textContent = location.host;
   $('cores').textContent = String(cores);
   setupControls();
   await init();
-  oneTabAtATime(() => {
-    applyWorkerCount();
-    connect();
-  });
+  await allTime.open();
+  for (let i = 0; i < settings.workers; i++) spawnWorker();
+  connect();
   window.addEventListener('pagehide', leave);
   window.addEventListener('pageshow', (event) => {
-    if (event.persisted && !state.refused && !state.waitingForTab) {
+    if (event.persisted && !state.refused) {
       state.backoff = 500;
       connect();
     }
@@ -566,7 +561,7 @@ async function main() {
   // Back on a network (after an outage, on another one): try at once
   // rather than at the end of a backoff of up to 30 s.
   window.addEventListener('online', () => {
-    if (!state.refused && !state.waitingForTab) {
+    if (!state.refused) {
       state.backoff = 500;
       connect();
     }
