@@ -393,6 +393,14 @@ async fn a_long_job(server: &TestServer) -> (String, Vec<u128>) {
     (id, range(start, count.into(), 2))
 }
 
+/// A job body of 10^7 numbers of 64 bits, starting where [`a_long_job`]
+/// does: minutes of work for a tab (even at 100,000 numbers a second), so it
+/// runs all through a test that watches the tab at work.
+fn an_outlasting_job() -> serde_json::Value {
+    let start = u128::from(u64::MAX / 2) + 1;
+    json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}})
+}
+
 /// Waits for job `id` to finish and checks that browser tabs factored all
 /// its `numbers`, as GNU `factor` does.
 async fn the_tab_did(server: &TestServer, id: &str, numbers: &[u128]) {
@@ -1034,12 +1042,8 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
         ..Config::default()
     })
     .await;
-    // Minutes of work for a tab (even at 100,000 numbers a second): it
-    // runs all through the test.
-    let start = u128::from(u64::MAX / 2) + 1;
-    let body = json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}});
     let created = server
-        .job_request(body.to_string())
+        .job_request(an_outlasting_job().to_string())
         .bearer_auth("ax-token")
         .send()
         .await
@@ -1207,10 +1211,7 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     let server = TestServer::start(Config::default()).await;
-    let start = u128::from(u64::MAX / 2) + 1;
-    server
-        .submit(json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}}))
-        .await;
+    server.submit(an_outlasting_job()).await;
     let (_driver, client) = chromium().await;
     client.goto(&server.url()).await.unwrap();
     wait_text(&client, "conn", "connected").await;
