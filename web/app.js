@@ -37,6 +37,7 @@ const state = {
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
+  retrying: false,    // a reconnect is waiting for its turn (or connecting now)
   loadRetry: 1000,    // ms before replacing a Web Worker that could not load
   heartbeat: null,
   unanswered: 0,      // heartbeats sent since the server last said anything
@@ -217,6 +218,7 @@ function connect() {
   const ws = new WebSocket(url.href);
   state.ws = ws;
   state.connection = 'connecting';
+  state.retrying = false;
   state.generation += 1;
   render();
   ws.onopen = () => {
@@ -238,6 +240,7 @@ function connect() {
 
 function reconnectLater(why) {
   state.connection = `${why} in ${(state.backoff / 1000).toFixed(1)} s`;
+  state.retrying = true;
   render();
   setTimeout(connect, state.backoff * (0.5 + Math.random()));
   state.backoff = Math.min(state.backoff * 2, 30000);
@@ -400,8 +403,7 @@ function connectionText() {
   const why = state.lastError
     ? `the server closed the connection (it said: ${state.lastError})`
     : state.everConnected ? 'lost the connection to the server' : 'cannot reach the server';
-  const retrying = state.connection === 'connecting' || state.connection.includes('reconnecting in');
-  if (!retrying) return `${lead}: ${why}; ${state.connection}.`;
+  if (!state.retrying && state.connection !== 'connecting') return `${lead}: ${why}; ${state.connection}.`;
   const failed = state.everConnected || state.lastError || state.backoff > 500;
   return failed ? `${lead}: ${why}; trying again…` : 'Connecting to the server…';
 }
