@@ -4,13 +4,8 @@
 import init, {
   hello_message, ack_message, heartbeat_message, capacity_message, release_message,
 } from './pkg/crowdfactor_wasm.js';
+import { $, say } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
-/**
- * Sets a live region's text only when it changes: a screen reader may read
- * the same words out again when they are written again.
- */
-const say = (id, text) => { if ($(id).textContent !== text) $(id).textContent = text; };
 const cores = Math.max(1, navigator.hardwareConcurrency || 1);
 const stored = (key, fallback) => {
   const v = localStorage.getItem(`crowdfactor.${key}`);

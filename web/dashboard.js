@@ -1,11 +1,7 @@
 // Operator dashboard: live over server-sent events (/api/events), actions
 // over the JSON API with the bearer token the operator enters.
-const $ = (id) => document.getElementById(id);
-/**
- * Sets a live region's text only when it changes: a screen reader may read
- * the same words out again when they are written again.
- */
-const say = (id, text) => { if ($(id).textContent !== text) $(id).textContent = text; };
+import { $, say } from './dom.js';
+
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const TOKEN_KEY = 'crowdfactor.apiToken';
 let token = sessionStorage.getItem(TOKEN_KEY) || new URLSearchParams(location.search).get('token') || '';
