@@ -32,7 +32,7 @@ const state = {
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
-  retrying: false,    // a reconnect is waiting for its turn (or connecting now)
+  retrying: false,    // a reconnect waits for its turn (the countdown in `connection`)
   loadRetry: 1000,    // ms before replacing a Web Worker that could not load
   heartbeat: null,
   unanswered: 0,      // heartbeats sent since the server last said anything
