@@ -113,6 +113,8 @@ async fn chromium_with(extra: &[&str]) -> (Driver, Client) {
         opts["binary"] = json!(bin);
     }
     caps.insert("goog:chromeOptions".into(), opts);
+    // The console (the page's and its Web Workers'), for `console_errors`.
+    caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
     session(&driver_path, caps, Some(profile)).await
 }
 
@@ -350,6 +352,8 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     click(&client, "#toggle").await;
     let job = server.wait_done(&paused_job, Duration::from_secs(30)).await;
     assert_eq!(job["by_kind"]["browser"], 3);
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
 
     client.close().await.unwrap();
     server.shutdown().await;
@@ -794,6 +798,8 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let listed = server.text("/api/jobs", Some(DASH_TOKEN)).await;
     let ids = job_ids(&serde_json::from_str(&listed).unwrap());
     assert_eq!(ids, ["1", "3"]);
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
 
     // A volunteer page without the worker token is refused and says so
     // (not that it contributes), without reconnecting over and over; with
@@ -896,6 +902,31 @@ fn cdp(cmd: &str, params: serde_json::Value) -> Extension {
         path: "goog/cdp/execute".into(),
         body: Some(json!({ "cmd": cmd, "params": params })),
     }
+}
+
+/// What Chromium's console logged as an error since the last call: a
+/// Content Security Policy violation, an uncaught exception or rejection, a
+/// file that failed to load, `console.error`. An API call the server
+/// answered with an error status is logged too; the page shows those
+/// answers (a refused token, an invalid job), so they are left out.
+async fn console_errors(client: &Client) -> Vec<String> {
+    let log = client
+        .issue_cmd(Extension {
+            path: "se/log".into(),
+            body: Some(json!({ "type": "browser" })),
+        })
+        .await
+        .unwrap();
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .filter(|e| {
+            let message = e["message"].as_str().unwrap_or_default();
+            !(e["source"] == "network" && message.contains("/api/"))
+        })
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// WebDriver's "Get Computed Label" for an element: its accessible name as
@@ -1201,6 +1232,8 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
         .await
         .unwrap();
     assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
     client.close().await.unwrap();
     server.shutdown().await;
 }
@@ -1572,6 +1605,8 @@ async fn the_page_fits_a_phone_screen_and_has_labels_and_contrast() {
     wait_visible(&client, "#submit").await;
     assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
     assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
     client.close().await.unwrap();
     server.shutdown().await;
 }
