@@ -236,6 +236,8 @@ async fn a_browser_with_wide_arithmetic_loads_the_wide_build() {
         text(&client, "engine").await,
         "WebAssembly with wide arithmetic"
     );
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
     client.close().await.unwrap();
 }
 
@@ -257,7 +259,8 @@ async fn a_browser_tab_contributes_over_https_and_wss() {
 }
 
 /// Submits `count` numbers of the seed range, opens the page, and checks
-/// that the page alone factored them all, as GNU `factor` does.
+/// that the page alone factored them all, as GNU `factor` does, and that
+/// its console holds no error.
 async fn the_page_factors_the_seed_range(server: &TestServer, client: &Client, count: u32) {
     let id = server
         .submit(json!({"range": {"start": "999999999999", "count": count, "step": 2}}))
@@ -270,6 +273,8 @@ async fn the_page_factors_the_seed_range(server: &TestServer, client: &Client, c
     );
     let numbers = range(999_999_999_999, count.into(), 2);
     assert_matches_gnu(&numbers, &server.results(&id).await);
+    let errors = console_errors(client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,6 +452,8 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
     );
     client.back().await.unwrap();
     the_tab_did(&server, &id, &numbers).await;
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
     client.close().await.unwrap();
     server.shutdown().await;
 }
@@ -515,6 +522,8 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
         .collect();
     assert!(now.contains(&second), "{second} replaced: {now:?}");
     assert_eq!(text(&client, "conn").await, "connected");
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
     client.close().await.unwrap();
     drop(proxy);
     server.shutdown().await;
