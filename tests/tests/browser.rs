@@ -17,6 +17,9 @@ struct Driver {
     child: Child,
     /// The browser profile directory, if the test chose it.
     profile: Option<PathBuf>,
+    /// Where the driver's and the browser's output goes (geckodriver's:
+    /// Firefox prints its pages' uncaught errors there).
+    output: Option<PathBuf>,
 }
 
 impl Drop for Driver {
@@ -30,30 +33,40 @@ impl Drop for Driver {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(dir) = &self.profile {
+        for dir in [&self.profile, &self.output].into_iter().flatten() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
 
-/// Starts a WebDriver server on a free port and opens a session with `caps`.
+/// Starts a WebDriver server on a free port and opens a session with `caps`;
+/// the server's output (with the browser's) goes to `output`/log if given.
 async fn session(
     driver_path: &str,
     caps: serde_json::Map<String, serde_json::Value>,
     profile: Option<PathBuf>,
+    output: Option<PathBuf>,
 ) -> (Driver, Client) {
     let port = free_port();
+    let (stdout, stderr) = match &output {
+        Some(dir) => {
+            let log = std::fs::File::create(dir.join("log")).unwrap();
+            (Stdio::from(log.try_clone().unwrap()), Stdio::from(log))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
     let driver = Driver {
         child: Command::new(driver_path)
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {driver_path}: {e} (run scripts/setup.sh --browser)")
             }),
         profile,
+        output,
     };
     // The workspace links two rustls crypto providers (the worker's ring,
     // fantoccini's aws-lc-rs) and rustls will not pick one by itself.
@@ -115,7 +128,7 @@ async fn chromium_with(extra: &[&str]) -> (Driver, Client) {
     caps.insert("goog:chromeOptions".into(), opts);
     // The console (the page's and its Web Workers'), for `console_errors`.
     caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
-    session(&driver_path, caps, Some(profile)).await
+    session(&driver_path, caps, Some(profile), None).await
 }
 
 /// Headless Firefox (ESR) through geckodriver (`GECKODRIVER`, `FIREFOX`
@@ -134,7 +147,7 @@ async fn firefox() -> (Driver, Client) {
         "moz:firefoxOptions".into(),
         json!({
             "binary": binary,
-            "args": ["-headless", "--width=1200", "--height=900"],
+            "args": ["-headless"],
             // No network here but loopback: keep Firefox from trying.
             "prefs": {
                 "app.update.enabled": false,
@@ -144,11 +157,30 @@ async fn firefox() -> (Driver, Client) {
                 "datareporting.policy.dataSubmissionEnabled": false,
                 "network.captive-portal-service.enabled": false,
                 "network.connectivity-service.enabled": false,
-                "toolkit.telemetry.enabled": false
+                "toolkit.telemetry.enabled": false,
+                // Console messages to the output too (see `firefox_page_errors`).
+                "devtools.console.stdout.content": true
             }
         }),
     );
-    session(&driver_path, caps, None).await
+    let output = temp_dir("geckodriver");
+    let (driver, client) = session(&driver_path, caps, None, Some(output)).await;
+    // The size Chromium's window is given (Firefox takes no such switch).
+    client.set_window_size(1200, 900).await.unwrap();
+    (driver, client)
+}
+
+/// The uncaught exceptions and rejections Firefox printed so far for pages
+/// and Web Workers from `origin` (its own chrome code prints some too;
+/// they are left out).
+fn firefox_page_errors(driver: &Driver, origin: &str) -> Vec<String> {
+    let dir = driver.output.as_ref().expect("a Firefox driver");
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    let prefix = format!("JavaScript error: {origin}");
+    log.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn click(client: &Client, css: &str) {
@@ -1475,7 +1507,7 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
     let id = server
         .submit(json!({"range": {"start": "999999999999", "count": 300, "step": 2}}))
         .await;
-    let (_driver, client) = firefox().await;
+    let (driver, client) = firefox().await;
     client.goto(&server.url()).await.unwrap();
     let agent: String = client
         .execute("return navigator.userAgent", vec![])
@@ -1549,6 +1581,8 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
     let job = server.wait_done(&last, Duration::from_secs(60)).await;
     assert_eq!(job["by_kind"]["browser"], 50);
     save_screenshot(&client, "page-firefox.png").await;
+    let errors = firefox_page_errors(&driver, &server.url());
+    assert!(errors.is_empty(), "Firefox printed errors: {errors:#?}");
     client.close().await.unwrap();
     server.shutdown().await;
 }
