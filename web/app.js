@@ -412,7 +412,7 @@ function render() {
   $('conn').textContent = state.connection;
   $('workers').textContent = String(state.workers.filter((w) => !w.retiring).length);
   $('factored').textContent = state.factored.toLocaleString('en-US');
-  $('factored-total').textContent = allTime.value === null ? '—' : allTime.value.toLocaleString('en-US');
+  allTime.show();
   $('rate').textContent = `${Math.round(rate()).toLocaleString('en-US')} /s`;
   if (state.engine) {
     $('engine').textContent = state.engine === 'wide'
@@ -537,8 +537,16 @@ const allTime = {
     get.onsuccess = () => {
       const total = (get.result || 0) + n;
       counts.put(total, 'factored');
-      tx.oncomplete = () => { this.value = total; };
+      // Shown once stored, not at the next second's render: until then it
+      // trailed this tab's own count (up with the result) by up to a second.
+      tx.oncomplete = () => {
+        this.value = total;
+        this.show();
+      };
     };
+  },
+  show() {
+    $('factored-total').textContent = this.value === null ? '—' : this.value.toLocaleString('en-US');
   },
 };
 
