@@ -157,9 +157,7 @@ async fn firefox() -> (Driver, Client) {
                 "datareporting.policy.dataSubmissionEnabled": false,
                 "network.captive-portal-service.enabled": false,
                 "network.connectivity-service.enabled": false,
-                "toolkit.telemetry.enabled": false,
-                // Console messages to the output too (see `firefox_page_errors`).
-                "devtools.console.stdout.content": true
+                "toolkit.telemetry.enabled": false
             }
         }),
     );
