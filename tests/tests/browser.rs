@@ -665,25 +665,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
             "tab-token",
         ],
     );
-    let start = Instant::now();
-    loop {
-        let cells = client
-            .find_all(Locator::Css("#jobs td[data-job] span"))
-            .await
-            .unwrap();
-        let mut shown = String::new();
-        if let Some(c) = cells.first() {
-            shown = c.text().await.unwrap();
-        }
-        if shown.starts_with("100 %") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "dashboard shows {shown:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_job_shown_done(&client, "1").await;
     let name = client
         .find(Locator::Css("#jobs td .name"))
         .await
@@ -880,6 +862,29 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         "{connection}"
     );
     client.close().await.unwrap();
+}
+
+/// Waits until the dashboard's row of job `id` shows its progress at 100 %.
+async fn wait_job_shown_done(client: &Client, id: &str) {
+    let start = Instant::now();
+    loop {
+        let cells = client
+            .find_all(Locator::Css(&format!("#jobs td[data-job='{id}'] span")))
+            .await
+            .unwrap();
+        let mut shown = String::new();
+        if let Some(c) = cells.first() {
+            shown = c.text().await.unwrap();
+        }
+        if shown.starts_with("100 %") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "dashboard shows {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until the element's text is `want`.
@@ -1579,6 +1584,36 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
     let job = server.wait_done(&last, Duration::from_secs(60)).await;
     assert_eq!(job["by_kind"]["browser"], 50);
     save_screenshot(&client, "page-firefox.png").await;
+
+    // The dashboard in Firefox: log in, submit a range through the form,
+    // watch a native worker take it to 100 %.
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    fill(&client, "#token", "firefox-token").await;
+    click(&client, "#login button").await;
+    click(&client, "input[name=kind][value=range]").await;
+    fill(&client, "#range-count", "200").await;
+    click(&client, "#submit button").await;
+    let submitted = wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
+        t.starts_with("Submitted job")
+    })
+    .await;
+    let dashboard_job = submitted
+        .trim_start_matches("Submitted job ")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .to_owned();
+    let _worker = WorkerProc::spawn(&server, &["--threads", "1"]);
+    wait_job_shown_done(&client, &dashboard_job).await;
+    let job = server.job(&dashboard_job).await;
+    assert_eq!(
+        (&job["state"], &job["by_kind"]["native"]),
+        (&json!("done"), &json!(200)),
+        "{job}"
+    );
     let errors = firefox_page_errors(&driver, &server.url());
     assert!(errors.is_empty(), "Firefox printed errors: {errors:#?}");
     client.close().await.unwrap();
