@@ -1354,6 +1354,8 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     assert!(by_second > 0);
     // Both tabs counted at once, none of it lost.
     assert_eq!(all_time, by_first + by_second);
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
     client.close().await.unwrap();
     server.shutdown().await;
 }
