@@ -572,9 +572,14 @@ const allTime = {
   save() {
     if (!this.db || this.busy) return;
     const n = this.unsaved;
+    let tx;
+    try {
+      tx = this.db.transaction('counts', 'readwrite');
+    } catch {
+      return; // the browser closed the database under the page: counted here only
+    }
     this.busy = true;
     let total;
-    const tx = this.db.transaction('counts', 'readwrite');
     const counts = tx.objectStore('counts');
     const get = counts.get('factored');
     get.onsuccess = () => {
