@@ -126,7 +126,7 @@ async fn chromium_with(extra: &[&str]) -> (Driver, Client) {
         opts["binary"] = json!(bin);
     }
     caps.insert("goog:chromeOptions".into(), opts);
-    // The console (the page's and its Web Workers'), for `console_errors`.
+    // The console (the page's and its Web Workers'), for `assert_no_console_errors`.
     caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
     session(&driver_path, caps, Some(profile), None).await
 }
@@ -266,8 +266,7 @@ async fn a_browser_with_wide_arithmetic_loads_the_wide_build() {
         text(&client, "engine").await,
         "WebAssembly with wide arithmetic"
     );
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
     client.close().await.unwrap();
 }
 
@@ -303,8 +302,7 @@ async fn the_page_factors_the_seed_range(server: &TestServer, client: &Client, c
     );
     let numbers = range(999_999_999_999, count.into(), 2);
     assert_matches_gnu(&numbers, &server.results(&id).await);
-    let errors = console_errors(client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,8 +385,7 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     click(&client, "#toggle").await;
     let job = server.wait_done(&paused_job, Duration::from_secs(30)).await;
     assert_eq!(job["by_kind"]["browser"], 3);
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
 
     client.close().await.unwrap();
     server.shutdown().await;
@@ -482,8 +479,7 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
     );
     client.back().await.unwrap();
     the_tab_did(&server, &id, &numbers).await;
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
 }
@@ -552,8 +548,7 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
         .collect();
     assert!(now.contains(&second), "{second} replaced: {now:?}");
     assert_eq!(text(&client, "conn").await, "connected");
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     drop(proxy);
     server.shutdown().await;
@@ -819,8 +814,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let listed = server.text("/api/jobs", Some(DASH_TOKEN)).await;
     let ids = job_ids(&serde_json::from_str(&listed).unwrap());
     assert_eq!(ids, ["1", "3"]);
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
 
     // A volunteer page without the worker token is refused and says so
     // (not that it contributes), without reconnecting over and over; with
@@ -948,12 +942,12 @@ fn cdp(cmd: &str, params: serde_json::Value) -> Extension {
     }
 }
 
-/// What Chromium's console logged as an error since the last call: a
+/// Asserts that Chromium's console logged no error since the last check: a
 /// Content Security Policy violation, an uncaught exception or rejection, a
 /// file that failed to load, `console.error`. An API call the server
 /// answered with an error status is logged too; the page shows those
 /// answers (a refused token, an invalid job), so they are left out.
-async fn console_errors(client: &Client) -> Vec<String> {
+async fn assert_no_console_errors(client: &Client) {
     let log = client
         .issue_cmd(Extension {
             path: "se/log".into(),
@@ -961,7 +955,8 @@ async fn console_errors(client: &Client) -> Vec<String> {
         })
         .await
         .unwrap();
-    log.as_array()
+    let errors = log
+        .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["level"] == "SEVERE")
@@ -970,7 +965,8 @@ async fn console_errors(client: &Client) -> Vec<String> {
             !(e["source"] == "network" && message.contains("/api/"))
         })
         .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
+        .collect::<Vec<_>>();
+    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
 }
 
 /// WebDriver's "Get Computed Label" for an element: its accessible name as
@@ -1276,8 +1272,7 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
         .await
         .unwrap();
     assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
 }
@@ -1354,8 +1349,7 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     assert!(by_second > 0);
     // Both tabs counted at once, none of it lost.
     assert_eq!(all_time, by_first + by_second);
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
 }
@@ -1683,8 +1677,7 @@ async fn the_page_fits_a_phone_screen_and_has_labels_and_contrast() {
     wait_visible(&client, "#submit").await;
     assert_eq!(unlabelled_controls(&client).await, Vec::<String>::new());
     assert_eq!(low_contrast_text(&client).await, Vec::<String>::new());
-    let errors = console_errors(&client).await;
-    assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+    assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
 }
