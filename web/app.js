@@ -557,9 +557,9 @@ const allTime = {
       setTimeout(resolve, 2000);
     });
   },
+  // Shown by the next render, not here: this runs once a chunk.
   add(n) {
     this.unsaved += n;
-    this.show();
     this.later();
   },
   later() {

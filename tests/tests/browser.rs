@@ -1354,6 +1354,84 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     server.shutdown().await;
 }
 
+/// A tab handed many small chunks a second stores its all-time count and
+/// redraws a few times a second, not once a chunk: an IndexedDB
+/// transaction and a render per chunk grew the tab's renderer by hundreds
+/// of megabytes in minutes and held it to a quarter of its speed. Counted
+/// in the page (its IndexedDB transactions, the DOM changes it makes)
+/// while the server counts the chunks it got back; the DOM must not grow
+/// with the chunks either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_busy_with_small_chunks_stores_and_redraws_a_few_times_a_second() {
+    let server = TestServer::start(Config::default()).await;
+    let mut job = an_outlasting_job();
+    job["chunk_size"] = json!(100);
+    let id = server.submit(job).await;
+    let (_driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    wait_text_where(&client, "factored", Duration::from_secs(30), |t| t != "0").await;
+
+    let dom_nodes = |client: Client| async move {
+        client
+            .issue_cmd(cdp("HeapProfiler.collectGarbage", json!({})))
+            .await
+            .unwrap();
+        let counters = client
+            .issue_cmd(cdp("Memory.getDOMCounters", json!({})))
+            .await
+            .unwrap();
+        counters["nodes"].as_u64().unwrap()
+    };
+    let nodes_before = dom_nodes(client.clone()).await;
+    client
+        .execute(
+            r#"window.seen = { transactions: 0, redraws: 0 };
+               const open = IDBDatabase.prototype.transaction;
+               IDBDatabase.prototype.transaction = function (...args) {
+                 window.seen.transactions += 1;
+                 return open.apply(this, args);
+               };
+               new MutationObserver(() => { window.seen.redraws += 1; }).observe(document.body,
+                 { childList: true, characterData: true, attributes: true, subtree: true });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let done_before = server.job(&id).await["done"].as_u64().unwrap();
+    let watched = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let seen = client.execute("return window.seen", vec![]).await.unwrap();
+    let secs = watched.elapsed().as_secs_f64();
+    let chunks = (server.job(&id).await["done"].as_u64().unwrap() - done_before) / 100;
+    let nodes_after = dom_nodes(client.clone()).await;
+
+    // Without many chunks a second this would show nothing.
+    assert!(
+        chunks as f64 > 30.0 * secs,
+        "{chunks} chunks in {secs:.1} s"
+    );
+    let transactions = seen["transactions"].as_f64().unwrap();
+    let redraws = seen["redraws"].as_f64().unwrap();
+    // A save a second; a render at most every tenth of a second, plus the
+    // once-a-second render and the project figures every two seconds.
+    assert!(
+        transactions <= secs + 2.0,
+        "{transactions} IndexedDB transactions for {chunks} chunks in {secs:.1} s"
+    );
+    assert!(
+        redraws <= 15.0 * secs + 10.0,
+        "{redraws} redraws for {chunks} chunks in {secs:.1} s"
+    );
+    assert!(
+        nodes_after <= nodes_before + 50,
+        "DOM nodes {nodes_before} → {nodes_after} after {chunks} chunks"
+    );
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// With JavaScript off, the page does not claim to be starting: it says
 /// that it computes nothing and why, and hides the controls and figures
 /// that would do nothing; the dashboard points to the command line.
