@@ -16,6 +16,22 @@ use tokio::sync::oneshot;
 
 pub use crowdfactor_server::Config;
 
+/// Polls `probe` every 50 ms until it gives `Ok`, for at most `limit`; then
+/// fails with the last `Err`, which says what was seen instead.
+pub async fn eventually<T, E: std::fmt::Display>(
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match probe().await {
+            Ok(it) => return it,
+            Err(seen) if start.elapsed() >= limit => panic!("after {limit:?}: {seen}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// A coordinator running in this process on an ephemeral port.
 #[derive(Debug)]
 pub struct TestServer {
@@ -52,17 +68,12 @@ impl TestServer {
     }
 
     async fn start_inner(addr: SocketAddr, config: Config, trusted_pem: Option<&str>) -> Self {
-        let start = Instant::now();
-        let listener = loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(e) if start.elapsed() < Duration::from_secs(10) => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("cannot bind {addr}: {e}"),
-            }
-        };
+        let listener = eventually(Duration::from_secs(10), async || {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot bind {addr}: {e}"))
+        })
+        .await;
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -164,18 +175,15 @@ impl TestServer {
 
     /// Polls until the job is done; panics after `timeout`.
     pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
-        let start = Instant::now();
-        loop {
+        eventually(timeout, async || {
             let job = self.job(id).await;
             if job["state"] == "done" {
-                return job;
+                Ok(job)
+            } else {
+                Err(format!("job {id} not done: {job}"))
             }
-            assert!(
-                start.elapsed() < timeout,
-                "job {id} not done after {timeout:?}: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Submits `numbers` as a list job with the given chunk size; returns its id.
@@ -187,18 +195,15 @@ impl TestServer {
 
     /// Polls until at least `done` numbers of the job are done; returns the job.
     pub async fn wait_progress(&self, id: &str, done: u64, timeout: Duration) -> Value {
-        let start = Instant::now();
-        loop {
+        eventually(timeout, async || {
             let job = self.job(id).await;
             if job["done"].as_u64().unwrap() >= done {
-                return job;
+                Ok(job)
+            } else {
+                Err(format!("job {id} stuck below {done}: {job}"))
             }
-            assert!(
-                start.elapsed() < timeout,
-                "job {id} stuck below {done}: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// `GET /api/jobs/<id>/results` as number → factor strings.

@@ -71,22 +71,15 @@ async fn session(
     // The workspace links two rustls crypto providers (the worker's ring,
     // fantoccini's aws-lc-rs) and rustls will not pick one by itself.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let start = Instant::now();
-    let client = loop {
-        match ClientBuilder::rustls()
+    let client = eventually(Duration::from_secs(30), async || {
+        ClientBuilder::rustls()
             .unwrap()
             .capabilities(caps.clone())
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
-        {
-            Ok(c) => break c,
-            Err(e) if start.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("cannot start a WebDriver session with {driver_path}: {e}"),
-        }
-    };
+            .map_err(|e| format!("cannot start a WebDriver session with {driver_path}: {e}"))
+    })
+    .await;
     (driver, client)
 }
 
@@ -405,18 +398,11 @@ async fn wait_workers<T>(
     what: &str,
     found: impl Fn(&[serde_json::Value]) -> Option<T>,
 ) -> T {
-    let begun = Instant::now();
-    loop {
+    eventually(Duration::from_secs(secs), async || {
         let list = workers(server).await;
-        if let Some(it) = found(&list) {
-            return it;
-        }
-        assert!(
-            begun.elapsed() < Duration::from_secs(secs),
-            "{what}: {list:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        found(&list).ok_or_else(|| format!("{what}: {list:?}"))
+    })
+    .await
 }
 
 /// Submits 60,000 numbers of 64 bits, a few seconds' work for a tab.
@@ -639,16 +625,16 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     priority.send_keys("\u{E009}a\u{E000}-3").await.unwrap(); // Ctrl+A, release, -3
     tokio::time::sleep(Duration::from_millis(1200)).await;
     priority.send_keys("\u{E004}").await.unwrap(); // Tab: the change event
-    let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), async || {
         let job: serde_json::Value =
             serde_json::from_str(&server.text("/api/jobs/1", Some(DASH_TOKEN)).await).unwrap();
         if job["priority"] == -3 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("priority not set: {job}"))
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let _worker = WorkerProc::spawn(
         &server,
         &[
@@ -763,16 +749,16 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         t == "Submitted job 3: 5,000 numbers."
     })
     .await;
-    let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(60), async || {
         let job: serde_json::Value =
             serde_json::from_str(&server.text("/api/jobs/3", Some(DASH_TOKEN)).await).unwrap();
         if job["state"] == "done" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("not done: {job}"))
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{job}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let csv = server
         .text("/api/jobs/3/results?format=csv", Some(DASH_TOKEN))
         .await;
@@ -796,19 +782,15 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     client.accept_alert().await.unwrap();
-    let start = Instant::now();
-    while !client
-        .find_all(Locator::Css(delete))
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "job 2's row stays"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(10), async || {
+        let rows = client.find_all(Locator::Css(delete)).await.unwrap();
+        if rows.is_empty() {
+            Ok(())
+        } else {
+            Err("job 2's row stays")
+        }
+    })
+    .await;
     let gone = server.text("/api/jobs/2", Some(DASH_TOKEN)).await;
     assert!(gone.contains("not_found"), "{gone}");
     let listed = server.text("/api/jobs", Some(DASH_TOKEN)).await;
@@ -860,8 +842,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
 
 /// Waits until the dashboard's row of job `id` shows its progress at 100 %.
 async fn wait_job_shown_done(client: &Client, id: &str) {
-    let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(60), async || {
         let cells = client
             .find_all(Locator::Css(&format!("#jobs td[data-job='{id}'] span")))
             .await
@@ -871,14 +852,12 @@ async fn wait_job_shown_done(client: &Client, id: &str) {
             shown = c.text().await.unwrap();
         }
         if shown.starts_with("100 %") {
-            return;
+            Ok(())
+        } else {
+            Err(format!("dashboard shows {shown:?} for job {id}"))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "dashboard shows {shown:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 }
 
 /// Waits until the element's text is `want`.
@@ -893,15 +872,15 @@ async fn wait_text_where(
     limit: Duration,
     ok: impl Fn(&str) -> bool,
 ) -> String {
-    let start = Instant::now();
-    loop {
+    eventually(limit, async || {
         let got = text(client, id).await;
         if ok(&got) {
-            return got;
+            Ok(got)
+        } else {
+            Err(format!("#{id} shows {got:?}"))
         }
-        assert!(start.elapsed() < limit, "#{id} shows {got:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// A WebDriver command fantoccini has no method for: `path` under the
@@ -1306,8 +1285,7 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     let factored = |client: Client| async move {
         click(&client, "#toggle").await;
         wait_text(&client, "toggle", "Resume").await;
-        let start = Instant::now();
-        loop {
+        eventually(Duration::from_secs(30), async || {
             let busy = client
                 .execute(
                     "return document.querySelectorAll('#worker-list li.factoring, #worker-list li.finishing').length",
@@ -1315,15 +1293,9 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
                 )
                 .await
                 .unwrap();
-            if busy == 0 {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "chunks never finished"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if busy == 0 { Ok(()) } else { Err(format!("{busy} chunks never finished")) }
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(1500)).await; // a render after the last count
         let v = client
             .execute(
@@ -1537,19 +1509,15 @@ async fn low_contrast_text(client: &Client) -> Vec<String> {
 
 /// Waits until the element is displayed.
 async fn wait_visible(client: &Client, css: &str) {
-    let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), async || {
         if let Ok(e) = client.find(Locator::Css(css)).await {
             if e.is_displayed().await.unwrap_or(false) {
-                return;
+                return Ok(());
             }
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{css} never shown"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("{css} never shown"))
+    })
+    .await;
 }
 
 /// Presses Tab until the element with `id` has the focus; panics if it is

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crowdfactor_e2e::*;
 use serde_json::{json, Value};
@@ -74,17 +74,13 @@ async fn results_of(port: u16, id: &str) -> std::collections::HashMap<String, Ve
 /// returns its exit code (`None`: killed by a signal).
 async fn signal_and_wait(server: &mut ServerProc, signal: &str) -> Option<i32> {
     send_signal(server.0.id(), signal);
-    let start = Instant::now();
-    loop {
-        if let Some(s) = server.0.try_wait().unwrap() {
-            return s.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "server ignored {signal}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(15), async || {
+        let exited = server.0.try_wait().unwrap();
+        exited
+            .map(|s| s.code())
+            .ok_or_else(|| format!("server ignored {signal}"))
+    })
+    .await
 }
 
 /// Job `id` as a server started on a copy of the database file `db` alone
@@ -100,14 +96,38 @@ async fn job_in_a_copy(db: &std::path::Path, dir: &std::path::Path, id: &str) ->
 }
 
 async fn wait_up(port: u16) {
-    let start = Instant::now();
-    while api(port, "/api/status").await.is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(20), async || {
+        let status = api(port, "/api/status").await;
+        status.map(drop).ok_or("server did not come up")
+    })
+    .await;
+}
+
+/// Polls job `id` until `ok` holds for it, for at most `secs`; returns it.
+async fn wait_job(port: u16, id: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(secs), async || {
+        let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+        if ok(&job) {
+            Ok(job)
+        } else {
+            Err(format!("job {id}: {job}"))
+        }
+    })
+    .await
+}
+
+/// Polls the size of the database file `db` until `ok` holds for it, for at
+/// most 20 s; returns it.
+async fn wait_file_size(db: &std::path::Path, ok: impl Fn(u64) -> bool) -> u64 {
+    eventually(Duration::from_secs(20), async || {
+        let size = std::fs::metadata(db).unwrap().len();
+        if ok(size) {
+            Ok(size)
+        } else {
+            Err(format!("{} is {size} bytes", db.display()))
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,13 +144,8 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
 
     let worker_server = format!("ws://127.0.0.1:{port}/ws");
     let _worker = WorkerProc::spawn_at(&worker_server, &["--threads", "2"]);
-    let before = loop {
-        let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
-        if job["done"].as_u64().unwrap() >= 200 {
-            break job["done"].as_u64().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = wait_job(port, &id, 60, |job| job["done"].as_u64().unwrap() >= 200).await;
+    let before = job["done"].as_u64().unwrap();
     server.0.kill().unwrap(); // SIGKILL
     server.0.wait().unwrap();
     assert!(before < 1200, "job finished before the kill");
@@ -143,18 +158,7 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
         "accepted results lost: {before} -> {job}"
     );
 
-    let start = Instant::now();
-    let job = loop {
-        let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
-        if job["state"] == "done" {
-            break job;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "not done: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let job = wait_job(port, &id, 300, |job| job["state"] == "done").await;
     assert_eq!(job["done"], 1200);
     assert_eq!(
         job["by_kind"]["native"], 1200,
@@ -179,11 +183,7 @@ async fn sigterm_shuts_down_gracefully_and_workers_wait_for_the_next_server() {
         json!({"range": {"start": "999999999999", "count": 2_000_000, "step": 2}}),
     )
     .await;
-    let start = Instant::now();
-    while api(port, &format!("/api/jobs/{id}")).await.unwrap()["done"] == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_job(port, &id, 30, |job| job["done"] != 0).await;
     // An open dashboard (its event feed never ends by itself) does not
     // hold up the stop.
     let dashboard = reqwest::Client::new()
@@ -368,25 +368,10 @@ async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
     .await;
     let worker_server = format!("ws://127.0.0.1:{port}/ws");
     let mut worker = WorkerProc::spawn_at(&worker_server, &["--threads", "1"]);
-    let start = Instant::now();
-    while api(port, &format!("/api/jobs/{big}")).await.unwrap()["state"] != "done" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "big job not done"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_job(port, &big, 60, |job| job["state"] == "done").await;
     // The big job's rows (~2.3 MB packed) reach the database file once the
     // server is idle.
-    let start = Instant::now();
-    let size_before = loop {
-        let size = std::fs::metadata(&db).unwrap().len();
-        if size > 1 << 20 {
-            break size;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{size} bytes");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let size_before = wait_file_size(&db, |size| size > 1 << 20).await;
     let kept_numbers = semiprimes(50, 20, 3);
     let kept_list: Vec<String> = kept_numbers.iter().map(u128::to_string).collect();
     let kept = submit(port, json!({"numbers": kept_list})).await;
@@ -395,11 +380,7 @@ async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
         json!({"numbers": semiprimes(3000, 31, 5).iter().map(u128::to_string).collect::<Vec<_>>(), "chunk_size": 2}),
     )
     .await;
-    let start = Instant::now();
-    while api(port, &format!("/api/jobs/{running}")).await.unwrap()["done"] == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_job(port, &running, 30, |job| job["done"] != 0).await;
 
     let refused = delete(&big, "?purge=maybe").await.unwrap();
     assert_eq!(refused.status().as_u16(), 400);
@@ -420,28 +401,10 @@ async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
     gone(port, big.clone()).await;
     gone(port, running.clone()).await;
     // The worker drops the deleted job's chunks and factors the other one.
-    let start = Instant::now();
-    while api(port, &format!("/api/jobs/{kept}")).await.unwrap()["state"] != "done" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "kept job not done"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_job(port, &kept, 60, |job| job["state"] == "done").await;
     worker.kill9();
     // The freed pages go back to the file system once the server is idle.
-    let start = Instant::now();
-    loop {
-        let size = std::fs::metadata(&db).unwrap().len();
-        if size < size_before / 2 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the database file stays at {size} bytes (was {size_before})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_file_size(&db, |size| size < size_before / 2).await;
 
     server.0.kill().unwrap(); // SIGKILL
     server.0.wait().unwrap();

@@ -463,15 +463,9 @@ async fn a_result_sent_just_before_garbage_still_counts() {
     }
     assert!(got_error, "no protocol error for the garbage");
     // Nobody else held that chunk: it is done only if that result was kept.
-    let start = std::time::Instant::now();
-    while server.job(&id).await["done"].as_u64() != Some(a.numbers.len() as u64) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the result sent before the garbage was lost: {}",
-            server.job(&id).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_progress(&id, a.numbers.len() as u64, Duration::from_secs(10))
+        .await;
     let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
     server.wait_done(&id, Duration::from_secs(60)).await;
     assert_matches_gnu(&numbers, &server.results(&id).await);
@@ -546,13 +540,17 @@ async fn a_worker_that_hoards_chunks_without_acks_gets_one_at_a_time() {
     };
     assert_eq!(hoarder_view().await["probation"], true);
     let _honest = WorkerProc::spawn(&server, &["--threads", "1"]);
-    let started = std::time::Instant::now();
-    while server.job(&id).await["state"] != "done" {
+    eventually(Duration::from_secs(60), async || {
         let me = hoarder_view().await;
         assert!(me["holding"].as_u64().unwrap() <= 1, "{me}");
-        assert!(started.elapsed() < Duration::from_secs(60), "job not done");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let job = server.job(&id).await;
+        if job["state"] == "done" {
+            Ok(())
+        } else {
+            Err(format!("job not done: {job}"))
+        }
+    })
+    .await;
     assert_eq!(server.results(&id).await, gnu_factor(&numbers));
     reading.abort();
     server.shutdown().await;
@@ -864,15 +862,14 @@ async fn partial_messages_are_held_within_the_input_limit() {
     );
     // Closing the stalled ones gives their input back.
     drop(kept);
-    let start = std::time::Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), async || {
         let metrics = server.text("/metrics", None).await;
-        if metric(&metrics, "crowdfactor_input_buffered_bytes") == 0 {
-            break;
+        match metric(&metrics, "crowdfactor_input_buffered_bytes") {
+            0 => Ok(()),
+            _ => Err(format!("input still buffered: {metrics}")),
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "{metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     server.shutdown().await;
 }
 
@@ -908,23 +905,17 @@ async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
         let text = server.text("/metrics", None).await;
         metric(&text, "crowdfactor_workers_connected{kind=\"native\"}")
     };
-    let started = std::time::Instant::now();
-    while connected().await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), async || match connected().await {
+        0 => Err("never connected"),
+        _ => Ok(()),
+    })
+    .await;
     // It reads nothing from here on.
-    while connected().await != 0 {
-        assert!(
-            started.elapsed() < write_timeout * 10,
-            "a worker that does not read is still connected after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(write_timeout * 10, async || match connected().await {
+        0 => Ok(()),
+        _ => Err("a worker that does not read is still connected"),
+    })
+    .await;
     // Its socket was closed: reading what got through ends, it does not hang.
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(_)) = reader.next().await {}
@@ -965,16 +956,10 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
             .unwrap(),
     );
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let started = std::time::Instant::now();
-    let mut ws = loop {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok((ws, _)) => break ws,
-            Err(e) => {
-                assert!(started.elapsed() < Duration::from_secs(20), "{e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let (mut ws, _) = eventually(Duration::from_secs(20), async || {
+        tokio_tungstenite::connect_async(&url).await
+    })
+    .await;
     let forged = hello(1, "box\nFORGED name line", "agent\nFORGED agent line");
     ws.send(forged).await.unwrap();
     assert!(matches!(

@@ -268,15 +268,15 @@ async fn open_lists_are_held_within_the_memory_limit() {
     );
     // Finished: its room is free again (once the coordinator has taken in
     // the commit that finished it), for a list of the whole limit.
-    let start = Instant::now();
-    while !server
-        .text("/metrics", None)
-        .await
-        .contains("crowdfactor_list_memory_bytes 0\n")
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "room not freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), async || {
+        let metrics = server.text("/metrics", None).await;
+        if metrics.contains("crowdfactor_list_memory_bytes 0\n") {
+            Ok(())
+        } else {
+            Err(format!("room not freed: {metrics}"))
+        }
+    })
+    .await;
     server.submit(list(10_000, 1_000)).await;
     server.shutdown().await;
 }
@@ -553,23 +553,24 @@ async fn api_and_worker_tokens_are_enforced() {
     // --token wins over a token in the URL.
     let _member_too =
         WorkerProc::spawn_at(&page("stale"), &["--threads", "1", "--token", "w0rker"]);
-    let start = std::time::Instant::now();
-    loop {
+    eventually(Duration::from_secs(30), async || {
         let workers = get("workers").await;
         if workers["workers"].as_array().unwrap().len() == 2 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("not both members: {workers}"))
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{workers}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    loop {
+    })
+    .await;
+    eventually(Duration::from_secs(30), async || {
         let job = get(&status).await;
         if job["state"] == "done" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("not done: {job}"))
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     server.shutdown().await;
 }
 
@@ -1392,15 +1393,15 @@ async fn an_idle_worker_keeps_its_connection_to_a_quiet_server() {
             .map(|w| w["id"].as_u64().unwrap())
             .collect::<Vec<_>>()
     };
-    let start = Instant::now();
-    let first = loop {
+    let first = eventually(Duration::from_secs(20), async || {
         let now = ids().await;
-        if !now.is_empty() {
-            break now;
+        if now.is_empty() {
+            Err("no worker")
+        } else {
+            Ok(now)
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no worker");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     // Twelve heartbeats: it would have left after six without an answer.
     tokio::time::sleep(Duration::from_millis(2400)).await;
     assert_eq!(ids().await, first, "the same one connection");

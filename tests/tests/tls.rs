@@ -188,19 +188,15 @@ async fn tls_flags_of_the_binary() {
     let first_ca = dir.join("first-ca.pem");
     std::fs::copy(&cert, &first_ca).unwrap();
     let client = |args: &[&str]| client_trusting(&first_ca, args);
-    let start = std::time::Instant::now();
-    let submitted = loop {
+    let submitted = eventually(Duration::from_secs(20), async || {
         let out = client(&["submit", "12", "13"]);
-        if out.status.success() || start.elapsed() > Duration::from_secs(20) {
-            break out;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
-    );
+    })
+    .await;
     let id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
     let jobs = client(&["jobs"]);
     assert!(jobs.status.success());
@@ -220,14 +216,14 @@ async fn tls_flags_of_the_binary() {
     std::fs::copy(&new_key, &key).unwrap();
     let hup = || send_signal(server.0.id(), "-HUP");
     hup();
-    let start = std::time::Instant::now();
-    while !client_trusting(&new_cert, &["jobs"]).status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the renewed certificate is not served"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(20), async || {
+        if client_trusting(&new_cert, &["jobs"]).status.success() {
+            Ok(())
+        } else {
+            Err("the renewed certificate is not served")
+        }
+    })
+    .await;
     assert_eq!(
         client(&["jobs"]).status.code(),
         Some(4),
@@ -311,18 +307,13 @@ async fn plain_http_is_redirected_to_https() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let start = std::time::Instant::now();
-    let resp = loop {
-        match no_follow
+    let resp = eventually(Duration::from_secs(20), async || {
+        no_follow
             .post(format!("http://127.0.0.1:{http}/api/jobs?x=1"))
             .send()
             .await
-        {
-            Ok(resp) => break resp,
-            Err(e) => assert!(start.elapsed() < Duration::from_secs(20), "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert_eq!(resp.status().as_u16(), 308);
     assert_eq!(
         resp.headers()["location"],
