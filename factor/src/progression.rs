@@ -176,18 +176,14 @@ fn verify_lists<'a>(
 ) -> Result<(), (usize, VerifyError)> {
     match sieve_bound(start, step, lists.len(), 8.0) {
         Some(s) => {
-            let mut wrong = vec![];
-            sieve(
-                start as u64,
-                step as u64,
+            let mut found = Found::first();
+            let numbers = Numbers {
+                start: start as u64,
+                step: step as u64,
                 s,
-                lists,
-                form,
-                &mut wrong,
-                false,
-                resume,
-            );
-            wrong.pop().map_or(Ok(()), Err)
+            };
+            sieve(numbers, lists, form, &mut found, resume);
+            found.wrong.pop().map_or(Ok(()), Err)
         }
         // Number by number (no lists at all included); past 2^128 the
         // progression's numbers run out.
@@ -385,20 +381,45 @@ fn worth_sieving(s: u64, count: usize, per_prime: f64) -> bool {
     (2..=MAX_SQRT).contains(&s) && count as f64 * per_prime * s_f.ln() >= s_f
 }
 
-/// The sieve proper: numbers below 2^44, 2 ≤ s = ⌊√last⌋ < 2^22. Pushes
-/// wrong lists (index, verdict) to `wrong`: the first found, or with `all`
-/// every one (for tests). With `resume`, starts from where it says when it
-/// [`SieveResume::resumes`] this progression here, and leaves where this
-/// sieve stopped in it (nothing when it stopped early, at a wrong list).
-#[allow(clippy::too_many_arguments)]
-fn sieve<'a>(
+/// The numbers a sieve runs over: `start`, `start + step`, … (as many as
+/// lists), all below 2^44, with 2 ≤ s = ⌊√last⌋ < 2^22.
+#[derive(Clone, Copy)]
+struct Numbers {
     start: u64,
     step: u64,
     s: u64,
+}
+
+/// The wrong lists a sieve found, as (index, verdict): the first one, or
+/// with `all` every one (for tests).
+struct Found {
+    wrong: Vec<(usize, VerifyError)>,
+    all: bool,
+}
+
+impl Found {
+    fn first() -> Self {
+        Found {
+            wrong: vec![],
+            all: false,
+        }
+    }
+
+    /// Nothing more to look for.
+    fn enough(&self) -> bool {
+        !self.all && !self.wrong.is_empty()
+    }
+}
+
+/// The sieve proper: checks each of `lists` against its number, adding the
+/// wrong ones to `found`. With `resume`, starts from where it says when it
+/// [`SieveResume::resumes`] this progression here, and leaves where this
+/// sieve stopped in it (nothing when it stopped early, at a wrong list).
+fn sieve<'a>(
+    Numbers { start, step, s }: Numbers,
     lists: impl ExactSizeIterator<Item = &'a [u128]>,
     form: Lists,
-    wrong: &mut Vec<(usize, VerifyError)>,
-    all: bool,
+    found: &mut Found,
     mut resume: Option<&mut SieveResume>,
 ) {
     let carried = match resume.as_deref_mut() {
@@ -421,8 +442,8 @@ fn sieve<'a>(
             // verify says which (and is the authority if it disagrees).
             _ => {
                 if let Err(e) = form.verify(n.into(), list) {
-                    wrong.push((i, e));
-                    if !all {
+                    found.wrong.push((i, e));
+                    if found.enough() {
                         return;
                     }
                 }
@@ -443,8 +464,11 @@ fn sieve<'a>(
             Some(&at) => Some((at as usize, p as usize)),
             None => first_multiple(p, start, step),
         };
-        let end = first.map(|(i, stride)| (sieve_one(i, stride, p, &mut big, wrong), stride));
-        if !all && !wrong.is_empty() {
+        let end = first.map(|(i, stride)| {
+            let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
+            (end, stride)
+        });
+        if found.enough() {
             return;
         }
         if resume.is_some() {
@@ -651,18 +675,17 @@ mod tests {
             if last >> 44 == 0 && last >= 4 {
                 // The sieve, whatever the length, finds exactly the lists
                 // verify refuses, each with verify's verdict.
-                let mut wrong = vec![];
-                let s = last.isqrt() as u64;
-                sieve(
-                    start as u64,
-                    step as u64,
-                    s,
-                    slices(lists),
-                    form,
-                    &mut wrong,
-                    true,
-                    None,
-                );
+                let mut found = Found {
+                    wrong: vec![],
+                    all: true,
+                };
+                let numbers = Numbers {
+                    start: start as u64,
+                    step: step as u64,
+                    s: last.isqrt() as u64,
+                };
+                sieve(numbers, slices(lists), form, &mut found, None);
+                let mut wrong = found.wrong;
                 wrong.sort_by_key(|w| w.0);
                 assert_eq!(wrong, expect, "{form:?}: start {start} step {step}");
                 // The same in three chunks, each resuming where the sieve
@@ -674,18 +697,18 @@ mod tests {
                     for w in cuts.windows(2).filter(|w| w[0] < w[1]) {
                         let (from, to) = (w[0], w[1]);
                         assert!(from == 0 || resume.resumes(n(from), step));
-                        let mut found = vec![];
-                        sieve(
-                            n(from) as u64,
-                            step as u64,
-                            n(to - 1).isqrt() as u64,
-                            slices(&lists[from..to]),
-                            form,
-                            &mut found,
-                            true,
-                            Some(&mut resume),
-                        );
-                        wrong.extend(found.into_iter().map(|(i, e)| (from + i, e)));
+                        let mut found = Found {
+                            wrong: vec![],
+                            all: true,
+                        };
+                        let numbers = Numbers {
+                            start: n(from) as u64,
+                            step: step as u64,
+                            s: n(to - 1).isqrt() as u64,
+                        };
+                        let chunk = slices(&lists[from..to]);
+                        sieve(numbers, chunk, form, &mut found, Some(&mut resume));
+                        wrong.extend(found.wrong.into_iter().map(|(i, e)| (from + i, e)));
                     }
                     wrong.sort_by_key(|w| w.0);
                     assert_eq!(
