@@ -72,7 +72,7 @@ fuzz_target!(|req: (u8, u8, &str, &str, u8, u8, &[u8])| {
     ];
     let method = methods[usize::from(method) % methods.len()].clone();
     let seg = encode(segment, b"");
-    let mut uri = match path % 12 {
+    let mut uri = match path % 13 {
         0 => "/api/jobs".to_owned(),
         1 => format!("/api/jobs/{seg}"),
         2 => format!("/api/jobs/{seg}/results"),
@@ -84,6 +84,7 @@ fuzz_target!(|req: (u8, u8, &str, &str, u8, u8, &[u8])| {
         8 => "/dashboard".to_owned(),
         9 => format!("/{seg}"),
         10 => format!("/api/{seg}"),
+        11 => "/api/csp-report".to_owned(),
         _ => "/api/events".to_owned(),
     };
     // `/ws` needs a real connection (see `routes`).

@@ -629,10 +629,7 @@ pub(crate) async fn create_job(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
 ) -> Result<Response, AppError> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let declared = declared_length(request.headers());
     let media = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -661,7 +658,14 @@ pub(crate) async fn create_job(
     // Room for the whole body up front only with a turn: a declared length
     // is the client's word, and only one such buffer exists at a time.
     let room = if large { declared.unwrap_or(0) } else { 0 };
-    let body = read_body(request.into_body(), declared, room, &state.config).await?;
+    let too_large = || {
+        AppError::TooLarge(format!(
+            "the job is over the {} MiB a request may hold; split it into several jobs (at most {} numbers each), or submit a range",
+            limit >> 20,
+            state.config.max_numbers_per_job
+        ))
+    };
+    let body = read_body(request.into_body(), declared, room, limit, too_large).await?;
     let inline = body.len() <= PARSE_INLINE;
     let parser = state.clone();
     let parse = move || {
@@ -704,24 +708,25 @@ pub(crate) async fn create_job(
     Ok(resp)
 }
 
-/// Reads a job's body into one buffer with `room` bytes reserved
-/// (gathering the pieces and then joining them, as `Bytes` does, held a
-/// full-size body twice).
-async fn read_body(
+/// The body's length as the request's `Content-Length` gives it.
+pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    let value = headers.get(header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.parse().ok()
+}
+
+/// Reads a body of at most `limit` bytes (the `Content-Length` it
+/// `declared`, if any, is checked first) into one buffer with `room` bytes
+/// reserved (gathering the pieces and then joining them, as `Bytes` does,
+/// held a full-size job twice); a longer one fails with `too_large()`,
+/// once what the client still sends is drained.
+pub(crate) async fn read_body(
     body: axum::body::Body,
     declared: Option<usize>,
     room: usize,
-    config: &crate::Config,
+    limit: usize,
+    too_large: impl Fn() -> AppError,
 ) -> Result<Vec<u8>, AppError> {
     use futures_util::StreamExt;
-    let limit = config.max_body_bytes;
-    let too_large = || {
-        AppError::TooLarge(format!(
-            "the job is over the {} MiB a request may hold; split it into several jobs (at most {} numbers each), or submit a range",
-            limit >> 20,
-            config.max_numbers_per_job
-        ))
-    };
     let mut pieces = body.into_data_stream();
     if declared.is_some_and(|len| len > limit) {
         drain(&mut pieces).await;
@@ -1060,8 +1065,11 @@ pub(crate) async fn no_such_endpoint(uri: axum::extract::OriginalUri) -> AppErro
         let parts: Vec<&str> = p.split('/').collect();
         matches!(
             parts[..],
-            ["", "api", "jobs" | "workers" | "events" | "status"]
-                | ["", "api", "jobs", _]
+            [
+                "",
+                "api",
+                "jobs" | "workers" | "events" | "status" | "csp-report"
+            ] | ["", "api", "jobs", _]
                 | ["", "api", "jobs", _, "results"]
         ) && parts[1..].iter().all(|part| !part.is_empty())
     };

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod coordinator;
+mod csp;
 mod listen;
 mod metrics;
 pub mod proxy;
@@ -235,6 +236,8 @@ pub struct AppState {
     pub(crate) large_bodies: tokio::sync::Semaphore,
     /// Numbers factored, sampled each second, for the dashboard's chart.
     pub(crate) throughput: api::Throughput,
+    /// Content Security Policy violations browsers reported.
+    pub(crate) csp_reports: csp::Reports,
 }
 
 /// Counts connections (open worker connections; TLS handshakes in
@@ -514,6 +517,7 @@ fn app_state(
         tcp: Arc::default(),
         large_bodies: tokio::sync::Semaphore::new(1),
         throughput: api::Throughput::default(),
+        csp_reports: csp::Reports::default(),
     })
 }
 
@@ -576,6 +580,8 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
     let api = Router::new()
         .merge(jobs)
         .route("/status", get(api::status))
+        // Browsers send these without the token (see `csp`).
+        .route("/csp-report", axum::routing::post(csp::report))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::no_such_endpoint)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -102,6 +102,12 @@ pub(crate) async fn metrics(
     ] {
         metric(name, "counter", help, &[("", v as f64)]);
     }
+    metric(
+        "crowdfactor_csp_reports_total",
+        "counter",
+        "Reports from browsers that the page's Content Security Policy blocked something (logged once a second at most).",
+        &[("", state.csp_reports.received.load(Relaxed) as f64)],
+    );
     let tcp = &state.tcp;
     metric(
         "crowdfactor_connections_open",

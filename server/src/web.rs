@@ -6,10 +6,11 @@ use axum::response::{IntoResponse, Response};
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// Allows only what the page uses: its own scripts, module workers and
-/// WebAssembly compilation, and the WebSocket back to this origin.
+/// WebAssembly compilation, and the WebSocket back to this origin; browsers
+/// report what it blocks to [`crate::csp`].
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
 connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; \
-frame-ancestors 'none'; form-action 'self'";
+frame-ancestors 'none'; form-action 'self'; report-uri /api/csp-report";
 
 fn mime(path: &str) -> &'static str {
     match path.rsplit('.').next() {

@@ -235,6 +235,13 @@ impl TestServer {
     }
 }
 
+/// The value of metric `name` (with its labels) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
 /// Path of a workspace binary, next to this test executable's directory.
 /// The bytes a gzip stream unpacks to (panics if it is not one, whole).
 /// The ids of a job list (`{"jobs": [...]}`, from `GET /api/jobs` or a

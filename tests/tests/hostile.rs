@@ -748,13 +748,6 @@ async fn stalled_and_excess_connections_from_one_address_are_closed() {
     server.shutdown().await;
 }
 
-/// The value of metric `name` (with its labels) in a `/metrics` text.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
 /// Partial messages cannot take the server's memory: connections that
 /// declare a large frame and stall part-way are held within the input
 /// limit (the ones past it are closed), and small messages keep flowing.
@@ -996,6 +989,51 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
         .await
         .unwrap();
     while recv(&mut ws).await.is_some() {}
+    // Content Security Policy reports: anyone can send them (browsers send
+    // no token), with the same tricks and many at a time: counted each,
+    // logged once a second at most, one line each.
+    let http = reqwest::Client::new();
+    let reports_url = format!("http://127.0.0.1:{port}/api/csp-report");
+    let report = json!({"csp-report": {
+        "document-uri": format!("http://127.0.0.1:{port}/\nFORGED report line"),
+        "effective-directive": "script-src-elem",
+        "blocked-uri": "x".repeat(12_000),
+    }});
+    let sent = std::time::Instant::now();
+    for _ in 0..50 {
+        let resp = http.post(&reports_url).json(&report).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 204);
+    }
+    let secs = sent.elapsed().as_secs();
+    let resp = http
+        .post(&reports_url)
+        .body("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_report", "{body}");
+    // Over 16 KiB, in pieces of no declared length.
+    let pieces =
+        futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+    let resp = http
+        .post(&reports_url)
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&metrics, "crowdfactor_csp_reports_total"), 50);
     // SIGTERM: a graceful stop flushes the log.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
@@ -1005,6 +1043,11 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     assert!(log.contains("worker connected"), "{log}");
     assert!(log.contains("closing connection"), "{log}");
     assert!(log.contains("handshake refused"), "{log}");
+    let reported = log.matches("Content Security Policy blocked").count() as u64;
+    assert!(
+        (1..=secs + 2).contains(&reported),
+        "{reported} lines for 50 CSP reports"
+    );
     for line in log.lines() {
         assert!(!line.starts_with("FORGED"), "a forged line:\n{log}");
         assert!(line.len() < 1000, "a line of {} bytes", line.len());
