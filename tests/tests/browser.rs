@@ -379,6 +379,7 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     let job = server.wait_done(&paused_job, Duration::from_secs(30)).await;
     assert_eq!(job["by_kind"]["browser"], 3);
     assert_no_console_errors(&client).await;
+    the_policy_blocked_nothing_and_reports_what_it_blocks(&server, None, &client).await;
 
     client.close().await.unwrap();
     server.shutdown().await;
@@ -797,6 +798,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
     let ids = job_ids(&serde_json::from_str(&listed).unwrap());
     assert_eq!(ids, ["1", "3"]);
     assert_no_console_errors(&client).await;
+    the_policy_blocked_nothing_and_reports_what_it_blocks(&server, Some(DASH_TOKEN), &client).await;
 
     // A volunteer page without the worker token is refused and says so
     // (not that it contributes), without reconnecting over and over; with
@@ -946,6 +948,32 @@ async fn assert_no_console_errors(client: &Client) {
         .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
         .collect::<Vec<_>>();
     assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+}
+
+/// Asserts that the browser reported no Content Security Policy violation
+/// of the pages so far (the policy's `report-uri`: the server counts them);
+/// then makes the page load an image from elsewhere, which the policy
+/// blocks, and waits for that report to be counted: reports do arrive, so
+/// none so far means none happened.
+async fn the_policy_blocked_nothing_and_reports_what_it_blocks(
+    server: &TestServer,
+    token: Option<&str>,
+    client: &Client,
+) {
+    let reports = || async {
+        let text = server.text("/metrics", token).await;
+        metric(&text, "crowdfactor_csp_reports_total")
+    };
+    assert_eq!(reports().await, 0, "the browser reported CSP violations");
+    client
+        .execute("new Image().src = 'http://192.0.2.1/blocked.png'", vec![])
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), async || match reports().await {
+        0 => Err("the blocked image was not reported"),
+        _ => Ok(()),
+    })
+    .await;
 }
 
 /// WebDriver's "Get Computed Label" for an element: its accessible name as
@@ -1658,6 +1686,7 @@ async fn firefox_tab_factors_a_job_and_works_from_the_keyboard() {
     );
     let errors = firefox_page_errors(&driver, &server.url());
     assert!(errors.is_empty(), "Firefox printed errors: {errors:#?}");
+    the_policy_blocked_nothing_and_reports_what_it_blocks(&server, None, &client).await;
     client.close().await.unwrap();
     server.shutdown().await;
 }
