@@ -1286,6 +1286,75 @@ impl Store for SqliteStore {
     }
 }
 
+/// What [`compact`] did to a database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// The database's size before (its file and its log), bytes.
+    pub before: u64,
+    /// And after.
+    pub after: u64,
+    /// Whether it gave room back by itself before (`auto_vacuum`): those
+    /// made by servers from before that was set do not.
+    pub was_shrinking: bool,
+}
+
+/// Rewrites the database at `path` without its free pages (the room of
+/// deleted jobs), and so that from then on the server gives such room back
+/// to the file system by itself (`auto_vacuum = INCREMENTAL`, which a
+/// database made by an older server lacks). The server must be stopped:
+/// fails with [`StoreError::InUse`] while one has the database open.
+/// Needs free disk space about the database's size while it runs.
+pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Backend(
+            format!("there is no database file at {}", path.display()).into(),
+        ));
+    }
+    let _lock = lock_db(path)?;
+    let size = || {
+        let mut log = path.as_os_str().to_owned();
+        log.push("-wal");
+        [path.as_os_str(), &log]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+    };
+    let before = size();
+    let conn = Connection::open(path).map_err(backend)?;
+    let is_ours: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        == 1;
+    if !is_ours {
+        return Err(StoreError::Backend(
+            format!(
+                "{} is not a crowdfactor database (no jobs table)",
+                path.display()
+            )
+            .into(),
+        ));
+    }
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .map_err(backend)?;
+    drop(conn);
+    let conn = open(path)?;
+    conn.execute_batch("VACUUM").map_err(backend)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(backend)?;
+    drop(conn);
+    Ok(Compacted {
+        before,
+        after: size(),
+        was_shrinking: mode == 2,
+    })
+}
+
 /// Opens the store at `path` as a shared trait object.
 pub fn open_store(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(SqliteStore::open(path)?))
@@ -1350,6 +1419,56 @@ mod tests {
             .execute("INSERT INTO nowhere VALUES (1)", [])
             .expect_err("no table");
         assert!(matches!(backend(other), StoreError::Backend(_)));
+    }
+
+    /// A database made before the server set `auto_vacuum` keeps the room
+    /// of what was deleted; `compact` gives it back, and the database gives
+    /// such room back by itself from then on. Not while a server has it
+    /// open, nor on a file that is no crowdfactor database.
+    #[test]
+    fn compact_shrinks_an_old_database_and_makes_it_shrink_by_itself() {
+        let path = temp_db("compact");
+        let mode = || -> i64 {
+            let conn = Connection::open(&*path).expect("opens");
+            conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+                .expect("mode")
+        };
+        {
+            let conn = Connection::open(&*path).expect("opens");
+            conn.execute_batch(SCHEMA).expect("schema");
+            conn.execute_batch("CREATE TABLE filler (x BLOB)")
+                .expect("table");
+            for _ in 0..50 {
+                conn.execute("INSERT INTO filler VALUES (zeroblob(100000))", [])
+                    .expect("insert");
+            }
+            conn.execute_batch("DROP TABLE filler").expect("drop");
+        }
+        assert_eq!(mode(), 0);
+        let store = SqliteStore::open(&path).expect("an old database opens");
+        assert!(matches!(compact(&path), Err(StoreError::InUse { .. })));
+        drop(store);
+
+        let done = compact(&path).expect("compacts");
+        assert!(!done.was_shrinking);
+        assert!(
+            done.before > 5_000_000 && done.after < 1_000_000,
+            "{done:?}"
+        );
+        assert_eq!(mode(), 2, "incremental from now on");
+        SqliteStore::open(&path).expect("opens after");
+        assert!(compact(&path).expect("again").was_shrinking);
+
+        let missing = compact(&path.with_file_name("none.db")).expect_err("no file");
+        assert!(missing.to_string().contains("there is no database file at"));
+        let other = path.with_file_name("other.db");
+        Connection::open(&other)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
+            .expect("another database");
+        let refused = compact(&other).expect_err("not ours");
+        assert!(refused
+            .to_string()
+            .contains("is not a crowdfactor database"));
     }
 
     /// One store per database at a time: a second open is refused naming

@@ -423,3 +423,58 @@ async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `crowdfactor-server compact` refuses a database a server has open, and
+/// on a stopped server's database keeps every job and result (a server
+/// started on it again serves them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_waits_for_the_server_to_stop_and_keeps_everything() {
+    let dir = temp_dir("compact");
+    let db = dir.join("crowdfactor.db");
+    let port = free_port();
+    let mut server = start_server(port, &db);
+    wait_up(port).await;
+    let numbers = semiprimes(300, 30, 11);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = submit(port, json!({ "numbers": list })).await;
+    let worker_server = format!("ws://127.0.0.1:{port}/ws");
+    let mut worker = WorkerProc::spawn_at(&worker_server, &["--threads", "1"]);
+    wait_job(port, &id, 60, |job| job["state"] == "done").await;
+    worker.kill9();
+
+    let compact = || {
+        Command::new(bin("crowdfactor-server"))
+            .args(["compact", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap()
+    };
+    let refused = compact();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("in use by another crowdfactor-server"),
+        "{said}"
+    );
+    assert!(said.ends_with("stop it first\n"), "{said}");
+
+    assert_eq!(signal_and_wait(&mut server, "-TERM").await, Some(0));
+    let done = compact();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(said.starts_with(&format!("{}: ", db.display())), "{said}");
+    assert!(said.contains(" MiB → "), "{said}");
+
+    let _server = start_server(port, &db);
+    wait_up(port).await;
+    assert_eq!(
+        api(port, &format!("/api/jobs/{id}")).await.unwrap()["state"],
+        "done"
+    );
+    assert_matches_gnu(&numbers, &results_of(port, &id).await);
+    let _ = std::fs::remove_dir_all(&dir);
+}

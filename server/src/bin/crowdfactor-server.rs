@@ -17,13 +17,15 @@ use tracing_subscriber::EnvFilter;
 /// Open http://<listen>/ in a browser to contribute from that machine; run
 /// `crowdfactor-worker --server ws://<listen>/ws` on headless ones.
 ///
-/// Without a subcommand it serves; the subcommands talk to a running server.
+/// Without a subcommand it serves; the subcommands talk to a running server
+/// (but `compact`, which works on a stopped one's database).
 ///
 /// Examples:
 ///   crowdfactor-server                                  # serve on 127.0.0.1:8080
 ///   crowdfactor-server --listen 0.0.0.0:8080 --db /var/lib/crowdfactor.db
 ///   crowdfactor-server submit --range 999999999999 1000 --step 2 --watch
 ///   crowdfactor-server results 1 --format csv -o factors.csv
+///   crowdfactor-server compact --db /var/lib/crowdfactor.db   # server stopped
 ///
 /// Exit codes: 0 success; 1 cannot listen, open the database or read a
 /// local file; 2 bad command line; 3 the server refused the request (bad
@@ -32,7 +34,7 @@ use tracing_subscriber::EnvFilter;
 #[command(version, verbatim_doc_comment)]
 struct Args {
     #[command(subcommand)]
-    command: Option<client::Command>,
+    command: Option<Sub>,
     #[command(flatten)]
     conn: client::Conn,
     /// Address to listen on.
@@ -180,6 +182,25 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    #[command(flatten)]
+    Client(client::Command),
+    /// Shrink the database (--db) to what it holds, with the server stopped.
+    ///
+    /// Deleting jobs frees room inside the database file; a server gives it
+    /// back to the file system by itself, but a database made by an older
+    /// server keeps it for new results instead. This rewrites the file
+    /// without it (it needs about the database's size of free disk while it
+    /// runs) and makes the database give room back by itself from then on.
+    Compact {
+        /// The database (default: --db before `compact`, CROWDFACTOR_DB,
+        /// else ./crowdfactor.db).
+        #[arg(long)]
+        db: Option<std::path::PathBuf>,
+    },
+}
+
 /// The command line. `--url` and `--api-token` go with the subcommands,
 /// before or after their name; the serving flags (`--listen`, `--db`, …)
 /// mean nothing to a subcommand and are refused with one (exit 2) rather
@@ -194,8 +215,11 @@ fn parse_args() -> Args {
             .get_arguments()
             .map(|a| a.get_id().as_str())
             .find(|&id| {
-                !matches!(id, "url" | "api_token")
-                    && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                let theirs = match sub {
+                    "compact" => id == "db",
+                    _ => matches!(id, "url" | "api_token"),
+                };
+                !theirs && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
             });
         if let Some(id) = serving {
             cmd.clone()
@@ -210,6 +234,47 @@ fn parse_args() -> Args {
         }
     }
     args
+}
+
+/// `crowdfactor-server compact`: says what it gave back; exit 1 if it could
+/// not (a server has the database open, no such file).
+fn compact(db: &std::path::Path) -> ExitCode {
+    use crowdfactor_server::store::StoreError;
+    if !db.is_file() {
+        eprintln!(
+            "crowdfactor-server: there is no database at {} (give its path with --db)",
+            db.display()
+        );
+        return ExitCode::from(1);
+    }
+    match crowdfactor_server::sqlite::compact(db) {
+        Ok(done) => {
+            let mib = |b: u64| b as f64 / f64::from(1 << 20);
+            println!(
+                "{}: {:.1} MiB → {:.1} MiB{}",
+                db.display(),
+                mib(done.before),
+                mib(done.after),
+                if done.was_shrinking {
+                    ""
+                } else {
+                    "; from now on it gives the room of deleted jobs back by itself"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let then = match e {
+                StoreError::InUse { .. } => ": stop it first",
+                _ => "",
+            };
+            eprintln!(
+                "crowdfactor-server: cannot compact {}: {e}{then}",
+                db.display()
+            );
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// A command-line duration in (possibly fractional) seconds, positive: every
@@ -377,8 +442,10 @@ fn fit_connections_to_fd_limit(config: &mut Config, asked: bool) {
 async fn serve() -> ExitCode {
     let mut args = parse_args();
     init_logs(args.log_format);
-    if let Some(cmd) = args.command.take() {
-        return ExitCode::from(client::run(args.conn, cmd).await);
+    match args.command.take() {
+        Some(Sub::Client(cmd)) => return ExitCode::from(client::run(args.conn, cmd).await),
+        Some(Sub::Compact { db }) => return compact(db.as_deref().unwrap_or(&args.db)),
+        None => {}
     }
     // Checked here, not by clap, whose error would print the secret (and
     // CROWDFACTOR_TOKEN is also what the subcommands send). The ends are
