@@ -16,7 +16,7 @@ use crate::api::AppError;
 use crate::AppState;
 
 /// The largest report read: browsers send well under 2 KiB.
-pub(crate) const MAX_REPORT_BYTES: usize = 16 * 1024;
+const MAX_REPORT_BYTES: usize = 16 * 1024;
 
 /// Reports received, and when one was last logged.
 #[derive(Debug, Default)]
