@@ -109,10 +109,21 @@ impl Numbers {
     }
 
     /// The numbers at indices `start..start + len` (which must lie within
-    /// the job): a slice of a range job stays a range.
+    /// the job): a slice of a range job stays a range, and so does a slice
+    /// of a list that rises by one step (workers sieve such a chunk and the
+    /// coordinator checks its results with a sieve, 10–20 times faster than
+    /// number by number around 10^12: a list that is in step but for a few
+    /// numbers, which stays a list, loses that only around them).
     pub fn span(&self, start: u64, len: u64) -> ChunkNumbers {
         match self {
-            Numbers::List(l) => l.span(start, len).collect::<Vec<_>>().into(),
+            Numbers::List(l) => {
+                let numbers: Vec<u128> = l.span(start, len).collect();
+                crowdfactor_factor::as_progression(numbers.iter().copied())
+                    .and_then(|(first, step, count)| {
+                        NumberRange::new(first, step, count as u64).ok()
+                    })
+                    .map_or_else(|| numbers.into(), ChunkNumbers::Range)
+            }
             &Numbers::Range { start: s, step, .. } => {
                 let first = s + u128::from(start) * step;
                 // Only a span longer than the protocol's range limit (a
@@ -715,6 +726,29 @@ impl Store for MemoryStore {
 pub(crate) mod tests {
     use super::*;
 
+    /// A list's slices that rise by one step go out as ranges (workers
+    /// sieve them); the rest, and single numbers, as lists.
+    #[test]
+    fn a_list_sends_its_runs_in_step_as_ranges() {
+        let mut list: Vec<u128> = (0..100).map(|i| 999_999_999_999 + 2 * i).collect();
+        list.push(7);
+        let numbers = Numbers::from(list.clone());
+        assert!(matches!(numbers, Numbers::List(_)));
+        let ChunkNumbers::Range(run) = numbers.span(10, 90) else {
+            panic!("a run in step is listed");
+        };
+        let first = 999_999_999_999 + 20;
+        assert_eq!((run.start(), run.step(), run.count()), (first, 2, 90));
+        for (start, len) in [(50, 51), (99, 1), (100, 1)] {
+            let span = numbers.span(start, len);
+            assert!(matches!(span, ChunkNumbers::List(_)), "{span:?}");
+            assert_eq!(
+                span.iter().collect::<Vec<_>>(),
+                list[start as usize..][..len as usize]
+            );
+        }
+    }
+
     #[test]
     fn a_list_is_narrow_until_a_number_needs_128_bits() {
         let small: Vec<u128> = vec![1, 12, u128::from(u64::MAX), 5];
@@ -732,7 +766,7 @@ pub(crate) mod tests {
             for start in 0..want.len() {
                 for end in start..=want.len() {
                     let span = numbers.span(start as u64, (end - start) as u64);
-                    assert_eq!(span, want[start..end].to_vec().into());
+                    assert_eq!(span.iter().collect::<Vec<_>>(), want[start..end]);
                 }
             }
         }
