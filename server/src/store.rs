@@ -118,11 +118,8 @@ impl Numbers {
         match self {
             Numbers::List(l) => {
                 let numbers: Vec<u128> = l.span(start, len).collect();
-                crowdfactor_factor::as_progression(numbers.iter().copied())
-                    .and_then(|(first, step, count)| {
-                        NumberRange::new(first, step, count as u64).ok()
-                    })
-                    .map_or_else(|| numbers.into(), ChunkNumbers::Range)
+                progression(numbers.iter().copied())
+                    .map_or_else(|| numbers.into(), |run| run.span(0, len))
             }
             &Numbers::Range { start: s, step, .. } => {
                 let first = s + u128::from(start) * step;
