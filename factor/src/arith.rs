@@ -650,7 +650,7 @@ impl Monty for ModF64 {
 /// only for code that looks at results through gcd with n (finding
 /// factors), never `==`. The inner type supplies `mul_lazy`.
 macro_rules! lazy_monty {
-    ($(#[$doc:meta])* $lazy:ident, $mont:ty, $w:ty $(, sqr = $sqr:ident)?) => {
+    ($(#[$doc:meta])* $lazy:ident, $mont:ty, $w:ty $(, sqr = $sqr:ident)? $(, bits = $bits:expr)?) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug)]
         pub(crate) struct $lazy {
@@ -662,6 +662,7 @@ macro_rules! lazy_monty {
             /// For odd n with 1 < n < R/4.
             pub(crate) fn new(n: $w) -> Self {
                 debug_assert!(n < 1 << (<$w>::BITS - 2));
+                $(debug_assert!(n < 1 << $bits);)?
                 $lazy {
                     m: <$mont>::new(n),
                     twice_n: 2 * n,
@@ -743,6 +744,34 @@ lazy_monty!(
     u64,
     sqr = sqr_lazy
 );
+lazy_monty!(
+    /// [`Mont90`] with lazy reduction, for n < 2^88: no comparison of two
+    /// 64-bit words and borrow after each product on wasm32.
+    Mont90Lazy,
+    Mont90,
+    u128,
+    bits = 88
+);
+lazy_monty!(
+    /// [`Mont96`] with lazy reduction, for n < 2^94.
+    Mont96Lazy,
+    Mont96,
+    u128,
+    bits = 94
+);
+lazy_monty!(
+    /// [`Mont120`] with lazy reduction, for n < 2^118.
+    Mont120Lazy,
+    Mont120,
+    u128,
+    bits = 118
+);
+lazy_monty!(
+    /// [`Mont128`] with lazy reduction, for n < 2^126.
+    Mont128Lazy,
+    Mont128,
+    u128
+);
 
 /// Full 128×128 → 256-bit product as (low, high).
 #[inline(always)]
@@ -782,12 +811,19 @@ fn digits<const L: usize, const B: u32>(x: u128) -> [u64; L] {
     core::array::from_fn(|j| (x >> (B * j as u32)) as u64 & ((1 << B) - 1))
 }
 
-/// a·b·2^(−32·L) mod n for a, b < n < 2^(32·L), L ≤ 4, by word-by-word
+/// a·b·2^(−32·L) mod n for a, b < n < 2^(32·L), L ≤ 4 (with `LAZY`, in
+/// [0, 2n) for a, b < 2n and 4n ≤ 2^(32·L)), by word-by-word
 /// Montgomery multiplication (CIOS) in 32-bit digits, given n's digits and
 /// −n⁻¹ mod 2^32: every product is one `i64.mul` on wasm32, where a 64×64 →
 /// 128-bit product is four of them plus carries.
 #[inline(always)]
-fn mul_cios32<const L: usize>(a: u128, b: u128, n: u128, nd: [u64; L], ninv: u64) -> u128 {
+fn mul_cios32<const L: usize, const LAZY: bool>(
+    a: u128,
+    b: u128,
+    n: u128,
+    nd: [u64; L],
+    ninv: u64,
+) -> u128 {
     const LO: u64 = 0xffff_ffff;
     let a: [u64; L] = digits::<L, 32>(a);
     let b: [u64; L] = digits::<L, 32>(b);
@@ -816,7 +852,11 @@ fn mul_cios32<const L: usize>(a: u128, b: u128, n: u128, nd: [u64; L], ninv: u64
         t[L] = over + (s >> 32);
     }
     let r = (0..L).fold(0u128, |r, j| r | (t[j] as u128) << (32 * j));
-    if L < 4 {
+    if LAZY {
+        // Below 2n ≤ 2^(32·L − 1): no carry out of the top digit.
+        debug_assert!(t[L] == 0);
+        r
+    } else if L < 4 {
         // The carry fits in the word.
         let r = r | (t[L] as u128).wrapping_shl(32 * L as u32);
         if r >= n {
@@ -871,26 +911,27 @@ impl Mont96 {
 impl Mont96 {
     #[inline(always)]
     fn mul_word(&self, a: u128, b: u128) -> u128 {
-        mul_cios32(a, b, self.n, self.digits.0, self.digits.1)
+        mul_cios32::<3, false>(a, b, self.n, self.digits.0, self.digits.1)
+    }
+
+    /// a·b/R in [0, 2n) for a, b < 2n, when 4n ≤ R.
+    #[inline(always)]
+    fn mul_lazy(&self, a: u128, b: u128) -> u128 {
+        mul_cios32::<3, true>(a, b, self.n, self.digits.0, self.digits.1)
     }
 }
 
 word_monty!(Mont96, u128);
 
-/// a·b·2^(−B·L) mod n for a, b < n < 2^(B·L) ≤ 2^127, by
+/// a·b·2^(−B·L) mod n, in [0, 2n), for a, b < 2n ≤ 2^(B·L) ≤ 2^127 (below
+/// n when a·b < n·2^(B·L), e.g. for a, b < n), by
 /// Montgomery multiplication (CIOS) in L digits of B ≤ 30 bits. A product of
 /// two digits is below 2^(2B), so the at most 2L that meet in one digit add
 /// up without carrying (2L·2^(2B) < 2^64): a digit of b costs 2L
 /// multiply-adds, the reduction digit and one carry, against
 /// [`mul_cios32`]'s carry after every product.
 #[inline(always)]
-fn mul_cios_lazy<const L: usize, const B: u32>(
-    a: u128,
-    b: u128,
-    n: u128,
-    nd: [u64; L],
-    ninv: u64,
-) -> u128 {
+fn mul_cios_lazy<const L: usize, const B: u32>(a: u128, b: u128, nd: [u64; L], ninv: u64) -> u128 {
     let mask: u64 = (1 << B) - 1;
     let a: [u64; L] = digits::<L, B>(a);
     let mut t = [0u64; L];
@@ -900,7 +941,8 @@ fn mul_cios_lazy<const L: usize, const B: u32>(
         }
         // t + m·n ≡ 0 mod 2^B; then t /= 2^B, the low digit's carry into
         // the next.
-        let m = ((t[0] & mask) * ninv) & mask;
+        // The low B bits of a product depend only on the factors' low B bits.
+        let m = t[0].wrapping_mul(ninv) & mask;
         let c = (t[0] + m * nd[0]) >> B;
         for j in 1..L {
             t[j - 1] = t[j] + m * nd[j];
@@ -916,12 +958,7 @@ fn mul_cios_lazy<const L: usize, const B: u32>(
         r |= u128::from(s & mask) << (B * j as u32);
         c = s >> B;
     }
-    r |= u128::from(c) << (B * L as u32);
-    if r >= n {
-        r - n
-    } else {
-        r
-    }
+    r | u128::from(c) << (B * L as u32)
 }
 
 /// Montgomery arithmetic modulo an odd n < 2^(B·L) ≤ 2^127 with
@@ -955,7 +992,18 @@ impl<const L: usize, const B: u32> MontDigits<L, B> {
 
     #[inline(always)]
     fn mul_word(&self, a: u128, b: u128) -> u128 {
-        mul_cios_lazy::<L, B>(a, b, self.n, self.digits.0, self.digits.1)
+        let r = self.mul_lazy(a, b);
+        if r >= self.n {
+            r - self.n
+        } else {
+            r
+        }
+    }
+
+    /// a·b/R in [0, 2n) for a, b < 2n, when 4n ≤ R.
+    #[inline(always)]
+    fn mul_lazy(&self, a: u128, b: u128) -> u128 {
+        mul_cios_lazy::<L, B>(a, b, self.digits.0, self.digits.1)
     }
 }
 
@@ -1070,7 +1118,23 @@ impl Mont128 {
     #[cfg(narrow_mul)]
     #[inline(always)]
     fn mul_word(&self, a: u128, b: u128) -> u128 {
-        mul_cios32(a, b, self.n, self.digits.0, self.digits.1)
+        mul_cios32::<4, false>(a, b, self.n, self.digits.0, self.digits.1)
+    }
+
+    /// a·b/R in [0, 2n) for a, b < 2n, when 4n ≤ R: (a·b − m·n)/R + n,
+    /// without looking at the borrow.
+    #[cfg(not(narrow_mul))]
+    #[inline(always)]
+    fn mul_lazy(&self, a: u128, b: u128) -> u128 {
+        let (lo, hi) = mul_wide(a, b);
+        let m = mul_lo128(lo, self.ninv);
+        let (_, mn_hi) = mul_wide(m, self.n);
+        hi.wrapping_sub(mn_hi).wrapping_add(self.n)
+    }
+    #[cfg(narrow_mul)]
+    #[inline(always)]
+    fn mul_lazy(&self, a: u128, b: u128) -> u128 {
+        mul_cios32::<4, true>(a, b, self.n, self.digits.0, self.digits.1)
     }
 }
 
@@ -1253,7 +1317,7 @@ mod tests {
             };
             let (mut x, mut y) = (lazy.one(), exact.one());
             for i in 0..2000u64 {
-                let v = L::W::from_u128(u128::from(rng.u64(..)) % n);
+                let v = L::W::from_u128(rng.u128(..) % n);
                 let (lv, ev) = (lazy.to_mont(v), exact.to_mont(v));
                 (x, y) = match i % 4 {
                     0 => (lazy.mul(x, lv), exact.mul(y, ev)),
@@ -1281,6 +1345,28 @@ mod tests {
             check(&Mont32Lazy::new(n), &Mont32::new(n), &mut rng);
             let n = rng.u64(3..1 << 48) | 1;
             check(&ModF64Lazy::new(n), &ModF64::new(n), &mut rng);
+        }
+        // Two words: each digit form up to its bound, and Mont128.
+        let top = |bits: u32| (1u128 << bits) - 1;
+        for n in [top(88), top(88) - 2, (1 << 64) + 1, 3] {
+            check(&Mont90Lazy::new(n), &Mont90::new(n), &mut rng);
+        }
+        for n in [top(94), top(94) - 2, (1 << 88) + 1, 3] {
+            check(&Mont96Lazy::new(n), &Mont96::new(n), &mut rng);
+        }
+        for n in [top(118), top(118) - 2, (1 << 96) + 1, 3] {
+            check(&Mont120Lazy::new(n), &Mont120::new(n), &mut rng);
+        }
+        for n in [top(126), top(126) - 2, (1 << 120) + 1, (1 << 64) + 1, 3] {
+            check(&Mont128Lazy::new(n), &Mont128::new(n), &mut rng);
+        }
+        for _ in 0..20 {
+            let mut odd = |lo: u32, hi: u32| rng.u128(1 << lo..1 << hi) | 1;
+            let (a, b, c, d) = (odd(2, 88), odd(88, 94), odd(94, 118), odd(64, 126));
+            check(&Mont90Lazy::new(a), &Mont90::new(a), &mut rng);
+            check(&Mont96Lazy::new(b), &Mont96::new(b), &mut rng);
+            check(&Mont120Lazy::new(c), &Mont120::new(c), &mut rng);
+            check(&Mont128Lazy::new(d), &Mont128::new(d), &mut rng);
         }
     }
 
@@ -1315,7 +1401,7 @@ mod tests {
                 .chain((0..50).map(|_| (rng.u128(..n), rng.u128(..n))))
             {
                 let want = m.redc_product(a, b);
-                let got = mul_cios32(a, b, n, digits::<4, 32>(n), neg_inv32(n));
+                let got = mul_cios32::<4, false>(a, b, n, digits::<4, 32>(n), neg_inv32(n));
                 assert_eq!(got, want, "{a}·{b} mod {n}");
                 // Same residue a·b mod n out of either Montgomery form.
                 let want = m.mul(m.mul(m.to_mont(a), m.to_mont(b)), 1);
