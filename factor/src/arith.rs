@@ -923,8 +923,8 @@ impl Mont96 {
 
 word_monty!(Mont96, u128);
 
-/// a·b·2^(−B·L) mod n, in [0, 2n), for a, b < 2n ≤ 2^(B·L) ≤ 2^127 (below
-/// n when a·b < n·2^(B·L), e.g. for a, b < n), by
+/// a·b·2^(−B·L) mod n, in [0, 2n), for n < 2^(B·L) ≤ 2^127 and a, b below
+/// 2^(B·L) with a·b < n·2^(B·L) (a, b < n; or a, b < 2n when 4n ≤ 2^(B·L)), by
 /// Montgomery multiplication (CIOS) in L digits of B ≤ 30 bits. A product of
 /// two digits is below 2^(2B), so the at most 2L that meet in one digit add
 /// up without carrying (2L·2^(2B) < 2^64): a digit of b costs 2L
