@@ -382,6 +382,17 @@ pub fn range(start: u128, count: u128, step: u128) -> Vec<u128> {
 
 /// Semiprimes p·q of two random primes of `bits` bits each (fixed seed).
 pub fn semiprimes(count: usize, bits: u32, seed: u64) -> Vec<u128> {
+    known_semiprimes(count, bits, seed)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
+}
+
+/// [`semiprimes`] with their two factors, smaller first: for jobs that must
+/// last long enough to interrupt on a fast machine, whose numbers GNU
+/// `factor` would take too long to check (44-bit factors: ~1 ms each for
+/// the engine, ~50 ms for GNU).
+pub fn known_semiprimes(count: usize, bits: u32, seed: u64) -> Vec<(u128, [u128; 2])> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut prime = || loop {
         let c = rng.u128((1 << (bits - 1))..(1 << bits)) | 1;
@@ -389,7 +400,29 @@ pub fn semiprimes(count: usize, bits: u32, seed: u64) -> Vec<u128> {
             return c;
         }
     };
-    (0..count).map(|_| prime() * prime()).collect()
+    (0..count)
+        .map(|_| {
+            let (p, q) = (prime(), prime());
+            (p * q, [p.min(q), p.max(q)])
+        })
+        .collect()
+}
+
+/// The numbers of [`known_semiprimes`].
+pub fn numbers_of(known: &[(u128, [u128; 2])]) -> Vec<u128> {
+    known.iter().map(|&(n, _)| n).collect()
+}
+
+/// Asserts that each of `known`'s numbers came back as its two factors.
+pub fn assert_known_factors(known: &[(u128, [u128; 2])], results: &HashMap<String, Vec<String>>) {
+    for (n, factors) in known {
+        let key = n.to_string();
+        let got = results
+            .get(&key)
+            .unwrap_or_else(|| panic!("no result for {key}"));
+        let want: Vec<String> = factors.iter().map(u128::to_string).collect();
+        assert_eq!(got, &want, "factors of {key}");
+    }
 }
 
 /// A fresh, empty directory for one test.

@@ -138,7 +138,10 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
 
     let mut server = start_server(port, &db);
     wait_up(port).await;
-    let numbers = semiprimes(1200, 31, 7);
+    // 44-bit factors, ~1 ms each: work left when the server is killed, also
+    // on a fast machine.
+    let known = known_semiprimes(1200, 44, 7);
+    let numbers = numbers_of(&known);
     let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
     let id = submit(port, json!({"numbers": list, "chunk_size": 4})).await;
 
@@ -165,7 +168,7 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
         "a result was accepted twice: {job}"
     );
     let results = results_of(port, &id).await;
-    assert_matches_gnu(&numbers, &results);
+    assert_known_factors(&known, &results);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -377,7 +380,7 @@ async fn a_deleted_job_is_gone_for_good_and_its_room_freed() {
     let kept = submit(port, json!({"numbers": kept_list})).await;
     let running = submit(
         port,
-        json!({"numbers": semiprimes(3000, 31, 5).iter().map(u128::to_string).collect::<Vec<_>>(), "chunk_size": 2}),
+        json!({"numbers": semiprimes(3000, 44, 5).iter().map(u128::to_string).collect::<Vec<_>>(), "chunk_size": 2}),
     )
     .await;
     wait_job(port, &running, 30, |job| job["done"] != 0).await;
