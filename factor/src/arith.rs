@@ -1096,10 +1096,17 @@ impl Mont128 {
         self.redc(lo, hi)
     }
 
+    /// hi(t) and hi(m·n) for t = (lo, hi), m = t·n⁻¹ mod R (as
+    /// [`Mont64::redc_halves`]).
+    #[inline(always)]
+    fn redc_halves(&self, lo: u128, hi: u128) -> (u128, u128) {
+        let (_, mn_hi) = mul_wide(mul_lo128(lo, self.ninv), self.n);
+        (hi, mn_hi)
+    }
+
     #[inline(always)]
     fn redc(&self, lo: u128, hi: u128) -> u128 {
-        let m = mul_lo128(lo, self.ninv);
-        let (_, mn_hi) = mul_wide(m, self.n);
+        let (hi, mn_hi) = self.redc_halves(lo, hi);
         let (d, borrow) = hi.overflowing_sub(mn_hi);
         if borrow {
             d.wrapping_add(self.n)
@@ -1127,8 +1134,7 @@ impl Mont128 {
     #[inline(always)]
     fn mul_lazy(&self, a: u128, b: u128) -> u128 {
         let (lo, hi) = mul_wide(a, b);
-        let m = mul_lo128(lo, self.ninv);
-        let (_, mn_hi) = mul_wide(m, self.n);
+        let (hi, mn_hi) = self.redc_halves(lo, hi);
         hi.wrapping_sub(mn_hi).wrapping_add(self.n)
     }
     #[cfg(narrow_mul)]

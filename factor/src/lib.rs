@@ -190,11 +190,12 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
     }
     // Lazy reduction where n leaves room for it (below a quarter of R): no
     // comparison and correction after each product, one step less on rho's
-    // and ECM's chains (natively 63+63-bit semiprimes ~11 % faster, 40+40
-    // ~24 %; on wasm32 12–21 %). On wasm32 in the digit form
-    // `with_two_word_monty` would pick, but from 2^94, where three 32-bit
-    // digits leave no room: four 30-bit ones without the correction are
-    // 3–5 % faster there (48+48-bit semiprimes under node).
+    // and ECM's chains (README, "Engine speed"). On wasm32 each lazy digit
+    // form up to its room, chosen as measured against its neighbours under
+    // node: three 30-bit digits below 2^88, three 32-bit ones below 2^94,
+    // four 30-bit ones below 2^118 (3–5 % faster than three 32-bit digits
+    // reduced exactly from 2^94), four 32-bit ones below 2^126; the exact
+    // forms of `with_two_word_monty` in the gaps.
     let d = match n.ilog2() {
         ..88 if cfg!(narrow_mul) => find_factor(&arith::Mont90Lazy::new(n)),
         ..94 if cfg!(narrow_mul) => find_factor(&arith::Mont96Lazy::new(n)),

@@ -382,10 +382,7 @@ pub fn range(start: u128, count: u128, step: u128) -> Vec<u128> {
 
 /// Semiprimes p·q of two random primes of `bits` bits each (fixed seed).
 pub fn semiprimes(count: usize, bits: u32, seed: u64) -> Vec<u128> {
-    known_semiprimes(count, bits, seed)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect()
+    numbers_of(&known_semiprimes(count, bits, seed))
 }
 
 /// [`semiprimes`] with their two factors, smaller first: for jobs that must
