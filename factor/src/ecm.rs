@@ -2,12 +2,13 @@
 //! in x-only projective coordinates (X:Z) with Suyama's parametrization
 //! (group order divisible by 12). Stage 1 multiplies by every prime power up
 //! to B1 with Montgomery's PRAC chains (each prime with the cheapest of ten
-//! chain multipliers, chosen once); stage 2 is the baby-step/giant-step
+//! chain multipliers, chosen at build time: `prac`); stage 2 is the baby-step/giant-step
 //! continuation up to B2 with a wheel of 210, testing [kW]Q = ±[d]Q.
 
 use std::sync::OnceLock;
 
 use crate::arith::{gcd, inv_mont, Monty, Word};
+use crate::prac::{prac_rule, prac_start, prac_step, PRAC_V, RATIO_BOUND};
 
 /// Stage 2 never goes beyond this bound (size of the prime bitmap).
 pub(crate) const MAX_B2: usize = 1 << 22;
@@ -21,7 +22,6 @@ const BABY: [u64; 24] = [
 pub(crate) fn warm_up() {
     primes();
     pair_masks();
-    stage1_primes();
 }
 
 /// Bitmap of odd primes below MAX_B2 (bit i ↔ 2i + 1), built once
@@ -83,135 +83,30 @@ pub(crate) fn is_odd_prime(bits: &[u64], q: u64) -> bool {
 
 /// Largest B1 that [`find_factor`] uses.
 const MAX_B1: u64 = MAX_B2 as u64 / 60;
-/// Stage-1 primes up to this bound have their chain ratio chosen once, in a
-/// table; beyond it (B1 only gets there after many failed curves) each
-/// curve chooses again.
-const TABLE_B1: u64 = 1 << 13;
+const _: () = assert!(MAX_B1 == RATIO_BOUND);
 
-/// r/k ratios PRAC starts from: 1/φ and numbers whose continued fractions
-/// differ from 1/φ's in one or two places (so some prime gets a short chain).
-const PRAC_V: [f64; 10] = [
-    0.618_033_988_749_894_8,
-    0.723_606_797_749_979,
-    0.580_178_728_295_464_1,
-    0.632_839_806_088_706_3,
-    0.612_429_949_509_495,
-    0.620_181_980_807_415_8,
-    0.617_214_616_534_403_9,
-    0.618_347_119_656_228,
-    0.617_914_406_528_817_9,
-    0.618_079_668_469_895_8,
-];
+// `RATIOS: [u8; _]`: the index in `PRAC_V` of the cheapest chain
+// (`best_ratio`) for each odd prime up to `RATIO_BOUND`, in order; made
+// by the build script.
+include!(concat!(env!("OUT_DIR"), "/prac_ratios.rs"));
 
-/// Field multiplications of a point doubling and of a differential addition.
-const DBL_COST: u32 = 5;
-const ADD_COST: u32 = 6;
-
-/// The PRAC rule applicable to `(d, e)` with d > e, and its cost: the rules
-/// (1–9) of Montgomery's "Evaluating recurrences of form X_{m+n} =
-/// f(X_m, X_n, X_{m-n}) via Lucas chains", first that applies.
-#[inline(always)]
-fn prac_rule(d: u64, e: u64) -> (u8, u32) {
-    if d - e <= e / 4 && (d + e).is_multiple_of(3) {
-        (1, 3 * ADD_COST)
-    } else if d - e <= e / 4 && (d - e).is_multiple_of(6) {
-        (2, ADD_COST + DBL_COST)
-    } else if d <= 4 * e {
-        (3, ADD_COST)
-    } else if (d + e).is_multiple_of(2) {
-        (4, ADD_COST + DBL_COST)
-    } else if d.is_multiple_of(2) {
-        (5, ADD_COST + DBL_COST)
-    } else if d.is_multiple_of(3) {
-        (6, 3 * ADD_COST + DBL_COST)
-    } else if (d + e).is_multiple_of(3) {
-        (7, 3 * ADD_COST + DBL_COST)
-    } else if (d - e).is_multiple_of(3) {
-        (8, 3 * ADD_COST + DBL_COST)
-    } else {
-        // d odd and d + e odd: e is even.
-        (9, ADD_COST + DBL_COST)
-    }
-}
-
-/// The (d, e) PRAC starts from for `k` ≥ 3 with ratio `v`.
-fn prac_start(k: u64, v: f64) -> (u64, u64) {
-    let r = (k as f64 * v).round() as u64;
-    (k - r, 2 * r - k)
-}
-
-/// The next (d, e) after `rule` (d > e).
-#[inline(always)]
-fn prac_step(rule: u8, d: u64, e: u64) -> (u64, u64) {
-    match rule {
-        1 => ((2 * d - e) / 3, (2 * e - d) / 3),
-        2 | 4 => ((d - e) / 2, e),
-        3 => (d - e, e),
-        5 => (d / 2, e),
-        6 => (d / 3 - e, e),
-        7 => ((d - 2 * e) / 3, e),
-        8 => ((d - e) / 3, e),
-        _ => (d, e / 2),
-    }
-}
-
-/// Multiplications PRAC needs for `k` with ratio `v` (`u32::MAX` if `v`
-/// gives no chain for `k`).
-fn prac_cost(k: u64, v: f64) -> u32 {
-    let (mut d, mut e) = prac_start(k, v);
-    if e == 0 || e > k || d == 0 {
-        return u32::MAX;
-    }
-    let mut cost = DBL_COST + ADD_COST;
-    while d != e {
-        if d < e {
-            (d, e) = (e, d);
-        }
-        let (rule, c) = prac_rule(d, e);
-        cost += c;
-        (d, e) = prac_step(rule, d, e);
-    }
-    if d == 1 {
-        cost
-    } else {
-        u32::MAX
-    }
-}
-
-/// The index in [`PRAC_V`] of the cheapest chain for `p`.
-fn best_ratio(p: u64) -> u8 {
-    (0..PRAC_V.len())
-        .min_by_key(|&i| prac_cost(p, PRAC_V[i]))
-        .unwrap_or(0) as u8
-}
-
-/// Odd primes up to [`TABLE_B1`], each with its [`best_ratio`] (built once:
-/// a millisecond native, a few in wasm, paid by every Web Worker).
-fn stage1_primes() -> &'static [(u32, u8)] {
-    static TABLE: OnceLock<Vec<(u32, u8)>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let bits = primes();
-        (3..=TABLE_B1)
-            .step_by(2)
-            .filter(|&p| is_odd_prime(bits, p))
-            .map(|p| (p as u32, best_ratio(p)))
-            .collect()
-    })
-}
-
-/// The odd primes up to `b1`, each with the index of its chain ratio in
-/// [`PRAC_V`]: from the table, then chosen one by one beyond it.
+/// The odd primes up to `b1` (at most [`MAX_B1`]), each with the index of
+/// its chain ratio in [`PRAC_V`].
 fn stage1_chain(b1: u64) -> impl Iterator<Item = (u64, u8)> {
     let bits = primes();
-    let table = stage1_primes()
+    let last_word = (b1.min(MAX_B1) / 2) as usize / 64;
+    bits[..=last_word]
         .iter()
-        .map(|&(p, v)| (u64::from(p), v))
-        .take_while(move |&(p, _)| p <= b1);
-    let beyond = (TABLE_B1 + 1..=b1)
-        .step_by(2)
-        .filter(|&p| is_odd_prime(bits, p))
-        .map(|p| (p, best_ratio(p)));
-    table.chain(beyond)
+        .enumerate()
+        .flat_map(|(w, &b)| {
+            core::iter::successors((b != 0).then_some(b), |&b| {
+                let rest = b & (b - 1);
+                (rest != 0).then_some(rest)
+            })
+            .map(move |b| (w * 64 + b.trailing_zeros() as usize) as u64 * 2 + 1)
+        })
+        .zip(RATIOS.iter().copied())
+        .take_while(move |&(p, _)| p <= b1)
 }
 
 #[derive(Clone, Copy)]
@@ -557,6 +452,7 @@ mod tests {
         ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont90,
         Mont96,
     };
+    use crate::prac::{best_ratio, prac_cost};
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -593,6 +489,31 @@ mod tests {
         // A 60-bit factor of a 120-bit n.
         let (p, q) = (1_152_921_504_606_846_883u128, 1_152_921_504_606_846_819);
         check(&Mont120::new(p * q), p.min(q));
+    }
+
+    /// The build script's table holds one ratio for each odd prime up to
+    /// MAX_B1, the one [`best_ratio`] chooses (here, on the target).
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn the_built_ratio_table_holds_the_cheapest_chains() {
+        let bits = primes();
+        let primes: Vec<u64> = (3..=MAX_B1)
+            .step_by(2)
+            .filter(|&p| is_odd_prime(bits, p))
+            .collect();
+        assert_eq!(RATIOS.len(), primes.len());
+        let chain: Vec<(u64, u8)> = stage1_chain(MAX_B1).collect();
+        let chosen: Vec<(u64, u8)> = primes.iter().map(|&p| (p, best_ratio(p))).collect();
+        assert_eq!(chain, chosen);
+        // And the chain stops at b1, wherever it falls.
+        for b1 in [3, 4, 5, 100, 8191, 8192, 12_345, MAX_B1 - 1] {
+            let last = stage1_chain(b1).last().map(|(p, _)| p);
+            assert_eq!(
+                last,
+                primes.iter().rev().find(|&&p| p <= b1).copied(),
+                "{b1}"
+            );
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -662,8 +583,7 @@ mod tests {
     fn prac_agrees_with_the_ladder() {
         let m = Mont64::new(1_000_000_007 * 998_244_353);
         let (c, p) = test_curve(&m);
-        for &(k, v) in stage1_primes().iter().take(300) {
-            let k = u64::from(k);
+        for (k, v) in stage1_chain(MAX_B1).take(300) {
             for v in [PRAC_V[usize::from(v)], PRAC_V[0]] {
                 if prac_cost(k, v) == u32::MAX {
                     continue;

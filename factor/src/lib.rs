@@ -27,6 +27,16 @@
 
 mod arith;
 mod ecm;
+/// Which Lucas chain (PRAC) ECM's stage 1 uses for each prime: the rules,
+/// their costs and the choice of the cheapest starting ratio. Shared with
+/// the build script (`include!`d there), which makes the table of choices
+/// for every stage-1 prime (up to `RATIO_BOUND`) at build time: choosing costs
+/// ten trial chains per prime, which the curves paid again and again beyond
+/// a small run-time table (a quarter of the time of 64+64-bit semiprimes).
+/// Integer code apart from one rounding of a product of two doubles, which
+/// IEEE 754 makes the same on every target: the table built on the build
+/// machine is the one the code would choose on the target.
+mod prac;
 mod prime;
 mod progression;
 mod rho;
