@@ -53,7 +53,9 @@ pub(crate) fn prac_rule(d: u64, e: u64) -> (u8, u32) {
 
 /// The (d, e) PRAC starts from for `k` ≥ 3 with ratio `v`.
 pub(crate) fn prac_start(k: u64, v: f64) -> (u64, u64) {
-    let r = (k as f64 * v).round() as u64;
+    // Ties to even: one instruction (`roundsd`, wasm's `f64.nearest`)
+    // where `round`, ties away from zero, is a call; k·v is never a tie.
+    let r = (k as f64 * v).round_ties_even() as u64;
     (k - r, 2 * r - k)
 }
 
