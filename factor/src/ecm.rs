@@ -81,6 +81,23 @@ pub(crate) fn is_odd_prime(bits: &[u64], q: u64) -> bool {
     q & 1 == 1 && bits[i / 64] >> (i % 64) & 1 == 1
 }
 
+/// Every odd prime up to `s`, from the shared bitmap (bit i ↔ 2i + 1; 1 is
+/// unset).
+pub(crate) fn odd_primes_upto(bits: &[u64], s: u64) -> impl Iterator<Item = u64> + '_ {
+    let last_word = (s / 2) as usize / 64;
+    bits.iter()
+        .enumerate()
+        .take(last_word + 1)
+        .flat_map(|(w, &b)| {
+            core::iter::successors((b != 0).then_some(b), |&b| {
+                let rest = b & (b - 1);
+                (rest != 0).then_some(rest)
+            })
+            .map(move |b| (w * 64 + b.trailing_zeros() as usize) as u64 * 2 + 1)
+        })
+        .take_while(move |&p| p <= s)
+}
+
 /// Largest B1 that [`find_factor`] uses.
 const MAX_B1: u64 = MAX_B2 as u64 / 60;
 const _: () = assert!(MAX_B1 == RATIO_BOUND);
@@ -93,20 +110,7 @@ include!(concat!(env!("OUT_DIR"), "/prac_ratios.rs"));
 /// The odd primes up to `b1` (at most [`MAX_B1`]), each with the index of
 /// its chain ratio in [`PRAC_V`].
 fn stage1_chain(b1: u64) -> impl Iterator<Item = (u64, u8)> {
-    let bits = primes();
-    let last_word = (b1.min(MAX_B1) / 2) as usize / 64;
-    bits[..=last_word]
-        .iter()
-        .enumerate()
-        .flat_map(|(w, &b)| {
-            core::iter::successors((b != 0).then_some(b), |&b| {
-                let rest = b & (b - 1);
-                (rest != 0).then_some(rest)
-            })
-            .map(move |b| (w * 64 + b.trailing_zeros() as usize) as u64 * 2 + 1)
-        })
-        .zip(RATIOS.iter().copied())
-        .take_while(move |&(p, _)| p <= b1)
+    odd_primes_upto(primes(), b1.min(MAX_B1)).zip(RATIOS.iter().copied())
 }
 
 #[derive(Clone, Copy)]

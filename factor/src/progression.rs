@@ -14,7 +14,7 @@
 //! goes through [`verify`] as before.
 
 use crate::arith::inv64;
-use crate::ecm::{is_odd_prime, primes, MAX_B2};
+use crate::ecm::{is_odd_prime, odd_primes_upto, primes, MAX_B2};
 use crate::small::{is_small_prime, LIMIT};
 use crate::{verify, VerifyError};
 
@@ -566,23 +566,6 @@ fn sieve_one(
         i += stride;
     }
     i
-}
-
-/// Every odd prime up to `s`, from the shared bitmap (bit i ↔ 2i + 1; 1 is
-/// unset).
-fn odd_primes_upto(bits: &[u64], s: u64) -> impl Iterator<Item = u64> + '_ {
-    let last_word = (s / 2) as usize / 64;
-    bits.iter()
-        .enumerate()
-        .take(last_word + 1)
-        .flat_map(|(w, &b)| {
-            core::iter::successors((b != 0).then_some(b), |&b| {
-                let rest = b & (b - 1);
-                (rest != 0).then_some(rest)
-            })
-            .map(move |b| (w * 64 + b.trailing_zeros() as usize) as u64 * 2 + 1)
-        })
-        .take_while(move |&p| p <= s)
 }
 
 /// The first index i with `start + i·step ≡ 0 (mod p)` and the stride
