@@ -114,7 +114,7 @@ pub(crate) fn gcd<W: Word>(mut a: W, mut b: W) -> W {
 }
 
 /// Arithmetic modulo an odd n > 1 in Montgomery form (x ↦ x·R mod n).
-pub(crate) trait Monty {
+pub(crate) trait Monty: Copy {
     type W: Word;
     fn n(&self) -> Self::W;
     /// 1 in Montgomery form.

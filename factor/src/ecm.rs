@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use crate::arith::{gcd, inv_mont, Monty, Word};
+use crate::field::{AsField, Field};
 use crate::prac::{prac_rule, prac_start, prac_step, PRAC_V, RATIO_BOUND};
 
 /// Stage 2 never goes beyond this bound (size of the prime bitmap).
@@ -119,12 +120,12 @@ struct Pt<W> {
     z: W,
 }
 
-struct Curve<'m, M: Monty> {
-    m: &'m M,
-    a24: M::W,
+struct Curve<'f, F: Field> {
+    f: &'f F,
+    a24: F::E,
 }
 
-impl<M: Monty> Curve<'_, M> {
+impl<F: Field> Curve<'_, F> {
     // On wasm32 a point operation is out of line: its five or six products,
     // each hundreds of instructions in digits there, inlined into each of
     // PRAC's rules made `prac` 50–125 KB of wasm, executed once per pass and
@@ -134,8 +135,8 @@ impl<M: Monty> Curve<'_, M> {
     // instructions, inlining stays faster (56+56 8 %, 64+64 5 %).
     #[cfg_attr(target_arch = "wasm32", inline(never))]
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
-    fn dbl(&self, p: Pt<M::W>) -> Pt<M::W> {
-        let m = self.m;
+    fn dbl(&self, p: Pt<F::E>) -> Pt<F::E> {
+        let m = self.f;
         let s = m.sqr(m.add(p.x, p.z));
         let d = m.sqr(m.sub(p.x, p.z));
         let t = m.sub(s, d); // 4XZ
@@ -148,8 +149,8 @@ impl<M: Monty> Curve<'_, M> {
     /// P + Q given P − Q.
     #[cfg_attr(target_arch = "wasm32", inline(never))]
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
-    fn add(&self, p: Pt<M::W>, q: Pt<M::W>, diff: Pt<M::W>) -> Pt<M::W> {
-        let m = self.m;
+    fn add(&self, p: Pt<F::E>, q: Pt<F::E>, diff: Pt<F::E>) -> Pt<F::E> {
+        let m = self.f;
         let u = m.mul(m.sub(p.x, p.z), m.add(q.x, q.z));
         let v = m.mul(m.add(p.x, p.z), m.sub(q.x, q.z));
         Pt {
@@ -159,7 +160,7 @@ impl<M: Monty> Curve<'_, M> {
     }
 
     /// ([k]P, [k+1]P) by the Montgomery ladder (k ≥ 1).
-    fn ladder(&self, p: Pt<M::W>, k: u64) -> (Pt<M::W>, Pt<M::W>) {
+    fn ladder(&self, p: Pt<F::E>, k: u64) -> (Pt<F::E>, Pt<F::E>) {
         let (mut r0, mut r1) = (p, self.dbl(p));
         for i in (0..63 - k.leading_zeros()).rev() {
             if k >> i & 1 == 1 {
@@ -177,7 +178,7 @@ impl<M: Monty> Curve<'_, M> {
     /// two doublings and 35 additions: the odd multiples up to 29 one after
     /// another, each one coprime to 30 beyond as [d − 30]Q + [30]Q, then
     /// [210]Q = 2·([103]Q + [2]Q).
-    fn baby_steps(&self, q: Pt<M::W>) -> ([Pt<M::W>; BABY.len()], Pt<M::W>) {
+    fn baby_steps(&self, q: Pt<F::E>) -> ([Pt<F::E>; BABY.len()], Pt<F::E>) {
         // [d]Q at index d/2 for odd d ≤ 103 (only those that are needed).
         let mut odd = [q; 52];
         let q2 = self.dbl(q);
@@ -201,7 +202,7 @@ impl<M: Monty> Curve<'_, M> {
     /// A = [a]P, B = [b]P, C = [a − b]P and k = d·a + e·b; it ends at
     /// d = e = 1 with A + B (x-only addition needs only ±, so swapping A and B
     /// is free).
-    fn prac(&self, p: Pt<M::W>, k: u64, v: f64) -> Pt<M::W> {
+    fn prac(&self, p: Pt<F::E>, k: u64, v: f64) -> Pt<F::E> {
         let (mut d, mut e) = prac_start(k, v);
         let (mut a, mut b, mut c) = (self.dbl(p), p, p);
         while d != e {
@@ -281,7 +282,10 @@ fn small<M: Monty>(m: &M, v: u64) -> M::W {
 }
 
 /// One curve with Suyama parameter `sigma`, bounds B1 and B2.
-fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
+///
+/// The curve's parameters are set up in `m`; its steps run in `f`, the same
+/// n (on wasm32 in digits, [`Digits`]).
+fn curve<M: Monty, F: Field>(m: &M, f: &F, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     let n = m.n();
     let s = small(m, sigma);
     let u = m.sub(m.sqr(s), small(m, 5));
@@ -296,8 +300,14 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
         Err(g) if g != n => return Found::Factor(g),
         Err(_) => return Found::Nothing,
     };
-    let c = Curve { m, a24 };
-    let mut q = Pt { x: u3, z: v3 };
+    let c = Curve {
+        f,
+        a24: f.lift(a24.to_u128()),
+    };
+    let mut q = Pt {
+        x: f.lift(u3.to_u128()),
+        z: f.lift(v3.to_u128()),
+    };
 
     // Stage 1: Q = [∏ p^e ≤ B1] P, the power of two by doublings.
     let mut pk = 4u64; // 2^e ≤ B1
@@ -316,7 +326,7 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
             e *= p;
         }
     }
-    let g = gcd(q.z, n);
+    let g = gcd(M::W::from_u128(f.lower(q.z)), n);
     if g != M::W::ONE {
         return if g == n {
             Found::Nothing
@@ -331,8 +341,8 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     // (see `common_denominator`), so each pair costs a subtraction and the
     // accumulator's multiplication.
     let (baby, gw) = c.baby_steps(q);
-    let mut baby_x = [M::W::ZERO; BABY.len()];
-    let zb = common_denominator(m, &baby, m.one(), &mut baby_x);
+    let mut baby_x = [f.zero(); BABY.len()];
+    let zb = common_denominator(f, &baby, f.one(), &mut baby_x);
     let bits = primes();
     let masks = pair_masks();
     let reach = BABY[BABY.len() - 1];
@@ -343,14 +353,14 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
         _ => c.ladder(gw, k0 - 1),
     };
     let mut k = k0;
-    let mut acc = m.one();
+    let mut acc = f.one();
     let mut giants = [Pt {
-        x: M::W::ZERO,
-        z: M::W::ZERO,
+        x: f.zero(),
+        z: f.zero(),
     }; GIANT_BATCH];
     let mut giant_masks = [0u32; GIANT_BATCH];
-    let mut giant_x = [M::W::ZERO; GIANT_BATCH];
-    let mut baby_scaled = [M::W::ZERO; BABY.len()];
+    let mut giant_x = [f.zero(); GIANT_BATCH];
+    let mut baby_scaled = [f.zero(); BABY.len()];
     while k * WHEEL <= b2 + WHEEL {
         let mut len = 0;
         while len < GIANT_BATCH && k * WHEEL <= b2 + WHEEL {
@@ -381,18 +391,18 @@ fn curve<M: Monty>(m: &M, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
             k += 1;
         }
         // Xk/Zk = Xd/Zb ⇔ Xk·Zb·∏(other Zg) = Xd·Zg.
-        let zg = common_denominator(m, &giants[..len], zb, &mut giant_x[..len]);
+        let zg = common_denominator(f, &giants[..len], zb, &mut giant_x[..len]);
         let used = giant_masks[..len].iter().fold(0, |a, &b| a | b);
         for i in set_bits(used) {
-            baby_scaled[i] = m.mul(baby_x[i], zg);
+            baby_scaled[i] = f.mul(baby_x[i], zg);
         }
         for (&x, &mask) in giant_x[..len].iter().zip(&giant_masks[..len]) {
             for i in set_bits(mask) {
-                acc = m.mul(acc, m.sub(x, baby_scaled[i]));
+                acc = f.mul(acc, f.sub(x, baby_scaled[i]));
             }
         }
     }
-    let g = gcd(acc, n);
+    let g = gcd(M::W::from_u128(f.lower(acc)), n);
     if g != M::W::ONE && g != n {
         Found::Factor(g)
     } else {
@@ -416,16 +426,16 @@ const GIANT_BATCH: usize = 32;
 /// inversion: writes `scale`·X_i·∏_{j≠i} Z_j to `xs` and returns ∏ Z_j, so
 /// X_i/Z_i = xs_i / (`scale`·∏ Z_j). Four multiplications per point (prefix
 /// products forwards, suffix products backwards).
-fn common_denominator<M: Monty>(m: &M, pts: &[Pt<M::W>], scale: M::W, xs: &mut [M::W]) -> M::W {
-    let mut prod = m.one();
+fn common_denominator<F: Field>(f: &F, pts: &[Pt<F::E>], scale: F::E, xs: &mut [F::E]) -> F::E {
+    let mut prod = f.one();
     for (x, p) in xs.iter_mut().zip(pts) {
         *x = prod;
-        prod = m.mul(prod, p.z);
+        prod = f.mul(prod, p.z);
     }
     let mut suffix = scale;
     for (x, p) in xs.iter_mut().zip(pts).rev() {
-        *x = m.mul(m.mul(*x, suffix), p.x);
-        suffix = m.mul(suffix, p.z);
+        *x = f.mul(f.mul(*x, suffix), p.x);
+        suffix = f.mul(suffix, p.z);
     }
     prod
 }
@@ -433,6 +443,11 @@ fn common_denominator<M: Monty>(m: &M, pts: &[Pt<M::W>], scale: M::W, xs: &mut [
 /// Finds a non-trivial factor of the odd composite `m.n()` (not a prime
 /// power), trying curves with growing bounds until one succeeds.
 pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
+    find_factor_in(m, &AsField(*m))
+}
+
+/// [`find_factor`] with the curves' steps in `f` (for `m`'s n).
+pub(crate) fn find_factor_in<M: Monty, F: Field>(m: &M, f: &F) -> M::W {
     let bits = M::W::BITS - m.n().lz();
     // A factor has at most half the bits; pick B1 for that size (GMP-ECM-like).
     let mut b1: u64 = match bits / 2 {
@@ -449,7 +464,7 @@ pub(crate) fn find_factor<M: Monty>(m: &M) -> M::W {
     loop {
         for _ in 0..8 {
             let b2 = (b1 * 50).min(MAX_B2 as u64 - WHEEL - 1);
-            if let Found::Factor(g) = curve(m, sigma, b1, b2) {
+            if let Found::Factor(g) = curve(m, f, sigma, b1, b2) {
                 return g;
             }
             sigma += 1;
@@ -465,6 +480,7 @@ mod tests {
         ModF64, ModF64Lazy, Mont120, Mont128, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Mont90,
         Mont96,
     };
+    use crate::field::Digits;
     use crate::prac::{best_ratio, prac_cost};
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -577,54 +593,57 @@ mod tests {
         }
     }
 
-    /// An arbitrary curve and point modulo `m` (not checked to lie on it:
-    /// the tests compare ways of computing multiples, which agree anyway).
-    fn test_curve(m: &Mont64) -> (Curve<'_, Mont64>, Pt<u64>) {
+    /// An arbitrary curve and point in `f` (not checked to lie on it: the
+    /// tests compare ways of computing multiples, which agree anyway).
+    fn test_curve<F: Field>(f: &F) -> (Curve<'_, F>, Pt<F::E>) {
         let c = Curve {
-            m,
-            a24: m.to_mont(123_456_789),
+            f,
+            a24: f.lift(123_456_789),
         };
         let p = Pt {
-            x: m.to_mont(987_654_321),
-            z: m.to_mont(5),
+            x: f.lift(987_654_321),
+            z: f.lift(5),
         };
         (c, p)
     }
 
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn prac_agrees_with_the_ladder() {
-        let m = Mont64::new(1_000_000_007 * 998_244_353);
-        let (c, p) = test_curve(&m);
+    /// PRAC's chains, the baby steps and the common denominators against
+    /// the ladder, in `f`.
+    fn steps_agree_with_the_ladder_in<F: Field>(f: &F) {
+        let (c, p) = test_curve(f);
+        let same = |a: Pt<F::E>, b: Pt<F::E>| f.lower(f.mul(a.x, b.z)) == f.lower(f.mul(b.x, a.z));
         for (k, v) in stage1_chain(MAX_B1).take(300) {
             for v in [PRAC_V[usize::from(v)], PRAC_V[0]] {
                 if prac_cost(k, v) == u32::MAX {
                     continue;
                 }
-                let (x, y) = (c.prac(p, k, v), c.ladder(p, k).0);
-                assert_eq!(m.mul(x.x, y.z), m.mul(y.x, x.z), "[{k}]P");
+                assert!(same(c.prac(p, k, v), c.ladder(p, k).0), "[{k}]P");
             }
         }
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn baby_steps_and_common_denominators_agree_with_the_ladder() {
-        let m = Mont64::new(1_000_000_007 * 998_244_353);
-        let (c, p) = test_curve(&m);
-        let same = |a: Pt<u64>, b: Pt<u64>| m.mul(a.x, b.z) == m.mul(b.x, a.z);
         let (baby, gw) = c.baby_steps(p);
         for (&d, &b) in BABY.iter().zip(&baby) {
             assert!(same(b, c.ladder(p, d).0), "[{d}]P");
         }
         assert!(same(gw, c.ladder(p, WHEEL).0), "[{WHEEL}]P");
-        let scale = m.to_mont(77);
-        let mut xs = [0; BABY.len()];
-        let prod = common_denominator(&m, &baby, scale, &mut xs);
-        let den = m.mul(scale, prod);
+        let scale = f.lift(77);
+        let mut xs = [f.zero(); BABY.len()];
+        let prod = common_denominator(f, &baby, scale, &mut xs);
+        let den = f.mul(scale, prod);
         for (&x, b) in xs.iter().zip(&baby) {
             assert!(same(Pt { x, z: den }, *b));
         }
+    }
+
+    /// In a one-word Montgomery form as it is, and in digits of each count
+    /// with n at the top of its range (natively too, where ECM does not use
+    /// them).
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn prac_baby_steps_and_common_denominators_agree_with_the_ladder() {
+        steps_agree_with_the_ladder_in(&AsField(Mont64::new(1_000_000_007 * 998_244_353)));
+        steps_agree_with_the_ladder_in(&Digits::<3>::new(&Mont90::new((1 << 83) - 1)));
+        steps_agree_with_the_ladder_in(&Digits::<4>::new(&Mont120::new((1 << 112) - 3)));
+        steps_agree_with_the_ladder_in(&Digits::<5>::new(&Mont128::new(u128::MAX)));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -660,6 +679,24 @@ mod tests {
         let f = find_factor(&Mont120::new(p * q));
         assert!(f == p || f == q, "{f}");
         let f = find_factor(&Mont90::new(p * q));
+        assert!(f == p || f == q, "{f}");
+        // ECM's steps in digits (what wasm32 uses), of each count.
+        let f = find_factor_in(&m, &Digits::<3>::new(&Mont90::new(p * q)));
+        assert!(f == p || f == q, "{f}");
+        let (p, q) = (72_057_594_037_927_931u128, 72_057_594_037_927_909u128); // 56-bit
+        let f = find_factor_in(
+            &Mont120::new(p * q),
+            &Digits::<4>::new(&Mont120::new(p * q)),
+        );
+        assert!(f == p || f == q, "{f}");
+        let (p, q) = (
+            18_446_744_073_709_551_557u128,
+            18_446_744_073_709_551_533u128,
+        ); // 64-bit
+        let f = find_factor_in(
+            &Mont128::new(p * q),
+            &Digits::<5>::new(&Mont128::new(p * q)),
+        );
         assert!(f == p || f == q, "{f}");
     }
 }

@@ -27,6 +27,7 @@
 
 mod arith;
 mod ecm;
+mod field;
 /// Which Lucas chain (PRAC) ECM's stage 1 uses for each prime: the rules,
 /// their costs and the choice of the cheapest starting ratio. Shared with
 /// the build script (`include!`d there), which makes the table of choices
@@ -200,19 +201,24 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
     }
     // Lazy reduction where n leaves room for it (below a quarter of R): no
     // comparison and correction after each product, one step less on rho's
-    // and ECM's chains (README, "Engine speed"). On wasm32 each lazy digit
-    // form up to its room, chosen as measured against its neighbours under
-    // node: three 30-bit digits below 2^88, three 32-bit ones below 2^94,
-    // four 30-bit ones below 2^118 (3–5 % faster than three 32-bit digits
-    // reduced exactly from 2^94), four 32-bit ones below 2^126; the exact
-    // forms of `with_two_word_monty` in the gaps.
+    // and ECM's chains (README, "Engine speed"). On wasm32 ECM's curves run
+    // in signed 29-bit digits (`field::Digits`) where that measured faster
+    // under node than the u128 forms: below 2^83 (three digits), from 2^94
+    // to 2^112 (four) and from 2^118 (five). Between, the u128 lazy digit
+    // forms, each chosen as measured against its neighbours: three 30-bit
+    // digits below 2^88, three 32-bit ones below 2^94, four 30-bit ones below
+    // 2^118.
+    let narrow = cfg!(narrow_mul);
     let d = match n.ilog2() {
-        ..88 if cfg!(narrow_mul) => find_factor(&arith::Mont90Lazy::new(n)),
-        ..94 if cfg!(narrow_mul) => find_factor(&arith::Mont96Lazy::new(n)),
-        94..118 if cfg!(narrow_mul) => find_factor(&arith::Mont120Lazy::new(n)),
-        120..126 if cfg!(narrow_mul) => find_factor(&arith::Mont128Lazy::new(n)),
-        ..126 if !cfg!(narrow_mul) => find_factor(&arith::Mont128Lazy::new(n)),
-        _ => arith::with_two_word_monty!(n, |m| find_factor(m)),
+        ..83 if narrow => find_factor_in_digits::<_, 3>(&arith::Mont90Lazy::new(n)),
+        ..88 if narrow => find_factor(&arith::Mont90Lazy::new(n)),
+        ..94 if narrow => find_factor(&arith::Mont96Lazy::new(n)),
+        ..112 if narrow => find_factor_in_digits::<_, 4>(&arith::Mont120Lazy::new(n)),
+        ..118 if narrow => find_factor(&arith::Mont120Lazy::new(n)),
+        ..126 if narrow => find_factor_in_digits::<_, 5>(&arith::Mont128Lazy::new(n)),
+        _ if narrow => find_factor_in_digits::<_, 5>(&arith::Mont128::new(n)),
+        ..126 => find_factor(&arith::Mont128Lazy::new(n)),
+        _ => find_factor(&arith::Mont128::new(n)),
     };
     split_u128(d, out, Expect::Prime);
     split_u128(n / d, out, Expect::Prime);
@@ -239,13 +245,21 @@ const RHO_FULL_BITS: u32 = 44;
 /// A non-trivial factor of the odd composite `m.n()`, which is neither a
 /// square nor a cube and has no prime factor below `small::LIMIT`.
 fn find_factor<M: arith::Monty>(m: &M) -> M::W {
-    let bits = M::W::BITS - m.n().lz();
-    let budget = if bits <= RHO_FULL_BITS {
+    rho::brent(m, rho_budget(m)).unwrap_or_else(|| ecm::find_factor(m))
+}
+
+/// [`find_factor`] with ECM's curves in L signed digits ([`field::Digits`]).
+fn find_factor_in_digits<M: arith::Monty<W = u128>, const L: usize>(m: &M) -> u128 {
+    rho::brent(m, rho_budget(m))
+        .unwrap_or_else(|| ecm::find_factor_in(m, &field::Digits::<L>::new(m)))
+}
+
+fn rho_budget<M: arith::Monty>(m: &M) -> u64 {
+    if M::W::BITS - m.n().lz() <= RHO_FULL_BITS {
         RHO_BUDGET
     } else {
         RHO_BUDGET_LARGE
-    };
-    rho::brent(m, budget).unwrap_or_else(|| ecm::find_factor(m))
+    }
 }
 
 /// The integer cube root of n if n is a perfect cube.
