@@ -8,12 +8,13 @@
 //! correction. Kept in digits from one step to the next, a residue needs
 //! neither, and a sum or difference that only ever feeds a product needs no
 //! reduction at all: the product takes factors up to 4n when n < R/16, and
-//! its result is below 2n in normalized digits again. Under node (old and
-//! new build alternating on the same numbers) 40+40-bit semiprimes 14 %
-//! faster, 48+48 9 %, 56+56 8 %, 61+61 and 64+64 7 %; where more digits
-//! than the u128 forms' are needed for the room (n from 2^83 to 2^94 and
-//! from 2^112 to 2^118), 5–19 % slower, so the u128 forms stay there (the
-//! choice is in `split_u128`).
+//! its result is below 2n in normalized digits again. Old and new build
+//! alternating on the same numbers, 40+40-bit semiprimes 14 % faster under
+//! node and 6–17 % in Chromium, 48+48 9 % and 4–11 %, 56+56 8 % and 2–14 %.
+//! Where the room costs a digit more than the u128 forms have (n from 2^83
+//! to 2^94, and from 2^112), the u128 forms stay (the choice is in
+//! `split_u128`): 5–19 % faster there under node, except five digits from
+//! 2^118, 7 % faster under node but 6 % slower in Chromium.
 
 use crate::arith::{Monty, Word};
 
@@ -97,20 +98,20 @@ const MASK: i64 = (1 << B) - 1;
 /// either: factors below 4n give a·b/R < 16n²/R + n ≤ 2n; at most L products
 /// of digits below 2^30 in size and L of the reduction's (below 2^58) meet in
 /// one digit, below 5L·2^58 < 2^63 for L ≤ 5 — no carry inside the product
-/// but the reduction digit's. Digits are stored as i32 (every one fits),
-/// which halves the bytes a point takes and moves: 64+64-bit semiprimes
-/// 9 % faster than with i64 under node.
+/// but the reduction digit's. (Stored as i32, which every digit fits, three
+/// and four digits measured 0–2 % slower under node and 2–6 % slower in
+/// Chromium.)
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Digits<const L: usize> {
     nd: [i64; L],
     /// −n⁻¹ mod 2^29.
     ninv: i64,
-    two_n: [i32; L],
-    one: [i32; L],
+    two_n: [i64; L],
+    one: [i64; L],
     /// R_F²/R_M mod n: [`Field::lift`] multiplies by it.
-    to_field: [i32; L],
+    to_field: [i64; L],
     /// R_M mod n: [`Field::lower`] multiplies by it.
-    to_monty: [i32; L],
+    to_monty: [i64; L],
 }
 
 /// `x`'s L digits of 29 bits, the top one holding the rest.
@@ -124,12 +125,6 @@ fn split<const L: usize>(x: u128) -> [i64; L] {
             d as i64 & MASK
         }
     })
-}
-
-/// Digits as stored (each fits an i32).
-#[inline(always)]
-fn narrow<const L: usize>(x: [i64; L]) -> [i32; L] {
-    x.map(|d| d as i32)
 }
 
 /// 2x in normalized digits, for x in normalized digits (n may be ≥ 2^127).
@@ -186,34 +181,33 @@ impl<const L: usize> Digits<L> {
             // black_box: see Mont64::new.
             nd: core::hint::black_box(split(n)),
             ninv: i64::from(crate::arith::inv64(n as u64) as u32).wrapping_neg() & MASK,
-            two_n: narrow(twice(split(n))),
-            one: narrow(split(r)),
+            two_n: twice(split(n)),
+            one: split(r),
             // R_F·R_F/R_M: Montgomery's product of the plain R_F with itself.
-            to_field: narrow(split(m.mul(r, r))),
-            to_monty: narrow(split(m.one())),
+            to_field: split(m.mul(r, r)),
+            to_monty: split(m.one()),
         }
     }
 }
 
 impl<const L: usize> Field for Digits<L> {
-    type E = [i32; L];
+    type E = [i64; L];
 
     #[inline(always)]
-    fn one(&self) -> [i32; L] {
+    fn one(&self) -> [i64; L] {
         self.one
     }
 
     #[inline(always)]
-    fn zero(&self) -> [i32; L] {
+    fn zero(&self) -> [i64; L] {
         [0; L]
     }
 
     /// Montgomery multiplication (CIOS), a digit of b at a time.
     #[inline(always)]
-    fn mul(&self, a: [i32; L], b: [i32; L]) -> [i32; L] {
-        let a = a.map(i64::from);
+    fn mul(&self, a: [i64; L], b: [i64; L]) -> [i64; L] {
         let mut t = [0i64; L];
-        for bi in b.map(i64::from) {
+        for bi in b {
             for j in 0..L {
                 t[j] += a[j] * bi;
             }
@@ -234,26 +228,26 @@ impl<const L: usize> Field for Digits<L> {
             c = s >> B;
         }
         t[L - 1] += c;
-        narrow(t)
+        t
     }
 
     #[inline(always)]
-    fn add(&self, a: [i32; L], b: [i32; L]) -> [i32; L] {
+    fn add(&self, a: [i64; L], b: [i64; L]) -> [i64; L] {
         core::array::from_fn(|j| a[j] + b[j])
     }
 
     #[inline(always)]
-    fn sub(&self, a: [i32; L], b: [i32; L]) -> [i32; L] {
+    fn sub(&self, a: [i64; L], b: [i64; L]) -> [i64; L] {
         core::array::from_fn(|j| a[j] - b[j] + self.two_n[j])
     }
 
-    fn lift(&self, x: u128) -> [i32; L] {
-        self.mul(narrow(split(x)), self.to_field)
+    fn lift(&self, x: u128) -> [i64; L] {
+        self.mul(split(x), self.to_field)
     }
 
-    fn lower(&self, x: [i32; L]) -> u128 {
+    fn lower(&self, x: [i64; L]) -> u128 {
         // Below 2n, normalized: subtract n once if it is not below n.
-        let x = self.mul(x, self.to_monty).map(i64::from);
+        let x = self.mul(x, self.to_monty);
         let mut y = [0i64; L];
         let mut c = 0;
         for j in 0..L {

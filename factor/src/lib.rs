@@ -201,13 +201,15 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
     }
     // Lazy reduction where n leaves room for it (below a quarter of R): no
     // comparison and correction after each product, one step less on rho's
-    // and ECM's chains (README, "Engine speed"). On wasm32 ECM's curves run
-    // in signed 29-bit digits (`field::Digits`) where that measured faster
-    // under node than the u128 forms: below 2^83 (three digits), from 2^94
-    // to 2^112 (four) and from 2^118 (five). Between, the u128 lazy digit
-    // forms, each chosen as measured against its neighbours: three 30-bit
-    // digits below 2^88, three 32-bit ones below 2^94, four 30-bit ones below
-    // 2^118.
+    // and ECM's chains (README, "Engine speed"). On wasm32 each lazy digit
+    // form up to its room, chosen as measured against its neighbours under
+    // node: three 30-bit digits below 2^88, three 32-bit ones below 2^94,
+    // four 30-bit ones below 2^118 (3–5 % faster than three 32-bit digits
+    // reduced exactly from 2^94), four 32-bit ones below 2^126; the exact
+    // forms of `with_two_word_monty` in the gaps. ECM's curves run in signed
+    // 29-bit digits instead (`field::Digits`) below 2^83 (three) and from
+    // 2^94 to 2^112 (four), where that measured faster under node and in
+    // Chromium.
     let narrow = cfg!(narrow_mul);
     let d = match n.ilog2() {
         ..83 if narrow => find_factor_in_digits::<_, 3>(&arith::Mont90Lazy::new(n)),
@@ -215,10 +217,9 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
         ..94 if narrow => find_factor(&arith::Mont96Lazy::new(n)),
         ..112 if narrow => find_factor_in_digits::<_, 4>(&arith::Mont120Lazy::new(n)),
         ..118 if narrow => find_factor(&arith::Mont120Lazy::new(n)),
-        ..126 if narrow => find_factor_in_digits::<_, 5>(&arith::Mont128Lazy::new(n)),
-        _ if narrow => find_factor_in_digits::<_, 5>(&arith::Mont128::new(n)),
-        ..126 => find_factor(&arith::Mont128Lazy::new(n)),
-        _ => find_factor(&arith::Mont128::new(n)),
+        120..126 => find_factor(&arith::Mont128Lazy::new(n)),
+        ..126 if !narrow => find_factor(&arith::Mont128Lazy::new(n)),
+        _ => arith::with_two_word_monty!(n, |m| find_factor(m)),
     };
     split_u128(d, out, Expect::Prime);
     split_u128(n / d, out, Expect::Prime);
