@@ -136,13 +136,13 @@ impl<F: Field> Curve<'_, F> {
     #[cfg_attr(target_arch = "wasm32", inline(never))]
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     fn dbl(&self, p: Pt<F::E>) -> Pt<F::E> {
-        let m = self.f;
-        let s = m.sqr(m.add(p.x, p.z));
-        let d = m.sqr(m.sub(p.x, p.z));
-        let t = m.sub(s, d); // 4XZ
+        let f = self.f;
+        let s = f.sqr(f.add(p.x, p.z));
+        let d = f.sqr(f.sub(p.x, p.z));
+        let t = f.sub(s, d); // 4XZ
         Pt {
-            x: m.mul(s, d),
-            z: m.mul(t, m.add(d, m.mul(self.a24, t))),
+            x: f.mul(s, d),
+            z: f.mul(t, f.add(d, f.mul(self.a24, t))),
         }
     }
 
@@ -150,12 +150,12 @@ impl<F: Field> Curve<'_, F> {
     #[cfg_attr(target_arch = "wasm32", inline(never))]
     #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
     fn add(&self, p: Pt<F::E>, q: Pt<F::E>, diff: Pt<F::E>) -> Pt<F::E> {
-        let m = self.f;
-        let u = m.mul(m.sub(p.x, p.z), m.add(q.x, q.z));
-        let v = m.mul(m.add(p.x, p.z), m.sub(q.x, q.z));
+        let f = self.f;
+        let u = f.mul(f.sub(p.x, p.z), f.add(q.x, q.z));
+        let v = f.mul(f.add(p.x, p.z), f.sub(q.x, q.z));
         Pt {
-            x: m.mul(diff.z, m.sqr(m.add(u, v))),
-            z: m.mul(diff.x, m.sqr(m.sub(u, v))),
+            x: f.mul(diff.z, f.sqr(f.add(u, v))),
+            z: f.mul(diff.x, f.sqr(f.sub(u, v))),
         }
     }
 
@@ -284,7 +284,7 @@ fn small<M: Monty>(m: &M, v: u64) -> M::W {
 /// One curve with Suyama parameter `sigma`, bounds B1 and B2.
 ///
 /// The curve's parameters are set up in `m`; its steps run in `f`, the same
-/// n (on wasm32 in digits, [`Digits`]).
+/// n (on wasm32 in digits, `field::Digits`).
 fn curve<M: Monty, F: Field>(m: &M, f: &F, sigma: u64, b1: u64, b2: u64) -> Found<M::W> {
     let n = m.n();
     let s = small(m, sigma);
