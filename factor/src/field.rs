@@ -9,12 +9,12 @@
 //! neither, and a sum or difference that only ever feeds a product needs no
 //! reduction at all: the product takes factors up to 4n when n < R/16, and
 //! its result is below 2n in normalized digits again. Old and new build
-//! alternating on the same numbers, 40+40-bit semiprimes 14 % faster under
-//! node and 6–17 % in Chromium, 48+48 9 % and 4–11 %, 56+56 8 % and 2–14 %.
+//! alternating on the same numbers, 40+40-bit semiprimes 16 % faster under
+//! node and 21 % in Chromium, 48+48 8 % and 13 %, 56+56 12 % and 13 %.
 //! Where the room costs a digit more than the u128 forms have (n from 2^83
 //! to 2^94, and from 2^112), the u128 forms stay (the choice is in
-//! `split_u128`): 5–19 % faster there under node, except five digits from
-//! 2^118, 7 % faster under node but 6 % slower in Chromium.
+//! `split_u128`): the digits were 5–19 % slower there under node, and five
+//! digits from 2^118 7 % faster under node but 6 % slower in Chromium.
 
 use crate::arith::{Monty, Word};
 
@@ -127,18 +127,19 @@ fn split<const L: usize>(x: u128) -> [i64; L] {
     })
 }
 
-/// 2x in normalized digits, for x in normalized digits (n may be ≥ 2^127).
-fn twice<const L: usize>(x: [i64; L]) -> [i64; L] {
+/// The same value in normalized digits: each digit's carry (an arithmetic
+/// shift: digits may be negative) into the next, the top one holding the
+/// rest.
+#[inline(always)]
+fn carry<const L: usize>(mut x: [i64; L]) -> [i64; L] {
     let mut c = 0;
-    core::array::from_fn(|j| {
-        let s = 2 * x[j] + c;
+    for d in &mut x[..L - 1] {
+        let s = *d + c;
+        *d = s & MASK;
         c = s >> B;
-        if j == L - 1 {
-            s
-        } else {
-            s & MASK
-        }
-    })
+    }
+    x[L - 1] += c;
+    x
 }
 
 /// The value of normalized digits, for values below 2^128.
@@ -181,7 +182,8 @@ impl<const L: usize> Digits<L> {
             // black_box: see Mont64::new.
             nd: core::hint::black_box(split(n)),
             ninv: i64::from(crate::arith::inv64(n as u64) as u32).wrapping_neg() & MASK,
-            two_n: twice(split(n)),
+            // 2n in digits: n may be ≥ 2^127.
+            two_n: carry(split(n).map(|d| 2 * d)),
             one: split(r),
             // R_F·R_F/R_M: Montgomery's product of the plain R_F with itself.
             to_field: split(m.mul(r, r)),
@@ -221,14 +223,7 @@ impl<const L: usize> Field for Digits<L> {
             t[0] += c;
             t[L - 1] = 0;
         }
-        let mut c = 0;
-        for d in &mut t[..L - 1] {
-            let s = *d + c;
-            *d = s & MASK;
-            c = s >> B;
-        }
-        t[L - 1] += c;
-        t
+        carry(t)
     }
 
     #[inline(always)]
@@ -248,13 +243,7 @@ impl<const L: usize> Field for Digits<L> {
     fn lower(&self, x: [i64; L]) -> u128 {
         // Below 2n, normalized: subtract n once if it is not below n.
         let x = self.mul(x, self.to_monty);
-        let mut y = [0i64; L];
-        let mut c = 0;
-        for j in 0..L {
-            let s = x[j] - self.nd[j] + c;
-            y[j] = if j == L - 1 { s } else { s & MASK };
-            c = s >> B;
-        }
+        let y: [i64; L] = carry(core::array::from_fn(|j| x[j] - self.nd[j]));
         if y[L - 1] < 0 {
             join(x)
         } else {

@@ -217,7 +217,7 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
         ..94 if narrow => find_factor(&arith::Mont96Lazy::new(n)),
         ..112 if narrow => find_factor_in_digits::<_, 4>(&arith::Mont120Lazy::new(n)),
         ..118 if narrow => find_factor(&arith::Mont120Lazy::new(n)),
-        120..126 => find_factor(&arith::Mont128Lazy::new(n)),
+        120..126 if narrow => find_factor(&arith::Mont128Lazy::new(n)),
         ..126 if !narrow => find_factor(&arith::Mont128Lazy::new(n)),
         _ => arith::with_two_word_monty!(n, |m| find_factor(m)),
     };
