@@ -17,6 +17,7 @@ use crate::arith::inv64;
 use crate::ecm::{is_odd_prime, odd_primes_upto, primes, MAX_B2};
 use crate::small::{is_small_prime, LIMIT};
 use crate::{verify, VerifyError};
+use std::sync::OnceLock;
 
 /// The sieve needs the primes up to √max, which the shared bitmap holds
 /// below 2^22: numbers below 2^44.
@@ -452,19 +453,44 @@ fn sieve<'a>(
         }
     }
     let len = big.len();
-    let mut ends = Vec::with_capacity(if resume.is_some() {
-        carried.len().max(1024)
-    } else {
-        0
-    });
-    for (k, p) in odd_primes_upto(bits, s).enumerate() {
-        let first = match carried.get(k) {
-            Some(&NO_MULTIPLE) => None,
-            Some(&EVERY_NUMBER) => Some((0, 1)),
-            Some(&at) => Some((at as usize, p as usize)),
-            None => first_multiple(p, start, step),
+    let primes = odd_prime_list();
+    let count = primes.partition_point(|&p| u64::from(p) <= s);
+    // The primes the chunk before reached: from their offsets, which become
+    // this chunk's ends in place. Most of them (all above the chunk's
+    // length) have no multiple here, only an offset to move on: that loop
+    // is the whole cost of a large prime, so it stays this small.
+    let mut offsets = carried;
+    offsets.truncate(count);
+    for (slot, &p) in offsets.iter_mut().zip(primes) {
+        let at = *slot;
+        if at == NO_MULTIPLE {
+            continue;
+        }
+        if at != EVERY_NUMBER && at as usize >= len {
+            *slot = (at as usize - len) as u32;
+            continue;
+        }
+        let p = u64::from(p);
+        let (i, stride) = match at {
+            EVERY_NUMBER => (0, 1),
+            _ => (at as usize, p as usize),
         };
-        let end = first.map(|(i, stride)| {
+        let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
+        if found.enough() {
+            return;
+        }
+        *slot = if stride == 1 {
+            EVERY_NUMBER
+        } else {
+            // The next multiple lies within p of the last number.
+            (end - len) as u32
+        };
+    }
+    // The primes it did not reach (all of them for a fresh sieve).
+    let known = offsets.len();
+    for &p in &primes[known..count] {
+        let p = u64::from(p);
+        let end = first_multiple(p, start, step).map(|(i, stride)| {
             let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
             (end, stride)
         });
@@ -472,10 +498,9 @@ fn sieve<'a>(
             return;
         }
         if resume.is_some() {
-            ends.push(match end {
+            offsets.push(match end {
                 None => NO_MULTIPLE,
                 Some((_, 1)) => EVERY_NUMBER,
-                // The next multiple lies within p of the last number.
                 Some((i, _)) => (i - len) as u32,
             });
         }
@@ -484,9 +509,21 @@ fn sieve<'a>(
         *r = SieveResume {
             next: start + len as u64 * step,
             step,
-            offsets: ends,
+            offsets,
         };
     }
+}
+
+/// The odd primes up to [`MAX_SQRT`], ascending, listed once from the
+/// shared bitmap (~1.2 MB): a sieve resumed chunk after chunk walks them
+/// beside its offsets instead of decoding the bitmap again each time.
+fn odd_prime_list() -> &'static [u32] {
+    static LIST: OnceLock<Vec<u32>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        odd_primes_upto(primes(), MAX_SQRT)
+            .map(|p| p as u32)
+            .collect()
+    })
 }
 
 /// Checks one list's order, product and factors up to `s`; returns its
