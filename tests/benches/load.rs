@@ -11,7 +11,9 @@
 //! 4. a range job through the coordinator and one real `crowdfactor-worker`,
 //!    against the engine alone on the same numbers and threads (sieving the
 //!    range as the worker does, where it applies): on every
-//!    core, and with one core left to the coordinator.
+//!    core, and with one core left to the coordinator; three jobs submitted
+//!    to a worker already connected (median), and one with the worker
+//!    started after it (its start-up and connection included).
 //!
 //! `--quick` shrinks every workload so CI can check that it runs.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a bench binary: its report is its output
@@ -68,6 +70,10 @@ impl Server {
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
+        serde_json::from_str(&self.get_text(path).await?).ok()
+    }
+
+    async fn get_text(&self, path: &str) -> Option<String> {
         let resp = self
             .http
             .get(format!("http://127.0.0.1:{}{path}", self.port))
@@ -75,7 +81,17 @@ impl Server {
             .send()
             .await
             .ok()?;
-        resp.json().await.ok()
+        resp.text().await.ok()
+    }
+
+    /// Connected native workers, from `/metrics`.
+    async fn native_workers(&self) -> u64 {
+        match self.get_text("/metrics").await {
+            Some(text) => {
+                crowdfactor_e2e::metric(&text, "crowdfactor_workers_connected{kind=\"native\"}")
+            }
+            None => 0,
+        }
     }
 
     async fn submit(&self, body: Value) -> String {
@@ -422,7 +438,9 @@ fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// A range job through the coordinator (SQLite store) and one worker process.
+/// A range job through the coordinator (SQLite store) and one worker process
+/// started after the job is submitted, timed from submitting to seeing it done:
+/// this one includes the worker's start-up and connection.
 async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
     let dir = temp_dir("load-job");
     let db = dir.join("bench.db");
@@ -450,6 +468,61 @@ async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
     secs
+}
+
+/// [`RANGE_RUNS`] range jobs through the coordinator (SQLite store) and one
+/// worker process that is connected and idle when each is submitted — a
+/// job as a fleet that is already running takes it. Each is timed from just
+/// before the submitting request to the end time the server records with the
+/// job's last accepted result (wall clock, millisecond precision), so
+/// polling for the end adds nothing.
+async fn through_connected_worker(start: u128, count: u64, threads: usize) -> Runs {
+    let dir = temp_dir("load-job-connected");
+    let db = dir.join("bench.db");
+    let server = Server::start(&["--db", db.to_str().unwrap()]).await;
+    let mut worker = Command::new(bin("crowdfactor-worker"))
+        .args(["--server", &format!("http://127.0.0.1:{}", server.port)])
+        .args(["--threads", &threads.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while server.native_workers().await != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "worker did not connect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut runs = vec![];
+    for _ in 0..RANGE_RUNS {
+        let submitted = unix_ms();
+        let id = server
+            .submit(json!({"range": {"start": start.to_string(), "count": count.to_string(), "step": 2}}))
+            .await;
+        let job = server.wait_done(&id, Duration::from_millis(5)).await;
+        assert_eq!(job["done"].as_u64(), Some(count));
+        let finished = job["finished_ms"]
+            .as_f64()
+            .expect("a done job has an end time");
+        runs.push((finished - submitted).max(0.0) / 1000.0);
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+    Runs::sorted(runs)
+}
+
+/// Milliseconds since the Unix epoch, as the server stamps jobs.
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs_f64()
+        * 1000.0
 }
 
 #[tokio::main]
@@ -564,27 +637,70 @@ async fn range_jobs(job_count: u64, cores: usize) {
     }
 }
 
+/// Runs of each range job, engine alone and through the coordinator: the
+/// median is reported, with the least and most beside it.
+const RANGE_RUNS: usize = 3;
+
 /// One range job (`count` numbers from `start`, step 2) through the
 /// coordinator and one worker on `threads` threads, against the engine alone.
 async fn range_job(label: &str, start: u128, count: u64, threads: usize, setting: &str) {
-    let each = engine_alone(start, count, threads, false);
     let sieved = crowdfactor_factor::progression_is_sieved(start, 2, SIEVE_BLOCK as usize);
     // The reference is the engine's fastest way through the range, the one
     // the worker takes: sieving where it applies.
-    let engine = if sieved {
-        engine_alone(start, count, threads, true)
-    } else {
-        each
-    };
-    let coord = through_coordinator(start, count, threads).await;
+    let engine = Runs::of(|| engine_alone(start, count, threads, sieved));
     let how = if sieved {
+        let each = engine_alone(start, count, threads, false);
         format!("sieving the range (number by number: {each:.2} s)")
     } else {
         "number by number".to_owned()
     };
+    let connected = through_connected_worker(start, count, threads).await;
+    let cold = through_coordinator(start, count, threads).await;
     println!(
-        "range job, {count} numbers from {label} step 2, {setting}: engine alone {engine:.2} s, {how}; \
-         coordinator (SQLite) + one worker {coord:.2} s = {:.2}x",
-        coord / engine
+        "range job, {count} numbers from {label} step 2, {setting}: engine alone {} s, {how}; \
+         coordinator (SQLite) + one connected worker {} s = {:.2}x ({:.2}-{:.2}x); \
+         worker started after the job was submitted {cold:.3} s = {:.2}x",
+        engine.show(),
+        connected.show(),
+        connected.median() / engine.median(),
+        connected.least() / engine.most(),
+        connected.most() / engine.least(),
+        cold / engine.median(),
     );
+}
+
+/// [`RANGE_RUNS`] timings in seconds, sorted.
+struct Runs(Vec<f64>);
+
+impl Runs {
+    fn of(mut f: impl FnMut() -> f64) -> Runs {
+        Runs::sorted((0..RANGE_RUNS).map(|_| f()).collect())
+    }
+
+    fn sorted(mut v: Vec<f64>) -> Runs {
+        v.sort_by(f64::total_cmp);
+        Runs(v)
+    }
+
+    fn median(&self) -> f64 {
+        self.0[self.0.len() / 2]
+    }
+
+    fn least(&self) -> f64 {
+        self.0[0]
+    }
+
+    fn most(&self) -> f64 {
+        self.0[self.0.len() - 1]
+    }
+
+    /// "median (least-most)".
+    fn show(&self) -> String {
+        format!(
+            "{:.3} ({:.3}-{:.3})",
+            self.median(),
+            self.least(),
+            self.most()
+        )
+    }
 }

@@ -242,8 +242,6 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
-/// Path of a workspace binary, next to this test executable's directory.
-/// The bytes a gzip stream unpacks to (panics if it is not one, whole).
 /// The ids of a job list (`{"jobs": [...]}`, from `GET /api/jobs` or a
 /// dashboard update), in its order.
 pub fn job_ids(list: &Value) -> Vec<String> {
@@ -255,6 +253,7 @@ pub fn job_ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The bytes a gzip stream unpacks to (panics if it is not one, whole).
 pub fn gunzip(gz: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
@@ -270,6 +269,7 @@ pub fn client_trusting(pem: &[u8]) -> reqwest::Client {
         .unwrap()
 }
 
+/// Path of a workspace binary, next to this test executable's directory.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/<name>
