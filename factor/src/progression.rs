@@ -175,7 +175,15 @@ fn verify_lists<'a>(
     form: Lists,
     resume: Option<&mut SieveResume>,
 ) -> Result<(), (usize, VerifyError)> {
-    match sieve_bound(start, step, lists.len(), 8.0) {
+    // A resumed sieve's step per prime is an offset moved on (~1 ns, not
+    // ~7 to find the first multiple), so it repays itself on far shorter
+    // chunks; one that will be resumed pays for the chunks after it too.
+    let per_prime = match resume.as_deref() {
+        Some(r) if r.resumes(start, step) => 64.0,
+        Some(_) => 16.0,
+        None => 8.0,
+    };
+    match sieve_bound(start, step, lists.len(), per_prime) {
         Some(s) => {
             let mut found = Found::first();
             let numbers = Numbers {
@@ -374,8 +382,12 @@ fn sieve_factor(start: u64, step: u64, s: u64, count: usize, each: &mut dyn FnMu
 /// sieve against ~200–250 ns through [`verify`] (its largest factor,
 /// usually above 2^32 here, through BPSW), so the sieve wins from about
 /// π(s)/20 numbers; [`verify_progression`] sieves from π(s)/8, a margin for
-/// other machines. Factoring a number one by one costs ~1.3 µs around
-/// 10^12 against ~70 ns in the sieve, so the sieve wins from about π(s)/100;
+/// other machines. A chunk that resumes the sieve of the one before it
+/// ([`verify_progression_resuming`]) pays ~1 ns per prime and is sieved
+/// from π(s)/64 numbers; the first chunk of such a run from π(s)/16.
+///
+/// Factoring a number one by one costs ~1.3 µs around 10^12 against ~70 ns
+/// in the sieve, so the sieve wins from about π(s)/100;
 /// [`factor_progression`] sieves from π(s)/32.
 fn worth_sieving(s: u64, count: usize, per_prime: f64) -> bool {
     let s_f = s as f64;
@@ -867,6 +879,59 @@ mod tests {
                 merge_two_largest(l);
             }
             let _ = check(start, step, &merged);
+        }
+    }
+
+    /// Chunks too short to sieve afresh (a job's first ones) are sieved
+    /// when they resume the sieve of the chunk before, the first one
+    /// seeding it: right chunks pass and leave the sieve to resume, and a
+    /// composite claimed prime is caught in whichever chunk it is, in
+    /// either form of the lists.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn short_resumed_chunks_are_sieved_and_catch_wrong_lists() {
+        let (start, chunk, chunks) = (999_999_999_999u128, 6_000usize, 4usize);
+        assert!(
+            sieve_bound(start, 2, chunk, 8.0).is_none(),
+            "too short alone"
+        );
+        let right = lists(start, 2, chunk * chunks);
+        // A number with at least two factors in each chunk.
+        let victims: Vec<usize> = (0..chunks)
+            .map(|c| {
+                (c * chunk + 1_234..)
+                    .find(|&k| right[k].len() >= 2)
+                    .expect("a composite")
+            })
+            .collect();
+        for bad in [None, Some(0), Some(1), Some(3)] {
+            let mut claims = right.clone();
+            if let Some(c) = bad {
+                merge_two_largest(&mut claims[victims[c]]);
+            }
+            for left_out in [false, true] {
+                let form: Vec<&[u128]> = claims
+                    .iter()
+                    .map(|l| &l[..l.len() - usize::from(left_out)])
+                    .collect();
+                let mut resume = SieveResume::default();
+                for c in 0..chunks {
+                    let from = start + 2 * (c * chunk) as u128;
+                    let part = form[c * chunk..][..chunk].iter().copied();
+                    let verdict = verify_progression_resuming(from, 2, part, left_out, &mut resume);
+                    if bad == Some(c) {
+                        let k = victims[c];
+                        // Left out, the composite is what the rest leaves.
+                        let composite = *claims[k].last().expect("merged");
+                        let expect = Err((k - c * chunk, VerifyError::NotPrime(composite)));
+                        assert_eq!(verdict, expect, "chunk {c}");
+                    } else {
+                        assert_eq!(verdict, Ok(()), "chunk {c} of {bad:?}");
+                        let next = from + 2 * chunk as u128;
+                        assert!(resume.resumes(next, 2), "chunk {c} was sieved");
+                    }
+                }
+            }
         }
     }
 
