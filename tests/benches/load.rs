@@ -84,6 +84,20 @@ impl Server {
         resp.text().await.ok()
     }
 
+    /// A silent `crowdfactor-worker` process on `threads` threads for this
+    /// server, with `extra` arguments.
+    fn worker(&self, threads: usize, extra: &[&str]) -> Child {
+        Command::new(bin("crowdfactor-worker"))
+            .args(["--server", &format!("http://127.0.0.1:{}", self.port)])
+            .args(["--threads", &threads.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Connected native workers, from `/metrics`.
     async fn native_workers(&self) -> u64 {
         match self.get_text("/metrics").await {
@@ -453,14 +467,7 @@ async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
             json!({"range": {"start": start.to_string(), "count": count.to_string(), "step": 2}}),
         )
         .await;
-    let mut worker = Command::new(bin("crowdfactor-worker"))
-        .args(["--server", &format!("http://127.0.0.1:{}", server.port)])
-        .args(["--threads", &threads.to_string(), "--exit-when-idle"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = server.worker(threads, &["--exit-when-idle"]);
     let job = server.wait_done(&id, Duration::from_millis(5)).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(job["done"].as_u64(), Some(count));
@@ -480,14 +487,7 @@ async fn through_connected_worker(start: u128, count: u64, threads: usize) -> Ru
     let dir = temp_dir("load-job-connected");
     let db = dir.join("bench.db");
     let server = Server::start(&["--db", db.to_str().unwrap()]).await;
-    let mut worker = Command::new(bin("crowdfactor-worker"))
-        .args(["--server", &format!("http://127.0.0.1:{}", server.port)])
-        .args(["--threads", &threads.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = server.worker(threads, &[]);
     let started = Instant::now();
     while server.native_workers().await != 1 {
         assert!(
@@ -525,27 +525,13 @@ fn unix_ms() -> f64 {
         * 1000.0
 }
 
-/// As the worker does (its `keep_heap_slack`): 16 MiB of slack at the top
-/// of each malloc heap. Without it the engine alone, block after block on
-/// fresh threads, takes fresh zeroed pages from the kernel for each block's
-/// buffers — 0.051 instead of 0.032 s on the 10^6 seed range on one thread —
-/// and the reference the worker is held to would be a slower engine than
-/// the worker runs.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_heap_slack() {
-    // SAFETY: mallopt only sets a malloc tuning parameter; it is called
-    // before any other thread exists. A failure (0) leaves the default.
-    unsafe {
-        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_heap_slack() {}
-
 fn main() {
-    keep_heap_slack();
+    // As the worker does: 16 MiB of slack at the top of each malloc heap.
+    // Without it the engine alone, block after block on fresh threads, took
+    // fresh zeroed pages from the kernel for each block's buffers — 0.051
+    // instead of 0.032 s on the 10^6 seed range on one thread — and the
+    // reference the worker is held to was a slower engine than it runs.
+    crowdfactor_server::keep_heap_slack();
     tokio::runtime::Runtime::new()
         .expect("a tokio runtime")
         .block_on(bench());
