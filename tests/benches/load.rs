@@ -11,7 +11,9 @@
 //! 4. a range job through the coordinator and one real `crowdfactor-worker`,
 //!    against the engine alone on the same numbers and threads (sieving the
 //!    range as the worker does, where it applies): on every
-//!    core, and with one core left to the coordinator; three jobs submitted
+//!    core, and with one core left to the coordinator (the worker and the
+//!    coordinator pinned to their cores with `taskset`, as on two machines,
+//!    and also left to the kernel); three jobs submitted
 //!    to a worker already connected (median), and one with the worker
 //!    started after it (its start-up and connection included).
 //!
@@ -42,8 +44,13 @@ struct Server {
 
 impl Server {
     async fn start(extra: &[&str]) -> Server {
+        Server::start_on(extra, None).await
+    }
+
+    /// [`Server::start`] on the CPUs `cpus` (a `taskset` list) when given.
+    async fn start_on(extra: &[&str], cpus: Option<&str>) -> Server {
         let port = free_port();
-        let child = Command::new(bin("crowdfactor-server"))
+        let child = on_cpus(&bin("crowdfactor-server"), cpus)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
             .args(["--max-connections", "30000"])
             .args(["--max-connections-per-ip", "30000"])
@@ -85,9 +92,9 @@ impl Server {
     }
 
     /// A silent `crowdfactor-worker` process on `threads` threads for this
-    /// server, with `extra` arguments.
-    fn worker(&self, threads: usize, extra: &[&str]) -> Child {
-        Command::new(bin("crowdfactor-worker"))
+    /// server, with `extra` arguments, on the CPUs `cpus` when given.
+    fn worker(&self, threads: usize, extra: &[&str], cpus: Option<&str>) -> Child {
+        on_cpus(&bin("crowdfactor-worker"), cpus)
             .args(["--server", &format!("http://127.0.0.1:{}", self.port)])
             .args(["--threads", &threads.to_string()])
             .args(extra)
@@ -421,6 +428,61 @@ const SIEVE_BLOCK: u64 = 65_536;
 /// `threads` threads in blocks: number by number, or (`sieve`) as a worker
 /// factors a range chunk (`factor_progression`, which sieves numbers below
 /// 2^44) in blocks of [`SIEVE_BLOCK`].
+/// A command for `program`, run by `taskset` on the CPUs `cpus` when given.
+fn on_cpus(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Where the worker and the coordinator of a range job run when the
+/// coordinator has a core of its own: the worker's threads on the first
+/// `threads` CPUs this process may use, the coordinator on the rest (as on
+/// two machines). Left to the kernel instead, the two share both cores —
+/// each wakes on the other's core, where the worker's sieve was warm in the
+/// cache — and the job took 15–20 % longer (70 against 57 ms, the 10^6
+/// seed range on one thread, 2026-12-04). `None` where `taskset` or the
+/// CPU list is missing, or no CPU is left over.
+fn split_cpus(threads: usize) -> Option<(String, String)> {
+    let cpus = allowed_cpus()?;
+    if threads == 0 || cpus.len() <= threads {
+        return None;
+    }
+    let status = Command::new("taskset")
+        .args(["-c", &cpus[0].to_string(), "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        return None;
+    }
+    let list = |c: &[usize]| c.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    Some((list(&cpus[..threads]), list(&cpus[threads..])))
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list` in
+/// `/proc/self/status`, such as `0-3,8`), ascending.
+fn allowed_cpus() -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let mut cpus = vec![];
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
 fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
     let block: u64 = if sieve { SIEVE_BLOCK } else { 1024 };
     let next = AtomicU64::new(0);
@@ -452,13 +514,17 @@ fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The CPUs of the worker and of the coordinator (`taskset` lists), or
+/// `None` to leave them to the kernel.
+type Cpus<'a> = Option<(&'a str, &'a str)>;
+
 /// A range job through the coordinator (SQLite store) and one worker process
 /// started after the job is submitted, timed from submitting to seeing it done:
 /// this one includes the worker's start-up and connection.
-async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
+async fn through_coordinator(start: u128, count: u64, threads: usize, cpus: Cpus<'_>) -> f64 {
     let dir = temp_dir("load-job");
     let db = dir.join("bench.db");
-    let server = Server::start(&["--db", db.to_str().unwrap()]).await;
+    let server = Server::start_on(&["--db", db.to_str().unwrap()], cpus.map(|c| c.1)).await;
     // The clock includes the worker's start-up: it exits when idle, so it
     // starts once the job exists.
     let started = Instant::now();
@@ -467,7 +533,7 @@ async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
             json!({"range": {"start": start.to_string(), "count": count.to_string(), "step": 2}}),
         )
         .await;
-    let mut worker = server.worker(threads, &["--exit-when-idle"]);
+    let mut worker = server.worker(threads, &["--exit-when-idle"], cpus.map(|c| c.0));
     let job = server.wait_done(&id, Duration::from_millis(5)).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(job["done"].as_u64(), Some(count));
@@ -483,11 +549,11 @@ async fn through_coordinator(start: u128, count: u64, threads: usize) -> f64 {
 /// before the submitting request to the end time the server records with the
 /// job's last accepted result (wall clock, millisecond precision), so
 /// polling for the end adds nothing.
-async fn through_connected_worker(start: u128, count: u64, threads: usize) -> Runs {
+async fn through_connected_worker(start: u128, count: u64, threads: usize, cpus: Cpus<'_>) -> Runs {
     let dir = temp_dir("load-job-connected");
     let db = dir.join("bench.db");
-    let server = Server::start(&["--db", db.to_str().unwrap()]).await;
-    let mut worker = server.worker(threads, &[]);
+    let server = Server::start_on(&["--db", db.to_str().unwrap()], cpus.map(|c| c.1)).await;
+    let mut worker = server.worker(threads, &[], cpus.map(|c| c.0));
     let started = Instant::now();
     while server.native_workers().await != 1 {
         assert!(
@@ -631,20 +697,41 @@ async fn idle_workers(idle: usize) {
 
 /// The range jobs, first on every core (worker and coordinator share them),
 /// then with one core left to the coordinator, as when it runs on another
-/// machine than the worker (engine alone and worker on the same threads).
+/// machine than the worker (engine alone and worker on the same threads):
+/// the worker pinned to its cores and the coordinator to the rest
+/// ([`split_cpus`]), and also left to the kernel.
 async fn range_jobs(job_count: u64, cores: usize) {
     for threads in [cores, cores - 1] {
         if threads == 0 {
             continue;
         }
-        let setting = if threads == cores {
-            format!("{threads} threads, sharing the cores with the coordinator")
+        let split = if threads == cores {
+            None
         } else {
-            format!("{threads} thread(s), coordinator on the remaining core")
+            split_cpus(threads)
         };
+        let setting = match &split {
+            None if threads == cores => {
+                format!("{threads} threads, sharing the cores with the coordinator")
+            }
+            None => format!("{threads} thread(s), coordinator on the remaining core"),
+            Some((worker, server)) => format!(
+                "{threads} thread(s), coordinator on the remaining core \
+                 (taskset: worker on CPU {worker}, coordinator on CPU {server})"
+            ),
+        };
+        let cpus = split.as_ref().map(|(w, s)| (w.as_str(), s.as_str()));
         let seed = 999_999_999_999u128;
-        range_job(&seed.to_string(), seed, job_count, threads, &setting).await;
-        range_job("2^64+1", (1 << 64) + 1, job_count / 10, threads, &setting).await;
+        range_job(&seed.to_string(), seed, job_count, threads, &setting, cpus).await;
+        range_job(
+            "2^64+1",
+            (1 << 64) + 1,
+            job_count / 10,
+            threads,
+            &setting,
+            cpus,
+        )
+        .await;
     }
 }
 
@@ -653,8 +740,17 @@ async fn range_jobs(job_count: u64, cores: usize) {
 const RANGE_RUNS: usize = 3;
 
 /// One range job (`count` numbers from `start`, step 2) through the
-/// coordinator and one worker on `threads` threads, against the engine alone.
-async fn range_job(label: &str, start: u128, count: u64, threads: usize, setting: &str) {
+/// coordinator and one worker on `threads` threads, against the engine
+/// alone; with `cpus`, the worker and coordinator pinned there, and their
+/// runs left to the kernel reported beside.
+async fn range_job(
+    label: &str,
+    start: u128,
+    count: u64,
+    threads: usize,
+    setting: &str,
+    cpus: Cpus<'_>,
+) {
     let sieved = crowdfactor_factor::progression_is_sieved(start, 2, SIEVE_BLOCK as usize);
     // The reference is the engine's fastest way through the range, the one
     // the worker takes: sieving where it applies.
@@ -665,11 +761,22 @@ async fn range_job(label: &str, start: u128, count: u64, threads: usize, setting
     } else {
         "number by number".to_owned()
     };
-    let connected = through_connected_worker(start, count, threads).await;
-    let cold = through_coordinator(start, count, threads).await;
+    let connected = through_connected_worker(start, count, threads, cpus).await;
+    let unpinned = match cpus {
+        Some(_) => {
+            let free = through_connected_worker(start, count, threads, None).await;
+            format!(
+                "; not pinned {} s = {:.2}x",
+                free.show(),
+                free.median() / engine.median()
+            )
+        }
+        None => String::new(),
+    };
+    let cold = through_coordinator(start, count, threads, cpus).await;
     println!(
         "range job, {count} numbers from {label} step 2, {setting}: engine alone {} s, {how}; \
-         coordinator (SQLite) + one connected worker {} s = {:.2}x ({:.2}-{:.2}x); \
+         coordinator (SQLite) + one connected worker {} s = {:.2}x ({:.2}-{:.2}x){unpinned}; \
          worker started after the job was submitted {cold:.3} s = {:.2}x",
         engine.show(),
         connected.show(),
