@@ -424,10 +424,6 @@ async fn open_idle(url: &str) -> Ws {
 /// Numbers per block when the engine alone sieves a range.
 const SIEVE_BLOCK: u64 = 65_536;
 
-/// The engine alone on `count` numbers from `start` step 2, shared by
-/// `threads` threads in blocks: number by number, or (`sieve`) as a worker
-/// factors a range chunk (`factor_progression`, which sieves numbers below
-/// 2^44) in blocks of [`SIEVE_BLOCK`].
 /// A command for `program`, run by `taskset` on the CPUs `cpus` when given.
 fn on_cpus(program: &Path, cpus: Option<&str>) -> Command {
     match cpus {
@@ -453,8 +449,7 @@ fn split_cpus(threads: usize) -> Option<(String, String)> {
     if threads == 0 || cpus.len() <= threads {
         return None;
     }
-    let status = Command::new("taskset")
-        .args(["-c", &cpus[0].to_string(), "true"])
+    let status = on_cpus(Path::new("true"), Some(&cpus[0].to_string()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -483,6 +478,10 @@ fn allowed_cpus() -> Option<Vec<usize>> {
     Some(cpus)
 }
 
+/// The engine alone on `count` numbers from `start` step 2, shared by
+/// `threads` threads in blocks: number by number, or (`sieve`) as a worker
+/// factors a range chunk (`factor_progression`, which sieves numbers below
+/// 2^44) in blocks of [`SIEVE_BLOCK`].
 fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
     let block: u64 = if sieve { SIEVE_BLOCK } else { 1024 };
     let next = AtomicU64::new(0);
