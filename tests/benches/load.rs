@@ -270,17 +270,37 @@ async fn throughput(
     slots: u32,
     count: u64,
     chunk_size: Option<u64>,
+    load_threads: usize,
 ) -> Throughput {
     let server = Server::start(server_args).await;
     let accepted = Arc::new(AtomicU64::new(0));
-    let mut tasks = vec![];
-    for _ in 0..workers {
-        tasks.push(tokio::spawn(sim_worker(
-            server.url(),
-            slots,
-            accepted.clone(),
-        )));
-    }
+    // The simulated workers run on a runtime of their own. With `load_threads`
+    // 1 it is single-threaded: for round trips, where the workers only relay
+    // frames, one thread serving every connection in turn spends less per
+    // frame than a work-stealing pool waking its threads, and what the load
+    // generator spends is taken from the coordinator on a shared machine.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let load = {
+        let (url, accepted) = (server.url(), accepted.clone());
+        std::thread::spawn(move || {
+            let rt = if load_threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(load_threads);
+                b
+            }
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+            rt.block_on(async move {
+                for _ in 0..workers {
+                    tokio::spawn(sim_worker(url.clone(), slots, accepted.clone()));
+                }
+                let _ = stopped.await;
+            });
+        })
+    };
     // Let every worker connect and say hello before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut body = json!({"range": {"start": "1000", "count": count.to_string()}});
@@ -297,9 +317,8 @@ async fn throughput(
     let client_cpu = process_cpu_seconds("self") - client_before;
     let chunks = job["chunks"].as_u64().unwrap();
     assert_eq!(job["done"].as_u64(), Some(count));
-    for t in tasks {
-        t.abort();
-    }
+    let _ = stop.send(());
+    let _ = load.join();
     Throughput {
         round_trips_per_s: chunks as f64 / secs,
         numbers_per_s: count as f64 / secs,
@@ -641,7 +660,7 @@ async fn bench() {
         ("memory store", vec!["--in-memory"]),
     ];
     for (name, args) in stores.into_iter().filter(|_| part("rt")) {
-        let t = throughput(&args, 64, 4, rt_chunks, Some(1)).await;
+        let t = throughput(&args, 64, 4, rt_chunks, Some(1), 1).await;
         let ratio = python.map_or(String::new(), |p| {
             format!("  = {:.1}x the Python manager", t.round_trips_per_s / p)
         });
@@ -671,7 +690,9 @@ async fn bench() {
 
 async fn numbers_per_second(count: u64) {
     let db = temp_dir("load-np").join("np.db");
-    let t = throughput(&["--db", db.to_str().unwrap()], 8, 2, count, None).await;
+    // Here the simulated workers factor every number: a thread per core.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let t = throughput(&["--db", db.to_str().unwrap()], 8, 2, count, None, threads).await;
     println!(
         "crowdfactor, SQLite store  {:>10.0} numbers/s     ({count} small numbers, adaptive chunks, 8 simulated workers)",
         t.numbers_per_s,
