@@ -678,7 +678,7 @@ async fn bench() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     if part("np") {
-        numbers_per_second(rt_chunks * 20).await;
+        numbers_per_second(rt_chunks * 20, threads).await;
     }
     if part("idle") {
         idle_workers(idle).await;
@@ -688,10 +688,10 @@ async fn bench() {
     }
 }
 
-async fn numbers_per_second(count: u64) {
+/// Numbers per second with adaptive chunks; the simulated workers factor
+/// every number, on `threads` threads (one per core).
+async fn numbers_per_second(count: u64, threads: usize) {
     let db = temp_dir("load-np").join("np.db");
-    // Here the simulated workers factor every number: a thread per core.
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let t = throughput(&["--db", db.to_str().unwrap()], 8, 2, count, None, threads).await;
     println!(
         "crowdfactor, SQLite store  {:>10.0} numbers/s     ({count} small numbers, adaptive chunks, 8 simulated workers)",
@@ -725,20 +725,16 @@ async fn range_jobs(job_count: u64, cores: usize) {
         if threads == 0 {
             continue;
         }
-        let split = if threads == cores {
-            None
+        let (split, setting) = if threads == cores {
+            let setting = format!("{threads} threads, sharing the cores with the coordinator");
+            (None, setting)
         } else {
-            split_cpus(threads)
-        };
-        let setting = match &split {
-            None if threads == cores => {
-                format!("{threads} threads, sharing the cores with the coordinator")
-            }
-            None => format!("{threads} thread(s), coordinator on the remaining core"),
-            Some((worker, server)) => format!(
-                "{threads} thread(s), coordinator on the remaining core \
-                 (taskset: worker on CPU {worker}, coordinator on CPU {server})"
-            ),
+            let split = split_cpus(threads);
+            let pinned = split.as_ref().map_or(String::new(), |(worker, server)| {
+                format!(" (taskset: worker on CPU {worker}, coordinator on CPU {server})")
+            });
+            let setting = format!("{threads} thread(s), coordinator on the remaining core{pinned}");
+            (split, setting)
         };
         let cpus = split.as_ref().map(|(w, s)| (w.as_str(), s.as_str()));
         let seed = 999_999_999_999u128;
