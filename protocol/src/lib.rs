@@ -808,12 +808,15 @@ pub(crate) fn push_ascii(out: &mut String, write: impl FnOnce(&mut Vec<u8>)) {
 /// side in one word and stored at once: a worker formats every factor it
 /// finds, and a digit-pair table (`itoa`) with a copy of each number's few
 /// bytes (a `memcpy` call) took over a quarter of its time on the classic
-/// job (writing a chunk's lists: 25.5 → 20 ns per number).
+/// job (writing a chunk's lists: 25.5 → 20 ns per number). Below 10^4 (about
+/// nine in ten of the factors listed there) the four digits come from a
+/// 40 KB table instead: a chunk of 44,620 lists from 10^12, sieved and
+/// written, 42.7–43.4 → 40.8–41.9 ns per number (pinned, alternating).
 #[inline]
 fn push_decimal(out: &mut Vec<u8>, n: u128, buf: &mut DecimalBuf) {
     const E8: u64 = 100_000_000;
     match u64::try_from(n) {
-        Ok(n) if n < E8 => push_eight(out, n as u32, false),
+        Ok(n) if n < E8 => push_below_e8(out, n as u32),
         Ok(n) if n < E8 * E8 => {
             push_eight(out, (n / E8) as u32, false);
             push_eight(out, (n % E8) as u32, true);
@@ -821,6 +824,34 @@ fn push_decimal(out: &mut Vec<u8>, n: u128, buf: &mut DecimalBuf) {
         _ => out.extend_from_slice(format_u128(n, buf).as_bytes()),
     }
 }
+
+/// Appends `n` < 10^8 in decimal, from its first nonzero digit.
+#[inline(always)]
+fn push_below_e8(out: &mut Vec<u8>, n: u32) {
+    if n < 10_000 {
+        // Most factors: four digits from a table, the leading zeros (the
+        // lowest bytes) shifted out.
+        let len = 1 + usize::from(n >= 10) + usize::from(n >= 100) + usize::from(n >= 1_000);
+        out.extend_from_slice(&(FOUR_DIGITS[n as usize] >> (8 * (4 - len))).to_le_bytes());
+        out.truncate(out.len() + len - 4);
+    } else {
+        push_eight(out, n, false);
+    }
+}
+
+/// n < 10^4 as four ASCII digits (leading zeros included), the first in the
+/// lowest byte.
+static FOUR_DIGITS: [u32; 10_000] = {
+    let mut t = [0u32; 10_000];
+    let mut n = 0;
+    while n < 10_000 {
+        let d = n as u32;
+        t[n] =
+            0x3030_3030 | (d / 1000) | (d / 100 % 10) << 8 | (d / 10 % 10) << 16 | (d % 10) << 24;
+        n += 1;
+    }
+    t
+};
 
 /// Appends `n` < 10^8 in decimal: all eight digits with `full` (leading
 /// zeros included), else from its first nonzero digit (one digit for 0).
