@@ -294,11 +294,20 @@ async fn throughput(
             .build()
             .expect("a tokio runtime");
             rt.block_on(async move {
+                let mut sims = tokio::task::JoinSet::new();
                 for _ in 0..workers {
-                    tokio::spawn(sim_worker(url.clone(), slots, accepted.clone()));
+                    sims.spawn(sim_worker(url.clone(), slots, accepted.clone()));
                 }
                 let _ = stopped.await;
-            });
+                // A simulated worker that panicked (a refused connection, a
+                // frame it could not read) took its share of the load with
+                // it: the figures would be of fewer workers than printed.
+                let mut panicked = 0;
+                while let Some(ended) = sims.try_join_next() {
+                    panicked += usize::from(ended.is_err_and(|e| e.is_panic()));
+                }
+                panicked
+            })
         })
     };
     // Let every worker connect and say hello before the clock starts.
@@ -318,7 +327,8 @@ async fn throughput(
     let chunks = job["chunks"].as_u64().unwrap();
     assert_eq!(job["done"].as_u64(), Some(count));
     let _ = stop.send(());
-    let _ = load.join();
+    let panicked = load.join().expect("the load generator's thread");
+    assert_eq!(panicked, 0, "simulated workers panicked during the run");
     Throughput {
         round_trips_per_s: chunks as f64 / secs,
         numbers_per_s: count as f64 / secs,
@@ -391,6 +401,13 @@ async fn idle_memory(count: usize) -> Idle {
         .collect();
     tokio::time::sleep(HEARTBEAT).await;
     let beating_cpu = server.cpu_share(HEARTBEAT * 2).await;
+    // A connection that ended (closed by the server, a failed send) stopped
+    // beating: the figure would be of fewer connections than printed.
+    let ended = beating.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(
+        ended, 0,
+        "connections ended while their heartbeats were measured"
+    );
     for task in beating {
         task.abort();
     }
