@@ -156,31 +156,6 @@ impl Default for Config {
     }
 }
 
-/// glibc's malloc gives the free top of a thread's heap back to the kernel
-/// as soon as about 128 KiB of it is free. A chunk's result is buffers of
-/// hundreds of KiB to a few MiB, allocated and freed every few milliseconds,
-/// so without slack every chunk took fresh zeroed pages from the kernel
-/// (page faults and heap-growing `mprotect`s: 297 of those in the server on
-/// the 10^6 seed job, 27 with slack). Keeping 16 MiB of slack per heap took
-/// that job from 0.35 to 0.32 s (medians of six interleaved runs; server
-/// CPU 0.31 → 0.26 s) with server and worker both doing it. Called first
-/// thing in `main` (the server's, and the load bench's so that its engine
-/// alone runs as the worker's engine does; the worker has its own copy: it
-/// does not link this crate).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-pub fn keep_heap_slack() {
-    // SAFETY: mallopt only sets a malloc tuning parameter (its callers
-    // call it first in `main`, before any other thread exists). A failure
-    // (0) leaves the default.
-    unsafe {
-        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn keep_heap_slack() {}
-
 /// A quarter of the memory this process may use: the machine's, or its
 /// cgroup's limit where that is lower (a container); 4 GiB where neither
 /// can be read.

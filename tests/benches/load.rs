@@ -632,7 +632,7 @@ fn main() {
     // fresh zeroed pages from the kernel for each block's buffers — 0.051
     // instead of 0.032 s on the 10^6 seed range on one thread — and the
     // reference the worker is held to was a slower engine than it runs.
-    crowdfactor_server::keep_heap_slack();
+    crowdfactor_process::keep_heap_slack();
     tokio::runtime::Runtime::new()
         .expect("a tokio runtime")
         .block_on(bench());

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use crowdfactor_process::{hangup_ignored, init_logs, keep_heap_slack, LogFormat};
 use tokio_tungstenite::tungstenite::http::Uri;
-use tracing_subscriber::EnvFilter;
 
 /// crowdfactor native worker.
 ///
@@ -82,36 +82,6 @@ struct Args {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Logs to stderr in `format`, at the levels RUST_LOG asks (default info).
-/// (The coordinator's binary has the same, for its own flag.)
-fn init_logs(format: LogFormat) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A log line that cannot be written (stderr a closed pipe, the
-        // terminal of a session that ended) is dropped: by default the
-        // subscriber reports it with eprintln!, which panics there.
-        .log_internal_errors(false);
-    match format {
-        // Colour codes only on a terminal: a log file or journal gets plain text.
-        LogFormat::Text => logs
-            .with_ansi(
-                std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    && std::env::var_os("NO_COLOR").is_none(),
-            )
-            .init(),
-        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +173,7 @@ fn all_cores_if_zero(threads: usize) -> usize {
 
 fn main() -> ExitCode {
     keep_heap_slack();
+    // Read before anything watches SIGHUP.
     hangup_ignored();
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -359,50 +330,6 @@ enum UrlError {
     NoHost(String),
     #[error("{given:?}: {port:?} is not a port (1 to 65535)")]
     Port { given: String, port: String },
-}
-
-/// As in the server: keep 16 MiB of slack at the top of each malloc heap
-/// instead of glibc's ~128 KiB, so the buffers of one chunk after another
-/// reuse pages instead of taking fresh zeroed ones from the kernel (the
-/// worker's system time on the 10^6 seed job 0.07 → 0.03 s).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_heap_slack() {
-    // SAFETY: mallopt only sets a malloc tuning parameter; it is called
-    // before any other thread exists. A failure (0) leaves the default.
-    unsafe {
-        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_heap_slack() {}
-
-/// Whether SIGHUP was ignored when the worker started, as `nohup` leaves
-/// it: then a closed terminal must not stop it (watching the signal would
-/// replace the inherited disposition). Read once, before anything watches
-/// SIGHUP.
-pub(crate) fn hangup_ignored() -> bool {
-    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *IGNORED.get_or_init(hangup_ignored_now)
-}
-
-/// Whether SIGHUP is ignored, as `nohup` leaves it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn hangup_ignored_now() -> bool {
-    // SAFETY: with a null new action, sigaction only reads the current one
-    // into `old`, a plain struct it fully writes on success.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn hangup_ignored_now() -> bool {
-    false
 }
 
 #[cfg(test)]

@@ -682,7 +682,7 @@ async fn stop_signal() {
             _ = tokio::signal::ctrl_c() => {},
             () = received(SignalKind::terminate()) => {},
             () = async {
-                if crate::hangup_ignored() {
+                if crowdfactor_process::hangup_ignored() {
                     std::future::pending().await
                 } else {
                     received(SignalKind::hangup()).await

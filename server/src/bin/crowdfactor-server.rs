@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crowdfactor_process::{hangup_ignored, init_logs, keep_heap_slack, LogFormat};
 use crowdfactor_server::Config;
-use tracing_subscriber::EnvFilter;
 
 /// crowdfactor coordinator: holds factoring jobs, cuts them into chunks and
 /// pushes them to native and browser workers over WebSockets.
@@ -151,35 +151,6 @@ struct Args {
         default_value = "text"
     )]
     log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Logs to stderr in `format`, at the levels RUST_LOG asks (default info).
-fn init_logs(format: LogFormat) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A log line that cannot be written (stderr a closed pipe, the
-        // terminal of a session that ended) is dropped: by default the
-        // subscriber reports it with eprintln!, which panics there.
-        .log_internal_errors(false);
-    match format {
-        // Colour codes only on a terminal: a log file or journal gets plain text.
-        LogFormat::Text => logs
-            .with_ansi(
-                std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    && std::env::var_os("NO_COLOR").is_none(),
-            )
-            .init(),
-        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
-    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -326,29 +297,10 @@ fn at_least_one(arg: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
-    crowdfactor_server::keep_heap_slack();
+    keep_heap_slack();
+    // Read before anything watches SIGHUP.
+    hangup_ignored();
     serve()
-}
-
-/// Whether SIGHUP was ignored when the process started, as `nohup` leaves
-/// it: then a closed terminal must not stop the process (watching the
-/// signal would replace the inherited disposition). Call before anything
-/// watches SIGHUP.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn hangup_ignored() -> bool {
-    // SAFETY: with a null new action, sigaction only reads the current one
-    // into `old`, a plain struct it fully writes on success.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn hangup_ignored() -> bool {
-    false
 }
 
 /// Descriptors kept for everything but connections: the database, its
