@@ -907,6 +907,35 @@ async fn sighup_hands_back_work_and_exits_zero() {
     a_stop_signal_hands_back_work("-HUP").await;
 }
 
+/// Started with SIGHUP ignored (`nohup`), the worker keeps it so: the
+/// terminal it was started from can close under it, and it goes on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_with_nohup_outlives_sighup() {
+    let server = TestServer::start(Config::default()).await;
+    let child = std::process::Command::new("nohup")
+        .arg(bin("crowdfactor-worker"))
+        .args(["--server", &server.ws_url(), "--threads", "1"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut worker = WorkerProc(child);
+    // Connected (it takes and finishes a first job) before the signal.
+    let numbers = range(999_999_999_999, 50, 2);
+    let first = server.submit_numbers(&numbers, 10).await;
+    server.wait_done(&first, Duration::from_secs(30)).await;
+    send_signal(worker.0.id(), "-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(worker.0.try_wait().unwrap(), None, "SIGHUP stopped it");
+    let second = server.submit_numbers(&numbers, 10).await;
+    server.wait_done(&second, Duration::from_secs(30)).await;
+    assert_matches_gnu(&numbers, &server.results(&second).await);
+    send_signal(worker.0.id(), "-TERM");
+    assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
+    server.shutdown().await;
+}
+
 async fn a_stop_signal_hands_back_work(signal: &str) {
     let server = TestServer::start(Config::default()).await;
     // ~1 ms each (see job_survives_a_worker_killed_mid_job): work left
