@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crowdfactor_server::store::{MemoryStore, Store};
 pub use crowdfactor_server::Config;
 
 /// Polls `probe` every 50 ms until it gives `Ok`, for at most `limit`; then
@@ -67,7 +68,23 @@ impl TestServer {
         Self::start_inner(addr, config, None).await
     }
 
+    /// Starts the server on 127.0.0.1:0 with `store` in place of the
+    /// in-memory one `run` uses (a test's own store, to fail on purpose).
+    pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_inner_with(addr, config, None, store).await
+    }
+
     async fn start_inner(addr: SocketAddr, config: Config, trusted_pem: Option<&str>) -> Self {
+        Self::start_inner_with(addr, config, trusted_pem, Arc::new(MemoryStore::new())).await
+    }
+
+    async fn start_inner_with(
+        addr: SocketAddr,
+        config: Config,
+        trusted_pem: Option<&str>,
+        store: Arc<dyn Store>,
+    ) -> Self {
         let listener = eventually(Duration::from_secs(10), async || {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -77,7 +94,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            crowdfactor_server::run(listener, config, async move {
+            crowdfactor_server::run_with_store(listener, config, store, async move {
                 let _ = stopped.await;
             })
             .await

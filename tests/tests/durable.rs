@@ -1,12 +1,20 @@
 //! The server process is killed with SIGKILL mid-job and restarted on the
 //! same SQLite file: nothing accepted is lost, the worker reconnects by
 //! itself, and the job completes with exact results, none counted twice.
+//! And a store that cannot record results for a while (a full disk) costs
+//! a pause, not a result.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crowdfactor_e2e::*;
+use crowdfactor_protocol::{FactorLists, WorkerKind};
+use crowdfactor_server::store::{
+    Completion, JobId, JobInfo, MemoryStore, NewJob, Numbers, OpenJob, Span, Store, StoreError,
+};
 use serde_json::{json, Value};
 
 struct ServerProc(Child);
@@ -484,4 +492,112 @@ async fn compact_waits_for_the_server_to_stop_and_keeps_everything() {
     );
     assert_matches_gnu(&numbers, &results_of(port, &id).await);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A store that cannot record results for its first `failures` attempts
+/// (as on a full disk: the write is refused and nothing of it stored), and
+/// records them in memory after that.
+#[derive(Debug)]
+struct FullForAWhile {
+    inner: MemoryStore,
+    failures: AtomicU32,
+}
+
+impl Store for FullForAWhile {
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
+        self.inner.create_job(job)
+    }
+
+    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.cancel_job(id)
+    }
+
+    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.set_priority(id, priority)
+    }
+
+    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.delete_job(id)
+    }
+
+    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
+        self.inner.open_jobs()
+    }
+
+    fn complete_span(
+        &self,
+        span: Span,
+        factors: FactorLists,
+        kind: WorkerKind,
+    ) -> Result<Completion, StoreError> {
+        let full = self
+            .failures
+            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
+            .is_ok();
+        if full {
+            let e = std::io::Error::other("no space left on device (a test's store)");
+            return Err(StoreError::Full(e.into()));
+        }
+        self.inner.complete_span(span, factors, kind)
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.job(id)
+    }
+
+    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        self.inner.jobs()
+    }
+
+    fn visit_results(
+        &self,
+        id: JobId,
+        f: &mut dyn FnMut(u128, Option<&[u128]>),
+    ) -> Result<bool, StoreError> {
+        self.inner.visit_results(id, f)
+    }
+}
+
+/// Results the store cannot record (a full disk) are lost to nobody: each
+/// chunk whose result was refused is queued again at once, and once the
+/// store records again the job completes with every result right and none
+/// counted twice. The worker is not blamed. (That leasing pauses meanwhile
+/// is the coordinator's unit test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_the_store_cannot_record_are_factored_again_once_it_can() {
+    let failures = 3;
+    let store = Arc::new(FullForAWhile {
+        inner: MemoryStore::new(),
+        failures: AtomicU32::new(failures),
+    });
+    // Leases that never lapse: a refused chunk has to be leased again
+    // because its result was refused, not because its lease ran out.
+    let config = Config {
+        lease_timeout: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let server = TestServer::start_with_store(config, store.clone()).await;
+    let numbers = range(999_999_999_999, 30_000, 2);
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 30_000, "step": 2}, "chunk_size": 2_000}))
+        .await;
+    let mut worker = WorkerProc::spawn(&server, &["--threads", "2", "--exit-when-idle"]);
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
+    assert_eq!(store.failures.load(SeqCst), 0, "every refusal was met");
+    assert_eq!(job["done"], 30_000, "{job}");
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    let metrics = server.text("/metrics", None).await;
+    assert_eq!(
+        metric(&metrics, "crowdfactor_store_failures_total"),
+        u64::from(failures)
+    );
+    assert!(metric(&metrics, "crowdfactor_chunks_requeued_total") >= u64::from(failures));
+    assert_eq!(metric(&metrics, "crowdfactor_chunks_rejected_total"), 0);
+    // Each number accepted once: the refused results were not counted.
+    assert_eq!(
+        metric(&metrics, "crowdfactor_numbers_factored_total"),
+        30_000
+    );
+    server.shutdown().await;
 }
