@@ -2703,4 +2703,50 @@ mod tests {
         assert!(matches!(c.check_result(b, id), ResultCheck::AlreadyDone));
         assert!(c.is_idle(b));
     }
+
+    /// A late result for a chunk whose lease lapsed, arriving while the
+    /// chunk waits in the queue for another worker: accepted once, and the
+    /// chunk leaves the queue, so the next worker gets the other numbers
+    /// and never the done one, and the job still ends.
+    #[test]
+    fn a_late_result_for_a_queued_chunk_takes_it_out_of_the_queue() {
+        let c = coord(0, 60_000);
+        let numbers = vec![6, 10, 14];
+        c.create_job(job(numbers.clone(), 1)).expect("job");
+        let factored = |a: &Assignment| -> FactorLists {
+            a.numbers
+                .iter()
+                .map(crowdfactor_factor::factor)
+                .collect::<Vec<_>>()
+                .into()
+        };
+        let a = conn(&c, 1);
+        let late = c.lease(a).pop().expect("a chunk");
+        std::thread::sleep(Duration::from_millis(5));
+        c.sweep(Instant::now()); // never acked: back in the queue
+        assert_eq!(c.gauges().queued, 3);
+        assert!(matches!(
+            c.check_result(a, late.chunk_id),
+            ResultCheck::Verify(_)
+        ));
+        assert_eq!(
+            c.accept(a, late.chunk_id, factored(&late), None)
+                .expect("accept"),
+            Completion::Accepted { job_done: false }
+        );
+        assert_eq!(c.gauges().queued, 2);
+        let b = conn(&c, 10);
+        let mut seen: Vec<u128> = late.numbers.iter().collect();
+        let mut last = None;
+        while let Some(x) = c.lease(b).pop() {
+            assert_ne!(x.chunk_id, late.chunk_id, "the done chunk leased again");
+            seen.extend(x.numbers.iter());
+            last = Some(c.accept(b, x.chunk_id, factored(&x), None).expect("accept"));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, numbers, "each number leased once");
+        assert_eq!(last, Some(Completion::Accepted { job_done: true }));
+        assert!(c.is_idle(b));
+        assert_eq!(c.gauges().queued, 0);
+    }
 }
