@@ -2,7 +2,7 @@
 //! same SQLite file: nothing accepted is lost, the worker reconnects by
 //! itself, and the job completes with exact results, none counted twice.
 //! And a store that cannot record results for a while (a full disk) costs
-//! a pause, not a result.
+//! time, not a result.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
