@@ -427,6 +427,17 @@ fn result_head(chunk_id: ChunkId) -> String {
     format!(r#"{{"type":"result","chunk_id":{chunk_id},"factors":""#)
 }
 
+/// The `factors` text of a `result` frame in the form [`ResultWriter`]
+/// and [`ClientMessage::encode`] write, cut into its lists (one per number
+/// of the chunk, in order); `None` for any other text.
+pub fn result_frame_lists(frame: &str) -> Option<impl Iterator<Item = &str> + '_> {
+    let rest = frame.strip_prefix(r#"{"type":"result","chunk_id":"#)?;
+    let (_, rest) = rest.split_once(r#","factors":""#)?;
+    let (factors, _) = rest.split_once('"')?;
+    // An empty text is one empty list (a chunk of one prime, or of 1).
+    Some(factors.split(';'))
+}
+
 /// A `result` frame after its `factors` text.
 fn result_tail(compute_us: Option<u64>) -> String {
     match compute_us {
@@ -474,6 +485,19 @@ impl ResultWriter {
         }
         let list = factor_lists::listed(factors, self.largest_left_out);
         push_decimal_bytes(&mut self.frame, list, &mut DecimalBuf::new());
+        self.lists += 1;
+    }
+
+    /// Appends the next number's list as text already in the result's
+    /// form (decimal factors separated by single spaces, the largest left
+    /// out or not as this writer's): one taken from an earlier result
+    /// frame of the same form by [`result_frame_lists`].
+    pub fn push_listed(&mut self, list: &str) {
+        debug_assert!(list.bytes().all(|b| b.is_ascii_digit() || b == b' '));
+        if self.lists > 0 {
+            self.frame.push(b';');
+        }
+        self.frame.extend_from_slice(list.as_bytes());
         self.lists += 1;
     }
 
@@ -1231,6 +1255,12 @@ mod tests {
                     compute_us,
                 };
                 assert_eq!(frame, ClientMessage::Result(result.clone()).encode());
+                // Its lists, read back and written again, make the same frame.
+                let mut again = ResultWriter::new(77, left_out, 0);
+                for list in result_frame_lists(&frame).expect("a result frame") {
+                    again.push_listed(list);
+                }
+                assert_eq!(again.finish(compute_us), frame);
                 let ClientMessage::Result(mut back) =
                     ClientMessage::decode(&frame, DEFAULT_MAX_MESSAGE_BYTES).expect("decodes")
                 else {
@@ -1242,6 +1272,17 @@ mod tests {
         }
         let empty = ResultWriter::new(1, true, 0).finish(None);
         assert_eq!(empty, r#"{"type":"result","chunk_id":1,"factors":""}"#);
+        let one: Vec<&str> = result_frame_lists(&empty)
+            .expect("a result frame")
+            .collect();
+        assert_eq!(one, [""]);
+        for other in [
+            r#"{"type":"ack","chunk_id":1}"#,
+            "",
+            r#"{"type":"result","chunk_id":1}"#,
+        ] {
+            assert!(result_frame_lists(other).is_none(), "{other}");
+        }
     }
 
     #[test]
