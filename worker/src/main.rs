@@ -2,6 +2,7 @@
 //! coordinator, or factors numbers locally like GNU `factor`.
 
 mod cli_factor;
+mod reuse;
 mod session;
 
 use std::process::ExitCode;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crowdfactor_protocol::{
-    Assignment, ChunkId, ChunkNumbers, ClientMessage, ErrorCode, Hello, ResultWriter,
-    ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, OLDEST_PROTOCOL_VERSION,
+    result_frame_lists, Assignment, ChunkId, ChunkNumbers, ClientMessage, ErrorCode, Hello,
+    ResultWriter, ServerMessage, WorkerKind, DEFAULT_MAX_MESSAGE_BYTES, OLDEST_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
+
+use crate::reuse;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -134,20 +136,23 @@ pub async fn run(opts: Options) -> ExitCode {
     // Results reach the connection of the moment through one channel, so
     // that chunks factored for a connection that ended can serve the next.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Factored>();
-    let mut carried = Carried {
-        // What two connections' worth of chunks can leave: a chunk
-        // computing and one answered per slot.
-        most: 4 * opts.threads,
-        offer: PROTOCOL_VERSION,
-        ..Carried::default()
-    };
+    let carry = Arc::new(Carry {
+        state: std::sync::Mutex::new(Carried {
+            // What two connections' worth of chunks can leave: a chunk
+            // computing and one answered per slot.
+            most: 4 * opts.threads,
+            offer: PROTOCOL_VERSION,
+            ..Carried::default()
+        }),
+        changed: tokio::sync::watch::Sender::new(0),
+    });
     let code = loop {
         if *drain_rx.borrow() {
             break ExitCode::SUCCESS;
         }
         let started = Instant::now();
         let mut held = Held::default();
-        carried.epoch += 1;
+        carry.lock().epoch += 1;
         let outcome = session(
             &opts,
             &compute,
@@ -155,22 +160,27 @@ pub async fn run(opts: Options) -> ExitCode {
             drain_rx.clone(),
             (&done_tx, &mut done_rx),
             &mut held,
-            &mut carried,
+            &carry,
         )
         .await;
-        held.carry_into(&mut carried);
-        let offered = std::mem::replace(&mut carried.offer, PROTOCOL_VERSION);
+        held.carry_into(&mut carry.lock());
+        let offered = std::mem::replace(&mut carry.lock().offer, PROTOCOL_VERSION);
         match outcome {
             Ok(End::Idle) => {
                 tracing::info!(
                     numbers = stats.numbers,
                     chunks = stats.chunks,
+                    reused = stats.reused,
                     "no work left; exiting"
                 );
                 return ExitCode::SUCCESS;
             }
             Ok(End::Interrupted) => {
-                tracing::info!(numbers = stats.numbers, "interrupted; exiting");
+                tracing::info!(
+                    numbers = stats.numbers,
+                    reused = stats.reused,
+                    "interrupted; exiting"
+                );
                 return ExitCode::SUCCESS;
             }
             Err(SessionError::Refused {
@@ -180,7 +190,7 @@ pub async fn run(opts: Options) -> ExitCode {
                 // A coordinator older than this worker: speak its version
                 // (results then carry whole lists). Each new connection
                 // offers the newest again, in case it was upgraded.
-                carried.offer = offered - 1;
+                carry.lock().offer = offered - 1;
                 tracing::info!(server = %opts.server, refused = offered, why = message.as_str(), "the coordinator does not speak this protocol version; offering {}", offered - 1);
             }
             Err(SessionError::Refused {
@@ -237,7 +247,10 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
 
 #[derive(Debug, Default)]
 struct Stats {
+    /// Numbers answered, `reused` of them from results factored for an
+    /// earlier connection ([`crate::reuse`]).
     numbers: u64,
+    reused: u64,
     chunks: u64,
     progress: Option<indicatif::ProgressBar>,
 }
@@ -269,7 +282,7 @@ impl Held {
             // Marking a chunk started keeps a task waiting for a thread from
             // beginning it.
             if self.adopted.contains(&id) || !started.insert(id) {
-                carried.running.insert(id, assignment);
+                carried.running.insert(id, (assignment, carried.epoch));
             }
         }
         for (_, kept) in self.sent {
@@ -284,6 +297,8 @@ struct Kept {
     assignment: Arc<Assignment>,
     count: usize,
     text: Utf8Bytes,
+    /// The compute time it reports.
+    took: Duration,
     /// Whether the text leaves out each number's largest factor (protocol
     /// 5): only a connection speaking the same form may send it.
     left_out: bool,
@@ -313,13 +328,21 @@ where
 /// queues a closed (or silent) connection's chunks again under the same ids
 /// and hands them out first, usually to this worker as it reconnects: a
 /// chunk given back to us is answered from here, not factored twice.
+///
+/// A coordinator restarted in the meantime does not know those chunks: it
+/// cuts their numbers into new ones, which are answered from these results
+/// in whole or in part ([`crate::reuse`]); a new chunk holding numbers
+/// still being factored here waits for them.
 #[derive(Default)]
 struct Carried {
     /// Counts connections; a result says which one it was factored for.
     epoch: u64,
-    running: HashMap<ChunkId, Arc<Assignment>>,
+    /// Chunks being factored, with the connection they were carried from.
+    running: HashMap<ChunkId, (Arc<Assignment>, u64)>,
     /// Oldest first, at most `most`, none older than [`CARRIED_FOR`].
-    done: VecDeque<(Instant, Kept)>,
+    done: VecDeque<Done>,
+    /// Numbers [`Done::serial`] from.
+    serials: u64,
     most: usize,
     /// Whether the last connection's results left out the largest factors
     /// (its protocol version); `running` chunks are factored in that form.
@@ -334,6 +357,65 @@ struct Carried {
 /// or not to us.
 const CARRIED_FOR: Duration = Duration::from_secs(600);
 
+/// A kept result, with how many of its lists have not answered a new chunk.
+struct Done {
+    at: Instant,
+    serial: u64,
+    unused: usize,
+    /// New chunks of its job in a row that no kept result answered.
+    missed: u32,
+    kept: Kept,
+}
+
+/// After this many chunks of its job in a row that no kept result answers,
+/// the results kept for it are no longer searched (only asked for whole):
+/// their numbers went to another worker, or the coordinator had stored
+/// them before it went down. A restarted coordinator cuts the numbers it
+/// has no result for in order, so the results kept for a job answer a run
+/// of its first chunks after the reconnect (a gap of numbers no one had
+/// factored takes a chunk or two, each larger than the last); and
+/// matching a list number by number costs a hash lookup per number and
+/// kept result.
+const MISSES: u32 = 16;
+
+/// [`Carried`], shared by the connection loop and the compute tasks.
+struct Carry {
+    state: std::sync::Mutex<Carried>,
+    /// Changes when a chunk leaves [`Carried::running`]: a chunk waiting
+    /// for its numbers looks again.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Carry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Carried> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// A kept result a new chunk may take lists from.
+struct Source {
+    serial: u64,
+    assignment: Arc<Assignment>,
+    text: Utf8Bytes,
+    count: usize,
+    took: Duration,
+}
+
+/// What a new chunk can take from [`Carried`].
+enum Reusable {
+    /// Its numbers are in no kept result and in no chunk being factored.
+    Nothing,
+    /// Spans of it, from these results.
+    From(Vec<Source>, Vec<reuse::Span>),
+    /// Some of its numbers are still being factored for an ended
+    /// connection: wait for that.
+    Wait,
+}
+
 impl Carried {
     /// Keeps the result of a chunk factored for an ended connection.
     fn keep(&mut self, kept: Kept) {
@@ -341,17 +423,81 @@ impl Carried {
         if self
             .running
             .get(&id)
-            .is_some_and(|a| Arc::ptr_eq(a, &kept.assignment))
+            .is_some_and(|(a, _)| Arc::ptr_eq(a, &kept.assignment))
         {
             self.running.remove(&id);
         }
         let now = Instant::now();
-        self.done
-            .retain(|(at, _)| now.duration_since(*at) < CARRIED_FOR);
+        self.done.retain(|d| now.duration_since(d.at) < CARRIED_FOR);
         if self.done.len() >= self.most.max(1) {
             self.done.pop_front();
         }
-        self.done.push_back((now, kept));
+        self.serials += 1;
+        self.done.push_back(Done {
+            at: now,
+            serial: self.serials,
+            unused: kept.count,
+            missed: 0,
+            kept,
+        });
+    }
+
+    /// Which numbers of `a` (a chunk assigned by connection `epoch`, in
+    /// `left_out`'s form) kept results of its job answer; those taken are
+    /// counted as used. It waits only for chunks carried from connections
+    /// before its own: never for itself (once its own connection ended),
+    /// and no two chunks for each other.
+    fn reusable(&mut self, a: &Assignment, left_out: bool, epoch: u64) -> Reusable {
+        let now = Instant::now();
+        let sources: Vec<Source> = self
+            .done
+            .iter()
+            .filter(|d| {
+                d.unused > 0
+                    && d.missed < MISSES
+                    && d.kept.left_out == left_out
+                    && d.kept.assignment.job_id == a.job_id
+                    && now.duration_since(d.at) < CARRIED_FOR
+            })
+            .map(|d| Source {
+                serial: d.serial,
+                assignment: Arc::clone(&d.kept.assignment),
+                text: d.kept.text.clone(),
+                count: d.kept.count,
+                took: d.kept.took,
+            })
+            .collect();
+        let running: Vec<&Arc<Assignment>> = self
+            .running
+            .values()
+            .filter(|(r, carried_from)| *carried_from < epoch && r.job_id == a.job_id)
+            .map(|(r, _)| r)
+            .collect();
+        if sources.is_empty() && running.is_empty() {
+            return Reusable::Nothing;
+        }
+        let mut all: Vec<&ChunkNumbers> = sources.iter().map(|s| &s.assignment.numbers).collect();
+        all.extend(running.iter().map(|r| &r.numbers));
+        let spans = reuse::plan(&a.numbers, &all);
+        if spans.iter().any(|s| s.source >= sources.len()) {
+            return Reusable::Wait;
+        }
+        for (i, source) in sources.iter().enumerate() {
+            let used: usize = spans
+                .iter()
+                .filter(|s| s.source == i)
+                .map(|s| s.count)
+                .sum();
+            if let Some(d) = self.done.iter_mut().find(|d| d.serial == source.serial) {
+                d.unused = d.unused.saturating_sub(used);
+                d.missed = if spans.is_empty() { d.missed + 1 } else { 0 };
+            }
+        }
+        self.done.retain(|d| d.unused > 0);
+        if spans.is_empty() {
+            return Reusable::Nothing;
+        }
+        Reusable::From(sources, spans)
     }
 
     /// The result kept for exactly this assignment (same chunk, job and
@@ -361,8 +507,8 @@ impl Carried {
         let i = self
             .done
             .iter()
-            .position(|(_, k)| *k.assignment == *a && k.left_out == left_out)?;
-        self.done.remove(i).map(|(_, kept)| kept)
+            .position(|d| *d.kept.assignment == *a && d.kept.left_out == left_out)?;
+        self.done.remove(i).map(|d| d.kept)
     }
 
     /// Starts a connection whose results leave out the largest factors or
@@ -378,7 +524,10 @@ impl Carried {
     /// Whether exactly this assignment is still being factored for an ended
     /// connection; if so it is now the current connection's.
     fn take_running(&mut self, a: &Assignment) -> bool {
-        let same = self.running.get(&a.chunk_id).is_some_and(|x| **x == *a);
+        let same = self
+            .running
+            .get(&a.chunk_id)
+            .is_some_and(|(x, _)| **x == *a);
         if same {
             self.running.remove(&a.chunk_id);
         }
@@ -396,7 +545,7 @@ async fn session(
         &mut mpsc::UnboundedReceiver<Factored>,
     ),
     held: &mut Held,
-    carried: &mut Carried,
+    carry: &Arc<Carry>,
 ) -> Result<End, SessionError> {
     // tungstenite zeroes its whole read buffer (128 KiB by default) as it
     // reads; a smaller one costs less per frame. Small frames go out at once.
@@ -414,7 +563,7 @@ async fn session(
     let (ws, _) = connected.map_err(connect_error)?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello(Hello {
-        protocol: carried.offer,
+        protocol: carry.lock().offer,
         kind: WorkerKind::Native,
         // Two chunks per thread: one computing, one waiting, so no thread idles
         // during a round trip.
@@ -456,10 +605,11 @@ async fn session(
         started,
         sent,
     } = held;
-    let epoch = carried.epoch;
+    let epoch = carry.lock().epoch;
     // From protocol 5 results leave out each number's largest factor.
     let left_out = protocol >= 5;
-    carried.connected(left_out);
+    carry.lock().connected(left_out);
+    carry.bump();
     let mut cancelled: HashSet<ChunkId> = HashSet::new();
     let mut draining = false;
     let cpu = opts.cpu_percent.clamp(1, 100);
@@ -500,21 +650,24 @@ async fn session(
                             cancelled.remove(&a.chunk_id);
                             continue;
                         }
-                        if let Some(kept) = carried.take_result(&a, left_out) {
+                        let kept = carry.lock().take_result(&a, left_out);
+                        if let Some(kept) = kept {
                             tracing::info!(chunk_id = a.chunk_id, numbers = kept.count, "answered with the result factored for the previous connection");
                             send_result(&mut sink, sent, kept).await?;
                             continue;
                         }
                         let a = Arc::new(a);
                         inflight.insert(a.chunk_id, Arc::clone(&a));
-                        if carried.take_running(&a) {
+                        let adopt = carry.lock().take_running(&a);
+                        if adopt {
+                            carry.bump();
                             tracing::info!(chunk_id = a.chunk_id, "already being factored for the previous connection; its result will answer");
                             adopted.insert(a.chunk_id);
                             continue;
                         }
-                        let (compute, done_tx, started) = (compute.clone(), done_tx.clone(), started.clone());
+                        let (compute, done_tx, started, carry) = (compute.clone(), done_tx.clone(), started.clone(), Arc::clone(carry));
                         tokio::spawn(async move {
-                            let Ok(_permit) = compute.acquire_owned().await else { return };
+                            let Ok(mut permit) = compute.clone().acquire_owned().await else { return };
                             {
                                 let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
                                 // Handed back while waiting for a thread: skip it.
@@ -522,25 +675,27 @@ async fn session(
                                     return;
                                 }
                             }
-                            let chunk_id = a.chunk_id;
-                            let assignment = Arc::clone(&a);
-                            let factored = tokio::task::spawn_blocking(move || {
-                                let began = Instant::now();
-                                // Written out here, on the compute thread, not by
-                                // the connection's one task: on a sieved range the
-                                // text costs ~12 ns a number against ~45 for the
-                                // sieve (perf, the seed job), so one writer for all
-                                // threads would cap a many-core worker.
-                                let written = factor_chunk(&a.numbers, cpu, ResultWriter::new(chunk_id, left_out, a.numbers.len()));
-                                let took = began.elapsed();
-                                let count = written.len();
-                                let text = written.finish(Some(took.as_micros() as u64));
-                                Factored { chunk_id, count, took, text, epoch, assignment, left_out }
-                            })
-                            .await;
-                            if let Ok(factored) = factored {
-                                let _ = done_tx.send(factored);
-                            }
+                            let factored = loop {
+                                let mut changed = carry.changed.subscribe();
+                                let (a, carry) = (Arc::clone(&a), Arc::clone(&carry));
+                                let answered = tokio::task::spawn_blocking(move || answer(&a, &carry, cpu, left_out, epoch)).await;
+                                match answered {
+                                    Ok(Some(factored)) => break factored,
+                                    Ok(None) => {
+                                        // Its numbers are being factored for an ended
+                                        // connection: the thread is free till they are.
+                                        drop(permit);
+                                        if changed.changed().await.is_err() {
+                                            return;
+                                        }
+                                        let Ok(p) = compute.clone().acquire_owned().await else { return };
+                                        permit = p;
+                                    }
+                                    Err(_) => return,
+                                }
+                            };
+                            drop(permit);
+                            let _ = done_tx.send(factored);
                         });
                     }
                     ServerMessage::Cancel { chunk_ids } => {
@@ -575,12 +730,14 @@ async fn session(
             Some(factored) = done_rx.recv() => {
                 // Factored for an ended connection and not asked for again
                 // (yet): kept for a later assignment of the same chunk.
-                let Factored { chunk_id, count, took, text, epoch: factored_for, assignment, left_out } = factored;
-                let kept = Kept { assignment, count, text: text.into(), left_out };
+                let Factored { chunk_id, count, reused, took, text, epoch: factored_for, assignment, left_out } = factored;
+                let kept = Kept { assignment, count, text: text.into(), took, left_out };
+                stats.reused += reused as u64;
                 if factored_for != epoch && !adopted.remove(&chunk_id) {
                     stats.numbers += count as u64;
                     stats.chunks += 1;
-                    carried.keep(kept);
+                    carry.lock().keep(kept);
+                    carry.bump();
                     continue;
                 }
                 inflight.remove(&chunk_id);
@@ -654,6 +811,8 @@ async fn session(
 struct Factored {
     chunk_id: ChunkId,
     count: usize,
+    /// Of those, answered from results kept from an earlier connection.
+    reused: usize,
     took: Duration,
     text: String,
     /// The connection it was factored for ([`Carried::epoch`]), and what
@@ -694,47 +853,159 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Factors a chunk into `out`, its `result` frame; below 100 % CPU it
-/// sleeps between slices so that work / (work + sleep) matches
-/// `cpu_percent`. A range of small numbers is
-/// sieved as a whole (`factor_progression`), in slices of [`RANGE_SLICE`]
-/// numbers when throttled.
-fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, mut out: ResultWriter) -> ResultWriter {
-    let mut slice_start = Instant::now();
-    let mut rest_if_due = || {
-        if cpu_percent < 100 {
-            let worked = slice_start.elapsed();
+/// Answers chunk `a` for the connection `epoch`: factors its numbers but
+/// those the results kept from an earlier connection hold, whose lists are
+/// copied. `None` while some of its numbers are still being factored for
+/// an ended connection.
+fn answer(
+    a: &Arc<Assignment>,
+    carry: &Carry,
+    cpu_percent: u8,
+    left_out: bool,
+    epoch: u64,
+) -> Option<Factored> {
+    let began = Instant::now();
+    let reusable = carry.lock().reusable(a, left_out, epoch);
+    let (sources, spans) = match reusable {
+        Reusable::Wait => return None,
+        Reusable::Nothing => (Vec::new(), Vec::new()),
+        Reusable::From(sources, spans) => (sources, spans),
+    };
+    // Written out here, on the compute thread, not by the connection's one
+    // task: on a sieved range the text costs ~12 ns a number against ~45
+    // for the sieve (perf, the seed job), so one writer for all threads
+    // would cap a many-core worker.
+    let mut out = ResultWriter::new(a.chunk_id, left_out, a.numbers.len());
+    let mut throttle = Throttle::new(cpu_percent);
+    let mut lists: HashMap<usize, Vec<&str>> = HashMap::new();
+    let (mut next, mut reused, mut reused_took) = (0, 0, Duration::ZERO);
+    for span in &spans {
+        factor_span(&a.numbers, next..span.at, &mut throttle, &mut out);
+        let source = &sources[span.source];
+        let source_lists = lists.entry(span.source).or_insert_with(|| {
+            result_frame_lists(&source.text).map_or_else(Vec::new, Iterator::collect)
+        });
+        if source_lists.len() == source.count {
+            for list in &source_lists[span.from..span.from + span.count] {
+                out.push_listed(list);
+            }
+            reused += span.count;
+            reused_took += source.took.mul_f64(span.count as f64 / source.count as f64);
+        } else {
+            // Not a frame this worker wrote (it cannot be): factor them.
+            factor_span(
+                &a.numbers,
+                span.at..span.at + span.count,
+                &mut throttle,
+                &mut out,
+            );
+        }
+        next = span.at + span.count;
+    }
+    factor_span(&a.numbers, next..a.numbers.len(), &mut throttle, &mut out);
+    // The time the whole chunk took this worker: the coordinator sizes the
+    // next chunks by it.
+    let took = began.elapsed() + reused_took;
+    let count = out.len();
+    if reused > 0 {
+        tracing::info!(
+            chunk_id = a.chunk_id,
+            numbers = count,
+            reused,
+            "answered with lists factored for the previous connection"
+        );
+    }
+    Some(Factored {
+        chunk_id: a.chunk_id,
+        count,
+        reused,
+        took,
+        text: out.finish(Some(took.as_micros() as u64)),
+        epoch,
+        assignment: Arc::clone(a),
+        left_out,
+    })
+}
+
+/// Keeps a compute thread below 100 % CPU: sleeps between slices so that
+/// work / (work + sleep) matches `cpu_percent`.
+struct Throttle {
+    cpu_percent: u8,
+    slice_start: Instant,
+}
+
+impl Throttle {
+    fn new(cpu_percent: u8) -> Self {
+        Throttle {
+            cpu_percent,
+            slice_start: Instant::now(),
+        }
+    }
+
+    fn rest_if_due(&mut self) {
+        if self.cpu_percent < 100 {
+            let worked = self.slice_start.elapsed();
             if worked >= Duration::from_millis(10) {
-                let idle = worked.mul_f64((100 - cpu_percent) as f64 / cpu_percent as f64);
+                let idle =
+                    worked.mul_f64((100 - self.cpu_percent) as f64 / self.cpu_percent as f64);
                 std::thread::sleep(idle);
-                slice_start = Instant::now();
+                self.slice_start = Instant::now();
             }
         }
+    }
+}
+
+/// Factors a chunk into `out`, its `result` frame; below 100 % CPU it
+/// sleeps between slices (see [`Throttle`]).
+#[cfg(test)]
+fn factor_chunk(numbers: &ChunkNumbers, cpu_percent: u8, mut out: ResultWriter) -> ResultWriter {
+    factor_span(
+        numbers,
+        0..numbers.len(),
+        &mut Throttle::new(cpu_percent),
+        &mut out,
+    );
+    out
+}
+
+/// Factors the numbers of a chunk at indices `at` into `out`. A range of
+/// small numbers is sieved as a whole (`factor_progression`), in slices of
+/// [`RANGE_SLICE`] numbers when throttled.
+fn factor_span(
+    numbers: &ChunkNumbers,
+    at: std::ops::Range<usize>,
+    throttle: &mut Throttle,
+    out: &mut ResultWriter,
+) {
+    let Some(first) = numbers.get(at.start).filter(|_| !at.is_empty()) else {
+        return;
     };
     match numbers {
         ChunkNumbers::Range(r)
-            if crowdfactor_factor::progression_is_sieved(r.start(), r.step(), numbers.len()) =>
+            if crowdfactor_factor::progression_is_sieved(first, r.step(), at.len()) =>
         {
-            let len = numbers.len();
-            let slice = if cpu_percent < 100 { RANGE_SLICE } else { len };
-            let mut from = 0;
-            while let Some(first) = numbers.get(from) {
-                let count = slice.min(len - from);
+            let slice = if throttle.cpu_percent < 100 {
+                RANGE_SLICE
+            } else {
+                at.len()
+            };
+            let mut from = at.start;
+            while let Some(first) = numbers.get(from).filter(|_| from < at.end) {
+                let count = slice.min(at.end - from);
                 crowdfactor_factor::factor_progression(first, r.step(), count, |l| {
                     out.push_factorization(l);
                 });
                 from += count;
-                rest_if_due();
+                throttle.rest_if_due();
             }
         }
         _ => {
-            for n in numbers.iter() {
+            for n in at.filter_map(|i| numbers.get(i)) {
                 out.push_factorization_with(|v| crowdfactor_factor::factor_into(n, v));
-                rest_if_due();
+                throttle.rest_if_due();
             }
         }
     }
-    out
 }
 
 /// Numbers per slice of a sieved range when the worker is throttled.
@@ -782,6 +1053,142 @@ mod tests {
             let short = want.iter().map(|l| &l[..l.len().saturating_sub(1)]);
             assert!(got.iter().eq(short), "cpu {cpu}, largest left out");
         }
+    }
+
+    /// After a reconnect a new chunk is answered from the results kept for
+    /// the ended connection, in part or whole, and the frame is the one
+    /// factoring it afresh gives; a chunk whose numbers are still being
+    /// factored for the ended connection waits for them; kept lists answer
+    /// once, and only chunks of their job in their form.
+    #[test]
+    fn new_chunks_take_the_lists_kept_from_an_ended_connection() {
+        let range = |start: u128, count: u64| {
+            ChunkNumbers::Range(NumberRange::new(start, 2, count).expect("a valid range"))
+        };
+        let assign = |chunk_id, job: &str, numbers| {
+            Arc::new(Assignment {
+                chunk_id,
+                job_id: job.to_owned(),
+                numbers,
+            })
+        };
+        let carry = Carry {
+            state: std::sync::Mutex::new(Carried {
+                epoch: 1,
+                most: 8,
+                ..Carried::default()
+            }),
+            changed: tokio::sync::watch::Sender::new(0),
+        };
+        let old = [
+            assign(1, "7", range(999_999_999_999, 50_000)),
+            assign(
+                2,
+                "7",
+                ChunkNumbers::List(vec![15, 1 << 100, 999_999_999_989, 77]),
+            ),
+        ];
+        for a in &old {
+            let f = answer(a, &carry, 100, true, 1).expect("nothing to wait for");
+            assert_eq!(f.reused, 0);
+            carry.lock().keep(Kept {
+                assignment: f.assignment,
+                count: f.count,
+                text: f.text.into(),
+                took: Duration::from_millis(40),
+                left_out: true,
+            });
+        }
+        let running = assign(3, "7", range(999_999_999_999 + 200_000, 1000));
+        carry.lock().running.insert(3, (Arc::clone(&running), 1));
+        carry.lock().epoch = 2;
+        let fresh = |a: &Arc<Assignment>| {
+            let out = factor_chunk(&a.numbers, 100, ResultWriter::new(a.chunk_id, true, 0));
+            out.finish(Some(0))
+        };
+        let without_time = |text: &str| text.split(r#""compute_us""#).next().map(str::to_owned);
+        // In the other form (a coordinator of protocol 4): factored afresh.
+        let a = assign(15, "7", range(999_999_999_999 + 20_000, 100));
+        assert_eq!(answer(&a, &carry, 100, false, 2).map(|f| f.reused), Some(0));
+        // Straddling the end of the kept range: 30,000 lists taken.
+        for (a, reused) in [
+            (
+                assign(10, "7", range(999_999_999_999 + 40_000, 40_000)),
+                30_000,
+            ),
+            (
+                assign(11, "7", ChunkNumbers::List(vec![8, 77, 1 << 100, 9])),
+                2,
+            ),
+            // Kept for job 7, not job 8.
+            (assign(12, "8", ChunkNumbers::List(vec![77, 15])), 0),
+            // Two of its four lists still unused: the result still answers.
+            (assign(13, "7", ChunkNumbers::List(vec![77, 15])), 2),
+            // All four used now: it is gone.
+            (assign(18, "7", ChunkNumbers::List(vec![15])), 0),
+            (assign(14, "7", range(999_999_999_999, 20_000)), 20_000),
+        ] {
+            let f = answer(&a, &carry, 100, true, 2).expect("nothing to wait for");
+            assert_eq!(
+                (f.chunk_id, f.reused, f.count),
+                (a.chunk_id, reused, a.numbers.len())
+            );
+            // (Not assert_eq: a difference would print both frames whole.)
+            assert!(
+                without_time(&f.text) == without_time(&fresh(&a)),
+                "chunk {}",
+                a.chunk_id
+            );
+            assert!(f.took >= Duration::from_millis(40) * reused as u32 / 50_000);
+        }
+        // The range's last 20,000 lists were taken by 14: it is gone too.
+        let a = assign(19, "7", range(999_999_999_999, 10));
+        assert_eq!(answer(&a, &carry, 100, true, 2).map(|f| f.reused), Some(0));
+        // Holding a number still being factored for the ended connection.
+        let a16 = assign(16, "7", range(999_999_999_999 + 200_000 - 4, 5));
+        assert!(answer(&a16, &carry, 100, true, 2).is_none());
+        // That chunk, carried from connection 1, does not wait for itself;
+        // once its result is kept, the waiting chunk takes three lists.
+        let f = answer(&running, &carry, 100, true, 1).expect("not waiting for itself");
+        carry.lock().keep(Kept {
+            assignment: f.assignment,
+            count: f.count,
+            text: f.text.into(),
+            took: f.took,
+            left_out: true,
+        });
+        assert!(carry.lock().running.is_empty());
+        assert_eq!(
+            answer(&a16, &carry, 100, true, 2).map(|f| f.reused),
+            Some(3)
+        );
+        let a = assign(17, "7", range(999_999_999_999 + 200_000 + 2000, 5));
+        assert_eq!(answer(&a, &carry, 100, true, 2).map(|f| f.reused), Some(0));
+        // Results kept for a job of which MISSES chunks in a row took
+        // nothing are searched no more (still asked for whole).
+        let old = assign(20, "9", ChunkNumbers::List(vec![5, 6]));
+        let f = answer(&old, &carry, 100, true, 1).expect("nothing to wait for");
+        let kept = |f: Factored| Kept {
+            assignment: f.assignment,
+            count: f.count,
+            text: f.text.into(),
+            took: f.took,
+            left_out: true,
+        };
+        carry.lock().keep(kept(f));
+        let other = assign(21, "9", ChunkNumbers::List(vec![7]));
+        for _ in 0..MISSES {
+            assert_eq!(
+                answer(&other, &carry, 100, true, 2).map(|f| f.reused),
+                Some(0)
+            );
+        }
+        let five = assign(22, "9", ChunkNumbers::List(vec![5]));
+        assert_eq!(
+            answer(&five, &carry, 100, true, 2).map(|f| f.reused),
+            Some(0)
+        );
+        assert!(carry.lock().take_result(&old, true).is_some());
     }
 
     /// A server that answers every connection with `answer` and closes.
