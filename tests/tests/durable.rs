@@ -138,8 +138,36 @@ async fn wait_file_size(db: &std::path::Path, ok: impl Fn(u64) -> bool) -> u64 {
     .await
 }
 
+/// The last line of a worker's JSON log: how many numbers it answered, and
+/// how many of those from lists factored for an earlier connection.
+fn worker_totals(log: &std::path::Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let last = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "no work left; exiting")
+        .unwrap_or_else(|| panic!("no end in the worker's log:\n{text}"));
+    (
+        last["numbers"].as_u64().unwrap(),
+        last["reused"].as_u64().unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_server_mid_job_loses_nothing() {
+    // Chunks of four numbers, cut again alike after the restart; and chunks
+    // sized by the coordinator, which starts small again after it.
+    for (count, chunk_size) in [(1200, Some(4)), (4000, None)] {
+        kill_9_mid_job(count, chunk_size).await;
+    }
+}
+
+/// The server killed with SIGKILL while a worker factors a job of `count`
+/// semiprimes, and restarted: nothing accepted is lost, no result is
+/// counted twice, and the worker factors no number twice: the chunks it
+/// held, cut anew by the restarted server, are answered from the results
+/// it had factored for them.
+async fn kill_9_mid_job(count: usize, chunk_size: Option<u32>) {
     let dir = temp_dir("durable");
     let db = dir.join("crowdfactor.db");
     let port = free_port();
@@ -148,13 +176,33 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
     wait_up(port).await;
     // 44-bit factors, ~1 ms each: work left when the server is killed, also
     // on a fast machine.
-    let known = known_semiprimes(1200, 44, 7);
+    let known = known_semiprimes(count, 44, 7);
     let numbers = numbers_of(&known);
     let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
-    let id = submit(port, json!({"numbers": list, "chunk_size": 4})).await;
+    let mut body = json!({ "numbers": list });
+    if let Some(size) = chunk_size {
+        body["chunk_size"] = size.into();
+    }
+    let id = submit(port, body).await;
 
     let worker_server = format!("ws://127.0.0.1:{port}/ws");
-    let _worker = WorkerProc::spawn_at(&worker_server, &["--threads", "2"]);
+    let log = dir.join("worker.log");
+    let mut worker = WorkerProc(
+        std::process::Command::new(bin("crowdfactor-worker"))
+            .args([
+                "--server",
+                &worker_server,
+                "--threads",
+                "2",
+                "--exit-when-idle",
+            ])
+            .env("RUST_LOG", "info")
+            .env("CROWDFACTOR_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let job = wait_job(port, &id, 60, |job| job["done"].as_u64().unwrap() >= 200).await;
     let before = job["done"].as_u64().unwrap();
     server.0.kill().unwrap(); // SIGKILL
@@ -181,6 +229,17 @@ async fn kill_9_of_the_server_mid_job_loses_nothing() {
     );
     let results = results_of(port, &id).await;
     assert_known_factors(&known, &results);
+    assert_eq!(
+        worker.wait(Duration::from_secs(30)),
+        Some(0),
+        "the worker did not end"
+    );
+    let (answered, reused) = worker_totals(&log);
+    assert_eq!(
+        answered - reused,
+        numbers.len() as u64,
+        "numbers factored by the worker ({answered} answered, {reused} of them from kept lists), chunk size {chunk_size:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
