@@ -29,6 +29,7 @@ const state = {
   queue: [],          // assignments received but not started: { id, count, frame }
   sent: new Map(),     // chunk id -> { frame, result }: results sent, not yet accepted or rejected
   carried: [],        // results for an earlier connection: { frame, result, at }
+  blocked: [],        // assignments waiting for numbers still factored for an earlier connection: text
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
@@ -119,7 +120,8 @@ function onWorkerMessage(w, msg) {
     state.factored += chunk.count;
     allTime.add(chunk.count);
     state.events.push([performance.now(), chunk.count]);
-    const answer = { id: chunk.id, frame: chunk.frame, result: msg.frame };
+    const result = chunk.spliced ? splice(chunk.id, chunk.spliced, msg.frame) : msg.frame;
+    const answer = { id: chunk.id, frame: chunk.spliced ? chunk.spliced.frame : chunk.frame, result };
     if (chunk.generation === state.generation) {
       sendResult(answer);
     } else if (!chunk.cancelled) {
@@ -130,6 +132,7 @@ function onWorkerMessage(w, msg) {
     if (chunk) send(release_message([chunk.id]));
   }
   if (w.retiring) retire(w);
+  if (chunk && chunk.generation !== state.generation) unblock();
   pump();
   renderSoon();
 }
@@ -178,14 +181,135 @@ function answerFromEarlier(text) {
     return true;
   }
   const running = state.workers.find((w) => w.chunk && !w.chunk.cancelled
-    && w.chunk.generation !== state.generation && w.chunk.frame === text);
+    && w.chunk.generation !== state.generation
+    && (w.chunk.spliced ? w.chunk.spliced.frame : w.chunk.frame) === text);
   if (running) running.chunk.generation = state.generation;
   return Boolean(running);
 }
 
+/** A number's decimal form, as every frame gives it. */
+function numbersOf(numbers) {
+  if (Array.isArray(numbers)) return numbers.map(String);
+  const start = BigInt(numbers.start);
+  const step = BigInt(numbers.step);
+  const out = new Array(numbers.count);
+  for (let i = 0; i < numbers.count; i += 1) out[i] = (start + BigInt(i) * step).toString();
+  return out;
+}
+
+/** An assignment frame's job and numbers, each index by number (cached on `holder`). */
+function parsed(holder, frame) {
+  if (!holder.parsed) {
+    const msg = JSON.parse(frame);
+    const index = new Map();
+    numbersOf(msg.numbers).forEach((n, i) => { if (!index.has(n)) index.set(n, i); });
+    holder.parsed = { job: msg.job_id, index };
+  }
+  return holder.parsed;
+}
+
+// After this many chunks of a job in a row that no kept result answered,
+// the results kept for it are searched no more (see the native worker's
+// `MISSES`): their numbers went elsewhere, or the server had stored them.
+const MISSES = 16;
+
+/**
+ * A restarted server does not know the chunks it had leased: it cuts
+ * their numbers into new chunks, with new ids and bounds. The lists this
+ * tab factored for them (kept, see `keep`) answer those, number by
+ * number; only the rest go to a Web Worker. Returns `null` (nothing to
+ * take), 'wait' (some numbers are still being factored for an earlier
+ * connection), or the chunk's numbers with the lists found (holes elsewhere).
+ */
+function reusable(msg) {
+  const sources = state.carried.filter((c) => (c.missed || 0) < MISSES
+    && parsed(c, c.frame).job === msg.job_id);
+  // (What its Web Worker factors: of a chunk answered in part, the rest.)
+  const running = state.workers.filter((w) => w.chunk && !w.chunk.cancelled
+    && w.chunk.generation !== state.generation
+    && parsed(w.chunk, w.chunk.frame).job === msg.job_id);
+  if (sources.length === 0 && running.length === 0) return null;
+  const numbers = numbersOf(msg.numbers);
+  // Filled, not sparse: `map` skips the holes of a sparse array.
+  const lists = new Array(numbers.length).fill(undefined);
+  let found = 0;
+  let us = 0; // the found lists' share of the time they took
+  let wait = false;
+  numbers.forEach((n, i) => {
+    for (const c of sources) {
+      const j = c.parsed.index.get(n);
+      if (j !== undefined) {
+        if (!c.lists) {
+          const result = JSON.parse(c.result);
+          c.lists = result.factors.split(';');
+          c.us = (result.compute_us || 0) / c.lists.length;
+        }
+        lists[i] = c.lists[j];
+        found += 1;
+        us += c.us;
+        return;
+      }
+    }
+    if (running.some((w) => w.chunk.parsed.index.has(n))) wait = true;
+  });
+  if (wait) return 'wait';
+  for (const c of sources) c.missed = found ? 0 : (c.missed || 0) + 1;
+  return found ? { numbers, lists, us } : null;
+}
+
+/**
+ * Answers an assignment from kept lists where it can: whole (sent at once)
+ * or in part (the Web Worker gets the other numbers; `splice` puts the
+ * result together). Returns whether it took the assignment.
+ */
+function answerInPart(msg, text) {
+  const reuse = reusable(msg);
+  if (reuse === 'wait') {
+    state.blocked.push(text);
+    return true;
+  }
+  if (!reuse) return false;
+  const rest = reuse.numbers.filter((_, i) => reuse.lists[i] === undefined);
+  const spliced = { frame: text, lists: reuse.lists, us: reuse.us };
+  if (rest.length === 0) {
+    sendResult({ id: msg.chunk_id, frame: text, result: splice(msg.chunk_id, spliced, null) });
+    return true;
+  }
+  const frame = JSON.stringify({ type: 'assign', chunk_id: msg.chunk_id, job_id: msg.job_id, numbers: rest });
+  state.queue.push({ id: msg.chunk_id, count: rest.length, frame, spliced });
+  pump();
+  return true;
+}
+
+/** The result frame of a chunk: the kept lists, the Web Worker's in the holes. */
+function splice(id, spliced, workerFrame) {
+  const worker = workerFrame ? JSON.parse(workerFrame) : { factors: '', compute_us: 0 };
+  const fresh = workerFrame ? worker.factors.split(';') : [];
+  let k = 0;
+  const lists = spliced.lists.map((l) => (l === undefined ? fresh[k++] : l));
+  const us = Math.round((worker.compute_us || 0) + spliced.us);
+  return JSON.stringify({ type: 'result', chunk_id: id, factors: lists.join(';'), compute_us: us });
+}
+
+/** Assignments that waited for an earlier connection's chunks look again. */
+function unblock() {
+  const blocked = state.blocked;
+  state.blocked = [];
+  for (const text of blocked) answerInPart(JSON.parse(text), text) || queueChunk(JSON.parse(text), text);
+}
+
+/** Queues an assignment for the Web Workers. */
+function queueChunk(msg, text) {
+  // numbers: a list of decimal strings, or a range {start, step, count}.
+  const count = Array.isArray(msg.numbers) ? msg.numbers.length : msg.numbers.count;
+  state.queue.push({ id: msg.chunk_id, count, frame: text });
+  pump();
+}
+
 /** Whether chunk `id` waits here or runs in a Web Worker (not cancelled). */
 function holds(id) {
-  return state.queue.some((c) => c.id === id)
+  return state.blocked.some((t) => JSON.parse(t).chunk_id === id)
+    || state.queue.some((c) => c.id === id)
     || state.workers.some((w) => w.chunk && w.chunk.id === id && !w.chunk.cancelled
       && w.chunk.generation === state.generation);
 }
@@ -196,7 +320,7 @@ function pump() {
     if (state.queue.length === 0) break;
     if (w.chunk || !w.ready || w.retiring) continue;
     const next = state.queue.shift();
-    w.chunk = { id: next.id, count: next.count, generation: state.generation, frame: next.frame };
+    w.chunk = { id: next.id, count: next.count, generation: state.generation, frame: next.frame, spliced: next.spliced };
     w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame });
   }
 }
@@ -250,6 +374,7 @@ function dropSocket() {
   clearInterval(state.heartbeat);
   state.ws = null;
   state.queue = [];
+  state.blocked = [];
   for (const answer of state.sent.values()) keep(answer);
   state.sent.clear();
 }
@@ -315,16 +440,14 @@ function onServerMessage(text) {
       if (holds(msg.chunk_id) || answerFromEarlier(text)) break;
       if (effectivePause()) {
         send(release_message([msg.chunk_id])); // raced with a pause: hand it back
-      } else {
-        // numbers: a list of decimal strings, or a range {start, step, count}.
-        const count = Array.isArray(msg.numbers) ? msg.numbers.length : msg.numbers.count;
-        state.queue.push({ id: msg.chunk_id, count, frame: text });
-        pump();
+      } else if (!answerInPart(msg, text)) {
+        queueChunk(msg, text);
       }
       break;
     case 'cancel':
       for (const id of msg.chunk_ids) {
         state.queue = state.queue.filter((c) => c.id !== id);
+        state.blocked = state.blocked.filter((t) => JSON.parse(t).chunk_id !== id);
         for (const w of state.workers) {
           if (w.chunk && w.chunk.id === id) {
             w.chunk.cancelled = true;

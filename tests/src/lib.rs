@@ -75,6 +75,17 @@ impl TestServer {
         Self::start_inner_with(addr, config, None, store).await
     }
 
+    /// Starts the server on `addr` with `store`: with the store of a server
+    /// shut down, a restart of it (its leases forgotten, its jobs and
+    /// results not).
+    pub async fn start_on_with_store(
+        addr: SocketAddr,
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Self::start_inner_with(addr, config, None, store).await
+    }
+
     async fn start_inner(addr: SocketAddr, config: Config, trusted_pem: Option<&str>) -> Self {
         Self::start_inner_with(addr, config, trusted_pem, Arc::new(MemoryStore::new())).await
     }

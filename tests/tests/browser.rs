@@ -385,6 +385,44 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
     server.shutdown().await;
 }
 
+/// After a restart of the server (leases forgotten: the chunks the tab held
+/// are cut anew, with new ids and bounds) the tab answers the new chunks
+/// from the lists it factored for the old ones, waiting for those still
+/// being factored: it factors no number twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_the_tab_factors_no_number_twice() {
+    let store = std::sync::Arc::new(crowdfactor_server::store::MemoryStore::new());
+    let server = TestServer::start_with_store(Config::default(), store.clone()).await;
+    let (_driver, client) = chromium().await;
+    // 44-bit factors: a few ms each in wasm, seconds of work for the tab.
+    let known = known_semiprimes(3000, 44, 11);
+    let numbers = numbers_of(&known);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server.submit(json!({ "numbers": list })).await;
+    client.goto(&server.url()).await.unwrap();
+    let before = server
+        .wait_progress(&id, 300, Duration::from_secs(120))
+        .await;
+    let addr = server.addr;
+    server.shutdown().await;
+    assert!(
+        before["state"] != "done",
+        "the job ended before the restart: {before}"
+    );
+    let server = TestServer::start_on_with_store(addr, Config::default(), store).await;
+    let job = server.wait_done(&id, Duration::from_secs(180)).await;
+    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
+    assert_known_factors(&known, &server.results(&id).await);
+    // What the page counts as factored by its Web Workers.
+    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
+        t == "3,000"
+    })
+    .await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// The connected workers, as `GET /api/workers` lists them.
 async fn workers(server: &TestServer) -> Vec<serde_json::Value> {
     let (_, list) = server.get("/api/workers").await;
