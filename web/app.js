@@ -29,7 +29,7 @@ const state = {
   queue: [],          // assignments received but not started: { id, count, frame }
   sent: new Map(),     // chunk id -> { frame, result }: results sent, not yet accepted or rejected
   carried: [],        // results for an earlier connection: { frame, result, at }
-  blocked: [],        // assignments waiting for numbers still factored for an earlier connection: text
+  blocked: [],        // assignments waiting for numbers still factored for an earlier connection: { msg, text }
   factored: 0,
   events: [],         // [time ms, numbers] for the rate
   backoff: 500,
@@ -265,7 +265,7 @@ function reusable(msg) {
 function answerInPart(msg, text) {
   const reuse = reusable(msg);
   if (reuse === 'wait') {
-    state.blocked.push(text);
+    state.blocked.push({ msg, text });
     return true;
   }
   if (!reuse) return false;
@@ -295,7 +295,7 @@ function splice(id, spliced, workerFrame) {
 function unblock() {
   const blocked = state.blocked;
   state.blocked = [];
-  for (const text of blocked) answerInPart(JSON.parse(text), text) || queueChunk(JSON.parse(text), text);
+  for (const { msg, text } of blocked) answerInPart(msg, text) || queueChunk(msg, text);
 }
 
 /** Queues an assignment for the Web Workers. */
@@ -308,7 +308,7 @@ function queueChunk(msg, text) {
 
 /** Whether chunk `id` waits here or runs in a Web Worker (not cancelled). */
 function holds(id) {
-  return state.blocked.some((t) => JSON.parse(t).chunk_id === id)
+  return state.blocked.some((b) => b.msg.chunk_id === id)
     || state.queue.some((c) => c.id === id)
     || state.workers.some((w) => w.chunk && w.chunk.id === id && !w.chunk.cancelled
       && w.chunk.generation === state.generation);
@@ -447,7 +447,7 @@ function onServerMessage(text) {
     case 'cancel':
       for (const id of msg.chunk_ids) {
         state.queue = state.queue.filter((c) => c.id !== id);
-        state.blocked = state.blocked.filter((t) => JSON.parse(t).chunk_id !== id);
+        state.blocked = state.blocked.filter((b) => b.msg.chunk_id !== id);
         for (const w of state.workers) {
           if (w.chunk && w.chunk.id === id) {
             w.chunk.cancelled = true;

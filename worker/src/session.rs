@@ -292,7 +292,7 @@ impl Held {
 }
 
 /// A chunk's `result` message, kept for its next lease.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Kept {
     assignment: Arc<Assignment>,
     count: usize,
@@ -396,13 +396,11 @@ impl Carry {
     }
 }
 
-/// A kept result a new chunk may take lists from.
+/// A kept result a new chunk may take lists from (a cheap copy: its text
+/// and assignment are shared).
 struct Source {
     serial: u64,
-    assignment: Arc<Assignment>,
-    text: Utf8Bytes,
-    count: usize,
-    took: Duration,
+    kept: Kept,
 }
 
 /// What a new chunk can take from [`Carried`].
@@ -461,10 +459,7 @@ impl Carried {
             })
             .map(|d| Source {
                 serial: d.serial,
-                assignment: Arc::clone(&d.kept.assignment),
-                text: d.kept.text.clone(),
-                count: d.kept.count,
-                took: d.kept.took,
+                kept: d.kept.clone(),
             })
             .collect();
         let running: Vec<&Arc<Assignment>> = self
@@ -476,7 +471,8 @@ impl Carried {
         if sources.is_empty() && running.is_empty() {
             return Reusable::Nothing;
         }
-        let mut all: Vec<&ChunkNumbers> = sources.iter().map(|s| &s.assignment.numbers).collect();
+        let mut all: Vec<&ChunkNumbers> =
+            sources.iter().map(|s| &s.kept.assignment.numbers).collect();
         all.extend(running.iter().map(|r| &r.numbers));
         let spans = reuse::plan(&a.numbers, &all);
         if spans.iter().any(|s| s.source >= sources.len()) {
@@ -881,7 +877,7 @@ fn answer(
     let (mut next, mut reused, mut reused_took) = (0, 0, Duration::ZERO);
     for span in &spans {
         factor_span(&a.numbers, next..span.at, &mut throttle, &mut out);
-        let source = &sources[span.source];
+        let source = &sources[span.source].kept;
         let source_lists = lists.entry(span.source).or_insert_with(|| {
             result_frame_lists(&source.text).map_or_else(Vec::new, Iterator::collect)
         });
