@@ -626,3 +626,103 @@ async fn pump(
         }
     }
 }
+
+/// A `crowdfactor-server` process on a port and an SQLite file, for tests
+/// that kill it (`SIGKILL`, `SIGTERM`) and start it again on the same
+/// database, and the HTTP calls they make to it.
+pub mod server_process {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::{bin, eventually, submit_job};
+
+    /// The API token the servers started here take.
+    pub const TOKEN: &str = "durable-test-token";
+
+    /// A server process, killed when dropped.
+    #[derive(Debug)]
+    pub struct ServerProc(pub Child);
+
+    impl Drop for ServerProc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The server on `port` and the database `db`, logging warnings.
+    pub fn server_command(port: u16, db: &Path) -> Command {
+        let mut cmd = Command::new(bin("crowdfactor-server"));
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+            .arg("--db")
+            .arg(db)
+            .env("RUST_LOG", "warn")
+            // A stop waits this long for requests in flight (default 10 s).
+            .env("CROWDFACTOR_SHUTDOWN_GRACE", "2")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn start_server(port: u16, db: &Path) -> ServerProc {
+        ServerProc(server_command(port, db).spawn().unwrap())
+    }
+
+    /// `GET path` with the token; `None` when the server does not answer
+    /// with JSON.
+    pub async fn api(port: u16, path: &str) -> Option<Value> {
+        let resp = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Submits a job that must be accepted; returns its id.
+    pub async fn submit(port: u16, body: Value) -> String {
+        let base = format!("http://127.0.0.1:{port}");
+        submit_job(&reqwest::Client::new(), &base, TOKEN, &body).await
+    }
+
+    /// A job's results as number → factors (decimal strings).
+    pub async fn results_of(port: u16, id: &str) -> std::collections::HashMap<String, Vec<String>> {
+        let results = api(port, &format!("/api/jobs/{id}/results")).await.unwrap();
+        results["results"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(n, f)| {
+                let f = f.as_array().unwrap().iter();
+                (
+                    n.clone(),
+                    f.map(|p| p.as_str().unwrap().to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn wait_up(port: u16) {
+        eventually(Duration::from_secs(20), async || {
+            let status = api(port, "/api/status").await;
+            status.map(drop).ok_or("server did not come up")
+        })
+        .await;
+    }
+
+    /// Polls job `id` until `ok` holds for it, for at most `secs`; returns it.
+    pub async fn wait_job(port: u16, id: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
+        eventually(Duration::from_secs(secs), async || {
+            let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
+            if ok(&job) {
+                Ok(job)
+            } else {
+                Err(format!("job {id}: {job}"))
+            }
+        })
+        .await
+    }
+}

@@ -423,6 +423,48 @@ async fn after_a_server_restart_the_tab_factors_no_number_twice() {
     server.shutdown().await;
 }
 
+/// The same when the server process is killed with SIGKILL (no goodbye:
+/// the tab's socket just drops, and results it sent in the last moment may
+/// not have been stored) and started again on the same SQLite file: the tab
+/// connects again by itself and still factors no number twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_of_the_server_the_tab_factors_no_number_twice() {
+    use crowdfactor_e2e::server_process::{results_of, start_server, submit, wait_job, wait_up};
+    let dir = temp_dir("browser-kill9");
+    let db = dir.join("crowdfactor.db");
+    let port = free_port();
+    let mut server = start_server(port, &db);
+    wait_up(port).await;
+    let (_driver, client) = chromium().await;
+    let known = known_semiprimes(3000, 44, 13);
+    let numbers = numbers_of(&known);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = submit(port, json!({ "numbers": list })).await;
+    client
+        .goto(&format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let before = wait_job(port, &id, 120, |job| job["done"].as_u64().unwrap() >= 300).await;
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    assert!(
+        before["state"] != "done",
+        "the job ended before the kill: {before}"
+    );
+    let _server = start_server(port, &db);
+    wait_up(port).await;
+    let job = wait_job(port, &id, 180, |job| job["state"] == "done").await;
+    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
+    assert_known_factors(&known, &results_of(port, &id).await);
+    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
+        t == "3,000"
+    })
+    .await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The connected workers, as `GET /api/workers` lists them.
 async fn workers(server: &TestServer) -> Vec<serde_json::Value> {
     let (_, list) = server.get("/api/workers").await;

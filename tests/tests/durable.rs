@@ -5,78 +5,18 @@
 //! time, not a result.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crowdfactor_e2e::server_process::*;
 use crowdfactor_e2e::*;
 use crowdfactor_protocol::{FactorLists, WorkerKind};
 use crowdfactor_server::store::{
     Completion, JobId, JobInfo, MemoryStore, NewJob, Numbers, OpenJob, Span, Store, StoreError,
 };
 use serde_json::{json, Value};
-
-struct ServerProc(Child);
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The server on `port` and the database `db`, logging warnings.
-fn server_command(port: u16, db: &std::path::Path) -> Command {
-    let mut cmd = Command::new(bin("crowdfactor-server"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        // A stop waits this long for requests in flight (default 10 s).
-        .env("CROWDFACTOR_SHUTDOWN_GRACE", "2")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn start_server(port: u16, db: &std::path::Path) -> ServerProc {
-    ServerProc(server_command(port, db).spawn().unwrap())
-}
-
-const TOKEN: &str = "durable-test-token";
-
-async fn api(port: u16, path: &str) -> Option<Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .ok()?;
-    resp.json().await.ok()
-}
-
-/// Submits a job that must be accepted; returns its id.
-async fn submit(port: u16, body: Value) -> String {
-    let base = format!("http://127.0.0.1:{port}");
-    submit_job(&reqwest::Client::new(), &base, TOKEN, &body).await
-}
-
-/// A job's results as number → factors (decimal strings).
-async fn results_of(port: u16, id: &str) -> std::collections::HashMap<String, Vec<String>> {
-    let results = api(port, &format!("/api/jobs/{id}/results")).await.unwrap();
-    results["results"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(n, f)| {
-            let f = f.as_array().unwrap().iter();
-            (
-                n.clone(),
-                f.map(|p| p.as_str().unwrap().to_owned()).collect(),
-            )
-        })
-        .collect()
-}
 
 /// Sends the server `signal` (`kill`'s argument) and waits for it to exit;
 /// returns its exit code (`None`: killed by a signal).
@@ -101,27 +41,6 @@ async fn job_in_a_copy(db: &std::path::Path, dir: &std::path::Path, id: &str) ->
     let _restored = start_server(port, &copy.join("crowdfactor.db"));
     wait_up(port).await;
     api(port, &format!("/api/jobs/{id}")).await.unwrap()
-}
-
-async fn wait_up(port: u16) {
-    eventually(Duration::from_secs(20), async || {
-        let status = api(port, "/api/status").await;
-        status.map(drop).ok_or("server did not come up")
-    })
-    .await;
-}
-
-/// Polls job `id` until `ok` holds for it, for at most `secs`; returns it.
-async fn wait_job(port: u16, id: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
-    eventually(Duration::from_secs(secs), async || {
-        let job = api(port, &format!("/api/jobs/{id}")).await.unwrap();
-        if ok(&job) {
-            Ok(job)
-        } else {
-            Err(format!("job {id}: {job}"))
-        }
-    })
-    .await
 }
 
 /// Polls the size of the database file `db` until `ok` holds for it, for at
