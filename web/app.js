@@ -275,10 +275,25 @@ function answerInPart(msg, text) {
     sendResult({ id: msg.chunk_id, frame: text, result: splice(msg.chunk_id, spliced, null) });
     return true;
   }
-  const frame = JSON.stringify({ type: 'assign', chunk_id: msg.chunk_id, job_id: msg.job_id, numbers: rest });
+  const numbers = restOf(msg.numbers, reuse.lists, rest);
+  const frame = JSON.stringify({ type: 'assign', chunk_id: msg.chunk_id, job_id: msg.job_id, numbers });
   state.queue.push({ id: msg.chunk_id, count: rest.length, frame, spliced });
   pump();
   return true;
+}
+
+/**
+ * What the Web Worker factors of a chunk answered in part: `rest`, the
+ * numbers no kept list holds, as a list; but of a range, when they are one
+ * run (kept lists cover the chunk's start or its end, as after a restart),
+ * as the range they still are, which the Web Worker can sieve.
+ */
+function restOf(numbers, lists, rest) {
+  if (Array.isArray(numbers)) return rest;
+  const first = lists.indexOf(undefined);
+  if (lists.lastIndexOf(undefined) - first + 1 !== rest.length) return rest;
+  const start = BigInt(numbers.start) + BigInt(first) * BigInt(numbers.step);
+  return { start: start.toString(), step: numbers.step, count: rest.length };
 }
 
 /** The result frame of a chunk: the kept lists, the Web Worker's in the holes. */
