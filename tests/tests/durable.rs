@@ -6,16 +6,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crowdfactor_e2e::server_process::*;
 use crowdfactor_e2e::*;
-use crowdfactor_protocol::{FactorLists, WorkerKind};
-use crowdfactor_server::store::{
-    Completion, JobId, JobInfo, MemoryStore, NewJob, Numbers, OpenJob, Span, Store, StoreError,
-};
 use serde_json::{json, Value};
 
 /// Sends the server `signal` (`kill`'s argument) and waits for it to exit;
@@ -55,6 +50,21 @@ async fn wait_file_size(db: &std::path::Path, ok: impl Fn(u64) -> bool) -> u64 {
         }
     })
     .await
+}
+
+/// A worker with two threads that exits once there is no work, logging
+/// its lifecycle as JSON to `log` (read by [`worker_totals`]).
+fn logging_worker(url: &str, log: &std::path::Path) -> WorkerProc {
+    WorkerProc(
+        Command::new(bin("crowdfactor-worker"))
+            .args(["--server", url, "--threads", "2", "--exit-when-idle"])
+            .env("RUST_LOG", "info")
+            .env("CROWDFACTOR_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// The last line of a worker's JSON log: how many numbers it answered, and
@@ -104,24 +114,8 @@ async fn kill_9_mid_job(count: usize, chunk_size: Option<u32>) {
     }
     let id = submit(port, body).await;
 
-    let worker_server = format!("ws://127.0.0.1:{port}/ws");
     let log = dir.join("worker.log");
-    let mut worker = WorkerProc(
-        std::process::Command::new(bin("crowdfactor-worker"))
-            .args([
-                "--server",
-                &worker_server,
-                "--threads",
-                "2",
-                "--exit-when-idle",
-            ])
-            .env("RUST_LOG", "info")
-            .env("CROWDFACTOR_LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut worker = logging_worker(&format!("ws://127.0.0.1:{port}/ws"), &log);
     let job = wait_job(port, &id, 60, |job| job["done"].as_u64().unwrap() >= 200).await;
     let before = job["done"].as_u64().unwrap();
     server.0.kill().unwrap(); // SIGKILL
@@ -472,82 +466,16 @@ async fn compact_waits_for_the_server_to_stop_and_keeps_everything() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A store that cannot record results for its first `failures` attempts
-/// (as on a full disk: the write is refused and nothing of it stored), and
-/// records them in memory after that.
-#[derive(Debug)]
-struct FullForAWhile {
-    inner: MemoryStore,
-    failures: AtomicU32,
-}
-
-impl Store for FullForAWhile {
-    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
-        self.inner.create_job(job)
-    }
-
-    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.cancel_job(id)
-    }
-
-    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.set_priority(id, priority)
-    }
-
-    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.delete_job(id)
-    }
-
-    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
-        self.inner.open_jobs()
-    }
-
-    fn complete_span(
-        &self,
-        span: Span,
-        factors: FactorLists,
-        kind: WorkerKind,
-    ) -> Result<Completion, StoreError> {
-        let full = self
-            .failures
-            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
-            .is_ok();
-        if full {
-            let e = std::io::Error::other("no space left on device (a test's store)");
-            return Err(StoreError::Full(e.into()));
-        }
-        self.inner.complete_span(span, factors, kind)
-    }
-
-    fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.job(id)
-    }
-
-    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-        self.inner.jobs()
-    }
-
-    fn visit_results(
-        &self,
-        id: JobId,
-        f: &mut dyn FnMut(u128, Option<&[u128]>),
-    ) -> Result<bool, StoreError> {
-        self.inner.visit_results(id, f)
-    }
-}
-
 /// Results the store cannot record (a full disk) are lost to nobody: each
 /// chunk whose result was refused is queued again at once, and once the
 /// store records again the job completes with every result right and none
-/// counted twice. The worker is not blamed. (That leasing pauses meanwhile
-/// is the coordinator's unit test.)
+/// counted twice. The worker is not blamed, and answers the chunk leased
+/// again with the result it sent, not by factoring it again. (That leasing
+/// pauses meanwhile is the coordinator's unit test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn results_the_store_cannot_record_are_factored_again_once_it_can() {
+async fn results_the_store_cannot_record_are_sent_again_once_it_can() {
     let failures = 3;
-    let store = Arc::new(FullForAWhile {
-        inner: MemoryStore::new(),
-        failures: AtomicU32::new(failures),
-    });
+    let store = Arc::new(FullForAWhile::new(failures));
     // Leases that never lapse: a refused chunk has to be leased again
     // because its result was refused, not because its lease ran out.
     let config = Config {
@@ -559,10 +487,21 @@ async fn results_the_store_cannot_record_are_factored_again_once_it_can() {
     let id = server
         .submit(json!({"range": {"start": "999999999999", "count": 30_000, "step": 2}, "chunk_size": 2_000}))
         .await;
-    let mut worker = WorkerProc::spawn(&server, &["--threads", "2", "--exit-when-idle"]);
+    let dir = temp_dir("store-full");
+    let log = dir.join("worker.log");
+    let mut worker = logging_worker(&server.ws_url(), &log);
     let job = server.wait_done(&id, Duration::from_secs(120)).await;
     assert_eq!(worker.wait(Duration::from_secs(30)), Some(0));
-    assert_eq!(store.failures.load(SeqCst), 0, "every refusal was met");
+    // A refused chunk is leased again to the worker that sent its result,
+    // which sends that result again instead of factoring the chunk again.
+    let (factored, reused) = worker_totals(&log);
+    assert_eq!(
+        (factored, reused),
+        (30_000, 0),
+        "numbers the worker factored"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(store.failures_left(), 0, "every refusal was met");
     assert_eq!(job["done"], 30_000, "{job}");
     assert_matches_gnu(&numbers, &server.results(&id).await);
     let metrics = server.text("/metrics", None).await;

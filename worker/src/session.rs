@@ -646,6 +646,15 @@ async fn session(
                             cancelled.remove(&a.chunk_id);
                             continue;
                         }
+                        // Leased again after its result went out on this
+                        // connection (the coordinator could not store it, and
+                        // queued the chunk again): that result answers again.
+                        let again = sent.iter().position(|(_, k)| *k.assignment == a);
+                        if let Some((_, kept)) = again.and_then(|i| sent.remove(i)) {
+                            tracing::info!(chunk_id = a.chunk_id, numbers = kept.count, "answered again with the result sent before");
+                            send_result(&mut sink, sent, kept).await?;
+                            continue;
+                        }
                         let kept = carry.lock().take_result(&a, left_out);
                         if let Some(kept) = kept {
                             tracing::info!(chunk_id = a.chunk_id, numbers = kept.count, "answered with the result factored for the previous connection");
