@@ -171,9 +171,17 @@ function keep(answer) {
 /**
  * A chunk leased again that this tab factored, or is factoring, for an
  * earlier connection (the same assignment, word for word: id, job and
- * numbers) is answered by that computation instead of a second one.
+ * numbers) is answered by that computation instead of a second one; so is
+ * one whose result this connection sent and the server could not store
+ * (it queued the chunk again).
  */
 function answerFromEarlier(text) {
+  for (const answer of state.sent.values()) {
+    if (answer.frame === text) {
+      sendResult(answer);
+      return true;
+    }
+  }
   const kept = state.carried.findIndex((c) => c.frame === text);
   if (kept >= 0) {
     const [c] = state.carried.splice(kept, 1);

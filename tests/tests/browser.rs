@@ -465,6 +465,44 @@ async fn after_a_kill_9_of_the_server_the_tab_factors_no_number_twice() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A result the store could not record (a full disk) is not lost: its
+/// chunk is queued again, and leased again to the tab that sent it, which
+/// sends that result again instead of factoring the chunk a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_store_refused_is_sent_again_not_factored_again() {
+    let failures = 3;
+    let store = std::sync::Arc::new(FullForAWhile::new(failures));
+    // Leases that never lapse: a chunk comes back because its result was
+    // refused, not because its lease ran out.
+    let config = Config {
+        lease_timeout: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let server = TestServer::start_with_store(config, store.clone()).await;
+    let (_driver, client) = chromium().await;
+    let known = known_semiprimes(600, 30, 17);
+    let numbers = numbers_of(&known);
+    let list: Vec<String> = numbers.iter().map(u128::to_string).collect();
+    let id = server
+        .submit(json!({ "numbers": list, "chunk_size": 50 }))
+        .await;
+    client.goto(&server.url()).await.unwrap();
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(store.failures_left(), 0, "every refusal was met");
+    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
+    assert_known_factors(&known, &server.results(&id).await);
+    let metrics = server.text("/metrics", None).await;
+    assert_eq!(
+        metric(&metrics, "crowdfactor_store_failures_total"),
+        u64::from(failures)
+    );
+    // What the page counts as factored by its Web Workers.
+    wait_text_where(&client, "factored", Duration::from_secs(10), |t| t == "600").await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// The connected workers, as `GET /api/workers` lists them.
 async fn workers(server: &TestServer) -> Vec<serde_json::Value> {
     let (_, list) = server.get("/api/workers").await;
