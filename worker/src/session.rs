@@ -403,17 +403,6 @@ struct Source {
     kept: Kept,
 }
 
-/// What a new chunk can take from [`Carried`].
-enum Reusable {
-    /// Its numbers are in no kept result and in no chunk being factored.
-    Nothing,
-    /// Spans of it, from these results.
-    From(Vec<Source>, Vec<reuse::Span>),
-    /// Some of its numbers are still being factored for an ended
-    /// connection: wait for that.
-    Wait,
-}
-
 impl Carried {
     /// Keeps the result of a chunk factored for an ended connection.
     fn keep(&mut self, kept: Kept) {
@@ -440,14 +429,20 @@ impl Carried {
         });
     }
 
-    /// Which numbers of `a` (a chunk assigned by connection `epoch`, in
-    /// `left_out`'s form) kept results of its job answer; those taken are
-    /// counted as used. It waits only for chunks carried from connections
-    /// before its own: never for itself (once its own connection ended),
-    /// and no two chunks for each other.
-    fn reusable(&mut self, a: &Assignment, left_out: bool, epoch: u64) -> Reusable {
+    /// The kept results of `a`'s job (a chunk assigned by connection
+    /// `epoch`, in `left_out`'s form) that may answer some of its numbers,
+    /// and the chunks still being factored that may hold others: only those
+    /// carried from connections before its own, so a chunk never waits for
+    /// itself (once its own connection ended), nor two chunks for each
+    /// other. Cheap copies: matching them to `a` is done without the lock.
+    fn candidates(
+        &self,
+        a: &Assignment,
+        left_out: bool,
+        epoch: u64,
+    ) -> (Vec<Source>, Vec<Arc<Assignment>>) {
         let now = Instant::now();
-        let sources: Vec<Source> = self
+        let sources = self
             .done
             .iter()
             .filter(|d| {
@@ -462,22 +457,19 @@ impl Carried {
                 kept: d.kept.clone(),
             })
             .collect();
-        let running: Vec<&Arc<Assignment>> = self
+        let running = self
             .running
             .values()
             .filter(|(r, carried_from)| *carried_from < epoch && r.job_id == a.job_id)
-            .map(|(r, _)| r)
+            .map(|(r, _)| Arc::clone(r))
             .collect();
-        if sources.is_empty() && running.is_empty() {
-            return Reusable::Nothing;
-        }
-        let mut all: Vec<&ChunkNumbers> =
-            sources.iter().map(|s| &s.kept.assignment.numbers).collect();
-        all.extend(running.iter().map(|r| &r.numbers));
-        let spans = reuse::plan(&a.numbers, &all);
-        if spans.iter().any(|s| s.source >= sources.len()) {
-            return Reusable::Wait;
-        }
+        (sources, running)
+    }
+
+    /// Counts the lists `spans` take from `sources` as used (a result all
+    /// of whose lists were used is dropped), and whether a chunk of their
+    /// job took any.
+    fn took(&mut self, sources: &[Source], spans: &[reuse::Span]) {
         for (i, source) in sources.iter().enumerate() {
             let used: usize = spans
                 .iter()
@@ -490,10 +482,6 @@ impl Carried {
             }
         }
         self.done.retain(|d| d.unused > 0);
-        if spans.is_empty() {
-            return Reusable::Nothing;
-        }
-        Reusable::From(sources, spans)
     }
 
     /// The result kept for exactly this assignment (same chunk, job and
@@ -870,11 +858,22 @@ fn answer(
     epoch: u64,
 ) -> Option<Factored> {
     let began = Instant::now();
-    let reusable = carry.lock().reusable(a, left_out, epoch);
-    let (sources, spans) = match reusable {
-        Reusable::Wait => return None,
-        Reusable::Nothing => (Vec::new(), Vec::new()),
-        Reusable::From(sources, spans) => (sources, spans),
+    let (sources, running) = carry.lock().candidates(a, left_out, epoch);
+    let spans = if sources.is_empty() && running.is_empty() {
+        Vec::new()
+    } else {
+        let mut all: Vec<&ChunkNumbers> =
+            sources.iter().map(|s| &s.kept.assignment.numbers).collect();
+        all.extend(running.iter().map(|r| &r.numbers));
+        let spans = reuse::plan(&a.numbers, &all);
+        // Some of its numbers are still being factored for an ended
+        // connection. (The caller watches `Carry::changed` from before
+        // `candidates`: a chunk that ended since is not missed.)
+        if spans.iter().any(|s| s.source >= sources.len()) {
+            return None;
+        }
+        carry.lock().took(&sources, &spans);
+        spans
     };
     // Written out here, on the compute thread, not by the connection's one
     // task: on a sieved range the text costs ~12 ns a number against ~45
