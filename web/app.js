@@ -121,7 +121,7 @@ function onWorkerMessage(w, msg) {
     allTime.add(chunk.count);
     state.events.push([performance.now(), chunk.count]);
     const result = chunk.spliced ? splice(chunk.id, chunk.spliced, msg.frame) : msg.frame;
-    const answer = { id: chunk.id, frame: chunk.spliced ? chunk.spliced.frame : chunk.frame, result };
+    const answer = { id: chunk.id, frame: assignment(chunk), result };
     if (chunk.generation === state.generation) {
       sendResult(answer);
     } else if (!chunk.cancelled) {
@@ -190,9 +190,17 @@ function answerFromEarlier(text) {
   }
   const running = state.workers.find((w) => w.chunk && !w.chunk.cancelled
     && w.chunk.generation !== state.generation
-    && (w.chunk.spliced ? w.chunk.spliced.frame : w.chunk.frame) === text);
+    && assignment(w.chunk) === text);
   if (running) running.chunk.generation = state.generation;
   return Boolean(running);
+}
+
+/**
+ * The `assign` frame a running chunk answers: the server's, also when its
+ * Web Worker was given only the numbers no kept list held.
+ */
+function assignment(chunk) {
+  return chunk.spliced ? chunk.spliced.frame : chunk.frame;
 }
 
 /** A number's decimal form, as every frame gives it. */
