@@ -101,6 +101,18 @@
 //! is still accepted if the chunk is not done yet; a second result for a
 //! finished chunk is ignored. Every result is verified (the factors multiply
 //! to `n` and each is prime) before it is accepted.
+//!
+//! A chunk goes back to the queue under the same id, with the same numbers,
+//! and is leased again before any new chunk: so the `assign` a worker gets
+//! for it is the one it had, word for word. A result the coordinator could
+//! verify but not store (a full disk) gets no answer, neither `accepted` nor
+//! `rejected`, and its chunk is queued again too. A worker that still has a
+//! result for an `assign` equal to one it answered (the first connection
+//! ended, or the result got no answer) may send that result again rather
+//! than factor the chunk again: both workers here do. (A restarted
+//! coordinator has forgotten its leases: it cuts the numbers it has no
+//! result for into new chunks, with new ids; both workers here answer those
+//! from their kept results list by list.)
 
 use serde::{Deserialize, Serialize};
 
