@@ -175,12 +175,11 @@ function keep(answer) {
  * one whose result this connection sent and the server could not store
  * (it queued the chunk again).
  */
-function answerFromEarlier(text) {
-  for (const answer of state.sent.values()) {
-    if (answer.frame === text) {
-      sendResult(answer);
-      return true;
-    }
+function answerFromEarlier(id, text) {
+  const sent = state.sent.get(id);
+  if (sent && sent.frame === text) {
+    sendResult(sent);
+    return true;
   }
   const kept = state.carried.findIndex((c) => c.frame === text);
   if (kept >= 0) {
@@ -468,7 +467,7 @@ function onServerMessage(text) {
       state.serverIdle = false;
       // Leased again while this tab holds it (the lease lapsed while the
       // machine slept, say): the one computation serves the new lease.
-      if (holds(msg.chunk_id) || answerFromEarlier(text)) break;
+      if (holds(msg.chunk_id) || answerFromEarlier(msg.chunk_id, text)) break;
       if (effectivePause()) {
         send(release_message([msg.chunk_id])); // raced with a pause: hand it back
       } else if (!answerInPart(msg, text)) {
