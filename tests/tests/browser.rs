@@ -411,14 +411,8 @@ async fn after_a_server_restart_the_tab_factors_no_number_twice() {
     );
     let server = TestServer::start_on_with_store(addr, Config::default(), store).await;
     let job = server.wait_done(&id, Duration::from_secs(180)).await;
-    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
-    assert_known_factors(&known, &server.results(&id).await);
-    // What the page counts as factored by its Web Workers.
-    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
-        t == "3,000"
-    })
-    .await;
-    assert_no_console_errors(&client).await;
+    let results = server.results(&id).await;
+    the_tab_factored_each_number_once(&client, &job, &known, &results, "3,000").await;
     client.close().await.unwrap();
     server.shutdown().await;
 }
@@ -454,13 +448,8 @@ async fn after_a_kill_9_of_the_server_the_tab_factors_no_number_twice() {
     let _server = start_server(port, &db);
     wait_up(port).await;
     let job = wait_job(port, &id, 180, |job| job["state"] == "done").await;
-    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
-    assert_known_factors(&known, &results_of(port, &id).await);
-    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
-        t == "3,000"
-    })
-    .await;
-    assert_no_console_errors(&client).await;
+    let results = results_of(port, &id).await;
+    the_tab_factored_each_number_once(&client, &job, &known, &results, "3,000").await;
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -489,18 +478,32 @@ async fn a_result_the_store_refused_is_sent_again_not_factored_again() {
     client.goto(&server.url()).await.unwrap();
     let job = server.wait_done(&id, Duration::from_secs(120)).await;
     assert_eq!(store.failures_left(), 0, "every refusal was met");
-    assert_eq!(job["by_kind"]["browser"], numbers.len(), "{job}");
-    assert_known_factors(&known, &server.results(&id).await);
     let metrics = server.text("/metrics", None).await;
     assert_eq!(
         metric(&metrics, "crowdfactor_store_failures_total"),
         u64::from(failures)
     );
-    // What the page counts as factored by its Web Workers.
-    wait_text_where(&client, "factored", Duration::from_secs(10), |t| t == "600").await;
-    assert_no_console_errors(&client).await;
+    let results = server.results(&id).await;
+    the_tab_factored_each_number_once(&client, &job, &known, &results, "600").await;
     client.close().await.unwrap();
     server.shutdown().await;
+}
+
+/// `job` (done) was factored by the tab alone, every factor in `results`
+/// right, and its Web Workers factored each number once: the page's
+/// "Numbers factored" comes to `shown` (the job's size, as the page writes
+/// it). The console logged no error meanwhile.
+async fn the_tab_factored_each_number_once(
+    client: &Client,
+    job: &serde_json::Value,
+    known: &[(u128, [u128; 2])],
+    results: &std::collections::HashMap<String, Vec<String>>,
+    shown: &str,
+) {
+    assert_eq!(job["by_kind"]["browser"], known.len(), "{job}");
+    assert_known_factors(known, results);
+    wait_text_where(client, "factored", Duration::from_secs(10), |t| t == shown).await;
+    assert_no_console_errors(client).await;
 }
 
 /// The connected workers, as `GET /api/workers` lists them.
