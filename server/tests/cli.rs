@@ -207,6 +207,14 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
             "{failed:?}"
         );
     }
+    // The file named without --file: a usage error that names the flag,
+    // and nothing submitted.
+    let meant_file = cli(&["submit", list.to_str().unwrap()]);
+    assert_eq!(meant_file.status.code(), Some(2), "{meant_file:?}");
+    assert!(
+        String::from_utf8_lossy(&meant_file.stderr).contains("--file"),
+        "{meant_file:?}"
+    );
     let ok = cli(&["submit", "--file", list.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();

@@ -2,7 +2,7 @@
 //! results and cancel, over the HTTP API.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -474,6 +474,16 @@ async fn submit(
             sent?
         }
         (None, None) if !numbers.is_empty() => {
+            // `submit numbers.txt` meant --file: say so before the server
+            // calls the file's name a bad number.
+            if let Some(path) = numbers
+                .iter()
+                .find(|n| !n.bytes().all(|b| b.is_ascii_digit()) && Path::new(n.as_str()).is_file())
+            {
+                return Err(CliError::Usage(format!(
+                    "{path:?} is a file, not a number: to submit the numbers in it, use --file {path}"
+                )));
+            }
             fields.insert("numbers".into(), json!(numbers));
             api.send(api.http.post(url).json(&fields)).await?
         }
