@@ -51,6 +51,7 @@ step "wasm tests in headless Chromium (dedicated worker)"
 step "fuzz targets, 20 s each (longer runs: scripts/fuzz.sh SECONDS)"
 scripts/fuzz.sh 20
 
-step "benchmarks run (smoke, dev profile: figures come from scripts/bench.sh and scripts/bench-load.sh)"
+step "benchmarks run (smoke, dev profile: figures come from scripts/bench.sh, bench-load.sh and bench-page.sh)"
 cargo bench -p crowdfactor-factor --bench classes --profile dev -- --quick
 cargo bench -p crowdfactor-e2e --bench load --profile dev -- --quick
+scripts/bench-page.sh 2000 1 target/debug/crowdfactor-server

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The volunteer page end to end: a headless Chromium tab (one Web Worker per
+# core) factors a range job through an in-memory coordinator on this
+# machine; prints the job's time from its submission to its last result.
+# Usage: scripts/bench-page.sh [COUNT [RUNS [SERVER_BINARY...]]]
+#   COUNT numbers from 2^64 + 1, step 2 (default 400000); RUNS per binary
+#   (default 2); several binaries (e.g. two builds to compare) alternate.
+# Needs a release build (scripts/build-wasm.sh, then cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-400000}
+runs=${2:-2}
+shift $(($# < 2 ? $# : 2))
+bins=("$@")
+((${#bins[@]})) || bins=(target/release/crowdfactor-server)
+token=bench
+
+json() { python3 -c "import sys, json; j = json.load(sys.stdin); print($1)"; }
+
+one() { # binary
+  local dir port url srv chr id state t0 t1
+  dir=$(mktemp -d)
+  port=$((30000 + RANDOM % 20000))
+  url="http://127.0.0.1:$port"
+  timeout 600 "$1" --listen "127.0.0.1:$port" --in-memory --token "$token" >"$dir/server.log" 2>&1 &
+  srv=$!
+  for _ in $(seq 100); do curl -fsS "$url/api/status" >/dev/null 2>&1 && break; sleep 0.1; done
+  timeout 600 chromium --headless=new --no-sandbox --disable-gpu --disable-background-networking \
+    --disable-component-update --no-first-run --disable-sync --user-data-dir="$dir/profile" \
+    "$url/" >"$dir/chromium.log" 2>&1 &
+  chr=$!
+  # The tab's Web Workers load the factorizer and wait for work.
+  local workers=0
+  for _ in $(seq 200); do
+    workers=$(curl -fsS "$url/api/status" | json 'j["workers"]' || echo 0)
+    [[ -n $workers && $workers != 0 ]] && break
+    sleep 0.1
+  done
+  if [[ -z $workers || $workers == 0 ]]; then
+    kill "$chr" "$srv" 2>/dev/null || true
+    wait "$chr" "$srv" 2>/dev/null || true
+    rm -rf "$dir"
+    echo "$1: no tab connected (is chromium installed?)" >&2
+    return 1
+  fi
+  sleep 1
+  t0=$(date +%s.%N)
+  id=$(curl -fsS -H "Authorization: Bearer $token" -X POST "$url/api/jobs" \
+    -d "{\"range\": {\"start\": \"18446744073709551617\", \"count\": $count, \"step\": 2}}" | json 'j["id"]')
+  # (Polled with curl alone: a Python per poll would take CPU from the tab.)
+  for _ in $(seq 6000); do
+    state=$(curl -fsS -H "Authorization: Bearer $token" "$url/api/jobs/$id" | grep -o '"state":"[a-z]*"')
+    [[ $state == '"state":"done"' ]] && break
+    sleep 0.1
+  done
+  t1=$(date +%s.%N)
+  kill "$chr" "$srv" 2>/dev/null || true
+  wait "$chr" "$srv" 2>/dev/null || true
+  rm -rf "$dir"
+  [[ $state == '"state":"done"' ]] || { echo "$1: the job did not finish" >&2; return 1; }
+  python3 -c "print(f'$1  $count numbers  {$t1 - $t0:.2f} s')"
+}
+
+for _ in $(seq "$runs"); do
+  for b in "${bins[@]}"; do one "$b"; done
+done
