@@ -74,13 +74,14 @@ async function run(id, frame) {
     // timers really slept (at least 4 ms once nested, often a little
     // more) against what the next slices owe — but no more than a slice's
     // worth, so a long stall does not buy a long run at full speed. At
-    // 100 % still yield after each slice so messages get through.
+    // 100 % still yield after each slice of some length (a chunk's first
+    // ones are tiny) so messages get through.
     owed = duty < 1 ? owed + (dt * (1 - duty)) / duty : 0;
     if (owed >= 4) {
       const s0 = performance.now();
       await sleep(owed);
       owed = Math.max(owed - (performance.now() - s0), -30);
-    } else {
+    } else if (dt > 5) {
       await yieldToEvents();
     }
   }
