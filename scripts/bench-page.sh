@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The volunteer page end to end: a headless Chromium tab (one Web Worker per
 # core) factors a range job through an in-memory coordinator on this
-# machine; prints the job's time from its submission to its last result.
+# machine; prints the job's time from its submission until it reads done
+# (polled every 0.1 s).
 # Usage: scripts/bench-page.sh [COUNT [RUNS [SERVER_BINARY...]]]
 #   COUNT numbers from 2^64 + 1, step 2 (default 400000); RUNS per binary
 #   (default 2); several binaries (e.g. two builds to compare) alternate.
@@ -17,8 +18,20 @@ token=bench
 
 json() { python3 -c "import sys, json; j = json.load(sys.stdin); print($1)"; }
 
+# The run in progress: its server, its browser and their directory, ended
+# after each run and on any exit (a failed request included).
+dir="" srv="" chr=""
+cleanup() {
+  local p
+  for p in $chr $srv; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n $dir ]]; then rm -rf "$dir"; fi
+  dir="" srv="" chr=""
+}
+trap cleanup EXIT
+
 one() { # binary
-  local dir port url srv chr id state t0 t1
+  local port url id state t0 t1
   dir=$(mktemp -d)
   port=$((30000 + RANDOM % 20000))
   url="http://127.0.0.1:$port"
@@ -37,9 +50,7 @@ one() { # binary
     sleep 0.1
   done
   if [[ -z $workers || $workers == 0 ]]; then
-    kill "$chr" "$srv" 2>/dev/null || true
-    wait "$chr" "$srv" 2>/dev/null || true
-    rm -rf "$dir"
+    cleanup
     echo "$1: no tab connected (is chromium installed?)" >&2
     return 1
   fi
@@ -54,9 +65,7 @@ one() { # binary
     sleep 0.1
   done
   t1=$(date +%s.%N)
-  kill "$chr" "$srv" 2>/dev/null || true
-  wait "$chr" "$srv" 2>/dev/null || true
-  rm -rf "$dir"
+  cleanup
   [[ $state == '"state":"done"' ]] || { echo "$1: the job did not finish" >&2; return 1; }
   python3 -c "print(f'$1  $count numbers  {$t1 - $t0:.2f} s')"
 }
