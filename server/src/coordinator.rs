@@ -1675,7 +1675,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{FullDisk, MemoryStore};
     use crowdfactor_protocol::ClientMessage;
     use std::net::Ipv4Addr;
 
@@ -2439,58 +2439,6 @@ mod tests {
         assert_eq!(c.lease(a).len(), 1, "heard again: work (on probation)");
     }
 
-    /// A store whose disk can be made full: recording results fails.
-    #[derive(Debug, Default)]
-    struct FullDisk {
-        inner: MemoryStore,
-        full: std::sync::atomic::AtomicBool,
-    }
-
-    impl Store for FullDisk {
-        fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
-            if self.full.load(Relaxed) {
-                return Err(StoreError::Full("database or disk is full".into()));
-            }
-            self.inner.create_job(job)
-        }
-        fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-            self.inner.cancel_job(id)
-        }
-        fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
-            self.inner.set_priority(id, priority)
-        }
-        fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-            self.inner.delete_job(id)
-        }
-        fn open_jobs(&self) -> Result<Vec<crate::store::OpenJob>, StoreError> {
-            self.inner.open_jobs()
-        }
-        fn complete_span(
-            &self,
-            span: Span,
-            factors: FactorLists,
-            kind: WorkerKind,
-        ) -> Result<Completion, StoreError> {
-            if self.full.load(Relaxed) {
-                return Err(StoreError::Full("database or disk is full".into()));
-            }
-            self.inner.complete_span(span, factors, kind)
-        }
-        fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-            self.inner.job(id)
-        }
-        fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-            self.inner.jobs()
-        }
-        fn visit_results(
-            &self,
-            id: JobId,
-            f: &mut dyn FnMut(u128, Option<&[u128]>),
-        ) -> Result<bool, StoreError> {
-            self.inner.visit_results(id, f)
-        }
-    }
-
     /// While results cannot be recorded, nothing is leased (workers would
     /// factor the same chunks over and over, each result lost); the pause
     /// doubles with each failure and resets once a result is recorded.
@@ -2516,7 +2464,7 @@ mod tests {
         };
         let held = c.lease(a);
         assert_eq!(held.len(), 2);
-        store.full.store(true, Relaxed);
+        store.set_full(true);
         // A job the store cannot take holds no room for its list.
         let before = c.list_bytes();
         assert!(matches!(
@@ -2542,10 +2490,10 @@ mod tests {
         let retry = c.lease(a);
         assert_eq!(retry.len(), 1);
         // Space again: recorded, and the next failure pauses one second.
-        store.full.store(false, Relaxed);
+        store.set_full(false);
         c.accept(a, retry[0].chunk_id, answer(retry[0].chunk_id), None)
             .expect("recorded");
-        store.full.store(true, Relaxed);
+        store.set_full(true);
         let t2 = Instant::now();
         fail(held[1].chunk_id);
         c.sweep(t2 + Duration::from_millis(1100));

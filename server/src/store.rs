@@ -11,6 +11,8 @@
 //! Leases are deliberately *not* part of the store either: they are transient.
 
 use std::collections::BTreeMap;
+#[cfg(any(test, feature = "test-support"))]
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -716,6 +718,105 @@ impl Store for MemoryStore {
             }
         }
         Ok(true)
+    }
+}
+
+/// A [`MemoryStore`] whose disk fills, for tests of what the coordinator
+/// does then: while it is full, and for the first results it is told to
+/// refuse, creating a job or recording a result fails with
+/// [`StoreError::Full`] and stores nothing of it.
+#[cfg(any(test, feature = "test-support"))]
+#[derive(Debug, Default)]
+pub struct FullDisk {
+    inner: MemoryStore,
+    full: AtomicBool,
+    /// Results still to refuse (then recorded as usual).
+    refusals: AtomicU32,
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl FullDisk {
+    /// A store that refuses its first `results` results, and only those.
+    pub fn refusing(results: u32) -> Self {
+        FullDisk {
+            refusals: results.into(),
+            ..FullDisk::default()
+        }
+    }
+
+    /// Fills the disk (`true`) or frees it.
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, SeqCst);
+    }
+
+    /// The refusals [`FullDisk::refusing`] asked for that are still to come.
+    pub fn refusals_left(&self) -> u32 {
+        self.refusals.load(SeqCst)
+    }
+
+    fn is_full(&self) -> Result<(), StoreError> {
+        if self.full.load(SeqCst) {
+            return Err(StoreError::Full("database or disk is full".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Store for FullDisk {
+    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
+        self.is_full()?;
+        self.inner.create_job(job)
+    }
+
+    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.cancel_job(id)
+    }
+
+    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.set_priority(id, priority)
+    }
+
+    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.delete_job(id)
+    }
+
+    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
+        self.inner.open_jobs()
+    }
+
+    fn complete_span(
+        &self,
+        span: Span,
+        factors: FactorLists,
+        kind: WorkerKind,
+    ) -> Result<Completion, StoreError> {
+        self.is_full()?;
+        let refused = self
+            .refusals
+            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
+            .is_ok();
+        if refused {
+            let e = std::io::Error::other("no space left on device (a test's store)");
+            return Err(StoreError::Full(e.into()));
+        }
+        self.inner.complete_span(span, factors, kind)
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
+        self.inner.job(id)
+    }
+
+    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        self.inner.jobs()
+    }
+
+    fn visit_results(
+        &self,
+        id: JobId,
+        f: &mut dyn FnMut(u128, Option<&[u128]>),
+    ) -> Result<bool, StoreError> {
+        self.inner.visit_results(id, f)
     }
 }
 

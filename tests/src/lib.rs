@@ -7,17 +7,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crowdfactor_protocol::{FactorLists, WorkerKind};
-use crowdfactor_server::store::{
-    Completion, JobId, JobInfo, MemoryStore, NewJob, Numbers, OpenJob, Span, Store, StoreError,
-};
+/// A store whose disk fills (the tests that refuse results use it).
+pub use crowdfactor_server::store::FullDisk;
+use crowdfactor_server::store::{MemoryStore, Store};
 pub use crowdfactor_server::Config;
 
 /// Polls `probe` every 50 ms until it gives `Ok`, for at most `limit`; then
@@ -627,84 +626,6 @@ async fn pump(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
-    }
-}
-
-/// A store that cannot record results for its first `failures` attempts
-/// (as on a full disk: the write is refused and nothing of it stored), and
-/// records them in memory after that.
-#[derive(Debug)]
-pub struct FullForAWhile {
-    inner: MemoryStore,
-    failures: AtomicU32,
-}
-
-impl FullForAWhile {
-    pub fn new(failures: u32) -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            failures: AtomicU32::new(failures),
-        }
-    }
-
-    /// The refusals still to come.
-    pub fn failures_left(&self) -> u32 {
-        self.failures.load(SeqCst)
-    }
-}
-
-impl Store for FullForAWhile {
-    fn create_job(&self, job: NewJob) -> Result<(JobInfo, Numbers), StoreError> {
-        self.inner.create_job(job)
-    }
-
-    fn cancel_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.cancel_job(id)
-    }
-
-    fn set_priority(&self, id: JobId, priority: i32) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.set_priority(id, priority)
-    }
-
-    fn delete_job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.delete_job(id)
-    }
-
-    fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
-        self.inner.open_jobs()
-    }
-
-    fn complete_span(
-        &self,
-        span: Span,
-        factors: FactorLists,
-        kind: WorkerKind,
-    ) -> Result<Completion, StoreError> {
-        let full = self
-            .failures
-            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
-            .is_ok();
-        if full {
-            let e = std::io::Error::other("no space left on device (a test's store)");
-            return Err(StoreError::Full(e.into()));
-        }
-        self.inner.complete_span(span, factors, kind)
-    }
-
-    fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
-        self.inner.job(id)
-    }
-
-    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-        self.inner.jobs()
-    }
-
-    fn visit_results(
-        &self,
-        id: JobId,
-        f: &mut dyn FnMut(u128, Option<&[u128]>),
-    ) -> Result<bool, StoreError> {
-        self.inner.visit_results(id, f)
     }
 }
 

@@ -460,7 +460,7 @@ async fn after_a_kill_9_of_the_server_the_tab_factors_no_number_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_store_refused_is_sent_again_not_factored_again() {
     let failures = 3;
-    let store = std::sync::Arc::new(FullForAWhile::new(failures));
+    let store = std::sync::Arc::new(FullDisk::refusing(failures));
     // Leases that never lapse: a chunk comes back because its result was
     // refused, not because its lease ran out.
     let config = Config {
@@ -477,7 +477,7 @@ async fn a_result_the_store_refused_is_sent_again_not_factored_again() {
         .await;
     client.goto(&server.url()).await.unwrap();
     let job = server.wait_done(&id, Duration::from_secs(120)).await;
-    assert_eq!(store.failures_left(), 0, "every refusal was met");
+    assert_eq!(store.refusals_left(), 0, "every refusal was met");
     let metrics = server.text("/metrics", None).await;
     assert_eq!(
         metric(&metrics, "crowdfactor_store_failures_total"),

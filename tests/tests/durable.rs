@@ -475,7 +475,7 @@ async fn compact_waits_for_the_server_to_stop_and_keeps_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_the_store_cannot_record_are_sent_again_once_it_can() {
     let failures = 3;
-    let store = Arc::new(FullForAWhile::new(failures));
+    let store = Arc::new(FullDisk::refusing(failures));
     // Leases that never lapse: a refused chunk has to be leased again
     // because its result was refused, not because its lease ran out.
     let config = Config {
@@ -501,7 +501,7 @@ async fn results_the_store_cannot_record_are_sent_again_once_it_can() {
         "numbers the worker factored"
     );
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(store.failures_left(), 0, "every refusal was met");
+    assert_eq!(store.refusals_left(), 0, "every refusal was met");
     assert_eq!(job["done"], 30_000, "{job}");
     assert_matches_gnu(&numbers, &server.results(&id).await);
     let metrics = server.text("/metrics", None).await;
