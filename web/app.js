@@ -25,7 +25,7 @@ const state = {
   ws: null,
   connection: 'connecting',
   generation: 0,
-  workers: [],        // { worker, chunk: {id, count, generation, frame, cancelled?} | null, ready, retiring, done }
+  workers: [],        // { worker, chunks: [{id, count, generation, frame, posted, cancelled?}] (the first running), ready, retiring, done, depth, lastAt }
   queue: [],          // assignments received but not started: { id, count, frame }
   sent: new Map(),     // chunk id -> { frame, result }: results sent, not yet accepted or rejected
   carried: [],        // results for an earlier connection: { frame, result, at }
@@ -45,6 +45,7 @@ const state = {
   everConnected: false,
   lastError: null,    // the server's last `error` message, until the next welcome
   renderQueued: false, // a render is due within 100 ms (see `renderSoon`)
+  slots: 0,           // as last told the server
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -53,14 +54,33 @@ function effectivePause() {
     || (settings.pauseHidden && document.hidden)
     || (settings.pauseBattery && state.onBattery);
 }
-const slots = () => (effectivePause() ? 0 : settings.workers * 2);
+/**
+ * The chunks this tab asks the server for: two for each chunk a Web
+ * Worker is given at a time (see `depthFor`), so that one waits here for
+ * each.
+ */
+function slots() {
+  if (effectivePause()) return 0;
+  const depths = state.workers.filter((w) => !w.retiring).reduce((sum, w) => sum + w.depth, 0);
+  return 2 * Math.max(settings.workers, depths);
+}
+/** Tells the server how many chunks this tab wants, when that changed. */
+function announce() {
+  const n = slots();
+  if (n !== state.slots) {
+    state.slots = n;
+    send(capacity_message(n));
+  }
+}
+/** Every chunk the Web Workers hold: running, or queued in one behind its running chunk. */
+const held = () => state.workers.flatMap((w) => w.chunks);
 
 function send(frame) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(frame);
 }
 
 function spawnWorker() {
-  const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunk: null, ready: false, retiring: false, done: 0 };
+  const w = { worker: new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }), chunks: [], ready: false, retiring: false, done: 0, depth: 1, lastAt: 0 };
   w.worker.onmessage = (event) => onWorkerMessage(w, event.data);
   w.worker.onerror = (event) => {
     console.error('worker failed', event.message);
@@ -93,9 +113,9 @@ function applyWorkerCount() {
   for (let i = active.length; i < settings.workers; i++) spawnWorker();
   for (const w of active.slice(settings.workers)) {
     w.retiring = true;
-    if (!w.chunk) retire(w);
+    if (w.chunks.length === 0) retire(w);
   }
-  send(capacity_message(slots()));
+  announce();
   pump();
 }
 
@@ -113,9 +133,19 @@ function onWorkerMessage(w, msg) {
     replace(w);
     return;
   }
-  const chunk = w.chunk;
-  w.chunk = null;
-  if (msg.type === 'result' && chunk && chunk.id === msg.id) {
+  // A Web Worker answers its chunks in the order it was given them, but
+  // drops a cancelled one wherever it is.
+  const at = w.chunks.findIndex((c) => c.id === msg.id);
+  const chunk = at >= 0 ? w.chunks.splice(at, 1)[0] : null;
+  if (msg.type === 'result' && chunk) {
+    const now = performance.now();
+    w.depth = depthFor(now - Math.max(w.lastAt, chunk.posted));
+    w.lastAt = now;
+  }
+  // A chunk cancelled by the server (its job cancelled, another worker
+  // answered it first) or handed back on a pause, but finished before its
+  // Web Worker heard: nobody wants its result, and it does not count.
+  if (msg.type === 'result' && chunk && !chunk.cancelled) {
     w.done += 1;
     state.factored += chunk.count;
     allTime.add(chunk.count);
@@ -124,14 +154,15 @@ function onWorkerMessage(w, msg) {
     const answer = { id: chunk.id, frame: assignment(chunk), result };
     if (chunk.generation === state.generation) {
       sendResult(answer);
-    } else if (!chunk.cancelled) {
+    } else {
       keep(answer);
     }
   } else if (msg.type === 'error') {
     console.error('factorizer error', msg.message);
     if (chunk) send(release_message([chunk.id]));
   }
-  if (w.retiring) retire(w);
+  if (w.retiring && w.chunks.length === 0) retire(w);
+  announce();
   if (chunk && chunk.generation !== state.generation) unblock();
   pump();
   renderSoon();
@@ -187,10 +218,9 @@ function answerFromEarlier(id, text) {
     sendResult(c);
     return true;
   }
-  const running = state.workers.find((w) => w.chunk && !w.chunk.cancelled
-    && w.chunk.generation !== state.generation
-    && assignment(w.chunk) === text);
-  if (running) running.chunk.generation = state.generation;
+  const running = held().find((c) => !c.cancelled && c.generation !== state.generation
+    && assignment(c) === text);
+  if (running) running.generation = state.generation;
   return Boolean(running);
 }
 
@@ -240,9 +270,8 @@ function reusable(msg) {
   const sources = state.carried.filter((c) => (c.missed || 0) < MISSES
     && parsed(c, c.frame).job === msg.job_id);
   // (What its Web Worker factors: of a chunk answered in part, the rest.)
-  const running = state.workers.filter((w) => w.chunk && !w.chunk.cancelled
-    && w.chunk.generation !== state.generation
-    && parsed(w.chunk, w.chunk.frame).job === msg.job_id);
+  const running = held().filter((c) => !c.cancelled && c.generation !== state.generation
+    && parsed(c, c.frame).job === msg.job_id);
   if (sources.length === 0 && running.length === 0) return null;
   const numbers = numbersOf(msg.numbers);
   // Filled, not sparse: `map` skips the holes of a sparse array.
@@ -265,7 +294,7 @@ function reusable(msg) {
         return;
       }
     }
-    if (running.some((w) => w.chunk.parsed.index.has(n))) wait = true;
+    if (running.some((c) => c.parsed.index.has(n))) wait = true;
   });
   if (wait) return 'wait';
   for (const c of sources) c.missed = found ? 0 : (c.missed || 0) + 1;
@@ -340,18 +369,40 @@ function queueChunk(msg, text) {
 function holds(id) {
   return state.blocked.some((b) => b.msg.chunk_id === id)
     || state.queue.some((c) => c.id === id)
-    || state.workers.some((w) => w.chunk && w.chunk.id === id && !w.chunk.cancelled
-      && w.chunk.generation === state.generation);
+    || held().some((c) => c.id === id && !c.cancelled && c.generation === state.generation);
+}
+
+/**
+ * How many chunks a Web Worker is given at a time, the first to run and
+ * the rest queued in it, by how long its last one took (ms, from when it
+ * could start it until its result came): it starts the next as soon as it
+ * posts a result. A result's way to this page and the next chunk's way
+ * back take 0.3–1 ms in Chromium (its messages pass through the page's
+ * main thread and the browser's network process): chunks of a few dozen
+ * small numbers (an owner's `chunk_size` cap) take 0.1 ms, and one at a
+ * time, Web Workers spent four fifths of their time waiting. Chunks of 0.1
+ * s and more go one at a time, so that at a job's end none waits behind
+ * another in a busy Web Worker while one is idle.
+ */
+function depthFor(ms) {
+  if (ms >= 100) return 1;
+  if (ms >= 20) return 2;
+  return ms >= 5 ? 4 : 8;
 }
 
 function pump() {
   if (effectivePause()) return;
-  for (const w of state.workers) {
-    if (state.queue.length === 0) break;
-    if (w.chunk || !w.ready || w.retiring) continue;
-    const next = state.queue.shift();
-    w.chunk = { id: next.id, count: next.count, generation: state.generation, frame: next.frame, spliced: next.spliced };
-    w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame });
+  for (let depth = 1; depth <= 8; depth += 1) {
+    for (const w of state.workers) {
+      if (state.queue.length === 0) return;
+      if (w.chunks.length >= depth || depth > w.depth || !w.ready || w.retiring) continue;
+      const next = state.queue.shift();
+      w.chunks.push({
+        id: next.id, count: next.count, generation: state.generation, frame: next.frame,
+        spliced: next.spliced, posted: performance.now(),
+      });
+      w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame });
+    }
   }
 }
 
@@ -373,7 +424,8 @@ function connect() {
   render();
   ws.onopen = () => {
     const token = new URLSearchParams(location.search).get('token') || undefined;
-    ws.send(hello_message(slots(), settings.workers, `crowdfactor-page (${navigator.userAgent})`, token));
+    state.slots = slots();
+    ws.send(hello_message(state.slots, settings.workers, `crowdfactor-page (${navigator.userAgent})`, token));
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {
@@ -479,9 +531,11 @@ function onServerMessage(text) {
         state.queue = state.queue.filter((c) => c.id !== id);
         state.blocked = state.blocked.filter((b) => b.msg.chunk_id !== id);
         for (const w of state.workers) {
-          if (w.chunk && w.chunk.id === id) {
-            w.chunk.cancelled = true;
-            w.worker.postMessage({ type: 'cancel', id });
+          for (const c of w.chunks) {
+            if (c.id === id && !c.cancelled) {
+              c.cancelled = true;
+              w.worker.postMessage({ type: 'cancel', id });
+            }
           }
         }
       }
@@ -521,11 +575,21 @@ function onServerMessage(text) {
 
 /** Re-evaluates pausing after any setting or condition changes. */
 function updatePause() {
-  send(capacity_message(slots()));
-  if (effectivePause() && state.queue.length) {
-    // Hand back what has not started; running chunks finish and are sent.
-    send(release_message(state.queue.map((c) => c.id)));
+  announce();
+  if (effectivePause()) {
+    // Hand back what has not started, here or queued in a Web Worker;
+    // running chunks finish and are sent.
+    const back = state.queue.map((c) => c.id);
     state.queue = [];
+    for (const w of state.workers) {
+      for (const c of w.chunks.slice(1)) {
+        if (c.cancelled) continue;
+        c.cancelled = true;
+        w.worker.postMessage({ type: 'cancel', id: c.id });
+        if (c.generation === state.generation) back.push(c.id);
+      }
+    }
+    if (back.length) send(release_message(back));
   }
   pump();
   render();
@@ -591,7 +655,7 @@ function render() {
     setText($('engine'), state.engine === 'wide'
       ? 'WebAssembly with wide arithmetic' : 'WebAssembly');
   }
-  const busy = state.workers.filter((w) => w.chunk).length;
+  const busy = state.workers.filter((w) => w.chunks.length).length;
   // The tab strip shows a paused tab as such (first: titles are cut short),
   // also one paused while hidden or on battery.
   const title = paused ? 'Paused — crowdfactor' : 'crowdfactor — lend this tab\'s CPU to factor integers';
@@ -610,7 +674,7 @@ function render() {
   while (list.children.length > state.workers.length) list.lastChild.remove();
   while (list.children.length < state.workers.length) list.appendChild(document.createElement('li'));
   state.workers.forEach((w, i) => {
-    const label = w.chunk ? (w.retiring ? 'finishing' : 'factoring') : paused ? 'paused' : 'idle';
+    const label = w.chunks.length ? (w.retiring ? 'finishing' : 'factoring') : paused ? 'paused' : 'idle';
     setText(list.children[i], `worker ${i + 1}: ${label} · ${w.done} chunk${w.done === 1 ? '' : 's'} done`);
     if (list.children[i].className !== label) list.children[i].className = label;
   });

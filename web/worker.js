@@ -36,6 +36,7 @@ let duty = 1;
 const cancelled = new Set();
 const queue = [];
 let busy = false;
+let running = null; // the id of the chunk being factored
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -93,12 +94,15 @@ async function pump() {
   busy = true;
   while (queue.length) {
     const { id, frame } = queue.shift();
+    running = id;
     try {
       await run(id, frame);
     } catch (err) {
       self.postMessage({ type: 'error', id, message: String((err && err.message) || err) });
     }
+    cancelled.delete(id);
   }
+  running = null;
   busy = false;
 }
 
@@ -107,9 +111,17 @@ self.onmessage = async (event) => {
   if (msg.type === 'duty') {
     duty = Math.min(1, Math.max(0.05, msg.value));
   } else if (msg.type === 'cancel') {
+    // Of a chunk neither queued nor running, the result is on its way:
+    // the page drops it. (Kept, the id would drop the chunk if the page
+    // gave it again, as it does with a chunk handed back on a pause and
+    // leased to it again.)
     const i = queue.findIndex((c) => c.id === msg.id);
-    if (i >= 0) queue.splice(i, 1);
-    else cancelled.add(msg.id);
+    if (i >= 0) {
+      queue.splice(i, 1);
+      self.postMessage({ type: 'dropped', id: msg.id });
+    } else if (msg.id === running) {
+      cancelled.add(msg.id);
+    }
   } else if (msg.type === 'chunk') {
     await ready;
     queue.push({ id: msg.id, frame: msg.frame });

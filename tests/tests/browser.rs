@@ -1553,6 +1553,91 @@ async fn a_tab_busy_with_small_chunks_stores_and_redraws_a_few_times_a_second() 
     server.shutdown().await;
 }
 
+/// Chunks that take a Web Worker a fraction of a millisecond (an owner's
+/// small `chunk_size`) are queued several to a Web Worker, which starts the
+/// next as soon as it posts a result instead of waiting for the result's
+/// way to the server and the next chunk's way back: the tab asks for more
+/// than two chunks a Web Worker. Pausing hands back at once those not
+/// started; after Resume the tab finishes the job, each number factored
+/// once (its count of numbers factored is the job's size) and right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_queues_quick_chunks_in_its_web_workers_and_hands_them_back_on_pause() {
+    // Leases that never lapse: a chunk the tab lost would hold the job up
+    // for an hour, not be leased again in 30 s.
+    let server = TestServer::start(Config {
+        lease_timeout: Duration::from_secs(3600),
+        ..Config::default()
+    })
+    .await;
+    let (_driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    let threads = wait_workers(&server, 30, "no tab connected", |list| {
+        list.first().map(|w| w["threads"].as_u64().unwrap())
+    })
+    .await;
+    let count: u32 = 60_000;
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": count, "step": 2}, "chunk_size": 10}))
+        .await;
+    wait_workers(
+        &server,
+        30,
+        "the tab asked for no more than two chunks a Web Worker",
+        |list| {
+            list.first()
+                .filter(|w| w["slots"].as_u64().unwrap() > 2 * threads)
+                .map(|_| ())
+        },
+    )
+    .await;
+    // What the page tells its Web Workers from the moment of the click.
+    client
+        .execute(
+            r#"const post = Worker.prototype.postMessage;
+               Worker.prototype.postMessage = function (msg, ...rest) {
+                 if (window.told && msg && msg.type in window.told) window.told[msg.type] += 1;
+                 return post.call(this, msg, ...rest);
+               };
+               window.told = { chunk: 0, cancel: 0 };
+               document.getElementById('toggle').click();"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    // The chunks running finish in a moment; those queued come back.
+    wait_workers(&server, 5, "the paused tab kept its chunks", |list| {
+        list.first()
+            .filter(|w| w["slots"] == 0 && w["holding"] == 0)
+            .map(|_| ())
+    })
+    .await;
+    let done = server.job(&id).await["done"].clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let job = server.job(&id).await;
+    assert_eq!(job["done"], done, "the paused tab went on: {job}");
+    assert_ne!(job["state"], "done", "paused too late to tell: {job}");
+    let told = client.execute("return window.told", vec![]).await.unwrap();
+    assert_eq!(
+        told["chunk"], 0,
+        "chunks given to Web Workers after the pause: {told}"
+    );
+    assert!(
+        told["cancel"].as_u64().unwrap() > 0,
+        "the chunks queued in the Web Workers were left to run: {told}"
+    );
+    click(&client, "#toggle").await;
+    // (A few seconds' work; its chunks handed back are leased to it again.)
+    server.wait_done(&id, Duration::from_secs(60)).await;
+    the_tab_did(&server, &id, &range(999_999_999_999, count.into(), 2)).await;
+    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
+        t == "60,000"
+    })
+    .await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// With JavaScript off, the page does not claim to be starting: it says
 /// that it computes nothing and why, and hides the controls and figures
 /// that would do nothing; the dashboard points to the command line.
