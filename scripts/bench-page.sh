@@ -3,9 +3,11 @@
 # core) factors a range job through an in-memory coordinator on this
 # machine; prints the job's time from its submission until it reads done
 # (polled every 0.1 s).
-# Usage: scripts/bench-page.sh [COUNT [RUNS [SERVER_BINARY...]]]
-#   COUNT numbers from 2^64 + 1, step 2 (default 400000); RUNS per binary
-#   (default 2); several binaries (e.g. two builds to compare) alternate.
+# Usage: [START=N] [CHUNK_SIZE=N] scripts/bench-page.sh [COUNT [RUNS [SERVER_BINARY...]]]
+#   COUNT numbers from START (default 2^64 + 1), step 2 (default 400000);
+#   RUNS per binary (default 2); several binaries (e.g. two builds to
+#   compare) alternate. CHUNK_SIZE caps the job's chunks (default: none,
+#   the coordinator sizes them).
 # Needs a release build (scripts/build-wasm.sh, then cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,8 @@ shift $(($# < 2 ? $# : 2))
 bins=("$@")
 ((${#bins[@]})) || bins=(target/release/crowdfactor-server)
 token=bench
+start=${START:-18446744073709551617}
+cap=${CHUNK_SIZE:+, \"chunk_size\": $CHUNK_SIZE}
 
 json() { python3 -c "import sys, json; j = json.load(sys.stdin); print($1)"; }
 
@@ -57,7 +61,7 @@ one() { # binary
   sleep 1
   t0=$(date +%s.%N)
   id=$(curl -fsS -H "Authorization: Bearer $token" -X POST "$url/api/jobs" \
-    -d "{\"range\": {\"start\": \"18446744073709551617\", \"count\": $count, \"step\": 2}}" | json 'j["id"]')
+    -d "{\"range\": {\"start\": \"$start\", \"count\": $count, \"step\": 2}$cap}" | json 'j["id"]')
   # (Polled with curl alone: a Python per poll would take CPU from the tab.)
   for _ in $(seq 6000); do
     state=$(curl -fsS -H "Authorization: Bearer $token" "$url/api/jobs/$id" | grep -o '"state":"[a-z]*"')
