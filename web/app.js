@@ -55,15 +55,16 @@ function effectivePause() {
     || (settings.pauseBattery && state.onBattery);
 }
 /**
- * The chunks this tab asks the server for: two for each chunk a Web
- * Worker is given at a time (see `depthFor`), so that one waits here for
- * each.
+ * The chunks this tab wants to hold when it is not paused: two for each
+ * chunk a Web Worker is given at a time (see `depthFor`), so that one
+ * waits here for each.
  */
-function slots() {
-  if (effectivePause()) return 0;
+function wanted() {
   const depths = state.workers.filter((w) => !w.retiring).reduce((sum, w) => sum + w.depth, 0);
   return 2 * Math.max(settings.workers, depths);
 }
+/** The chunks this tab asks the server for. */
+const slots = () => (effectivePause() ? 0 : wanted());
 /** Tells the server how many chunks this tab wants, when that changed. */
 function announce() {
   const n = slots();
@@ -194,7 +195,7 @@ function sendResult(answer) {
 function keep(answer) {
   const now = performance.now();
   // Two connections' worth: a chunk computing and one answered per slot.
-  const most = 4 * settings.workers;
+  const most = 2 * wanted();
   state.carried = state.carried.filter((c) => now - c.at < 600000).slice(-(most - 1));
   state.carried.push({ ...answer, at: now });
 }
