@@ -53,13 +53,37 @@ const yieldToEvents = () => new Promise((resolve) => {
   turn.port2.postMessage(null);
 });
 
+// Ms of sleep the duty cycle is owed, across chunks: a chunk of a few
+// dozen small numbers is one slice of a fraction of a millisecond, and
+// the next is queued behind it (see the page's `depthFor`).
+let owed = 0;
+let idleSince = performance.now();
+
+// Sleeps so that work / (work + sleep) == duty after a slice of `dt` ms,
+// counting the time timers really slept (at least 4 ms once nested, often
+// a little more) against what the next slices owe — but no more than a
+// slice's worth, so a long stall does not buy a long run at full speed.
+// At 100 % still yields after each slice of some length (a chunk's first
+// ones are tiny) so messages get through, unless it was a chunk's last.
+async function rest(dt, last) {
+  owed = duty < 1 ? owed + (dt * (1 - duty)) / duty : 0;
+  if (owed >= 4) {
+    const s0 = performance.now();
+    await sleep(owed);
+    owed = Math.max(owed - (performance.now() - s0), -30);
+  } else if (dt > 5 && !last) {
+    await yieldToEvents();
+  }
+}
+
 async function run(id, frame) {
-  const job = new ChunkJob(frame);
   const started = performance.now();
+  // Time spent waiting for this chunk was rest too.
+  owed = Math.max(owed - (started - idleSince), -30);
+  const job = new ChunkJob(frame);
   let batch = 4;
-  let owed = 0; // ms of sleep the duty cycle is owed
+  let t0 = started; // the slice's start (the first's includes reading the chunk)
   for (;;) {
-    const t0 = performance.now();
     const done = job.step(batch);
     const dt = performance.now() - t0;
     // Keep slices around 10-30 ms: fine enough for smooth throttling.
@@ -71,22 +95,13 @@ async function run(id, frame) {
       return;
     }
     if (done) break;
-    // Sleep so that work / (work + sleep) == duty, counting the time
-    // timers really slept (at least 4 ms once nested, often a little
-    // more) against what the next slices owe — but no more than a slice's
-    // worth, so a long stall does not buy a long run at full speed. At
-    // 100 % still yield after each slice of some length (a chunk's first
-    // ones are tiny) so messages get through.
-    owed = duty < 1 ? owed + (dt * (1 - duty)) / duty : 0;
-    if (owed >= 4) {
-      const s0 = performance.now();
-      await sleep(owed);
-      owed = Math.max(owed - (performance.now() - s0), -30);
-    } else if (dt > 5) {
-      await yieldToEvents();
-    }
+    await rest(dt, false);
+    t0 = performance.now();
   }
   self.postMessage({ type: 'result', id, frame: job.finish(performance.now() - started) });
+  // The last slice's share (writing the result included), before the
+  // next chunk starts.
+  await rest(performance.now() - t0, true);
 }
 
 async function pump() {
@@ -101,6 +116,7 @@ async function pump() {
       self.postMessage({ type: 'error', id, message: String((err && err.message) || err) });
     }
     cancelled.delete(id);
+    idleSince = performance.now();
   }
   running = null;
   busy = false;

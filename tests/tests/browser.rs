@@ -1638,6 +1638,81 @@ async fn a_tab_queues_quick_chunks_in_its_web_workers_and_hands_them_back_on_pau
     server.shutdown().await;
 }
 
+/// The CPU limit holds for chunks of a few milliseconds too, queued several
+/// to a Web Worker (each one slice, and no wait for the next): at 25 % the
+/// tab's Web Worker thread works about a quarter of the time, as its CPU
+/// time in /proc says. (Each chunk's sleep was its own before: a chunk too
+/// short to owe 4 ms slept nothing, and with such chunks queued in it the
+/// Web Worker worked 82 % of the time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_keeps_to_its_cpu_limit_with_quick_chunks() {
+    let server = TestServer::start(Config::default()).await;
+    let (driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    select(&client, "#worker-count", "1").await;
+    select(&client, "#duty", "0.25").await;
+    wait_text_where(&client, "workers", Duration::from_secs(10), |t| t == "1").await;
+    // Chunks of ~1.5 ms, far more than the test watches.
+    server
+        .submit(json!({"range": {"start": "999999999999", "count": 10_000_000, "step": 2}, "chunk_size": 500}))
+        .await;
+    wait_text_where(&client, "factored", Duration::from_secs(30), |t| t != "0").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu, watched) = (web_worker_cpu(&driver), Instant::now());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let share = (web_worker_cpu(&driver) - cpu) / watched.elapsed().as_secs_f64();
+    assert!(
+        share > 0.05,
+        "the Web Worker worked {share:.2} of the time: not found, or not working"
+    );
+    assert!(
+        share < 0.32,
+        "at 25 % the Web Worker worked {share:.2} of the time"
+    );
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// The CPU time (s) so far of the Web Worker threads of the browser that
+/// `driver` started (the processes of its process group), from /proc.
+fn web_worker_cpu(driver: &Driver) -> f64 {
+    let group = driver.child.id().to_string();
+    let tick = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    let tick: f64 = String::from_utf8_lossy(&tick.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    // The fields after the command name: state, ppid, pgrp, ... utime (the
+    // 12th), stime.
+    let fields = |path: PathBuf| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(path).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        Some(rest.split_whitespace().map(String::from).collect())
+    };
+    let mut ticks = 0u64;
+    for process in std::fs::read_dir("/proc").unwrap().flatten() {
+        match fields(process.path().join("stat")) {
+            Some(f) if f[2] == group => {}
+            _ => continue,
+        }
+        let Ok(threads) = std::fs::read_dir(process.path().join("task")) else {
+            continue;
+        };
+        for thread in threads.flatten() {
+            let comm = std::fs::read_to_string(thread.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("DedicatedWorker") {
+                continue;
+            }
+            if let Some(f) = fields(thread.path().join("stat")) {
+                ticks += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            }
+        }
+    }
+    ticks as f64 / tick
+}
+
 /// With JavaScript off, the page does not claim to be starting: it says
 /// that it computes nothing and why, and hides the controls and figures
 /// that would do nothing; the dashboard points to the command line.
