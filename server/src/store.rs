@@ -754,9 +754,13 @@ impl FullDisk {
         self.refusals.load(SeqCst)
     }
 
+    fn full() -> StoreError {
+        StoreError::Full("database or disk is full".into())
+    }
+
     fn is_full(&self) -> Result<(), StoreError> {
         if self.full.load(SeqCst) {
-            return Err(StoreError::Full("database or disk is full".into()));
+            return Err(FullDisk::full());
         }
         Ok(())
     }
@@ -797,8 +801,7 @@ impl Store for FullDisk {
             .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
             .is_ok();
         if refused {
-            let e = std::io::Error::other("no space left on device (a test's store)");
-            return Err(StoreError::Full(e.into()));
+            return Err(FullDisk::full());
         }
         self.inner.complete_span(span, factors, kind)
     }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crowdfactor_e2e::{bin, free_port, temp_dir};
+use crowdfactor_e2e::{bin, free_port, proc_stat, temp_dir};
 use crowdfactor_protocol::{
     ClientMessage, Hello, ResultWriter, ServerMessage, WorkerKind, PROTOCOL_VERSION,
 };
@@ -170,12 +170,9 @@ impl Drop for Server {
 
 /// CPU time process `pid` (or `self`) used so far, in seconds.
 fn process_cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    proc_stat(Path::new(&format!("/proc/{pid}/stat")))
+        .unwrap()
+        .cpu_seconds
 }
 
 fn hello(slots: u32) -> Message {

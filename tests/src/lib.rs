@@ -478,6 +478,30 @@ pub fn send_signal(pid: u32, signal: &str) {
     assert!(sent.success(), "kill {signal} {pid}");
 }
 
+/// What a process's or a thread's `/proc/.../stat` says of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    /// Its process group.
+    pub group: u32,
+    /// The CPU time (user and system) it has used, in seconds.
+    pub cpu_seconds: f64,
+}
+
+/// Reads `path` (`/proc/PID/stat`, `/proc/PID/task/TID/stat`); `None` once
+/// the process or thread is gone.
+pub fn proc_stat(path: &Path) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The fields after the parenthesised command name: state, ppid, pgrp,
+    // ..., utime and stime the 12th and 13th, in ticks of 1/100 s (USER_HZ).
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().unwrap();
+    Some(ProcStat {
+        group: fields[2].parse().unwrap(),
+        cpu_seconds: (ticks(11) + ticks(12)) / 100.0,
+    })
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crowdfactor-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

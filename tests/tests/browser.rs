@@ -1678,24 +1678,11 @@ async fn a_tab_keeps_to_its_cpu_limit_with_quick_chunks() {
 /// The CPU time (s) so far of the Web Worker threads of the browser that
 /// `driver` started (the processes of its process group), from /proc.
 fn web_worker_cpu(driver: &Driver) -> f64 {
-    let group = driver.child.id().to_string();
-    let tick = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    let tick: f64 = String::from_utf8_lossy(&tick.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    // The fields after the command name: state, ppid, pgrp, ... utime (the
-    // 12th), stime.
-    let fields = |path: PathBuf| -> Option<Vec<String>> {
-        let stat = std::fs::read_to_string(path).ok()?;
-        let (_, rest) = stat.rsplit_once(')')?;
-        Some(rest.split_whitespace().map(String::from).collect())
-    };
-    let mut ticks = 0u64;
+    let group = driver.child.id();
+    let mut seconds = 0.0;
     for process in std::fs::read_dir("/proc").unwrap().flatten() {
-        match fields(process.path().join("stat")) {
-            Some(f) if f[2] == group => {}
-            _ => continue,
+        if proc_stat(&process.path().join("stat")).is_none_or(|p| p.group != group) {
+            continue;
         }
         let Ok(threads) = std::fs::read_dir(process.path().join("task")) else {
             continue;
@@ -1705,12 +1692,12 @@ fn web_worker_cpu(driver: &Driver) -> f64 {
             if !comm.starts_with("DedicatedWorker") {
                 continue;
             }
-            if let Some(f) = fields(thread.path().join("stat")) {
-                ticks += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            if let Some(t) = proc_stat(&thread.path().join("stat")) {
+                seconds += t.cpu_seconds;
             }
         }
     }
-    ticks as f64 / tick
+    seconds
 }
 
 /// With JavaScript off, the page does not claim to be starting: it says
