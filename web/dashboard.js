@@ -192,7 +192,7 @@ function renderWorkers(workers) {
   for (const w of workers) {
     const tr = document.createElement('tr');
     tr.append(cell(String(w.id)), cell(w.kind), cell(w.name || '—'), cell(String(w.threads)), cell(`${fmt(w.rate)}/s`),
-      cell(fmt(w.chunks_done)), cell(w.slots === 0 ? `${w.holding} (paused)` : w.probation ? `${w.holding} (let a lease lapse)` : String(w.holding)), cell(String(w.strikes)));
+      cell(fmt(w.chunks_done)), cell(w.slots === 0 ? `${w.holding} (paused)` : `${w.holding} of ${w.slots}${w.probation ? ' (let a lease lapse)' : ''}`), cell(String(w.strikes)));
     body.append(tr);
   }
 }

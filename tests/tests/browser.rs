@@ -788,6 +788,28 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         workers.contains("native") && workers.contains("dash-test"),
         "{workers}"
     );
+    // Its row says how many chunks it holds of those it asks for: none of
+    // them, the job done.
+    let list: serde_json::Value =
+        serde_json::from_str(&server.text("/api/workers", Some(DASH_TOKEN)).await).unwrap();
+    let slots = list["workers"][0]["slots"].as_u64().unwrap();
+    assert!(slots > 0, "{list}");
+    let row = format!("0 of {slots}");
+    eventually(Duration::from_secs(10), async || {
+        let shown = client
+            .find(Locator::Css("#workers tr"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if shown.contains(&row) {
+            Ok(())
+        } else {
+            Err(format!("the worker's row does not say {row:?}: {shown}"))
+        }
+    })
+    .await;
     // The job's results download as the API's CSV (the file's contents
     // caught as the page hands them to the browser).
     client
