@@ -348,6 +348,18 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(3));
+    // `--server`, as the worker calls it, names the coordinator too.
+    let as_worker = server()
+        .args(["jobs", "--server", &url])
+        .env_remove("CROWDFACTOR_URL")
+        .env("CROWDFACTOR_TOKEN", "t0k")
+        .output()
+        .unwrap();
+    assert_eq!(as_worker.status.code(), Some(0), "{as_worker:?}");
+    assert!(
+        String::from_utf8_lossy(&as_worker.stdout).contains(&id),
+        "{as_worker:?}"
+    );
     // A 401 says which token was sent, or why none was.
     let said = String::from_utf8_lossy(&wrong.stderr);
     assert!(said.contains("the token given was refused"), "{said}");

@@ -26,9 +26,10 @@ pub const EXIT_UNREACHABLE: u8 = 4;
 
 #[derive(Debug, clap::Args)]
 pub struct Conn {
-    /// Base URL of the coordinator.
+    /// Base URL of the coordinator (also `--server`, as the worker names it).
     #[arg(
         long,
+        visible_alias = "server",
         env = "CROWDFACTOR_URL",
         default_value = "http://127.0.0.1:8080",
         global = true,
