@@ -987,8 +987,7 @@ pub(crate) async fn cancel_job(
 }
 
 /// `?format=` of the results endpoint.
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     /// One JSON object: `{"id", ..., "results": {"<n>": ["<p>", ...]}}`.
     #[default]
@@ -997,12 +996,6 @@ pub(crate) enum Format {
     Ndjson,
     /// `n,factors` with factors space-separated.
     Csv,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct ResultsQuery {
-    #[serde(default)]
-    format: Format,
 }
 
 /// Bytes buffered before a piece of the response is handed to the socket.
@@ -1203,19 +1196,31 @@ fn snapshot(state: &AppState, with_history: bool) -> Option<String> {
 pub(crate) async fn job_results(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    query: Result<axum::extract::Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let format = query
-        .map_err(|_| {
-            bad(
-                "bad_request",
-                Some("format".into()),
-                "format must be json, ndjson or csv",
-            )
-        })?
-        .0
-        .format;
+    let mut format = Format::default();
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match &*key {
+            "format" => {
+                format = match &*value {
+                    "json" => Format::Json,
+                    "ndjson" => Format::Ndjson,
+                    "csv" => Format::Csv,
+                    _ => {
+                        return Err(bad(
+                            "bad_request",
+                            Some("format".into()),
+                            "format must be json, ndjson or csv",
+                        ))
+                    }
+                }
+            }
+            "token" => {}
+            // A misspelt `format` would otherwise give JSON without a word.
+            _ => return Err(unknown_parameter(&key, "this endpoint takes format")),
+        }
+    }
     let (jid, info) = load_job(&state, &id)?;
     let view = view(&state, info);
     let gzip = crate::web::accepts_gzip(&headers);

@@ -783,6 +783,15 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         );
     }
     assert_eq!(server.get(&format!("{base}?format=xml")).await.0, 400);
+    // A misspelt parameter is named, not ignored (it gave JSON).
+    let (status, body) = server.get(&format!("{base}?fromat=csv")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["item"], "fromat", "{body}");
+    // The token may come in the query (as the dashboard's feed sends it).
+    assert_eq!(
+        server.get(&format!("{base}?token=x&format=csv")).await.0,
+        200
+    );
     server.shutdown().await;
 }
 
