@@ -371,37 +371,9 @@ fn parse_digits(digits: &str, item: impl FnOnce() -> String) -> Result<u128, App
 /// `chunk_size` from the query string.
 fn parse_text_job(
     body: &[u8],
-    query: Option<&str>,
+    options: JobOptions,
     limits: &crate::Config,
 ) -> Result<NewJob, AppError> {
-    let mut priority = 0;
-    let mut chunk_cap = None;
-    let mut name = None;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match &*key {
-            "name" => name = check_name(Some(value.into_owned()))?,
-            "priority" => {
-                let p = value.parse().map_err(|_| {
-                    bad(
-                        "invalid_priority",
-                        Some("priority".into()),
-                        "priority must be a whole number between -1000 and 1000",
-                    )
-                })?;
-                priority = check_priority(p)?;
-            }
-            "chunk_size" => {
-                chunk_cap = Some(check_chunk_size(value.parse().unwrap_or(0), limits)?);
-            }
-            "token" => {}
-            _ => {
-                return Err(unknown_parameter(
-                    &key,
-                    "a plain-text job takes priority, chunk_size and name",
-                ))
-            }
-        }
-    }
     let text =
         std::str::from_utf8(body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)).map_err(|e| {
             bad(
@@ -443,10 +415,79 @@ fn parse_text_job(
     }
     Ok(NewJob {
         numbers: list.into_numbers(),
-        chunk_cap,
-        priority,
-        name,
+        chunk_cap: options.chunk_cap,
+        priority: options.priority.unwrap_or(0),
+        name: options.name.flatten(),
     })
+}
+
+/// A job's `priority`, `chunk_size` and `name` given in the query string
+/// (`None`: not given there; a blank name is `Some(None)`).
+#[derive(Debug, Default)]
+struct JobOptions {
+    priority: Option<i32>,
+    chunk_cap: Option<u32>,
+    name: Option<Option<String>>,
+}
+
+impl JobOptions {
+    /// Reads and checks them; any other parameter but `token` is refused.
+    fn parse(query: Option<&str>, limits: &crate::Config) -> Result<Self, AppError> {
+        let mut options = JobOptions::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "name" => options.name = Some(check_name(Some(value.into_owned()))?),
+                "priority" => {
+                    let p = value.parse().map_err(|_| {
+                        bad(
+                            "invalid_priority",
+                            Some("priority".into()),
+                            "priority must be a whole number between -1000 and 1000",
+                        )
+                    })?;
+                    options.priority = Some(check_priority(p)?);
+                }
+                "chunk_size" => {
+                    options.chunk_cap = Some(check_chunk_size(value.parse().unwrap_or(0), limits)?);
+                }
+                "token" => {}
+                _ => {
+                    return Err(unknown_parameter(
+                        &key,
+                        "a job takes priority, chunk_size and name",
+                    ))
+                }
+            }
+        }
+        Ok(options)
+    }
+
+    /// A JSON job's fields with these added: each given in one place only.
+    fn add_to(self, mut job: Parsed) -> Result<Parsed, AppError> {
+        let twice = |field: &str| {
+            bad(
+                "bad_request",
+                Some(field.to_owned()),
+                format!("{field} is given both in the body and in the query string: give it once"),
+            )
+        };
+        if let Some(p) = self.priority {
+            if job.priority.replace(p).is_some() {
+                return Err(twice("priority"));
+            }
+        }
+        if let Some(c) = self.chunk_cap {
+            if job.chunk_cap.replace(c).is_some() {
+                return Err(twice("chunk_size"));
+            }
+        }
+        if let Some(n) = self.name {
+            if job.name.replace(n).is_some() {
+                return Err(twice("name"));
+            }
+        }
+        Ok(job)
+    }
 }
 
 /// Reads `T` from a JSON object (the body, or the field `field` of it), or
@@ -485,8 +526,10 @@ pub fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError
 struct Parsed {
     numbers: Result<Numbers, ListBuilder>,
     chunk_cap: Option<u32>,
-    priority: i32,
-    name: Option<String>,
+    /// `None`: not given (0).
+    priority: Option<i32>,
+    /// `None`: not given; `Some(None)`: given blank.
+    name: Option<Option<String>>,
 }
 
 impl Parsed {
@@ -494,8 +537,8 @@ impl Parsed {
         NewJob {
             numbers: self.numbers.unwrap_or_else(ListBuilder::into_numbers),
             chunk_cap: self.chunk_cap,
-            priority: self.priority,
-            name: self.name,
+            priority: self.priority.unwrap_or(0),
+            name: self.name.flatten(),
         }
     }
 }
@@ -601,12 +644,16 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
             })?)
         }
     };
-    let priority = check_priority(req.priority.unwrap_or(0))?;
+    let priority = req.priority.map(check_priority).transpose()?;
+    let name = match req.name {
+        Some(name) => Some(check_name(Some(name))?),
+        None => None,
+    };
     Ok(Parsed {
         numbers,
         chunk_cap,
         priority,
-        name: check_name(req.name)?,
+        name,
     })
 }
 
@@ -645,7 +692,8 @@ pub(crate) async fn create_job(
              with Content-Type: text/plain ({PLAIN_TEXT_CURL}), or JSON"
         )));
     }
-    let query = request.uri().query().map(str::to_owned);
+    // Checked before the body is read: a bad one is refused at once.
+    let options = JobOptions::parse(request.uri().query(), &state.config)?;
     let limit = state.config.max_body_bytes;
     // Over the limit: refused below at once, without a turn.
     let large = declared.is_none_or(|len| len > limit / LARGE_BODY_SHARE && len <= limit);
@@ -673,7 +721,7 @@ pub(crate) async fn create_job(
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         let json = first == Some(&b'{');
         if text && !json {
-            return parse_text_job(&body, query.as_deref(), &parser.config);
+            return parse_text_job(&body, options, &parser.config);
         }
         if first.is_some_and(u8::is_ascii_digit) {
             // Numbers labelled as something else (curl --data-binary sends
@@ -689,7 +737,7 @@ pub(crate) async fn create_job(
         }
         let parsed = parse_unfinished(&body, &parser.config);
         drop(body);
-        parsed.map(Parsed::finish)
+        options.add_to(parsed?).map(Parsed::finish)
     };
     // Parsing a full-size list takes a second or two: not on an async
     // thread, where it would hold up the WebSocket sessions queued there.
@@ -1414,6 +1462,15 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<St
 mod tests {
     use super::*;
 
+    /// A plain-text job with its query string, as `create_job` reads it.
+    fn text_job(
+        body: &[u8],
+        query: Option<&str>,
+        limits: &crate::Config,
+    ) -> Result<NewJob, AppError> {
+        parse_text_job(body, JobOptions::parse(query, limits)?, limits)
+    }
+
     fn parse(body: &str) -> Result<(Vec<u128>, Option<u32>), String> {
         let job = parse_job(body.as_bytes(), &crate::Config::default());
         job.map(|j| (j.numbers.iter().collect(), j.chunk_cap))
@@ -1489,7 +1546,7 @@ mod tests {
             max_numbers_per_job: 4,
             ..crate::Config::default()
         };
-        let text = |body: &[u8], query: Option<&str>| parse_text_job(body, query, &limits);
+        let text = |body: &[u8], query: Option<&str>| text_job(body, query, &limits);
         let job = text(
             b"\xef\xbb\xbf12\r\n1000000000001, 97\n\n340282366920938463463374607431768211455\n",
             Some("priority=-5&chunk_size=2&token=t"),
@@ -1551,7 +1608,7 @@ mod tests {
             seq.numbers,
             Numbers::range(999_999_999_999, 2, 3).expect("range")
         );
-        let text = parse_text_job(b"7\n8\n9\n10\n", None, &crate::Config::default()).expect("job");
+        let text = text_job(b"7\n8\n9\n10\n", None, &crate::Config::default()).expect("job");
         assert_eq!(text.numbers, Numbers::range(7, 1, 4).expect("range"));
         let wide = u128::MAX - 20;
         let job_wide = job(&format!(
@@ -1730,13 +1787,13 @@ mod tests {
                 other => panic!("{body} -> {other:?}"),
             }
         }
-        let text = parse_text_job(b"12 13", Some("name=from%20curl&priority=2"), &limits)
-            .expect("accepted");
+        let text =
+            text_job(b"12 13", Some("name=from%20curl&priority=2"), &limits).expect("accepted");
         assert_eq!(
             (text.name.as_deref(), text.priority),
             (Some("from curl"), 2)
         );
-        assert!(parse_text_job(b"12", Some("name=a%0Ab"), &limits).is_err());
+        assert!(text_job(b"12", Some("name=a%0Ab"), &limits).is_err());
     }
 
     /// A job is a JSON object, and so is its range: serde would also read

@@ -101,12 +101,53 @@ async fn bad_jobs_are_rejected_and_nothing_is_queued() {
     }
     let (status, v) = server.post_job(&json!({"numbers": []})).await;
     assert_eq!(status, 400, "{v}");
+    // The query string holds a JSON job's priority, chunk_size or name as
+    // it does a plain-text job's: not ignored, each given in one place.
+    let with_query = async |body: serde_json::Value, query: &[(&str, &str)]| {
+        let resp = server
+            .job_request(body.to_string())
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<serde_json::Value>().await.unwrap())
+    };
+    for (body, query, item) in [
+        (
+            json!({"numbers": ["12"], "priority": 1}),
+            ("priority", "7"),
+            "priority",
+        ),
+        (json!({"numbers": ["12"]}), ("prio", "7"), "prio"),
+        (json!({"numbers": ["12"]}), ("priority", "high"), "priority"),
+        (
+            json!({"numbers": ["12"], "name": "a"}),
+            ("name", "b"),
+            "name",
+        ),
+    ] {
+        let (status, v) = with_query(body.clone(), &[query]).await;
+        assert_eq!(status, 400, "{body} ?{query:?} -> {v}");
+        assert_eq!(v["error"]["item"], item, "{body} ?{query:?} -> {v}");
+    }
     assert_eq!(
         server.get("/api/jobs").await.1["jobs"],
         json!([]),
         "nothing was queued"
     );
     assert_eq!(server.get("/api/jobs/99").await.0, 404);
+    let (status, v) = with_query(
+        json!({"range": {"start": "10", "count": 5}, "chunk_size": 2}),
+        &[("priority", "7"), ("name", "from the query")],
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        (&v["priority"], &v["name"], &v["chunk_size"]),
+        (&json!(7), &json!("from the query"), &json!(2)),
+        "{v}"
+    );
     server.shutdown().await;
 }
 
