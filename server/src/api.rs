@@ -909,6 +909,16 @@ fn check_chunk_size(v: u128, limits: &crate::Config) -> Result<u32, AppError> {
     }
 }
 
+/// Refuses any query parameter but `token` (the API token, which any
+/// endpoint under `/api/jobs` may take there), saying what the endpoint
+/// `takes` instead.
+fn no_parameters(query: Option<&str>, takes: &str) -> Result<(), AppError> {
+    match form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(key, _)| key != "token") {
+        Some((key, _)) => Err(unknown_parameter(&key, takes)),
+        None => Ok(()),
+    }
+}
+
 /// A query parameter an endpoint does not take.
 fn unknown_parameter(key: &str, takes: &str) -> AppError {
     bad(
@@ -978,7 +988,12 @@ fn load_job(state: &AppState, raw: &str) -> Result<(JobId, JobInfo), AppError> {
 pub(crate) async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Json<JobView>, AppError> {
+    no_parameters(
+        query.as_deref(),
+        "this endpoint takes none (a job's results: /api/jobs/<id>/results?format=…)",
+    )?;
     let (_, info) = load_job(&state, &id)?;
     Ok(Json(view(&state, info)))
 }
@@ -1059,8 +1074,13 @@ pub(crate) struct JobPatch {
 pub(crate) async fn patch_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: axum::body::Bytes,
 ) -> Result<Json<JobView>, AppError> {
+    no_parameters(
+        query.as_deref(),
+        r#"this endpoint takes none (the priority goes in the body: {"priority": 5})"#,
+    )?;
     // Like POST /api/jobs: JSON whatever the Content-Type says (curl -d
     // sends a form type).
     let patch: JobPatch = from_object(&body, None, r#"expected {"priority": 5}"#)?;
@@ -1129,10 +1149,14 @@ pub(crate) struct WorkerList {
 }
 
 /// `GET /api/workers`: connected workers with their live rates.
-pub(crate) async fn list_workers(State(state): State<Arc<AppState>>) -> Json<WorkerList> {
-    Json(WorkerList {
+pub(crate) async fn list_workers(
+    State(state): State<Arc<AppState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<WorkerList>, AppError> {
+    no_parameters(query.as_deref(), "this endpoint takes none")?;
+    Ok(Json(WorkerList {
         workers: state.coord.workers(),
-    })
+    }))
 }
 
 /// The total of numbers factored, sampled once a second over the last

@@ -833,6 +833,24 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         server.get(&format!("{base}?token=x&format=csv")).await.0,
         200
     );
+    // No other endpoint takes a parameter it would ignore: a job's results
+    // asked of the job itself, a priority in a PATCH's query string.
+    for path in [
+        format!("/api/jobs/{id}?format=csv"),
+        "/api/workers?all=1".to_owned(),
+    ] {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"]["item"].is_string(), "{path}: {body}");
+    }
+    assert_eq!(server.get(&format!("/api/jobs/{id}?token=x")).await.0, 200);
+    let patched = http
+        .patch(format!("{}api/jobs/{id}?priority=5", server.url()))
+        .body(r#"{"priority": 5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status().as_u16(), 400);
     server.shutdown().await;
 }
 
