@@ -367,8 +367,8 @@ fn parse_digits(digits: &str, item: impl FnOnce() -> String) -> Result<u128, App
 
 /// A job sent as plain text (`Content-Type: text/plain` or `text/csv`):
 /// the numbers in decimal, separated by whitespace or commas (a file of one
-/// number per line, as `seq` or a spreadsheet writes it); `priority` and
-/// `chunk_size` from the query string.
+/// number per line, as `seq` or a spreadsheet writes it); its `options`
+/// from the query string.
 fn parse_text_job(
     body: &[u8],
     options: JobOptions,
@@ -909,9 +909,8 @@ fn check_chunk_size(v: u128, limits: &crate::Config) -> Result<u32, AppError> {
     }
 }
 
-/// Refuses any query parameter but `token` (the API token, which any
-/// endpoint under `/api/jobs` may take there), saying what the endpoint
-/// `takes` instead.
+/// Refuses any query parameter but `token` (the API token, which every
+/// protected endpoint takes there too), saying what the endpoint `takes`.
 fn no_parameters(query: Option<&str>, takes: &str) -> Result<(), AppError> {
     match form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(key, _)| key != "token") {
         Some((key, _)) => Err(unknown_parameter(&key, takes)),
