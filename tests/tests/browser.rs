@@ -1597,6 +1597,10 @@ async fn a_tab_queues_quick_chunks_in_its_web_workers_and_hands_them_back_on_pau
         list.first().map(|w| w["threads"].as_u64().unwrap())
     })
     .await;
+    // At 25 % a Web Worker sleeps a few ms every few chunks, its queue
+    // waiting: so chunks are queued in it when the pause comes, also where
+    // the tests beside this one leave the coordinator slow to send them.
+    select(&client, "#duty", "0.25").await;
     let count: u32 = 60_000;
     let id = server
         .submit(json!({"range": {"start": "999999999999", "count": count, "step": 2}, "chunk_size": 10}))
@@ -1612,20 +1616,49 @@ async fn a_tab_queues_quick_chunks_in_its_web_workers_and_hands_them_back_on_pau
         },
     )
     .await;
-    // What the page tells its Web Workers from the moment of the click.
-    client
-        .execute(
-            r#"const post = Worker.prototype.postMessage;
+    // Pause at a moment a Web Worker has a chunk queued behind the one it
+    // runs (the chunks it was given since now, less those it answered,
+    // tracked beside the page), in the same task as that check; then count
+    // what the page tells its Web Workers.
+    let paused = client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const given = new Map();
+               const post = Worker.prototype.postMessage;
                Worker.prototype.postMessage = function (msg, ...rest) {
                  if (window.told && msg && msg.type in window.told) window.told[msg.type] += 1;
+                 if (msg && msg.type === 'chunk') {
+                   if (!given.has(this)) {
+                     const ids = new Set();
+                     given.set(this, ids);
+                     this.addEventListener('message', (e) => ids.delete(e.data && e.data.id));
+                   }
+                   given.get(this).add(msg.id);
+                 }
                  return post.call(this, msg, ...rest);
                };
-               window.told = { chunk: 0, cancel: 0 };
-               document.getElementById('toggle').click();"#,
+               const since = performance.now();
+               const check = () => {
+                 if ([...given.values()].some((ids) => ids.size >= 2)) {
+                   window.told = { chunk: 0, cancel: 0 };
+                   document.getElementById('toggle').click();
+                   done(true);
+                 } else if (performance.now() - since > 20000) {
+                   done(false);
+                 } else {
+                   setTimeout(check, 0);
+                 }
+               };
+               check();"#,
             vec![],
         )
         .await
         .unwrap();
+    assert_eq!(
+        paused.as_bool(),
+        Some(true),
+        "no Web Worker had a chunk queued in 20 s"
+    );
     // The chunks running finish in a moment; those queued come back.
     wait_workers(&server, 5, "the paused tab kept its chunks", |list| {
         list.first()
@@ -1647,6 +1680,7 @@ async fn a_tab_queues_quick_chunks_in_its_web_workers_and_hands_them_back_on_pau
         told["cancel"].as_u64().unwrap() > 0,
         "the chunks queued in the Web Workers were left to run: {told}"
     );
+    select(&client, "#duty", "1").await;
     click(&client, "#toggle").await;
     // (A few seconds' work; its chunks handed back are leased to it again.)
     server.wait_done(&id, Duration::from_secs(60)).await;
