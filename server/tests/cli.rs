@@ -238,6 +238,24 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         String::from_utf8_lossy(&jobs.stdout).contains("priority -5  seed tail"),
         "{jobs:?}"
     );
+    let open = cli(&["jobs", "--state", "open"]);
+    assert!(
+        String::from_utf8_lossy(&open.stdout).contains("seed tail"),
+        "{open:?}"
+    );
+    let none = cli(&["jobs", "--state", "done,cancelled"]);
+    assert_eq!(none.status.code(), Some(0), "{none:?}");
+    assert!(
+        !String::from_utf8_lossy(&none.stdout).contains("seed tail"),
+        "{none:?}"
+    );
+    // A state that is none: a usage error that names it.
+    let typo = cli(&["jobs", "--state", "done,cancled"]);
+    assert_eq!(typo.status.code(), Some(2), "{typo:?}");
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("\"cancled\" is no job state"),
+        "{typo:?}"
+    );
     let unnamed = cli(&["submit", "12", "--name", "two\nlines"]);
     assert_eq!(unnamed.status.code(), Some(3), "{unnamed:?}");
     assert!(

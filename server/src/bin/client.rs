@@ -46,6 +46,18 @@ pub struct Conn {
     pub api_token: Option<String>,
 }
 
+/// `jobs --state`: job states, comma-separated (a typo is a usage error
+/// here, not a request the server refuses).
+fn job_states(given: &str) -> Result<String, String> {
+    const STATES: [&str; 5] = ["queued", "running", "done", "cancelled", "open"];
+    match given.split(',').find(|s| !STATES.contains(s)) {
+        Some(bad) => Err(format!(
+            "{bad:?} is no job state (queued, running, done, cancelled or open; comma-separated)"
+        )),
+        None => Ok(given.to_owned()),
+    }
+}
+
 /// `--url`: http:// or https:// (http:// when no scheme is given, as
 /// `localhost:8080`), with a host and a valid port; no query or fragment.
 /// Checked here so that a typo is a command-line error (exit 2), not a
@@ -121,7 +133,7 @@ pub enum Command {
     Jobs {
         /// Only jobs in these states: queued, running, done, cancelled, or
         /// open (queued and running); comma-separated.
-        #[arg(long)]
+        #[arg(long, value_parser = job_states)]
         state: Option<String>,
     },
     /// Show a job's progress until it is done (a progress bar on a terminal); waits out a server restart (up to 5 minutes).
