@@ -188,6 +188,10 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
     // Nothing to submit, or a range count that is no number: usage errors.
     assert_eq!(cli(&["submit"]).status.code(), Some(2));
     assert_eq!(cli(&["submit", "--range", "5", "x"]).status.code(), Some(2));
+    assert_eq!(
+        cli(&["submit", "12", "--chunk-size", "0"]).status.code(),
+        Some(2)
+    );
     let bad = cli(&["submit", "12", "x1"]);
     assert_eq!(bad.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("numbers[1]"));

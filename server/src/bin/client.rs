@@ -116,7 +116,7 @@ pub enum Command {
         #[arg(long, default_value = "1", requires = "range")]
         step: String,
         /// Most numbers per chunk (default: sized per worker, ~2 s each).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         chunk_size: Option<u32>,
         /// Priority (-1000..1000, higher first; default 0).
         #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
