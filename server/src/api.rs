@@ -918,6 +918,31 @@ fn no_parameters(query: Option<&str>, takes: &str) -> Result<(), AppError> {
     }
 }
 
+/// The value of `name`, the one query parameter an endpoint takes, as
+/// `choices` map it (`None`: not given; given twice, the last counts): a
+/// value not among them is `400 bad_request` saying `must`, and any other
+/// parameter but `token` is refused.
+fn one_parameter<T: Copy>(
+    query: Option<&str>,
+    name: &str,
+    choices: &[(&str, T)],
+    must: &str,
+) -> Result<Option<T>, AppError> {
+    let mut chosen = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "token" {
+            continue;
+        }
+        if key != name {
+            let takes = format!("this endpoint takes {name}");
+            return Err(unknown_parameter(&key, &takes));
+        }
+        let found = choices.iter().find(|(v, _)| *v == value).map(|&(_, t)| t);
+        chosen = Some(found.ok_or_else(|| bad("bad_request", Some(name.to_owned()), must))?);
+    }
+    Ok(chosen)
+}
+
 /// A query parameter an endpoint does not take.
 fn unknown_parameter(key: &str, takes: &str) -> AppError {
     bad(
@@ -1004,26 +1029,13 @@ pub(crate) async fn cancel_job(
     Path(id): Path<String>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, AppError> {
-    let mut purge = false;
-    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        match &*key {
-            "purge" => {
-                purge = match &*value {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(bad(
-                            "bad_request",
-                            Some("purge".into()),
-                            "purge must be true or false",
-                        ))
-                    }
-                }
-            }
-            "token" => {}
-            _ => return Err(unknown_parameter(&key, "this endpoint takes purge")),
-        }
-    }
+    let purge = one_parameter(
+        query.as_deref(),
+        "purge",
+        &[("true", true), ("1", true), ("false", false), ("0", false)],
+        "purge must be true or false",
+    )?
+    .unwrap_or(false);
     let (jid, info) = load_job(&state, &id)?;
     if purge {
         let coord = state.coord.clone();
@@ -1270,28 +1282,18 @@ pub(crate) async fn job_results(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let mut format = Format::default();
-    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        match &*key {
-            "format" => {
-                format = match &*value {
-                    "json" => Format::Json,
-                    "ndjson" => Format::Ndjson,
-                    "csv" => Format::Csv,
-                    _ => {
-                        return Err(bad(
-                            "bad_request",
-                            Some("format".into()),
-                            "format must be json, ndjson or csv",
-                        ))
-                    }
-                }
-            }
-            "token" => {}
-            // A misspelt `format` would otherwise give JSON without a word.
-            _ => return Err(unknown_parameter(&key, "this endpoint takes format")),
-        }
-    }
+    // A misspelt `format` is refused: it would otherwise give JSON without a word.
+    let format = one_parameter(
+        query.as_deref(),
+        "format",
+        &[
+            ("json", Format::Json),
+            ("ndjson", Format::Ndjson),
+            ("csv", Format::Csv),
+        ],
+        "format must be json, ndjson or csv",
+    )?
+    .unwrap_or_default();
     let (jid, info) = load_job(&state, &id)?;
     let view = view(&state, info);
     let gzip = crate::web::accepts_gzip(&headers);

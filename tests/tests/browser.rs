@@ -777,13 +777,7 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         .await
         .unwrap();
     assert_eq!(name, "dash range");
-    let workers = client
-        .find(Locator::Id("workers"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let workers = text(&client, "workers").await;
     assert!(
         workers.contains("native") && workers.contains("dash-test"),
         "{workers}"
@@ -794,20 +788,10 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         serde_json::from_str(&server.text("/api/workers", Some(DASH_TOKEN)).await).unwrap();
     let slots = list["workers"][0]["slots"].as_u64().unwrap();
     assert!(slots > 0, "{list}");
+    // (One worker: the table is its row.)
     let row = format!("0 of {slots}");
-    eventually(Duration::from_secs(10), async || {
-        let shown = client
-            .find(Locator::Css("#workers tr"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if shown.contains(&row) {
-            Ok(())
-        } else {
-            Err(format!("the worker's row does not say {row:?}: {shown}"))
-        }
+    wait_text_where(&client, "workers", Duration::from_secs(10), |t| {
+        t.contains(&row)
     })
     .await;
     // The job's results download as the API's CSV (the file's contents
