@@ -35,13 +35,25 @@ cleanup() {
 trap cleanup EXIT
 
 one() { # binary
-  local port url id state t0 t1
+  local url="" id state t0 t1
   dir=$(mktemp -d)
-  port=$((30000 + RANDOM % 20000))
-  url="http://127.0.0.1:$port"
-  timeout 600 "$1" --listen "127.0.0.1:$port" --in-memory --token "$token" >"$dir/server.log" 2>&1 &
+  # A port the system picks, read back from the server's log: a random one
+  # could be taken (a fresh run of scripts/test.sh once lost this step to a
+  # server that could not listen, and 20 s of polling a closed port).
+  timeout 600 "$1" --listen 127.0.0.1:0 --in-memory --token "$token" >"$dir/server.log" 2>&1 &
   srv=$!
-  for _ in $(seq 100); do curl -fsS "$url/api/status" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do
+    url=$(grep -o 'listening on http://[0-9.:]*' "$dir/server.log" | head -1 | cut -d' ' -f3 || true)
+    [[ -n $url ]] && curl -fsS "$url/api/status" >/dev/null 2>&1 && break
+    kill -0 "$srv" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z $url ]]; then
+    cat "$dir/server.log" >&2
+    cleanup
+    echo "$1: the server did not start" >&2
+    return 1
+  fi
   timeout 600 chromium --headless=new --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --no-first-run --disable-sync --user-data-dir="$dir/profile" \
     "$url/" >"$dir/chromium.log" 2>&1 &
