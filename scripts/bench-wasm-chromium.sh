@@ -20,10 +20,16 @@ for c in "${classes[@]}"; do
   # `tune CLASS` prints "CLASS  <time> <unit>".
   native[$c]=$(target/release/examples/tune "$c" | awk '{ v = $2; if ($3 == "µs") v *= 1000; if ($3 == "ms") v *= 1e6; printf "%.0f", v }')
 done
-port=$((20000 + RANDOM % 20000))
-python3 -m http.server "$port" --bind 127.0.0.1 --directory "$dir" >/dev/null 2>&1 &
+# Port 0: the system picks a free one, which the server says it serves on.
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$dir" >"$dir/http.log" 2>&1 &
 server=$!
-sleep 1
+port=
+for _ in $(seq 100); do
+  port=$(grep -o -m1 'port [0-9]*' "$dir/http.log" | cut -d' ' -f2) && [[ -n $port ]] && break
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -n $port ]] || { echo "the page's HTTP server did not start:" >&2; cat "$dir/http.log" >&2; exit 1; }
 run() { # variant, extra chromium switches...
   local variant=$1 log="$dir/$1.log"
   shift
