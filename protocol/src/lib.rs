@@ -198,7 +198,9 @@ pub struct Hello {
     /// Compute threads (or Web Workers) behind this connection; the
     /// coordinator counts at most [`MAX_THREADS`].
     pub threads: u32,
-    /// Optional human-readable name shown to operators.
+    /// Optional human-readable name shown to operators. Coordinators keep
+    /// its first [`MAX_NAME_CHARS`] characters, with control characters
+    /// made spaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Software and version, e.g. `crowdfactor-worker/0.1.0`.
@@ -212,6 +214,10 @@ pub struct Hello {
 /// Most compute threads the coordinator counts for one worker (more than any
 /// machine a volunteer brings); workers refuse to be started with more.
 pub const MAX_THREADS: u32 = 1024;
+
+/// Most characters of a worker's `hello` name a coordinator keeps (a
+/// dashboard cell, a log field); workers refuse to be given a longer one.
+pub const MAX_NAME_CHARS: usize = 64;
 
 /// Body of the `result` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -387,8 +387,18 @@ struct Speed {
     largest: f64,
 }
 
-/// Most characters of a worker's name kept (shown on the dashboard, logged).
-pub const NAME_CHARS: usize = 64;
+/// What the dashboard shows and the log says of a worker's `name`: at
+/// most [`MAX_NAME_CHARS`](crowdfactor_protocol::MAX_NAME_CHARS)
+/// characters, trimmed, each control character (a tab, a terminal escape)
+/// a space.
+pub fn worker_name(name: &str) -> String {
+    let name = clip(name, crowdfactor_protocol::MAX_NAME_CHARS);
+    name.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
 
 /// At most `chars` characters of `text`: what a worker says about itself
 /// may be megabytes, a dashboard cell or a log line should not.
@@ -944,11 +954,11 @@ impl Coordinator {
     /// count is taken up to [`MAX_THREADS`]: the sum over all workers sizes
     /// the chunks at a job's end, so one inflated claim would shrink
     /// everyone's.
-    pub fn describe(&self, conn: ConnId, name: Option<&str>, threads: u32) {
+    pub fn describe(&self, conn: ConnId, name: &str, threads: u32) {
         let threads = threads.min(MAX_THREADS);
         let mut st = self.lock();
         if let Some(c) = st.conns.get_mut(&conn) {
-            c.name = clip(name.unwrap_or_default(), NAME_CHARS).to_owned();
+            c.name = name.to_owned();
             let old = c.threads.max(1);
             c.threads = threads;
             st.threads = st.threads - u64::from(old) + u64::from(threads.max(1));
@@ -2070,6 +2080,20 @@ mod tests {
         assert!(requeued.contains(&lb[0].chunk_id), "{requeued:?}");
     }
 
+    /// A volunteer's name reaches the dashboard and the log clipped, with
+    /// no terminal escape or line break of theirs in it.
+    #[test]
+    fn worker_names_are_clipped_and_cleaned() {
+        assert_eq!(worker_name("  lab-pc \n"), "lab-pc");
+        assert_eq!(worker_name("a\tb\u{1b}[31mred"), "a b [31mred");
+        let long = "é".repeat(300);
+        assert_eq!(
+            worker_name(&long),
+            "é".repeat(crowdfactor_protocol::MAX_NAME_CHARS)
+        );
+        assert_eq!(worker_name("\r\n"), "");
+    }
+
     /// The threads a worker claims count up to a bound: one claiming four
     /// billion cannot cut everyone's chunks down to single numbers.
     #[test]
@@ -2078,8 +2102,8 @@ mod tests {
         c.create_job(uncapped((1..=200_000).collect()))
             .expect("job");
         let (fair, boaster) = (conn(&c, 1), conn(&c, 1));
-        c.describe(fair, None, 1);
-        c.describe(boaster, None, u32::MAX);
+        c.describe(fair, "", 1);
+        c.describe(boaster, "", u32::MAX);
         let shown = c.workers();
         let claimed = shown.iter().find(|w| w.id == boaster).expect("listed");
         assert_eq!(claimed.threads, MAX_THREADS);
@@ -2108,7 +2132,7 @@ mod tests {
             ))
             .expect("job");
         let a = conn(&c, 1);
-        c.describe(a, None, 1);
+        c.describe(a, "", 1);
         let mut spans = vec![];
         let mut lens = vec![];
         loop {
@@ -2166,7 +2190,7 @@ mod tests {
         let numbers: Vec<u128> = small.iter().chain(&large).copied().collect();
         let info = c.create_job(uncapped(numbers.clone().into())).expect("job");
         let a = conn(&c, 1);
-        c.describe(a, None, 1);
+        c.describe(a, "", 1);
         // This worker takes 1 µs for a small number, 20 ms for a large one.
         let secs = |n: u128| if n < 1 << 20 { 1e-6 } else { 20e-3 };
         let (mut spans, mut took, mut large_chunks) = (vec![], vec![], 0);
@@ -2212,7 +2236,7 @@ mod tests {
         let numbers: Vec<u128> = (0..26_000).map(|i| (1u128 << 111) + i).collect();
         c.create_job(uncapped(numbers.clone().into())).expect("job");
         let a = conn(&c, 2);
-        c.describe(a, None, 1);
+        c.describe(a, "", 1);
         let secs = |i: u64| if i < easy { 0.3e-3 } else { 30e-3 };
         // The worker's clock: its one thread works the chunks in the order
         // they were leased.
@@ -2251,7 +2275,7 @@ mod tests {
         c.create_job(job((1..=100_000).collect(), 100))
             .expect("job");
         let a = conn(&c, 1);
-        c.describe(a, None, 1);
+        c.describe(a, "", 1);
         // Its speed: 100 numbers in 2 s, so each chunk's deadline is 20 s.
         loop {
             let x = c.lease(a);

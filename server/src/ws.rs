@@ -17,7 +17,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::coordinator::{clip, ConnId, Coordinator, ResultCheck, NAME_CHARS};
+use crate::coordinator::{clip, worker_name, ConnId, Coordinator, ResultCheck};
 use crate::listen::InputMeter;
 use crate::store::Completion;
 use crate::Config;
@@ -104,15 +104,15 @@ pub(crate) async fn serve(
     };
     let slots = hello.slots.min(MAX_SLOTS);
     let conn = coord.register(hello.kind, slots, peer.ip(), tx.clone());
-    coord.describe(conn, hello.name.as_deref(), hello.threads);
+    let name = worker_name(hello.name.as_deref().unwrap_or(""));
+    coord.describe(conn, &name, hello.threads);
     tracing::info!(
         conn,
         %peer,
         kind = hello.kind.as_str(),
         slots,
         threads = hello.threads,
-        // Clipped like the name the dashboard shows.
-        name = clip(hello.name.as_deref().unwrap_or(""), NAME_CHARS),
+        name,
         agent = clip(&hello.agent, 200),
         "worker connected"
     );

@@ -59,8 +59,8 @@ struct Args {
     /// Compute threads, up to 1024 (default, or 0: all cores).
     #[arg(long, short = 't', env = "CROWDFACTOR_THREADS", value_parser = thread_count)]
     threads: Option<usize>,
-    /// Name shown to the operator.
-    #[arg(long, env = "CROWDFACTOR_NAME")]
+    /// Name shown to the operator (up to 64 characters, no control characters).
+    #[arg(long, env = "CROWDFACTOR_NAME", value_parser = worker_name)]
     name: Option<String>,
     /// Worker token, if the coordinator requires one (its --worker-token);
     /// overrides a `?token=` in --server.
@@ -126,6 +126,23 @@ fn thread_count(arg: &str) -> Result<usize, String> {
         Ok(n) if n <= MAX_THREADS as usize => Ok(n),
         _ => Err(format!("expected 0 (all cores) to {MAX_THREADS}")),
     }
+}
+
+/// `--name`, trimmed: refused rather than shown altered when the
+/// coordinator would clip it or blank out a control character in it.
+fn worker_name(arg: &str) -> Result<String, String> {
+    use crowdfactor_protocol::MAX_NAME_CHARS;
+    let name = arg.trim();
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(format!(
+            "{chars} characters long; the coordinator shows at most {MAX_NAME_CHARS}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("holds a control character (a line break, a tab, an escape)".into());
+    }
+    Ok(name.to_owned())
 }
 
 /// Reports bad arguments; returns the exit status: 2 as clap has it, but
@@ -208,7 +225,7 @@ fn main() -> ExitCode {
     let opts = session::Options {
         server: args.server.url,
         threads,
-        name: args.name,
+        name: args.name.filter(|n| !n.is_empty()),
         exit_when_idle: args.exit_when_idle,
         // A token read from a file may end in a line break.
         token: args

@@ -292,6 +292,26 @@ fn thread_counts_past_the_limit_are_refused() {
     }
 }
 
+#[test]
+fn names_the_coordinator_would_alter_are_refused() {
+    let long = "n".repeat(crowdfactor_protocol::MAX_NAME_CHARS + 1);
+    for (name, says) in [
+        (long.as_str(), "65 characters long"),
+        ("lab\tpc", "control character"),
+        ("lab\u{1b}[31mpc", "control character"),
+    ] {
+        let out = run(
+            Command::new(env!("CARGO_BIN_EXE_crowdfactor-worker")).args(["--name", name]),
+            "",
+        );
+        assert_eq!(out.status.code(), Some(2), "{name:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{name:?}: {out:?}"
+        );
+    }
+}
+
 /// 10^5 generated inputs across size classes, through the CLI on 2 threads,
 /// against GNU factor: every line identical, in input order.
 #[test]
