@@ -628,11 +628,24 @@ async fn no_store(mut resp: Response) -> Response {
 }
 
 async fn ws_upgrade(
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     ConnectInfo(conn): ConnectInfo<listen::Peer>,
     headers: axum::http::HeaderMap,
     State(state): State<Arc<AppState>>,
 ) -> Response {
+    // Someone who followed a worker's --server address in a browser.
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(why) => {
+            let body = serde_json::json!({"error": {"code": "not_websocket", "message": format!(
+                "/ws is where workers connect over WebSocket ({}): to contribute from a browser, \
+                 open / instead; on a headless machine run crowdfactor-worker with --server set \
+                 to this server's address",
+                why.body_text()
+            )}});
+            return (why.status(), axum::Json(body)).into_response();
+        }
+    };
     let peer = proxy::client_addr(conn.addr, &headers, &state.config.trusted_proxies);
     if let Some(left) = state.coord.banned_for(peer.ip()) {
         let body = serde_json::json!({"error": {"code": "banned", "message": format!(

@@ -413,6 +413,15 @@ async fn garbage_gets_a_protocol_error_and_harms_nobody() {
         })
     ));
 
+    // Plain HTTP to the WebSocket address (a browser following a worker's
+    // --server): a JSON error that says where to go instead.
+    let plain = reqwest::get(format!("{}ws", server.url())).await.unwrap();
+    assert_eq!(plain.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = plain.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_websocket", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("open / instead"), "{message}");
+
     // A result for a chunk this connection never held is ignored.
     let mut stranger = connect(&server, 0).await;
     let fake = ClientMessage::Result(ChunkResult {
