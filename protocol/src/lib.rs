@@ -317,6 +317,22 @@ pub enum ErrorCode {
     Unauthorized,
 }
 
+impl ErrorCode {
+    /// The name used on the wire (`"shutting_down"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadHandshake => "bad_handshake",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unauthorized => "unauthorized",
+        }
+    }
+}
+
 /// Why a frame could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -1391,6 +1407,16 @@ mod fast_path_tests {
             short.to_string().contains("unknown variant `nope`"),
             "{short}"
         );
+    }
+
+    /// Each error code's name is its wire name.
+    #[test]
+    fn error_code_names_are_the_wire_names() {
+        let names = "bad_message too_large bad_handshake banned timeout shutting_down overloaded unauthorized";
+        for name in names.split(' ') {
+            let code: ErrorCode = serde_json::from_str(&format!("\"{name}\"")).expect(name);
+            assert_eq!(code.as_str(), name);
+        }
     }
 
     /// The hand-written `result` and `assign` encoders write what serde

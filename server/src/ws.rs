@@ -357,7 +357,7 @@ impl Session<'_> {
     async fn fail(&self, code: ErrorCode, message: String) -> &'static str {
         tracing::info!(
             conn = self.conn,
-            ?code,
+            code = code.as_str(),
             why = message.as_str(),
             "closing connection"
         );

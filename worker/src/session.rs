@@ -52,7 +52,7 @@ enum SessionError {
     Closed,
     #[error("the server sent an invalid message: {0}")]
     Protocol(#[from] crowdfactor_protocol::DecodeError),
-    #[error("the server refused us ({code:?}): {message}")]
+    #[error("the coordinator ended the connection ({}): {message}", code.as_str())]
     Refused { code: ErrorCode, message: String },
     #[error("no welcome from the server")]
     NoWelcome,
@@ -199,7 +199,7 @@ pub async fn run(opts: Options) -> ExitCode {
             }) => {
                 // Retrying cannot help: the token or this worker's protocol
                 // version is wrong until someone changes it.
-                tracing::error!(server = %opts.server, ?code, why = message.as_str(), "the coordinator refused this worker; not retrying");
+                tracing::error!(server = %opts.server, code = code.as_str(), why = message.as_str(), "the coordinator refused this worker; not retrying");
                 break ExitCode::from(3);
             }
             Err(e) => {
