@@ -168,15 +168,27 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code,
-                message,
-                item,
-            },
-        };
-        (status, Json(body)).into_response()
+        error_response(status, code, message, item)
     }
+}
+
+/// `status` with the API's error body, `{"error": {"code", "message"[,
+/// "item"]}}`: for [`AppError`], and for answers outside the API's
+/// handlers (the token check, the WebSocket upgrade).
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    item: Option<&str>,
+) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code,
+            message,
+            item,
+        },
+    };
+    (status, Json(body)).into_response()
 }
 
 /// A job as the API shows it.

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 
 use crate::AppState;
 
@@ -94,11 +93,12 @@ pub(crate) async fn require_api_token(
         }
         None => "no token was given",
     };
-    let body = serde_json::json!({"error": {
-        "code": "unauthorized",
-        "message": format!("{why}: this API needs `Authorization: Bearer <token>`; the token was printed when the server first started and is stored next to its database (--token sets it)")
-    }});
-    let mut resp = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    let mut resp = crate::api::error_response(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!("{why}: this API needs `Authorization: Bearer <token>`; the token was printed when the server first started and is stored next to its database (--token sets it)"),
+        None,
+    );
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp

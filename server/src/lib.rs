@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -637,21 +638,22 @@ async fn ws_upgrade(
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(why) => {
-            let body = serde_json::json!({"error": {"code": "not_websocket", "message": format!(
+            let message = format!(
                 "/ws is where workers connect over WebSocket ({}): to contribute from a browser, \
                  open / instead; on a headless machine run crowdfactor-worker with --server set \
                  to this server's address",
                 why.body_text()
-            )}});
-            return (why.status(), axum::Json(body)).into_response();
+            );
+            return api::error_response(why.status(), "not_websocket", message, None);
         }
     };
     let peer = proxy::client_addr(conn.addr, &headers, &state.config.trusted_proxies);
     if let Some(left) = state.coord.banned_for(peer.ip()) {
-        let body = serde_json::json!({"error": {"code": "banned", "message": format!(
-            "this address sent too many wrong results; try again in {} s", left.as_secs() + 1
-        )}});
-        return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+        let message = format!(
+            "this address sent too many wrong results; try again in {} s",
+            left.as_secs() + 1
+        );
+        return api::error_response(StatusCode::FORBIDDEN, "banned", message, None);
     }
     let slot = match state.conns.acquire(
         peer.ip(),
@@ -665,12 +667,12 @@ async fn ws_upgrade(
                 Full::PerIp => "too many connections from this address",
             };
             tracing::warn!(%peer, why, "worker connection refused");
-            let body = serde_json::json!({"error": {"code": "overloaded", "message": why}});
-            return (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(body),
-            )
-                .into_response();
+            return api::error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                why.to_owned(),
+                None,
+            );
         }
     };
     let (coord, config, stop) = (
