@@ -380,20 +380,22 @@ fn parse_digits(digits: &str, item: impl FnOnce() -> String) -> Result<u128, App
 /// A job sent as plain text (`Content-Type: text/plain` or `text/csv`):
 /// the numbers in decimal, separated by whitespace or commas (a file of one
 /// number per line, as `seq` or a spreadsheet writes it); its `options`
-/// from the query string.
+/// from the query string. Up to [`Parsed::finish`], so that the body can go
+/// first.
 fn parse_text_job(
     body: &[u8],
     options: JobOptions,
     limits: &crate::Config,
-) -> Result<NewJob, AppError> {
-    let text =
-        std::str::from_utf8(body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)).map_err(|e| {
-            bad(
-                "bad_request",
-                None,
-                format!("the body is not UTF-8 text: {e}"),
-            )
-        })?;
+) -> Result<Parsed, AppError> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let line = line_at(&body[..e.valid_up_to()]);
+        bad(
+            "bad_request",
+            None,
+            format!("the body is not UTF-8 text: line {line}: {e}"),
+        )
+    })?;
     let mut tokens = text
         .split(|c: char| c.is_ascii_whitespace() || c == ',')
         .filter(|t| !t.is_empty());
@@ -412,8 +414,15 @@ fn parse_text_job(
             ));
         }
         let item = || format!("numbers[{count}]");
-        match parse_digits(token, item)? {
-            0 => return Err(zero_in_list(item())),
+        // A file's reader looks for a line, not an index.
+        let on_its_line = |e| {
+            on_line(
+                e,
+                line_at(&body[..token.as_ptr() as usize - text.as_ptr() as usize]),
+            )
+        };
+        match parse_digits(token, item).map_err(on_its_line)? {
+            0 => return Err(on_its_line(zero_in_list(item()))),
             n => list.push(n),
         }
         count += 1;
@@ -425,12 +434,40 @@ fn parse_text_job(
             "the body holds no numbers",
         ));
     }
-    Ok(NewJob {
-        numbers: list.into_numbers(),
+    Ok(Parsed {
+        numbers: Err(list),
         chunk_cap: options.chunk_cap,
-        priority: options.priority.unwrap_or(0),
-        name: options.name.flatten(),
+        priority: options.priority,
+        name: options.name,
     })
+}
+
+/// The line (from 1) on which text that starts with `before` goes on.
+fn line_at(before: &[u8]) -> usize {
+    1 + before.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// A list item's error, its message naming the item's `line` as well:
+/// `numbers[2] (line 3): …`.
+fn on_line(e: AppError, line: usize) -> AppError {
+    match e {
+        AppError::BadRequest {
+            code,
+            message,
+            item: Some(item),
+        } => {
+            let message = match message.strip_prefix(item.as_str()) {
+                Some(rest) => format!("{item} (line {line}){rest}"),
+                None => format!("{message} (line {line})"),
+            };
+            AppError::BadRequest {
+                code,
+                message,
+                item: Some(item),
+            }
+        }
+        other => other,
+    }
 }
 
 /// A job's `priority`, `chunk_size` and `name` given in the query string
@@ -733,7 +770,9 @@ pub(crate) async fn create_job(
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         let json = first == Some(&b'{');
         if text && !json {
-            return parse_text_job(&body, options, &parser.config);
+            let parsed = parse_text_job(&body, options, &parser.config);
+            drop(body);
+            return parsed.map(Parsed::finish);
         }
         if first.is_some_and(u8::is_ascii_digit) {
             // Numbers labelled as something else (curl --data-binary sends
@@ -1505,7 +1544,7 @@ mod tests {
         query: Option<&str>,
         limits: &crate::Config,
     ) -> Result<NewJob, AppError> {
-        parse_text_job(body, JobOptions::parse(query, limits)?, limits)
+        parse_text_job(body, JobOptions::parse(query, limits)?, limits).map(Parsed::finish)
     }
 
     fn parse(body: &str) -> Result<(Vec<u128>, Option<u32>), String> {
@@ -1633,6 +1672,26 @@ mod tests {
         assert_eq!(refused(b"12", Some("chunk_size=0")).0, "invalid_chunk_size");
         assert_eq!(refused(b"12", Some("range=1")).1.as_deref(), Some("range"));
         assert_eq!(refused(b"\xff12", None).0, "bad_request");
+        // A file's reader is told the line as well as the item.
+        let (_, item, message) = refused(b"\xef\xbb\xbf12\r\n15\r\n\r\n97 abc\n17\n", None);
+        assert_eq!(item.as_deref(), Some("numbers[3]"));
+        assert_eq!(
+            message,
+            r#"numbers[3] (line 4): "abc" is not a decimal integer"#
+        );
+        let (_, _, message) = refused(b"12, 0", None);
+        assert!(
+            message.starts_with("numbers[1] (line 1): 0 has no factorization"),
+            "{message}"
+        );
+        let (_, _, message) = refused(b"7\n8\n-9\n", None);
+        assert!(
+            message.starts_with("numbers[2] (line 3): -9 is negative"),
+            "{message}"
+        );
+        let (code, _, message) = refused(b"1\n2\n3\xff\n", None);
+        assert_eq!(code, "bad_request");
+        assert!(message.contains("UTF-8 text: line 3:"), "{message}");
     }
 
     /// A list that rises by one step is kept as that range (as `seq`

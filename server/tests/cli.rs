@@ -219,9 +219,31 @@ fn owner_cli_submits_watches_fetches_and_cancels() {
         String::from_utf8_lossy(&meant_file.stderr).contains("--file"),
         "{meant_file:?}"
     );
-    let ok = cli(&["submit", "--file", list.to_str().unwrap()]);
+    // An item of a file that is no number: named by its line too.
+    let typo = dir.join("typo.txt");
+    std::fs::write(&typo, "12\r\n15\r\n\r\n97 1O1\r\n").unwrap();
+    let refused = cli(&["submit", "--file", typo.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains(r#"numbers[3] (line 4): "1O1" is not a decimal integer"#),
+        "{refused:?}"
+    );
+    let ok = cli(&[
+        "submit",
+        "--file",
+        list.to_str().unwrap(),
+        "--priority",
+        "2",
+        "--name",
+        "from a file",
+    ]);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
+    assert!(
+        String::from_utf8_lossy(&cli(&["jobs"]).stdout).contains("3 priority 2  from a file"),
+        "the file's job has its three numbers, priority and name"
+    );
     // No worker yet: cancel works on the queued job.
     let second = cli(&[
         "submit",

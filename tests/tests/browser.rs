@@ -845,12 +845,12 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
 
     // Lists typed or read from a file: separators as spreadsheets and
     // editors write them, and an item that is no number named by the
-    // server (the page sends the list as typed then).
+    // server by its index and line (the page sends the list as typed).
     click(&client, "input[name=kind][value=list]").await;
     fill(&client, "#list", "12, 97\n x13").await;
     click(&client, "#submit button").await;
     wait_text_where(&client, "submit-result", Duration::from_secs(10), |t| {
-        t.starts_with("Not submitted") && t.contains("numbers[2]")
+        t.starts_with("Not submitted") && t.contains("numbers[2] (line 2)")
     })
     .await;
     fill(&client, "#list", "12, 97\n  1000000000001,").await;

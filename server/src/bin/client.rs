@@ -470,12 +470,15 @@ async fn submit(
                 Box::new(std::fs::File::open(&path).map_err(|e| CliError::Local(cannot(&e)))?)
             };
             api.check_token().await?;
-            let (body, failed) = list_body(input, fields);
+            // The file goes as the text it is, the job's other fields in
+            // the query string: the server reads the list, and names the
+            // line of anything in it that is no number.
+            let (body, failed) = file_body(input);
             let sent = api
                 .send(
                     api.http
-                        .post(url)
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .post(format!("{url}{}", job_query(&fields)))
+                        .header(reqwest::header::CONTENT_TYPE, "text/plain")
                         .body(body),
                 )
                 .await;
@@ -526,24 +529,19 @@ async fn submit(
 }
 
 /// The body of a job read from `input`, streamed as it is read: a file of
-/// ten million numbers is never held whole (as text, list and JSON it took
-/// some 90 bytes a number). Numbers are separated as the dashboard reads a
-/// list: whitespace or commas (a column or a row of a spreadsheet's
-/// export), and a byte-order mark at the start is dropped (Windows editors
-/// write one). The second half holds the read error that cut the body off.
-fn list_body(
+/// ten million numbers is never held whole. The second half holds the read
+/// error that cut the body off.
+fn file_body(
     mut input: Box<dyn Read + Send>,
-    fields: serde_json::Map<String, Value>,
 ) -> (reqwest::Body, Arc<Mutex<Option<std::io::Error>>>) {
     let failed = Arc::new(Mutex::new(None));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let slot = failed.clone();
     std::thread::spawn(move || {
-        let mut list = JsonList::new(fields);
         let mut block = vec![0; 1 << 20];
         loop {
             let read = match input.read(&mut block) {
-                Ok(0) => break,
+                Ok(0) => return,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -557,12 +555,10 @@ fn list_body(
                     return;
                 }
             };
-            list.feed(&block[..read]);
-            if list.out.len() >= 256 << 10 && tx.blocking_send(Ok(list.take())).is_err() {
+            if tx.blocking_send(Ok(block[..read].to_vec())).is_err() {
                 return; // the request ended (refused, or the server is gone)
             }
         }
-        let _ = tx.blocking_send(Ok(list.finish()));
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece, rx))
@@ -570,69 +566,20 @@ fn list_body(
     (reqwest::Body::wrap_stream(stream), failed)
 }
 
-/// Writes `{"numbers":["12","13",...]}` (after any other fields) from text
-/// fed in pieces of any size.
-struct JsonList {
-    out: Vec<u8>,
-    token: Vec<u8>,
-    count: u64,
-}
-
-impl JsonList {
-    fn new(fields: serde_json::Map<String, Value>) -> Self {
-        let mut out = serde_json::to_vec(&fields).unwrap_or_else(|_| b"{}".to_vec());
-        out.pop(); // the closing brace
-        if !fields.is_empty() {
-            out.push(b',');
-        }
-        out.extend_from_slice(br#""numbers":["#);
-        JsonList {
-            out,
-            token: Vec::new(),
-            count: 0,
-        }
+/// A job's fields (`chunk_size`, `priority`, `name`) as the query string of
+/// a plain-text job: `?priority=-5&name=seed%20tail`, or nothing.
+fn job_query(fields: &serde_json::Map<String, Value>) -> String {
+    if fields.is_empty() {
+        return String::new();
     }
-
-    fn feed(&mut self, text: &[u8]) {
-        for &b in text {
-            if b.is_ascii_whitespace() || b == b',' {
-                self.end_token();
-            } else {
-                self.token.push(b);
-            }
-        }
+    let mut query = form_urlencoded::Serializer::new(String::from("?"));
+    for (key, value) in fields {
+        match value {
+            Value::String(s) => query.append_pair(key, s),
+            other => query.append_pair(key, &other.to_string()),
+        };
     }
-
-    fn end_token(&mut self) {
-        let mut token = &self.token[..];
-        if self.count == 0 {
-            while let Some(rest) = token.strip_prefix("\u{feff}".as_bytes()) {
-                token = rest;
-            }
-        }
-        if token.is_empty() {
-            self.token.clear();
-            return;
-        }
-        if self.count > 0 {
-            self.out.push(b',');
-        }
-        // Not a number is the server's to say (naming the item), so the
-        // token goes as it is, escaped.
-        let _ = serde_json::to_writer(&mut self.out, &String::from_utf8_lossy(token));
-        self.count += 1;
-        self.token.clear();
-    }
-
-    fn take(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.end_token();
-        self.out.extend_from_slice(b"]}");
-        self.out
-    }
+    query.finish()
 }
 
 async fn jobs(api: &Api, state: Option<&str>) -> Result<(), CliError> {
@@ -898,41 +845,21 @@ fn say(text: &str) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
-    fn body(fields: serde_json::Map<String, Value>, pieces: &[&[u8]]) -> Value {
-        let mut list = JsonList::new(fields);
-        let mut out = Vec::new();
-        for p in pieces {
-            list.feed(p);
-            out.extend(list.take());
-        }
-        out.extend(list.finish());
-        serde_json::from_slice(&out).expect("the body is JSON")
-    }
-
     #[test]
-    fn a_list_streams_to_the_same_body_however_it_is_cut() {
-        let text = "\u{feff}12,1000000000001\r\n97\t x\"y\\ \n,, 5".as_bytes();
-        let want = json!({"numbers": ["12", "1000000000001", "97", "x\"y\\", "5"]});
-        assert_eq!(body(Default::default(), &[text]), want);
-        for cut in 0..=text.len() {
-            let (a, b) = text.split_at(cut);
-            assert_eq!(body(Default::default(), &[a, b]), want, "cut at {cut}");
-        }
-        let one_by_one: Vec<&[u8]> = text.chunks(1).collect();
-        assert_eq!(body(Default::default(), &one_by_one), want);
-    }
-
-    #[test]
-    fn other_fields_come_first_and_an_empty_list_stays_empty() {
+    fn a_jobs_fields_go_in_its_query_string() {
+        assert_eq!(job_query(&Default::default()), "");
         let mut fields = serde_json::Map::new();
         fields.insert("priority".into(), json!(-3));
-        assert_eq!(
-            body(fields, &[b" \n"]),
-            json!({"priority": -3, "numbers": []})
-        );
-        assert_eq!(
-            body(Default::default(), &["\u{feff}".as_bytes()]),
-            json!({"numbers": []})
-        );
+        fields.insert("chunk_size".into(), json!(40));
+        fields.insert("name".into(), json!("seed tail & more"));
+        let query = job_query(&fields);
+        let pairs: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(query.strip_prefix('?').expect("a query").as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(pairs.len(), 3, "{query}");
+        assert_eq!(pairs["priority"], "-3");
+        assert_eq!(pairs["chunk_size"], "40");
+        assert_eq!(pairs["name"], "seed tail & more");
     }
 }
