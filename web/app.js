@@ -19,7 +19,22 @@ const settings = {
   duty: stored('duty', 1),
   pauseHidden: stored('pauseHidden', false),
   pauseBattery: stored('pauseBattery', false),
+  name: stored('name', ''),
 };
+
+/**
+ * A volunteer's name as the coordinator keeps it (see `MAX_NAME_CHARS`):
+ * control characters made spaces, trimmed, at most 64 characters.
+ */
+const cleanName = (name) => Array.from(name.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim())
+  .slice(0, 64).join('').trim();
+
+// A link can name the tab (?name=, as for a lab's machines); kept, as if typed.
+const linkName = new URLSearchParams(location.search).get('name');
+if (linkName !== null) {
+  settings.name = cleanName(linkName);
+  store('name', settings.name);
+}
 
 const state = {
   ws: null,
@@ -426,7 +441,8 @@ function connect() {
   ws.onopen = () => {
     const token = new URLSearchParams(location.search).get('token') || undefined;
     state.slots = slots();
-    ws.send(hello_message(state.slots, settings.workers, `crowdfactor-page (${navigator.userAgent})`, token));
+    ws.send(hello_message(state.slots, settings.workers, `crowdfactor-page (${navigator.userAgent})`, token,
+      settings.name || undefined));
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {
@@ -731,6 +747,19 @@ function setupControls() {
   } else {
     $('battery-note').textContent = '(this browser does not report battery state)';
   }
+  const name = $('volunteer-name');
+  name.value = settings.name;
+  name.addEventListener('change', () => {
+    const cleaned = cleanName(name.value);
+    name.value = cleaned;
+    if (cleaned === settings.name) return;
+    settings.name = cleaned;
+    store('name', cleaned);
+    // The name travels in `hello`: connect again under it at once (the
+    // server requeues what this tab held; what its Web Workers finish
+    // meanwhile answers those numbers when they come back).
+    if (abandon('renamed')) connect();
+  });
   $('toggle').addEventListener('click', () => {
     settings.paused = !settings.paused;
     store('paused', settings.paused);

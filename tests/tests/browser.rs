@@ -560,6 +560,52 @@ fn holding(list: &[serde_json::Value]) -> Option<serde_json::Value> {
         .map(|w| w["id"].clone())
 }
 
+/// A volunteer can name the tab, from a link (`?name=`) or on the page; the
+/// operator sees the name in `GET /api/workers` (and so on the dashboard),
+/// a change applies at once, and the browser remembers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volunteer_names_the_tab_and_the_operator_sees_it() {
+    let server = TestServer::start(Config::default()).await;
+    let (_driver, client) = chromium().await;
+    let named = |want: &'static str| {
+        move |list: &[serde_json::Value]| {
+            (list.len() == 1 && list[0]["kind"] == "browser" && list[0]["name"] == want)
+                .then_some(())
+        }
+    };
+    // A control character in the link's name becomes a space, as the
+    // coordinator would make it.
+    client
+        .goto(&format!("{}?name=%20lab%09%233%20", server.url()))
+        .await
+        .unwrap();
+    wait_workers(&server, 30, "the tab named by its link", named("lab #3")).await;
+    let shown = client
+        .execute(
+            "return document.getElementById('volunteer-name').value",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown, "lab #3");
+    // Typed on the page (Enter commits it): the tab connects again under it.
+    fill(&client, "#volunteer-name", "  Ada L.\u{E007}").await;
+    wait_workers(&server, 30, "the tab under its new name", named("Ada L.")).await;
+    // Remembered by this browser: a plain link keeps it.
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    wait_workers(&server, 30, "the name kept after a reload", named("Ada L.")).await;
+    // Cleared: no name at all.
+    fill(&client, "#volunteer-name", "\u{E007}").await;
+    wait_workers(&server, 30, "the tab without a name", |list| {
+        (list.len() == 1 && list[0]["name"].as_str().unwrap_or("").is_empty()).then_some(())
+    })
+    .await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// Leaving the page hands its chunks back at once, although Chromium keeps
 /// the page (frozen, socket open) in its back/forward cache; coming back
 /// reconnects and the tab finishes the job.

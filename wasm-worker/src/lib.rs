@@ -156,15 +156,22 @@ pub fn factor_all(numbers: &str) -> Result<u32, JsError> {
 }
 
 /// JS: the `hello` frame for a browser tab with `threads` Web Workers;
-/// `token` is the worker token from the page URL, if any.
+/// `token` is the worker token from the page URL, if any, and `name` the
+/// one the volunteer gave the tab, if any.
 #[wasm_bindgen]
-pub fn hello_message(slots: u32, threads: u32, agent: &str, token: Option<String>) -> String {
+pub fn hello_message(
+    slots: u32,
+    threads: u32,
+    agent: &str,
+    token: Option<String>,
+    name: Option<String>,
+) -> String {
     ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         kind: WorkerKind::Browser,
         slots,
         threads,
-        name: None,
+        name: name.filter(|n| !n.is_empty()),
         agent: agent.to_owned(),
         token,
     })

@@ -36,8 +36,14 @@ fn rejects_frames_that_are_not_assignments() {
 
 #[wasm_bindgen_test]
 fn builds_protocol_frames() {
-    let hello = crowdfactor_wasm::hello_message(4, 2, "test", None);
+    let hello = crowdfactor_wasm::hello_message(4, 2, "test", None, None);
     assert!(hello.contains(r#""kind":"browser""#), "{hello}");
+    assert!(!hello.contains("name"), "{hello}");
+    let named = crowdfactor_wasm::hello_message(4, 2, "test", None, Some("Ada".into()));
+    assert!(named.contains(r#""name":"Ada""#), "{named}");
+    // A blank name is none.
+    let blank = crowdfactor_wasm::hello_message(4, 2, "test", None, Some(String::new()));
+    assert!(!blank.contains("name"), "{blank}");
     assert_eq!(
         crowdfactor_wasm::ack_message(7.0),
         r#"{"type":"ack","chunk_id":7}"#
