@@ -40,8 +40,8 @@ const state = {
   ws: null,
   connection: 'connecting',
   generation: 0,
-  workers: [],        // { worker, chunks: [{id, count, generation, frame, posted, cancelled?}] (the first running), ready, retiring, done, depth, lastAt }
-  queue: [],          // assignments received but not started: { id, count, frame }
+  workers: [],        // { worker, chunks: [{id, count, generation, frame, runs?, posted, cancelled?}] (the first running), ready, retiring, done, depth, lastAt }
+  queue: [],          // assignments received but not started: { id, count, frame, runs?, spliced? }
   sent: new Map(),     // chunk id -> { frame, result }: results sent, not yet accepted or rejected
   carried: [],        // results for an earlier connection: { frame, result, at }
   blocked: [],        // assignments waiting for numbers still factored for an earlier connection: { msg, text }
@@ -258,12 +258,21 @@ function numbersOf(numbers) {
   return out;
 }
 
-/** An assignment frame's job and numbers, each index by number (cached on `holder`). */
+/**
+ * An assignment frame's job and numbers, each index by number (cached on
+ * `holder`): of a chunk a Web Worker factors in runs, only the runs'.
+ */
 function parsed(holder, frame) {
   if (!holder.parsed) {
     const msg = JSON.parse(frame);
     const index = new Map();
-    numbersOf(msg.numbers).forEach((n, i) => { if (!index.has(n)) index.set(n, i); });
+    const runs = holder.runs || [0, Array.isArray(msg.numbers) ? msg.numbers.length : msg.numbers.count];
+    const numbers = numbersOf(msg.numbers);
+    for (let r = 0; r < runs.length; r += 2) {
+      for (let i = runs[r]; i < runs[r] + runs[r + 1]; i += 1) {
+        if (!index.has(numbers[i])) index.set(numbers[i], i);
+      }
+    }
     holder.parsed = { job: msg.job_id, index };
   }
   return holder.parsed;
@@ -335,25 +344,23 @@ function answerInPart(msg, text) {
     sendResult({ id: msg.chunk_id, frame: text, result: splice(msg.chunk_id, spliced, null) });
     return true;
   }
-  const numbers = restOf(msg.numbers, reuse.lists, rest);
-  const frame = JSON.stringify({ type: 'assign', chunk_id: msg.chunk_id, job_id: msg.job_id, numbers });
-  state.queue.push({ id: msg.chunk_id, count: rest.length, frame, spliced });
+  // The Web Worker gets the chunk with the runs of numbers no kept list
+  // holds, (index, count) pairs: it sieves a range's runs as ranges.
+  state.queue.push({ id: msg.chunk_id, count: rest.length, frame: text, runs: holes(reuse.lists), spliced });
   pump();
   return true;
 }
 
-/**
- * What the Web Worker factors of a chunk answered in part: `rest`, the
- * numbers no kept list holds, as a list; but of a range, when they are one
- * run (kept lists cover the chunk's start or its end, as after a restart),
- * as the range they still are, which the Web Worker can sieve.
- */
-function restOf(numbers, lists, rest) {
-  if (Array.isArray(numbers)) return rest;
-  const first = lists.indexOf(undefined);
-  if (lists.lastIndexOf(undefined) - first + 1 !== rest.length) return rest;
-  const start = BigInt(numbers.start) + BigInt(first) * BigInt(numbers.step);
-  return { start: start.toString(), step: numbers.step, count: rest.length };
+/** The runs of `lists` without a list, as (index, count) pairs, flat. */
+function holes(lists) {
+  const runs = [];
+  lists.forEach((l, i) => {
+    if (l !== undefined) return;
+    const last = runs.length - 2;
+    if (last >= 0 && runs[last] + runs[last + 1] === i) runs[last + 1] += 1;
+    else runs.push(i, 1);
+  });
+  return runs;
 }
 
 /** The result frame of a chunk: the kept lists, the Web Worker's in the holes. */
@@ -415,9 +422,9 @@ function pump() {
       const next = state.queue.shift();
       w.chunks.push({
         id: next.id, count: next.count, generation: state.generation, frame: next.frame,
-        spliced: next.spliced, posted: performance.now(),
+        runs: next.runs, spliced: next.spliced, posted: performance.now(),
       });
-      w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame });
+      w.worker.postMessage({ type: 'chunk', id: next.id, frame: next.frame, runs: next.runs });
     }
   }
 }

@@ -76,11 +76,11 @@ async function rest(dt, last) {
   }
 }
 
-async function run(id, frame) {
+async function run(id, frame, runs) {
   const started = performance.now();
   // Time spent waiting for this chunk was rest too.
   owed = Math.max(owed - (started - idleSince), -30);
-  const job = new ChunkJob(frame);
+  const job = new ChunkJob(frame, runs);
   let batch = 4;
   let t0 = started; // the slice's start (the first's includes reading the chunk)
   for (;;) {
@@ -108,10 +108,10 @@ async function pump() {
   if (busy) return;
   busy = true;
   while (queue.length) {
-    const { id, frame } = queue.shift();
+    const { id, frame, runs } = queue.shift();
     running = id;
     try {
-      await run(id, frame);
+      await run(id, frame, runs);
     } catch (err) {
       self.postMessage({ type: 'error', id, message: String((err && err.message) || err) });
     }
@@ -140,7 +140,8 @@ self.onmessage = async (event) => {
     }
   } else if (msg.type === 'chunk') {
     await ready;
-    queue.push({ id: msg.id, frame: msg.frame });
+    // runs: of a chunk answered in part, the (index, count) pairs left to factor.
+    queue.push({ id: msg.id, frame: msg.frame, runs: msg.runs });
     pump();
   }
 };

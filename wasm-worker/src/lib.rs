@@ -73,45 +73,99 @@ fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut ResultW
 #[derive(Debug)]
 pub struct ChunkJob {
     numbers: ChunkNumbers,
+    /// The index spans to factor, in order: the whole chunk, or the runs
+    /// the page gave.
+    spans: Vec<std::ops::Range<usize>>,
+    /// The span being factored, and the next index in it.
+    span: usize,
+    at: usize,
     results: ResultWriter,
 }
 
 #[wasm_bindgen]
 impl ChunkJob {
-    /// Starts on the chunk of an `assign` frame.
+    /// Starts on the chunk of an `assign` frame: all of its numbers, or only
+    /// those of `runs`, pairs of (index, count) in ascending order (the page
+    /// answers the others with lists kept from an earlier connection). A
+    /// range's runs are sieved as ranges.
     #[wasm_bindgen(constructor)]
-    pub fn new(assign_json: &str) -> Result<ChunkJob, JsError> {
+    pub fn new(assign_json: &str, runs: Option<Vec<u32>>) -> Result<ChunkJob, JsError> {
         let ServerMessage::Assign(a) = ServerMessage::decode(assign_json, MAX_FRAME)
             .map_err(|e| JsError::new(&Error::Decode(e).to_string()))?
         else {
             return Err(JsError::new(&Error::NotAssign.to_string()));
         };
+        let len = a.numbers.len();
+        let spans = match runs {
+            None => std::iter::once(0..len).collect(),
+            Some(runs) => spans_of(&runs, len).ok_or_else(|| {
+                JsError::new(&format!(
+                    "runs must be (index, count) pairs in ascending order within the chunk's {len} numbers"
+                ))
+            })?,
+        };
         Ok(ChunkJob {
-            results: ResultWriter::new(a.chunk_id, true, a.numbers.len()),
+            results: ResultWriter::new(a.chunk_id, true, spans.iter().map(|s| s.len()).sum()),
+            at: spans.first().map_or(0, |s| s.start),
             numbers: a.numbers,
+            spans,
+            span: 0,
         })
     }
 
     /// Factors up to `count` more numbers; returns true when all are done.
     pub fn step(&mut self, count: u32) -> bool {
-        let start = self.results.len();
-        let end = (start + count.max(1) as usize).min(self.numbers.len());
-        factor_span(&self.numbers, start, end, &mut self.results);
-        self.results.len() == self.numbers.len()
+        let mut left = count.max(1) as usize;
+        loop {
+            let Some(end) = self.spans.get(self.span).map(|s| s.end) else {
+                return true;
+            };
+            if self.at >= end {
+                self.span += 1;
+                self.at = self.spans.get(self.span).map_or(end, |s| s.start);
+                continue;
+            }
+            if left == 0 {
+                return false;
+            }
+            let to = (self.at + left).min(end);
+            factor_span(&self.numbers, self.at, to, &mut self.results);
+            left -= to - self.at;
+            self.at = to;
+        }
     }
 
-    /// Numbers in the chunk.
+    /// Numbers to factor: the chunk's, or its runs'.
     pub fn total(&self) -> u32 {
-        self.numbers.len() as u32
+        self.spans.iter().map(|s| s.len()).sum::<usize>() as u32
     }
 
-    /// The `result` frame (call once `step` returned true). `elapsed_ms` is
+    /// The `result` frame (call once `step` returned true), with the
+    /// factorizations in the order of the numbers factored. `elapsed_ms` is
     /// the wall time the chunk took, pauses for the duty cycle included: the
     /// coordinator sizes the next chunks from it.
     pub fn finish(self, elapsed_ms: f64) -> String {
         self.results
             .finish(Some((elapsed_ms.max(0.0) * 1000.0) as u64))
     }
+}
+
+/// `runs`, pairs of (index, count), as index spans: `None` unless each
+/// count is at least 1 and the spans ascend within `len` numbers.
+fn spans_of(runs: &[u32], len: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    if !runs.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(runs.len() / 2);
+    for pair in runs.chunks_exact(2) {
+        let (at, count) = (pair[0] as usize, pair[1] as usize);
+        let after = spans.last().map_or(0, |s| s.end);
+        if count == 0 || at < after || at + count > len {
+            return None;
+        }
+        spans.push(at..at + count);
+    }
+    Some(spans)
 }
 
 /// JS: factors the chunk in an `assign` frame; returns the `result` frame to send.

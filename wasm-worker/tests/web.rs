@@ -65,7 +65,7 @@ fn semiprime_and_prime_square_near_2_64() {
 #[wasm_bindgen_test]
 fn a_chunk_factored_in_slices_gives_the_same_frame() {
     let assign = r#"{"type":"assign","chunk_id":9,"job_id":"1","numbers":["12","1000000000001","97","1","340282366920938463463374607431768211455"]}"#;
-    let mut job = crowdfactor_wasm::ChunkJob::new(assign).expect("assign");
+    let mut job = crowdfactor_wasm::ChunkJob::new(assign, None).expect("assign");
     assert_eq!(job.total(), 5);
     assert!(!job.step(2));
     assert!(!job.step(2));
@@ -98,7 +98,7 @@ fn a_range_chunk_gives_factors_lists_whole_or_in_slices() {
         let whole = crowdfactor_factor::factor(start + 2 * i as u128);
         assert_eq!(f, &whole[..whole.len() - 1], "without the largest factor");
     }
-    let mut job = crowdfactor_wasm::ChunkJob::new(&assign).expect("assign");
+    let mut job = crowdfactor_wasm::ChunkJob::new(&assign, None).expect("assign");
     for slice in [1000, 20_000] {
         assert!(!job.step(slice));
     }
@@ -107,4 +107,64 @@ fn a_range_chunk_gives_factors_lists_whole_or_in_slices() {
         job.finish(2.0),
         whole.replace("\"}", "\",\"compute_us\":2000}")
     );
+}
+
+/// Only the runs the page gives are factored (the page answers the rest of
+/// the chunk from kept lists): their lists come in order, a range's runs
+/// sieved, however the slices fall across the runs' ends.
+#[wasm_bindgen_test]
+fn a_chunk_factored_in_runs_gives_the_runs_lists() {
+    let (start, count) = (999_999_999_999u128, 30_000u32);
+    let assign = format!(
+        r#"{{"type":"assign","chunk_id":4,"job_id":"1","numbers":{{"start":"{start}","step":"2","count":{count}}}}}"#
+    );
+    let runs = [(0u32, 5000u32), (12_000, 7000), (29_990, 10)];
+    let flat: Vec<u32> = runs.iter().flat_map(|&(at, n)| [at, n]).collect();
+    let want: Vec<u32> = runs.iter().flat_map(|&(at, n)| at..at + n).collect();
+    for slice in [1, 4000, 7000, 40_000] {
+        let mut job = crowdfactor_wasm::ChunkJob::new(&assign, Some(flat.clone())).expect("runs");
+        assert_eq!(job.total(), 12_010);
+        let mut steps = 0;
+        while !job.step(slice) {
+            steps += 1;
+            assert!(steps <= 12_010, "no end in sight");
+        }
+        let ClientMessage::Result(r) =
+            ClientMessage::decode(&job.finish(1.0), DEFAULT_MAX_MESSAGE_BYTES).expect("decodes")
+        else {
+            panic!("not a result frame");
+        };
+        assert_eq!(r.factors.len(), want.len(), "slices of {slice}");
+        for (f, &i) in r.factors.iter().zip(&want) {
+            let whole = crowdfactor_factor::factor(start + 2 * u128::from(i));
+            assert_eq!(
+                f,
+                &whole[..whole.len() - 1],
+                "number {i}, slices of {slice}"
+            );
+        }
+    }
+    // A list's runs alike.
+    let list =
+        r#"{"type":"assign","chunk_id":5,"job_id":"1","numbers":["12","97","1000000000001","15"]}"#;
+    let mut job = crowdfactor_wasm::ChunkJob::new(list, Some(vec![1, 1, 3, 1])).expect("runs");
+    assert!(job.step(10));
+    let frame = job.finish(0.0);
+    assert!(
+        frame.contains(r#""factors":";3""#),
+        "97 is prime (its list left out), 15 = 3·5: {frame}"
+    );
+    // Runs that are no runs of the chunk are refused.
+    for bad in [
+        vec![0],
+        vec![0, 0],
+        vec![2, 1, 1, 1],
+        vec![3, 2],
+        vec![0, 2, 1, 1],
+    ] {
+        assert!(
+            crowdfactor_wasm::ChunkJob::new(list, Some(bad.clone())).is_err(),
+            "{bad:?}"
+        );
+    }
 }
