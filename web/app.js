@@ -2,7 +2,7 @@
 // Workers (each with its own wasm factorizer). Every frame sent is built by
 // the wasm protocol bindings. Settings live in localStorage.
 import init, {
-  hello_message, ack_message, heartbeat_message, capacity_message, release_message,
+  hello_message, ack_message, heartbeat_message, capacity_message, release_message, kept_name,
 } from './pkg/crowdfactor_wasm.js';
 import { $, say, setText } from './dom.js';
 
@@ -22,19 +22,9 @@ const settings = {
   name: stored('name', ''),
 };
 
-/**
- * A volunteer's name as the coordinator keeps it (see `MAX_NAME_CHARS`):
- * control characters made spaces, trimmed, at most 64 characters.
- */
-const cleanName = (name) => Array.from(name.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim())
-  .slice(0, 64).join('').trim();
 
-// A link can name the tab (?name=, as for a lab's machines); kept, as if typed.
-const linkName = new URLSearchParams(location.search).get('name');
-if (linkName !== null) {
-  settings.name = cleanName(linkName);
-  store('name', settings.name);
-}
+// The protocol bindings (every frame is built by them), loading from the start.
+const wasmReady = init();
 
 const state = {
   ws: null,
@@ -756,8 +746,9 @@ function setupControls() {
   }
   const name = $('volunteer-name');
   name.value = settings.name;
-  name.addEventListener('change', () => {
-    const cleaned = cleanName(name.value);
+  name.addEventListener('change', async () => {
+    await wasmReady;
+    const cleaned = kept_name(name.value);
     name.value = cleaned;
     if (cleaned === settings.name) return;
     settings.name = cleaned;
@@ -862,7 +853,15 @@ async function main() {
   $('origin').textContent = location.host;
   $('cores').textContent = String(cores);
   setupControls();
-  await init();
+  await wasmReady;
+  // A link can name the tab (?name=, as for a lab's machines): kept, as if
+  // typed, and shown as the coordinator will keep it.
+  const linked = new URLSearchParams(location.search).get('name');
+  if (linked !== null) {
+    settings.name = kept_name(linked);
+    store('name', settings.name);
+    $('volunteer-name').value = settings.name;
+  }
   await allTime.open();
   for (let i = 0; i < settings.workers; i++) spawnWorker();
   connect();

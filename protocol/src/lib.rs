@@ -219,6 +219,19 @@ pub const MAX_THREADS: u32 = 1024;
 /// dashboard cell, a log field); workers refuse to be given a longer one.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// The name a coordinator keeps of a `hello`'s `name` (what its dashboard
+/// shows and its log says): the first [`MAX_NAME_CHARS`] characters, each
+/// control character (a tab, a terminal escape) made a space, trimmed. The
+/// volunteer page cleans a name typed into it with this too.
+pub fn kept_name(name: &str) -> String {
+    name.chars()
+        .take(MAX_NAME_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 /// Body of the `result` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1410,6 +1423,19 @@ mod fast_path_tests {
     }
 
     /// Each error code's name is its wire name.
+    /// A volunteer's name reaches the dashboard and the log clipped, with
+    /// no terminal escape or line break of theirs in it.
+    #[test]
+    fn names_are_clipped_and_cleaned() {
+        assert_eq!(kept_name("  lab-pc \n"), "lab-pc");
+        assert_eq!(kept_name("a\tb\u{1b}[31mred"), "a b [31mred");
+        let long = "é".repeat(300);
+        assert_eq!(kept_name(&long), "é".repeat(MAX_NAME_CHARS));
+        assert_eq!(kept_name("\r\n"), "");
+        // Clipped before it is trimmed, as coordinators always did.
+        assert_eq!(kept_name(&format!("{}x", " ".repeat(MAX_NAME_CHARS))), "");
+    }
+
     #[test]
     fn error_code_names_are_the_wire_names() {
         let names = "bad_message too_large bad_handshake banned timeout shutting_down overloaded unauthorized";

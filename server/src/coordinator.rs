@@ -387,19 +387,6 @@ struct Speed {
     largest: f64,
 }
 
-/// What the dashboard shows and the log says of a worker's `name`: at
-/// most [`MAX_NAME_CHARS`](crowdfactor_protocol::MAX_NAME_CHARS)
-/// characters, trimmed, each control character (a tab, a terminal escape)
-/// a space.
-pub fn worker_name(name: &str) -> String {
-    let name = clip(name, crowdfactor_protocol::MAX_NAME_CHARS);
-    name.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
-}
-
 /// At most `chars` characters of `text`: what a worker says about itself
 /// may be megabytes, a dashboard cell or a log line should not.
 pub fn clip(text: &str, chars: usize) -> &str {
@@ -2078,20 +2065,6 @@ mod tests {
         let requeued: Vec<ChunkId> = c.lease(d).iter().map(|x| x.chunk_id).collect();
         assert!(requeued.contains(&second[0].chunk_id), "{requeued:?}");
         assert!(requeued.contains(&lb[0].chunk_id), "{requeued:?}");
-    }
-
-    /// A volunteer's name reaches the dashboard and the log clipped, with
-    /// no terminal escape or line break of theirs in it.
-    #[test]
-    fn worker_names_are_clipped_and_cleaned() {
-        assert_eq!(worker_name("  lab-pc \n"), "lab-pc");
-        assert_eq!(worker_name("a\tb\u{1b}[31mred"), "a b [31mred");
-        let long = "é".repeat(300);
-        assert_eq!(
-            worker_name(&long),
-            "é".repeat(crowdfactor_protocol::MAX_NAME_CHARS)
-        );
-        assert_eq!(worker_name("\r\n"), "");
     }
 
     /// The threads a worker claims count up to a bound: one claiming four

@@ -17,7 +17,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::coordinator::{clip, worker_name, ConnId, Coordinator, ResultCheck};
+use crate::coordinator::{clip, ConnId, Coordinator, ResultCheck};
 use crate::listen::InputMeter;
 use crate::store::Completion;
 use crate::Config;
@@ -104,7 +104,7 @@ pub(crate) async fn serve(
     };
     let slots = hello.slots.min(MAX_SLOTS);
     let conn = coord.register(hello.kind, slots, peer.ip(), tx.clone());
-    let name = worker_name(hello.name.as_deref().unwrap_or(""));
+    let name = crowdfactor_protocol::kept_name(hello.name.as_deref().unwrap_or(""));
     coord.describe(conn, &name, hello.threads);
     tracing::info!(
         conn,

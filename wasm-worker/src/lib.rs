@@ -232,6 +232,13 @@ pub fn hello_message(
     .encode()
 }
 
+/// JS: a name typed or linked by a volunteer, as the coordinator keeps it
+/// ([`crowdfactor_protocol::kept_name`]): the page shows and sends that.
+#[wasm_bindgen]
+pub fn kept_name(name: &str) -> String {
+    crowdfactor_protocol::kept_name(name)
+}
+
 /// JS: the `ack` frame for a chunk.
 #[wasm_bindgen]
 pub fn ack_message(chunk_id: f64) -> String {
