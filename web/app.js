@@ -439,7 +439,7 @@ function connect() {
     const token = new URLSearchParams(location.search).get('token') || undefined;
     state.slots = slots();
     ws.send(hello_message(state.slots, settings.workers, `crowdfactor-page (${navigator.userAgent})`, token,
-      settings.name || undefined));
+      settings.name));
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {

@@ -1422,7 +1422,6 @@ mod fast_path_tests {
         );
     }
 
-    /// Each error code's name is its wire name.
     /// A volunteer's name reaches the dashboard and the log clipped, with
     /// no terminal escape or line break of theirs in it.
     #[test]
@@ -1436,6 +1435,7 @@ mod fast_path_tests {
         assert_eq!(kept_name(&format!("{}x", " ".repeat(MAX_NAME_CHARS))), "");
     }
 
+    /// Each error code's name is its wire name.
     #[test]
     fn error_code_names_are_the_wire_names() {
         let names = "bad_message too_large bad_handshake banned timeout shutting_down overloaded unauthorized";
