@@ -2,7 +2,7 @@
 // Workers (each with its own wasm factorizer). Every frame sent is built by
 // the wasm protocol bindings. Settings live in localStorage.
 import init, {
-  hello_message, ack_message, heartbeat_message, capacity_message, release_message, kept_name,
+  hello_message, rename_message, ack_message, heartbeat_message, capacity_message, release_message, kept_name,
 } from './pkg/crowdfactor_wasm.js';
 import { $, say, setText } from './dom.js';
 
@@ -753,10 +753,9 @@ function setupControls() {
     if (cleaned === settings.name) return;
     settings.name = cleaned;
     store('name', cleaned);
-    // The name travels in `hello`: connect again under it at once (the
-    // server requeues what this tab held; what its Web Workers finish
-    // meanwhile answers those numbers when they come back).
-    if (abandon('renamed')) connect();
+    // On an open connection the server is told at once and the tab keeps
+    // its chunks; otherwise the next `hello` carries the name.
+    send(rename_message(cleaned));
   });
   $('toggle').addEventListener('click', () => {
     settings.paused = !settings.paused;

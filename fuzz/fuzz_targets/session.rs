@@ -1,5 +1,5 @@
 //! A worker connection doing anything a stranger can do — any hello, acks,
-//! right and wrong results for chunks it holds or not, releases, raw text
+//! right and wrong results for chunks it holds or not, releases, renames, raw text
 //! and binary frames, pings, a close at any point — against a real
 //! coordinator on loopback: it never accepts a wrong result, and after every
 //! connection it still welcomes a well-behaved worker (a panic anywhere in
@@ -59,6 +59,7 @@ enum Op {
     Heartbeat,
     Capacity(u8),
     Release(Vec<Pick>),
+    Rename(String),
     Text(String),
     Binary(Vec<u8>),
     Ping(Vec<u8>),
@@ -325,6 +326,7 @@ fn frame(op: &Op, seen: &mut Seen) -> Option<Message> {
         Op::Release(ps) => text(ClientMessage::Release {
             chunk_ids: ps.iter().map(|p| seen.pick(p)).collect(),
         }),
+        Op::Rename(name) => text(ClientMessage::Rename { name: name.clone() }),
         Op::Text(t) => Some(Message::text(t.clone())),
         Op::Binary(b) => Some(Message::binary(b.clone())),
         Op::Ping(b) => Some(Message::Ping(b.clone().into())),

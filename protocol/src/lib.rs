@@ -56,6 +56,7 @@
 //! | `heartbeat` | `{"type":"heartbeat"}` |
 //! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned) |
 //! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished; at most 2048 ids, what a worker can hold) |
+//! | `rename` | `{"type":"rename","name":"lab-3"}` (from protocol 6: the name `hello` gave, changed for the rest of the connection; `""` for none) |
 //!
 //! `slots` is how many chunks the worker wants to hold at once (native workers
 //! ask for two per compute thread so a thread never waits for a round trip).
@@ -124,8 +125,9 @@ pub use factor_lists::{pack_list_text, unpack_list_text, FactorLists, FactorList
 /// Version sent in `hello` and `welcome`; bumped on any incompatible change
 /// (2: `result` carries one `factors` text instead of an object per number;
 /// 3: `assign` may give its numbers as a range; 4: the coordinator answers
-/// `heartbeat`; 5: `result` lists leave out each number's largest factor).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// `heartbeat`; 5: `result` lists leave out each number's largest factor;
+/// 6: a worker may send `rename`).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The oldest version a coordinator still speaks (to workers installed
 /// before it was upgraded).
@@ -161,6 +163,13 @@ pub enum ClientMessage {
     Release {
         /// The chunks handed back.
         chunk_ids: Vec<ChunkId>,
+    },
+    /// Changes the name `hello` gave (protocol 6 and later), without a new
+    /// connection: a volunteer who renames a tab keeps its chunks. Kept as
+    /// [`kept_name`] keeps `hello`'s; empty for no name.
+    Rename {
+        /// The new name.
+        name: String,
     },
 }
 
@@ -200,7 +209,7 @@ pub struct Hello {
     pub threads: u32,
     /// Optional human-readable name shown to operators. Coordinators keep
     /// its first [`MAX_NAME_CHARS`] characters, with control characters
-    /// made spaces.
+    /// made spaces. From protocol 6, `rename` changes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Software and version, e.g. `crowdfactor-worker/0.1.0`.
@@ -1051,6 +1060,9 @@ mod tests {
         round_trip_client(ClientMessage::Release {
             chunk_ids: vec![1, 2, 3],
         });
+        round_trip_client(ClientMessage::Rename {
+            name: "lab-3 \u{e9}".into(),
+        });
         round_trip_client(ClientMessage::Result(ChunkResult {
             chunk_id: 9,
             factors: [
@@ -1131,6 +1143,13 @@ mod tests {
         assert_eq!(result.encode(), example);
         assert_eq!(ClientMessage::Heartbeat.encode(), r#"{"type":"heartbeat"}"#);
         assert_eq!(ServerMessage::Heartbeat.encode(), r#"{"type":"heartbeat"}"#);
+        let rename = r#"{"type":"rename","name":"lab-3"}"#;
+        assert_eq!(
+            ClientMessage::decode(rename, 1 << 20).expect("documented example decodes"),
+            ClientMessage::Rename {
+                name: "lab-3".into()
+            }
+        );
     }
 
     #[test]
@@ -1144,6 +1163,8 @@ mod tests {
             r#"{"type":"ack"}"#,
             r#"{"type":"ack","chunk_id":-1}"#,
             r#"{"type":"ack","chunk_id":1,"extra":2}"#,
+            r#"{"type":"rename"}"#,
+            r#"{"type":"rename","name":7}"#,
             r#"{"type":"result","chunk_id":1,"factors":"-3"}"#,
             r#"{"type":"result","chunk_id":1,"factors":"340282366920938463463374607431768211456"}"#,
             r#"{"type":"result","chunk_id":1,"factors":"2 2 3.5"}"#,

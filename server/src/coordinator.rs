@@ -952,6 +952,15 @@ impl Coordinator {
         }
     }
 
+    /// Gives a connected worker the name `name` (a `rename` message, as
+    /// [`crowdfactor_protocol::kept_name`] keeps it); its name before, or
+    /// `None` if it is gone.
+    pub fn rename(&self, conn: ConnId, name: &str) -> Option<String> {
+        let mut st = self.lock();
+        let c = st.conns.get_mut(&conn)?;
+        Some(std::mem::replace(&mut c.name, name.to_owned()))
+    }
+
     /// Connected workers, for the dashboard.
     pub fn workers(&self) -> Vec<WorkerView> {
         let now = Instant::now();

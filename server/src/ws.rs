@@ -129,8 +129,7 @@ pub(crate) async fn serve(
         config: &config,
         tx: &tx,
         pending: FuturesUnordered::new(),
-        answers_heartbeats: hello.protocol >= 4,
-        largest_left_out: hello.protocol >= 5,
+        protocol: hello.protocol,
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session
@@ -223,11 +222,10 @@ struct Session<'a> {
     /// task: a task spawned per result (and its wake-ups across threads)
     /// cost more than the rest of a one-number chunk's round trip.
     pending: FuturesUnordered<Pending>,
-    /// Protocol 4 on: each `heartbeat` gets one back.
-    answers_heartbeats: bool,
-    /// Whether its results leave out each number's largest factor
-    /// (protocol 5).
-    largest_left_out: bool,
+    /// The connection's protocol version: from 4 each `heartbeat` gets one
+    /// back, from 5 results leave out each number's largest factor, from 6
+    /// the worker may `rename` itself.
+    protocol: u32,
 }
 
 impl Session<'_> {
@@ -384,7 +382,7 @@ impl Session<'_> {
                 Ok(())
             }
             ClientMessage::Heartbeat => {
-                if self.answers_heartbeats {
+                if self.protocol >= 4 {
                     // A full queue has frames for the worker already: any
                     // of them tells it the coordinator is there, and a
                     // worker that does not read must not stall this loop.
@@ -411,12 +409,28 @@ impl Session<'_> {
                 Ok(())
             }
             ClientMessage::Result(result) => self.result(result).await,
+            ClientMessage::Rename { .. } if self.protocol < 6 => {
+                let message = format!(
+                    "rename is part of protocol 6; this connection speaks protocol {}",
+                    self.protocol
+                );
+                Err(self.fail(ErrorCode::BadMessage, message).await)
+            }
+            ClientMessage::Rename { name } => {
+                let name = crowdfactor_protocol::kept_name(&name);
+                if let Some(was) = self.coord.rename(self.conn, &name) {
+                    if was != name {
+                        tracing::info!(conn = self.conn, was, name, "worker renamed");
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
     async fn result(&mut self, mut result: ChunkResult) -> Result<(), &'static str> {
         let chunk = result.chunk_id;
-        result.factors.set_largest_left_out(self.largest_left_out);
+        result.factors.set_largest_left_out(self.protocol >= 5);
         let work = match self.coord.check_result(self.conn, chunk) {
             ResultCheck::NotAssigned => {
                 tracing::debug!(

@@ -567,10 +567,11 @@ fn holding(list: &[serde_json::Value]) -> Option<serde_json::Value> {
 async fn a_volunteer_names_the_tab_and_the_operator_sees_it() {
     let server = TestServer::start(Config::default()).await;
     let (_driver, client) = chromium().await;
+    // Each wait gives the connection's id.
     let named = |want: &'static str| {
         move |list: &[serde_json::Value]| {
             (list.len() == 1 && list[0]["kind"] == "browser" && list[0]["name"] == want)
-                .then_some(())
+                .then(|| list[0]["id"].clone())
         }
     };
     // A control character in the link's name becomes a space, as the
@@ -579,7 +580,7 @@ async fn a_volunteer_names_the_tab_and_the_operator_sees_it() {
         .goto(&format!("{}?name=%20lab%09%233%20", server.url()))
         .await
         .unwrap();
-    wait_workers(&server, 30, "the tab named by its link", named("lab #3")).await;
+    let linked = wait_workers(&server, 30, "the tab named by its link", named("lab #3")).await;
     let shown = client
         .execute(
             "return document.getElementById('volunteer-name').value",
@@ -588,19 +589,26 @@ async fn a_volunteer_names_the_tab_and_the_operator_sees_it() {
         .await
         .unwrap();
     assert_eq!(shown, "lab #3");
-    // Typed on the page (Enter commits it): the tab connects again under it.
+    // Typed on the page (Enter commits it): the server is told on the same
+    // connection, so the tab keeps whatever chunks it holds.
     fill(&client, "#volunteer-name", "  Ada L.\u{E007}").await;
-    wait_workers(&server, 30, "the tab under its new name", named("Ada L.")).await;
+    let renamed = wait_workers(&server, 30, "the tab under its new name", named("Ada L.")).await;
+    assert_eq!(renamed, linked, "renamed on its connection, not a new one");
     // Remembered by this browser: a plain link keeps it.
     client.goto(&server.url()).await.unwrap();
     wait_text(&client, "conn", "connected").await;
-    wait_workers(&server, 30, "the name kept after a reload", named("Ada L.")).await;
+    let reloaded = wait_workers(&server, 30, "the name kept after a reload", named("Ada L.")).await;
     // Cleared: no name at all.
     fill(&client, "#volunteer-name", "\u{E007}").await;
-    wait_workers(&server, 30, "the tab without a name", |list| {
-        (list.len() == 1 && list[0]["name"].as_str().unwrap_or("").is_empty()).then_some(())
+    let cleared = wait_workers(&server, 30, "the tab without a name", |list| {
+        (list.len() == 1 && list[0]["name"].as_str().unwrap_or("").is_empty())
+            .then(|| list[0]["id"].clone())
     })
     .await;
+    assert_eq!(
+        cleared, reloaded,
+        "cleared on its connection, not a new one"
+    );
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;

@@ -300,6 +300,73 @@ async fn heartbeats_are_answered_and_an_older_worker_is_still_served() {
     server.shutdown().await;
 }
 
+/// `rename` (protocol 6) changes the name the operator sees on the same
+/// connection, cleaned and clipped as `hello`'s is; a worker speaking an
+/// older protocol that sends it gets a protocol error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_renames_itself_on_its_connection() {
+    let server = TestServer::start(Config::default()).await;
+    let mut ws = connect(&server, 1).await;
+    // The server reads a connection's messages in order: once a heartbeat
+    // is answered, the rename before it is done.
+    async fn rename(ws: &mut Ws, name: &str) {
+        let frame = ClientMessage::Rename { name: name.into() }.encode();
+        ws.send(Message::text(frame)).await.unwrap();
+        ws.send(Message::text(ClientMessage::Heartbeat.encode()))
+            .await
+            .unwrap();
+        loop {
+            match recv(ws).await {
+                Some(ServerMessage::Heartbeat) => break,
+                Some(ServerMessage::Idle) => continue,
+                other => panic!("no answer after the rename: {other:?}"),
+            }
+        }
+    }
+    let listed = async || {
+        let (_, list) = server.get("/api/workers").await;
+        let list = list["workers"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "{list:?}");
+        (list[0]["id"].clone(), list[0]["name"].clone())
+    };
+    let (id, name) = listed().await;
+    assert_eq!(name, "scripted");
+    rename(&mut ws, " lab\t#3\n").await;
+    assert_eq!(listed().await, (id.clone(), json!("lab #3")));
+    let long = "é".repeat(100);
+    rename(&mut ws, &long).await;
+    assert_eq!(listed().await, (id.clone(), json!("é".repeat(64))));
+    rename(&mut ws, "").await;
+    assert_eq!(listed().await, (id, json!("")));
+    drop(ws);
+
+    let mut old = open_with(&server, hello_speaking(5, 1, "old", "test")).await;
+    assert!(matches!(
+        recv(&mut old).await,
+        Some(ServerMessage::Welcome { protocol: 5, .. })
+    ));
+    let frame = ClientMessage::Rename { name: "new".into() }.encode();
+    old.send(Message::text(frame)).await.unwrap();
+    loop {
+        match recv(&mut old).await {
+            Some(ServerMessage::Error {
+                code: ErrorCode::BadMessage,
+                message,
+            }) => {
+                assert_eq!(
+                    message,
+                    "rename is part of protocol 6; this connection speaks protocol 5"
+                );
+                break;
+            }
+            Some(ServerMessage::Idle) => continue,
+            other => panic!("a protocol 5 rename was not refused: {other:?}"),
+        }
+    }
+    assert!(recv(&mut old).await.is_none(), "closed after the error");
+    server.shutdown().await;
+}
+
 /// The subtlest lie, in a chunk long enough that the coordinator checks it
 /// with a sieve instead of one primality test per number: every product
 /// right, but one number's two largest primes reported as one composite

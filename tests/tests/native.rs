@@ -1442,16 +1442,18 @@ mod scripted_coordinator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/ws", listener.local_addr().unwrap());
         let mut worker = WorkerProc::spawn_at(&url, &["--threads", "1", "--exit-when-idle"]);
-        // A coordinator of protocols 3 to 4.
+        // A coordinator of protocols 3 to 4: each newer version refused.
         let refused = tokio::time::Instant::now();
-        let (ws, offered) = hello_offering(&listener).await;
-        assert_eq!(offered, PROTOCOL_VERSION);
-        refuse_version(ws, offered, (3, 4)).await;
+        for version in (5..=PROTOCOL_VERSION).rev() {
+            let (ws, offered) = hello_offering(&listener).await;
+            assert_eq!(offered, version);
+            refuse_version(ws, offered, (3, 4)).await;
+        }
         let (mut ws, offered) = hello_offering(&listener).await;
-        assert_eq!(offered, PROTOCOL_VERSION - 1);
+        assert_eq!(offered, 4);
         assert!(
             refused.elapsed() < Duration::from_secs(1),
-            "the lower version is offered at once, not after a back-off"
+            "each lower version is offered at once, not after a back-off"
         );
         send_welcome(&mut ws, 5000, offered).await;
         let numbers = vec![1, 12, 97, 999_999_999_999, u128::MAX];

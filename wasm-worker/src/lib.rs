@@ -239,6 +239,16 @@ pub fn kept_name(name: &str) -> String {
     crowdfactor_protocol::kept_name(name)
 }
 
+/// JS: the `rename` frame: the tab's new name, `""` for none (a name the
+/// page has cleaned with [`kept_name`]).
+#[wasm_bindgen]
+pub fn rename_message(name: &str) -> String {
+    ClientMessage::Rename {
+        name: name.to_owned(),
+    }
+    .encode()
+}
+
 /// JS: the `ack` frame for a chunk.
 #[wasm_bindgen]
 pub fn ack_message(chunk_id: f64) -> String {

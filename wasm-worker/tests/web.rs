@@ -45,6 +45,10 @@ fn builds_protocol_frames() {
     let blank = crowdfactor_wasm::hello_message(4, 2, "test", None, Some(String::new()));
     assert!(!blank.contains("name"), "{blank}");
     assert_eq!(
+        crowdfactor_wasm::rename_message("Ada \"L\""),
+        r#"{"type":"rename","name":"Ada \"L\""}"#
+    );
+    assert_eq!(
         crowdfactor_wasm::ack_message(7.0),
         r#"{"type":"ack","chunk_id":7}"#
     );
