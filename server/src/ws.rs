@@ -30,6 +30,8 @@ const OUTBOX: usize = 256;
 const INLINE_VERIFY: usize = 64;
 /// Most messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
+/// Least time between two `worker renamed` lines of one connection.
+const RENAME_LOG_GAP: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for its results to be stored.
 const SETTLE_ON_CLOSE: Duration = Duration::from_secs(10);
 
@@ -130,6 +132,7 @@ pub(crate) async fn serve(
         tx: &tx,
         pending: FuturesUnordered::new(),
         protocol: hello.protocol,
+        rename_logged: None,
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session
@@ -226,6 +229,8 @@ struct Session<'a> {
     /// back, from 5 results leave out each number's largest factor, from 6
     /// the worker may `rename` itself.
     protocol: u32,
+    /// When a rename was last logged.
+    rename_logged: Option<Instant>,
 }
 
 impl Session<'_> {
@@ -418,10 +423,18 @@ impl Session<'_> {
             }
             ClientMessage::Rename { name } => {
                 let name = crowdfactor_protocol::kept_name(&name);
-                if let Some(was) = self.coord.rename(self.conn, &name) {
-                    if was != name {
-                        tracing::info!(conn = self.conn, was, name, "worker renamed");
-                    }
+                let was = self.coord.rename(self.conn, &name);
+                // A line a second at most: a worker renaming itself in a
+                // loop must not flood the log (the list of workers shows
+                // the name it ends with).
+                let now = Instant::now();
+                if was.as_ref().is_some_and(|was| *was != name)
+                    && self
+                        .rename_logged
+                        .is_none_or(|at| now.duration_since(at) >= RENAME_LOG_GAP)
+                {
+                    self.rename_logged = Some(now);
+                    tracing::info!(conn = self.conn, was, name, "worker renamed");
                 }
                 Ok(())
             }

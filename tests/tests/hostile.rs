@@ -1004,7 +1004,8 @@ async fn a_worker_that_stops_reading_is_dropped_and_its_chunks_go_elsewhere() {
 /// What a worker says cannot forge log lines: its agent, its name and the
 /// text of its malformed messages are logged with line breaks escaped, so
 /// every event stays one line; and they are quoted clipped, so a worker's
-/// megabytes do not become the log's (or the error reply's).
+/// megabytes do not become the log's (or the error reply's). A worker
+/// renaming itself in a loop gets a line a second at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     let dir = temp_dir("log-forging");
@@ -1059,6 +1060,26 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
         }
     }
     while recv(&mut big).await.is_some() {}
+    // Renames in a loop, with the same trick: a line a second at most.
+    let renaming = std::time::Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(hello(1, "renamer", "test")).await.unwrap();
+    assert!(matches!(
+        recv(&mut ws).await,
+        Some(ServerMessage::Welcome { .. })
+    ));
+    for i in 0..500 {
+        let name = format!("box {i}\nFORGED rename line");
+        ws.send(Message::text(ClientMessage::Rename { name }.encode()))
+            .await
+            .unwrap();
+    }
+    ws.send(Message::text(ClientMessage::Heartbeat.encode()))
+        .await
+        .unwrap();
+    while !matches!(recv(&mut ws).await, Some(ServerMessage::Heartbeat)) {}
+    let renaming_secs = renaming.elapsed().as_secs();
+    drop(ws);
     // A hello that is refused, with the same trick.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text(r#"{"type":"hello\nFORGED handshake line"}"#))
@@ -1123,6 +1144,11 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     assert!(
         (1..=secs + 2).contains(&reported),
         "{reported} lines for 50 CSP reports"
+    );
+    let renamed = log.matches("worker renamed").count() as u64;
+    assert!(
+        (1..=renaming_secs + 2).contains(&renamed),
+        "{renamed} lines for 500 renames"
     );
     for line in log.lines() {
         assert!(!line.starts_with("FORGED"), "a forged line:\n{log}");
