@@ -256,8 +256,8 @@ function parsed(holder, frame) {
   if (!holder.parsed) {
     const msg = JSON.parse(frame);
     const index = new Map();
-    const runs = holder.runs || [0, Array.isArray(msg.numbers) ? msg.numbers.length : msg.numbers.count];
     const numbers = numbersOf(msg.numbers);
+    const runs = holder.runs || [0, numbers.length];
     for (let r = 0; r < runs.length; r += 2) {
       for (let i = runs[r]; i < runs[r] + runs[r + 1]; i += 1) {
         if (!index.has(numbers[i])) index.set(numbers[i], i);

@@ -79,6 +79,8 @@ pub struct ChunkJob {
     /// The span being factored, and the next index in it.
     span: usize,
     at: usize,
+    /// The spans' numbers, counted once.
+    total: usize,
     results: ResultWriter,
 }
 
@@ -104,8 +106,10 @@ impl ChunkJob {
                 ))
             })?,
         };
+        let total = spans.iter().map(|s| s.len()).sum();
         Ok(ChunkJob {
-            results: ResultWriter::new(a.chunk_id, true, spans.iter().map(|s| s.len()).sum()),
+            results: ResultWriter::new(a.chunk_id, true, total),
+            total,
             at: spans.first().map_or(0, |s| s.start),
             numbers: a.numbers,
             spans,
@@ -137,7 +141,7 @@ impl ChunkJob {
 
     /// Numbers to factor: the chunk's, or its runs'.
     pub fn total(&self) -> u32 {
-        self.spans.iter().map(|s| s.len()).sum::<usize>() as u32
+        self.total as u32
     }
 
     /// The `result` frame (call once `step` returned true), with the
