@@ -109,8 +109,17 @@ function jobRow(job) {
   const pr = document.createElement('td');
   const input = document.createElement('input');
   input.type = 'number'; input.min = '-1000'; input.max = '1000'; input.value = String(job.priority);
+  input.dataset.priority = input.value;
   input.setAttribute('aria-label', `Priority of job ${job.id}`);
-  input.addEventListener('change', () => api('PATCH', `api/jobs/${job.id}`, { priority: Number(input.value) }).catch(alert));
+  input.addEventListener('change', () => {
+    // A cleared field (or one holding no number: its value is '') changes
+    // nothing, where Number('') would be priority 0: the job's comes back.
+    if (input.value.trim() === '') { input.value = input.dataset.priority; return; }
+    api('PATCH', `api/jobs/${job.id}`, { priority: Number(input.value) }).catch((e) => {
+      input.value = input.dataset.priority;
+      alert(e);
+    });
+  });
   pr.append(input);
   const act = document.createElement('td');
   const csv = document.createElement('button');
@@ -152,7 +161,8 @@ function renderJobs(jobs, now) {
     row.prog.querySelector('span').textContent = progress;
     row.rate.textContent = rate ? `${fmt(rate)}/s` : '—';
     row.eta.textContent = job.state === 'done' ? 'done' : eta;
-    if (document.activeElement !== row.input) row.input.value = String(job.priority);
+    row.input.dataset.priority = String(job.priority);
+    if (document.activeElement !== row.input) row.input.value = row.input.dataset.priority;
     row.csv.hidden = !(job.done > 0);
     const open = job.state === 'queued' || job.state === 'running';
     row.cancel.hidden = !open;

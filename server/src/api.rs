@@ -243,7 +243,7 @@ struct JobRequest<'a> {
     #[serde(borrow)]
     range: Option<&'a RawValue>,
     chunk_size: Option<&'a RawValue>,
-    priority: Option<i32>,
+    priority: Option<&'a RawValue>,
     name: Option<String>,
 }
 
@@ -486,16 +486,7 @@ impl JobOptions {
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match &*key {
                 "name" => options.name = Some(check_name(Some(value.into_owned()))?),
-                "priority" => {
-                    let p = value.parse().map_err(|_| {
-                        bad(
-                            "invalid_priority",
-                            Some("priority".into()),
-                            "priority must be a whole number between -1000 and 1000",
-                        )
-                    })?;
-                    options.priority = Some(check_priority(p)?);
-                }
+                "priority" => options.priority = Some(check_priority(&value)?),
                 "chunk_size" => {
                     options.chunk_cap = Some(check_chunk_size(value.parse().unwrap_or(0), limits)?);
                 }
@@ -693,7 +684,10 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
             })?)
         }
     };
-    let priority = req.priority.map(check_priority).transpose()?;
+    let priority = match req.priority {
+        Some(raw) if raw.get() != "null" => Some(priority_of(raw)?),
+        _ => None,
+    };
     let name = match req.name {
         Some(name) => Some(check_name(Some(name))?),
         None => None,
@@ -1029,15 +1023,26 @@ fn check_name(name: Option<String>) -> Result<Option<String>, AppError> {
     Ok(Some(name.to_owned()).filter(|n| !n.is_empty()))
 }
 
-fn check_priority(p: i32) -> Result<i32, AppError> {
-    if (-1000..=1000).contains(&p) {
-        Ok(p)
-    } else {
-        Err(bad(
+/// A priority given in a query string: a whole number from -1000 to 1000.
+fn check_priority(text: &str) -> Result<i32, AppError> {
+    match text.parse::<i64>() {
+        Ok(p) if (-1000..=1000).contains(&p) => Ok(p as i32),
+        _ => Err(bad(
             "invalid_priority",
             Some("priority".into()),
-            "priority must be between -1000 and 1000",
-        ))
+            "priority must be a whole number between -1000 and 1000",
+        )),
+    }
+}
+
+/// A priority given in JSON: a number, or a string holding one, as
+/// [`check_priority`] takes it (serde would say "expected i32" about
+/// `1e9` or `"5"`, as malformed JSON).
+fn priority_of(raw: &RawValue) -> Result<i32, AppError> {
+    let text = raw.get();
+    match serde_json::from_str::<String>(text) {
+        Ok(quoted) => check_priority(&quoted),
+        Err(_) => check_priority(text),
     }
 }
 
@@ -1128,8 +1133,9 @@ const STREAM_PIECE: usize = 64 << 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct JobPatch {
-    priority: i32,
+pub(crate) struct JobPatch<'a> {
+    #[serde(borrow)]
+    priority: &'a RawValue,
 }
 
 /// `PATCH /api/jobs/<id>` with `{"priority": n}`.
@@ -1146,7 +1152,7 @@ pub(crate) async fn patch_job(
     // Like POST /api/jobs: JSON whatever the Content-Type says (curl -d
     // sends a form type).
     let patch: JobPatch = from_object(&body, None, r#"expected {"priority": 5}"#)?;
-    check_priority(patch.priority)?;
+    let priority = priority_of(patch.priority)?;
     let (jid, info) = load_job(&state, &id)?;
     // A finished job's priority orders nothing: say so rather than store a
     // number that no longer means anything.
@@ -1161,7 +1167,7 @@ pub(crate) async fn patch_job(
         )));
     }
     let coord = state.coord.clone();
-    let info = blocking(move || coord.set_priority(jid, patch.priority))
+    let info = blocking(move || coord.set_priority(jid, priority))
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id:?}")))?;
     Ok(Json(view(&state, info)))
@@ -1935,7 +1941,40 @@ mod tests {
         }
         assert!(from_object::<JobPatch>(b"[5]", None, "").is_err());
         let patch = from_object::<JobPatch>(br#" {"priority": 5}"#, None, "").expect("an object");
-        assert_eq!(patch.priority, 5);
+        assert_eq!(priority_of(patch.priority).ok(), Some(5));
+    }
+
+    /// A priority is a whole number from -1000 to 1000, as a JSON number or
+    /// a string; anything else is `invalid_priority`, not a JSON error.
+    #[test]
+    fn priorities_are_checked() {
+        let limits = crate::Config::default();
+        let priority = |p: &str| {
+            let body = format!(r#"{{"range": {{"start": "5", "count": 3}}, "priority": {p}}}"#);
+            parse_job(body.as_bytes(), &limits).map(|j| j.priority)
+        };
+        for (p, want) in [("-1000", -1000), ("\"7\"", 7), ("1000", 1000), ("null", 0)] {
+            assert_eq!(priority(p).ok(), Some(want), "{p}");
+        }
+        for p in [
+            "1001",
+            "99999999999",
+            "1.5",
+            "\"high\"",
+            "true",
+            "[1]",
+            "{}",
+            "\"\"",
+        ] {
+            let Err(AppError::BadRequest { code, item, .. }) = priority(p) else {
+                panic!("{p} accepted");
+            };
+            assert_eq!(
+                (code, item.as_deref()),
+                ("invalid_priority", Some("priority")),
+                "{p}"
+            );
+        }
     }
 
     #[test]

@@ -811,6 +811,20 @@ async fn the_dashboard_submits_a_job_and_shows_it_reach_100_percent() {
         }
     })
     .await;
+    // Cleared, the field changes nothing (it had set priority 0) and shows
+    // the job's priority again.
+    priority
+        .send_keys("\u{E009}a\u{E000}\u{E003}\u{E004}")
+        .await
+        .unwrap(); // Ctrl+A, Backspace, Tab
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let job: serde_json::Value =
+        serde_json::from_str(&server.text("/api/jobs/1", Some(DASH_TOKEN)).await).unwrap();
+    assert_eq!(
+        job["priority"], -3,
+        "a cleared priority field changed the job"
+    );
+    assert_eq!(priority.prop("value").await.unwrap().as_deref(), Some("-3"));
     let _worker = WorkerProc::spawn(
         &server,
         &[
