@@ -50,7 +50,7 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `hello` | `{"type":"hello","protocol":5,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
+//! | `hello` | `{"type":"hello","protocol":6,"kind":"native","slots":4,"threads":2,"name":"box-1","agent":"crowdfactor-worker/0.1.0"}` (plus `"token"` when the coordinator requires a worker token) |
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
 //! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2;;","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
@@ -84,7 +84,7 @@
 //!
 //! | type | example |
 //! |---|---|
-//! | `welcome` | `{"type":"welcome","protocol":5,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
+//! | `welcome` | `{"type":"welcome","protocol":6,"worker_id":3,"heartbeat_ms":5000,"lease_timeout_ms":30000,"ack_timeout_ms":10000}` |
 //! | `assign` | `{"type":"assign","chunk_id":17,"job_id":"2","numbers":["999999999999","1000000000001"]}`, or for a slice of a range job `"numbers":{"start":"999999999999","step":"2","count":50000}` (see [`ChunkNumbers`]) |
 //! | `accepted` | `{"type":"accepted","chunk_id":17}` |
 //! | `rejected` | `{"type":"rejected","chunk_id":17,"reason":"999999999999: the product of the factors is 5, which does not divide 999999999999"}` |
@@ -1150,6 +1150,52 @@ mod tests {
                 name: "lab-3".into()
             }
         );
+    }
+
+    /// Every example in the message tables above decodes as the message
+    /// its row names, and `hello` and `welcome` show the current version
+    /// (they had stayed at 5 when protocol 6 came).
+    #[test]
+    fn every_documented_example_decodes() {
+        let doc = include_str!("lib.rs");
+        let mut server = false;
+        let mut seen = 0;
+        for line in doc.lines().take_while(|l| l.starts_with("//!")) {
+            server |= line.starts_with("//! # Coordinator → worker");
+            let Some(row) = line.strip_prefix("//! | `") else {
+                continue;
+            };
+            let Some((ty, mut rest)) = row.split_once('`') else {
+                continue;
+            };
+            // Each example runs from "`{" to the first "}`" that closes
+            // valid JSON (a message may quote a name in backticks).
+            while let Some(start) = rest.find("`{") {
+                let from = &rest[start + 1..];
+                let json = from
+                    .match_indices("}`")
+                    .map(|(end, _)| &from[..=end])
+                    .find(|j| serde_json::from_str::<serde_json::Value>(j).is_ok())
+                    .unwrap_or_else(|| panic!("no JSON example closes in {line}"));
+                rest = &from[json.len()..];
+                let decoded = if server {
+                    ServerMessage::decode(json, 1 << 20)
+                        .map(|m| serde_json::to_value(&m).expect("encodes"))
+                } else {
+                    ClientMessage::decode(json, 1 << 20)
+                        .map(|m| serde_json::to_value(&m).expect("encodes"))
+                };
+                let value = decoded.unwrap_or_else(|e| panic!("{json}: {e}"));
+                assert_eq!(value["type"], ty, "{json}");
+                if ty == "hello" || ty == "welcome" {
+                    assert_eq!(value["protocol"], PROTOCOL_VERSION, "{json}");
+                }
+                seen += 1;
+            }
+        }
+        // 7 worker messages and 8 coordinator messages (the range form of
+        // `assign` is a fragment, checked in the test above).
+        assert_eq!(seen, 15);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::http::Uri;
 /// Exit codes: 0 success (idle with --exit-when-idle, or stopped); 1 invalid
 /// numbers given to `factor`; 2 bad command line; 3 refused by the
 /// coordinator for good (wrong or missing --token, or it speaks none of the
-/// worker's protocol versions, 3 to 5: upgrade whichever is older; a newer
+/// worker's protocol versions, 3 to 6: upgrade whichever is older; a newer
 /// worker speaks an older coordinator's version by itself); 130 a second
 /// stop signal. Anything else
 /// (server down, restarting, banned for a while) is retried with backoff.
@@ -353,6 +353,17 @@ enum UrlError {
 #[cfg(test)]
 mod tests {
     use super::ws_url;
+
+    /// The exit codes in `--help` name the protocol versions the worker
+    /// speaks (they had stayed "3 to 5" when protocol 6 came).
+    #[test]
+    fn help_names_the_protocol_versions() {
+        use clap::CommandFactory;
+        use crowdfactor_protocol::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
+        let help = super::Args::command().render_long_help().to_string();
+        let versions = format!("versions, {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}:");
+        assert!(help.contains(&versions), "{versions} not in\n{help}");
+    }
 
     #[test]
     fn server_urls_are_normalised() {
