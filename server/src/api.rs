@@ -1522,13 +1522,7 @@ pub(crate) struct Status {
 
 pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, AppError> {
     let g = state.coord.gauges();
-    let active: Vec<JobInfo> = state
-        .coord
-        .store()
-        .jobs()?
-        .into_iter()
-        .filter(JobInfo::is_open)
-        .collect();
+    let active = state.coord.store().active_jobs()?;
     Ok(Json(Status {
         jobs_active: active.len(),
         numbers_total: active.iter().map(|j| j.total).sum(),

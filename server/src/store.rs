@@ -463,6 +463,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// All jobs, oldest first.
     fn jobs(&self) -> Result<Vec<JobInfo>, StoreError>;
 
+    /// The open jobs ([`JobInfo::is_open`]) as [`Store::open_jobs`] finds
+    /// them, oldest first, without their numbers: what every volunteer's
+    /// page polls (`GET /api/status`), so a store that keeps thousands of
+    /// finished jobs should not read them all for it.
+    fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        let mut jobs = self.jobs()?;
+        jobs.retain(JobInfo::is_open);
+        Ok(jobs)
+    }
+
     /// Calls `f(n, factors)` for every number of the job in order, with
     /// `None` for numbers without a result yet. Returns false for an unknown job.
     fn visit_results(
@@ -669,6 +679,12 @@ impl Store for MemoryStore {
         Ok(self.lock().jobs.values().map(|j| j.info.clone()).collect())
     }
 
+    fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        let st = self.lock();
+        let open = st.jobs.values().filter(|j| j.info.is_open());
+        Ok(open.map(|j| j.info.clone()).collect())
+    }
+
     fn visit_results(
         &self,
         id: JobId,
@@ -812,6 +828,10 @@ impl Store for FullDisk {
 
     fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
         self.inner.jobs()
+    }
+
+    fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        self.inner.active_jobs()
     }
 
     fn visit_results(
@@ -1193,6 +1213,15 @@ pub(crate) mod tests {
             .map(|j| j.info.id)
             .collect();
         assert_eq!(open_ids, [kept]);
+        let cancelled = job(vec![25]);
+        store.cancel_job(cancelled).expect("cancel").expect("known");
+        let active: Vec<JobId> = store
+            .active_jobs()
+            .expect("active")
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(active, [kept], "neither done, cancelled nor deleted");
         assert!(job(vec![21]) > done, "a deleted job's id is given again");
         let mut seen = vec![];
         store

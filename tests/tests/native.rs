@@ -648,6 +648,15 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
         .submit(json!({"range": {"start": "999999999999", "count": 500, "step": 2}, "priority": 5}))
         .await;
     server.wait_done(&id, Duration::from_secs(60)).await;
+    // The public status counts open jobs only: neither the cancelled one
+    // (some of its numbers never done) nor the done one.
+    let (code, status) = server.get("/api/status").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (&status["jobs_active"], &status["numbers_total"]),
+        (&json!(0), &json!(0)),
+        "{status}"
+    );
     // The list of jobs by state, and a page of it.
     let third = server.submit(json!({"numbers": ["12"]})).await;
     let listed = |query: &'static str| {
