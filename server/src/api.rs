@@ -1296,27 +1296,27 @@ pub(crate) async fn events(
 const FINISHED_JOBS_SHOWN: usize = 50;
 
 fn snapshot(state: &AppState, with_history: bool) -> Option<String> {
-    let mut jobs: Vec<JobView> = match state.coord.store().jobs() {
-        Ok(jobs) => jobs.into_iter().map(|j| view(state, j)).collect(),
+    // Every open job, and the latest finished ones: a server that has run
+    // thousands of jobs would otherwise send (and read) them all every second.
+    let store = state.coord.store();
+    let read = store.active_jobs().and_then(|open| {
+        let (finished, all) = store.latest_finished(FINISHED_JOBS_SHOWN)?;
+        Ok((open, finished, all))
+    });
+    let (open, finished, all_finished) = match read {
+        Ok(read) => read,
         Err(e) => {
             tracing::error!(error = %e, "reading jobs for the dashboard failed");
             return None;
         }
     };
-    // Every open job, and the latest finished ones: a server that has run
-    // thousands of jobs would otherwise send them all every second.
-    let is_finished = |j: &JobView| matches!(j.state, "done" | "cancelled");
-    let finished = jobs.iter().filter(|j| is_finished(j)).count();
-    let jobs_hidden = finished.saturating_sub(FINISHED_JOBS_SHOWN);
-    // Jobs come oldest first: the first `jobs_hidden` finished ones go.
-    let mut finished_seen = 0;
-    jobs.retain(|j| {
-        if !is_finished(j) {
-            return true;
-        }
-        finished_seen += 1;
-        finished_seen > jobs_hidden
-    });
+    let jobs_hidden = all_finished.saturating_sub(finished.len() as u64);
+    let mut jobs: Vec<JobInfo> = finished.into_iter().chain(open).collect();
+    // Oldest first, open and finished together; a job that ended between
+    // the two reads is in both, and shown as it ended.
+    jobs.sort_by_key(|j| j.id);
+    jobs.dedup_by_key(|j| j.id);
+    let jobs: Vec<JobView> = jobs.into_iter().map(|j| view(state, j)).collect();
     let g = state.coord.gauges();
     let mut body = serde_json::json!({
         "time_ms": crate::store::now_ms(),

@@ -1217,6 +1217,31 @@ impl Store for SqliteStore {
         open_job_rows(&self.reader())
     }
 
+    fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
+        let conn = self.reader();
+        // Counted, not read: the rows past `limit` are never built.
+        let (kept, open): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM jobs WHERE deleted = 0), \
+                 (SELECT count(*) FROM jobs INDEXED BY jobs_open \
+                  WHERE cancelled = 0 AND deleted = 0 AND done < total)",
+            )
+            .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(backend)?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs \
+                 WHERE deleted = 0 AND NOT (cancelled = 0 AND done < total) ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], job_from_row)
+            .map_err(backend)?;
+        let mut latest = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+        latest.reverse();
+        Ok((latest, (kept - open).max(0) as u64))
+    }
+
     fn visit_results(
         &self,
         id: JobId,
@@ -1605,13 +1630,20 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_store_tells_open_and_finished_jobs_apart() {
+        crate::store::tests::open_and_finished_jobs_are_told_apart(
+            &SqliteStore::open(&temp_db("finished")).expect("open"),
+        );
+    }
+
+    #[test]
     fn sqlite_store_deletes_jobs_for_good() {
         let path = temp_db("delete");
         crate::store::tests::deleted_jobs_are_gone(&SqliteStore::open(&path).expect("open"));
         // Reopened: still gone, ids still not given again.
         let store = SqliteStore::open(&path).expect("reopen");
         let ids: Vec<JobId> = store.jobs().expect("jobs").iter().map(|j| j.id).collect();
-        assert_eq!(ids, [1, 4, 5]); // kept, cancelled, the last made (2 and 3 deleted)
+        assert_eq!(ids, [1, 4]);
         let (next, _) = store
             .create_job(NewJob {
                 name: None,
@@ -1620,7 +1652,7 @@ mod tests {
                 priority: 0,
             })
             .expect("create");
-        assert_eq!(next.id, 6);
+        assert_eq!(next.id, 5);
     }
 
     #[test]

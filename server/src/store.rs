@@ -473,6 +473,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Ok(jobs)
     }
 
+    /// The latest `limit` jobs that are not open (done or cancelled),
+    /// oldest first, and how many such jobs there are in all: what the
+    /// dashboard shows of them every second.
+    fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
+        let mut jobs = self.jobs()?;
+        jobs.retain(|j| !j.is_open());
+        let all = jobs.len();
+        Ok((jobs.split_off(all.saturating_sub(limit)), all as u64))
+    }
+
     /// Calls `f(n, factors)` for every number of the job in order, with
     /// `None` for numbers without a result yet. Returns false for an unknown job.
     fn visit_results(
@@ -832,6 +842,10 @@ impl Store for FullDisk {
 
     fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
         self.inner.active_jobs()
+    }
+
+    fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
+        self.inner.latest_finished(limit)
     }
 
     fn visit_results(
@@ -1213,21 +1227,73 @@ pub(crate) mod tests {
             .map(|j| j.info.id)
             .collect();
         assert_eq!(open_ids, [kept]);
-        let cancelled = job(vec![25]);
-        store.cancel_job(cancelled).expect("cancel").expect("known");
-        let active: Vec<JobId> = store
-            .active_jobs()
-            .expect("active")
-            .iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(active, [kept], "neither done, cancelled nor deleted");
         assert!(job(vec![21]) > done, "a deleted job's id is given again");
         let mut seen = vec![];
         store
             .visit_results(kept, &mut |n, f| seen.push((n, f.map(<[u128]>::to_vec))))
             .expect("visit");
         assert_eq!(seen, [(4, Some(vec![2, 2])), (6, None)]);
+    }
+
+    /// The open jobs, and the latest finished ones (done or cancelled, not
+    /// deleted) with how many there are: what the status and the dashboard
+    /// read.
+    pub(crate) fn open_and_finished_jobs_are_told_apart(store: &dyn Store) {
+        let job = |n: u128| {
+            store
+                .create_job(NewJob {
+                    name: None,
+                    numbers: vec![n, n + 1].into(),
+                    chunk_cap: None,
+                    priority: 0,
+                })
+                .expect("create")
+                .0
+                .id
+        };
+        let finish = |id, n: u128| {
+            let lists = vec![
+                crowdfactor_factor::factor(n),
+                crowdfactor_factor::factor(n + 1),
+            ];
+            let span = Span {
+                job: id,
+                start: 0,
+                len: 2,
+            };
+            let done = store.complete_span(span, lists.into(), WorkerKind::Native);
+            assert_eq!(
+                done.expect("complete"),
+                Completion::Accepted { job_done: true }
+            );
+        };
+        let ids: Vec<JobId> = (0..6).map(|i| job(10 + 2 * i)).collect();
+        finish(ids[1], 12);
+        store.cancel_job(ids[2]).expect("cancel").expect("known");
+        finish(ids[4], 18);
+        finish(ids[5], 20);
+        store.delete_job(ids[5]).expect("delete").expect("known");
+        let active: Vec<JobId> = store
+            .active_jobs()
+            .expect("active")
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(active, [ids[0], ids[3]]);
+        for (limit, shown) in [
+            (0, &[][..]),
+            (2, &[ids[2], ids[4]][..]),
+            (10, &[ids[1], ids[2], ids[4]][..]),
+        ] {
+            let (latest, all) = store.latest_finished(limit).expect("finished");
+            let latest: Vec<JobId> = latest.iter().map(|j| j.id).collect();
+            assert_eq!((&latest[..], all), (shown, 3), "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn memory_store_tells_open_and_finished_jobs_apart() {
+        open_and_finished_jobs_are_told_apart(&MemoryStore::new());
     }
 
     #[test]
