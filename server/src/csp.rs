@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -75,8 +75,7 @@ pub(crate) async fn report(
         .last_logged
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-        *last = Some(Instant::now());
+    if crate::log_due(&mut last) {
         let directive = if report.effective_directive.is_empty() {
             &report.violated_directive
         } else {

@@ -223,6 +223,19 @@ pub enum ServerError {
 /// Read buffer of one worker connection.
 const READ_BUFFER: usize = 8 << 10;
 
+/// Whether a line may be logged now about something a stranger can repeat
+/// at will (connections refused, CSP reports, a worker's renames): one a
+/// second at most, so none of them can fill the log. `last` is when the
+/// last such line was logged, and becomes now when one may be.
+pub(crate) fn log_due(last: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    let due = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+    if due {
+        *last = Some(now);
+    }
+    due
+}
+
 /// Shared state of the HTTP handlers.
 #[derive(Debug)]
 pub struct AppState {

@@ -169,7 +169,7 @@ pub(crate) struct Guarded<L> {
     limits: Arc<Limits>,
     stats: Arc<TcpStats>,
     /// When a refusal was last logged (a flood logs once a second).
-    last_warned: Option<Instant>,
+    last_warned: Option<std::time::Instant>,
 }
 
 impl<L> Guarded<L> {
@@ -215,12 +215,7 @@ where
                         Full::Total => &self.stats.refused_total,
                     }
                     .fetch_add(1, Relaxed);
-                    let now = Instant::now();
-                    if self
-                        .last_warned
-                        .is_none_or(|t| now >= t + Duration::from_secs(1))
-                    {
-                        self.last_warned = Some(now);
+                    if crate::log_due(&mut self.last_warned) {
                         let why = match full {
                             Full::Total => "as many connections open as the server allows",
                             Full::PerIp => "too many connections from this address",

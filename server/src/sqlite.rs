@@ -117,10 +117,10 @@ CREATE TABLE IF NOT EXISTS results (
 );
 ";
 
-/// The open jobs' rows (see [`open_job_rows`]); made once the database is
-/// migrated, as older schemas lack columns it names.
-const OPEN_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS jobs_open ON jobs(id) WHERE cancelled = 0 AND deleted = 0 AND done < total";
+/// A `jobs` row of an open job ([`JobInfo::is_open`], not deleted): the
+/// condition of the partial index `jobs_open`, which queries name in the
+/// same words so that SQLite can use it.
+const OPEN_ROW: &str = "cancelled = 0 AND deleted = 0 AND done < total";
 
 /// The open jobs' rows, oldest first. The partial index `jobs_open` holds
 /// just these rows, so a database that keeps thousands of finished jobs
@@ -128,8 +128,7 @@ const OPEN_INDEX: &str =
 fn open_job_rows(conn: &Connection) -> Result<Vec<JobInfo>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open \
-             WHERE cancelled = 0 AND deleted = 0 AND done < total ORDER BY id"
+            "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open WHERE {OPEN_ROW} ORDER BY id"
         ))
         .map_err(backend)?;
     let rows = stmt.query_map([], job_from_row).map_err(backend)?;
@@ -462,7 +461,13 @@ impl SqliteStore {
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&mut write)?;
-        write.execute_batch(OPEN_INDEX).map_err(backend)?;
+        // Made once the database is migrated: older schemas lack columns
+        // the index names.
+        write
+            .execute_batch(&format!(
+                "CREATE INDEX IF NOT EXISTS jobs_open ON jobs(id) WHERE {OPEN_ROW}"
+            ))
+            .map_err(backend)?;
         // Servers before cancelling recorded the time left cancelled jobs
         // without an end: they end now, so a retention period
         // (`Config::keep_finished`) counts from here, not from their start.
@@ -1221,17 +1226,16 @@ impl Store for SqliteStore {
         let conn = self.reader();
         // Counted, not read: the rows past `limit` are never built.
         let (kept, open): (i64, i64) = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT (SELECT count(*) FROM jobs WHERE deleted = 0), \
-                 (SELECT count(*) FROM jobs INDEXED BY jobs_open \
-                  WHERE cancelled = 0 AND deleted = 0 AND done < total)",
-            )
+                 (SELECT count(*) FROM jobs INDEXED BY jobs_open WHERE {OPEN_ROW})"
+            ))
             .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(backend)?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs \
-                 WHERE deleted = 0 AND NOT (cancelled = 0 AND done < total) ORDER BY id DESC LIMIT ?1"
+                 WHERE deleted = 0 AND NOT ({OPEN_ROW}) ORDER BY id DESC LIMIT ?1"
             ))
             .map_err(backend)?;
         let rows = stmt

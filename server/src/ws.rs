@@ -30,8 +30,6 @@ const OUTBOX: usize = 256;
 const INLINE_VERIFY: usize = 64;
 /// Most messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
-/// Least time between two `worker renamed` lines of one connection.
-const RENAME_LOG_GAP: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for its results to be stored.
 const SETTLE_ON_CLOSE: Duration = Duration::from_secs(10);
 
@@ -424,16 +422,11 @@ impl Session<'_> {
             ClientMessage::Rename { name } => {
                 let name = crowdfactor_protocol::kept_name(&name);
                 let was = self.coord.rename(self.conn, &name);
-                // A line a second at most: a worker renaming itself in a
-                // loop must not flood the log (the list of workers shows
-                // the name it ends with).
-                let now = Instant::now();
+                // A worker renaming itself in a loop must not flood the
+                // log (the list of workers shows the name it ends with).
                 if was.as_ref().is_some_and(|was| *was != name)
-                    && self
-                        .rename_logged
-                        .is_none_or(|at| now.duration_since(at) >= RENAME_LOG_GAP)
+                    && crate::log_due(&mut self.rename_logged)
                 {
-                    self.rename_logged = Some(now);
                     tracing::info!(conn = self.conn, was, name, "worker renamed");
                 }
                 Ok(())
