@@ -354,6 +354,78 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(backend)
 }
 
+/// `PRAGMA application_id` of a crowdfactor database ("CrFc"), which marks
+/// the file as ours for tools such as `file`; set from schema 7 on open.
+const APPLICATION_ID: i32 = 0x4372_4663;
+
+/// Refuses a database file that is not crowdfactor's (another program's
+/// SQLite database given to `--db` by mistake) before anything writes to
+/// it: opening one used to add crowdfactor's tables to it, switch it to WAL
+/// mode and set its `user_version`. A file is ours when it carries our
+/// [`APPLICATION_ID`], is empty or new, or — from servers before the id was
+/// set — holds a `jobs` table as every schema made it and no table of
+/// another name.
+fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(());
+    }
+    let conn = Connection::open(path).map_err(backend)?;
+    let not_ours = |what: String| {
+        StoreError::Backend(
+            format!(
+                "{} is not a crowdfactor database ({what}); it was left as it was: give --db a new file's path",
+                path.display()
+            )
+            .into(),
+        )
+    };
+    let id: i32 = match conn.query_row("PRAGMA application_id", [], |r| r.get(0)) {
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            return Err(not_ours("nor an SQLite database at all".into()));
+        }
+        read => read.map_err(backend)?,
+    };
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    let tables: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+            .map_err(backend)?;
+        let names = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        names
+    };
+    let ours = ["jobs", "chunks", "job_numbers", "results"];
+    let jobs_columns = || -> Result<bool, StoreError> {
+        let mut stmt = conn.prepare("PRAGMA table_info(jobs)").map_err(backend)?;
+        let cols: Vec<String> = stmt
+            .query_map([], |r| r.get(1))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        Ok(
+            ["id", "total", "done", "chunk_size", "chunks", "created_ms"]
+                .iter()
+                .all(|c| cols.iter().any(|have| have == c)),
+        )
+    };
+    let older_ours = id == 0
+        && tables.iter().all(|t| ours.contains(&t.as_str()))
+        && (tables.is_empty() || (tables.iter().any(|t| t == "jobs") && jobs_columns()?));
+    if older_ours {
+        return Ok(());
+    }
+    Err(not_ours(if id != 0 {
+        format!("its application id is {id:#010x}")
+    } else {
+        format!("it has tables {}", tables.join(", "))
+    }))
+}
+
 /// Locks `<db>.lock` for as long as the store is open: two coordinators on
 /// one database would lease the same chunks twice, as leases live in each
 /// one's memory. The kernel drops the lock when the process ends, `kill -9`
@@ -457,6 +529,7 @@ impl SqliteStore {
                 .into(),
             ));
         }
+        refuse_foreign(path)?;
         let lock = lock_db(path)?;
         let mut write = open(path)?;
         write.execute_batch(SCHEMA).map_err(backend)?;
@@ -467,6 +540,9 @@ impl SqliteStore {
             .execute_batch(&format!(
                 "CREATE INDEX IF NOT EXISTS jobs_open ON jobs(id) WHERE {OPEN_ROW}"
             ))
+            .map_err(backend)?;
+        write
+            .pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(backend)?;
         // Servers before cancelling recorded the time left cancelled jobs
         // without an end: they end now, so a retention period
@@ -1355,6 +1431,7 @@ pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
             format!("there is no database file at {}", path.display()).into(),
         ));
     }
+    refuse_foreign(path)?;
     let _lock = lock_db(path)?;
     let size = || {
         let mut log = path.as_os_str().to_owned();
@@ -1367,23 +1444,6 @@ pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
     };
     let before = size();
     let conn = Connection::open(path).map_err(backend)?;
-    let is_ours: bool = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(backend)?
-        == 1;
-    if !is_ours {
-        return Err(StoreError::Backend(
-            format!(
-                "{} is not a crowdfactor database (no jobs table)",
-                path.display()
-            )
-            .into(),
-        ));
-    }
     let mode: i64 = conn
         .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
         .map_err(backend)?;
@@ -2084,6 +2144,69 @@ mod tests {
 
     /// A database from a newer server is refused, not misread (it may keep
     /// results in a form this one does not know), and left as it was.
+    /// Another program's database given to `--db` by mistake is refused
+    /// and left byte for byte as it was (no lock file beside it either);
+    /// crowdfactor's own, new or made before databases carried the
+    /// application id, open and carry it from then on.
+    #[test]
+    fn another_programs_database_is_refused_untouched() {
+        let path = temp_db("foreign");
+        let dir = path.parent().expect("dir").to_owned();
+        let files = || {
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        Connection::open(&*path)
+            .and_then(|c| c.execute_batch("CREATE TABLE jobs (x); INSERT INTO jobs VALUES (1);"))
+            .expect("another program's database");
+        let before = std::fs::read(&*path).expect("read");
+        let err = SqliteStore::open(&path).expect_err("not ours").to_string();
+        assert!(
+            err.contains("is not a crowdfactor database (it has tables jobs)"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&*path).expect("read"), before);
+        assert_eq!(files(), ["t.db"]);
+        let err = compact(&path).expect_err("not ours").to_string();
+        assert!(err.contains("is not a crowdfactor database"), "{err}");
+        assert_eq!(std::fs::read(&*path).expect("read"), before);
+
+        let garbage = dir.join("garbage.db");
+        std::fs::write(&garbage, [7u8; 5000]).expect("write");
+        let err = SqliteStore::open(&garbage)
+            .expect_err("not ours")
+            .to_string();
+        assert!(err.contains("nor an SQLite database at all"), "{err}");
+        assert_eq!(std::fs::read(&garbage).expect("read"), [7u8; 5000]);
+
+        let marked = dir.join("marked.db");
+        Connection::open(&marked)
+            .and_then(|c| c.execute_batch("PRAGMA application_id = 7; CREATE TABLE results (x);"))
+            .expect("a database marked as another program's");
+        let err = SqliteStore::open(&marked)
+            .expect_err("not ours")
+            .to_string();
+        assert!(err.contains("its application id is 0x00000007"), "{err}");
+
+        let ours = dir.join("ours.db");
+        let id = || -> i32 {
+            Connection::open(&ours)
+                .and_then(|c| c.query_row("PRAGMA application_id", [], |r| r.get(0)))
+                .expect("application id")
+        };
+        SqliteStore::open(&ours).expect("new").close();
+        assert_eq!(id(), APPLICATION_ID);
+        Connection::open(&ours)
+            .and_then(|c| c.pragma_update(None, "application_id", 0))
+            .expect("as an older server left it");
+        SqliteStore::open(&ours).expect("older").close();
+        assert_eq!(id(), APPLICATION_ID);
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
         let path = temp_db("newer");

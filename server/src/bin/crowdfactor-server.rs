@@ -58,7 +58,8 @@ struct Args {
     /// such as a results download, before exiting without them.
     #[arg(long, env = "CROWDFACTOR_SHUTDOWN_GRACE", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
     shutdown_grace: Duration,
-    /// SQLite database holding jobs and results (created if missing).
+    /// SQLite database holding jobs and results (created if missing; another
+    /// program's database is refused and left as it was).
     #[arg(long, env = "CROWDFACTOR_DB", default_value = "crowdfactor.db")]
     db: std::path::PathBuf,
     /// Keep everything in memory instead (lost when the server stops).
