@@ -37,8 +37,10 @@ struct Args {
     command: Option<Sub>,
     #[command(flatten)]
     conn: client::Conn,
-    /// Address to listen on.
-    #[arg(long, env = "CROWDFACTOR_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address and port to listen on: 127.0.0.1:8080 (this machine only),
+    /// 0.0.0.0:8080 or :8080 (every interface), [::]:8080, localhost:8080, or
+    /// a host name of this machine (port 0: any free port).
+    #[arg(long, env = "CROWDFACTOR_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_address)]
     listen: SocketAddr,
     /// Seconds one chunk should take on one worker thread. Chunks are cut for
     /// each worker from its measured speed, within --max-chunk-size and the
@@ -140,7 +142,8 @@ struct Args {
         long,
         env = "CROWDFACTOR_REDIRECT_HTTP",
         requires = "tls_cert",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = listen_address
     )]
     redirect_http: Option<SocketAddr>,
     /// Log lines as text, or as JSON (one object per line, for log
@@ -288,6 +291,41 @@ fn duration(arg: &str) -> Result<Duration, DurationError> {
 #[derive(Debug, thiserror::Error)]
 #[error("expected a positive number and a unit (d, h, m or s), such as 30d, 12h, 90m or 45s")]
 struct DurationError;
+
+/// An address to listen on: `IP:PORT` (`[IPv6]:PORT`), `:PORT` for every
+/// IPv4 interface (as Go servers read it), or `HOST:PORT` with the host name
+/// resolved, its first IPv4 address preferred (`localhost` is 127.0.0.1,
+/// which browsers reach as localhost too, not ::1 alone).
+fn listen_address(arg: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs};
+    let arg = arg.trim();
+    if let Ok(addr) = arg.parse() {
+        return Ok(addr);
+    }
+    const EXAMPLES: &str = "an address and a port, such as 127.0.0.1:8080 (this machine only), 0.0.0.0:8080 or :8080 (every interface), [::]:8080 or localhost:8080";
+    let Some((host, port)) = arg.rsplit_once(':') else {
+        return Err(format!("expected {EXAMPLES}"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port (0 to 65535); expected {EXAMPLES}"))?;
+    if host.is_empty() {
+        return Ok((Ipv4Addr::UNSPECIFIED, port).into());
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok((Ipv4Addr::LOCALHOST, port).into());
+    }
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve the host name {host:?} ({e}); expected {EXAMPLES}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("the host name {host:?} has no address; expected {EXAMPLES}"))
+}
 
 /// A connection limit: 0 would refuse every worker.
 fn at_least_one(arg: &str) -> Result<usize, String> {
@@ -609,5 +647,31 @@ async fn signal_received(kind: tokio::signal::unix::SignalKind) {
     match tokio::signal::unix::signal(kind) {
         Ok(mut s) => drop(s.recv().await),
         Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_read_as_people_write_them() {
+        let ok = |s: &str| listen_address(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let addr = |s: &str| -> SocketAddr { s.parse().expect("an address") };
+        assert_eq!(ok("127.0.0.1:8080"), addr("127.0.0.1:8080"));
+        assert_eq!(ok("[::]:443"), addr("[::]:443"));
+        assert_eq!(ok(":8080"), addr("0.0.0.0:8080"));
+        assert_eq!(ok("localhost:0"), addr("127.0.0.1:0"));
+        assert_eq!(ok("LocalHost:9"), addr("127.0.0.1:9"));
+        for (bad, says) in [
+            ("8080", "expected an address and a port"),
+            ("127.0.0.1", "expected an address and a port"),
+            ("localhost:http", "\"http\" is not a port"),
+            (":65536", "\"65536\" is not a port"),
+        ] {
+            let err = listen_address(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(err.contains("0.0.0.0:8080"), "{bad}: {err}");
+        }
     }
 }
