@@ -929,9 +929,21 @@ pub(crate) async fn list_jobs(
             }
         }
     }
-    // A long history is a long read: off the async threads.
+    // A long history is a long read: off the async threads. Open jobs only
+    // (`state=open`, as `crowdfactor-server jobs --state open` asks) come
+    // from the store's index of them, not from every job it keeps.
     let coord = state.coord.clone();
-    let jobs = blocking(move || coord.store().jobs()).await?;
+    let open_only = states
+        .as_ref()
+        .is_some_and(|s| s.iter().all(|s| ["queued", "running"].contains(s)));
+    let jobs = blocking(move || {
+        if open_only {
+            coord.store().active_jobs()
+        } else {
+            coord.store().jobs()
+        }
+    })
+    .await?;
     let jobs = jobs
         .into_iter()
         .filter(|j| after.is_none_or(|a| j.id > a))
