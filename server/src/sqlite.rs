@@ -249,6 +249,19 @@ pub struct SqliteStore {
     _lock: Option<File>,
 }
 
+/// The names of `table`'s columns (none if there is no such table).
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({table})"))
+        .map_err(backend)?;
+    let cols = stmt
+        .query_map([], |r| r.get(1))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend);
+    cols
+}
+
 /// Brings databases written by earlier versions up to [`SCHEMA_VERSION`].
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
@@ -260,18 +273,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    let columns = |table: &str| -> Result<Vec<String>, StoreError> {
-        let mut stmt = conn
-            .prepare(&format!("PRAGMA table_info({table})"))
-            .map_err(backend)?;
-        let cols = stmt
-            .query_map([], |r| r.get::<_, String>(1))
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend);
-        cols
-    };
-    let (cols, result_cols) = (columns("jobs")?, columns("results")?);
+    let (cols, result_cols) = (
+        table_columns(conn, "jobs")?,
+        table_columns(conn, "results")?,
+    );
     let tx = conn.transaction().map_err(backend)?;
     // Version 6: results may leave out each largest factor.
     if !result_cols.iter().any(|c| c == "largest_left_out") {
@@ -355,7 +360,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// `PRAGMA application_id` of a crowdfactor database ("CrFc"), which marks
-/// the file as ours for tools such as `file`; set from schema 7 on open.
+/// the file as ours (for tools such as `file` too); the server sets it on
+/// every open, so databases made before it carried one gain it.
 const APPLICATION_ID: i32 = 0x4372_4663;
 
 /// Refuses a database file that is not crowdfactor's (another program's
@@ -388,9 +394,10 @@ fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
     if id == APPLICATION_ID {
         return Ok(());
     }
+    // Views too: crowdfactor never made one.
     let tables: Vec<String> = {
         let mut stmt = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+            .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
             .map_err(backend)?;
         let names = stmt
             .query_map([], |r| r.get(0))
@@ -401,12 +408,7 @@ fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
     };
     let ours = ["jobs", "chunks", "job_numbers", "results"];
     let jobs_columns = || -> Result<bool, StoreError> {
-        let mut stmt = conn.prepare("PRAGMA table_info(jobs)").map_err(backend)?;
-        let cols: Vec<String> = stmt
-            .query_map([], |r| r.get(1))
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
+        let cols = table_columns(&conn, "jobs")?;
         Ok(
             ["id", "total", "done", "chunk_size", "chunks", "created_ms"]
                 .iter()
@@ -422,7 +424,7 @@ fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
     Err(not_ours(if id != 0 {
         format!("its application id is {id:#010x}")
     } else {
-        format!("it has tables {}", tables.join(", "))
+        format!("it holds {}, not crowdfactor's tables", tables.join(", "))
     }))
 }
 
@@ -2166,7 +2168,7 @@ mod tests {
         let before = std::fs::read(&*path).expect("read");
         let err = SqliteStore::open(&path).expect_err("not ours").to_string();
         assert!(
-            err.contains("is not a crowdfactor database (it has tables jobs)"),
+            err.contains("is not a crowdfactor database (it holds jobs, not crowdfactor's tables)"),
             "{err}"
         );
         assert_eq!(std::fs::read(&*path).expect("read"), before);
@@ -2174,6 +2176,13 @@ mod tests {
         let err = compact(&path).expect_err("not ours").to_string();
         assert!(err.contains("is not a crowdfactor database"), "{err}");
         assert_eq!(std::fs::read(&*path).expect("read"), before);
+
+        let view = dir.join("view.db");
+        Connection::open(&view)
+            .and_then(|c| c.execute_batch("CREATE VIEW v AS SELECT 1;"))
+            .expect("a database of a view alone");
+        let err = SqliteStore::open(&view).expect_err("not ours").to_string();
+        assert!(err.contains("(it holds v, not"), "{err}");
 
         let garbage = dir.join("garbage.db");
         std::fs::write(&garbage, [7u8; 5000]).expect("write");
