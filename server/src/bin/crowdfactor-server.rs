@@ -303,6 +303,12 @@ fn listen_address(arg: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     const EXAMPLES: &str = "an address and a port, such as 127.0.0.1:8080 (this machine only), 0.0.0.0:8080 or :8080 (every interface), [::]:8080 or localhost:8080";
+    if arg.contains('[') || arg.matches(':').count() > 1 {
+        return Err(
+            "expected an IPv6 address in brackets and a port, such as [::1]:8080 or [::]:8080"
+                .to_owned(),
+        );
+    }
     let Some((host, port)) = arg.rsplit_once(':') else {
         return Err(format!("expected {EXAMPLES}"));
     };
@@ -668,10 +674,13 @@ mod tests {
             ("127.0.0.1", "expected an address and a port"),
             ("localhost:http", "\"http\" is not a port"),
             (":65536", "\"65536\" is not a port"),
+            ("::1", "IPv6 address in brackets"),
+            ("[::1]", "IPv6 address in brackets"),
+            ("[::1]:x", "IPv6 address in brackets"),
         ] {
             let err = listen_address(bad).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
-            assert!(err.contains("0.0.0.0:8080"), "{bad}: {err}");
+            assert!(err.contains(":8080"), "{bad}: {err}");
         }
     }
 }
