@@ -695,6 +695,20 @@ impl Store for MemoryStore {
         Ok(open.map(|j| j.info.clone()).collect())
     }
 
+    /// Clones only the jobs it gives (the default clones every job).
+    fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
+        let st = self.lock();
+        let mut finished = st.jobs.values().rev().filter(|j| !j.info.is_open());
+        let mut latest: Vec<JobInfo> = finished
+            .by_ref()
+            .take(limit)
+            .map(|j| j.info.clone())
+            .collect();
+        let all = latest.len() + finished.count();
+        latest.reverse();
+        Ok((latest, all as u64))
+    }
+
     fn visit_results(
         &self,
         id: JobId,
