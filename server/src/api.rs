@@ -868,6 +868,9 @@ pub(crate) struct JobList {
 /// The job states `?state=` can select.
 const JOB_STATES: [&str; 4] = ["queued", "running", "done", "cancelled"];
 
+/// The states of an open job (`?state=open`).
+const OPEN_STATES: [&str; 2] = ["queued", "running"];
+
 /// `GET /api/jobs[?state=…][&after=<id>][&limit=<n>]`: all jobs, oldest
 /// first; `state` keeps those in the given states (comma-separated; `open`
 /// is queued and running), `after` those with a larger id (the last id of
@@ -885,7 +888,7 @@ pub(crate) async fn list_jobs(
                 let mut wanted = vec![];
                 for name in value.split(',') {
                     match name {
-                        "open" => wanted.extend(["queued", "running"]),
+                        "open" => wanted.extend(OPEN_STATES),
                         _ => match JOB_STATES.iter().find(|s| **s == name) {
                             Some(s) => wanted.push(*s),
                             None => {
@@ -935,7 +938,7 @@ pub(crate) async fn list_jobs(
     let coord = state.coord.clone();
     let open_only = states
         .as_ref()
-        .is_some_and(|s| s.iter().all(|s| ["queued", "running"].contains(s)));
+        .is_some_and(|s| s.iter().all(|s| OPEN_STATES.contains(s)));
     let jobs = blocking(move || {
         if open_only {
             coord.store().active_jobs()

@@ -2144,8 +2144,6 @@ mod tests {
         assert_eq!(seen, 10_000);
     }
 
-    /// A database from a newer server is refused, not misread (it may keep
-    /// results in a form this one does not know), and left as it was.
     /// Another program's database given to `--db` by mistake is refused
     /// and left byte for byte as it was (no lock file beside it either);
     /// crowdfactor's own, new or made before databases carried the
@@ -2216,6 +2214,8 @@ mod tests {
         assert_eq!(id(), APPLICATION_ID);
     }
 
+    /// A database from a newer server is refused, not misread (it may keep
+    /// results in a form this one does not know), and left as it was.
     #[test]
     fn a_newer_schema_is_refused() {
         let path = temp_db("newer");
