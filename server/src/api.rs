@@ -932,28 +932,44 @@ pub(crate) async fn list_jobs(
             }
         }
     }
-    // A long history is a long read: off the async threads. Open jobs only
-    // (`state=open`, as `crowdfactor-server jobs --state open` asks) come
-    // from the store's index of them, not from every job it keeps.
-    let coord = state.coord.clone();
+    // A long history is a long read: off the async threads, and page by
+    // page, so `limit` (as a client paging with `after` sets it) reads about
+    // that many jobs, not every one kept. Open jobs only (`state=open`, as
+    // `crowdfactor-server jobs --state open` asks) come from the store's
+    // index of them.
     let open_only = states
         .as_ref()
         .is_some_and(|s| s.iter().all(|s| OPEN_STATES.contains(s)));
+    let (after, limit) = (after.unwrap_or(0), limit.unwrap_or(usize::MAX));
     let jobs = blocking(move || {
+        let store = state.coord.store();
+        let keep = |j: JobInfo| {
+            let v = view(&state, j);
+            states
+                .as_ref()
+                .is_none_or(|s| s.contains(&v.state))
+                .then_some(v)
+        };
         if open_only {
-            coord.store().active_jobs()
-        } else {
-            coord.store().jobs()
+            let open = store.active_jobs()?.into_iter().filter(|j| j.id > after);
+            return Ok(open.filter_map(keep).take(limit).collect());
         }
+        let (mut jobs, mut from) = (Vec::new(), after);
+        while jobs.len() < limit {
+            let want = (limit - jobs.len()).max(64);
+            let page = store.jobs_after(from, want)?;
+            let Some(last) = page.last() else { break };
+            from = last.id;
+            let ended = page.len() < want;
+            jobs.extend(page.into_iter().filter_map(keep));
+            if ended {
+                break;
+            }
+        }
+        jobs.truncate(limit);
+        Ok::<_, StoreError>(jobs)
     })
     .await?;
-    let jobs = jobs
-        .into_iter()
-        .filter(|j| after.is_none_or(|a| j.id > a))
-        .map(|j| view(&state, j))
-        .filter(|v| states.as_ref().is_none_or(|s| s.contains(&v.state)))
-        .take(limit.unwrap_or(usize::MAX))
-        .collect();
     Ok(Json(JobList { jobs }))
 }
 
@@ -1063,7 +1079,7 @@ fn priority_of(raw: &RawValue) -> Result<i32, AppError> {
 
 /// Runs store work (which may wait for a commit), or a large job's parsing,
 /// off the async threads.
-async fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f)

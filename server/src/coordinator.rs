@@ -806,21 +806,14 @@ impl Coordinator {
     /// ago, with its numbers and results, as [`Coordinator::delete_job`]
     /// does; open jobs are never touched. Returns how many it deleted.
     pub fn delete_finished(&self, keep: Duration) -> Result<usize, StoreError> {
-        let now = crate::store::now_ms();
         let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
-        let expired: Vec<JobId> = self
-            .store
-            .jobs()?
-            .into_iter()
-            .filter(|j| !j.is_open())
-            .filter(|j| {
-                j.finished_ms
-                    .is_some_and(|f| f.saturating_add(keep_ms) <= now)
-            })
-            .map(|j| j.id)
-            .collect();
+        // Ended at `cutoff` or before: `keep` ago or longer.
+        let Some(cutoff) = crate::store::now_ms().checked_sub(keep_ms) else {
+            return Ok(0);
+        };
+        let expired = self.store.ended_during(0..cutoff + 1)?;
         let mut deleted = 0;
-        for id in expired {
+        for JobInfo { id, .. } in expired {
             // An ended job stays ended (nothing reopens one); one deleted
             // by hand since the list was read is simply not counted.
             if self.delete_job(id)?.is_some() {

@@ -16,7 +16,20 @@ pub(crate) async fn metrics(
     let coord = &state.coord;
     let m = &coord.metrics;
     let g = coord.gauges();
-    let jobs = coord.store().jobs()?;
+    // Open jobs, and those done in the last ten minutes (so a scrape sees
+    // them reach their total; a cancelled one never will): a series per job
+    // ever run would grow without bound. Read off the async threads.
+    let store = coord.clone();
+    let jobs = crate::api::blocking(move || {
+        let store = store.store();
+        let recent = crate::store::now_ms().saturating_sub(10 * 60 * 1000);
+        let mut jobs = store.active_jobs()?;
+        let done = store.ended_during(recent..u64::MAX)?;
+        jobs.extend(done.into_iter().filter(|j| !j.cancelled));
+        jobs.sort_unstable_by_key(|j| j.id);
+        Ok::<_, crate::store::StoreError>(jobs)
+    })
+    .await?;
     let mut out = String::with_capacity(2048 + jobs.len() * 160);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -165,14 +178,7 @@ pub(crate) async fn metrics(
         out,
         "# HELP crowdfactor_job_numbers Numbers per open job (or done in the last 10 minutes), total and done.\n# TYPE crowdfactor_job_numbers gauge"
     );
-    // Open jobs, and those done in the last ten minutes (so a scrape sees
-    // them reach their total; a cancelled one never will): a series per job
-    // ever run would grow without bound.
-    let recent = crate::store::now_ms().saturating_sub(10 * 60 * 1000);
-    let shown = jobs
-        .iter()
-        .filter(|j| j.is_open() || (!j.cancelled && j.finished_ms.is_some_and(|t| t >= recent)));
-    for j in shown {
+    for j in jobs {
         let _ = writeln!(
             out,
             "crowdfactor_job_numbers{{job=\"{}\",what=\"total\"}} {}",

@@ -39,6 +39,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -121,6 +122,12 @@ CREATE TABLE IF NOT EXISTS results (
 /// condition of the partial index `jobs_open`, which queries name in the
 /// same words so that SQLite can use it.
 const OPEN_ROW: &str = "cancelled = 0 AND deleted = 0 AND done < total";
+
+/// `v` as SQLite's integer, past its largest as the largest: a bound or
+/// limit no row reaches either way.
+fn sql_int(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
 
 /// The open jobs' rows, oldest first. The partial index `jobs_open` holds
 /// just these rows, so a database that keeps thousands of finished jobs
@@ -540,7 +547,8 @@ impl SqliteStore {
         // the index names.
         write
             .execute_batch(&format!(
-                "CREATE INDEX IF NOT EXISTS jobs_open ON jobs(id) WHERE {OPEN_ROW}"
+                "CREATE INDEX IF NOT EXISTS jobs_open ON jobs(id) WHERE {OPEN_ROW}; \
+                 CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(finished_ms) WHERE deleted = 0"
             ))
             .map_err(backend)?;
         write
@@ -1300,6 +1308,39 @@ impl Store for SqliteStore {
         open_job_rows(&self.reader())
     }
 
+    fn jobs_after(&self, after: JobId, limit: usize) -> Result<Vec<JobInfo>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE deleted = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![sql_int(after), sql_int(limit)], job_from_row)
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn ended_during(&self, during: Range<u64>) -> Result<Vec<JobInfo>, StoreError> {
+        let conn = self.reader();
+        // The index `jobs_ended` finds them by time: a scrape of /metrics
+        // reads the few that ended lately, not every job kept.
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_ended \
+                 WHERE deleted = 0 AND finished_ms >= ?1 AND finished_ms < ?2 \
+                 AND NOT ({OPEN_ROW}) ORDER BY id"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![sql_int(during.start), sql_int(during.end)],
+                job_from_row,
+            )
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
     fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
         let conn = self.reader();
         // Counted, not read: the rows past `limit` are never built.
@@ -1317,7 +1358,7 @@ impl Store for SqliteStore {
             ))
             .map_err(backend)?;
         let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], job_from_row)
+            .query_map([sql_int(limit)], job_from_row)
             .map_err(backend)?;
         let mut latest = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
         latest.reverse();

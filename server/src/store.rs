@@ -11,6 +11,8 @@
 //! Leases are deliberately *not* part of the store either: they are transient.
 
 use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
+use std::ops::Range;
 #[cfg(any(test, feature = "test-support"))]
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -463,6 +465,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// All jobs, oldest first.
     fn jobs(&self) -> Result<Vec<JobInfo>, StoreError>;
 
+    /// A page of [`Store::jobs`]: at most `limit` jobs with an id above
+    /// `after`, oldest first. A listing read page by page never holds, nor
+    /// reads, every job kept at once.
+    fn jobs_after(&self, after: JobId, limit: usize) -> Result<Vec<JobInfo>, StoreError> {
+        let mut jobs = self.jobs()?;
+        jobs.retain(|j| j.id > after);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    /// The jobs that ended (done or cancelled) at a time in `during`
+    /// (milliseconds since the Unix epoch), oldest first: those `/metrics`
+    /// shows, and those past their retention.
+    fn ended_during(&self, during: Range<u64>) -> Result<Vec<JobInfo>, StoreError> {
+        let mut jobs = self.jobs()?;
+        jobs.retain(|j| ended_during(j, &during));
+        Ok(jobs)
+    }
+
     /// The open jobs ([`JobInfo::is_open`]) as [`Store::open_jobs`] finds
     /// them, oldest first, without their numbers: what every volunteer's
     /// page polls (`GET /api/status`), so a store that keeps thousands of
@@ -490,6 +511,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: JobId,
         f: &mut dyn FnMut(u128, Option<&[u128]>),
     ) -> Result<bool, StoreError>;
+}
+
+/// Whether `job` ended (done or cancelled) at a time in `during`: what
+/// [`Store::ended_during`] selects.
+fn ended_during(job: &JobInfo, during: &Range<u64>) -> bool {
+    !job.is_open() && job.finished_ms.is_some_and(|t| during.contains(&t))
 }
 
 /// Appends the factor a list stored without its largest one leaves out
@@ -695,6 +722,18 @@ impl Store for MemoryStore {
         Ok(open.map(|j| j.info.clone()).collect())
     }
 
+    fn jobs_after(&self, after: JobId, limit: usize) -> Result<Vec<JobInfo>, StoreError> {
+        let st = self.lock();
+        let page = st.jobs.range((Excluded(after), Unbounded)).take(limit);
+        Ok(page.map(|(_, j)| j.info.clone()).collect())
+    }
+
+    fn ended_during(&self, during: Range<u64>) -> Result<Vec<JobInfo>, StoreError> {
+        let st = self.lock();
+        let ended = st.jobs.values().filter(|j| ended_during(&j.info, &during));
+        Ok(ended.map(|j| j.info.clone()).collect())
+    }
+
     /// Clones only the jobs it gives (the default clones every job).
     fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
         let st = self.lock();
@@ -856,6 +895,14 @@ impl Store for FullDisk {
 
     fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
         self.inner.active_jobs()
+    }
+
+    fn jobs_after(&self, after: JobId, limit: usize) -> Result<Vec<JobInfo>, StoreError> {
+        self.inner.jobs_after(after, limit)
+    }
+
+    fn ended_during(&self, during: Range<u64>) -> Result<Vec<JobInfo>, StoreError> {
+        self.inner.ended_during(during)
     }
 
     fn latest_finished(&self, limit: usize) -> Result<(Vec<JobInfo>, u64), StoreError> {
@@ -1303,6 +1350,37 @@ pub(crate) mod tests {
             let latest: Vec<JobId> = latest.iter().map(|j| j.id).collect();
             assert_eq!((&latest[..], all), (shown, 3), "limit {limit}");
         }
+        let ids_of = |jobs: Vec<JobInfo>| jobs.iter().map(|j| j.id).collect::<Vec<JobId>>();
+        for (after, limit, page) in [
+            (0, 3, &ids[..3]),
+            (ids[1], 2, &ids[2..4]),
+            (ids[3], 10, &ids[4..5]),
+            (ids[4], 10, &[]),
+            (0, 0, &[]),
+        ] {
+            let got = ids_of(store.jobs_after(after, limit).expect("page"));
+            assert_eq!(got, page, "after {after}, limit {limit}");
+        }
+        let ended = store.ended_during(0..u64::MAX).expect("ended");
+        let times: Vec<u64> = ended
+            .iter()
+            .map(|j| j.finished_ms.expect("ended"))
+            .collect();
+        assert_eq!(ids_of(ended), [ids[1], ids[2], ids[4]]);
+        let cancelled_at = times[1];
+        let then = ids_of(
+            store
+                .ended_during(cancelled_at..cancelled_at + 1)
+                .expect("ended"),
+        );
+        assert!(then.contains(&ids[2]), "{then:?}");
+        let first = *times.iter().min().expect("three");
+        let last = *times.iter().max().expect("three");
+        assert!(store.ended_during(0..first).expect("ended").is_empty());
+        assert!(store
+            .ended_during(last + 1..u64::MAX)
+            .expect("ended")
+            .is_empty());
     }
 
     #[test]

@@ -698,6 +698,22 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     assert_eq!(ids(listed("?limit=1").await.1), ["1"]);
     assert_eq!(ids(listed("?after=1&limit=1").await.1), ["2"]);
     assert_eq!(ids(listed("?after=2").await.1), ["3"]);
+    // A page with a state is filled from as many of the store's pages as it
+    // takes: the next cancelled job is 70 jobs on.
+    let mut last = third.clone();
+    for _ in 0..70 {
+        last = server.submit(json!({"numbers": ["12"]})).await;
+    }
+    let resp = http
+        .delete(format!("http://{}/api/jobs/{last}", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cancelled = ids(listed("?state=cancelled&limit=2").await.1);
+    assert_eq!(cancelled[..], [slow_id.clone(), last.clone()]);
+    assert_eq!(ids(listed("?state=cancelled&after=1").await.1), [last]);
+    assert_eq!(ids(listed("?limit=0").await.1), Vec::<String>::new());
     for bad in ["?state=finished", "?limit=-1", "?after=x", "?sort=id"] {
         let (status, _, body) = listed(bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
