@@ -202,6 +202,9 @@ pub struct Metrics {
     pub slow_readers: AtomicU64,
     /// Results the store failed to record (disk full, I/O error).
     pub store_failures: AtomicU64,
+    /// Messages that changed nothing read late, past a worker's allowance
+    /// of them (see `ws::Throttle`).
+    pub throttled: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -1146,13 +1149,19 @@ impl Coordinator {
     }
 
     /// The worker confirmed it received `chunk`.
-    pub fn ack(&self, conn: ConnId, chunk: ChunkId) {
+    ///
+    /// Returns whether this acknowledged a lease of `conn`'s that was not
+    /// yet (anything else changes nothing).
+    pub fn ack(&self, conn: ConnId, chunk: ChunkId) -> bool {
         let mut st = self.lock();
-        if let Some(lease) = st.open.get_mut(&chunk).and_then(|o| o.lease.as_mut()) {
-            if lease.conn == conn {
+        let lease = st.open.get_mut(&chunk).and_then(|o| o.lease.as_mut());
+        match lease {
+            Some(lease) if lease.conn == conn && !lease.acked => {
                 lease.acked = true;
                 self.metrics.acked.fetch_add(1, Relaxed);
+                true
             }
+            _ => false,
         }
     }
 

@@ -98,6 +98,11 @@ pub(crate) async fn metrics(
             m.rejected.load(Relaxed),
         ),
         (
+            "crowdfactor_messages_throttled_total",
+            "Worker messages that changed nothing, read late: past a connection's allowance of 100 a second.",
+            m.throttled.load(Relaxed),
+        ),
+        (
             "crowdfactor_numbers_factored_total",
             "Numbers with accepted results.",
             m.numbers.load(Relaxed),

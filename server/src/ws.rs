@@ -33,6 +33,46 @@ const WRITE_BATCH: usize = 64;
 /// How long a closing connection waits for its results to be stored.
 const SETTLE_ON_CLOSE: Duration = Duration::from_secs(10);
 
+/// Messages that change nothing — heartbeats, `capacity`, `release`,
+/// `rename`, a second `ack`, results for chunks the worker does not hold —
+/// are read at most this many a second on a connection, after a burst of
+/// [`IDLE_BURST`]. Each takes the coordinator's lock or a frame back, so a
+/// worker sending them in a loop would take a core from everyone; it is
+/// read more slowly instead (its socket waits), while a well-behaved worker
+/// sends a few a minute. Acks and results of chunks it holds are never held
+/// back, however small its chunks.
+const IDLE_RATE: f64 = 100.0;
+const IDLE_BURST: f64 = 1000.0;
+
+/// A connection's allowance of messages that change nothing: a token
+/// bucket that runs into debt, paid off by waiting.
+struct Throttle {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Throttle {
+    fn new(now: Instant) -> Self {
+        Self {
+            tokens: IDLE_BURST,
+            at: now,
+        }
+    }
+
+    /// Takes one message's token: how long to wait before reading on
+    /// (zero while the allowance lasts).
+    fn take(&mut self, now: Instant) -> Duration {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * IDLE_RATE;
+        self.tokens = (self.tokens + earned).min(IDLE_BURST) - 1.0;
+        self.at = now;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / IDLE_RATE)
+        }
+    }
+}
+
 /// Serves one upgraded WebSocket until it closes.
 pub(crate) async fn serve(
     socket: WebSocket,
@@ -131,6 +171,8 @@ pub(crate) async fn serve(
         pending: FuturesUnordered::new(),
         protocol: hello.protocol,
         rename_logged: None,
+        idle: Throttle::new(Instant::now()),
+        throttled: false,
     };
     let reason = if tx.send(welcome).await.is_ok() {
         session
@@ -229,6 +271,10 @@ struct Session<'a> {
     protocol: u32,
     /// When a rename was last logged.
     rename_logged: Option<Instant>,
+    /// Messages that change nothing, and whether the connection was
+    /// slowed for them yet (logged the first time).
+    idle: Throttle,
+    throttled: bool,
 }
 
 impl Session<'_> {
@@ -375,15 +421,39 @@ impl Session<'_> {
         }
     }
 
+    /// Counts a message that changed nothing, waiting first when the
+    /// connection has used up its allowance ([`IDLE_RATE`]).
+    async fn idle(&mut self) {
+        let wait = self.idle.take(Instant::now());
+        if wait.is_zero() {
+            return;
+        }
+        self.coord.metrics.throttled.fetch_add(1, Relaxed);
+        if !std::mem::replace(&mut self.throttled, true) {
+            tracing::warn!(
+                conn = self.conn,
+                per_second = IDLE_RATE,
+                "worker sends messages that change nothing in a loop; reading them more slowly"
+            );
+        }
+        tokio::time::sleep(wait).await;
+    }
+
     async fn handle(&mut self, msg: ClientMessage) -> Result<(), &'static str> {
+        let useful = match &msg {
+            ClientMessage::Ack { chunk_id } => self.coord.ack(self.conn, *chunk_id),
+            // Told apart in `result`.
+            ClientMessage::Result(_) | ClientMessage::Hello(_) => true,
+            _ => false,
+        };
+        if !useful {
+            self.idle().await;
+        }
         match msg {
             ClientMessage::Hello(_) => Err(self
                 .fail(ErrorCode::BadHandshake, "hello was already received".into())
                 .await),
-            ClientMessage::Ack { chunk_id } => {
-                self.coord.ack(self.conn, chunk_id);
-                Ok(())
-            }
+            ClientMessage::Ack { .. } => Ok(()),
             ClientMessage::Heartbeat => {
                 if self.protocol >= 4 {
                     // A full queue has frames for the worker already: any
@@ -444,10 +514,12 @@ impl Session<'_> {
                     chunk,
                     "ignoring result for a chunk this worker never held"
                 );
+                self.idle().await;
                 return Ok(());
             }
             ResultCheck::AlreadyDone => {
                 tracing::debug!(conn = self.conn, chunk, "ignoring duplicate result");
+                self.idle().await;
                 return Ok(());
             }
             ResultCheck::Verify(work) => work,
@@ -643,6 +715,27 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_that_change_nothing_wait_their_turn_past_the_allowance() {
+        let close = |d: Duration, ms: f64| (d.as_secs_f64() * 1e3 - ms).abs() < 1e-6;
+        let start = Instant::now();
+        let mut idle = Throttle::new(start);
+        for _ in 0..IDLE_BURST as usize {
+            assert_eq!(idle.take(start), Duration::ZERO);
+        }
+        // Then one every 10 ms: each waits for its own token.
+        assert!(close(idle.take(start), 10.0));
+        assert!(close(idle.take(start), 20.0));
+        let paid = start + Duration::from_millis(20);
+        assert!(close(idle.take(paid), 10.0));
+        // A pause earns the allowance back, no more.
+        let later = paid + Duration::from_secs(3600);
+        for _ in 0..IDLE_BURST as usize {
+            assert_eq!(idle.take(later), Duration::ZERO);
+        }
+        assert!(close(idle.take(later), 10.0));
+    }
     use crowdfactor_protocol::NumberRange;
 
     fn result(lists: Vec<Vec<u128>>) -> ChunkResult {

@@ -1156,3 +1156,65 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A worker that sends messages that change nothing in a loop is read at
+/// 100 a second once past its allowance of 1,000: it costs the coordinator
+/// next to nothing, it is not cut off, and a real worker's job runs
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_change_nothing_are_read_slowly() {
+    let server = TestServer::start(Config::default()).await;
+    let mut ws = connect(&server, 0).await;
+    let started = std::time::Instant::now();
+    // 200 past the allowance, then a rename that tells when all are read.
+    let capacity = ClientMessage::Capacity { slots: 0 }.encode();
+    for _ in 0..1_200 {
+        ws.feed(Message::text(capacity.clone())).await.unwrap();
+    }
+    let rename = ClientMessage::Rename {
+        name: "read-all".into(),
+    };
+    ws.send(Message::text(rename.encode())).await.unwrap();
+    let _w = WorkerProc::spawn(&server, &["--threads", "1"]);
+    let id = server
+        .submit(json!({"numbers": ["12", "1000000000001", "97"], "chunk_size": 1}))
+        .await;
+    server.wait_done(&id, Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(30), async || {
+        let (_, list) = server.get("/api/workers").await;
+        let named = list["workers"].as_array().unwrap().iter();
+        match named.clone().any(|w| w["name"] == "read-all") {
+            true => Ok(()),
+            false => Err(format!("not renamed yet: {list}")),
+        }
+    })
+    .await;
+    // 201 messages past the allowance at 100 a second.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1_900), "read in {took:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let throttled: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("crowdfactor_messages_throttled_total "))
+        .expect("the counter")
+        .parse()
+        .unwrap();
+    assert!((190..=201).contains(&throttled), "{throttled} read late");
+    // Still connected, and answered.
+    ws.send(Message::text(ClientMessage::Heartbeat.encode()))
+        .await
+        .unwrap();
+    loop {
+        match recv(&mut ws).await {
+            Some(ServerMessage::Heartbeat) => break,
+            Some(ServerMessage::Idle) => continue,
+            other => panic!("no answer after the flood: {other:?}"),
+        }
+    }
+    server.shutdown().await;
+}
