@@ -33,16 +33,18 @@ const WRITE_BATCH: usize = 64;
 /// How long a closing connection waits for its results to be stored.
 const SETTLE_ON_CLOSE: Duration = Duration::from_secs(10);
 
-/// Messages that change nothing — heartbeats, `capacity`, `release`,
-/// `rename`, a second `ack`, results for chunks the worker does not hold —
-/// are read at most this many a second on a connection, after a burst of
-/// [`IDLE_BURST`]. Each takes the coordinator's lock or a frame back, so a
-/// worker sending them in a loop would take a core from everyone; it is
-/// read more slowly instead (its socket waits), while a well-behaved worker
-/// sends a few a minute. Acks and results of chunks it holds are never held
-/// back, however small its chunks.
+/// Messages that change nothing — heartbeats, pings, `capacity`,
+/// `release`, `rename`, a second `ack`, results for chunks the worker does
+/// not hold — are read at most this many a second on a connection, after
+/// a burst of [`IDLE_BURST`], a message counting once for each
+/// [`IDLE_UNIT`] bytes begun. Each is decoded and takes the coordinator's
+/// lock or a frame back, so a worker sending them in a loop would take a
+/// core from everyone; it is read more slowly instead (its socket waits),
+/// while a well-behaved worker sends a few a minute. Acks and results of
+/// chunks it holds are never held back, however small its chunks.
 const IDLE_RATE: f64 = 100.0;
 const IDLE_BURST: f64 = 1000.0;
+const IDLE_UNIT: usize = 4096;
 
 /// A connection's allowance of messages that change nothing: a token
 /// bucket that runs into debt, paid off by waiting.
@@ -59,11 +61,12 @@ impl Throttle {
         }
     }
 
-    /// Takes one message's token: how long to wait before reading on
-    /// (zero while the allowance lasts).
-    fn take(&mut self, now: Instant) -> Duration {
+    /// Takes the tokens of a message `bytes` long: how long to wait before
+    /// reading on (zero while the allowance lasts).
+    fn take(&mut self, now: Instant, bytes: usize) -> Duration {
         let earned = now.saturating_duration_since(self.at).as_secs_f64() * IDLE_RATE;
-        self.tokens = (self.tokens + earned).min(IDLE_BURST) - 1.0;
+        let cost = bytes.div_ceil(IDLE_UNIT).max(1) as f64;
+        self.tokens = (self.tokens + earned).min(IDLE_BURST) - cost;
         self.at = now;
         if self.tokens >= 0.0 {
             Duration::ZERO
@@ -344,10 +347,13 @@ impl Session<'_> {
                     let text = match frame {
                         None | Some(Err(_)) => return "socket closed",
                         Some(Ok(Message::Close(_))) => return "worker closed the socket",
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        Some(Ok(Message::Ping(p) | Message::Pong(p))) => {
                             let before = last_heard;
                             last_heard = heard(self.coord, self.conn);
                             may_lease |= woke(before, last_heard);
+                            // Answered by the WebSocket layer: one more frame
+                            // back, as a heartbeat is.
+                            self.idle(p.len()).await;
                             continue;
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -367,7 +373,7 @@ impl Session<'_> {
                     };
                     // A result frees a slot as soon as it is read (see `check_result`).
                     may_lease = woke || matches!(msg, ClientMessage::Capacity { .. } | ClientMessage::Release { .. } | ClientMessage::Result(_));
-                    if let Err(reason) = self.handle(msg).await {
+                    if let Err(reason) = self.handle(msg, text.len()).await {
                         return reason;
                     }
                 }
@@ -421,10 +427,10 @@ impl Session<'_> {
         }
     }
 
-    /// Counts a message that changed nothing, waiting first when the
-    /// connection has used up its allowance ([`IDLE_RATE`]).
-    async fn idle(&mut self) {
-        let wait = self.idle.take(Instant::now());
+    /// Counts a message that changed nothing, `bytes` long, waiting first
+    /// when the connection has used up its allowance ([`IDLE_RATE`]).
+    async fn idle(&mut self, bytes: usize) {
+        let wait = self.idle.take(Instant::now(), bytes);
         if wait.is_zero() {
             return;
         }
@@ -439,7 +445,8 @@ impl Session<'_> {
         tokio::time::sleep(wait).await;
     }
 
-    async fn handle(&mut self, msg: ClientMessage) -> Result<(), &'static str> {
+    /// Acts on one message, `bytes` long.
+    async fn handle(&mut self, msg: ClientMessage, bytes: usize) -> Result<(), &'static str> {
         let useful = match &msg {
             ClientMessage::Ack { chunk_id } => self.coord.ack(self.conn, *chunk_id),
             // Told apart in `result`.
@@ -447,7 +454,7 @@ impl Session<'_> {
             _ => false,
         };
         if !useful {
-            self.idle().await;
+            self.idle(bytes).await;
         }
         match msg {
             ClientMessage::Hello(_) => Err(self
@@ -481,7 +488,7 @@ impl Session<'_> {
                 self.coord.release(self.conn, &chunk_ids);
                 Ok(())
             }
-            ClientMessage::Result(result) => self.result(result).await,
+            ClientMessage::Result(result) => self.result(result, bytes).await,
             ClientMessage::Rename { .. } if self.protocol < 6 => {
                 let message = format!(
                     "rename is part of protocol 6; this connection speaks protocol {}",
@@ -504,7 +511,7 @@ impl Session<'_> {
         }
     }
 
-    async fn result(&mut self, mut result: ChunkResult) -> Result<(), &'static str> {
+    async fn result(&mut self, mut result: ChunkResult, bytes: usize) -> Result<(), &'static str> {
         let chunk = result.chunk_id;
         result.factors.set_largest_left_out(self.protocol >= 5);
         let work = match self.coord.check_result(self.conn, chunk) {
@@ -514,12 +521,12 @@ impl Session<'_> {
                     chunk,
                     "ignoring result for a chunk this worker never held"
                 );
-                self.idle().await;
+                self.idle(bytes).await;
                 return Ok(());
             }
             ResultCheck::AlreadyDone => {
                 tracing::debug!(conn = self.conn, chunk, "ignoring duplicate result");
-                self.idle().await;
+                self.idle(bytes).await;
                 return Ok(());
             }
             ResultCheck::Verify(work) => work,
@@ -722,19 +729,23 @@ mod tests {
         let start = Instant::now();
         let mut idle = Throttle::new(start);
         for _ in 0..IDLE_BURST as usize {
-            assert_eq!(idle.take(start), Duration::ZERO);
+            assert_eq!(idle.take(start, 30), Duration::ZERO);
         }
         // Then one every 10 ms: each waits for its own token.
-        assert!(close(idle.take(start), 10.0));
-        assert!(close(idle.take(start), 20.0));
+        assert!(close(idle.take(start, 30), 10.0));
+        assert!(close(idle.take(start, 30), 20.0));
         let paid = start + Duration::from_millis(20);
-        assert!(close(idle.take(paid), 10.0));
+        assert!(close(idle.take(paid, 30), 10.0));
         // A pause earns the allowance back, no more.
         let later = paid + Duration::from_secs(3600);
         for _ in 0..IDLE_BURST as usize {
-            assert_eq!(idle.take(later), Duration::ZERO);
+            assert_eq!(idle.take(later, 30), Duration::ZERO);
         }
-        assert!(close(idle.take(later), 10.0));
+        assert!(close(idle.take(later, 30), 10.0));
+        // A large message counts once per 4 KiB begun.
+        let quiet = later + Duration::from_secs(3600);
+        assert_eq!(idle.take(quiet, 4096 * 999 + 1), Duration::ZERO);
+        assert!(close(idle.take(quiet, 8192), 20.0));
     }
     use crowdfactor_protocol::NumberRange;
 

@@ -1157,8 +1157,9 @@ async fn a_worker_cannot_forge_log_lines_or_flood_the_log() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A worker that sends messages that change nothing in a loop is read at
-/// 100 a second once past its allowance of 1,000: it costs the coordinator
+/// A worker that sends messages that change nothing (here `capacity` and
+/// pings) in a loop is read at 100 a second once past its allowance of
+/// 1,000: it costs the coordinator
 /// next to nothing, it is not cut off, and a real worker's job runs
 /// meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1168,8 +1169,9 @@ async fn messages_that_change_nothing_are_read_slowly() {
     let started = std::time::Instant::now();
     // 200 past the allowance, then a rename that tells when all are read.
     let capacity = ClientMessage::Capacity { slots: 0 }.encode();
-    for _ in 0..1_200 {
+    for _ in 0..600 {
         ws.feed(Message::text(capacity.clone())).await.unwrap();
+        ws.feed(Message::Ping(vec![1; 8].into())).await.unwrap();
     }
     let rename = ClientMessage::Rename {
         name: "read-all".into(),

@@ -699,11 +699,13 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     assert_eq!(ids(listed("?after=1&limit=1").await.1), ["2"]);
     assert_eq!(ids(listed("?after=2").await.1), ["3"]);
     // A page with a state is filled from as many of the store's pages as it
-    // takes: the next cancelled job is 70 jobs on.
-    let mut last = third.clone();
-    for _ in 0..70 {
-        last = server.submit(json!({"numbers": ["12"]})).await;
+    // takes: the next cancelled job is 70 jobs on (one too long to end
+    // before it is cancelled).
+    for _ in 0..69 {
+        server.submit(json!({"numbers": ["12"]})).await;
     }
+    let long = json!({"range": {"start": "1000000000000000000000000000001", "count": 1_000_000, "step": "2"}});
+    let last = server.submit(long).await;
     let resp = http
         .delete(format!("http://{}/api/jobs/{last}", server.addr))
         .send()
