@@ -1194,12 +1194,7 @@ async fn messages_that_change_nothing_are_read_slowly() {
     // 201 messages past the allowance at 100 a second.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_900), "read in {took:?}");
-    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics", None).await;
     let throttled: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("crowdfactor_messages_throttled_total "))
