@@ -699,9 +699,9 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     assert_eq!(ids(listed("?after=1&limit=1").await.1), ["2"]);
     assert_eq!(ids(listed("?after=2").await.1), ["3"]);
     // A page with a state is filled from as many of the store's pages as it
-    // takes: the next cancelled job is 70 jobs on (one too long to end
+    // takes: the next cancelled job is 530 jobs on (one too long to end
     // before it is cancelled).
-    for _ in 0..69 {
+    for _ in 0..529 {
         server.submit(json!({"numbers": ["12"]})).await;
     }
     let long = json!({"range": {"start": "1000000000000000000000000000001", "count": 1_000_000, "step": "2"}});
@@ -714,8 +714,27 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     assert_eq!(resp.status(), 200);
     let cancelled = ids(listed("?state=cancelled&limit=2").await.1);
     assert_eq!(cancelled[..], [slow_id.clone(), last.clone()]);
-    assert_eq!(ids(listed("?state=cancelled&after=1").await.1), [last]);
+    assert_eq!(ids(listed("?state=cancelled&after=1").await.1), [&*last]);
     assert_eq!(ids(listed("?limit=0").await.1), Vec::<String>::new());
+    // The owner CLI lists them page by page (500 at a time), each once.
+    let cli_lists = |args: &[&str]| {
+        let out = std::process::Command::new(bin("crowdfactor-server"))
+            .args(args)
+            .env("CROWDFACTOR_URL", server.url())
+            .env_remove("CROWDFACTOR_TOKEN")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let first = |l: &str| l.split_whitespace().next().unwrap().to_owned();
+        text.lines().map(first).collect::<Vec<String>>()
+    };
+    assert_eq!(cli_lists(&["jobs"]), ids(listed("").await.1));
+    assert_eq!(cli_lists(&["jobs"]).len(), 533);
+    assert_eq!(
+        cli_lists(&["jobs", "--state", "cancelled"]),
+        [slow_id.clone(), last.clone()]
+    );
     for bad in ["?state=finished", "?limit=-1", "?after=x", "?sort=id"] {
         let (status, _, body) = listed(bad).await;
         assert_eq!(status, 400, "{bad}: {body}");

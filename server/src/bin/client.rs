@@ -582,23 +582,39 @@ fn job_query(fields: &serde_json::Map<String, Value>) -> String {
     query.finish()
 }
 
+/// Jobs asked for at once by `jobs`: a long history is printed page by
+/// page as it comes, never held whole by the server or here.
+const JOBS_PAGE: usize = 500;
+
 async fn jobs(api: &Api, state: Option<&str>) -> Result<(), CliError> {
-    let path = match state {
-        Some(s) => format!(
-            "/api/jobs?state={}",
-            form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-        ),
-        None => "/api/jobs".to_owned(),
-    };
-    let list = api.get_json(&path).await?;
-    let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+    let mut listed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("limit", &JOBS_PAGE.to_string());
+        if let Some(s) = state {
+            query.append_pair("state", s);
+        }
+        if let Some(id) = &after {
+            query.append_pair("after", id);
+        }
+        let list = api
+            .get_json(&format!("/api/jobs?{}", query.finish()))
+            .await?;
+        let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+        for job in &jobs {
+            say(&line(job))?;
+        }
+        listed += jobs.len();
+        match jobs.last().and_then(|j| j["id"].as_str()) {
+            Some(id) if jobs.len() == JOBS_PAGE => after = Some(id.to_owned()),
+            _ => break,
+        }
+    }
     match state {
-        _ if !jobs.is_empty() => {}
+        _ if listed > 0 => {}
         Some(s) => tell!("no jobs in state {s}"),
         None => tell!("no jobs yet; submit one with `crowdfactor-server submit`"),
-    }
-    for job in &jobs {
-        say(&line(job))?;
     }
     Ok(())
 }
