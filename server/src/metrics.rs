@@ -19,9 +19,9 @@ pub(crate) async fn metrics(
     // Open jobs, and those done in the last ten minutes (so a scrape sees
     // them reach their total; a cancelled one never will): a series per job
     // ever run would grow without bound. Read off the async threads.
-    let store = coord.clone();
+    let shared = Arc::clone(coord);
     let jobs = crate::api::blocking(move || {
-        let store = store.store();
+        let store = shared.store();
         let recent = crate::store::now_ms().saturating_sub(10 * 60 * 1000);
         let mut jobs = store.active_jobs()?;
         let done = store.ended_during(recent..u64::MAX)?;
