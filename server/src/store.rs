@@ -480,7 +480,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// shows, and those past their retention.
     fn ended_during(&self, during: Range<u64>) -> Result<Vec<JobInfo>, StoreError> {
         let mut jobs = self.jobs()?;
-        jobs.retain(|j| ended_during(j, &during));
+        jobs.retain(|j| ended_in(j, &during));
         Ok(jobs)
     }
 
@@ -515,7 +515,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
 /// Whether `job` ended (done or cancelled) at a time in `during`: what
 /// [`Store::ended_during`] selects.
-fn ended_during(job: &JobInfo, during: &Range<u64>) -> bool {
+fn ended_in(job: &JobInfo, during: &Range<u64>) -> bool {
     !job.is_open() && job.finished_ms.is_some_and(|t| during.contains(&t))
 }
 
@@ -730,7 +730,7 @@ impl Store for MemoryStore {
 
     fn ended_during(&self, during: Range<u64>) -> Result<Vec<JobInfo>, StoreError> {
         let st = self.lock();
-        let ended = st.jobs.values().filter(|j| ended_during(&j.info, &during));
+        let ended = st.jobs.values().filter(|j| ended_in(&j.info, &during));
         Ok(ended.map(|j| j.info.clone()).collect())
     }
 

@@ -1184,8 +1184,8 @@ async fn messages_that_change_nothing_are_read_slowly() {
     server.wait_done(&id, Duration::from_secs(30)).await;
     eventually(Duration::from_secs(30), async || {
         let (_, list) = server.get("/api/workers").await;
-        let named = list["workers"].as_array().unwrap().iter();
-        match named.clone().any(|w| w["name"] == "read-all") {
+        let workers = list["workers"].as_array().unwrap();
+        match workers.iter().any(|w| w["name"] == "read-all") {
             true => Ok(()),
             false => Err(format!("not renamed yet: {list}")),
         }
