@@ -1293,17 +1293,6 @@ impl Store for SqliteStore {
         live_job(&self.reader(), id)
     }
 
-    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE deleted = 0 ORDER BY id"
-            ))
-            .map_err(backend)?;
-        let rows = stmt.query_map([], job_from_row).map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
-    }
-
     fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
         open_job_rows(&self.reader())
     }

@@ -462,17 +462,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// One job.
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError>;
 
-    /// All jobs, oldest first.
-    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError>;
-
-    /// A page of [`Store::jobs`]: at most `limit` jobs with an id above
-    /// `after`, oldest first. A listing read page by page never holds, nor
+    /// At most `limit` jobs with an id above `after`, oldest first: a page
+    /// of [`Store::jobs`]. A listing read page by page never holds, nor
     /// reads, every job kept at once.
-    fn jobs_after(&self, after: JobId, limit: usize) -> Result<Vec<JobInfo>, StoreError> {
-        let mut jobs = self.jobs()?;
-        jobs.retain(|j| j.id > after);
-        jobs.truncate(limit);
-        Ok(jobs)
+    fn jobs_after(&self, after: JobId, limit: usize) -> Result<Vec<JobInfo>, StoreError>;
+
+    /// All jobs, oldest first (ids start at 1).
+    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        self.jobs_after(0, usize::MAX)
     }
 
     /// The jobs that ended (done or cancelled) at a time in `during`
@@ -712,10 +709,6 @@ impl Store for MemoryStore {
         Ok(self.lock().jobs.get(&id).map(|j| j.info.clone()))
     }
 
-    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-        Ok(self.lock().jobs.values().map(|j| j.info.clone()).collect())
-    }
-
     fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
         let st = self.lock();
         let open = st.jobs.values().filter(|j| j.info.is_open());
@@ -887,10 +880,6 @@ impl Store for FullDisk {
 
     fn job(&self, id: JobId) -> Result<Option<JobInfo>, StoreError> {
         self.inner.job(id)
-    }
-
-    fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-        self.inner.jobs()
     }
 
     fn active_jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
