@@ -40,7 +40,9 @@ const state = {
   backoff: 500,
   retrying: false,    // a reconnect waits for its turn (the countdown in `connection`)
   loadRetry: 1000,    // ms before replacing a Web Worker that could not load
-  heartbeat: null,
+  heartbeat: null,     // this page's heartbeat timer, where the ticker is not running
+  ticker: null,       // the Web Worker that clocks heartbeats (see `beatEvery`)
+  beatMs: 0,          // the heartbeat interval the server asked for (0: none)
   unanswered: 0,      // heartbeats sent since the server last said anything
   serverIdle: false,
   onBattery: false,
@@ -467,7 +469,7 @@ function reconnectLater(why) {
  * never answered are kept for the next connection.
  */
 function dropSocket() {
-  clearInterval(state.heartbeat);
+  beatEvery(0);
   state.ws = null;
   state.queue = [];
   state.blocked = [];
@@ -498,6 +500,42 @@ function abandon(why) {
 }
 
 /**
+ * Heartbeats every `ms` (0: none), clocked by `web/ticker.js` in a Web
+ * Worker: this page's own timers may fire once a minute while the tab is
+ * hidden, the ticker's keep time. Where the ticker cannot run (it failed to
+ * load), this page's timer clocks them instead.
+ */
+function beatEvery(ms) {
+  state.beatMs = ms;
+  clearInterval(state.heartbeat);
+  state.heartbeat = null;
+  if (state.ticker) {
+    state.ticker.postMessage(ms);
+  } else if (ms > 0) {
+    state.heartbeat = setInterval(beat, ms);
+  }
+}
+
+function startTicker() {
+  try {
+    const ticker = new Worker(new URL('./ticker.js', import.meta.url), { type: 'module' });
+    // A tick queued before the interval changed may still arrive: one
+    // early beat, or none without a socket (see `beat`).
+    ticker.onmessage = beat;
+    ticker.onerror = (event) => {
+      event.preventDefault();
+      console.warn('heartbeat clock unavailable; using the page\'s timer', event.message);
+      ticker.terminate();
+      state.ticker = null;
+      beatEvery(state.beatMs);
+    };
+    state.ticker = ticker;
+  } catch (err) {
+    console.warn('heartbeat clock unavailable; using the page\'s timer', err);
+  }
+}
+
+/**
  * Every heartbeat tick. The server answers each heartbeat, so three
  * without any frame back mean it is gone without closing the socket (its
  * machine lost power, this laptop changed networks): TCP would take some 15
@@ -505,6 +543,7 @@ function abandon(why) {
  * not time: a hidden tab's timers may fire only once a minute.
  */
 function beat() {
+  if (!state.ws || state.beatMs <= 0) return;
   if (state.unanswered >= 3) {
     // A close handshake on a dead connection would wait a minute.
     abandon('no answer to heartbeats');
@@ -525,8 +564,7 @@ function onServerMessage(text) {
       state.everConnected = true;
       state.lastError = null;
       state.backoff = 500;
-      clearInterval(state.heartbeat);
-      state.heartbeat = setInterval(beat, msg.heartbeat_ms);
+      beatEvery(msg.heartbeat_ms);
       break;
     case 'assign':
       send(ack_message(msg.chunk_id));
@@ -863,6 +901,7 @@ async function main() {
   }
   await allTime.open();
   for (let i = 0; i < settings.workers; i++) spawnWorker();
+  startTicker();
   connect();
   window.addEventListener('pagehide', leave);
   window.addEventListener('pageshow', (event) => {

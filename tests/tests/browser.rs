@@ -716,6 +716,64 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
     server.shutdown().await;
 }
 
+/// A hidden tab's own timers may fire only once a minute (Chromium's
+/// intensive wake-up throttling, after some minutes hidden): past the lease
+/// timeout. Its heartbeats keep time all the same, so chunks that take
+/// longer than the lease timeout stay with the tab instead of lapsing and
+/// being leased again. Modelled by making the page's `setInterval` fire once
+/// a minute before its scripts run (its Web Workers keep their own timers,
+/// as in a hidden tab).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_whose_timers_are_throttled_keeps_its_leases() {
+    let server = TestServer::start(Config {
+        heartbeat_interval: Duration::from_millis(250),
+        // Chunks of seconds once the tab's speed is known (thousands of
+        // these numbers), so that the tab has nothing to send but
+        // heartbeats for longer than the lease timeout.
+        lease_timeout: Duration::from_millis(1500),
+        chunk_target: Duration::from_secs(4),
+        ..Config::default()
+    })
+    .await;
+    let (_driver, client) = chromium().await;
+    let throttled = "const every = window.setInterval.bind(window); \
+        window.setInterval = (f, ms, ...rest) => every(f, Math.max(ms || 0, 60000), ...rest);";
+    client
+        .issue_cmd(cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": throttled }),
+        ))
+        .await
+        .unwrap();
+    // Numbers of 100 bits, about a millisecond each: hours of work.
+    let start = (1u128 << 100) + 1;
+    let id = server
+        .submit(json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}}))
+        .await;
+    client.goto(&server.url()).await.unwrap();
+    // 15 s at work: without heartbeats the tab's leases lapsed three times
+    // by then.
+    let tab = wait_workers(&server, 60, "the tab at work for 15 s", |list| {
+        list.first()
+            .filter(|w| w["connected_secs"].as_u64() >= Some(15))
+            .cloned()
+    })
+    .await;
+    // One connection all along (the coordinator heard the tab), and work done.
+    assert_eq!(tab["id"], 1, "{tab}");
+    let job = server.job(&id).await;
+    assert!(job["chunks"].as_u64() >= Some(3), "{job}");
+    let metrics = server.text("/metrics", None).await;
+    assert_eq!(
+        metric(&metrics, "crowdfactor_chunks_requeued_total"),
+        0,
+        "leases lapsed while the tab worked"
+    );
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// Web Workers whose code could not be downloaded (the coordinator went
 /// away while the page loaded) are started again until they load: the tab
 /// computes, instead of holding chunks it never works on.
