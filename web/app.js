@@ -910,6 +910,18 @@ async function main() {
       connect();
     }
   });
+  // Frozen by the browser (Chromium freezes hidden tabs to save energy,
+  // their Web Workers with them): what the tab holds would wait for the
+  // lease timeout, so hand it back now, as on leaving, and connect again
+  // on resuming. The Web Workers carry on where they stopped, so chunks
+  // leased to the tab again are answered by that computation.
+  document.addEventListener('freeze', leave);
+  document.addEventListener('resume', () => {
+    if (!state.refused) {
+      state.backoff = 500;
+      connect();
+    }
+  });
   // Back on a network (after an outage, on another one): try at once
   // rather than at the end of a backoff of up to 30 s.
   window.addEventListener('online', () => {

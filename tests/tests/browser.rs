@@ -646,6 +646,42 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
     server.shutdown().await;
 }
 
+/// A tab the browser freezes (Chromium freezes hidden tabs to save energy,
+/// their Web Workers with them) hands its chunks back at once, rather than
+/// holding them for the lease timeout (30 s) and the connection for the
+/// idle timeout, and connects again when it resumes; the job finishes,
+/// each number factored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_tab_hands_its_chunks_back_and_rejoins_when_it_resumes() {
+    let server = TestServer::start(Config::default()).await;
+    let (_driver, client) = chromium().await;
+    let (id, numbers) = a_long_job(&server).await;
+    client.goto(&server.url()).await.unwrap();
+    wait_workers(&server, 30, "the page took no chunk", holding).await;
+    let lifecycle = |state: &str| cdp("Page.setWebLifecycleState", json!({ "state": state }));
+    client.issue_cmd(lifecycle("frozen")).await.unwrap();
+    wait_workers(&server, 5, "the frozen tab kept its connection", |list| {
+        list.is_empty().then_some(())
+    })
+    .await;
+    assert_ne!(
+        server.job(&id).await["state"],
+        "done",
+        "frozen too late to tell"
+    );
+    client.issue_cmd(lifecycle("active")).await.unwrap();
+    the_tab_did(&server, &id, &numbers).await;
+    // Chunks it was factoring when frozen, leased to it again, were
+    // answered by that computation: each number factored once.
+    wait_text_where(&client, "factored", Duration::from_secs(10), |t| {
+        t == "60,000"
+    })
+    .await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// A coordinator that goes silent without closing the socket: the tab
 /// notices its heartbeats go unanswered, connects again, and finishes the
 /// job (its chunks on the dead connection are leased to it again, and
