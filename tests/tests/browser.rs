@@ -627,23 +627,24 @@ async fn leaving_the_page_hands_its_chunks_back_and_coming_back_rejoins() {
     client.goto("about:blank").await.unwrap();
     // Without the page closing its socket the chunks would wait for the
     // lease timeout (30 s), the connection for the idle timeout.
-    wait_workers(
-        &server,
-        5,
-        "the page left but kept its connection",
-        |list| list.is_empty().then_some(()),
-    )
-    .await;
-    assert_ne!(
-        server.job(&id).await["state"],
-        "done",
-        "left too late to tell"
-    );
+    the_tab_let_go(&server, &id, "the page left but kept its connection").await;
     client.back().await.unwrap();
     the_tab_did(&server, &id, &numbers).await;
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
+}
+
+/// Waits at most 5 s for the coordinator to list no worker (else fails
+/// with `what`), and checks that job `id` was still open then: the tab let
+/// go of its chunks before it could have finished them.
+async fn the_tab_let_go(server: &TestServer, id: &str, what: &str) {
+    wait_workers(server, 5, what, |list| list.is_empty().then_some(())).await;
+    assert_ne!(
+        server.job(id).await["state"],
+        "done",
+        "let go too late to tell"
+    );
 }
 
 /// A tab the browser freezes (Chromium freezes hidden tabs to save energy,
@@ -660,15 +661,7 @@ async fn a_frozen_tab_hands_its_chunks_back_and_rejoins_when_it_resumes() {
     wait_workers(&server, 30, "the page took no chunk", holding).await;
     let lifecycle = |state: &str| cdp("Page.setWebLifecycleState", json!({ "state": state }));
     client.issue_cmd(lifecycle("frozen")).await.unwrap();
-    wait_workers(&server, 5, "the frozen tab kept its connection", |list| {
-        list.is_empty().then_some(())
-    })
-    .await;
-    assert_ne!(
-        server.job(&id).await["state"],
-        "done",
-        "frozen too late to tell"
-    );
+    the_tab_let_go(&server, &id, "the frozen tab kept its connection").await;
     client.issue_cmd(lifecycle("active")).await.unwrap();
     the_tab_did(&server, &id, &numbers).await;
     // Chunks it was factoring when frozen, leased to it again, were
