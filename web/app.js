@@ -40,7 +40,7 @@ const state = {
   backoff: 500,
   retrying: false,    // a reconnect waits for its turn (the countdown in `connection`)
   loadRetry: 1000,    // ms before replacing a Web Worker that could not load
-  heartbeat: null,     // this page's heartbeat timer, where the ticker is not running
+  heartbeat: null,    // this page's heartbeat timer, where the ticker is not running
   ticker: null,       // the Web Worker that clocks heartbeats (see `beatEvery`)
   beatMs: 0,          // the heartbeat interval the server asked for (0: none)
   unanswered: 0,      // heartbeats sent since the server last said anything
@@ -488,6 +488,16 @@ function leave() {
   if (abandon('leaving the page')) state.connection = 'left the page';
 }
 
+/**
+ * Connects at once (back from the back/forward cache, resumed after a
+ * freeze, back online), unless the server refused this page for good.
+ */
+function rejoin() {
+  if (state.refused) return;
+  state.backoff = 500;
+  connect();
+}
+
 /** Closes the socket without waiting for it to say it closed. */
 function abandon(why) {
   const ws = state.ws;
@@ -905,10 +915,7 @@ async function main() {
   connect();
   window.addEventListener('pagehide', leave);
   window.addEventListener('pageshow', (event) => {
-    if (event.persisted && !state.refused) {
-      state.backoff = 500;
-      connect();
-    }
+    if (event.persisted) rejoin();
   });
   // Frozen by the browser (Chromium freezes hidden tabs to save energy,
   // their Web Workers with them): what the tab holds would wait for the
@@ -916,20 +923,10 @@ async function main() {
   // on resuming. The Web Workers carry on where they stopped, so chunks
   // leased to the tab again are answered by that computation.
   document.addEventListener('freeze', leave);
-  document.addEventListener('resume', () => {
-    if (!state.refused) {
-      state.backoff = 500;
-      connect();
-    }
-  });
+  document.addEventListener('resume', rejoin);
   // Back on a network (after an outage, on another one): try at once
   // rather than at the end of a backoff of up to 30 s.
-  window.addEventListener('online', () => {
-    if (!state.refused) {
-      state.backoff = 500;
-      connect();
-    }
-  });
+  window.addEventListener('online', rejoin);
   setInterval(render, 1000);
   setInterval(refreshProject, 2000);
   refreshProject();
