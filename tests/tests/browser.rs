@@ -745,44 +745,34 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
     server.shutdown().await;
 }
 
-/// A hidden tab's own timers may fire only once a minute (Chromium's
-/// intensive wake-up throttling, after some minutes hidden): past the lease
-/// timeout. Its heartbeats keep time all the same, so chunks that take
-/// longer than the lease timeout stay with the tab instead of lapsing and
-/// being leased again. Modelled by making the page's `setInterval` fire once
-/// a minute before its scripts run (its Web Workers keep their own timers,
-/// as in a hidden tab).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tab_whose_timers_are_throttled_keeps_its_leases() {
-    let server = TestServer::start(Config {
+/// A coordinator for [`the_tab_kept_its_leases`]: answers to heartbeats
+/// every 250 ms, leases that lapse after 1.5 s of silence.
+async fn a_coordinator_quick_to_lapse() -> TestServer {
+    TestServer::start(Config {
         heartbeat_interval: Duration::from_millis(250),
         // Chunks of seconds once the tab's speed is known (thousands of
-        // these numbers), so that the tab has nothing to send but
+        // the 100-bit numbers), so that the tab has nothing to send but
         // heartbeats for longer than the lease timeout.
         lease_timeout: Duration::from_millis(1500),
         chunk_target: Duration::from_secs(4),
         ..Config::default()
     })
-    .await;
-    let (_driver, client) = chromium().await;
-    let throttled = "const every = window.setInterval.bind(window); \
-        window.setInterval = (f, ms, ...rest) => every(f, Math.max(ms || 0, 60000), ...rest);";
-    client
-        .issue_cmd(cdp(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": throttled }),
-        ))
-        .await
-        .unwrap();
-    // Numbers of 100 bits, about a millisecond each: hours of work.
+    .await
+}
+
+/// Opens `page` (served by `server`, from [`a_coordinator_quick_to_lapse`])
+/// on a job of 100-bit numbers and checks, after 15 s of work, that the tab
+/// kept one connection and every lease: its heartbeats kept time.
+async fn the_tab_kept_its_leases(server: &TestServer, client: &Client, page: &str) {
+    // About a millisecond each: hours of work.
     let start = (1u128 << 100) + 1;
     let id = server
         .submit(json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}}))
         .await;
-    client.goto(&server.url()).await.unwrap();
+    client.goto(page).await.unwrap();
     // 15 s at work: without heartbeats the tab's leases lapsed three times
     // by then.
-    let tab = wait_workers(&server, 60, "the tab at work for 15 s", |list| {
+    let tab = wait_workers(server, 60, "the tab at work for 15 s", |list| {
         list.first()
             .filter(|w| w["connected_secs"].as_u64() >= Some(15))
             .cloned()
@@ -798,8 +788,53 @@ async fn a_tab_whose_timers_are_throttled_keeps_its_leases() {
         0,
         "leases lapsed while the tab worked"
     );
+}
+
+/// A hidden tab's own timers may fire only once a minute (Chromium's
+/// intensive wake-up throttling, after some minutes hidden): past the lease
+/// timeout. Its heartbeats keep time all the same, so chunks that take
+/// longer than the lease timeout stay with the tab instead of lapsing and
+/// being leased again. Modelled by making the page's `setInterval` fire once
+/// a minute before its scripts run (its Web Workers keep their own timers,
+/// as in a hidden tab).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_whose_timers_are_throttled_keeps_its_leases() {
+    let server = a_coordinator_quick_to_lapse().await;
+    let (_driver, client) = chromium().await;
+    let throttled = "const every = window.setInterval.bind(window); \
+        window.setInterval = (f, ms, ...rest) => every(f, Math.max(ms || 0, 60000), ...rest);";
+    client
+        .issue_cmd(cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": throttled }),
+        ))
+        .await
+        .unwrap();
+    the_tab_kept_its_leases(&server, &client, &server.url()).await;
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// Where the Web Worker that clocks heartbeats cannot load, the page's own
+/// timer clocks them: the tab keeps its leases all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_without_its_heartbeat_clock_keeps_its_leases() {
+    let server = a_coordinator_quick_to_lapse().await;
+    let proxy = FreezingProxy::start(server.addr).await;
+    proxy.refuse(Some("/ticker.js"));
+    let (_driver, client) = chromium().await;
+    let page = format!("http://{}/", proxy.addr);
+    the_tab_kept_its_leases(&server, &client, &page).await;
+    let log = console_log(&client).await;
+    assert!(
+        log.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("heartbeat clock unavailable"))),
+        "the page did not fall back to its own timer: {log:#?}"
+    );
+    client.close().await.unwrap();
+    drop(proxy);
     server.shutdown().await;
 }
 
@@ -1211,17 +1246,9 @@ fn cdp(cmd: &str, params: serde_json::Value) -> Extension {
 /// answered with an error status is logged too; the page shows those
 /// answers (a refused token, an invalid job), so they are left out.
 async fn assert_no_console_errors(client: &Client) {
-    let log = client
-        .issue_cmd(Extension {
-            path: "se/log".into(),
-            body: Some(json!({ "type": "browser" })),
-        })
+    let errors = console_log(client)
         .await
-        .unwrap();
-    let errors = log
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .filter(|e| e["level"] == "SEVERE")
         .filter(|e| {
             let message = e["message"].as_str().unwrap_or_default();
@@ -1230,6 +1257,19 @@ async fn assert_no_console_errors(client: &Client) {
         .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
         .collect::<Vec<_>>();
     assert!(errors.is_empty(), "the console logged errors: {errors:#?}");
+}
+
+/// What Chromium's console logged since the last look (the page's and its
+/// Web Workers'): entries with `level`, `source` and `message`.
+async fn console_log(client: &Client) -> Vec<serde_json::Value> {
+    let log = client
+        .issue_cmd(Extension {
+            path: "se/log".into(),
+            body: Some(json!({ "type": "browser" })),
+        })
+        .await
+        .unwrap();
+    log.as_array().unwrap().clone()
 }
 
 /// Asserts that the browser reported no Content Security Policy violation
