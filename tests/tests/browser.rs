@@ -766,33 +766,20 @@ async fn a_coordinator_quick_to_lapse() -> TestServer {
     .await
 }
 
-/// Opens `page` (served by `server`, from [`a_coordinator_quick_to_lapse`])
-/// on a job of 100-bit numbers, hidden behind a new tab once connected if
-/// `hide`, and checks, after 15 s of work, that the tab kept one connection
-/// and every lease: its heartbeats kept time.
-async fn the_tab_kept_its_leases(server: &TestServer, client: &Client, page: &str, hide: bool) {
-    // About a millisecond each: hours of work.
+/// Submits a job of 100-bit numbers to `server` (from
+/// [`a_coordinator_quick_to_lapse`]): about a millisecond each, hours of
+/// work for a tab.
+async fn a_job_of_slow_numbers(server: &TestServer) -> String {
     let start = (1u128 << 100) + 1;
-    let id = server
+    server
         .submit(json!({"range": {"start": start.to_string(), "count": 10_000_000, "step": 2}}))
-        .await;
-    client.goto(page).await.unwrap();
-    if hide {
-        wait_workers(server, 30, "the tab did not connect", |list| {
-            (!list.is_empty()).then_some(())
-        })
-        .await;
-        // A tab opened in front (WebDriver stays with the page).
-        client
-            .issue_cmd(cdp("Target.createTarget", json!({ "url": "about:blank" })))
-            .await
-            .unwrap();
-        let state = client
-            .execute("return document.visibilityState", vec![])
-            .await
-            .unwrap();
-        assert_eq!(state, "hidden");
-    }
+        .await
+}
+
+/// Checks, after 15 s of work on job `id` (from [`a_job_of_slow_numbers`]),
+/// that the one tab kept one connection and every lease: its heartbeats
+/// kept time.
+async fn the_tab_kept_its_leases(server: &TestServer, id: &str) {
     // 15 s at work: without heartbeats the tab's leases lapsed three times
     // by then.
     let tab = wait_workers(server, 60, "the tab at work for 15 s", |list| {
@@ -803,7 +790,7 @@ async fn the_tab_kept_its_leases(server: &TestServer, client: &Client, page: &st
     .await;
     // One connection all along (the coordinator heard the tab), and work done.
     assert_eq!(tab["id"], 1, "{tab}");
-    let job = server.job(&id).await;
+    let job = server.job(id).await;
     assert!(job["chunks"].as_u64() >= Some(3), "{job}");
     let metrics = server.text("/metrics", None).await;
     assert_eq!(
@@ -826,7 +813,23 @@ async fn a_hidden_tab_keeps_its_leases() {
         &["disable-background-timer-throttling"],
     )
     .await;
-    the_tab_kept_its_leases(&server, &client, &server.url(), true).await;
+    let id = a_job_of_slow_numbers(&server).await;
+    client.goto(&server.url()).await.unwrap();
+    wait_workers(&server, 30, "the tab did not connect", |list| {
+        (!list.is_empty()).then_some(())
+    })
+    .await;
+    // A tab opened in front (WebDriver stays with the page).
+    client
+        .issue_cmd(cdp("Target.createTarget", json!({ "url": "about:blank" })))
+        .await
+        .unwrap();
+    let state = client
+        .execute("return document.visibilityState", vec![])
+        .await
+        .unwrap();
+    assert_eq!(state, "hidden");
+    the_tab_kept_its_leases(&server, &id).await;
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
@@ -840,8 +843,12 @@ async fn a_tab_without_its_heartbeat_clock_keeps_its_leases() {
     let proxy = FreezingProxy::start(server.addr).await;
     proxy.refuse(Some("/ticker.js"));
     let (_driver, client) = chromium().await;
-    let page = format!("http://{}/", proxy.addr);
-    the_tab_kept_its_leases(&server, &client, &page, false).await;
+    let id = a_job_of_slow_numbers(&server).await;
+    client
+        .goto(&format!("http://{}/", proxy.addr))
+        .await
+        .unwrap();
+    the_tab_kept_its_leases(&server, &id).await;
     let log = console_log(&client).await;
     assert!(
         log.iter().any(|e| e["message"]
