@@ -751,6 +751,55 @@ async fn a_tab_whose_server_goes_silent_connects_again() {
     server.shutdown().await;
 }
 
+/// A tab waiting out its reconnect backoff (it doubles up to 30 s while
+/// the server is away) connects at once when the browser says it is back
+/// on a network (the `online` event: after an outage, on another network),
+/// not when the backoff ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_back_online_connects_at_once() {
+    let server = TestServer::start(Config::default()).await;
+    let addr = server.addr;
+    let (_driver, client) = chromium().await;
+    client.goto(&server.url()).await.unwrap();
+    wait_text(&client, "conn", "connected").await;
+    server.shutdown().await;
+    // Attempts about 0.5, 1, 2, 4 and 8 s apart (each 0.5–1.5 times
+    // that): once the tab says 16 s, its next attempt is at least 8 s away.
+    wait_text_where(&client, "conn", Duration::from_secs(90), |t| {
+        t == "reconnecting in 16.0 s"
+    })
+    .await;
+    let waiting = Instant::now();
+    let server = TestServer::start_on(addr, Config::default()).await;
+    // Chromium fires `offline`, then `online`, as when a network comes back.
+    for offline in [true, false] {
+        let conditions = json!({
+            "offline": offline,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": -1,
+        });
+        let cmd = cdp("Network.emulateNetworkConditions", conditions);
+        client.issue_cmd(cmd).await.unwrap();
+    }
+    // Without the `online` event it still connects, 8–24 s on.
+    wait_text_where(&client, "conn", Duration::from_secs(40), |t| {
+        t == "connected"
+    })
+    .await;
+    let took = waiting.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "connected {took:?} after the network came back: at the end of its backoff, not at once"
+    );
+    wait_workers(&server, 10, "the server lists no worker", |list| {
+        (!list.is_empty()).then_some(())
+    })
+    .await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// A coordinator for [`the_tab_kept_its_leases`]: answers to heartbeats
 /// every 250 ms, leases that lapse after 1.5 s of silence.
 async fn a_coordinator_quick_to_lapse() -> TestServer {
