@@ -7,11 +7,33 @@ import init, {
 import { $, say, setText } from './dom.js';
 
 const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+// A browser set to block site data refuses localStorage (reading it
+// throws): the page then contributes with the defaults, and says that
+// settings last only while the tab is open. A value that is not JSON (left
+// by an older page, edited by hand) reads as the default.
+let storageRefused = false;
 const stored = (key, fallback) => {
-  const v = localStorage.getItem(`crowdfactor.${key}`);
-  return v === null ? fallback : JSON.parse(v);
+  let v;
+  try {
+    v = localStorage.getItem(`crowdfactor.${key}`);
+  } catch {
+    storageRefused = true;
+    return fallback;
+  }
+  try {
+    return v === null ? fallback : JSON.parse(v);
+  } catch {
+    return fallback;
+  }
 };
-const store = (key, value) => localStorage.setItem(`crowdfactor.${key}`, JSON.stringify(value));
+const store = (key, value) => {
+  try {
+    localStorage.setItem(`crowdfactor.${key}`, JSON.stringify(value));
+  } catch {
+    storageRefused = true; // refused, or full: not remembered
+    $('storage-note').hidden = false;
+  }
+};
 
 const settings = {
   paused: stored('paused', false),
@@ -620,10 +642,16 @@ function onServerMessage(text) {
       } else if (msg.code === 'bad_handshake') {
         // The server was upgraded under this tab: load the page that speaks
         // its protocol (at most once a minute, in case that does not help).
-        const last = Number(sessionStorage.getItem('crowdfactor-reloaded') || 0);
-        if (Date.now() - last > 60000) {
-          sessionStorage.setItem('crowdfactor-reloaded', String(Date.now()));
-          location.reload();
+        // Without sessionStorage (site data blocked) there is no way to
+        // tell a second reload from the first: no reload, rather than a loop.
+        try {
+          const last = Number(sessionStorage.getItem('crowdfactor-reloaded') || 0);
+          if (Date.now() - last > 60000) {
+            sessionStorage.setItem('crowdfactor-reloaded', String(Date.now()));
+            location.reload();
+          }
+        } catch {
+          console.warn('the server speaks a newer protocol: reload this page');
         }
       }
       break;
@@ -899,6 +927,7 @@ const allTime = {
 async function main() {
   $('origin').textContent = location.host;
   $('cores').textContent = String(cores);
+  $('storage-note').hidden = !storageRefused;
   setupControls();
   await wasmReady;
   // A link can name the tab (?name=, as for a lab's machines): kept, as if

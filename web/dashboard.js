@@ -4,7 +4,17 @@ import { $, say } from './dom.js';
 
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const TOKEN_KEY = 'crowdfactor.apiToken';
-let token = sessionStorage.getItem(TOKEN_KEY) || new URLSearchParams(location.search).get('token') || '';
+// A browser set to block site data refuses sessionStorage (using it
+// throws): the token is then kept by this page only, until it is reloaded.
+const session = {
+  get(key) {
+    try { return sessionStorage.getItem(key); } catch { return null; }
+  },
+  set(key, value) {
+    try { sessionStorage.setItem(key, value); } catch { /* kept in `token` only */ }
+  },
+};
+let token = session.get(TOKEN_KEY) || new URLSearchParams(location.search).get('token') || '';
 let source = null;
 const history = [];        // [time ms, numbers factored] for the chart
 const jobHistory = new Map(); // job id -> [[time ms, done], ...] for rate and ETA
@@ -255,7 +265,7 @@ async function login(event) {
     $('login-error').textContent = `That token was refused: ${err.message}`;
     return;
   }
-  sessionStorage.setItem(TOKEN_KEY, token);
+  session.set(TOKEN_KEY, token);
   $('login').hidden = true;
   $('app').hidden = false;
   connect();

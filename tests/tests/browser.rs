@@ -90,12 +90,17 @@ async fn chromium() -> (Driver, Client) {
 
 /// [`chromium`] with extra command-line switches.
 async fn chromium_with(extra: &[&str]) -> (Driver, Client) {
-    chromium_without(extra, &[]).await
+    chromium_tuned(extra, &[], json!({})).await
 }
 
-/// [`chromium_with`] `extra` switches, and without `dropped`, switches
-/// chromedriver adds by default (such as `disable-background-timer-throttling`).
-async fn chromium_without(extra: &[&str], dropped: &[&str]) -> (Driver, Client) {
+/// [`chromium_with`] `extra` switches, without `dropped`, switches
+/// chromedriver adds by default (such as `disable-background-timer-throttling`),
+/// and with the profile preferences `prefs` (as the settings page sets them).
+async fn chromium_tuned(
+    extra: &[&str],
+    dropped: &[&str],
+    prefs: serde_json::Value,
+) -> (Driver, Client) {
     let driver_path =
         std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let mut caps = serde_json::Map::new();
@@ -120,7 +125,7 @@ async fn chromium_without(extra: &[&str], dropped: &[&str]) -> (Driver, Client) 
     ));
     let profile_arg = format!("--user-data-dir={}", profile.display());
     args.push(&profile_arg);
-    let mut opts = json!({ "args": args, "excludeSwitches": dropped });
+    let mut opts = json!({ "args": args, "excludeSwitches": dropped, "prefs": prefs });
     if let Ok(bin) = std::env::var("CHROME") {
         opts["binary"] = json!(bin);
     }
@@ -323,6 +328,12 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
         t == "1,000"
     })
     .await;
+    // Its settings are kept: no word that they are not.
+    let note = client.find(Locator::Css("#storage-note")).await.unwrap();
+    assert!(
+        !note.is_displayed().await.unwrap(),
+        "settings said not kept"
+    );
     assert_eq!(text(&client, "conn").await, "connected");
     // Chromium ships the wide-arithmetic proposal only behind a flag: the
     // standard build runs.
@@ -857,9 +868,10 @@ async fn the_tab_kept_its_leases(server: &TestServer, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hidden_tab_keeps_its_leases() {
     let server = a_coordinator_quick_to_lapse().await;
-    let (_driver, client) = chromium_without(
+    let (_driver, client) = chromium_tuned(
         &["--enable-features=IntensiveWakeUpThrottling:grace_period_seconds/1"],
         &["disable-background-timer-throttling"],
+        json!({}),
     )
     .await;
     let id = a_job_of_slow_numbers(&server).await;
@@ -2005,6 +2017,58 @@ fn web_worker_cpu(driver: &Driver) -> f64 {
         }
     }
     seconds
+}
+
+/// A browser set to block cookies and site data refuses the pages
+/// localStorage and sessionStorage (using them throws) and IndexedDB: the
+/// page still contributes, with its default settings, says that settings
+/// last only while the tab is open, and applies a change of them; the
+/// dashboard still logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_blocks_site_data_still_contributes() {
+    // No API token here: any the dashboard sends is taken.
+    let server = TestServer::start(Config::default()).await;
+    let blocked = json!({ "profile": { "default_content_setting_values": { "cookies": 2 } } });
+    let (_driver, client) = chromium_tuned(&[], &[], blocked).await;
+    client.goto(&server.url()).await.unwrap();
+    let refused = client
+        .execute(
+            "try { localStorage.length; return false; } catch (e) { return true; }",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        json!(true),
+        "Chromium let the page use localStorage"
+    );
+    let note = client.find(Locator::Css("#storage-note")).await.unwrap();
+    assert!(
+        note.is_displayed().await.unwrap(),
+        "no word that settings are not kept"
+    );
+    // A setting changed applies (one Web Worker), though it is not kept.
+    select(&client, "#worker-count", "1").await;
+    wait_text(&client, "workers", "1").await;
+    the_page_factors_the_seed_range(&server, &client, 300).await;
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    fill(&client, "#token", "any").await;
+    click(&client, "#login button").await;
+    let app = client.find(Locator::Id("app")).await.unwrap();
+    eventually(Duration::from_secs(10), async || {
+        match app.is_displayed().await.unwrap() {
+            true => Ok(()),
+            false => Err("the dashboard did not open"),
+        }
+    })
+    .await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
 }
 
 /// With JavaScript off, the page does not claim to be starting: it says
