@@ -45,8 +45,11 @@ const settings = {
 };
 
 
+// WebAssembly can be off (Safari's Lockdown Mode, a browser's policy or
+// setting): then this tab can compute nothing, and says so (see `main`).
+const hasWasm = typeof WebAssembly === 'object';
 // The protocol bindings (every frame is built by them), loading from the start.
-const wasmReady = init();
+const wasmReady = hasWasm ? init() : null;
 
 const state = {
   ws: null,
@@ -927,6 +930,13 @@ const allTime = {
 async function main() {
   $('origin').textContent = location.host;
   $('cores').textContent = String(cores);
+  if (!hasWasm) {
+    // As with JavaScript off: say why, hide what would do nothing, and
+    // take no chunks.
+    document.body.classList.add('no-wasm');
+    $('no-wasm').hidden = false;
+    return;
+  }
   $('storage-note').hidden = !storageRefused;
   setupControls();
   await wasmReady;

@@ -2118,6 +2118,52 @@ async fn the_pages_say_so_when_javascript_is_off() {
     server.shutdown().await;
 }
 
+/// With WebAssembly off (Safari's Lockdown Mode, a browser policy; here V8
+/// without its compilers, `--jitless`, which leaves `WebAssembly`
+/// undefined), the page says that it computes nothing and
+/// why, hides the controls and figures that would do nothing, takes no
+/// chunk, and logs no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_so_when_webassembly_is_off() {
+    let server = TestServer::start(Config::default()).await;
+    let id = server
+        .submit(json!({"range": {"start": "999999999999", "count": 100, "step": 2}}))
+        .await;
+    let (_driver, client) = chromium_with(&["--js-flags=--jitless"]).await;
+    client.goto(&server.url()).await.unwrap();
+    let wasm = client
+        .execute("return typeof WebAssembly", vec![])
+        .await
+        .unwrap();
+    assert_eq!(wasm, json!("undefined"), "WebAssembly is on");
+    let note = client.find(Locator::Id("no-wasm")).await.unwrap();
+    let said = eventually(Duration::from_secs(10), async || {
+        match note.is_displayed().await.unwrap() {
+            true => Ok(note.text().await.unwrap()),
+            false => Err("no word that WebAssembly is off"),
+        }
+    })
+    .await;
+    assert!(
+        said.starts_with("WebAssembly is off in this browser, so this tab computes nothing."),
+        "{said}"
+    );
+    for inert in ["#toggle", "#state-text", "#worker-count", "#factored"] {
+        let found = client.find(Locator::Css(inert)).await.unwrap();
+        assert!(
+            !found.is_displayed().await.unwrap(),
+            "{inert} is shown without WebAssembly"
+        );
+    }
+    // No socket (it would take chunks it cannot factor).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(workers(&server).await.is_empty(), "the page connected");
+    assert_eq!(server.job(&id).await["done"], 0);
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
 /// Every form control on the page has an accessible name (a label, an
 /// aria-label or its own text); returns the ids of those that do not.
 async fn unlabelled_controls(client: &Client) -> Vec<String> {
