@@ -7,17 +7,18 @@ import init, {
 import { $, say, setText } from './dom.js';
 
 const cores = Math.max(1, navigator.hardwareConcurrency || 1);
-// A browser set to block site data refuses localStorage (reading it
+// A browser set to block site data refuses localStorage (using it
 // throws): the page then contributes with the defaults, and says that
-// settings last only while the tab is open. A value that is not JSON (left
-// by an older page, edited by hand) reads as the default.
-let storageRefused = false;
+// settings last only while the tab is open (the page is parsed before this
+// module runs). A value that is not JSON (left by an older page, edited by
+// hand) reads as the default.
+const notKept = () => { $('storage-note').hidden = false; };
 const stored = (key, fallback) => {
   let v;
   try {
     v = localStorage.getItem(`crowdfactor.${key}`);
   } catch {
-    storageRefused = true;
+    notKept();
     return fallback;
   }
   try {
@@ -30,8 +31,7 @@ const store = (key, value) => {
   try {
     localStorage.setItem(`crowdfactor.${key}`, JSON.stringify(value));
   } catch {
-    storageRefused = true; // refused, or full: not remembered
-    $('storage-note').hidden = false;
+    notKept(); // refused, or full
   }
 };
 
@@ -937,7 +937,6 @@ async function main() {
     $('no-wasm').hidden = false;
     return;
   }
-  $('storage-note').hidden = !storageRefused;
   setupControls();
   await wasmReady;
   // A link can name the tab (?name=, as for a lab's machines): kept, as if
