@@ -1050,6 +1050,34 @@ async fn a_worker_started_with_nohup_outlives_sighup() {
     server.shutdown().await;
 }
 
+/// The coordinator named without `--server`, as the host:port a volunteer
+/// is told: the worker connects there (not to CROWDFACTOR_SERVER, which
+/// names a port where nothing listens) and does the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_the_coordinator_without_the_option() {
+    let server = TestServer::start(Config::default()).await;
+    let numbers = range(999_999_999_999, 50, 2);
+    let id = server.submit_numbers(&numbers, 10).await;
+    let mut worker = WorkerProc(
+        std::process::Command::new(bin("crowdfactor-worker"))
+            .args([
+                &server.addr.to_string(),
+                "--threads",
+                "1",
+                "--exit-when-idle",
+            ])
+            .env("CROWDFACTOR_SERVER", "127.0.0.1:1")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    server.wait_done(&id, Duration::from_secs(30)).await;
+    assert_matches_gnu(&numbers, &server.results(&id).await);
+    assert_eq!(worker.wait(Duration::from_secs(20)), Some(0));
+    server.shutdown().await;
+}
+
 async fn a_stop_signal_hands_back_work(signal: &str) {
     let server = TestServer::start(Config::default()).await;
     // ~1 ms each (see job_survives_a_worker_killed_mid_job): work left

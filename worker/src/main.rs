@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::http::Uri;
 ///   crowdfactor-worker --server ws://127.0.0.1:8080/ws
 ///   crowdfactor-worker --server ws://coordinator:8080/ws --threads 4 --name lab-pc
 ///   crowdfactor-worker --server https://factor.example.org   # TLS (wss://)
+///   crowdfactor-worker coordinator:8080          # the same as --server
 ///   crowdfactor-worker --exit-when-idle          # finish the queue, then exit 0
 ///   crowdfactor-worker factor 999999999999 12
 ///   seq 1000 2000 | crowdfactor-worker factor --threads 2
@@ -56,6 +57,10 @@ struct Args {
         value_parser = ws_url
     )]
     server: Endpoint,
+    /// The coordinator, as --server takes it, given without the option
+    /// (`crowdfactor-worker coordinator:8080`).
+    #[arg(value_name = "SERVER", value_parser = ws_url)]
+    at: Option<Endpoint>,
     /// Compute threads, up to 1024 (default, or 0: all cores).
     #[arg(long, short = 't', env = "CROWDFACTOR_THREADS", value_parser = thread_count)]
     threads: Option<usize>,
@@ -181,6 +186,21 @@ fn bad_arguments(e: &clap::Error) -> u8 {
     }
 }
 
+/// The command line; the coordinator may come as `SERVER` or `--server`
+/// (not both), and either overrides CROWDFACTOR_SERVER.
+fn parse_args() -> Result<Args, clap::Error> {
+    use clap::{parser::ValueSource, CommandFactory, FromArgMatches};
+    let matches = Args::command().try_get_matches()?;
+    let args = Args::from_arg_matches(&matches)?;
+    if args.at.is_some() && matches.value_source("server") == Some(ValueSource::CommandLine) {
+        return Err(Args::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "the coordinator is given twice, as SERVER and as --server: give it once",
+        ));
+    }
+    Ok(args)
+}
+
 fn all_cores_if_zero(threads: usize) -> usize {
     if threads > 0 {
         threads
@@ -193,7 +213,7 @@ fn main() -> ExitCode {
     keep_heap_slack();
     // Read before anything watches SIGHUP.
     hangup_ignored();
-    let args = match Args::try_parse() {
+    let args = match parse_args() {
         Ok(args) => args,
         Err(e) => return ExitCode::from(bad_arguments(&e)),
     };
@@ -222,8 +242,9 @@ fn main() -> ExitCode {
     // enables (rustls refuses to choose when it has two).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let threads = all_cores_if_zero(args.threads.unwrap_or(0));
+    let server = args.at.unwrap_or(args.server);
     let opts = session::Options {
-        server: args.server.url,
+        server: server.url,
         threads,
         name: args.name.filter(|n| !n.is_empty()),
         exit_when_idle: args.exit_when_idle,
@@ -232,7 +253,7 @@ fn main() -> ExitCode {
             .token
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
-            .or(args.server.token),
+            .or(server.token),
         cpu_percent: args.cpu_percent,
         min_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(30),

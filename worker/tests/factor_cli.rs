@@ -312,6 +312,25 @@ fn names_the_coordinator_would_alter_are_refused() {
     }
 }
 
+/// The coordinator given both as SERVER and as `--server`: refused, saying
+/// so, before any connection (nothing listens at either).
+#[test]
+fn a_coordinator_named_twice_is_refused() {
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_crowdfactor-worker")).args([
+            "127.0.0.1:1",
+            "--server",
+            "127.0.0.1:2",
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("given twice"),
+        "{out:?}"
+    );
+}
+
 /// 10^5 generated inputs across size classes, through the CLI on 2 threads,
 /// against GNU factor: every line identical, in input order.
 #[test]
