@@ -81,10 +81,82 @@ const state = {
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
-function effectivePause() {
+function pausedByChoice() {
   return settings.paused
     || (settings.pauseHidden && document.hidden)
     || (settings.pauseBattery && state.onBattery);
+}
+/** Computing nothing: paused, or another tab of this browser has the turn. */
+const effectivePause = () => pausedByChoice() || !ourTurn();
+
+/**
+ * One tab of this browser contributes at a time: a volunteer who opens the
+ * page twice would otherwise run twice the Web Workers chosen under "How
+ * much of this machine to use", on the same cores. The turn is a Web Lock,
+ * which the browser frees however the tab ends (closed, crashed, another
+ * page loaded in it). A tab that would compute asks for it and, while
+ * another tab has it, stays connected with no chunks and says so; pausing,
+ * leaving the page, being frozen or refused give it up. Where there are no
+ * Web Locks (a page served over plain http by another machine: the API
+ * needs a secure context; older browsers) every tab contributes.
+ */
+const turn = {
+  locks: (globalThis.isSecureContext && navigator.locks) || null,
+  held: false,     // this tab has it
+  asked: false,    // asked for, not yet given
+  waiting: false,  // another tab has it; this one is in line
+  give: null,      // gives it up (while held)
+  withdraw: null,  // leaves the line (while waiting)
+  away: false,     // the page was left or frozen (see `leave`)
+};
+const TURN = 'crowdfactor-contributing';
+/** Whether this tab may compute: it has the turn, or there are no turns. */
+const ourTurn = () => !turn.locks || turn.held;
+const wantsTurn = () => !pausedByChoice() && !turn.away && !state.refused;
+
+/** Asks for the turn when this tab would compute; gives it up when not. */
+function updateTurn() {
+  if (!turn.locks) return;
+  if (!wantsTurn()) {
+    if (turn.give) turn.give();
+    if (turn.withdraw) turn.withdraw();
+    return;
+  }
+  if (turn.held || turn.asked) return;
+  turn.asked = true;
+  // Held until given up: the lock is the promise's.
+  const take = () => new Promise((release) => {
+    Object.assign(turn, { held: true, asked: false, waiting: false, withdraw: null });
+    turn.give = () => {
+      Object.assign(turn, { held: false, give: null });
+      release();
+    };
+    updatePause(); // computes now (or gives it back, if paused meanwhile)
+  });
+  // Refused (Chromium refuses Web Locks to a browser set to block site
+  // data): no turns then, rather than a tab that never computes.
+  const failed = (err) => {
+    console.warn('contributing without taking turns with other tabs', err);
+    turn.locks = null;
+    $('turn-note').hidden = true;
+    updatePause();
+  };
+  turn.locks.request(TURN, { ifAvailable: true }, (lock) => {
+    if (lock) return take();
+    turn.asked = false;
+    if (!wantsTurn()) return undefined;
+    const line = new AbortController();
+    Object.assign(turn, { asked: true, waiting: true });
+    turn.withdraw = () => {
+      Object.assign(turn, { asked: false, waiting: false, withdraw: null });
+      line.abort();
+    };
+    turn.locks.request(TURN, { signal: line.signal }, take).catch((err) => {
+      if (err.name !== 'AbortError') failed(err);
+    });
+    render();
+    return undefined;
+  }).catch(failed);
 }
 /**
  * The chunks this tab wants to hold when it is not paused: two for each
@@ -97,10 +169,14 @@ function wanted() {
 }
 /** The chunks this tab asks the server for. */
 const slots = () => (effectivePause() ? 0 : wanted());
-/** Tells the server how many chunks this tab wants, when that changed. */
+/**
+ * Tells the server how many chunks this tab wants, when that changed (on a
+ * connection: `hello` says it first, and the bindings that build the frame
+ * may still be loading before).
+ */
 function announce() {
   const n = slots();
-  if (n !== state.slots) {
+  if (n !== state.slots && state.ws && state.ws.readyState === WebSocket.OPEN) {
     state.slots = n;
     send(capacity_message(n));
   }
@@ -510,6 +586,8 @@ function dropSocket() {
  */
 function leave() {
   allTime.save();
+  turn.away = true;
+  updateTurn();
   if (abandon('leaving the page')) state.connection = 'left the page';
 }
 
@@ -519,6 +597,8 @@ function leave() {
  */
 function rejoin() {
   if (state.refused) return;
+  turn.away = false;
+  updateTurn();
   state.backoff = 500;
   connect();
 }
@@ -642,6 +722,7 @@ function onServerMessage(text) {
       state.lastError = msg.message;
       if (msg.code === 'unauthorized') {
         state.refused = msg.message;
+        updateTurn(); // another tab (with the right link) may contribute
       } else if (msg.code === 'bad_handshake') {
         // The server was upgraded under this tab: load the page that speaks
         // its protocol (at most once a minute, in case that does not help).
@@ -668,6 +749,7 @@ function onServerMessage(text) {
 
 /** Re-evaluates pausing after any setting or condition changes. */
 function updatePause() {
+  updateTurn();
   announce();
   if (effectivePause()) {
     // Hand back what has not started, here or queued in a Web Worker;
@@ -701,6 +783,9 @@ function pauseReason() {
   if (settings.pauseHidden && document.hidden) return 'Paused while this tab is hidden.';
   return 'Paused while on battery.';
 }
+
+const WAITING = 'Waiting: another tab of this browser contributes to this server. '
+  + 'This one takes over when that one is closed or paused.';
 
 /**
  * The status line while the tab has no connection to the server. It is a
@@ -751,13 +836,16 @@ function render() {
   const busy = state.workers.filter((w) => w.chunks.length).length;
   // The tab strip shows a paused tab as such (first: titles are cut short),
   // also one paused while hidden or on battery.
-  const title = paused ? 'Paused — crowdfactor' : 'crowdfactor — lend this tab\'s CPU to factor integers';
+  const waiting = !pausedByChoice() && !ourTurn();
+  const title = waiting ? 'Waiting — crowdfactor'
+    : paused ? 'Paused — crowdfactor' : 'crowdfactor — lend this tab\'s CPU to factor integers';
   if (document.title !== title) document.title = title;
   say('state-text', state.refused
     ? `Not contributing: the server refused this tab: ${state.refused}. `
       + 'Open the link its operator gives volunteers (it ends in ?token=…).'
-    : paused ? pauseReason()
+    : pausedByChoice() ? pauseReason()
     : state.connection !== 'connected' ? connectionText()
+    : waiting ? (turn.waiting ? WAITING : 'Starting…')
     : state.serverIdle && busy === 0 ? 'Contributing — waiting for work from the server.'
     // Not how many are busy: that changes between chunks, several times a
     // second, and this line is read out on every change (the worker list
@@ -767,7 +855,8 @@ function render() {
   while (list.children.length > state.workers.length) list.lastChild.remove();
   while (list.children.length < state.workers.length) list.appendChild(document.createElement('li'));
   state.workers.forEach((w, i) => {
-    const label = w.chunks.length ? (w.retiring ? 'finishing' : 'factoring') : paused ? 'paused' : 'idle';
+    const label = w.chunks.length ? (w.retiring ? 'finishing' : 'factoring')
+      : waiting ? 'waiting' : paused ? 'paused' : 'idle';
     setText(list.children[i], `worker ${i + 1}: ${label} · ${w.done} chunk${w.done === 1 ? '' : 's'} done`);
     if (list.children[i].className !== label) list.children[i].className = label;
   });
@@ -789,30 +878,68 @@ async function refreshProject() {
   }
 }
 
+/**
+ * Applies a setting, from this tab's controls or from another tab's (they
+ * are the browser's: see the `storage` listener in `setupControls`).
+ */
+const apply = {
+  workers(v) {
+    settings.workers = Math.min(cores, Math.max(1, Number(v) || cores));
+    $('worker-count').value = String(settings.workers);
+    applyWorkerCount();
+    render();
+  },
+  duty(v) {
+    settings.duty = Number(v) || 1;
+    $('duty').value = String(settings.duty);
+    for (const w of state.workers) w.worker.postMessage({ type: 'duty', value: settings.duty });
+  },
+  pauseHidden(v) {
+    settings.pauseHidden = Boolean(v);
+    $('pause-hidden').checked = settings.pauseHidden;
+    updatePause();
+  },
+  pauseBattery(v) {
+    settings.pauseBattery = Boolean(v);
+    $('pause-battery').checked = settings.pauseBattery;
+    updatePause();
+  },
+  paused(v) {
+    settings.paused = Boolean(v);
+    updatePause();
+  },
+  // Kept as the coordinator keeps it (`kept_name`) by the tab that stored it.
+  name(v) {
+    if (typeof v !== 'string' || v === settings.name) return;
+    settings.name = v;
+    $('volunteer-name').value = v;
+    // On an open connection the server is told at once and the tab keeps
+    // its chunks; otherwise the next `hello` carries the name.
+    send(rename_message(v));
+  },
+};
+
 function setupControls() {
   const count = $('worker-count');
   for (let i = 1; i <= cores; i++) count.add(new Option(String(i), String(i)));
   count.value = String(settings.workers);
   count.addEventListener('change', () => {
-    settings.workers = Number(count.value);
+    apply.workers(count.value);
     store('workers', settings.workers);
-    applyWorkerCount();
-    render();
   });
   const duty = $('duty');
   duty.value = String(settings.duty);
   duty.addEventListener('change', () => {
-    settings.duty = Number(duty.value);
+    apply.duty(duty.value);
     store('duty', settings.duty);
-    for (const w of state.workers) w.worker.postMessage({ type: 'duty', value: settings.duty });
   });
   const hidden = $('pause-hidden');
   hidden.checked = settings.pauseHidden;
-  hidden.addEventListener('change', () => { settings.pauseHidden = hidden.checked; store('pauseHidden', hidden.checked); updatePause(); });
+  hidden.addEventListener('change', () => { apply.pauseHidden(hidden.checked); store('pauseHidden', settings.pauseHidden); });
   document.addEventListener('visibilitychange', updatePause);
   const battery = $('pause-battery');
   battery.checked = settings.pauseBattery;
-  battery.addEventListener('change', () => { settings.pauseBattery = battery.checked; store('pauseBattery', battery.checked); updatePause(); });
+  battery.addEventListener('change', () => { apply.pauseBattery(battery.checked); store('pauseBattery', settings.pauseBattery); });
   if (navigator.getBattery) {
     navigator.getBattery().then((b) => {
       state.batterySupported = true;
@@ -830,16 +957,21 @@ function setupControls() {
     const cleaned = kept_name(name.value);
     name.value = cleaned;
     if (cleaned === settings.name) return;
-    settings.name = cleaned;
+    apply.name(cleaned);
     store('name', cleaned);
-    // On an open connection the server is told at once and the tab keeps
-    // its chunks; otherwise the next `hello` carries the name.
-    send(rename_message(cleaned));
   });
   $('toggle').addEventListener('click', () => {
-    settings.paused = !settings.paused;
+    apply.paused(!settings.paused);
     store('paused', settings.paused);
-    updatePause();
+  });
+  // The settings are the browser's, not the tab's: one changed in another
+  // tab (which stored it) applies here too. Pausing there pauses here, so
+  // this tab does not take over the turn that one gave up.
+  window.addEventListener('storage', (event) => {
+    const key = event.key && event.key.startsWith('crowdfactor.') && event.key.slice(12);
+    if (key && Object.hasOwn(apply, key) && event.newValue !== null) {
+      apply[key](stored(key, settings[key]));
+    }
   });
 }
 
@@ -937,6 +1069,8 @@ async function main() {
     $('no-wasm').hidden = false;
     return;
   }
+  // (Every tab contributes where there are no turns.)
+  $('turn-note').hidden = !turn.locks;
   setupControls();
   await wasmReady;
   // A link can name the tab (?name=, as for a lab's machines): kept, as if
@@ -950,6 +1084,7 @@ async function main() {
   await allTime.open();
   for (let i = 0; i < settings.workers; i++) spawnWorker();
   startTicker();
+  updateTurn();
   connect();
   window.addEventListener('pagehide', leave);
   window.addEventListener('pageshow', (event) => {

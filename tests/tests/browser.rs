@@ -334,6 +334,9 @@ async fn a_browser_tab_factors_a_whole_job_in_web_workers() {
         !note.is_displayed().await.unwrap(),
         "settings said not kept"
     );
+    // Tabs take turns here (Web Locks on 127.0.0.1), and the page says so.
+    let turns = client.find(Locator::Css("#turn-note")).await.unwrap();
+    assert!(turns.is_displayed().await.unwrap(), "no word of turns");
     assert_eq!(text(&client, "conn").await, "connected");
     // Chromium ships the wide-arithmetic proposal only behind a flag: the
     // standard build runs.
@@ -1690,11 +1693,14 @@ async fn screen_readers_contrast_themes_dark_and_reduced_motion() {
     server.shutdown().await;
 }
 
-/// Every tab that opens the page contributes, a second one of the same
-/// browser too; the all-time count of what this browser factored goes on
-/// across tabs (and page loads), beside each tab's own.
+/// One tab of a browser contributes at a time (two would run twice the Web
+/// Workers the volunteer chose, on the same cores): a second tab waits,
+/// connected with no chunks, and says so. Settings are the browser's:
+/// pausing one tab pauses the other. The all-time count of what this
+/// browser factored goes on across tabs (and page loads), beside each
+/// tab's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_tab_contributes_and_the_all_time_count_goes_on() {
+async fn one_tab_contributes_at_a_time_and_the_all_time_count_goes_on() {
     let server = TestServer::start(Config::default()).await;
     server.submit(an_outlasting_job()).await;
     let (_driver, client) = chromium().await;
@@ -1707,15 +1713,12 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     client.switch_to_window(second_tab.clone()).await.unwrap();
     client.goto(&server.url()).await.unwrap();
     wait_text(&client, "conn", "connected").await;
-    wait_workers(&server, 20, "both tabs holding chunks", |list| {
-        (list.len() == 2 && list.iter().all(|w| w["holding"] != 0)).then_some(())
-    })
-    .await;
+    the_second_tab_waits(&server, &client).await;
 
-    // The first tab closes; the second's all-time count is what both
-    // factored.
-    // Each tab is paused and its last chunks finished before its figures are
-    // read: they are then final.
+    // The first tab pauses (each tab is paused and its last chunks
+    // finished before its figures are read: they are then final), which
+    // pauses the second; it closes, and the second, resumed, contributes.
+    // Its all-time count is then what both factored.
     let factored = |client: Client| async move {
         click(&client, "#toggle").await;
         wait_text(&client, "toggle", "Resume").await;
@@ -1747,14 +1750,115 @@ async fn every_tab_contributes_and_the_all_time_count_goes_on() {
     assert!(by_first > 0);
     client.close_window().await.unwrap();
     client.switch_to_window(second_tab).await.unwrap();
-    wait_workers(&server, 20, "the second tab alone", |list| {
-        (list.len() == 1).then_some(())
-    })
+    wait_text(&client, "toggle", "Resume").await;
+    assert_eq!(
+        text(&client, "state-text").await,
+        "Paused. Nothing is computed until you resume."
+    );
+    assert_eq!(text(&client, "factored").await, "0");
+    click(&client, "#toggle").await;
+    wait_workers(
+        &server,
+        20,
+        "the second tab alone, holding chunks",
+        |list| (list.len() == 1 && list[0]["holding"] != 0).then_some(()),
+    )
     .await;
     let (by_second, all_time) = factored(client.clone()).await;
     assert!(by_second > 0);
     // Both tabs counted at once, none of it lost.
     assert_eq!(all_time, by_first + by_second);
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// The tab `client` shows, opened while another tab of the same browser
+/// contributes: it waits, says so, and holds no chunk (nor asks for one)
+/// for a few seconds while the other tab holds some.
+async fn the_second_tab_waits(server: &TestServer, client: &Client) {
+    wait_text_where(client, "state-text", Duration::from_secs(20), |t| {
+        t.starts_with("Waiting: another tab of this browser contributes")
+    })
+    .await;
+    for _ in 0..6 {
+        let list = workers(server).await;
+        let holding: Vec<_> = list.iter().map(|w| w["holding"].clone()).collect();
+        assert_eq!(list.len(), 2, "{list:?}");
+        assert!(holding[0] != 0 && holding[1] == 0, "{list:?}");
+        assert_eq!(list[1]["slots"], 0, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(text(client, "factored").await, "0");
+    assert_eq!(client.title().await.unwrap(), "Waiting — crowdfactor");
+}
+
+/// Where the browser has no Web Locks (a page served over plain http by
+/// another machine, an older browser) tabs cannot take turns: every tab
+/// contributes, and the page does not say they take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_web_locks_every_tab_contributes() {
+    let server = TestServer::start(Config::default()).await;
+    server.submit(an_outlasting_job()).await;
+    let (_driver, client) = chromium().await;
+    let no_locks = || {
+        cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": "delete Navigator.prototype.locks;" }),
+        )
+    };
+    client.issue_cmd(no_locks()).await.unwrap();
+    client.goto(&server.url()).await.unwrap();
+    let second_tab = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(second_tab).await.unwrap();
+    client.issue_cmd(no_locks()).await.unwrap();
+    client.goto(&server.url()).await.unwrap();
+    assert_eq!(
+        client
+            .execute("return 'locks' in navigator", vec![])
+            .await
+            .unwrap(),
+        json!(false)
+    );
+    wait_workers(&server, 30, "both tabs holding chunks", |list| {
+        (list.len() == 2 && list.iter().all(|w| w["holding"] != 0)).then_some(())
+    })
+    .await;
+    let turns = client.find(Locator::Css("#turn-note")).await.unwrap();
+    assert!(!turns.is_displayed().await.unwrap(), "turns said taken");
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// A tab waiting for another tab of the same browser takes over when that
+/// one closes, at once, and finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_tab_takes_over_when_the_contributing_one_closes() {
+    let server = TestServer::start(Config::default()).await;
+    let (_driver, client) = chromium().await;
+    // Semiprimes of two 44-bit primes, a few milliseconds each in a Web
+    // Worker: some seconds of work, in small chunks, left when the first
+    // tab closes.
+    let known = known_semiprimes(6000, 44, 7);
+    let id = server.submit_numbers(&numbers_of(&known), 50).await;
+    client.goto(&server.url()).await.unwrap();
+    wait_workers(&server, 30, "the page took no chunk", holding).await;
+    let first_tab = client.window().await.unwrap();
+    let second_tab = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(second_tab.clone()).await.unwrap();
+    client.goto(&server.url()).await.unwrap();
+    the_second_tab_waits(&server, &client).await;
+    client.switch_to_window(first_tab).await.unwrap();
+    client.close_window().await.unwrap();
+    client.switch_to_window(second_tab).await.unwrap();
+    wait_workers(&server, 5, "the second tab took over", |list| {
+        (list.len() == 1 && list[0]["holding"] != 0).then_some(())
+    })
+    .await;
+    let job = server.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["by_kind"]["browser"], known.len(), "{job}");
+    assert_known_factors(&known, &server.results(&id).await);
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
@@ -2052,6 +2156,10 @@ async fn a_browser_that_blocks_site_data_still_contributes() {
     select(&client, "#worker-count", "1").await;
     wait_text(&client, "workers", "1").await;
     the_page_factors_the_seed_range(&server, &client, 300).await;
+    // Chromium refuses it Web Locks too: the tab contributes without
+    // taking turns, and says nothing of them.
+    let turns = client.find(Locator::Css("#turn-note")).await.unwrap();
+    assert!(!turns.is_displayed().await.unwrap(), "turns said taken");
     client
         .goto(&format!("{}dashboard", server.url()))
         .await
