@@ -94,14 +94,15 @@ const effectivePause = () => pausedByChoice() || !ourTurn();
  * page twice would otherwise run twice the Web Workers chosen under "How
  * much of this machine to use", on the same cores. The turn is a Web Lock,
  * which the browser frees however the tab ends (closed, crashed, another
- * page loaded in it). A tab that would compute asks for it and, while
- * another tab has it, stays connected with no chunks and says so; pausing,
- * leaving the page, being frozen or refused give it up. Where there are no
- * Web Locks (a page served over plain http by another machine: the API
- * needs a secure context; older browsers) every tab contributes.
+ * page loaded in it), or where there are none (a page served over plain
+ * http by another machine: Web Locks need a secure context) a lease in
+ * localStorage (`leaseLocks`). A tab that would compute asks for it and,
+ * while another tab has it, stays connected with no chunks and says so;
+ * pausing, leaving the page, being frozen or refused give it up. Where
+ * neither works (site data blocked) every tab contributes.
  */
 const turn = {
-  locks: (globalThis.isSecureContext && navigator.locks) || null,
+  locks: (globalThis.isSecureContext && navigator.locks) || leaseLocks(),
   held: false,     // this tab has it
   asked: false,    // asked for, not yet given
   waiting: false,  // another tab has it; this one is in line
@@ -110,6 +111,114 @@ const turn = {
   away: false,     // the page was left or frozen (see `leave`)
 };
 const TURN = 'crowdfactor-contributing';
+
+/**
+ * Calls `tick` every second, clocked by a ticker Web Worker (`ticker.js`,
+ * whose timers a hidden tab does not throttle), or by this page's timer
+ * where that cannot run. Returns what stops it.
+ */
+function everySecond(tick) {
+  let stop;
+  const byPage = () => {
+    const timer = setInterval(tick, 1000);
+    stop = () => clearInterval(timer);
+  };
+  try {
+    const ticker = new Worker(new URL('./ticker.js', import.meta.url), { type: 'module' });
+    ticker.onmessage = tick;
+    ticker.onerror = (event) => {
+      event.preventDefault();
+      ticker.terminate();
+      byPage();
+    };
+    ticker.postMessage(1000);
+    stop = () => ticker.terminate();
+  } catch {
+    byPage();
+  }
+  return () => stop();
+}
+
+/**
+ * Web Locks' `request`, as `updateTurn` uses it, over a lease kept in
+ * localStorage: the holding tab's id and when it last renewed it (every
+ * second, clocked by a ticker Web Worker: a hidden tab's own timers may
+ * fire once a minute). A lease not renewed for 5 s is free: its tab ended
+ * without `pagehide` (crashed) or stalled; such a tab finds it taken at its
+ * next renewal and gives its turn up (`onLost`). Two tabs that take a free
+ * lease at once both write it; the later write stands, and the other tab,
+ * reading it back a moment later, waits. Waiting tabs look again each
+ * second, and at once when the lease is given back. `null` without
+ * localStorage.
+ */
+function leaseLocks() {
+  const KEY = 'crowdfactor.turn';
+  const me = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}`;
+  try {
+    localStorage.getItem(KEY);
+  } catch {
+    return null;
+  }
+  const read = () => {
+    try {
+      return JSON.parse(localStorage.getItem(KEY));
+    } catch {
+      return null;
+    }
+  };
+  const mine = () => read()?.tab === me;
+  const free = () => {
+    const lease = read();
+    return !lease || lease.tab === me || !(Date.now() - lease.at < 5000);
+  };
+  const write = () => localStorage.setItem(KEY, JSON.stringify({ tab: me, at: Date.now() }));
+  const after = (ms, signal) => new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener('storage', given);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const given = (event) => {
+      if (event.key === KEY || event.key === null) done();
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener('storage', given);
+    signal?.addEventListener('abort', done);
+  });
+  return {
+    async request(name, options, callback) {
+      for (;;) {
+        if (options.signal?.aborted) throw new DOMException('withdrawn', 'AbortError');
+        if (free()) {
+          write();
+          await new Promise((resolve) => { setTimeout(resolve, 100 + 100 * Math.random()); });
+          if (mine()) break;
+        }
+        if (options.ifAvailable) return callback(null);
+        await after(1000, options.signal);
+      }
+      const stop = everySecond(() => {
+        if (mine()) {
+          try {
+            write();
+          } catch {
+            // Full: renewed at the next tick, or lapses (and another tab takes over).
+          }
+        } else {
+          stop();
+          options.onLost?.();
+        }
+      });
+      try {
+        return await callback({ name, mode: 'exclusive' });
+      } finally {
+        stop();
+        if (mine()) localStorage.removeItem(KEY);
+      }
+    },
+  };
+}
 /** Whether this tab may compute: it has the turn, or there are no turns. */
 const ourTurn = () => !turn.locks || turn.held;
 const wantsTurn = () => !pausedByChoice() && !turn.away && !state.refused;
@@ -141,7 +250,12 @@ function updateTurn() {
     $('turn-note').hidden = true;
     updatePause();
   };
-  turn.locks.request(TURN, { ifAvailable: true }, (lock) => {
+  // (Only a lease can be lost: then this tab waits its turn again.)
+  const onLost = () => {
+    if (turn.give) turn.give();
+    updatePause();
+  };
+  turn.locks.request(TURN, { ifAvailable: true, onLost }, (lock) => {
     if (lock) return take();
     turn.asked = false;
     if (!wantsTurn()) return undefined;
@@ -151,7 +265,7 @@ function updateTurn() {
       Object.assign(turn, { asked: false, waiting: false, withdraw: null });
       line.abort();
     };
-    turn.locks.request(TURN, { signal: line.signal }, take).catch((err) => {
+    turn.locks.request(TURN, { signal: line.signal, onLost }, take).catch((err) => {
       if (err.name !== 'AbortError') failed(err);
     });
     render();

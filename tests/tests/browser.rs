@@ -1794,12 +1794,13 @@ async fn the_second_tab_waits(server: &TestServer, client: &Client) {
 }
 
 /// Where the browser has no Web Locks (a page served over plain http by
-/// another machine, an older browser) tabs cannot take turns: every tab
-/// contributes, and the page does not say they take turns.
+/// another machine: they need a secure context) tabs take turns through a
+/// lease in localStorage: a second tab waits; it takes over when the first
+/// crashes (no `pagehide`: once the lease lapses), a third waits in turn
+/// and takes over when the second closes; the job finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_web_locks_every_tab_contributes() {
+async fn without_web_locks_tabs_take_turns_through_local_storage() {
     let server = TestServer::start(Config::default()).await;
-    server.submit(an_outlasting_job()).await;
     let (_driver, client) = chromium().await;
     let no_locks = || {
         cdp(
@@ -1807,28 +1808,88 @@ async fn without_web_locks_every_tab_contributes() {
             json!({ "source": "delete Navigator.prototype.locks;" }),
         )
     };
-    client.issue_cmd(no_locks()).await.unwrap();
-    client.goto(&server.url()).await.unwrap();
-    let second_tab = client.new_window(true).await.unwrap().handle;
-    client.switch_to_window(second_tab).await.unwrap();
-    client.issue_cmd(no_locks()).await.unwrap();
-    client.goto(&server.url()).await.unwrap();
-    assert_eq!(
-        client
-            .execute("return 'locks' in navigator", vec![])
-            .await
-            .unwrap(),
-        json!(false)
-    );
-    wait_workers(&server, 30, "both tabs holding chunks", |list| {
-        (list.len() == 2 && list.iter().all(|w| w["holding"] != 0)).then_some(())
-    })
-    .await;
-    let turns = client.find(Locator::Css("#turn-note")).await.unwrap();
-    assert!(!turns.is_displayed().await.unwrap(), "turns said taken");
+    let open_tab = async |new: bool| {
+        if new {
+            let tab = client.new_window(true).await.unwrap().handle;
+            client.switch_to_window(tab).await.unwrap();
+        }
+        client.issue_cmd(no_locks()).await.unwrap();
+        client.goto(&server.url()).await.unwrap();
+        assert_eq!(
+            client
+                .execute("return 'locks' in navigator", vec![])
+                .await
+                .unwrap(),
+            json!(false)
+        );
+        client.window().await.unwrap()
+    };
+    let first = open_tab(false).await;
+    let (id, known) = a_job_that_outlasts_the_turns(&server, &client).await;
+    let second = open_tab(true).await;
+    the_second_tab_waits(&server, &client).await;
+    // The first tab's renderer crashes: its socket closes, its lease stays
+    // until it lapses.
+    client.switch_to_window(first).await.unwrap();
+    let _ = client.issue_cmd(cdp("Page.crash", json!({}))).await;
+    client.switch_to_window(second.clone()).await.unwrap();
+    the_tab_took_over(&server, 20).await;
+    let third = open_tab(true).await;
+    the_second_tab_waits(&server, &client).await;
+    client.switch_to_window(second).await.unwrap();
+    client.close_window().await.unwrap();
+    client.switch_to_window(third).await.unwrap();
+    // At once: the closing tab gave the lease back (a lapse takes 5 s).
+    the_tab_took_over_and_finishes(&server, &client, 3, &id, &known).await;
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
+}
+
+/// With the page open and connected in `client`'s tab, slows this browser
+/// to one Web Worker at 25 % (settings are the browser's: every tab takes
+/// them), then submits some thousands of semiprimes of two 44-bit primes
+/// (a few milliseconds each) in small chunks, and waits until the tab holds
+/// some: at that speed the job lasts through what a test does with tabs
+/// meanwhile, also on a fast machine.
+async fn a_job_that_outlasts_the_turns(
+    server: &TestServer,
+    client: &Client,
+) -> (String, Vec<(u128, [u128; 2])>) {
+    wait_text(client, "conn", "connected").await;
+    select(client, "#worker-count", "1").await;
+    select(client, "#duty", "0.25").await;
+    let known = known_semiprimes(6000, 44, 7);
+    let id = server.submit_numbers(&numbers_of(&known), 50).await;
+    wait_workers(server, 30, "the page took no chunk", holding).await;
+    (id, known)
+}
+
+/// Waits at most `secs` seconds for one tab left, holding chunks.
+async fn the_tab_took_over(server: &TestServer, secs: u64) {
+    wait_workers(server, secs, "the waiting tab took over", |list| {
+        (list.len() == 1 && list[0]["holding"] != 0).then_some(())
+    })
+    .await;
+}
+
+/// [`the_tab_took_over`]; then, at full speed again, the tab (`client`
+/// shows it) finishes the job of [`a_job_that_outlasts_the_turns`], every
+/// number factored once, by tabs.
+async fn the_tab_took_over_and_finishes(
+    server: &TestServer,
+    client: &Client,
+    secs: u64,
+    id: &str,
+    known: &[(u128, [u128; 2])],
+) {
+    the_tab_took_over(server, secs).await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    select(client, "#worker-count", &cores.to_string()).await;
+    select(client, "#duty", "1").await;
+    let job = server.wait_done(id, Duration::from_secs(120)).await;
+    assert_eq!(job["by_kind"]["browser"], known.len(), "{job}");
+    assert_known_factors(known, &server.results(id).await);
 }
 
 /// A tab waiting for another tab of the same browser takes over when that
@@ -1837,13 +1898,8 @@ async fn without_web_locks_every_tab_contributes() {
 async fn a_waiting_tab_takes_over_when_the_contributing_one_closes() {
     let server = TestServer::start(Config::default()).await;
     let (_driver, client) = chromium().await;
-    // Semiprimes of two 44-bit primes, a few milliseconds each in a Web
-    // Worker: some seconds of work, in small chunks, left when the first
-    // tab closes.
-    let known = known_semiprimes(6000, 44, 7);
-    let id = server.submit_numbers(&numbers_of(&known), 50).await;
     client.goto(&server.url()).await.unwrap();
-    wait_workers(&server, 30, "the page took no chunk", holding).await;
+    let (id, known) = a_job_that_outlasts_the_turns(&server, &client).await;
     let first_tab = client.window().await.unwrap();
     let second_tab = client.new_window(true).await.unwrap().handle;
     client.switch_to_window(second_tab.clone()).await.unwrap();
@@ -1852,13 +1908,7 @@ async fn a_waiting_tab_takes_over_when_the_contributing_one_closes() {
     client.switch_to_window(first_tab).await.unwrap();
     client.close_window().await.unwrap();
     client.switch_to_window(second_tab).await.unwrap();
-    wait_workers(&server, 5, "the second tab took over", |list| {
-        (list.len() == 1 && list[0]["holding"] != 0).then_some(())
-    })
-    .await;
-    let job = server.wait_done(&id, Duration::from_secs(120)).await;
-    assert_eq!(job["by_kind"]["browser"], known.len(), "{job}");
-    assert_known_factors(&known, &server.results(&id).await);
+    the_tab_took_over_and_finishes(&server, &client, 5, &id, &known).await;
     assert_no_console_errors(&client).await;
     client.close().await.unwrap();
     server.shutdown().await;
