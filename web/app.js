@@ -285,12 +285,11 @@ function wanted() {
 const slots = () => (effectivePause() ? 0 : wanted());
 /**
  * Tells the server how many chunks this tab wants, when that changed (on a
- * connection: `hello` says it first, and the bindings that build the frame
- * may still be loading before).
+ * connection: `hello` says it first).
  */
 function announce() {
   const n = slots();
-  if (n !== state.slots && state.ws && state.ws.readyState === WebSocket.OPEN) {
+  if (n !== state.slots && connected()) {
     state.slots = n;
     send(capacity_message(n));
   }
@@ -298,8 +297,14 @@ function announce() {
 /** Every chunk the Web Workers hold: running, or queued in one behind its running chunk. */
 const held = () => state.workers.flatMap((w) => w.chunks);
 
+/**
+ * Whether the socket is open: frames go out only then (and only then are
+ * the bindings that build them sure to be loaded).
+ */
+const connected = () => state.ws?.readyState === WebSocket.OPEN;
+
 function send(frame) {
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(frame);
+  if (connected()) state.ws.send(frame);
 }
 
 function spawnWorker() {
@@ -397,7 +402,7 @@ function onWorkerMessage(w, msg) {
  * it nowhere.
  */
 function sendResult(answer) {
-  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
+  if (!connected()) {
     keep(answer); // between connections
     return;
   }
@@ -1029,7 +1034,7 @@ const apply = {
     $('volunteer-name').value = v;
     // On an open connection the server is told at once and the tab keeps
     // its chunks; otherwise the next `hello` carries the name.
-    send(rename_message(v));
+    if (connected()) send(rename_message(v));
   },
 };
 
