@@ -65,8 +65,7 @@ const state = {
   backoff: 500,
   retrying: false,    // a reconnect waits for its turn (the countdown in `connection`)
   loadRetry: 1000,    // ms before replacing a Web Worker that could not load
-  heartbeat: null,    // this page's heartbeat timer, where the ticker is not running
-  ticker: null,       // the Web Worker that clocks heartbeats (see `beatEvery`)
+  heartbeat: null,    // the clock of heartbeats (see `clock`, `beatEvery`)
   beatMs: 0,          // the heartbeat interval the server asked for (0: none)
   unanswered: 0,      // heartbeats sent since the server last said anything
   serverIdle: false,
@@ -113,30 +112,50 @@ const turn = {
 const TURN = 'crowdfactor-contributing';
 
 /**
- * Calls `tick` every second, clocked by a ticker Web Worker (`ticker.js`,
- * whose timers a hidden tab does not throttle), or by this page's timer
- * where that cannot run. Returns what stops it.
+ * Calls `tick` every `ms` set by `every(ms)` (0: never), clocked by
+ * `web/ticker.js` in a Web Worker: this page's own timers may fire once a
+ * minute while the tab is hidden (Chromium's intensive wake-up throttling),
+ * the ticker's keep time. Where the ticker cannot run (it failed to load),
+ * this page's timer clocks it instead, with a warning naming the clock if
+ * `what` is given. `stop()` ends it for good.
  */
-function everySecond(tick) {
-  let stop;
-  const byPage = () => {
-    const timer = setInterval(tick, 1000);
-    stop = () => clearInterval(timer);
+function clock(tick, what) {
+  let ms = 0;
+  let ticker = null;
+  let page = null;
+  let stopped = false;
+  const every = (next) => {
+    ms = next;
+    clearInterval(page);
+    page = null;
+    if (stopped) return;
+    if (ticker) ticker.postMessage(ms);
+    else if (ms > 0) page = setInterval(tick, ms);
+  };
+  const byPage = (why) => {
+    if (what) console.warn(`${what} clock unavailable; using the page's timer`, why);
+    ticker?.terminate();
+    ticker = null;
+    every(ms);
   };
   try {
-    const ticker = new Worker(new URL('./ticker.js', import.meta.url), { type: 'module' });
-    ticker.onmessage = tick;
+    ticker = new Worker(new URL('./ticker.js', import.meta.url), { type: 'module' });
+    // A tick queued before the interval changed may still arrive.
+    ticker.onmessage = () => tick();
     ticker.onerror = (event) => {
       event.preventDefault();
-      ticker.terminate();
-      byPage();
+      byPage(event.message);
     };
-    ticker.postMessage(1000);
-    stop = () => ticker.terminate();
-  } catch {
-    byPage();
+  } catch (err) {
+    byPage(err);
   }
-  return () => stop();
+  const stop = () => {
+    every(0);
+    stopped = true;
+    ticker?.terminate();
+    ticker = null;
+  };
+  return { every, stop };
 }
 
 /**
@@ -198,7 +217,7 @@ function leaseLocks() {
         if (options.ifAvailable) return callback(null);
         await after(1000, options.signal);
       }
-      const stop = everySecond(() => {
+      const renewal = clock(() => {
         if (mine()) {
           try {
             write();
@@ -206,14 +225,15 @@ function leaseLocks() {
             // Full: renewed at the next tick, or lapses (and another tab takes over).
           }
         } else {
-          stop();
+          renewal.stop();
           options.onLost?.();
         }
       });
+      renewal.every(1000);
       try {
         return await callback({ name, mode: 'exclusive' });
       } finally {
-        stop();
+        renewal.stop();
         if (mine()) localStorage.removeItem(KEY);
       }
     },
@@ -733,40 +753,10 @@ function abandon(why) {
   return true;
 }
 
-/**
- * Heartbeats every `ms` (0: none), clocked by `web/ticker.js` in a Web
- * Worker: this page's own timers may fire once a minute while the tab is
- * hidden, the ticker's keep time. Where the ticker cannot run (it failed to
- * load), this page's timer clocks them instead.
- */
+/** Heartbeats every `ms` (0: none), on the page's heartbeat clock. */
 function beatEvery(ms) {
   state.beatMs = ms;
-  clearInterval(state.heartbeat);
-  state.heartbeat = null;
-  if (state.ticker) {
-    state.ticker.postMessage(ms);
-  } else if (ms > 0) {
-    state.heartbeat = setInterval(beat, ms);
-  }
-}
-
-function startTicker() {
-  try {
-    const ticker = new Worker(new URL('./ticker.js', import.meta.url), { type: 'module' });
-    // A tick queued before the interval changed may still arrive: one
-    // early beat, or none without a socket (see `beat`).
-    ticker.onmessage = beat;
-    ticker.onerror = (event) => {
-      event.preventDefault();
-      console.warn('heartbeat clock unavailable; using the page\'s timer', event.message);
-      ticker.terminate();
-      state.ticker = null;
-      beatEvery(state.beatMs);
-    };
-    state.ticker = ticker;
-  } catch (err) {
-    console.warn('heartbeat clock unavailable; using the page\'s timer', err);
-  }
+  state.heartbeat?.every(ms);
 }
 
 /**
@@ -1202,7 +1192,7 @@ async function main() {
   }
   await allTime.open();
   for (let i = 0; i < settings.workers; i++) spawnWorker();
-  startTicker();
+  state.heartbeat = clock(beat, 'heartbeat');
   updateTurn();
   connect();
   window.addEventListener('pagehide', leave);
