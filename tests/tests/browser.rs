@@ -1757,13 +1757,7 @@ async fn one_tab_contributes_at_a_time_and_the_all_time_count_goes_on() {
     );
     assert_eq!(text(&client, "factored").await, "0");
     click(&client, "#toggle").await;
-    wait_workers(
-        &server,
-        20,
-        "the second tab alone, holding chunks",
-        |list| (list.len() == 1 && list[0]["holding"] != 0).then_some(()),
-    )
-    .await;
+    the_tab_took_over(&server, 20).await;
     let (by_second, all_time) = factored(client.clone()).await;
     assert!(by_second > 0);
     // Both tabs counted at once, none of it lost.
