@@ -167,8 +167,8 @@ function clock(tick, what) {
  * next renewal and gives its turn up (`onLost`). Two tabs that take a free
  * lease at once both write it; the later write stands, and the other tab,
  * reading it back a moment later, waits. Waiting tabs look again each
- * second, and at once when the lease is given back. `null` without
- * localStorage.
+ * second (on the same clock, hidden or not), and at once when the lease is
+ * given back. `null` without localStorage.
  */
 function leaseLocks() {
   const KEY = 'crowdfactor.turn';
@@ -191,49 +191,62 @@ function leaseLocks() {
     return !lease || lease.tab === me || !(Date.now() - lease.at < 5000);
   };
   const write = () => localStorage.setItem(KEY, JSON.stringify({ tab: me, at: Date.now() }));
-  const after = (ms, signal) => new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      window.removeEventListener('storage', given);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const given = (event) => {
-      if (event.key === KEY || event.key === null) done();
-    };
-    const timer = setTimeout(done, ms);
-    window.addEventListener('storage', given);
-    signal?.addEventListener('abort', done);
-  });
   return {
     async request(name, options, callback) {
-      for (;;) {
-        if (options.signal?.aborted) throw new DOMException('withdrawn', 'AbortError');
-        if (free()) {
-          write();
-          await new Promise((resolve) => { setTimeout(resolve, 100 + 100 * Math.random()); });
-          if (mine()) break;
-        }
-        if (options.ifAvailable) return callback(null);
-        await after(1000, options.signal);
-      }
-      const renewal = clock(() => {
-        if (mine()) {
-          try {
-            write();
-          } catch {
-            // Full: renewed at the next tick, or lapses (and another tab takes over).
-          }
-        } else {
-          renewal.stop();
-          options.onLost?.();
+      // One clock for the whole request, waiting, taking and holding: a
+      // waiting tab's own timers, hidden for a while, would look again only
+      // once a minute, and a crashed holder's turn would stay idle so long.
+      let onTick = null;
+      const ticks = clock(() => onTick?.());
+      // The next tick; or, when `early`, the lease given back or the wait
+      // withdrawn, whichever comes first.
+      const next = (early) => new Promise((resolve) => {
+        const done = () => {
+          onTick = null;
+          window.removeEventListener('storage', given);
+          options.signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const given = (event) => {
+          if (event.key === KEY || event.key === null) done();
+        };
+        onTick = done;
+        if (early) {
+          window.addEventListener('storage', given);
+          options.signal?.addEventListener('abort', done);
         }
       });
-      renewal.every(1000);
       try {
+        for (;;) {
+          if (options.signal?.aborted) throw new DOMException('withdrawn', 'AbortError');
+          if (free()) {
+            write();
+            // Long enough for another tab's write at the same moment to land.
+            const until = Date.now() + 100 + 100 * Math.random();
+            ticks.every(50);
+            while (Date.now() < until) await next(false);
+            if (mine()) break;
+          }
+          if (options.ifAvailable) return callback(null);
+          ticks.every(1000);
+          await next(true);
+        }
+        ticks.every(1000);
+        onTick = () => {
+          if (mine()) {
+            try {
+              write();
+            } catch {
+              // Full: renewed at the next tick, or lapses (and another tab takes over).
+            }
+          } else {
+            ticks.stop();
+            options.onLost?.();
+          }
+        };
         return await callback({ name, mode: 'exclusive' });
       } finally {
-        renewal.stop();
+        ticks.stop();
         if (mine()) localStorage.removeItem(KEY);
       }
     },

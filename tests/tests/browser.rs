@@ -1791,11 +1791,20 @@ async fn the_second_tab_waits(server: &TestServer, client: &Client) {
 /// another machine: they need a secure context) tabs take turns through a
 /// lease in localStorage: a second tab waits; it takes over when the first
 /// crashes (no `pagehide`: once the lease lapses), a third waits in turn
-/// and takes over when the second closes; the job finishes.
+/// and takes over when the second closes; the job finishes. Tabs in the
+/// background keep time meanwhile, though their own timers fire once a
+/// minute (Chromium's intensive wake-up throttling, after five minutes
+/// hidden; here after one second): the hidden holder renews its lease, and
+/// the hidden waiting tab notices the crashed one's lapse within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_web_locks_tabs_take_turns_through_local_storage() {
     let server = TestServer::start(Config::default()).await;
-    let (_driver, client) = chromium().await;
+    let (_driver, client) = chromium_tuned(
+        &["--enable-features=IntensiveWakeUpThrottling:grace_period_seconds/1"],
+        &["disable-background-timer-throttling"],
+        json!({}),
+    )
+    .await;
     let no_locks = || {
         cdp(
             "Page.addScriptToEvaluateOnNewDocument",
@@ -1822,12 +1831,26 @@ async fn without_web_locks_tabs_take_turns_through_local_storage() {
     let (id, known) = a_job_that_outlasts_the_turns(&server, &client).await;
     let second = open_tab(true).await;
     the_second_tab_waits(&server, &client).await;
-    // The first tab's renderer crashes: its socket closes, its lease stays
+    // A blank tab in front, both hidden long enough to be throttled; then
+    // the first tab's renderer crashes: its socket closes, its lease stays
     // until it lapses.
     client.switch_to_window(first).await.unwrap();
+    client
+        .issue_cmd(cdp("Target.createTarget", json!({ "url": "about:blank" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .execute("return document.visibilityState", vec![])
+            .await
+            .unwrap(),
+        "hidden"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = client.issue_cmd(cdp("Page.crash", json!({}))).await;
-    client.switch_to_window(second.clone()).await.unwrap();
+    // The second tab, hidden, takes over.
     the_tab_took_over(&server, 20).await;
+    client.switch_to_window(second.clone()).await.unwrap();
     let third = open_tab(true).await;
     the_second_tab_waits(&server, &client).await;
     client.switch_to_window(second).await.unwrap();
