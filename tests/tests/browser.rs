@@ -1915,20 +1915,46 @@ async fn the_tab_took_over_and_finishes(
 async fn a_waiting_tab_takes_over_when_the_contributing_one_closes() {
     let server = TestServer::start(Config::default()).await;
     let (_driver, client) = chromium().await;
+    a_second_tab_waits_then_takes_over(&server, &client).await;
+    assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// The same in Firefox (its Web Locks, its background tabs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_tabs_take_turns() {
+    let server = TestServer::start(Config::default()).await;
+    let (driver, client) = firefox().await;
+    a_second_tab_waits_then_takes_over(&server, &client).await;
+    assert_eq!(
+        client
+            .execute("return 'locks' in navigator", vec![])
+            .await
+            .unwrap(),
+        json!(true)
+    );
+    client.close().await.unwrap();
+    let errors = firefox_page_errors(&driver, &server.url());
+    assert!(errors.is_empty(), "{errors:#?}");
+    server.shutdown().await;
+}
+
+/// With the page open in `client`'s tab, a second tab of the browser waits
+/// for it; when the first closes, the second takes over at once and
+/// finishes the job.
+async fn a_second_tab_waits_then_takes_over(server: &TestServer, client: &Client) {
     client.goto(&server.url()).await.unwrap();
-    let (id, known) = a_job_that_outlasts_the_turns(&server, &client).await;
+    let (id, known) = a_job_that_outlasts_the_turns(server, client).await;
     let first_tab = client.window().await.unwrap();
     let second_tab = client.new_window(true).await.unwrap().handle;
     client.switch_to_window(second_tab.clone()).await.unwrap();
     client.goto(&server.url()).await.unwrap();
-    the_second_tab_waits(&server, &client).await;
+    the_second_tab_waits(server, client).await;
     client.switch_to_window(first_tab).await.unwrap();
     client.close_window().await.unwrap();
     client.switch_to_window(second_tab).await.unwrap();
-    the_tab_took_over_and_finishes(&server, &client, 5, &id, &known).await;
-    assert_no_console_errors(&client).await;
-    client.close().await.unwrap();
-    server.shutdown().await;
+    the_tab_took_over_and_finishes(server, client, 5, &id, &known).await;
 }
 
 /// A tab handed many small chunks a second stores its all-time count and
