@@ -77,6 +77,7 @@ const state = {
   lastError: null,    // the server's last `error` message, until the next welcome
   renderQueued: false, // a render is due within 100 ms (see `renderSoon`)
   slots: 0,           // as last told the server
+  waitingSent: false, // as last told the server: 0 slots while another tab has the turn
 };
 
 /** Paused by the button, or by a condition the volunteer asked for. */
@@ -317,14 +318,17 @@ function wanted() {
 /** The chunks this tab asks the server for. */
 const slots = () => (effectivePause() ? 0 : wanted());
 /**
- * Tells the server how many chunks this tab wants, when that changed (on a
- * connection: `hello` says it first).
+ * Tells the server how many chunks this tab wants, and whether it waits for
+ * another tab's turn rather than pauses, when that changed (on a connection:
+ * `hello` says the chunks first).
  */
 function announce() {
   const n = slots();
-  if (n !== state.slots && connected()) {
+  const waiting = n === 0 && !pausedByChoice() && !ourTurn();
+  if ((n !== state.slots || waiting !== state.waitingSent) && connected()) {
     state.slots = n;
-    send(capacity_message(n));
+    state.waitingSent = waiting;
+    send(capacity_message(n, waiting));
   }
 }
 /** Every chunk the Web Workers hold: running, or queued in one behind its running chunk. */
@@ -693,8 +697,10 @@ function connect() {
   ws.onopen = () => {
     const token = new URLSearchParams(location.search).get('token') || undefined;
     state.slots = slots();
+    state.waitingSent = false;
     ws.send(hello_message(state.slots, settings.workers, `crowdfactor-page (${navigator.userAgent})`, token,
       settings.name));
+    announce(); // a tab waiting its turn says so
   };
   ws.onmessage = (event) => onServerMessage(event.data);
   ws.onclose = () => {

@@ -206,13 +206,20 @@ async function downloadResults(id) {
   setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
+// What a worker holds, of what it wants.
+function held(w) {
+  if (w.waiting) return `${w.holding} (waiting: another tab of its browser contributes)`;
+  if (w.slots === 0) return `${w.holding} (paused)`;
+  return `${w.holding} of ${w.slots}${w.probation ? ' (let a lease lapse)' : ''}`;
+}
+
 function renderWorkers(workers) {
   const body = $('workers');
   body.replaceChildren();
   for (const w of workers) {
     const tr = document.createElement('tr');
     tr.append(cell(String(w.id)), cell(w.kind), cell(w.name || '—'), cell(String(w.threads)), cell(`${fmt(w.rate)}/s`),
-      cell(fmt(w.chunks_done)), cell(w.slots === 0 ? `${w.holding} (paused)` : `${w.holding} of ${w.slots}${w.probation ? ' (let a lease lapse)' : ''}`), cell(String(w.strikes)));
+      cell(fmt(w.chunks_done)), cell(held(w)), cell(String(w.strikes)));
     body.append(tr);
   }
 }

@@ -57,7 +57,7 @@ enum Op {
         compute_us: Option<u64>,
     },
     Heartbeat,
-    Capacity(u8),
+    Capacity(u8, bool),
     Release(Vec<Pick>),
     Rename(String),
     Text(String),
@@ -320,8 +320,9 @@ fn frame(op: &Op, seen: &mut Seen) -> Option<Message> {
             }))
         }
         Op::Heartbeat => text(ClientMessage::Heartbeat),
-        Op::Capacity(s) => text(ClientMessage::Capacity {
+        Op::Capacity(s, waiting) => text(ClientMessage::Capacity {
             slots: u32::from(*s),
+            waiting: *waiting,
         }),
         Op::Release(ps) => text(ClientMessage::Release {
             chunk_ids: ps.iter().map(|p| seen.pick(p)).collect(),

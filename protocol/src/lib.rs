@@ -54,7 +54,7 @@
 //! | `ack` | `{"type":"ack","chunk_id":17}` |
 //! | `result` | `{"type":"result","chunk_id":17,"factors":"2 2;;","compute_us":41}` (`compute_us` optional) |
 //! | `heartbeat` | `{"type":"heartbeat"}` |
-//! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned) |
+//! | `capacity` | `{"type":"capacity","slots":0}` (0 pauses: nothing new is assigned; a browser tab adds `"waiting":true` while another tab of its browser contributes instead, so the dashboard can say so) |
 //! | `release` | `{"type":"release","chunk_ids":[17,18]}` (hand chunks back unfinished; at most 2048 ids, what a worker can hold) |
 //! | `rename` | `{"type":"rename","name":"lab-3"}` (from protocol 6: the name `hello` gave, changed for the rest of the connection; `""` for none) |
 //!
@@ -158,6 +158,11 @@ pub enum ClientMessage {
     Capacity {
         /// New number of slots.
         slots: u32,
+        /// With 0 slots: paused not by choice but while another tab of the
+        /// same browser contributes (browser tabs take turns). Left out
+        /// when false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        waiting: bool,
     },
     /// Hands chunks back unfinished (pause, shutdown); they are requeued at once.
     Release {
@@ -751,6 +756,12 @@ fn decode_assign_canonical(text: &str) -> Option<Assignment> {
     })
 }
 
+// For `skip_serializing_if`, which passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl ClientMessage {
     /// Decodes one text frame, refusing frames over `limit` bytes.
     pub fn decode(text: &str, limit: usize) -> Result<Self, DecodeError> {
@@ -1056,7 +1067,22 @@ mod tests {
         }));
         round_trip_client(ClientMessage::Ack { chunk_id: 7 });
         round_trip_client(ClientMessage::Heartbeat);
-        round_trip_client(ClientMessage::Capacity { slots: 0 });
+        round_trip_client(ClientMessage::Capacity {
+            slots: 0,
+            waiting: false,
+        });
+        round_trip_client(ClientMessage::Capacity {
+            slots: 0,
+            waiting: true,
+        });
+        assert_eq!(
+            ClientMessage::Capacity {
+                slots: 3,
+                waiting: false
+            }
+            .encode(),
+            r#"{"type":"capacity","slots":3}"#
+        );
         round_trip_client(ClientMessage::Release {
             chunk_ids: vec![1, 2, 3],
         });

@@ -42,7 +42,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             }),
         (0u64..1 << 53).prop_map(|chunk_id| ClientMessage::Ack { chunk_id }),
         Just(ClientMessage::Heartbeat),
-        any::<u32>().prop_map(|slots| ClientMessage::Capacity { slots }),
+        (any::<u32>(), any::<bool>())
+            .prop_map(|(slots, waiting)| ClientMessage::Capacity { slots, waiting }),
         proptest::collection::vec(0u64..1 << 53, 0..5)
             .prop_map(|chunk_ids| ClientMessage::Release { chunk_ids }),
         (

@@ -350,6 +350,8 @@ struct Conn {
     kind: WorkerKind,
     ip: IpAddr,
     slots: u32,
+    /// No slots while another tab of the same browser contributes.
+    waiting: bool,
     held: FxHashSet<ChunkId>,
     /// Held chunks whose result has arrived and is being verified and
     /// stored: they no longer take one of the worker's slots (its thread is
@@ -608,6 +610,9 @@ pub struct WorkerView {
     pub threads: u32,
     /// Chunks it may hold at once (0: paused).
     pub slots: u32,
+    /// A browser tab with no slots while another tab of its browser
+    /// contributes (tabs take turns), rather than paused by its volunteer.
+    pub waiting: bool,
     /// Chunks it holds now.
     pub holding: usize,
     /// Chunks and numbers accepted from it.
@@ -898,6 +903,7 @@ impl Coordinator {
                 kind,
                 ip,
                 slots,
+                waiting: false,
                 held: FxHashSet::default(),
                 answered: FxHashSet::default(),
                 ever: FxHashSet::default(),
@@ -970,6 +976,7 @@ impl Coordinator {
                 name: c.name.clone(),
                 threads: c.threads,
                 slots: c.slots,
+                waiting: c.waiting,
                 holding: c.held.len(),
                 chunks_done: c.chunks_done,
                 numbers_done: c.numbers_done,
@@ -1032,10 +1039,12 @@ impl Coordinator {
     }
 
     /// Changes how many chunks a connection may hold (the connection's own
-    /// task leases more after this; nobody else needs waking).
-    pub fn set_slots(&self, conn: ConnId, slots: u32) {
+    /// task leases more after this; nobody else needs waking), and whether
+    /// it is [`WorkerView::waiting`].
+    pub fn set_slots(&self, conn: ConnId, slots: u32, waiting: bool) {
         if let Some(c) = self.lock().conns.get_mut(&conn) {
             c.slots = slots;
+            c.waiting = waiting;
         }
     }
 
@@ -2276,7 +2285,7 @@ mod tests {
                 break;
             }
         }
-        c.set_slots(a, 500);
+        c.set_slots(a, 500, false);
         let got = c.lease(a);
         assert_eq!(got.len(), 500);
         let longest = got

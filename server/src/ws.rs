@@ -470,8 +470,9 @@ impl Session<'_> {
                 }
                 Ok(())
             }
-            ClientMessage::Capacity { slots } => {
-                self.coord.set_slots(self.conn, slots.min(MAX_SLOTS));
+            ClientMessage::Capacity { slots, waiting } => {
+                self.coord
+                    .set_slots(self.conn, slots.min(MAX_SLOTS), waiting && slots == 0);
                 Ok(())
             }
             // No worker holds more than twice the most slots: a longer list

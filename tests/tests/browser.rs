@@ -1714,6 +1714,33 @@ async fn one_tab_contributes_at_a_time_and_the_all_time_count_goes_on() {
     client.goto(&server.url()).await.unwrap();
     wait_text(&client, "conn", "connected").await;
     the_second_tab_waits(&server, &client).await;
+    // The operator's dashboard says which one waits its turn.
+    let dashboard = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(dashboard).await.unwrap();
+    client
+        .goto(&format!("{}dashboard", server.url()))
+        .await
+        .unwrap();
+    fill(&client, "#token", "any (this server takes none)").await;
+    click(&client, "#login button").await;
+    let held: Vec<String> = eventually(Duration::from_secs(10), async || {
+        let cells = client
+            .execute(
+                "return [...document.querySelectorAll('#workers tr')].map((r) => r.cells[6].textContent)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let cells: Vec<String> = serde_json::from_value(cells).unwrap();
+        if cells.len() == 2 { Ok(cells) } else { Err(format!("{cells:?}")) }
+    })
+    .await;
+    assert!(held[0].contains(" of "), "{held:?}");
+    assert_eq!(
+        held[1], "0 (waiting: another tab of its browser contributes)",
+        "{held:?}"
+    );
+    client.close_window().await.unwrap();
 
     // The first tab pauses (each tab is paused and its last chunks
     // finished before its figures are read: they are then final), which
@@ -1748,6 +1775,12 @@ async fn one_tab_contributes_at_a_time_and_the_all_time_count_goes_on() {
     client.switch_to_window(first_tab).await.unwrap();
     let (by_first, _) = factored(client.clone()).await;
     assert!(by_first > 0);
+    // Both paused (settings are the browser's): neither waits its turn.
+    wait_workers(&server, 10, "both tabs paused, neither waiting", |list| {
+        let paused = |w: &serde_json::Value| w["slots"] == 0 && w["waiting"] == false;
+        (list.len() == 2 && list.iter().all(paused)).then_some(())
+    })
+    .await;
     client.close_window().await.unwrap();
     client.switch_to_window(second_tab).await.unwrap();
     wait_text(&client, "toggle", "Resume").await;
@@ -1781,6 +1814,9 @@ async fn the_second_tab_waits(server: &TestServer, client: &Client) {
         assert_eq!(list.len(), 2, "{list:?}");
         assert!(holding[0] != 0 && holding[1] == 0, "{list:?}");
         assert_eq!(list[1]["slots"], 0, "{list:?}");
+        // The operator sees it waits its turn, not paused by its volunteer.
+        assert_eq!(list[1]["waiting"], true, "{list:?}");
+        assert_eq!(list[0]["waiting"], false, "{list:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(text(client, "factored").await, "0");
@@ -1884,10 +1920,11 @@ async fn a_job_that_outlasts_the_turns(
 
 /// Waits at most `secs` seconds for one tab left, holding chunks.
 async fn the_tab_took_over(server: &TestServer, secs: u64) {
-    wait_workers(server, secs, "the waiting tab took over", |list| {
-        (list.len() == 1 && list[0]["holding"] != 0).then_some(())
+    let list = wait_workers(server, secs, "the waiting tab took over", |list| {
+        (list.len() == 1 && list[0]["holding"] != 0).then_some(list.to_vec())
     })
     .await;
+    assert_eq!(list[0]["waiting"], false, "{list:?}");
 }
 
 /// [`the_tab_took_over`]; then, at full speed again, the tab (`client`

@@ -1168,7 +1168,11 @@ async fn messages_that_change_nothing_are_read_slowly() {
     let mut ws = connect(&server, 0).await;
     let started = std::time::Instant::now();
     // 200 past the allowance, then a rename that tells when all are read.
-    let capacity = ClientMessage::Capacity { slots: 0 }.encode();
+    let capacity = ClientMessage::Capacity {
+        slots: 0,
+        waiting: false,
+    }
+    .encode();
     for _ in 0..600 {
         ws.feed(Message::text(capacity.clone())).await.unwrap();
         ws.feed(Message::Ping(vec![1; 8].into())).await.unwrap();

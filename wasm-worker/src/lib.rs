@@ -268,10 +268,11 @@ pub fn heartbeat_message() -> String {
     ClientMessage::Heartbeat.encode()
 }
 
-/// JS: the `capacity` frame (0 pauses).
+/// JS: the `capacity` frame (0 pauses; `waiting`: while another tab of
+/// this browser contributes).
 #[wasm_bindgen]
-pub fn capacity_message(slots: u32) -> String {
-    ClientMessage::Capacity { slots }.encode()
+pub fn capacity_message(slots: u32, waiting: bool) -> String {
+    ClientMessage::Capacity { slots, waiting }.encode()
 }
 
 /// JS: the `release` frame handing chunks back.

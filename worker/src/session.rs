@@ -750,7 +750,7 @@ async fn session(
             }
             _ = drain.changed(), if !draining => {
                 draining = true;
-                sink.send(Message::text(ClientMessage::Capacity { slots: 0 }.encode())).await?;
+                sink.send(Message::text(ClientMessage::Capacity { slots: 0, waiting: false }.encode())).await?;
                 // Hand back every chunk no thread has begun; mark them so they never start.
                 let unstarted: Vec<ChunkId> = {
                     let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
