@@ -39,6 +39,16 @@ impl Drop for Driver {
     }
 }
 
+/// A fresh directory for one browser session's files: one of its own, as
+/// tests run side by side (and each driver removes its own when dropped).
+fn session_dir(browser: &str) -> PathBuf {
+    static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+    temp_dir(&format!(
+        "{browser}-{}",
+        SESSIONS.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// Starts a WebDriver server on a free port and opens a session with `caps`;
 /// the server's output (with the browser's) goes to `output`/log if given.
 async fn session(
@@ -118,11 +128,7 @@ async fn chromium_tuned(
     args.extend_from_slice(extra);
     // A profile directory of our own, removed with the driver (chromedriver
     // removes the one it makes only when the session is closed).
-    static SESSIONS: AtomicUsize = AtomicUsize::new(0);
-    let profile = temp_dir(&format!(
-        "chromium-{}",
-        SESSIONS.fetch_add(1, Ordering::Relaxed)
-    ));
+    let profile = session_dir("chromium");
     let profile_arg = format!("--user-data-dir={}", profile.display());
     args.push(&profile_arg);
     let mut opts = json!({ "args": args, "excludeSwitches": dropped, "prefs": prefs });
@@ -165,7 +171,7 @@ async fn firefox() -> (Driver, Client) {
             }
         }),
     );
-    let output = temp_dir("geckodriver");
+    let output = session_dir("geckodriver");
     let (driver, client) = session(&driver_path, caps, None, Some(output)).await;
     // The size Chromium's window is given (Firefox takes no such switch).
     client.set_window_size(1200, 900).await.unwrap();
@@ -1971,9 +1977,9 @@ async fn firefox_tabs_take_turns() {
             .unwrap(),
         json!(true)
     );
-    client.close().await.unwrap();
     let errors = firefox_page_errors(&driver, &server.url());
-    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(errors.is_empty(), "Firefox printed errors: {errors:#?}");
+    client.close().await.unwrap();
     server.shutdown().await;
 }
 
