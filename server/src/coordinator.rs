@@ -637,6 +637,11 @@ pub struct Gauges {
     pub native: usize,
     /// Connected browser tabs.
     pub browser: usize,
+    /// Connected workers with no slots, paused by their volunteer.
+    pub paused: usize,
+    /// Connected browser tabs with no slots while another tab of their
+    /// browser contributes.
+    pub waiting: usize,
     /// Numbers waiting for a worker.
     pub queued: u64,
     /// Chunks leased right now.
@@ -1454,6 +1459,13 @@ impl Coordinator {
             match c.kind {
                 WorkerKind::Native => g.native += 1,
                 WorkerKind::Browser => g.browser += 1,
+            }
+            if c.slots == 0 {
+                if c.waiting {
+                    g.waiting += 1;
+                } else {
+                    g.paused += 1;
+                }
             }
         }
         g

@@ -48,6 +48,15 @@ pub(crate) async fn metrics(
         ],
     );
     metric(
+        "crowdfactor_workers_idle",
+        "gauge",
+        "Connected workers asking for no chunks: paused by their volunteer, or browser tabs waiting while another tab of their browser contributes.",
+        &[
+            ("{reason=\"paused\"}", g.paused as f64),
+            ("{reason=\"waiting\"}", g.waiting as f64),
+        ],
+    );
+    metric(
         "crowdfactor_numbers_queued",
         "gauge",
         "Numbers waiting for a worker (chunks are cut when leased).",

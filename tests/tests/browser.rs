@@ -1787,6 +1787,12 @@ async fn one_tab_contributes_at_a_time_and_the_all_time_count_goes_on() {
         (list.len() == 2 && list.iter().all(paused)).then_some(())
     })
     .await;
+    let metrics = server.text("/metrics", None).await;
+    assert_eq!(
+        metric(&metrics, "crowdfactor_workers_idle{reason=\"paused\"}"),
+        2,
+        "{metrics}"
+    );
     client.close_window().await.unwrap();
     client.switch_to_window(second_tab).await.unwrap();
     wait_text(&client, "toggle", "Resume").await;
@@ -1823,6 +1829,14 @@ async fn the_second_tab_waits(server: &TestServer, client: &Client) {
         // The operator sees it waits its turn, not paused by its volunteer.
         assert_eq!(list[1]["waiting"], true, "{list:?}");
         assert_eq!(list[0]["waiting"], false, "{list:?}");
+        let metrics = server.text("/metrics", None).await;
+        let idle = |reason: &str| {
+            metric(
+                &metrics,
+                &format!("crowdfactor_workers_idle{{reason=\"{reason}\"}}"),
+            )
+        };
+        assert_eq!((idle("waiting"), idle("paused")), (1, 0), "{metrics}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(text(client, "factored").await, "0");
