@@ -88,6 +88,8 @@ function pausedByChoice() {
 }
 /** Computing nothing: paused, or another tab of this browser has the turn. */
 const effectivePause = () => pausedByChoice() || !ourTurn();
+/** Computing nothing only because another tab of this browser has the turn. */
+const waitingTurn = () => !pausedByChoice() && !ourTurn();
 
 /**
  * One tab of this browser contributes at a time: a volunteer who opens the
@@ -324,7 +326,7 @@ const slots = () => (effectivePause() ? 0 : wanted());
  */
 function announce() {
   const n = slots();
-  const waiting = n === 0 && !pausedByChoice() && !ourTurn();
+  const waiting = waitingTurn();
   if ((n !== state.slots || waiting !== state.waitingSent) && connected()) {
     state.slots = n;
     state.waitingSent = waiting;
@@ -964,7 +966,7 @@ function render() {
   const busy = state.workers.filter((w) => w.chunks.length).length;
   // The tab strip shows a paused tab as such (first: titles are cut short),
   // also one paused while hidden or on battery.
-  const waiting = !pausedByChoice() && !ourTurn();
+  const waiting = waitingTurn();
   const title = waiting ? 'Waiting — crowdfactor'
     : paused ? 'Paused — crowdfactor' : 'crowdfactor — lend this tab\'s CPU to factor integers';
   if (document.title !== title) document.title = title;
