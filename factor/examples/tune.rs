@@ -4,8 +4,8 @@
 #![allow(clippy::print_stdout, reason = "a command-line report")]
 
 use crowdfactor_factor::{
-    factor, factor_progression, is_prime, verify, verify_progression, verify_progression_resuming,
-    SieveResume,
+    factor, factor_progression, factor_progression_resuming, is_prime, verify, verify_progression,
+    verify_progression_resuming, SieveResume,
 };
 use std::time::Instant;
 
@@ -140,6 +140,43 @@ fn main() {
                 std::hint::black_box(sum);
             }
             println!("factor from {start} × {count:6}: {each:7.1} ns per number one by one, {prog:6.1} ns as a progression");
+        }
+        // 10^6 numbers from the seed in chunks, as one worker thread gets a
+        // range job's chunks (`gap` 1: every other chunk, as each of two
+        // threads does): each chunk's sieve fresh, or resumed from the one
+        // before it.
+        for (chunk, gap) in [(44_620usize, 0usize), (44_620, 1), (16_384, 0), (65_536, 0)] {
+            let (total, start) = (1_000_000usize, 999_999_999_999u128);
+            let (mut fresh, mut resumed) = (f64::MAX, f64::MAX);
+            let chunks: Vec<usize> = (0..total).step_by(chunk).step_by(gap + 1).collect();
+            let numbers: usize = chunks.iter().map(|&at| chunk.min(total - at)).sum();
+            for _ in 0..5 {
+                let mut sum = 0u128;
+                fresh = fresh.min(ns_per_number(numbers, || {
+                    for &at in &chunks {
+                        factor_progression(start + 2 * at as u128, 2, chunk.min(total - at), |l| {
+                            sum = sum.wrapping_add(l.first().copied().unwrap_or(1));
+                        });
+                    }
+                }));
+                let mut resume = SieveResume::default();
+                resumed = resumed.min(ns_per_number(numbers, || {
+                    for &at in &chunks {
+                        let first = start + 2 * at as u128;
+                        factor_progression_resuming(
+                            first,
+                            2,
+                            chunk.min(total - at),
+                            &mut resume,
+                            |l| {
+                                sum = sum.wrapping_add(l.first().copied().unwrap_or(1));
+                            },
+                        );
+                    }
+                }));
+                std::hint::black_box(sum);
+            }
+            println!("factor 10^6 from {start} in chunks of {chunk} (every {}): {fresh:5.1} ns per number fresh, {resumed:5.1} resumed", gap + 1);
         }
         return;
     }

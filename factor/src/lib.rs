@@ -47,8 +47,9 @@ use arith::{ModF64, ModF64Lazy, Mont32, Mont32Lazy, Mont64, Mont64Lazy, Word};
 use prime::Expect;
 pub use prime::{is_prime, is_prime_u64};
 pub use progression::{
-    as_progression, factor_progression, progression_is_sieved, verify_progression,
-    verify_progression_resuming, verify_progression_without_largest, SieveResume,
+    as_progression, factor_progression, factor_progression_resuming, progression_is_sieved,
+    verify_progression, verify_progression_resuming, verify_progression_without_largest,
+    SieveResume,
 };
 
 /// Builds the engine's lookup tables and runs its methods once, so that the

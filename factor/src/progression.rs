@@ -77,12 +77,15 @@ where
     verify_lists(start, step, lists.into_iter(), Lists::LargestLeftOut, None)
 }
 
-/// Where a verifying sieve left off, so that the next chunk of the same
-/// progression (starting at the number after the last one checked) skips
-/// the sieve's per-prime set-up — one division per prime up to √last,
-/// about a tenth of the sieve's time on 44,620 numbers from 10^12. Kept by
-/// [`verify_progression_resuming`]; empty when there is nothing to resume
-/// (the last chunk was not sieved, or a wrong list stopped the sieve).
+/// Where a sieve left off, so that a later chunk of the same progression
+/// skips the sieve's per-prime set-up — one division per prime up to
+/// √last: about a tenth of the verifying sieve's time on 44,620 numbers
+/// from 10^12, and a quarter of the factoring sieve's. Kept by
+/// [`verify_progression_resuming`] and [`factor_progression_resuming`],
+/// which resume it for any chunk of the same progression, nearest
+/// cheapest (see [`SieveResume::distance_to`]); empty when there is
+/// nothing to resume (the last chunk was not sieved, or a wrong list
+/// stopped the sieve).
 #[derive(Debug, Clone, Default)]
 pub struct SieveResume {
     /// The progression's next number and its step (0: nothing to resume).
@@ -110,15 +113,89 @@ impl SieveResume {
     pub fn is_empty(&self) -> bool {
         self.step == 0
     }
+
+    /// How many numbers of the progression `start`, `start + step`, … lie
+    /// between where this sieve left off and `start`, after it or before
+    /// (0: the chunk just after), when a sieve of this progression can
+    /// resume it there; `None` when it cannot (another progression). Of
+    /// several, the nearest resumes cheapest: a distance costs a division
+    /// per prime below it.
+    pub fn distance_to(&self, start: u128, step: u128) -> Option<u128> {
+        self.signed_distance(start, step).map(i128::unsigned_abs)
+    }
+
+    /// Removes from `kept` the sieve that left off nearest `start` in the
+    /// progression of `step` (for a cache of sieves of several chunks or
+    /// jobs); `None` if none of them is of this progression.
+    pub fn take_nearest(kept: &mut Vec<SieveResume>, start: u128, step: u128) -> Option<Self> {
+        let nearest = kept
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.distance_to(start, step).map(|d| (d, i)))
+            .min()?;
+        Some(kept.remove(nearest.1))
+    }
+
+    /// The distance of [`SieveResume::distance_to`], negative before.
+    fn signed_distance(&self, start: u128, step: u128) -> Option<i128> {
+        let next = u128::from(self.next);
+        if self.step == 0
+            || step != u128::from(self.step)
+            || !start.abs_diff(next).is_multiple_of(step)
+        {
+            return None;
+        }
+        // Both below 2^44: the difference fits.
+        Some((start as i128 - next as i128) / step as i128)
+    }
+
+    /// Takes the offsets for a chunk of the progression starting at
+    /// `start` (none if it is another progression, or too far away). Moving
+    /// an offset by g numbers costs a division only for the primes below
+    /// about g.
+    fn take_offsets_at(&mut self, start: u64, step: u64, primes: &[u32]) -> Vec<u32> {
+        let distance = self.signed_distance(start.into(), step.into());
+        let Some(d) = distance.and_then(|d| i32::try_from(d).ok()) else {
+            return vec![];
+        };
+        let mut offsets = core::mem::take(&mut self.offsets);
+        if d == 0 {
+            return offsets;
+        }
+        let g = d.unsigned_abs();
+        for (at, &p) in offsets.iter_mut().zip(primes) {
+            if *at == NO_MULTIPLE || *at == EVERY_NUMBER {
+                continue;
+            }
+            // The multiples are at `at` + k·p from where it left off: the
+            // first from the new start on (at < p < 2^22 and g < 2^31: no
+            // overflow).
+            *at = if d > 0 {
+                match at.checked_sub(g) {
+                    Some(left) => left,
+                    None => (p - (g - *at) % p) % p,
+                }
+            } else {
+                let back = *at + g;
+                if back >= p {
+                    back % p
+                } else {
+                    back
+                }
+            };
+        }
+        offsets
+    }
 }
 
 /// [`verify_progression`] (or, with `largest_left_out`,
 /// [`verify_progression_without_largest`]) of one chunk of a longer
 /// progression checked chunk after chunk: when `resume` holds where the
-/// sieve of the chunk just before this one left off, the sieve starts from
-/// there instead of finding every prime's first multiple again; afterwards
-/// `resume` holds where this chunk's sieve left off (or nothing). The
-/// verdict is the same either way.
+/// sieve of another chunk of the progression left off (most cheaply the
+/// one just before, or one nearby: chunks arrive out of order), the sieve
+/// starts from there instead of finding every prime's first multiple
+/// again; afterwards `resume` holds where this chunk's sieve left off (or
+/// nothing). The verdict is the same either way.
 ///
 /// ```
 /// use crowdfactor_factor::{factor, verify_progression_resuming, SieveResume};
@@ -150,6 +227,11 @@ where
     verify_lists(start, step, lists.into_iter(), form, Some(resume))
 }
 
+/// A sieve resumed this few numbers from where it left off (either way)
+/// moves most primes' offsets with a subtraction (a division for the primes
+/// below the distance only).
+const NEAR: u128 = 1 << 17;
+
 /// How a factor list is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lists {
@@ -179,7 +261,7 @@ fn verify_lists<'a>(
     // ~7 to find the first multiple), so it repays itself on far shorter
     // chunks; one that will be resumed pays for the chunks after it too.
     let per_prime = match resume.as_deref() {
-        Some(r) if r.resumes(start, step) => 64.0,
+        Some(r) if r.distance_to(start, step).is_some_and(|d| d < NEAR) => 64.0,
         Some(_) => 16.0,
         None => 8.0,
     };
@@ -234,9 +316,64 @@ fn verify_lists<'a>(
 /// assert_eq!(lists, each);
 /// ```
 pub fn factor_progression(start: u128, step: u128, count: usize, mut each: impl FnMut(&[u128])) {
+    factor_lists(start, step, count, &mut each, None);
+}
+
+/// [`factor_progression`] of one chunk of a longer progression factored
+/// chunk after chunk (as a worker gets a range job's chunks): where
+/// `resume` holds where the sieve of an earlier chunk of the same
+/// progression left off, this chunk's sieve starts from there instead of
+/// finding every prime's first multiple again — a division per prime up to
+/// √last, ~0.6 ms of the ~2 ms that 44,620 numbers from 10^12 take. The
+/// other chunk need not be the one just before: a distance either way (the
+/// chunks another thread factors, or chunks started out of order) costs a
+/// division per prime below its length only.
+/// Afterwards `resume` holds where this chunk's sieve left off (or nothing,
+/// where it factored number by number). The lists are the same either way.
+///
+/// ```
+/// use crowdfactor_factor::{factor, factor_progression_resuming, SieveResume};
+/// let mut resume = SieveResume::default();
+/// let mut lists = vec![];
+/// // Two chunks of 20,000 numbers, one after a gap of 20,000, one before.
+/// for first in [0u128, 20_000, 60_000, 40_000] {
+///     let start = 999_999_999_999 + 2 * first;
+///     factor_progression_resuming(start, 2, 20_000, &mut resume, |l| lists.push(l.to_vec()));
+/// }
+/// let each = (0..40_000).chain(60_000..80_000).chain(40_000..60_000);
+/// let each = each.map(|i| factor(999_999_999_999 + 2 * i));
+/// assert!(lists.into_iter().eq(each));
+/// ```
+pub fn factor_progression_resuming(
+    start: u128,
+    step: u128,
+    count: usize,
+    resume: &mut SieveResume,
+    mut each: impl FnMut(&[u128]),
+) {
+    factor_lists(start, step, count, &mut each, Some(resume));
+}
+
+fn factor_lists(
+    start: u128,
+    step: u128,
+    count: usize,
+    each: &mut dyn FnMut(&[u128]),
+    resume: Option<&mut SieveResume>,
+) {
     match factor_sieve_bound(start, step, count) {
-        Some(s) => sieve_factor(start as u64, step as u64, s, count, &mut each),
+        Some(s) => {
+            let numbers = Numbers {
+                start: start as u64,
+                step: step as u64,
+                s,
+            };
+            sieve_factor(numbers, count, each, resume);
+        }
         None => {
+            if let Some(r) = resume {
+                *r = SieveResume::default();
+            }
             let mut buf = Vec::with_capacity(64);
             // Past 2^128 there is nothing left to hand out (the caller's
             // count was wrong): the numbers stop rather than wrap.
@@ -303,7 +440,13 @@ fn sieve_bound(start: u128, step: u128, count: usize, per_prime: f64) -> Option<
 }
 
 /// [`factor_progression`] by sieving: numbers 1 ≤ n < 2^44, s = ⌊√last⌋.
-fn sieve_factor(start: u64, step: u64, s: u64, count: usize, each: &mut dyn FnMut(&[u128])) {
+fn sieve_factor(
+    numbers: Numbers,
+    count: usize,
+    each: &mut dyn FnMut(&[u128]),
+    mut resume: Option<&mut SieveResume>,
+) {
+    let Numbers { start, step, .. } = numbers;
     // What is left of each number; the small factors found, as (index, p)
     // in the order found (ascending p per index), sorted by index at the end.
     let mut rest: Vec<u64> = (0..count as u64).map(|i| start + i * step).collect();
@@ -314,32 +457,19 @@ fn sieve_factor(start: u64, step: u64, s: u64, count: usize, each: &mut dyn FnMu
         *t = z as u8;
     }
     let mut hits: Vec<(u32, u32)> = Vec::with_capacity(count * 3);
-    for p in odd_primes_upto(primes(), s) {
-        let Some((mut i, stride)) = first_multiple(p, start, step) else {
-            continue;
+    let carried = match resume.as_deref_mut() {
+        Some(r) => r.take_offsets_at(start, step, odd_prime_list()),
+        None => vec![],
+    };
+    let walked = walk_primes(numbers, count, carried, resume.is_some(), |i, stride, p| {
+        Some(divide_out(i, stride, p, &mut rest, &mut hits))
+    });
+    if let (Some(r), Some(offsets)) = (resume, walked) {
+        *r = SieveResume {
+            next: start + count as u64 * step,
+            step,
+            offsets,
         };
-        if i >= count {
-            continue;
-        }
-        // Division by multiplication: v·p⁻¹ mod 2^64 is v/p when p | v,
-        // and p | v iff that product times p fits 64 bits.
-        let inv = inv64(p);
-        while i < count {
-            // p divides the number, so it divides what is left of it
-            // (only primes below p were taken out).
-            let mut v = rest[i].wrapping_mul(inv);
-            hits.push((i as u32, p as u32));
-            loop {
-                let q = v.wrapping_mul(inv);
-                if (u128::from(q) * u128::from(p)) >> 64 != 0 {
-                    break;
-                }
-                v = q;
-                hits.push((i as u32, p as u32));
-            }
-            rest[i] = v;
-            i += stride;
-        }
     }
     // Counting sort by index, stable: each number's primes stay ascending.
     let mut starts = vec![0u32; count + 1];
@@ -371,6 +501,39 @@ fn sieve_factor(start: u64, step: u64, s: u64, count: usize, each: &mut dyn FnMu
         }
         each(&list);
     }
+}
+
+/// Divides the odd prime `p` out of what is left of each number it divides
+/// (from index `i`, every `stride`), noting each time in `hits`. Returns the
+/// index of the first multiple past the end.
+#[inline]
+fn divide_out(
+    mut i: usize,
+    stride: usize,
+    p: u64,
+    rest: &mut [u64],
+    hits: &mut Vec<(u32, u32)>,
+) -> usize {
+    // Division by multiplication: v·p⁻¹ mod 2^64 is v/p when p | v,
+    // and p | v iff that product times p fits 64 bits.
+    let inv = inv64(p);
+    while i < rest.len() {
+        // p divides the number, so it divides what is left of it
+        // (only primes below p were taken out).
+        let mut v = rest[i].wrapping_mul(inv);
+        hits.push((i as u32, p as u32));
+        loop {
+            let q = v.wrapping_mul(inv);
+            if (u128::from(q) * u128::from(p)) >> 64 != 0 {
+                break;
+            }
+            v = q;
+            hits.push((i as u32, p as u32));
+        }
+        rest[i] = v;
+        i += stride;
+    }
+    i
 }
 
 /// Whether sieving `count` numbers with the ~s / ln s primes up to `s`
@@ -429,17 +592,18 @@ impl Found {
 /// [`SieveResume::resumes`] this progression here, and leaves where this
 /// sieve stopped in it (nothing when it stopped early, at a wrong list).
 fn sieve<'a>(
-    Numbers { start, step, s }: Numbers,
+    numbers: Numbers,
     lists: impl ExactSizeIterator<Item = &'a [u128]>,
     form: Lists,
     found: &mut Found,
     mut resume: Option<&mut SieveResume>,
 ) {
+    let Numbers { start, step, s } = numbers;
     let carried = match resume.as_deref_mut() {
-        Some(r) if r.resumes(start.into(), step.into()) => core::mem::take(r).offsets,
         Some(r) => {
+            let offsets = r.take_offsets_at(start, step, odd_prime_list());
             *r = SieveResume::default();
-            vec![]
+            offsets
         }
         None => vec![],
     };
@@ -465,14 +629,38 @@ fn sieve<'a>(
         }
     }
     let len = big.len();
+    let walked = walk_primes(numbers, len, carried, resume.is_some(), |i, stride, p| {
+        let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
+        (!found.enough()).then_some(end)
+    });
+    if let (Some(r), Some(offsets)) = (resume, walked) {
+        *r = SieveResume {
+            next: start + len as u64 * step,
+            step,
+            offsets,
+        };
+    }
+}
+
+/// Runs every odd prime up to the sieve's bound over `len` numbers of the
+/// progression: `visit(i, stride, p)` takes the prime's multiples from
+/// index i on, every `stride`, and returns the index past the end, or
+/// `None` to stop the sieve (then so does this). The primes an earlier
+/// chunk's sieve reached start from its `offsets` (moved on in place: most
+/// primes above the chunk's length have no multiple in it, and that loop
+/// is the whole cost of such a prime, so it stays this small); the others
+/// from their first multiple. Returns the offsets for the chunk after this
+/// one (with `keep`; else empty).
+fn walk_primes(
+    Numbers { start, step, s }: Numbers,
+    len: usize,
+    mut offsets: Vec<u32>,
+    keep: bool,
+    mut visit: impl FnMut(usize, usize, u64) -> Option<usize>,
+) -> Option<Vec<u32>> {
     let primes = odd_prime_list();
-    let count = primes.partition_point(|&p| u64::from(p) <= s);
-    // The primes the chunk before reached: from their offsets, which become
-    // this chunk's ends in place. Most of them (all above the chunk's
-    // length) have no multiple here, only an offset to move on: that loop
-    // is the whole cost of a large prime, so it stays this small.
-    let mut offsets = carried;
-    offsets.truncate(count);
+    let upto = primes.partition_point(|&p| u64::from(p) <= s);
+    offsets.truncate(upto);
     for (slot, &p) in offsets.iter_mut().zip(primes) {
         let at = *slot;
         if at == NO_MULTIPLE {
@@ -482,15 +670,11 @@ fn sieve<'a>(
             *slot = (at as usize - len) as u32;
             continue;
         }
-        let p = u64::from(p);
         let (i, stride) = match at {
             EVERY_NUMBER => (0, 1),
             _ => (at as usize, p as usize),
         };
-        let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
-        if found.enough() {
-            return;
-        }
+        let end = visit(i, stride, p.into())?;
         *slot = if stride == 1 {
             EVERY_NUMBER
         } else {
@@ -498,18 +682,14 @@ fn sieve<'a>(
             (end - len) as u32
         };
     }
-    // The primes it did not reach (all of them for a fresh sieve).
     let known = offsets.len();
-    for &p in &primes[known..count] {
+    for &p in &primes[known..upto] {
         let p = u64::from(p);
-        let end = first_multiple(p, start, step).map(|(i, stride)| {
-            let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
-            (end, stride)
-        });
-        if found.enough() {
-            return;
-        }
-        if resume.is_some() {
+        let end = match first_multiple(p, start, step) {
+            Some((i, stride)) => Some((visit(i, stride, p)?, stride)),
+            None => None,
+        };
+        if keep {
             offsets.push(match end {
                 None => NO_MULTIPLE,
                 Some((_, 1)) => EVERY_NUMBER,
@@ -517,13 +697,7 @@ fn sieve<'a>(
             });
         }
     }
-    if let Some(r) = resume {
-        *r = SieveResume {
-            next: start + len as u64 * step,
-            step,
-            offsets,
-        };
-    }
+    Some(offsets)
 }
 
 /// The odd primes up to [`MAX_SQRT`], ascending, listed once from the
@@ -806,10 +980,12 @@ mod tests {
             let last = start + (count as u128 - 1) * step;
             if last >> 44 == 0 {
                 let mut sieved = vec![];
-                let s = last.isqrt() as u64;
-                sieve_factor(start as u64, step as u64, s, count, &mut |l| {
-                    sieved.push(l.to_vec())
-                });
+                let numbers = Numbers {
+                    start: start as u64,
+                    step: step as u64,
+                    s: last.isqrt() as u64,
+                };
+                sieve_factor(numbers, count, &mut |l| sieved.push(l.to_vec()), None);
                 assert_eq!(sieved, want, "sieve: start {start} step {step}");
             }
         }
@@ -817,6 +993,80 @@ mod tests {
         let mut got = 0;
         factor_progression(u128::MAX - 2, 2, 5, |_| got += 1);
         assert_eq!(got, 2);
+    }
+
+    /// Chunks of progressions factored one after another with one
+    /// [`SieveResume`] give `factor`'s lists: chunk after chunk, after gaps
+    /// (shorter and longer than the sieving primes), with steps that some
+    /// sieving primes divide, after another progression or a chunk factored
+    /// number by number, and a chunk before where it left off.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn resumed_sieves_factor_like_factor() {
+        let mut rng = fastrand::Rng::with_seed(73);
+        let mut resume = SieveResume::default();
+        let check = |start: u128, step: u128, count: usize, resume: &mut SieveResume| {
+            let mut got = vec![];
+            factor_progression_resuming(start, step, count, resume, |l| got.push(l.to_vec()));
+            assert_eq!(
+                got,
+                lists(start, step, count),
+                "start {start} step {step} count {count}"
+            );
+        };
+        for (start, step) in [
+            (999_999_999_999u128, 2u128),
+            (1, 1),
+            (10_000_000_001, 6),
+            (3 * 5 * 7 * 1_000_003, 3 * 5 * 7 * 11),
+            ((1 << 43) - 5_000_000, 2),
+        ] {
+            let mut at = 0u128;
+            for _ in 0..12 {
+                let count = rng.usize(1..30_000);
+                check(start + at * step, step, count, &mut resume);
+                at += count as u128;
+                // Mostly the next chunk; else a gap below or above the
+                // primes' strides, or back to an earlier chunk.
+                match rng.u8(..6) {
+                    0 => at += rng.u128(1..100),
+                    1 => at += rng.u128(1_000..200_000),
+                    2 => at -= rng.u128(1..=at.min(100)),
+                    3 => at -= rng.u128(..=at),
+                    _ => {}
+                }
+            }
+            check(start, step, 20_000, &mut resume);
+            assert_eq!(resume.distance_to(start + 20_000 * step, step), Some(0));
+            assert_eq!(resume.distance_to(start + 20_000 * step, step + 1), None);
+            assert_eq!(resume.distance_to(start + 19_999 * step, step), Some(1));
+            assert_eq!(resume.distance_to(start, step), Some(20_000));
+            if step > 1 {
+                assert_eq!(resume.distance_to(start + 1, step), None);
+            }
+        }
+        // Of several kept, the nearest of the progression is taken.
+        let mut kept: Vec<SieveResume> = [
+            (999_999_999_999u128, 2u128),
+            (1_000_000_099_999, 2),
+            (1_000_000_099_999, 4),
+        ]
+        .into_iter()
+        .map(|(start, step)| {
+            let mut r = SieveResume::default();
+            factor_progression_resuming(start, step, 20_000, &mut r, |_| {});
+            r
+        })
+        .collect();
+        let near = SieveResume::take_nearest(&mut kept, 1_000_000_099_999, 2).expect("one");
+        assert_eq!(near.distance_to(1_000_000_099_999, 2), Some(20_000));
+        assert_eq!(kept.len(), 2);
+        assert!(SieveResume::take_nearest(&mut kept, 1_000_000_099_999, 6).is_none());
+        // Number by number (past 2^44) in between: nothing to resume.
+        check(1 << 64, 2, 5, &mut resume);
+        assert!(resume.is_empty());
+        check(999_999_999_999, 2, 30_000, &mut resume);
+        assert!(!resume.is_empty());
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
