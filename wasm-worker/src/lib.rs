@@ -49,14 +49,29 @@ pub fn factor_assignment(assign_json: &str) -> Result<String, Error> {
     Ok(out.finish(None))
 }
 
+thread_local! {
+    /// Where this Web Worker's sieve left off in a range job
+    /// ([`crowdfactor_factor::factor_progression_resuming`]).
+    static SIEVE: std::cell::RefCell<crowdfactor_factor::SieveResume> =
+        std::cell::RefCell::default();
+}
+
 /// Appends the factorizations of numbers `from..to` of a chunk to `out`
 /// (made for protocol 5: each without its largest factor); a range is
-/// handed to `factor_progression` (which sieves small numbers).
+/// handed to `factor_progression_resuming` (which sieves small numbers).
 fn factor_span(numbers: &ChunkNumbers, from: usize, to: usize, out: &mut ResultWriter) {
     match (numbers, numbers.get(from)) {
         (ChunkNumbers::Range(r), Some(first)) if from < to => {
-            crowdfactor_factor::factor_progression(first, r.step(), to - from, |l| {
-                out.push_factorization(l);
+            // This Web Worker's next chunk or slice of the same range
+            // resumes the sieve where this one leaves off.
+            SIEVE.with_borrow_mut(|resume| {
+                crowdfactor_factor::factor_progression_resuming(
+                    first,
+                    r.step(),
+                    to - from,
+                    resume,
+                    |l| out.push_factorization(l),
+                );
             });
         }
         _ => {

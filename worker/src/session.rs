@@ -993,15 +993,21 @@ fn factor_span(
             } else {
                 at.len()
             };
+            let mut resume = sieves::take(first, r.step());
             let mut from = at.start;
             while let Some(first) = numbers.get(from).filter(|_| from < at.end) {
                 let count = slice.min(at.end - from);
-                crowdfactor_factor::factor_progression(first, r.step(), count, |l| {
-                    out.push_factorization(l);
-                });
+                crowdfactor_factor::factor_progression_resuming(
+                    first,
+                    r.step(),
+                    count,
+                    &mut resume,
+                    |l| out.push_factorization(l),
+                );
                 from += count;
                 throttle.rest_if_due();
             }
+            sieves::give_back(resume);
         }
         _ => {
             for n in at.filter_map(|i| numbers.get(i)) {
@@ -1014,6 +1020,35 @@ fn factor_span(
 
 /// Numbers per slice of a sieved range when the worker is throttled.
 const RANGE_SLICE: usize = 65_536;
+
+/// Where the compute threads' sieves left off in range jobs, so that a
+/// thread's next chunk of the same range resumes one instead of finding
+/// every sieving prime's first multiple again (a quarter of a seed-job
+/// chunk's time: 36.8 → 27.8 ns a number in chunks of 44,620, 31.5 where a
+/// thread gets every other chunk). One per thread at most, shared by the
+/// process's threads: a chunk takes the one that left off nearest it. Only
+/// a cache: a chunk factors to the same lists from any of them.
+mod sieves {
+    use crowdfactor_factor::SieveResume;
+    use std::sync::Mutex;
+
+    static KEPT: Mutex<Vec<SieveResume>> = Mutex::new(Vec::new());
+
+    /// The kept sieve that left off nearest `start` in the progression of
+    /// `step`, or else any (to be replaced: so at most one
+    /// is kept per thread), or a new one.
+    pub(super) fn take(start: u128, step: u128) -> SieveResume {
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        SieveResume::take_nearest(&mut kept, start, step)
+            .or_else(|| kept.pop())
+            .unwrap_or_default()
+    }
+
+    /// Keeps `resume` for a later chunk.
+    pub(super) fn give_back(resume: SieveResume) {
+        KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(resume);
+    }
+}
 
 #[cfg(test)]
 mod tests {
