@@ -650,13 +650,12 @@ pub(crate) struct SieveCache(std::sync::Mutex<Vec<SieveResume>>);
 const SIEVES_KEPT: usize = 4;
 
 impl SieveCache {
-    /// Where a sieve left off just before this chunk, if one did.
+    /// The sieve that left off nearest this chunk, if one of its
+    /// progression did (results arrive out of order: a worker's threads
+    /// finish chunks in any order, and several workers share a job).
     fn take(&self, start: u128, step: u128) -> SieveResume {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match kept.iter().position(|r| r.resumes(start, step)) {
-            Some(i) => kept.remove(i),
-            None => SieveResume::default(),
-        }
+        SieveResume::take_nearest(&mut kept, start, step).unwrap_or_default()
     }
 
     fn keep(&self, resume: SieveResume) {
