@@ -513,8 +513,9 @@ fn allowed_cpus() -> Option<Vec<usize>> {
 
 /// The engine alone on `count` numbers from `start` step 2, shared by
 /// `threads` threads in blocks: number by number, or (`sieve`) as a worker
-/// factors a range chunk (`factor_progression`, which sieves numbers below
-/// 2^44) in blocks of [`SIEVE_BLOCK`].
+/// factors a range chunk (`factor_progression_resuming`, which sieves
+/// numbers below 2^44, each thread resuming its sieve from its block before)
+/// in blocks of [`SIEVE_BLOCK`].
 fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
     let block: u64 = if sieve { SIEVE_BLOCK } else { 1024 };
     let next = AtomicU64::new(0);
@@ -523,6 +524,7 @@ fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
         for _ in 0..threads {
             s.spawn(|| {
                 let mut sink = 0u128;
+                let mut resume = crowdfactor_factor::SieveResume::default();
                 loop {
                     let at = next.fetch_add(block, Relaxed);
                     if at >= count {
@@ -530,9 +532,13 @@ fn engine_alone(start: u128, count: u64, threads: usize, sieve: bool) -> f64 {
                     }
                     let (first, n) = (start + 2 * u128::from(at), block.min(count - at));
                     if sieve {
-                        crowdfactor_factor::factor_progression(first, 2, n as usize, |l| {
-                            sink = sink.wrapping_add(l.first().copied().unwrap_or(1));
-                        });
+                        crowdfactor_factor::factor_progression_resuming(
+                            first,
+                            2,
+                            n as usize,
+                            &mut resume,
+                            |l| sink = sink.wrapping_add(l.first().copied().unwrap_or(1)),
+                        );
                     } else {
                         for i in 0..u128::from(n) {
                             sink = sink.wrapping_add(crowdfactor_factor::factor(first + 2 * i)[0]);
