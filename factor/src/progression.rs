@@ -145,8 +145,9 @@ impl SieveResume {
         {
             return None;
         }
-        // Both below 2^44: the difference fits.
-        Some((start as i128 - next as i128) / step as i128)
+        // `start` may be any chunk's (up to 2^128), not only a sieved one's.
+        let d = i128::try_from(start.abs_diff(next) / step).ok()?;
+        Some(if start < next { -d } else { d })
     }
 
     /// Takes the offsets for a chunk of the progression starting at
@@ -1044,6 +1045,10 @@ mod tests {
             if step > 1 {
                 assert_eq!(resume.distance_to(start + 1, step), None);
             }
+            // A chunk of the progression far past 2^64 (the coordinator asks
+            // for every range chunk): its true distance.
+            let far = start + 20_000 * step + (u128::MAX / 2 / step) * step;
+            assert_eq!(resume.distance_to(far, step), Some(u128::MAX / 2 / step));
         }
         // Of several kept, the nearest of the progression is taken.
         let mut kept: Vec<SieveResume> = [
