@@ -84,8 +84,8 @@ where
 /// [`verify_progression_resuming`] and [`factor_progression_resuming`],
 /// which resume it for any chunk of the same progression, nearest
 /// cheapest (see [`SieveResume::distance_to`]); empty when there is
-/// nothing to resume (the last chunk was not sieved, or a wrong list
-/// stopped the sieve).
+/// nothing to resume (no chunk was sieved yet, or a wrong list stopped the
+/// sieve). A chunk checked or factored number by number leaves it as it was.
 #[derive(Debug, Clone, Default)]
 pub struct SieveResume {
     /// The progression's next number and its step (0: nothing to resume).
@@ -195,8 +195,9 @@ impl SieveResume {
 /// sieve of another chunk of the progression left off (most cheaply the
 /// one just before, or one nearby: chunks arrive out of order), the sieve
 /// starts from there instead of finding every prime's first multiple
-/// again; afterwards `resume` holds where this chunk's sieve left off (or
-/// nothing). The verdict is the same either way.
+/// again; afterwards `resume` holds where this chunk's sieve left off
+/// (nothing where a wrong list stopped it; unchanged where the chunk was
+/// checked number by number). The verdict is the same either way.
 ///
 /// ```
 /// use crowdfactor_factor::{factor, verify_progression_resuming, SieveResume};
@@ -279,10 +280,8 @@ fn verify_lists<'a>(
         }
         // Number by number (no lists at all included); past 2^128 the
         // progression's numbers run out.
+        // `resume` stays as it was: its sieve may serve a later chunk.
         None => {
-            if let Some(r) = resume {
-                *r = SieveResume::default();
-            }
             let mut n = Some(start);
             for (i, list) in lists.enumerate() {
                 let Some(v) = n else {
@@ -329,7 +328,7 @@ pub fn factor_progression(start: u128, step: u128, count: usize, mut each: impl 
 /// other chunk need not be the one just before: a distance either way (the
 /// chunks another thread factors, or chunks started out of order) costs a
 /// division per prime below its length only.
-/// Afterwards `resume` holds where this chunk's sieve left off (or nothing,
+/// Afterwards `resume` holds where this chunk's sieve left off (unchanged
 /// where it factored number by number). The lists are the same either way.
 ///
 /// ```
@@ -371,10 +370,8 @@ fn factor_lists(
             };
             sieve_factor(numbers, count, each, resume);
         }
+        // `resume` stays as it was: its sieve may serve a later chunk.
         None => {
-            if let Some(r) = resume {
-                *r = SieveResume::default();
-            }
             let mut buf = Vec::with_capacity(64);
             // Past 2^128 there is nothing left to hand out (the caller's
             // count was wrong): the numbers stop rather than wrap.
@@ -1067,11 +1064,26 @@ mod tests {
         assert_eq!(near.distance_to(1_000_000_099_999, 2), Some(20_000));
         assert_eq!(kept.len(), 2);
         assert!(SieveResume::take_nearest(&mut kept, 1_000_000_099_999, 6).is_none());
-        // Number by number (past 2^44) in between: nothing to resume.
-        check(1 << 64, 2, 5, &mut resume);
-        assert!(resume.is_empty());
+        // A chunk factored number by number (past 2^44, of a progression
+        // of the same step) leaves the sieve for the next sieved chunk.
         check(999_999_999_999, 2, 30_000, &mut resume);
-        assert!(!resume.is_empty());
+        check(1 << 64 | 1, 2, 5, &mut resume);
+        assert_eq!(resume.distance_to(999_999_999_999 + 60_000, 2), Some(0));
+        check(999_999_999_999 + 60_000, 2, 30_000, &mut resume);
+        // So does a short chunk, too short to sieve.
+        check(999_999_999_999 + 120_000, 2, 3, &mut resume);
+        assert_eq!(resume.distance_to(999_999_999_999 + 120_000, 2), Some(0));
+        // And one verified number by number leaves the verifying sieve.
+        let mut resume = SieveResume::default();
+        for (start, count) in [(999_999_999_999u128, 30_000), (1 << 64 | 1, 3)] {
+            let good = lists(start, 2, count);
+            let good = good.iter().map(|l| &l[..]);
+            assert_eq!(
+                verify_progression_resuming(start, 2, good, false, &mut resume),
+                Ok(())
+            );
+        }
+        assert_eq!(resume.distance_to(999_999_999_999 + 60_000, 2), Some(0));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
