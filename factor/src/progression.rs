@@ -139,14 +139,12 @@ impl SieveResume {
     /// The distance of [`SieveResume::distance_to`], negative before.
     fn signed_distance(&self, start: u128, step: u128) -> Option<i128> {
         let next = u128::from(self.next);
-        if self.step == 0
-            || step != u128::from(self.step)
-            || !start.abs_diff(next).is_multiple_of(step)
-        {
+        let apart = start.abs_diff(next);
+        if self.step == 0 || step != u128::from(self.step) || !apart.is_multiple_of(step) {
             return None;
         }
         // `start` may be any chunk's (up to 2^128), not only a sieved one's.
-        let d = i128::try_from(start.abs_diff(next) / step).ok()?;
+        let d = i128::try_from(apart / step).ok()?;
         Some(if start < next { -d } else { d })
     }
 
@@ -442,7 +440,7 @@ fn sieve_factor(
     numbers: Numbers,
     count: usize,
     each: &mut dyn FnMut(&[u128]),
-    mut resume: Option<&mut SieveResume>,
+    resume: Option<&mut SieveResume>,
 ) {
     let Numbers { start, step, .. } = numbers;
     // What is left of each number; the small factors found, as (index, p)
@@ -455,20 +453,9 @@ fn sieve_factor(
         *t = z as u8;
     }
     let mut hits: Vec<(u32, u32)> = Vec::with_capacity(count * 3);
-    let carried = match resume.as_deref_mut() {
-        Some(r) => r.take_offsets_at(start, step, odd_prime_list()),
-        None => vec![],
-    };
-    let walked = walk_primes(numbers, count, carried, resume.is_some(), |i, stride, p| {
+    walk_primes(numbers, count, resume, |i, stride, p| {
         Some(divide_out(i, stride, p, &mut rest, &mut hits))
     });
-    if let (Some(r), Some(offsets)) = (resume, walked) {
-        *r = SieveResume {
-            next: start + count as u64 * step,
-            step,
-            offsets,
-        };
-    }
     // Counting sort by index, stable: each number's primes stay ascending.
     let mut starts = vec![0u32; count + 1];
     for &(i, _) in &hits {
@@ -586,25 +573,17 @@ impl Found {
 }
 
 /// The sieve proper: checks each of `lists` against its number, adding the
-/// wrong ones to `found`. With `resume`, starts from where it says when it
-/// [`SieveResume::resumes`] this progression here, and leaves where this
-/// sieve stopped in it (nothing when it stopped early, at a wrong list).
+/// wrong ones to `found`. With `resume`, starts from where it says (see
+/// [`walk_primes`]), and leaves where this sieve stopped in it (nothing when
+/// it stopped early, at a wrong list).
 fn sieve<'a>(
     numbers: Numbers,
     lists: impl ExactSizeIterator<Item = &'a [u128]>,
     form: Lists,
     found: &mut Found,
-    mut resume: Option<&mut SieveResume>,
+    resume: Option<&mut SieveResume>,
 ) {
     let Numbers { start, step, s } = numbers;
-    let carried = match resume.as_deref_mut() {
-        Some(r) => {
-            let offsets = r.take_offsets_at(start, step, odd_prime_list());
-            *r = SieveResume::default();
-            offsets
-        }
-        None => vec![],
-    };
     let bits = primes();
     // Per number, the factor above s (1: none or already judged); the rest
     // is checked here.
@@ -619,6 +598,9 @@ fn sieve<'a>(
                 if let Err(e) = form.verify(n.into(), list) {
                     found.wrong.push((i, e));
                     if found.enough() {
+                        if let Some(r) = resume {
+                            *r = SieveResume::default();
+                        }
                         return;
                     }
                 }
@@ -627,11 +609,33 @@ fn sieve<'a>(
         }
     }
     let len = big.len();
-    let walked = walk_primes(numbers, len, carried, resume.is_some(), |i, stride, p| {
+    walk_primes(numbers, len, resume, |i, stride, p| {
         let end = sieve_one(i, stride, p, &mut big, &mut found.wrong);
         (!found.enough()).then_some(end)
     });
-    if let (Some(r), Some(offsets)) = (resume, walked) {
+}
+
+/// Runs every odd prime up to the sieve's bound over `len` numbers of the
+/// progression: `visit(i, stride, p)` takes the prime's multiples from
+/// index i on, every `stride`, and returns the index past the end, or
+/// `None` to stop the sieve (then so does this). With `resume`, the primes
+/// the sieve it holds reached start from where it left off
+/// ([`SieveResume::take_offsets_at`]), and afterwards it holds where this
+/// sieve left off (nothing if `visit` stopped it).
+fn walk_primes(
+    numbers: Numbers,
+    len: usize,
+    resume: Option<&mut SieveResume>,
+    visit: impl FnMut(usize, usize, u64) -> Option<usize>,
+) {
+    let Some(r) = resume else {
+        walk_from(numbers, len, vec![], false, visit);
+        return;
+    };
+    let Numbers { start, step, .. } = numbers;
+    let carried = r.take_offsets_at(start, step, odd_prime_list());
+    *r = SieveResume::default();
+    if let Some(offsets) = walk_from(numbers, len, carried, true, visit) {
         *r = SieveResume {
             next: start + len as u64 * step,
             step,
@@ -640,16 +644,13 @@ fn sieve<'a>(
     }
 }
 
-/// Runs every odd prime up to the sieve's bound over `len` numbers of the
-/// progression: `visit(i, stride, p)` takes the prime's multiples from
-/// index i on, every `stride`, and returns the index past the end, or
-/// `None` to stop the sieve (then so does this). The primes an earlier
-/// chunk's sieve reached start from its `offsets` (moved on in place: most
-/// primes above the chunk's length have no multiple in it, and that loop
-/// is the whole cost of such a prime, so it stays this small); the others
-/// from their first multiple. Returns the offsets for the chunk after this
-/// one (with `keep`; else empty).
-fn walk_primes(
+/// [`walk_primes`] from `offsets`, the first multiples of the primes an
+/// earlier chunk's sieve reached (moved on in place: most primes above the
+/// chunk's length have no multiple in it, and that loop is the whole cost
+/// of such a prime, so it stays this small); the others from their first
+/// multiple. Returns the offsets for the chunk after this one (with `keep`;
+/// else empty), or `None` if `visit` stopped it.
+fn walk_from(
     Numbers { start, step, s }: Numbers,
     len: usize,
     mut offsets: Vec<u32>,

@@ -638,8 +638,9 @@ enum Refusal {
 
 /// Where the verifying sieves of the last few range chunks left off: a
 /// chunk of the same progression resumes the nearest (most often the one
-/// just before it) and skips most of the sieve's per-prime set-up. At most [`SIEVES_KEPT`] entries of up to
-/// 1.2 MB each (a u32 per prime below 2^22), the oldest dropped first.
+/// just before it) and skips most of the sieve's per-prime set-up. At most
+/// [`SIEVES_KEPT`] entries of up to 1.2 MB each (a u32 per prime below
+/// 2^22), the oldest dropped first.
 /// Found by the progression alone (next number and step), whatever job
 /// it came from: where a prime's next multiple lies depends on nothing else.
 #[derive(Debug, Default)]
