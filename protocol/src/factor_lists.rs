@@ -390,19 +390,19 @@ fn le_word(bytes: &[u8], at: usize) -> u64 {
 
 /// Bit k set in each mask where byte k of `block` is a digit, a space,
 /// `sep`, a `0`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
 #[inline(always)]
 fn block_masks(block: &[u8; 64], sep: u8) -> [u64; 4] {
-    // SAFETY: SSE2 belongs to every x86_64 target (its baseline): the CPU
-    // running this has it.
+    // SAFETY: built only for targets with SSE2 (every x86_64 one: it is
+    // the baseline), so the CPU running this has it.
     unsafe { block_masks_sse2(block, sep) }
 }
 
 /// [`block_masks`] sixteen bytes to a compare: a quarter of parsing took
 /// the eight-byte masks of [`block_masks_swar`] (four bits' gathering
 /// multiply per word and kind).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 fn block_masks_sse2(block: &[u8; 64], sep: u8) -> [u64; 4] {
     use std::arch::x86_64::*;
@@ -430,7 +430,7 @@ fn block_masks_sse2(block: &[u8; 64], sep: u8) -> [u64; 4] {
 }
 
 /// [`block_masks`] eight bytes at a time in a word's bits.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 fn block_masks_swar(block: &[u8; 64], sep: u8) -> [u64; 4] {
     let mut masks = [0u64; 4];
     for j in 0..8 {
@@ -443,7 +443,7 @@ fn block_masks_swar(block: &[u8; 64], sep: u8) -> [u64; 4] {
     masks
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn block_masks(block: &[u8; 64], sep: u8) -> [u64; 4] {
     block_masks_swar(block, sep)
@@ -637,18 +637,18 @@ fn pack_eight(w: u64) -> Option<u32> {
 
 /// Sixteen characters of [`pack_list_text`] in eight bytes (as
 /// [`pack_eight`] twice).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
 #[inline(always)]
 fn pack_sixteen(chars: &[u8]) -> Option<u64> {
-    // SAFETY: SSE2 belongs to every x86_64 target (its baseline): the CPU
-    // running this has it.
+    // SAFETY: built only for targets with SSE2 (every x86_64 one: it is
+    // the baseline), so the CPU running this has it.
     unsafe { pack_sixteen_sse2(chars) }
 }
 
 /// [`pack_sixteen`] in one register: half the work of two words' (the
 /// coordinator packs every result it stores).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 fn pack_sixteen_sse2(chars: &[u8]) -> Option<u64> {
     use std::arch::x86_64::*;
@@ -673,7 +673,7 @@ fn pack_sixteen_sse2(chars: &[u8]) -> Option<u64> {
     Some(_mm_cvtsi128_si64(_mm_packus_epi16(pairs, pairs)) as u64)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn pack_sixteen(chars: &[u8]) -> Option<u64> {
     let (low, high) = (
