@@ -493,12 +493,13 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(backend)?;
+    // Like `auto_vacuum` below, it takes only in a database not yet made.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(backend)?;
     // Lets a deleted job's pages go back to the file system (see
     // `writer_loop`). It takes only before the first table is made (and
     // before WAL mode): databases made by older versions keep reusing freed
     // pages for new results without shrinking (`VACUUM` offline shrinks them).
-    conn.pragma_update(None, "page_size", PAGE_SIZE)
-        .map_err(backend)?;
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
         .map_err(backend)?;
     conn.pragma_update(None, "journal_mode", "WAL")
