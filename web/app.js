@@ -100,8 +100,9 @@ const waitingTurn = () => !pausedByChoice() && !ourTurn();
  * http by another machine: Web Locks need a secure context) a lease in
  * localStorage (`leaseLocks`). A tab that would compute asks for it and,
  * while another tab has it, stays connected with no chunks and says so;
- * pausing, leaving the page, being frozen or refused give it up. Where
- * neither works (site data blocked) every tab contributes.
+ * a pause of this tab's own (hidden, on battery), leaving the page, being
+ * frozen or refused give it up. Where neither works (site data blocked)
+ * every tab contributes.
  */
 const turn = {
   locks: (globalThis.isSecureContext && navigator.locks) || leaseLocks(),
@@ -257,7 +258,14 @@ function leaseLocks() {
 }
 /** Whether this tab may compute: it has the turn, or there are no turns. */
 const ourTurn = () => !turn.locks || turn.held;
-const wantsTurn = () => !pausedByChoice() && !turn.away && !state.refused;
+/**
+ * Whether this tab asks for (or keeps) the turn. The Pause button pauses
+ * every tab of the browser (a shared setting), so a tab paused by it keeps
+ * its turn: giving it up handed it to a tab the pause had not reached yet
+ * (it reaches other tabs as a storage event, the lock by another path),
+ * which took a chunk and computed it before pausing.
+ */
+const wantsTurn = () => (settings.paused || !pausedByChoice()) && !turn.away && !state.refused;
 
 /** Asks for the turn when this tab would compute; gives it up when not. */
 function updateTurn() {
