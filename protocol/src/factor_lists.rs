@@ -285,18 +285,6 @@ impl FactorLists {
         }
         // The end of the text reads as one more separator.
         let total = bytes.len() + 1;
-        // The word at `at`, separators past the end.
-        let word_at = |at: usize| -> u64 {
-            match bytes.get(at..at + 8) {
-                Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
-                None => {
-                    let mut w = [sep; 8];
-                    let tail = bytes.get(at..).unwrap_or_default();
-                    w[..tail.len()].copy_from_slice(tail);
-                    u64::from_le_bytes(w)
-                }
-            }
-        };
         let mut out = FactorLists::with_capacity(bytes.len() / 6 + 1, 2);
         // The last bit of the previous block's digits, spaces and zeros
         // that start a factor.
@@ -348,7 +336,7 @@ impl FactorLists {
                 let value = if len <= 8 {
                     // The bytes after the factor shifted out the top (an
                     // empty one reads as anything: it is taken back below).
-                    let v = word_at(start).wrapping_sub(ONES * u64::from(b'0'));
+                    let v = le_word(bytes, start).wrapping_sub(ONES * u64::from(b'0'));
                     u128::from(top_digits_value(v << (8 * ((8 - len) & 7))))
                 } else if len <= 19 {
                     u128::from(scan_digits(bytes, start).0)
@@ -376,16 +364,19 @@ impl FactorLists {
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 
-/// The eight bytes of `bytes` from `at` as a little-endian word (the
-/// caller's slices are long enough: a shorter one reads as zeros past its
-/// end).
+/// The eight bytes of `bytes` from `at` as a little-endian word, zeros
+/// past the end of `bytes`.
 #[inline(always)]
 fn le_word(bytes: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    let have = bytes.get(at..).unwrap_or_default();
-    let n = have.len().min(8);
-    w[..n].copy_from_slice(&have[..n]);
-    u64::from_le_bytes(w)
+    match bytes.get(at..at + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
+        None => {
+            let mut w = [0u8; 8];
+            let tail = bytes.get(at..).unwrap_or_default();
+            w[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(w)
+        }
+    }
 }
 
 /// Bit k set in each mask where byte k of `block` is a digit, a space,
