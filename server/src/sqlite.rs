@@ -1470,14 +1470,21 @@ pub struct Compacted {
     /// Whether it gave room back by itself before (`auto_vacuum`): those
     /// made by servers from before that was set do not.
     pub was_shrinking: bool,
+    /// Its page size before, bytes: databases made before 16 KiB pages
+    /// have 4 KiB ones, which cost the store more writes per result.
+    pub page_size_before: i64,
+    /// And after (16 KiB).
+    pub page_size_after: i64,
 }
 
 /// Rewrites the database at `path` without its free pages (the room of
 /// deleted jobs), and so that from then on the server gives such room back
 /// to the file system by itself (`auto_vacuum = INCREMENTAL`, which a
-/// database made by an older server lacks). The server must be stopped:
+/// database made by an older server lacks), in 16 KiB pages (older
+/// databases have 4 KiB ones). The server must be stopped:
 /// fails with [`StoreError::InUse`] while one has the database open.
-/// Needs free disk space about the database's size while it runs.
+/// Needs free disk space about twice the database's size while it runs (a
+/// copy, and the journal that can roll the rewrite back).
 pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
     if !path.is_file() {
         return Err(StoreError::Backend(
@@ -1500,16 +1507,29 @@ pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
     let mode: i64 = conn
         .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
         .map_err(backend)?;
+    let page_size_before = page_size(&conn).map_err(backend)?;
     drop(conn);
     let conn = open(path)?;
-    conn.execute_batch("VACUUM").map_err(backend)?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    // A WAL database keeps its page size through `VACUUM`: the rewrite
+    // takes the new size only in rollback-journal mode (which first copies
+    // the log into the file). A crash in between loses nothing: the journal
+    // rolls an unfinished `VACUUM` back, and the server sets WAL again
+    // when it opens the file.
+    conn.pragma_update(None, "journal_mode", "DELETE")
         .map_err(backend)?;
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(backend)?;
+    conn.execute_batch("VACUUM").map_err(backend)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend)?;
+    let page_size_after = page_size(&conn).map_err(backend)?;
     drop(conn);
     Ok(Compacted {
         before,
         after: size(),
         was_shrinking: mode == 2,
+        page_size_before,
+        page_size_after,
     })
 }
 
@@ -1605,17 +1625,55 @@ mod tests {
         assert_eq!(mode(), 0);
         let store = SqliteStore::open(&path).expect("an old database opens");
         assert!(matches!(compact(&path), Err(StoreError::InUse { .. })));
+        // Results written in the old pages, some of them still in the log.
+        let job = list_job(&store, (1..=5000).collect());
+        let span = Span {
+            job: job.id,
+            start: 10,
+            len: 3,
+        };
+        let lists = vec![vec![11], vec![2, 2, 3], vec![13]];
+        store
+            .complete_span(span, lists.clone().into(), WorkerKind::Native)
+            .expect("complete");
+        let before = visited(&store, job.id);
         drop(store);
+        let pragma = |name: &str| -> String {
+            let conn = Connection::open(&*path).expect("opens");
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|v| format!("{v:?}"))
+            .expect("pragma")
+        };
+        assert_eq!(pragma("page_size"), "Integer(4096)", "an old database");
 
         let done = compact(&path).expect("compacts");
         assert!(!done.was_shrinking);
+        assert_eq!(
+            (done.page_size_before, done.page_size_after),
+            (4096, PAGE_SIZE)
+        );
         assert!(
             done.before > 5_000_000 && done.after < 1_000_000,
             "{done:?}"
         );
         assert_eq!(mode(), 2, "incremental from now on");
-        SqliteStore::open(&path).expect("opens after");
-        assert!(compact(&path).expect("again").was_shrinking);
+        assert_eq!(pragma("page_size"), format!("Integer({PAGE_SIZE})"));
+        assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+        let store = SqliteStore::open(&path).expect("opens after");
+        assert_eq!(visited(&store, job.id), before, "every result kept");
+        assert_eq!(
+            before[10..13]
+                .iter()
+                .map(|(_, f)| f.clone())
+                .collect::<Vec<_>>(),
+            lists.into_iter().map(Some).collect::<Vec<_>>()
+        );
+        drop(store);
+        let again = compact(&path).expect("again");
+        assert!(again.was_shrinking);
+        assert_eq!(again.page_size_before, PAGE_SIZE);
 
         let missing = compact(&path.with_file_name("none.db")).expect_err("no file");
         assert!(missing.to_string().contains("there is no database file at"));

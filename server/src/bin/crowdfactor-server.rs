@@ -166,8 +166,10 @@ enum Sub {
     /// Deleting jobs frees room inside the database file; a server gives it
     /// back to the file system by itself, but a database made by an older
     /// server keeps it for new results instead. This rewrites the file
-    /// without it (it needs about the database's size of free disk while it
-    /// runs) and makes the database give room back by itself from then on.
+    /// without it (it needs about twice the database's size of free disk
+    /// while it runs) and makes the database give room back by itself from
+    /// then on. A database made before 16 KiB pages gets them (fewer writes
+    /// per result).
     Compact {
         /// The database (default: --db before `compact`, CROWDFACTOR_DB,
         /// else ./crowdfactor.db).
@@ -225,8 +227,17 @@ fn compact(db: &std::path::Path) -> ExitCode {
     match crowdfactor_server::sqlite::compact(db) {
         Ok(done) => {
             let mib = |b: u64| b as f64 / f64::from(1 << 20);
+            let pages = if done.page_size_before == done.page_size_after {
+                String::new()
+            } else {
+                format!(
+                    "; pages of {} KiB (were {} KiB), fewer writes per result",
+                    done.page_size_after >> 10,
+                    done.page_size_before >> 10
+                )
+            };
             println!(
-                "{}: {:.1} MiB → {:.1} MiB{}",
+                "{}: {:.1} MiB → {:.1} MiB{pages}{}",
                 db.display(),
                 mib(done.before),
                 mib(done.after),
