@@ -860,11 +860,6 @@ async fn drain(pieces: &mut axum::body::BodyDataStream) {
     .await;
 }
 
-#[derive(Serialize)]
-pub(crate) struct JobList {
-    jobs: Vec<JobView>,
-}
-
 /// The job states `?state=` can select.
 const JOB_STATES: [&str; 4] = ["queued", "running", "done", "cancelled"];
 
@@ -874,11 +869,13 @@ const OPEN_STATES: [&str; 2] = ["queued", "running"];
 /// `GET /api/jobs[?state=…][&after=<id>][&limit=<n>]`: all jobs, oldest
 /// first; `state` keeps those in the given states (comma-separated; `open`
 /// is queued and running), `after` those with a larger id (the last id of
-/// the previous page), `limit` at most that many.
+/// the previous page), `limit` at most that many. Streamed (gzipped when
+/// the client takes it), as results are.
 pub(crate) async fn list_jobs(
     State(state): State<Arc<AppState>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-) -> Result<Json<JobList>, AppError> {
+    headers: axum::http::HeaderMap,
+) -> Result<Response, AppError> {
     let mut states: Option<Vec<&'static str>> = None;
     let (mut after, mut limit) = (None::<u64>, None::<usize>);
     for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
@@ -934,14 +931,20 @@ pub(crate) async fn list_jobs(
     }
     // A long history is a long read: off the async threads, and page by
     // page, so `limit` (as a client paging with `after` sets it) reads about
-    // that many jobs, not every one kept. Open jobs only (`state=open`, as
-    // `crowdfactor-server jobs --state open` asks) come from the store's
-    // index of them.
+    // that many jobs, not every one kept; and streamed, so a history of a
+    // million jobs is never one document in memory. Open jobs only
+    // (`state=open`, as `crowdfactor-server jobs --state open` asks) come
+    // from the store's index of them.
     let open_only = states
         .as_ref()
         .is_some_and(|s| s.iter().all(|s| OPEN_STATES.contains(s)));
     let (after, limit) = (after.unwrap_or(0), limit.unwrap_or(usize::MAX));
-    let jobs = blocking(move || {
+    let gzip = crate::web::accepts_gzip(&headers);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    // Whether the first page could be read: until then a failure is an
+    // error answer, not a cut-off body.
+    let (started_tx, started) = tokio::sync::oneshot::channel::<Result<(), StoreError>>();
+    tokio::task::spawn_blocking(move || {
         let store = state.coord.store();
         let keep = |j: JobInfo| {
             let v = view(&state, j);
@@ -950,28 +953,82 @@ pub(crate) async fn list_jobs(
                 .is_none_or(|s| s.contains(&v.state))
                 .then_some(v)
         };
-        if open_only {
-            let open = store.active_jobs()?.into_iter().filter(|j| j.id > after);
-            return Ok(open.filter_map(keep).take(limit).collect());
-        }
-        let (mut jobs, mut from) = (Vec::new(), after);
-        while jobs.len() < limit {
-            let want = (limit - jobs.len()).max(64);
-            let page = store.jobs_after(from, want)?;
+        let mut started_tx = Some(started_tx);
+        let mut pieces = Pieces::new(tx, gzip);
+        let mut out = String::with_capacity(STREAM_PIECE + 1024);
+        out.push_str("{\"jobs\":[");
+        let (mut listed, mut from) = (0usize, after);
+        while listed < limit && pieces.open {
+            let want = (limit - listed).clamp(64, JOBS_PAGE);
+            let page = if open_only {
+                store
+                    .active_jobs()
+                    .map(|open| open.into_iter().filter(|j| j.id > from).collect())
+            } else {
+                store.jobs_after(from, want)
+            };
+            let page: Vec<JobInfo> = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    match started_tx.take() {
+                        Some(t) => {
+                            let _ = t.send(Err(e));
+                        }
+                        None => {
+                            tracing::error!(error = %e, "reading the job list failed");
+                            pieces.fail(std::io::Error::other(e.to_string()));
+                        }
+                    }
+                    return;
+                }
+            };
+            if let Some(t) = started_tx.take() {
+                if t.send(Ok(())).is_err() {
+                    return;
+                }
+            }
+            let ended = open_only || page.len() < want;
             let Some(last) = page.last() else { break };
             from = last.id;
-            let ended = page.len() < want;
-            jobs.extend(page.into_iter().filter_map(keep));
+            for job in page.into_iter().filter_map(keep).take(limit - listed) {
+                if listed > 0 {
+                    out.push(',');
+                }
+                // A `JobView` is strings and numbers: it always serializes.
+                if let Ok(json) = serde_json::to_string(&job) {
+                    out.push_str(&json);
+                }
+                listed += 1;
+                if out.len() >= STREAM_PIECE {
+                    pieces.send(&mut out);
+                }
+            }
             if ended {
                 break;
             }
         }
-        jobs.truncate(limit);
-        Ok::<_, StoreError>(jobs)
-    })
-    .await?;
-    Ok(Json(JobList { jobs }))
+        if let Some(t) = started_tx.take() {
+            let _ = t.send(Ok(()));
+        }
+        out.push_str("]}");
+        pieces.send(&mut out);
+        pieces.finish();
+    });
+    match started.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => {
+            return Err(AppError::Store(StoreError::Backend(
+                "the job list's reader stopped".into(),
+            )))
+        }
+    }
+    Ok(streamed(rx, "application/json", gzip))
 }
+
+/// Jobs read from the store at a time for `GET /api/jobs`: about a
+/// streamed piece's worth.
+const JOBS_PAGE: usize = 256;
 
 /// A job's chunk size cap runs from 1 to `--max-chunk-size`.
 fn check_chunk_size(v: u128, limits: &crate::Config) -> Result<u32, AppError> {
@@ -1417,14 +1474,23 @@ pub(crate) async fn job_results(
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
     let content_type = match format {
         Format::Json => "application/json",
         Format::Ndjson => "application/x-ndjson",
         Format::Csv => "text/csv; charset=utf-8",
     };
+    Ok(streamed(rx, content_type, gzip))
+}
+
+/// The answer whose body [`Pieces`] sends through `rx`.
+fn streamed(
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    content_type: &'static str,
+    gzip: bool,
+) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let mut resp = (
         [
             (header::CONTENT_TYPE, content_type),
@@ -1437,7 +1503,7 @@ pub(crate) async fn job_results(
         resp.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    Ok(resp)
+    resp
 }
 
 /// The pieces of a streamed answer on their way to the client, gzipped

@@ -716,6 +716,11 @@ async fn cancel_stops_a_job_and_results_stream_as_ndjson_and_csv() {
     assert_eq!(cancelled[..], [slow_id.clone(), last.clone()]);
     assert_eq!(ids(listed("?state=cancelled&after=1").await.1), [&*last]);
     assert_eq!(ids(listed("?limit=0").await.1), Vec::<String>::new());
+    // The whole history, streamed from three of the store's pages, in order.
+    let every: Vec<String> = (1..=533).map(|i: u32| i.to_string()).collect();
+    assert_eq!(ids(listed("").await.1), every);
+    assert_eq!(ids(listed("?after=255&limit=300").await.1), every[255..]);
+    assert_eq!(ids(listed("?after=10&limit=300").await.1), every[10..310]);
     // The owner CLI lists them page by page (500 at a time), each once.
     let cli_lists = |args: &[&str]| {
         let out = std::process::Command::new(bin("crowdfactor-server"))
