@@ -991,13 +991,19 @@ pub(crate) async fn list_jobs(
             let Some(last) = page.last() else { break };
             from = last.id;
             for job in page.into_iter().filter_map(keep).take(limit - listed) {
+                // A `JobView` is strings and numbers: this does not fail.
+                let json = match serde_json::to_string(&job) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        tracing::error!(error = %e, "writing the job list failed");
+                        pieces.fail(std::io::Error::other(e));
+                        return;
+                    }
+                };
                 if listed > 0 {
                     out.push(',');
                 }
-                // A `JobView` is strings and numbers: it always serializes.
-                if let Ok(json) = serde_json::to_string(&job) {
-                    out.push_str(&json);
-                }
+                out.push_str(&json);
                 listed += 1;
                 if out.len() >= STREAM_PIECE {
                     pieces.send(&mut out);
