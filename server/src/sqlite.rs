@@ -1541,6 +1541,7 @@ pub fn open_store(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::types::Value;
 
     /// A database path in a fresh temporary directory, removed (with
     /// whatever the test left in it) when the test ends, passed or not.
@@ -1606,11 +1607,12 @@ mod tests {
     #[test]
     fn compact_shrinks_an_old_database_and_makes_it_shrink_by_itself() {
         let path = temp_db("compact");
-        let mode = || -> i64 {
+        let pragma = |name: &str| -> Value {
             let conn = Connection::open(&*path).expect("opens");
-            conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
-                .expect("mode")
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .expect("pragma")
         };
+        let mode = || pragma("auto_vacuum");
         {
             let conn = Connection::open(&*path).expect("opens");
             conn.execute_batch(SCHEMA).expect("schema");
@@ -1622,7 +1624,7 @@ mod tests {
             }
             conn.execute_batch("DROP TABLE filler").expect("drop");
         }
-        assert_eq!(mode(), 0);
+        assert_eq!(mode(), Value::Integer(0));
         let store = SqliteStore::open(&path).expect("an old database opens");
         assert!(matches!(compact(&path), Err(StoreError::InUse { .. })));
         // Results written in the old pages, some of them still in the log.
@@ -1638,15 +1640,7 @@ mod tests {
             .expect("complete");
         let before = visited(&store, job.id);
         drop(store);
-        let pragma = |name: &str| -> String {
-            let conn = Connection::open(&*path).expect("opens");
-            conn.query_row(&format!("PRAGMA {name}"), [], |r| {
-                r.get::<_, rusqlite::types::Value>(0)
-            })
-            .map(|v| format!("{v:?}"))
-            .expect("pragma")
-        };
-        assert_eq!(pragma("page_size"), "Integer(4096)", "an old database");
+        assert_eq!(pragma("page_size"), Value::Integer(4096), "an old database");
 
         let done = compact(&path).expect("compacts");
         assert!(!done.was_shrinking);
@@ -1658,9 +1652,9 @@ mod tests {
             done.before > 5_000_000 && done.after < 1_000_000,
             "{done:?}"
         );
-        assert_eq!(mode(), 2, "incremental from now on");
-        assert_eq!(pragma("page_size"), format!("Integer({PAGE_SIZE})"));
-        assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+        assert_eq!(mode(), Value::Integer(2), "incremental from now on");
+        assert_eq!(pragma("page_size"), Value::Integer(PAGE_SIZE));
+        assert_eq!(pragma("journal_mode"), Value::Text("wal".into()));
         let store = SqliteStore::open(&path).expect("opens after");
         assert_eq!(visited(&store, job.id), before, "every result kept");
         assert_eq!(
