@@ -401,14 +401,9 @@ fn block_masks_sse2(block: &[u8; 64], sep: u8) -> [u64; 4] {
     let (zero, nine, space, sep) = (all(b'0'), all(b'9'), all(b' '), all(sep));
     let mut masks = [0u64; 4];
     for (k, lanes) in block.chunks_exact(16).enumerate() {
-        let x = _mm_set_epi64x(le_word(lanes, 8) as i64, le_word(lanes, 0) as i64);
-        // '0' <= x <= '9', unsigned.
-        let digit = _mm_and_si128(
-            _mm_cmpeq_epi8(_mm_max_epu8(x, zero), x),
-            _mm_cmpeq_epi8(_mm_min_epu8(x, nine), x),
-        );
+        let x = load_sixteen(lanes);
         let found = [
-            digit,
+            digit_bytes(x, zero, nine),
             _mm_cmpeq_epi8(x, space),
             _mm_cmpeq_epi8(x, sep),
             _mm_cmpeq_epi8(x, zero),
@@ -418,6 +413,32 @@ fn block_masks_sse2(block: &[u8; 64], sep: u8) -> [u64; 4] {
         }
     }
     masks
+}
+
+/// The sixteen bytes from the start of `bytes` (zeros past its end) in
+/// one register.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn load_sixteen(bytes: &[u8]) -> std::arch::x86_64::__m128i {
+    std::arch::x86_64::_mm_set_epi64x(le_word(bytes, 8) as i64, le_word(bytes, 0) as i64)
+}
+
+/// All ones in each byte of `x` from `zero` to `nine` (unsigned; the same
+/// byte in every lane of each), zeros elsewhere.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn digit_bytes(
+    x: std::arch::x86_64::__m128i,
+    zero: std::arch::x86_64::__m128i,
+    nine: std::arch::x86_64::__m128i,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    _mm_and_si128(
+        _mm_cmpeq_epi8(_mm_max_epu8(x, zero), x),
+        _mm_cmpeq_epi8(_mm_min_epu8(x, nine), x),
+    )
 }
 
 /// [`block_masks`] eight bytes at a time in a word's bits.
@@ -643,14 +664,10 @@ fn pack_sixteen(chars: &[u8]) -> Option<u64> {
 #[target_feature(enable = "sse2")]
 fn pack_sixteen_sse2(chars: &[u8]) -> Option<u64> {
     use std::arch::x86_64::*;
-    let x = _mm_set_epi64x(le_word(chars, 8) as i64, le_word(chars, 0) as i64);
+    let x = load_sixteen(chars);
     let all = |c: u8| _mm_set1_epi8(c as i8);
     let space = _mm_cmpeq_epi8(x, all(b' '));
-    // '0' <= x <= '9', unsigned.
-    let digit = _mm_and_si128(
-        _mm_cmpeq_epi8(_mm_max_epu8(x, all(b'0')), x),
-        _mm_cmpeq_epi8(_mm_min_epu8(x, all(b'9')), x),
-    );
+    let digit = digit_bytes(x, all(b'0'), all(b'9'));
     let known = _mm_or_si128(_mm_or_si128(digit, space), _mm_cmpeq_epi8(x, all(b';')));
     if _mm_movemask_epi8(known) != 0xffff {
         return None;
