@@ -1,21 +1,42 @@
-//! A `POST /api/jobs` body: a job within the limits or a 400, never a panic.
+//! A `POST /api/jobs` body: a job within the limits or a 400, never a panic;
+//! as plain text, the same answer whole and cut in two anywhere (it is
+//! parsed as it arrives).
 #![no_main]
 
-use crowdfactor_server::{api::parse_job, store::Numbers, Config};
+use crowdfactor_server::{
+    api::{parse_job, parse_text_job},
+    store::{NewJob, Numbers},
+    Config,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
     let limits = Config::default();
     if let Ok(job) = parse_job(body, &limits) {
-        let count = match &job.numbers {
-            Numbers::List(list) => list.len() as u64,
-            Numbers::Range { count, .. } => *count,
-        };
-        assert!(count >= 1, "an empty job was accepted");
-        assert!(count <= limits.max_numbers_per_job, "{count} numbers");
-        if let Some(name) = &job.name {
-            assert!(!name.is_empty() && name.trim() == name, "{name:?}");
-            assert!(name.chars().count() <= 100 && !name.chars().any(char::is_control));
-        }
+        check(&job, &limits);
+    }
+    let whole = parse_text_job([body], &limits);
+    let cut = body
+        .first()
+        .map_or(0, |&b| usize::from(b) % (body.len() + 1));
+    let (a, b) = body.split_at(cut);
+    let in_two = parse_text_job([a, b], &limits);
+    assert_eq!(format!("{whole:?}"), format!("{in_two:?}"), "cut at {cut}");
+    if let Ok(job) = whole {
+        check(&job, &limits);
     }
 });
+
+/// A job the parser took: within the limits, not empty, its name clean.
+fn check(job: &NewJob, limits: &Config) {
+    let count = match &job.numbers {
+        Numbers::List(list) => list.len() as u64,
+        Numbers::Range { count, .. } => *count,
+    };
+    assert!(count >= 1, "an empty job was accepted");
+    assert!(count <= limits.max_numbers_per_job, "{count} numbers");
+    if let Some(name) = &job.name {
+        assert!(!name.is_empty() && name.trim() == name, "{name:?}");
+        assert!(name.chars().count() <= 100 && !name.chars().any(char::is_control));
+    }
+}

@@ -14,6 +14,9 @@ use crate::coordinator::CreateJobError;
 use crate::store::{ByKind, JobId, JobInfo, ListBuilder, NewJob, Numbers, StoreError};
 use crate::AppState;
 
+mod text;
+use text::TextList;
+
 /// An API error, rendered as `{"error": {"code", "message", ...}}`.
 #[derive(Debug)]
 pub enum AppError {
@@ -377,76 +380,6 @@ fn parse_digits(digits: &str, item: impl FnOnce() -> String) -> Result<u128, App
     })
 }
 
-/// A job sent as plain text (`Content-Type: text/plain` or `text/csv`):
-/// the numbers in decimal, separated by whitespace or commas (a file of one
-/// number per line, as `seq` or a spreadsheet writes it); its `options`
-/// from the query string. Up to [`Parsed::finish`], so that the body can go
-/// first.
-fn parse_text_job(
-    body: &[u8],
-    options: JobOptions,
-    limits: &crate::Config,
-) -> Result<Parsed, AppError> {
-    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    let text = std::str::from_utf8(body).map_err(|e| {
-        let line = line_at(&body[..e.valid_up_to()]);
-        bad(
-            "bad_request",
-            None,
-            format!("the body is not UTF-8 text: line {line}: {e}"),
-        )
-    })?;
-    let mut tokens = text
-        .split(|c: char| c.is_ascii_whitespace() || c == ',')
-        .filter(|t| !t.is_empty());
-    let mut list = ListBuilder::with_capacity(body.len() / 8);
-    let mut count: u64 = 0;
-    while let Some(token) = tokens.next() {
-        if count >= limits.max_numbers_per_job {
-            let total = count + 1 + tokens.count() as u64;
-            return Err(bad(
-                "too_many_numbers",
-                Some("numbers".into()),
-                format!(
-                    "{total} numbers; the limit per job is {}",
-                    limits.max_numbers_per_job
-                ),
-            ));
-        }
-        let item = || format!("numbers[{count}]");
-        // A file's reader looks for a line, not an index.
-        let on_its_line = |e| {
-            on_line(
-                e,
-                line_at(&body[..token.as_ptr() as usize - text.as_ptr() as usize]),
-            )
-        };
-        match parse_digits(token, item).map_err(on_its_line)? {
-            0 => return Err(on_its_line(zero_in_list(item()))),
-            n => list.push(n),
-        }
-        count += 1;
-    }
-    if count == 0 {
-        return Err(bad(
-            "empty_job",
-            Some("numbers".into()),
-            "the body holds no numbers",
-        ));
-    }
-    Ok(Parsed {
-        numbers: Err(list),
-        chunk_cap: options.chunk_cap,
-        priority: options.priority,
-        name: options.name,
-    })
-}
-
-/// The line (from 1) on which text that starts with `before` goes on.
-fn line_at(before: &[u8]) -> usize {
-    1 + before.iter().filter(|&&b| b == b'\n').count()
-}
-
 /// A list item's error, its message naming the item's `line` as well:
 /// `numbers[2] (line 3): …`.
 fn on_line(e: AppError, line: usize) -> AppError {
@@ -554,6 +487,26 @@ fn from_object<'a, T: Deserialize<'a>>(
         field.map(str::to_owned),
         format!("{why}; {expected}"),
     ))
+}
+
+/// Parses a plain-text job (`Content-Type: text/plain`, no query string)
+/// that arrives in `pieces`, or names the bad item and its line.
+pub fn parse_text_job<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    limits: &crate::Config,
+) -> Result<NewJob, AppError> {
+    parse_text(pieces, JobOptions::default(), limits)
+}
+
+/// [`parse_text_job`] with the `options` of a query string.
+fn parse_text<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    options: JobOptions,
+    limits: &crate::Config,
+) -> Result<NewJob, AppError> {
+    let mut list = TextList::new(0, limits.max_numbers_per_job);
+    pieces.into_iter().for_each(|piece| list.feed(piece));
+    list.finish(options).map(Parsed::finish)
 }
 
 /// Parses a job request, or names the bad item.
@@ -702,10 +655,11 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
 
 /// Bodies larger than this share of the body limit (16 MiB of the default
 /// 256 MiB, about a million numbers), or of no declared length, wait for
-/// one another: while read and parsed a body and its list take about 1.5
-/// times its size (a 170 MB list of 10,000,000 numbers peaks at 262 MB of
-/// the server's memory), and three at once took that three times over.
-/// Smaller jobs never wait.
+/// one another: a JSON body and its list take about 1.5 times its size
+/// while read and parsed (a 170 MB list of 10,000,000 numbers peaks at
+/// 264 MB of the server's memory), a plain-text body its list (80 MB of
+/// those 264), and three at once took that three times over. Smaller jobs
+/// never wait.
 const LARGE_BODY_SHARE: usize = 16;
 
 /// Bodies up to this size are parsed on the async thread (well under a
@@ -756,19 +710,48 @@ pub(crate) async fn create_job(
             state.config.max_numbers_per_job
         ))
     };
-    let body = read_body(request.into_body(), declared, room, limit, too_large).await?;
+    let mut pieces = request.into_body().into_data_stream();
+    if declared.is_some_and(|len| len > limit) {
+        drain(&mut pieces).await;
+        return Err(too_large());
+    }
+    let body = if text {
+        // Read as it arrives: a large list is never held as text too.
+        let capacity = if large { declared.unwrap_or(0) / 16 } else { 0 };
+        let list = TextList::new(capacity, state.config.max_numbers_per_job);
+        match read_text(&mut pieces, list, limit, &too_large).await? {
+            TextBody::List {
+                mut list,
+                rest,
+                read,
+            } => {
+                let finish = move || {
+                    rest.iter().for_each(|piece| list.feed(piece));
+                    list.finish(options).map(Parsed::finish)
+                };
+                let job = if read <= PARSE_INLINE {
+                    finish()?
+                } else {
+                    blocking(finish).await?
+                };
+                return store_job(&state, job).await;
+            }
+            TextBody::Json { head, skipped } => {
+                read_rest(&mut pieces, head, limit - skipped, &too_large).await?
+            }
+        }
+    } else {
+        read_rest(&mut pieces, Vec::with_capacity(room), limit, &too_large).await?
+    };
     let inline = body.len() <= PARSE_INLINE;
     let parser = state.clone();
     let parse = move || {
-        // JSON sent as text/plain (what fetch() labels a string body) is JSON.
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        let json = first == Some(&b'{');
-        if text && !json {
-            let parsed = parse_text_job(&body, options, &parser.config);
-            drop(body);
-            return parsed.map(Parsed::finish);
-        }
-        if first.is_some_and(u8::is_ascii_digit) {
+        if !text
+            && body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(u8::is_ascii_digit)
+        {
             // Numbers labelled as something else (curl --data-binary sends
             // a form's type).
             return Err(bad(
@@ -791,14 +774,88 @@ pub(crate) async fn create_job(
     } else {
         blocking(parse).await?
     };
+    store_job(&state, job).await
+}
+
+/// Queues a parsed job: `201 Created`, its `Location` and the job.
+async fn store_job(state: &Arc<AppState>, job: NewJob) -> Result<Response, AppError> {
     let coord = state.coord.clone();
     let info = blocking(move || coord.create_job(job)).await?;
     let location = format!("/api/jobs/{}", info.id);
-    let mut resp = (StatusCode::CREATED, Json(view(&state, info))).into_response();
+    let mut resp = (StatusCode::CREATED, Json(view(state, info))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+/// A plain-text body of numbers is parsed in batches of about this many
+/// bytes, each on a blocking thread once the body is past [`PARSE_INLINE`].
+const PARSE_BATCH: usize = 1 << 20;
+
+/// A `text/plain` body, read.
+enum TextBody {
+    /// Numbers, `read` bytes of them: all fed to `list` but the `rest`.
+    List {
+        list: TextList,
+        rest: Vec<Bytes>,
+        read: usize,
+    },
+    /// JSON (what fetch() labels a string body): what was read from the
+    /// piece its `{` came in, after `skipped` bytes of whitespace.
+    Json { head: Vec<u8>, skipped: usize },
+}
+
+/// Feeds a plain-text body to `list` as it arrives, at most `limit` bytes,
+/// a batch at a time ([`PARSE_BATCH`]) but the last; or stops where it
+/// turns out to be JSON (its first byte but whitespace is `{`).
+async fn read_text(
+    pieces: &mut axum::body::BodyDataStream,
+    mut list: TextList,
+    limit: usize,
+    too_large: &impl Fn() -> AppError,
+) -> Result<TextBody, AppError> {
+    use futures_util::StreamExt;
+    let mut read = 0;
+    let mut started = false;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0;
+    while let Some(piece) = pieces.next().await {
+        let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
+        if piece.len() > limit - read {
+            drain(pieces).await;
+            return Err(too_large());
+        }
+        if !started {
+            // Whitespace before the first item is fed for its lines.
+            if let Some(first) = piece.iter().find(|b| !b.is_ascii_whitespace()) {
+                if *first == b'{' {
+                    return Ok(TextBody::Json {
+                        head: piece.to_vec(),
+                        skipped: read,
+                    });
+                }
+                started = true;
+            }
+        }
+        read += piece.len();
+        batched += piece.len();
+        batch.push(piece);
+        if batched >= PARSE_BATCH {
+            let full = std::mem::take(&mut batch);
+            batched = 0;
+            list = blocking(move || {
+                full.iter().for_each(|piece| list.feed(piece));
+                Ok::<_, AppError>(list)
+            })
+            .await?;
+        }
+    }
+    Ok(TextBody::List {
+        list,
+        rest: batch,
+        read,
+    })
 }
 
 /// The body's length as the request's `Content-Length` gives it.
@@ -819,17 +876,27 @@ pub(crate) async fn read_body(
     limit: usize,
     too_large: impl Fn() -> AppError,
 ) -> Result<Vec<u8>, AppError> {
-    use futures_util::StreamExt;
     let mut pieces = body.into_data_stream();
     if declared.is_some_and(|len| len > limit) {
         drain(&mut pieces).await;
         return Err(too_large());
     }
-    let mut buf = Vec::with_capacity(room);
+    read_rest(&mut pieces, Vec::with_capacity(room), limit, &too_large).await
+}
+
+/// Reads the rest of a body onto `buf`, which it and the rest may fill to
+/// `limit` bytes; see [`read_body`].
+async fn read_rest(
+    pieces: &mut axum::body::BodyDataStream,
+    mut buf: Vec<u8>,
+    limit: usize,
+    too_large: &impl Fn() -> AppError,
+) -> Result<Vec<u8>, AppError> {
+    use futures_util::StreamExt;
     while let Some(piece) = pieces.next().await {
         let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
-        if piece.len() > limit - buf.len() {
-            drain(&mut pieces).await;
+        if piece.len() > limit.saturating_sub(buf.len()) {
+            drain(pieces).await;
             return Err(too_large());
         }
         buf.extend_from_slice(&piece);
@@ -1647,7 +1714,7 @@ mod tests {
         query: Option<&str>,
         limits: &crate::Config,
     ) -> Result<NewJob, AppError> {
-        parse_text_job(body, JobOptions::parse(query, limits)?, limits).map(Parsed::finish)
+        parse_text([body], JobOptions::parse(query, limits)?, limits)
     }
 
     fn parse(body: &str) -> Result<(Vec<u128>, Option<u32>), String> {
