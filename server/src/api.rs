@@ -815,17 +815,11 @@ async fn read_text(
     limit: usize,
     too_large: &impl Fn() -> AppError,
 ) -> Result<TextBody, AppError> {
-    use futures_util::StreamExt;
     let mut read = 0;
     let mut started = false;
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0;
-    while let Some(piece) = pieces.next().await {
-        let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
-        if piece.len() > limit - read {
-            drain(pieces).await;
-            return Err(too_large());
-        }
+    while let Some(piece) = next_piece(pieces, read, limit, too_large).await? {
         if !started {
             // Whitespace before the first item is fed for its lines.
             if let Some(first) = piece.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -892,16 +886,31 @@ async fn read_rest(
     limit: usize,
     too_large: &impl Fn() -> AppError,
 ) -> Result<Vec<u8>, AppError> {
-    use futures_util::StreamExt;
-    while let Some(piece) = pieces.next().await {
-        let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
-        if piece.len() > limit.saturating_sub(buf.len()) {
-            drain(pieces).await;
-            return Err(too_large());
-        }
+    while let Some(piece) = next_piece(pieces, buf.len(), limit, too_large).await? {
         buf.extend_from_slice(&piece);
     }
     Ok(buf)
+}
+
+/// The body's next piece, if any, after the `read` bytes before it; one
+/// that takes the body past `limit` bytes gets `too_large()`, once what the
+/// client still sends is drained.
+async fn next_piece(
+    pieces: &mut axum::body::BodyDataStream,
+    read: usize,
+    limit: usize,
+    too_large: &impl Fn() -> AppError,
+) -> Result<Option<Bytes>, AppError> {
+    use futures_util::StreamExt;
+    let Some(piece) = pieces.next().await else {
+        return Ok(None);
+    };
+    let piece = piece.map_err(|e| AppError::Body(e.to_string()))?;
+    if piece.len() > limit.saturating_sub(read) {
+        drain(pieces).await;
+        return Err(too_large());
+    }
+    Ok(Some(piece))
 }
 
 /// Most of a refused body read (and dropped) before the answer, and for

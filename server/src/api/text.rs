@@ -183,14 +183,15 @@ fn not_utf8(e: std::str::Utf8Error, at: u64, line: usize) -> AppError {
 mod tests {
     use super::*;
 
-    /// The answer to `body` fed in `pieces`, comparable.
+    /// The answer to a body fed in `pieces`, at most `max` numbers taken,
+    /// in a form to compare.
     fn read(pieces: &[&[u8]], max: u64) -> String {
-        let mut list = TextList::new(0, max);
-        for piece in pieces {
-            list.feed(piece);
-        }
-        match list.finish(JobOptions::default()) {
-            Ok(parsed) => format!("{:?}", parsed.finish().numbers),
+        let limits = crate::Config {
+            max_numbers_per_job: max,
+            ..crate::Config::default()
+        };
+        match crate::api::parse_text_job(pieces.iter().copied(), &limits) {
+            Ok(job) => format!("{:?}", job.numbers),
             Err(e) => format!("{e:?}"),
         }
     }
