@@ -716,9 +716,9 @@ pub(crate) async fn create_job(
         return Err(too_large());
     }
     let body = if text {
-        // Read as it arrives: a large list is never held as text too.
-        let capacity = if large { declared.unwrap_or(0) / 16 } else { 0 };
-        let list = TextList::new(capacity, state.config.max_numbers_per_job);
+        // Read as it arrives: a large list is never held as text too (its
+        // room a number for about every 16 bytes of the declared body).
+        let list = TextList::new(room / 16, state.config.max_numbers_per_job);
         match read_text(&mut pieces, list, limit, &too_large).await? {
             TextBody::List {
                 mut list,
@@ -1016,11 +1016,10 @@ pub(crate) async fn list_jobs(
         .is_some_and(|s| s.iter().all(|s| OPEN_STATES.contains(s)));
     let (after, limit) = (after.unwrap_or(0), limit.unwrap_or(usize::MAX));
     let gzip = crate::web::accepts_gzip(&headers);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     // Whether the first page could be read: until then a failure is an
     // error answer, not a cut-off body.
     let (started_tx, started) = tokio::sync::oneshot::channel::<Result<(), StoreError>>();
-    tokio::task::spawn_blocking(move || {
+    let answer = streamed("application/json", gzip, move |mut pieces| {
         let store = state.coord.store();
         let keep = |j: JobInfo| {
             let v = view(&state, j);
@@ -1030,7 +1029,6 @@ pub(crate) async fn list_jobs(
                 .then_some(v)
         };
         let mut started_tx = Some(started_tx);
-        let mut pieces = Pieces::new(tx, gzip);
         let mut out = String::with_capacity(STREAM_PIECE + 1024);
         out.push_str("{\"jobs\":[");
         let (mut listed, mut from) = (0usize, after);
@@ -1105,7 +1103,7 @@ pub(crate) async fn list_jobs(
             )))
         }
     }
-    Ok(streamed(rx, "application/json", gzip))
+    Ok(answer)
 }
 
 /// Jobs read from the store at a time for `GET /api/jobs`: about a
@@ -1524,12 +1522,15 @@ pub(crate) async fn job_results(
     let (jid, info) = load_job(&state, &id)?;
     let view = view(&state, info);
     let gzip = crate::web::accepts_gzip(&headers);
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Ndjson => "application/x-ndjson",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
     // The answer is produced piece by piece on a blocking thread and streamed,
     // so a job of millions of numbers never sits in memory as one document.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    tokio::task::spawn_blocking(move || {
+    Ok(streamed(content_type, gzip, move |mut pieces| {
         let mut out = String::with_capacity(STREAM_PIECE + 256);
-        let mut pieces = Pieces::new(tx, gzip);
         write_head(&mut out, format, &view);
         let mut first = true;
         let visited = state.coord.store().visit_results(jid, &mut |n, factors| {
@@ -1555,21 +1556,18 @@ pub(crate) async fn job_results(
                 pieces.fail(std::io::Error::other(e.to_string()));
             }
         }
-    });
-    let content_type = match format {
-        Format::Json => "application/json",
-        Format::Ndjson => "application/x-ndjson",
-        Format::Csv => "text/csv; charset=utf-8",
-    };
-    Ok(streamed(rx, content_type, gzip))
+    }))
 }
 
-/// The answer whose body [`Pieces`] sends through `rx`.
+/// An answer whose body `write` sends through [`Pieces`] (gzipped if
+/// `gzip`), on a blocking thread, while the answer is on its way.
 fn streamed(
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
     content_type: &'static str,
     gzip: bool,
+    write: impl FnOnce(Pieces) + Send + 'static,
 ) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || write(Pieces::new(tx, gzip)));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
