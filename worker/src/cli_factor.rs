@@ -1,16 +1,19 @@
-//! `crowdfactor-worker factor`: the same output as GNU coreutils `factor`
-//! for every n < 2^128, in input order, optionally on several threads.
+//! `crowdfactor-worker factor`: the same output as GNU coreutils `factor`,
+//! in input order, optionally on several threads. The engine takes every
+//! n < 2^128; larger numbers go to [`crate::big`], as slow as GNU on them.
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
 
 use crowdfactor_protocol::{format_u128, DecimalBuf};
+use num_bigint::BigUint;
 
 /// How one input token was understood.
 enum Token<'a> {
     Number(u128),
     Invalid(&'a [u8]),
-    TooLarge(&'a [u8]),
+    /// From 2^128 up: its digits.
+    Big(&'a [u8]),
 }
 
 /// As GNU reads a number: up to a NUL (its tokens are C strings), then
@@ -36,7 +39,7 @@ fn parse(tok: &[u8]) -> Token<'_> {
     };
     match value {
         Some(n) => Token::Number(n),
-        None => Token::TooLarge(tok),
+        None => Token::Big(digits),
     }
 }
 
@@ -58,13 +61,14 @@ fn render(tok: &[u8], exp: bool, buf: &mut Vec<u128>, out: &mut String, err: &mu
             );
             false
         }
-        Token::TooLarge(t) => {
-            let _ = writeln!(
-                err,
-                "crowdfactor-worker factor: {} is too large: this factorizer handles numbers below 2^128",
-                gnu_quote(t, utf8_locale())
-            );
-            false
+        Token::Big(digits) => {
+            // Digits only, so it parses.
+            let n = BigUint::parse_bytes(digits, 10).unwrap_or_default();
+            let factors = crate::big::factor(&n);
+            push_factors(out, &n, &factors, exp, |out, f| {
+                out.push_str(&f.to_string())
+            });
+            true
         }
     }
 }
@@ -146,20 +150,33 @@ fn is_delimiter(b: &u8) -> bool {
 /// One output line: `n: f1 f2 …`, or with `exp` (GNU's `--exponents`)
 /// each prime once with its exponent when above 1: `72: 2^3 3^2`.
 fn push_line(out: &mut String, n: u128, factors: &[u128], exp: bool, dec: &mut DecimalBuf) {
-    out.push_str(format_u128(n, dec));
+    push_factors(out, &n, factors, exp, |out, &f| {
+        out.push_str(format_u128(f, dec));
+    });
+}
+
+/// [`push_line`] for numbers of any type, each written by `write`.
+fn push_factors<T: PartialEq>(
+    out: &mut String,
+    n: &T,
+    factors: &[T],
+    exp: bool,
+    mut write: impl FnMut(&mut String, &T),
+) {
+    write(out, n);
     out.push(':');
     let mut rest = factors;
-    while let [f, ..] = *rest {
+    while let [f, ..] = rest {
         let e = if exp {
-            rest.iter().take_while(|&&g| g == f).count()
+            rest.iter().take_while(|&g| g == f).count()
         } else {
             1
         };
         out.push(' ');
-        out.push_str(format_u128(f, dec));
+        write(out, f);
         if e > 1 {
-            out.push('^');
-            out.push_str(format_u128(e as u128, dec));
+            use std::fmt::Write as _;
+            let _ = write!(out, "^{e}");
         }
         rest = &rest[e..];
     }
@@ -379,9 +396,29 @@ mod tests {
             .contains(&format!("{} is not a valid positive integer", quoted("-5"))));
         assert!(line("5x").1.contains("not a valid positive integer"));
         assert!(line("").1.contains(&quoted("")));
-        assert!(line("340282366920938463463374607431768211456")
-            .1
-            .contains("too large"));
+        // From 2^128 up, as GNU: 2^128 itself, and 2^128 + 2 read as GNU
+        // reads it, into primes below 2^128.
+        assert_eq!(
+            line("340282366920938463463374607431768211456").0,
+            format!(
+                "340282366920938463463374607431768211456:{}\n",
+                " 2".repeat(128)
+            )
+        );
+        let (out, err) = line(" +000340282366920938463463374607431768211458");
+        assert!(err.is_empty(), "{err}");
+        let (n, factors) = out.trim_end().split_once(": ").expect("n: factors");
+        assert_eq!(n, "340282366920938463463374607431768211458");
+        let factors: Vec<u128> = factors
+            .split(' ')
+            .map(|f| f.parse().expect("a factor"))
+            .collect();
+        assert!(factors.is_sorted() && factors.iter().all(|&f| crowdfactor_factor::is_prime(f)));
+        let product = factors
+            .iter()
+            .map(|&f| BigUint::from(f))
+            .product::<BigUint>();
+        assert_eq!(product.to_string(), n);
         // Around the one-word fast path (19 digits) and 2^128: the value
         // read back from the line, times its factors, is the input.
         for input in [

@@ -1,6 +1,7 @@
 //! `crowdfactor-worker`: contributes this machine's cores to a crowdfactor
 //! coordinator, or factors numbers locally like GNU `factor`.
 
+mod big;
 mod cli_factor;
 mod reuse;
 mod session;
@@ -97,9 +98,11 @@ enum Command {
     /// Reads numbers from the arguments, or from stdin when there are none
     /// (separated by spaces, tabs or newlines: as in GNU factor, the `\r`
     /// of a CRLF line makes its number invalid). Output: `n: p1 p2 ...`, one
-    /// line per input, in input order. Numbers must be below 2^128. Invalid
-    /// input is reported on stderr (quoted as GNU quotes it) and gives exit
-    /// status 1; the other numbers are still factored.
+    /// line per input, in input order. Numbers of any size: from 2^128 up
+    /// by Pollard rho, as in GNU factor, which takes long for a part above
+    /// 2^128 with no prime factor below ~2^50. Invalid input is reported on
+    /// stderr (quoted as GNU quotes it) and gives exit status 1; the other
+    /// numbers are still factored.
     ///
     /// Examples:
     ///   crowdfactor-worker factor 12 340282366920938463463374607431768211455

@@ -1,0 +1,408 @@
+//! `crowdfactor-worker factor` on numbers from 2^128 up, which GNU `factor`
+//! takes too (it is built with GMP): the engine stops below 2^128, so here
+//! the primes below 2^16 are divided out, perfect powers taken apart, and
+//! what is left split by Pollard–Brent rho on multi-word numbers — the
+//! method GNU uses at this size, and as slow as GNU's where a number has no
+//! factor below ~2^64 but is no prime. Each part below 2^128 goes to the
+//! engine; a part above is called prime after BPSW (a strong test to base 2
+//! and a strong Lucas test), as the engine does.
+
+use num_bigint::BigUint;
+use num_integer::Integer;
+use num_traits::{One, ToPrimitive, Zero};
+
+/// The prime factors of `n`, ascending, with multiplicity (none for 0 or 1).
+pub fn factor(n: &BigUint) -> Vec<BigUint> {
+    let mut primes = Vec::new();
+    let mut rest = n.clone();
+    if rest.is_zero() {
+        return primes;
+    }
+    let twos = rest.trailing_zeros().unwrap_or(0);
+    rest >>= twos;
+    primes.extend((0..twos).map(|_| BigUint::from(2u32)));
+    let mut parts = vec![rest];
+    while let Some(m) = parts.pop() {
+        if let Some(small) = m.to_u128() {
+            primes.extend(
+                crowdfactor_factor::factor(small)
+                    .into_iter()
+                    .map(BigUint::from),
+            );
+            continue;
+        }
+        // Trial division first: the engine's own below 2^128 needs no help,
+        // and above it `m` (from 2^128) is no small prime itself.
+        if let Some(p) = small_factor(&m) {
+            parts.push(&m / p);
+            parts.push(BigUint::from(p));
+        } else if let Some((root, k)) = perfect_power(&m) {
+            parts.extend(std::iter::repeat_n(root, k));
+        } else if probable_prime(&m) {
+            primes.push(m);
+        } else {
+            let d = rho(&m);
+            parts.push(&m / &d);
+            parts.push(d);
+        }
+    }
+    primes.sort_unstable();
+    primes
+}
+
+/// The odd primes below 2^16.
+fn small_primes() -> &'static [u32] {
+    static PRIMES: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    PRIMES.get_or_init(|| {
+        const LIMIT: usize = 1 << 16;
+        let mut composite = vec![false; LIMIT];
+        let mut primes = Vec::new();
+        for i in 3..LIMIT {
+            if !composite[i] && i % 2 == 1 {
+                primes.push(i as u32);
+                (i * i..LIMIT)
+                    .step_by(2 * i)
+                    .for_each(|j| composite[j] = true);
+            }
+        }
+        primes
+    })
+}
+
+/// The smallest odd prime below 2^16 dividing `m`, if any.
+fn small_factor(m: &BigUint) -> Option<u32> {
+    small_primes().iter().copied().find(|&p| (m % p).is_zero())
+}
+
+/// `m` as `root^k` with `k` > 1 as large as it goes, if it is a perfect power.
+/// `m` has no factor below 2^16, so `k` < bits / 16.
+fn perfect_power(m: &BigUint) -> Option<(BigUint, usize)> {
+    let bits = m.bits();
+    let mut found = None;
+    // Each prime exponent in turn, on the root found so far: 2^6 is (2^3)^2.
+    let mut k = 2u32;
+    let mut base = m.clone();
+    let mut power = 1usize;
+    while u64::from(k) * 16 <= bits {
+        let root = base.nth_root(k);
+        if root.pow(k) == base {
+            base = root;
+            power *= k as usize;
+            found = Some(());
+            continue; // the same exponent again
+        }
+        k += if k == 2 { 1 } else { 2 };
+    }
+    found.map(|()| (base, power))
+}
+
+/// BPSW for an odd `m` ≥ 2^128 with no factor below 2^16.
+fn probable_prime(m: &BigUint) -> bool {
+    strong_probable_prime_2(m) && strong_lucas(m)
+}
+
+/// The strong (Miller–Rabin) test to base 2.
+fn strong_probable_prime_2(m: &BigUint) -> bool {
+    let one = BigUint::one();
+    let m1 = m - &one;
+    let s = m1.trailing_zeros().unwrap_or(0);
+    let mut x = BigUint::from(2u32).modpow(&(&m1 >> s), m);
+    if x == one || x == m1 {
+        return true;
+    }
+    for _ in 1..s {
+        x = &x * &x % m;
+        if x == m1 {
+            return true;
+        }
+        if x == one {
+            return false;
+        }
+    }
+    false
+}
+
+/// The Jacobi symbol (a/m) for odd `m`.
+fn jacobi(a: i64, m: &BigUint) -> i32 {
+    // (−1/m) = (−1)^((m−1)/2)
+    let m_mod8 = (m % 8u32).to_u32().unwrap_or(0);
+    let mut sign = if a < 0 && m_mod8 % 4 == 3 { -1 } else { 1 };
+    let mut a = a.unsigned_abs();
+    let twos = a.trailing_zeros();
+    a >>= twos;
+    // (2/m) = −1 when m ≡ 3, 5 (mod 8)
+    if twos % 2 == 1 && matches!(m_mod8, 3 | 5) {
+        sign = -sign;
+    }
+    if a == 1 {
+        return sign;
+    }
+    // Reciprocity for odd a: (a/m) = (m mod a / a), negated when both are 3 mod 4.
+    if a % 4 == 3 && m_mod8 % 4 == 3 {
+        sign = -sign;
+    }
+    let (mut x, mut y) = ((m % a).to_u64().unwrap_or(0), a);
+    // The Jacobi symbol of two words, (x/y) for odd y.
+    while x != 0 {
+        let t = x.trailing_zeros();
+        x >>= t;
+        if t % 2 == 1 && matches!(y % 8, 3 | 5) {
+            sign = -sign;
+        }
+        if x % 4 == 3 && y % 4 == 3 {
+            sign = -sign;
+        }
+        (x, y) = (y % x, x);
+    }
+    if y == 1 {
+        sign
+    } else {
+        0
+    }
+}
+
+/// The strong Lucas test with Selfridge's parameters (method A): P = 1,
+/// Q = (1 − D)/4 for the first D of 5, −7, 9, −11, … with (D/m) = −1.
+fn strong_lucas(m: &BigUint) -> bool {
+    let root = m.sqrt();
+    if &root * &root == *m {
+        return false; // no such D exists for a square
+    }
+    let mut d: i64 = 5;
+    loop {
+        match jacobi(d, m) {
+            -1 => break,
+            // m has the factor |d| (m is larger than any d tried).
+            0 => return false,
+            _ => d = if d > 0 { -(d + 2) } else { 2 - d },
+        }
+    }
+    let q = (1 - d) / 4;
+    let modular = |v: i64| {
+        let magnitude = BigUint::from(v.unsigned_abs()) % m;
+        if v < 0 && !magnitude.is_zero() {
+            m - magnitude
+        } else {
+            magnitude
+        }
+    };
+    let (d_mod, q_mod) = (modular(d), modular(q));
+    let half = |x: BigUint| if x.is_odd() { (x + m) >> 1 } else { x >> 1 };
+    // a − b mod m for a, b below m.
+    let sub = |a: BigUint, b: &BigUint| if a >= *b { a - b } else { a + m - b };
+    // m + 1 = k·2^s with k odd.
+    let m1 = m + 1u32;
+    let s = m1.trailing_zeros().unwrap_or(0);
+    let k = &m1 >> s;
+    // U_1 = 1, V_1 = P = 1, Q^1; then left to right over k's bits.
+    let (mut u, mut v, mut qk) = (BigUint::one(), BigUint::one(), q_mod.clone());
+    for bit in (0..k.bits() - 1).rev() {
+        u = &u * &v % m;
+        v = sub(&v * &v % m, &(&qk * 2u32 % m));
+        qk = &qk * &qk % m;
+        if k.bit(bit) {
+            let (pu, pv) = (u, v);
+            u = half((&pu + &pv) % m);
+            v = half((&d_mod * &pu + &pv) % m);
+            qk = &qk * &q_mod % m;
+        }
+    }
+    if u.is_zero() || v.is_zero() {
+        return true;
+    }
+    for _ in 1..s {
+        v = sub(&v * &v % m, &(&qk * 2u32 % m));
+        if v.is_zero() {
+            return true;
+        }
+        qk = &qk * &qk % m;
+    }
+    false
+}
+
+/// A factor of the odd composite `m` (not a perfect power) other than 1 and
+/// `m`: Pollard–Brent rho, x ↦ x² + c, with a gcd every 128 steps.
+fn rho(m: &BigUint) -> BigUint {
+    (1u32..)
+        .find_map(|c| brent(m, &BigUint::from(c)))
+        .unwrap_or_else(|| m.clone())
+}
+
+/// One run of Brent's cycle search with the constant `c`: a proper factor,
+/// or `None` when this `c` gives only `m` itself.
+fn brent(m: &BigUint, c: &BigUint) -> Option<BigUint> {
+    const BATCH: u64 = 128;
+    let step = |x: &BigUint| (x * x + c) % m;
+    let distance = |a: &BigUint, b: &BigUint| if a > b { a - b } else { b - a };
+    let mut y = BigUint::from(2u32);
+    let (mut x, mut saved) = (y.clone(), y.clone());
+    let (mut product, mut g) = (BigUint::one(), BigUint::one());
+    let mut r = 1u64;
+    while g.is_one() {
+        x = y.clone();
+        for _ in 0..r {
+            y = step(&y);
+        }
+        let mut done = 0;
+        while done < r && g.is_one() {
+            saved = y.clone();
+            for _ in 0..BATCH.min(r - done) {
+                y = step(&y);
+                product = product * distance(&x, &y) % m;
+            }
+            g = product.gcd(m);
+            done += BATCH;
+        }
+        r *= 2;
+    }
+    if g == *m {
+        // The batch overshot (or the product hit 0): retrace it a step at a time.
+        loop {
+            saved = step(&saved);
+            g = distance(&x, &saved).gcd(m);
+            if !g.is_one() {
+                break;
+            }
+        }
+    }
+    (g != *m).then_some(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn big(n: u128) -> BigUint {
+        BigUint::from(n)
+    }
+
+    /// The next prime from `n` up, by the engine (below 2^128).
+    fn next_prime(mut n: u128) -> u128 {
+        while !crowdfactor_factor::is_prime(n) {
+            n += 1;
+        }
+        n
+    }
+
+    fn product(factors: &[BigUint]) -> BigUint {
+        factors.iter().product()
+    }
+
+    /// `factor` of the product of `primes` gives them back, sorted.
+    fn round_trip(primes: &[BigUint]) {
+        let mut want = primes.to_vec();
+        want.sort_unstable();
+        assert_eq!(factor(&product(primes)), want);
+    }
+
+    #[test]
+    fn the_jacobi_symbol_agrees_with_eulers_criterion() {
+        // For an odd prime p, (a/p) ≡ a^((p−1)/2) (mod p).
+        for p in [
+            3u128,
+            5,
+            7,
+            11,
+            13,
+            65_537,
+            (1 << 61) - 1,
+            next_prime(1 << 100),
+        ] {
+            let pb = big(p);
+            for a in [-11i64, -7, -5, -3, -2, -1, 1, 2, 3, 5, 9, 15, 21, 1 << 40] {
+                let residue = (BigUint::from(a.unsigned_abs()) % &pb + &pb) % &pb;
+                let residue = if a < 0 {
+                    (&pb - residue) % &pb
+                } else {
+                    residue
+                };
+                let euler = residue.modpow(&((&pb - 1u32) >> 1), &pb);
+                let want = if euler.is_zero() {
+                    0
+                } else if euler.is_one() {
+                    1
+                } else {
+                    -1
+                };
+                assert_eq!(jacobi(a, &pb), want, "({a}/{p})");
+            }
+        }
+    }
+
+    #[test]
+    fn bpsw_agrees_with_the_engine_across_2_to_the_128() {
+        // Both tests on odd numbers between 2^100 and 2^127, where the
+        // engine's own BPSW decides: the same answer for each.
+        let mut rng = fastrand::Rng::with_seed(128);
+        let mut primes = 0;
+        for _ in 0..3000 {
+            let n = rng.u128((1 << 100)..(1 << 127)) | 1;
+            if small_factor(&big(n)).is_some() {
+                continue;
+            }
+            let engine = crowdfactor_factor::is_prime(n);
+            primes += usize::from(engine);
+            assert_eq!(probable_prime(&big(n)), engine, "{n}");
+        }
+        assert!(primes > 10, "too few primes among the samples: {primes}");
+        // Strong pseudoprimes to base 2 that Lucas catches: Carmichael
+        // numbers (6k+1)(12k+1)(18k+1) above 2^100.
+        let mut caught = 0;
+        let mut k = 1u128 << 34;
+        while caught < 20 {
+            k += 1;
+            let (a, b, c) = (6 * k + 1, 12 * k + 1, 18 * k + 1);
+            if [a, b, c].iter().all(|&p| crowdfactor_factor::is_prime(p)) {
+                let n = big(a) * big(b) * big(c);
+                assert!(!probable_prime(&n), "{n}");
+                round_trip(&[big(a), big(b), big(c)]);
+                caught += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn products_above_2_to_the_128_come_apart() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let p = |rng: &mut fastrand::Rng, bits: u32| {
+            big(next_prime(rng.u128((1 << (bits - 1))..(1 << bits))))
+        };
+        for _ in 0..12 {
+            // Small primes, rho-sized ones and one large prime.
+            let mut primes = vec![big(2), big(3), big(65_521), big(65_537)];
+            primes.push(p(&mut rng, 24));
+            primes.push(p(&mut rng, 30));
+            primes.push(p(&mut rng, 120));
+            round_trip(&primes);
+        }
+        // Primes above 2^128: products of two and more of them, and powers.
+        let above = |rng: &mut fastrand::Rng| {
+            let mut n = (BigUint::one() << 128u32) + big(rng.u128(..1 << 100));
+            n |= BigUint::one();
+            while !probable_prime(&n) || small_factor(&n).is_some() {
+                n += 2u32;
+            }
+            n
+        };
+        for _ in 0..5 {
+            let q = above(&mut rng);
+            round_trip(std::slice::from_ref(&q));
+            round_trip(&[q.clone(), p(&mut rng, 20), p(&mut rng, 28)]);
+            round_trip(&[q.clone(), q.clone()]);
+            round_trip(&[q.clone(), q.clone(), q.clone(), big(7)]);
+        }
+        // Perfect powers of primes that rho would take long over.
+        let r = p(&mut rng, 60);
+        round_trip(&[r.clone(), r.clone(), r.clone()]);
+        round_trip(&vec![big(65_537); 12]);
+        let s = p(&mut rng, 40);
+        round_trip(&vec![s; 6]);
+        // Powers of two and ten, as GNU is often asked.
+        assert_eq!(factor(&(BigUint::one() << 300u32)), vec![big(2); 300]);
+        let ten = factor(&BigUint::from(10u32).pow(50));
+        assert_eq!(ten.iter().filter(|f| **f == big(2)).count(), 50);
+        assert_eq!(ten.iter().filter(|f| **f == big(5)).count(), 50);
+        assert!(factor(&BigUint::zero()).is_empty());
+        assert!(factor(&BigUint::one()).is_empty());
+    }
+}
