@@ -416,8 +416,8 @@ fn same_as_gnu_on_stdin(tokens: &[String], what: &str) {
 }
 
 /// Numbers from 2^128 up (GNU takes any size): powers of 2 and 10, products
-/// of primes below 2^24 with a prime below 2^96, primes above 2^128 alone and
-/// times small primes — every line as GNU's, in order. GNU proves each
+/// of primes below 2^24 with a prime below 2^96, of one of 34–38 bits with
+/// one of 96, primes above 2^128 alone and times small primes — every line as GNU's, in order. GNU proves each
 /// prime it prints by factoring p − 1, so the primes above 2^128 are made
 /// with a smooth p − 1, where that proof is quick. Not here: squares of
 /// primes above 2^128, which GNU 9.1 runs rho on without end (we find the
@@ -440,6 +440,11 @@ fn numbers_from_2_to_the_128_up_match_gnu() {
             n *= prime(&mut rng, bits);
         }
         numbers.push(n);
+    }
+    // Where rho does the work: a prime of 34–38 bits times one of 96.
+    for _ in 0..6 {
+        let bits = rng.u32(34..=38);
+        numbers.push(prime(&mut rng, bits) * prime(&mut rng, 96));
     }
     // p = 2s + 1 with s a product of primes below 2^32, p prime by Fermat
     // (base 2 and 3: GNU checks it again).
