@@ -3,7 +3,7 @@
 //! the primes below 2^16 are divided out, perfect powers taken apart, and
 //! what is left split by Pollard–Brent rho in multi-word Montgomery
 //! arithmetic — GNU's method at this size, so as GNU it takes long for a
-//! part above 2^128 that is no prime and has no factor below ~2^50. Each
+//! part above 2^128 that is no prime and has no factor below ~2^60. Each
 //! part below 2^128 goes to the engine; a part above is called prime after
 //! BPSW (a strong test to base 2 and a strong Lucas test), as the engine
 //! does (GNU proves it prime by factoring p − 1, which can take long too).
