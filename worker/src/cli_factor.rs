@@ -1,6 +1,6 @@
 //! `crowdfactor-worker factor`: the same output as GNU coreutils `factor`,
 //! in input order, optionally on several threads. The engine takes every
-//! n < 2^128; larger numbers go to [`crate::big`], as slow as GNU on them.
+//! n < 2^128; larger numbers go to [`crate::big`].
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
