@@ -99,8 +99,9 @@ enum Command {
     /// (separated by spaces, tabs or newlines: as in GNU factor, the `\r`
     /// of a CRLF line makes its number invalid). Output: `n: p1 p2 ...`, one
     /// line per input, in input order. Numbers of any size: from 2^128 up
-    /// by Pollard rho, as in GNU factor: seconds for a prime factor of ~2^50
-    /// in a composite part above 2^128, a minute or more from ~2^60. Invalid
+    /// by Pollard rho and ECM: about a second for a 64-bit prime factor of a
+    /// composite part above 2^128, ~10 s for a 70-bit one, more from there
+    /// (GNU factor, which has rho only: minutes at 64 bits). Invalid
     /// input is reported on stderr (quoted as GNU quotes it) and gives exit
     /// status 1; the other numbers are still factored.
     ///
