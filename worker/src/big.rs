@@ -22,6 +22,18 @@ pub fn factor(n: &BigUint) -> Vec<BigUint> {
     let twos = rest.trailing_zeros().unwrap_or(0);
     rest >>= twos;
     primes.extend((0..twos).map(|_| BigUint::from(2u32)));
+    // Trial division once, while the rest is above 2^128 (below, the
+    // engine's own needs no help): every part split off after it has only
+    // factors above 2^16.
+    for &p in odd_primes() {
+        if rest.bits() <= 128 {
+            break;
+        }
+        while (&rest % p).is_zero() {
+            rest /= p;
+            primes.push(BigUint::from(p));
+        }
+    }
     let mut parts = vec![rest];
     while let Some(m) = parts.pop() {
         if let Some(small) = m.to_u128() {
@@ -30,13 +42,6 @@ pub fn factor(n: &BigUint) -> Vec<BigUint> {
                     .into_iter()
                     .map(BigUint::from),
             );
-            continue;
-        }
-        // Trial division first: the engine's own below 2^128 needs no help,
-        // and above it `m` (from 2^128) is no small prime itself.
-        if let Some(p) = small_factor(&m) {
-            parts.push(&m / p);
-            parts.push(BigUint::from(p));
         } else if let Some((root, k)) = perfect_power(&m) {
             parts.extend(std::iter::repeat_n(root, k));
         } else if probable_prime(&m) {
@@ -51,18 +56,16 @@ pub fn factor(n: &BigUint) -> Vec<BigUint> {
     primes
 }
 
-/// The smallest odd prime below 2^16 dividing `m`, if any.
-fn small_factor(m: &BigUint) -> Option<u64> {
+/// The odd primes below 2^16.
+fn odd_primes() -> &'static [u64] {
     static ODD_PRIMES: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
-    let odd_primes = ODD_PRIMES.get_or_init(|| primes_to((1 << 16) - 1).split_off(1));
-    odd_primes.iter().copied().find(|&p| (m % p).is_zero())
+    ODD_PRIMES.get_or_init(|| primes_to((1 << 16) - 1).split_off(1))
 }
 
 /// `m` as `root^k` with `k` > 1 as large as it goes, if it is a perfect power.
 /// `m` has no factor below 2^16, so `k` < bits / 16.
 fn perfect_power(m: &BigUint) -> Option<(BigUint, usize)> {
     let bits = m.bits();
-    let mut found = None;
     // Each prime exponent in turn, on the root found so far: 2^6 is (2^3)^2.
     let mut k = 2u32;
     let mut base = m.clone();
@@ -72,12 +75,11 @@ fn perfect_power(m: &BigUint) -> Option<(BigUint, usize)> {
         if root.pow(k) == base {
             base = root;
             power *= k as usize;
-            found = Some(());
             continue; // the same exponent again
         }
         k += if k == 2 { 1 } else { 2 };
     }
-    found.map(|()| (base, power))
+    (power > 1).then_some((base, power))
 }
 
 /// BPSW for an odd `m` ≥ 2^128 with no factor below 2^16.
@@ -608,6 +610,11 @@ mod tests {
         BigUint::from(n)
     }
 
+    /// Whether `m` has an odd prime factor below 2^16.
+    fn small_factor(m: &BigUint) -> bool {
+        odd_primes().iter().any(|&p| (m % p).is_zero())
+    }
+
     /// The next prime from `n` up, by the engine (below 2^128).
     fn next_prime(mut n: u128) -> u128 {
         while !crowdfactor_factor::is_prime(n) {
@@ -669,7 +676,7 @@ mod tests {
         let m = (BigUint::one() << 130u32) + 1u32;
         let m = (0u32..)
             .map(|i| &m + 2 * i)
-            .find(|m| small_factor(m).is_none() && probable_prime(m))
+            .find(|m| !small_factor(m) && probable_prime(m))
             .expect("a prime");
         let ring = Montgomery::new(&m);
         let curve = Curve {
@@ -762,7 +769,7 @@ mod tests {
         let mut primes = 0;
         for _ in 0..3000 {
             let n = rng.u128((1 << 100)..(1 << 127)) | 1;
-            if small_factor(&big(n)).is_some() {
+            if small_factor(&big(n)) {
                 continue;
             }
             let engine = crowdfactor_factor::is_prime(n);
@@ -804,7 +811,7 @@ mod tests {
         let above = |rng: &mut fastrand::Rng| {
             let mut n = (BigUint::one() << 128u32) + big(rng.u128(..1 << 100));
             n |= BigUint::one();
-            while !probable_prime(&n) || small_factor(&n).is_some() {
+            while !probable_prime(&n) || small_factor(&n) {
                 n += 2u32;
             }
             n
