@@ -710,11 +710,7 @@ pub(crate) async fn create_job(
             state.config.max_numbers_per_job
         ))
     };
-    let mut pieces = request.into_body().into_data_stream();
-    if declared.is_some_and(|len| len > limit) {
-        drain(&mut pieces).await;
-        return Err(too_large());
-    }
+    let mut pieces = body_within(request.into_body(), declared, limit, &too_large).await?;
     let body = if text {
         // Read as it arrives: a large list is never held as text too (its
         // room a number for about every 16 bytes of the declared body).
@@ -870,12 +866,24 @@ pub(crate) async fn read_body(
     limit: usize,
     too_large: impl Fn() -> AppError,
 ) -> Result<Vec<u8>, AppError> {
+    let mut pieces = body_within(body, declared, limit, &too_large).await?;
+    read_rest(&mut pieces, Vec::with_capacity(room), limit, &too_large).await
+}
+
+/// The body's pieces, unless the length it `declared` is over `limit`:
+/// then `too_large()`, once what the client sends is drained.
+async fn body_within(
+    body: axum::body::Body,
+    declared: Option<usize>,
+    limit: usize,
+    too_large: &impl Fn() -> AppError,
+) -> Result<axum::body::BodyDataStream, AppError> {
     let mut pieces = body.into_data_stream();
     if declared.is_some_and(|len| len > limit) {
         drain(&mut pieces).await;
         return Err(too_large());
     }
-    read_rest(&mut pieces, Vec::with_capacity(room), limit, &too_large).await
+    Ok(pieces)
 }
 
 /// Reads the rest of a body onto `buf`, which it and the rest may fill to
