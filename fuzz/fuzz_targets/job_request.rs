@@ -1,6 +1,6 @@
 //! A `POST /api/jobs` body: a job within the limits or a 400, never a panic;
-//! as plain text, the same answer whole and cut in two anywhere (it is
-//! parsed as it arrives).
+//! as JSON and as plain text, the same answer whole and cut in two anywhere
+//! (a large one is parsed as it arrives).
 #![no_main]
 
 use crowdfactor_server::{
@@ -12,16 +12,27 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
     let limits = Config::default();
-    if let Ok(job) = parse_job(body, &limits) {
-        check(&job, &limits);
-    }
-    let whole = parse_text_job([body], &limits);
     let cut = body
         .first()
         .map_or(0, |&b| usize::from(b) % (body.len() + 1));
     let (a, b) = body.split_at(cut);
+    let whole = parse_job([body], &limits);
+    let in_two = parse_job([a, b], &limits);
+    assert_eq!(
+        format!("{whole:?}"),
+        format!("{in_two:?}"),
+        "JSON cut at {cut}"
+    );
+    if let Ok(job) = whole {
+        check(&job, &limits);
+    }
+    let whole = parse_text_job([body], &limits);
     let in_two = parse_text_job([a, b], &limits);
-    assert_eq!(format!("{whole:?}"), format!("{in_two:?}"), "cut at {cut}");
+    assert_eq!(
+        format!("{whole:?}"),
+        format!("{in_two:?}"),
+        "text cut at {cut}"
+    );
     if let Ok(job) = whole {
         check(&job, &limits);
     }

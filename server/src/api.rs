@@ -14,7 +14,9 @@ use crate::coordinator::CreateJobError;
 use crate::store::{ByKind, JobId, JobInfo, ListBuilder, NewJob, Numbers, StoreError};
 use crate::AppState;
 
+mod json;
 mod text;
+use json::BodyText;
 use text::TextList;
 
 /// An API error, rendered as `{"error": {"code", "message", ...}}`.
@@ -237,16 +239,16 @@ pub(crate) fn view(state: &AppState, info: JobInfo) -> JobView {
     }
 }
 
+/// Its fields are owned: a large body is read as it arrives, never whole.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JobRequest<'a> {
+struct JobRequest {
     numbers: Option<Listed>,
     /// Read as [`RangeRequest`] once it is known to be an object (serde
     /// would read a struct from a list too: `["1", 5]`).
-    #[serde(borrow)]
-    range: Option<&'a RawValue>,
-    chunk_size: Option<&'a RawValue>,
-    priority: Option<&'a RawValue>,
+    range: Option<Box<RawValue>>,
+    chunk_size: Option<Box<RawValue>>,
+    priority: Option<Box<RawValue>>,
     name: Option<String>,
 }
 
@@ -296,13 +298,13 @@ impl<'de> Deserialize<'de> for Listed {
                     count: 0,
                     bad: None,
                 };
-                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
                     let i = list.count;
                     list.count += 1;
                     if list.bad.is_some() || i >= keep {
                         continue;
                     }
-                    match parse_number_at(raw, || format!("numbers[{i}]")) {
+                    match parse_number_at(&raw, || format!("numbers[{i}]")) {
                         Ok(0) => list.bad = Some(zero_in_list(format!("numbers[{i}]"))),
                         Ok(n) => list.numbers.push(n),
                         Err(e) => list.bad = Some(e),
@@ -472,9 +474,26 @@ fn from_object<'a, T: Deserialize<'a>>(
     field: Option<&str>,
     expected: &str,
 ) -> Result<T, AppError> {
+    let first = json.iter().copied().find(|&b| !json_space(b));
+    object_or(first, field, expected, || serde_json::from_slice(json))
+}
+
+/// Whitespace between JSON tokens.
+fn json_space(b: u8) -> bool {
+    b" \t\r\n".contains(&b)
+}
+
+/// [`from_object`] for a JSON text whose `first` byte but whitespace is
+/// known, read by `read`.
+fn object_or<T>(
+    first: Option<u8>,
+    field: Option<&str>,
+    expected: &str,
+    read: impl FnOnce() -> serde_json::Result<T>,
+) -> Result<T, AppError> {
     let what = field.unwrap_or("the body");
-    let why = match json.iter().find(|b| !b" \t\r\n".contains(b)) {
-        Some(b'{') => match serde_json::from_slice(json) {
+    let why = match first {
+        Some(b'{') => match read() {
             Ok(value) => return Ok(value),
             Err(e) if field.is_some() => format!("{what}: {e}"),
             Err(e) => e.to_string(),
@@ -509,9 +528,13 @@ fn parse_text<'a>(
     list.finish(options).map(Parsed::finish)
 }
 
-/// Parses a job request, or names the bad item.
-pub fn parse_job(body: &[u8], limits: &crate::Config) -> Result<NewJob, AppError> {
-    parse_unfinished(body, limits).map(Parsed::finish)
+/// Parses a JSON job request that arrives in `pieces`, or names the bad
+/// item.
+pub fn parse_job<B: AsRef<[u8]>>(
+    pieces: impl IntoIterator<Item = B>,
+    limits: &crate::Config,
+) -> Result<NewJob, AppError> {
+    parse_unfinished(BodyText::new(pieces), false, limits).map(Parsed::finish)
 }
 
 /// A valid job request whose list is not yet in its final form: the body
@@ -536,14 +559,38 @@ impl Parsed {
     }
 }
 
-/// [`parse_job`] up to [`Parsed::finish`].
-fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppError> {
+/// [`parse_job`] up to [`Parsed::finish`]; a body that starts with digits
+/// is told how to send plain text if it was `labelled` as something else.
+fn parse_unfinished<B: AsRef<[u8]>, I: Iterator<Item = B>>(
+    mut body: BodyText<I>,
+    labelled: bool,
+    limits: &crate::Config,
+) -> Result<Parsed, AppError> {
     const EXPECTED: &str = r#"expected {"numbers": ["12", ...]} or {"range": {"start": "12", "count": 100, "step": 2}}"#;
+    if labelled
+        && body
+            .first(|b| b.is_ascii_whitespace())
+            .is_some_and(|b| b.is_ascii_digit())
+    {
+        // Numbers labelled as something else (curl --data-binary sends a
+        // form's type).
+        return Err(bad(
+            "bad_json",
+            None,
+            format!(
+                "the body is not a JSON object; to send numbers as plain text, say \
+                 Content-Type: text/plain ({PLAIN_TEXT_CURL})"
+            ),
+        ));
+    }
+    let first = body.first(json_space);
     KEEP.with(|k| k.set(limits.max_numbers_per_job));
-    let req = from_object::<JobRequest>(body, None, EXPECTED);
+    // Buffered: serde_json reads a byte at a time.
+    let read = || serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, body));
+    let req = object_or::<JobRequest>(first, None, EXPECTED, read);
     KEEP.with(|k| k.set(u64::MAX));
     let req = req?;
-    let range = match req.range {
+    let range = match req.range.as_deref() {
         Some(raw) if raw.get() != "null" => Some(from_object::<RangeRequest>(
             raw.get().as_bytes(),
             Some("range"),
@@ -551,7 +598,7 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
         )?),
         _ => None,
     };
-    let chunk_cap = match req.chunk_size {
+    let chunk_cap = match req.chunk_size.as_deref() {
         None => None,
         Some(raw) => Some(check_chunk_size(parse_number(raw, "chunk_size")?, limits)?),
     };
@@ -637,7 +684,7 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
             })?)
         }
     };
-    let priority = match req.priority {
+    let priority = match req.priority.as_deref() {
         Some(raw) if raw.get() != "null" => Some(priority_of(raw)?),
         _ => None,
     };
@@ -655,11 +702,10 @@ fn parse_unfinished(body: &[u8], limits: &crate::Config) -> Result<Parsed, AppEr
 
 /// Bodies larger than this share of the body limit (16 MiB of the default
 /// 256 MiB, about a million numbers), or of no declared length, wait for
-/// one another: a JSON body and its list take about 1.5 times its size
-/// while read and parsed (a 170 MB list of 10,000,000 numbers peaks at
-/// 264 MB of the server's memory), a plain-text body its list (80 MB of
-/// those 264), and three at once took that three times over. Smaller jobs
-/// never wait.
+/// one another: each is parsed as it arrives and takes its list's memory
+/// while parsed (10,000,000 13-digit numbers: 80 MB, at a peak of about
+/// 110 MB of the server's memory), and three at once took that three times
+/// over. Smaller ones are read whole and never wait.
 const LARGE_BODY_SHARE: usize = 16;
 
 /// Bodies up to this size are parsed on the async thread (well under a
@@ -700,7 +746,7 @@ pub(crate) async fn create_job(
     } else {
         None
     };
-    // Room for the whole body up front only with a turn: a declared length
+    // Room for the whole list up front only with a turn: a declared length
     // is the client's word, and only one such buffer exists at a time.
     let room = if large { declared.unwrap_or(0) } else { 0 };
     let too_large = || {
@@ -711,6 +757,8 @@ pub(crate) async fn create_job(
         ))
     };
     let mut pieces = body_within(request.into_body(), declared, limit, &too_large).await?;
+    // A JSON body: the piece its `{` came in, if it was sent as text, and
+    // the bytes before that piece.
     let body = if text {
         // Read as it arrives: a large list is never held as text too (its
         // room a number for about every 16 bytes of the declared body).
@@ -732,38 +780,32 @@ pub(crate) async fn create_job(
                 };
                 return store_job(&state, job).await;
             }
-            TextBody::Json { head, skipped } => {
-                read_rest(&mut pieces, head, limit - skipped, &too_large).await?
-            }
+            TextBody::Json { head, skipped } => (Some(head), skipped),
         }
     } else {
-        read_rest(&mut pieces, Vec::with_capacity(room), limit, &too_large).await?
+        (None, 0)
+    };
+    if large {
+        let head = body.0.into_iter().collect();
+        let job = parse_streamed(
+            &state, pieces, head, body.1, !text, options, limit, &too_large,
+        );
+        return store_job(&state, job.await?).await;
+    }
+    let body = match body {
+        (Some(head), skipped) => {
+            read_rest(&mut pieces, head.to_vec(), limit - skipped, &too_large).await?
+        }
+        (None, _) => read_rest(&mut pieces, Vec::new(), limit, &too_large).await?,
     };
     let inline = body.len() <= PARSE_INLINE;
     let parser = state.clone();
     let parse = move || {
-        if !text
-            && body
-                .iter()
-                .find(|b| !b.is_ascii_whitespace())
-                .is_some_and(u8::is_ascii_digit)
-        {
-            // Numbers labelled as something else (curl --data-binary sends
-            // a form's type).
-            return Err(bad(
-                "bad_json",
-                None,
-                format!(
-                    "the body is not a JSON object; to send numbers as plain text, say \
-                     Content-Type: text/plain ({PLAIN_TEXT_CURL})"
-                ),
-            ));
-        }
-        let parsed = parse_unfinished(&body, &parser.config);
+        let parsed = parse_unfinished(BodyText::new([&body[..]]), !text, &parser.config);
         drop(body);
         options.add_to(parsed?).map(Parsed::finish)
     };
-    // Parsing a full-size list takes a second or two: not on an async
+    // Parsing takes a millisecond for every 100 KB or so: not on an async
     // thread, where it would hold up the WebSocket sessions queued there.
     let job = if inline {
         parse()?
@@ -771,6 +813,58 @@ pub(crate) async fn create_job(
         blocking(parse).await?
     };
     store_job(&state, job).await
+}
+
+/// How many pieces of a body [`parse_streamed`] lets wait for the parser.
+const STREAMED_PIECES: usize = 16;
+
+/// Parses a JSON body as it arrives (`head`: the pieces read, `read` bytes
+/// in all with any whitespace before them), on a blocking thread, so that
+/// it costs its list's memory but not its text's: a large one, which
+/// holds a turn (one such thread at a time). The answer is the one the
+/// whole body would get: over `limit`, `too_large()` whatever it holds.
+#[allow(clippy::too_many_arguments)]
+async fn parse_streamed(
+    state: &Arc<AppState>,
+    mut pieces: axum::body::BodyDataStream,
+    head: Vec<Bytes>,
+    mut read: usize,
+    labelled: bool,
+    options: JobOptions,
+    limit: usize,
+    too_large: &impl Fn() -> AppError,
+) -> Result<NewJob, AppError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(STREAMED_PIECES);
+    let parser = state.clone();
+    let parse = blocking(move || {
+        let body = head
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.blocking_recv()));
+        let parsed = parse_unfinished(BodyText::new(body), labelled, &parser.config);
+        options.add_to(parsed?).map(Parsed::finish)
+    });
+    let mut feed = Some(tx);
+    let whole = loop {
+        match next_piece(&mut pieces, read, limit, too_large).await {
+            Ok(Some(piece)) => {
+                read += piece.len();
+                if let Some(tx) = &feed {
+                    if tx.send(piece).await.is_err() {
+                        // The parser stopped at an error: the rest is only
+                        // read, for the limit.
+                        feed = None;
+                    }
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    // The parser reads to the end of what was sent, then stops.
+    drop(feed);
+    let job = parse.await;
+    whole?;
+    job
 }
 
 /// Queues a parsed job: `201 Created`, its `Location` and the job.
@@ -797,9 +891,9 @@ enum TextBody {
         rest: Vec<Bytes>,
         read: usize,
     },
-    /// JSON (what fetch() labels a string body): what was read from the
-    /// piece its `{` came in, after `skipped` bytes of whitespace.
-    Json { head: Vec<u8>, skipped: usize },
+    /// JSON (what fetch() labels a string body): the piece its `{` came
+    /// in, after `skipped` bytes of whitespace.
+    Json { head: Bytes, skipped: usize },
 }
 
 /// Feeds a plain-text body to `list` as it arrives, at most `limit` bytes,
@@ -821,7 +915,7 @@ async fn read_text(
             if let Some(first) = piece.iter().find(|b| !b.is_ascii_whitespace()) {
                 if *first == b'{' {
                     return Ok(TextBody::Json {
-                        head: piece.to_vec(),
+                        head: piece,
                         skipped: read,
                     });
                 }
@@ -1224,13 +1318,16 @@ fn priority_of(raw: &RawValue) -> Result<i32, AppError> {
 
 /// Runs store work (which may wait for a commit), or a large job's parsing,
 /// off the async threads.
-pub(crate) async fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
+pub(crate) fn blocking<T: Send + 'static, E: Into<AppError> + Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))?
-        .map_err(Into::into)
+) -> impl std::future::Future<Output = Result<T, AppError>> {
+    // Started now, not when first awaited.
+    let task = tokio::task::spawn_blocking(f);
+    async move {
+        task.await
+            .map_err(|e| AppError::Store(StoreError::Backend(Box::new(e))))?
+            .map_err(Into::into)
+    }
 }
 
 /// The job named in a URL, or a 404 naming it.
@@ -1733,7 +1830,7 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<(Vec<u128>, Option<u32>), String> {
-        let job = parse_job(body.as_bytes(), &crate::Config::default());
+        let job = parse_job([body.as_bytes()], &crate::Config::default());
         job.map(|j| (j.numbers.iter().collect(), j.chunk_cap))
             .map_err(|e| match e {
                 AppError::BadRequest { message, item, .. } => format!("{item:?}: {message}"),
@@ -1765,12 +1862,12 @@ mod tests {
             max_numbers_per_job: 3,
             ..crate::Config::default()
         };
-        let over = parse_job(br#"{"numbers": [1, 2, 3, "x", -1, 0]}"#, &limits);
+        let over = parse_job([br#"{"numbers": [1, 2, 3, "x", -1, 0]}"#], &limits);
         assert!(
             matches!(&over, Err(AppError::BadRequest { code: "too_many_numbers", message, .. }) if message.starts_with("6 numbers;")),
             "{over:?}"
         );
-        let bad = parse_job(br#"{"numbers": ["7", "-2", 0]}"#, &limits);
+        let bad = parse_job([br#"{"numbers": ["7", "-2", 0]}"#], &limits);
         assert!(
             matches!(&bad, Err(AppError::BadRequest { item: Some(item), message, .. }) if item == "numbers[1]" && message.contains("negative")),
             "{bad:?}"
@@ -1883,7 +1980,8 @@ mod tests {
     /// writes numbers, also as text); any other list stays a list.
     #[test]
     fn lists_in_step_become_ranges() {
-        let job = |body: &str| parse_job(body.as_bytes(), &crate::Config::default()).expect("job");
+        let job =
+            |body: &str| parse_job([body.as_bytes()], &crate::Config::default()).expect("job");
         let seq = job(r#"{"numbers": ["999999999999", 1000000000001, "1000000000003"]}"#);
         assert_eq!(
             seq.numbers,
@@ -1957,7 +2055,7 @@ mod tests {
         /// Arbitrary bodies never panic the parser; they parse or give a 400.
         #[test]
         fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
-            let _ = parse_job(&body, &crate::Config::default());
+            let _ = parse_job([&body], &crate::Config::default());
         }
 
         /// Lists of valid numbers, as strings or integers, parse to exactly those numbers.
@@ -1968,7 +2066,7 @@ mod tests {
                 .map(|n| if as_ints { n.to_string() } else { format!("\"{n}\"") })
                 .collect();
             let body = format!("{{\"numbers\": [{}]}}", items.join(","));
-            let job = parse_job(body.as_bytes(), &crate::Config::default()).map_err(|e| format!("{e:?}")).expect("a valid list parses");
+            let job = parse_job([body.as_bytes()], &crate::Config::default()).map_err(|e| format!("{e:?}")).expect("a valid list parses");
             proptest::prop_assert_eq!(&job.numbers.iter().collect::<Vec<u128>>(), &numbers);
             // Kept as a range exactly when they rise by one step.
             let in_step = numbers.len() >= 2
@@ -1982,7 +2080,7 @@ mod tests {
         fn ranges_parse_or_refuse(start in 1u128.., count in 1u64..200, step in 1u128..(1 << 100)) {
             let body = format!("{{\"range\": {{\"start\": \"{start}\", \"count\": {count}, \"step\": \"{step}\"}}}}");
             let last = (count as u128 - 1).checked_mul(step).and_then(|s| start.checked_add(s));
-            match parse_job(body.as_bytes(), &crate::Config::default()) {
+            match parse_job([body.as_bytes()], &crate::Config::default()) {
                 Ok(job) => {
                     proptest::prop_assert_eq!(job.numbers.len(), count);
                     proptest::prop_assert_eq!(job.numbers.iter().last(), last);
@@ -2035,7 +2133,7 @@ mod tests {
     #[test]
     fn job_names_are_checked() {
         let limits = crate::Config::default();
-        let name = |body: &str| parse_job(body.as_bytes(), &limits).map(|j| j.name);
+        let name = |body: &str| parse_job([body.as_bytes()], &limits).map(|j| j.name);
         assert_eq!(
             name(r#"{"numbers": ["12"], "name": "  batch 7 · août "}"#).expect("accepted"),
             Some("batch 7 · août".into())
@@ -2102,7 +2200,7 @@ mod tests {
             ),
         ] {
             let Err(AppError::BadRequest { code, message, .. }) =
-                parse_job(body.as_bytes(), &crate::Config::default())
+                parse_job([body.as_bytes()], &crate::Config::default())
             else {
                 panic!("{body} was not refused as a bad request");
             };
@@ -2130,7 +2228,7 @@ mod tests {
         let limits = crate::Config::default();
         let priority = |p: &str| {
             let body = format!(r#"{{"range": {{"start": "5", "count": 3}}, "priority": {p}}}"#);
-            parse_job(body.as_bytes(), &limits).map(|j| j.priority)
+            parse_job([body.as_bytes()], &limits).map(|j| j.priority)
         };
         for (p, want) in [("-1000", -1000), ("\"7\"", 7), ("1000", 1000), ("null", 0)] {
             assert_eq!(priority(p).ok(), Some(want), "{p}");

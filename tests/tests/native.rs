@@ -326,6 +326,69 @@ async fn open_lists_are_held_within_the_memory_limit() {
     server.shutdown().await;
 }
 
+/// A large JSON job (no declared length, or over a sixteenth of the body
+/// limit) is parsed as it arrives, in whatever pieces it comes: the answer
+/// is the one the whole body gets, and over the limit it is `413` even
+/// when the parser stopped at an error near the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_json_job_is_read_as_it_arrives() {
+    let server = TestServer::start(Config {
+        max_body_bytes: 1 << 20,
+        ..Config::default()
+    })
+    .await;
+    // `text` in pieces of `size` bytes, of no declared length.
+    let send = |text: String, size: usize| {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = text
+            .as_bytes()
+            .chunks(size)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        let request = server
+            .job_request(String::new())
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                pieces,
+            )));
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let numbers: Vec<String> = (0..20_000u64)
+        .map(|i| (1_000_000_000_001 + 2 * i).to_string())
+        .collect();
+    let mut json = json!({ "name": "in pieces", "numbers": numbers }).to_string();
+    for size in [7, 1000, 70_000] {
+        let (status, job) = send(json.clone(), size).await;
+        assert_eq!(status, 201, "{job}");
+        assert_eq!(job["total"], 20_000, "{job}");
+        assert_eq!(job["name"], "in pieces", "{job}");
+    }
+    // The same bad item, whole and in pieces.
+    json = json.replacen("1000000000003", "10000x0000003", 1);
+    let (status, whole) = server.post_job_text(json.clone()).await;
+    assert_eq!(status, 400, "{whole}");
+    assert_eq!(whole["error"]["item"], "numbers[1]", "{whole}");
+    assert_eq!(send(json, 13).await, (400, whole));
+    // Not JSON from the second byte: refused as whole...
+    let broken = format!("{{,{}", " ".repeat(500_000));
+    let (status, whole) = server.post_job_text(broken.clone()).await;
+    assert_eq!(status, 400, "{whole}");
+    assert_eq!(whole["error"]["code"], "bad_json", "{whole}");
+    assert_eq!(send(broken.clone(), 4096).await, (400, whole));
+    // ...but over the limit it is too large, however early it went wrong.
+    let (status, v) = send(broken.repeat(3), 4096).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (413, &json!("too_large")),
+        "{v}"
+    );
+    let jobs = server.get("/api/jobs").await.1;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(3), "{jobs}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_large_upload_gives_up_its_turn() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -360,8 +423,8 @@ async fn a_stalled_large_upload_gives_up_its_turn() {
     server.shutdown().await;
 }
 
-/// Large job bodies are read and parsed one at a time (each takes about 1.5
-/// times its size while parsed): a second waits while the first is still
+/// Large job bodies are read and parsed one at a time (each takes its list's
+/// memory while parsed): a second waits while the first is still
 /// arriving, small jobs pass meanwhile, and both large ones are then queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_job_bodies_take_turns_and_small_ones_pass() {
