@@ -4,7 +4,7 @@
 #![no_main]
 
 use crowdfactor_server::{
-    api::{parse_job, parse_text_job},
+    api::{parse_job, parse_text_job, AppError},
     store::{NewJob, Numbers},
     Config,
 };
@@ -15,28 +15,33 @@ fuzz_target!(|body: &[u8]| {
     let cut = body
         .first()
         .map_or(0, |&b| usize::from(b) % (body.len() + 1));
-    let (a, b) = body.split_at(cut);
-    let whole = parse_job([body], &limits);
-    let in_two = parse_job([a, b], &limits);
-    assert_eq!(
-        format!("{whole:?}"),
-        format!("{in_two:?}"),
-        "JSON cut at {cut}"
-    );
-    if let Ok(job) = whole {
-        check(&job, &limits);
-    }
-    let whole = parse_text_job([body], &limits);
-    let in_two = parse_text_job([a, b], &limits);
-    assert_eq!(
-        format!("{whole:?}"),
-        format!("{in_two:?}"),
-        "text cut at {cut}"
-    );
-    if let Ok(job) = whole {
-        check(&job, &limits);
-    }
+    let json = |pieces: &[&[u8]]| parse_job(pieces.iter().copied(), &limits);
+    let text = |pieces: &[&[u8]]| parse_text_job(pieces.iter().copied(), &limits);
+    same_in_two("JSON", json, body, cut, &limits);
+    same_in_two("text", text, body, cut, &limits);
 });
+
+/// `parse` answers the same for `body` whole and cut in two at `cut`; a job
+/// it takes is within the limits.
+fn same_in_two(
+    what: &str,
+    parse: impl Fn(&[&[u8]]) -> Result<NewJob, AppError>,
+    body: &[u8],
+    cut: usize,
+    limits: &Config,
+) {
+    let (a, b) = body.split_at(cut);
+    let whole = parse(&[body]);
+    let in_two = parse(&[a, b]);
+    assert_eq!(
+        format!("{whole:?}"),
+        format!("{in_two:?}"),
+        "{what} cut at {cut}"
+    );
+    if let Ok(job) = whole {
+        check(&job, limits);
+    }
+}
 
 /// A job the parser took: within the limits, not empty, its name clean.
 fn check(job: &NewJob, limits: &Config) {
