@@ -126,16 +126,39 @@ struct Curve<'f, F: Field> {
 }
 
 impl<F: Field> Curve<'_, F> {
-    // On wasm32 a point operation is out of line: its five or six products,
-    // each hundreds of instructions in digits there, inlined into each of
-    // PRAC's rules made `prac` 50–125 KB of wasm, executed once per pass and
-    // fetched again on the next (1.7 MB of code in all, 0.7 MB now). Under
-    // node 40+40- to 64+64-bit semiprimes 9–24 % faster, random 90-bit 11 %;
-    // in Chromium within its noise. Natively, where a product is a few
-    // instructions, inlining stays faster (56+56 8 %, 64+64 5 %).
-    #[cfg_attr(target_arch = "wasm32", inline(never))]
-    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    /// Whether a point step is a function of its own rather than inlined
+    /// into PRAC's rules, the ladder and stage 2: on wasm32 for one-word
+    /// residues only. Two-word steps inlined (2026-12-07, old and new build
+    /// alternating in one page): Chromium 156 40+40- to 56+56-bit
+    /// semiprimes 5–8 % faster, 63+63 and 64+64 2–9 % (noisy), random
+    /// 90-bit 3–5 %; Firefox 153 40+40 5 %, 48+48 to 63+63 9–11 %, random
+    /// 90-bit 5 %; the wide-arithmetic build in Chromium 48+48 to 63+63
+    /// 9–10 %, random 90-bit 5–8 %. One-word forms within 1 % either way,
+    /// so they stay apart (the standard build is 1.5 MB instead of 0.73 MB,
+    /// 469 KiB gzipped instead of 267; the wide one 0.49 MB instead of
+    /// 0.41). Under node 20 (V8 11.3) the inlined steps are slower — 56+56
+    /// 4–7 %, 63+63 18 %, 64+64 30 % — which is why they were out of line
+    /// before.
+    /// Natively, where a product is a few instructions, inlining is faster
+    /// (56+56 8 %, 64+64 5 %).
+    const APART: bool = cfg!(target_arch = "wasm32") && core::mem::size_of::<F::E>() <= 8;
+
+    #[inline(always)]
     fn dbl(&self, p: Pt<F::E>) -> Pt<F::E> {
+        if Self::APART {
+            self.dbl_apart(p)
+        } else {
+            self.dbl_here(p)
+        }
+    }
+
+    #[inline(never)]
+    fn dbl_apart(&self, p: Pt<F::E>) -> Pt<F::E> {
+        self.dbl_here(p)
+    }
+
+    #[inline(always)]
+    fn dbl_here(&self, p: Pt<F::E>) -> Pt<F::E> {
         let f = self.f;
         let s = f.sqr(f.add(p.x, p.z));
         let d = f.sqr(f.sub(p.x, p.z));
@@ -147,9 +170,22 @@ impl<F: Field> Curve<'_, F> {
     }
 
     /// P + Q given P − Q.
-    #[cfg_attr(target_arch = "wasm32", inline(never))]
-    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    #[inline(always)]
     fn add(&self, p: Pt<F::E>, q: Pt<F::E>, diff: Pt<F::E>) -> Pt<F::E> {
+        if Self::APART {
+            self.add_apart(p, q, diff)
+        } else {
+            self.add_here(p, q, diff)
+        }
+    }
+
+    #[inline(never)]
+    fn add_apart(&self, p: Pt<F::E>, q: Pt<F::E>, diff: Pt<F::E>) -> Pt<F::E> {
+        self.add_here(p, q, diff)
+    }
+
+    #[inline(always)]
+    fn add_here(&self, p: Pt<F::E>, q: Pt<F::E>, diff: Pt<F::E>) -> Pt<F::E> {
         let f = self.f;
         let u = f.mul(f.sub(p.x, p.z), f.add(q.x, q.z));
         let v = f.mul(f.add(p.x, p.z), f.sub(q.x, q.z));

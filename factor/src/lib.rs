@@ -220,7 +220,10 @@ fn split_u128(n: u128, out: &mut Vec<u128>, expect: Expect) {
         ..118 if narrow => find_factor(&arith::Mont120Lazy::new(n)),
         120..126 if narrow => find_factor(&arith::Mont128Lazy::new(n)),
         ..126 if !narrow => find_factor(&arith::Mont128Lazy::new(n)),
-        _ => arith::with_two_word_monty!(n, |m| find_factor(m)),
+        // 118..120 on wasm32; from 2^126 everywhere (lazy reduction needs
+        // n < R/4).
+        _ if narrow && n >> 120 == 0 => find_factor(&arith::Mont120::new(n)),
+        _ => find_factor(&arith::Mont128::new(n)),
     };
     split_u128(d, out, Expect::Prime);
     split_u128(n / d, out, Expect::Prime);
@@ -504,6 +507,29 @@ mod tests {
             let mut want = vec![p, q];
             want.sort();
             assert_eq!(factor(p * q), want);
+        }
+    }
+
+    /// A 28-bit prime times a large one, in each range of sizes that
+    /// `split_u128` gives a Montgomery form (or digit field) of its own, on
+    /// wasm32 as natively: 83-, 86-, 92-, 100-, 115-, 119-, 124- and 127-bit
+    /// products.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_small_factor_of_every_two_word_size() {
+        let mut rng = fastrand::Rng::with_seed(23);
+        let mut prime = |lo: u128, hi: u128| loop {
+            let c = rng.u128(lo..hi) | 1;
+            if is_prime(c) {
+                return c;
+            }
+        };
+        for bits in [83u32, 86, 92, 100, 115, 119, 124, 127] {
+            let p = prime(1 << 27, 1 << 28);
+            // p·q has exactly `bits` bits.
+            let q = prime((1 << (bits - 1)) / p + 1, (1 << bits) / p);
+            assert_eq!((p * q).ilog2(), bits - 1);
+            assert_eq!(factor(p * q), vec![p, q], "{p}·{q}");
         }
     }
 
