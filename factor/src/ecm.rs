@@ -135,12 +135,11 @@ impl<F: Field> Curve<'_, F> {
     /// 90-bit 5 %; the wide-arithmetic build in Chromium 48+48 to 63+63
     /// 9–10 %, random 90-bit 5–8 %. One-word forms within 1 % either way,
     /// so they stay apart (the standard build is 1.5 MB instead of 0.73 MB,
-    /// 469 KiB gzipped instead of 267; the wide one 0.49 MB instead of
+    /// 469 KiB by `gzip -9` instead of 267; the wide one 0.49 MB instead of
     /// 0.41). Under node 20 (V8 11.3) the inlined steps are slower — 56+56
     /// 4–7 %, 63+63 18 %, 64+64 30 % — which is why they were out of line
-    /// before.
-    /// Natively, where a product is a few instructions, inlining is faster
-    /// (56+56 8 %, 64+64 5 %).
+    /// before. Natively, where a product is a few instructions, inlining is
+    /// faster (56+56 8 %, 64+64 5 %).
     const APART: bool = cfg!(target_arch = "wasm32") && core::mem::size_of::<F::E>() <= 8;
 
     #[inline(always)]
