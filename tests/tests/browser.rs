@@ -845,6 +845,18 @@ async fn a_job_of_slow_numbers(server: &TestServer) -> String {
         .await
 }
 
+/// Submits [`a_job_of_slow_numbers`] and opens the page in `client`'s tab;
+/// returns the job's id once the tab is connected.
+async fn the_page_takes_slow_numbers(server: &TestServer, client: &Client) -> String {
+    let id = a_job_of_slow_numbers(server).await;
+    client.goto(&server.url()).await.unwrap();
+    wait_workers(server, 30, "the tab did not connect", |list| {
+        (!list.is_empty()).then_some(())
+    })
+    .await;
+    id
+}
+
 /// Checks, after 15 s of work on job `id` (from [`a_job_of_slow_numbers`]),
 /// that the one tab kept one connection and every lease: its heartbeats
 /// kept time.
@@ -883,12 +895,7 @@ async fn a_hidden_tab_keeps_its_leases() {
         json!({}),
     )
     .await;
-    let id = a_job_of_slow_numbers(&server).await;
-    client.goto(&server.url()).await.unwrap();
-    wait_workers(&server, 30, "the tab did not connect", |list| {
-        (!list.is_empty()).then_some(())
-    })
-    .await;
+    let id = the_page_takes_slow_numbers(&server, &client).await;
     // A tab opened in front (WebDriver stays with the page).
     client
         .issue_cmd(cdp("Target.createTarget", json!({ "url": "about:blank" })))
@@ -901,6 +908,44 @@ async fn a_hidden_tab_keeps_its_leases() {
     assert_eq!(state, "hidden");
     the_tab_kept_its_leases(&server, &id).await;
     assert_no_console_errors(&client).await;
+    client.close().await.unwrap();
+    server.shutdown().await;
+}
+
+/// The same in Firefox, whose background tabs throttle their timers in ways
+/// of their own: the page's tab behind another one, its heartbeats keep
+/// time and it keeps its leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_firefox_tab_keeps_its_leases() {
+    let server = a_coordinator_quick_to_lapse().await;
+    let (driver, client) = firefox().await;
+    let id = the_page_takes_slow_numbers(&server, &client).await;
+    // The page notes when it is hidden; read once it is in front again.
+    client
+        .execute(
+            "window.wasHidden = false; document.addEventListener('visibilitychange', \
+             () => { if (document.hidden) window.wasHidden = true; });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let page = client.window().await.unwrap();
+    let front = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(front).await.unwrap();
+    client.goto("about:blank").await.unwrap();
+    the_tab_kept_its_leases(&server, &id).await;
+    client.close_window().await.unwrap();
+    client.switch_to_window(page).await.unwrap();
+    assert_eq!(
+        client
+            .execute("return window.wasHidden", vec![])
+            .await
+            .unwrap(),
+        json!(true),
+        "the page's tab was never hidden"
+    );
+    let errors = firefox_page_errors(&driver, &server.url());
+    assert!(errors.is_empty(), "Firefox printed errors: {errors:#?}");
     client.close().await.unwrap();
     server.shutdown().await;
 }
