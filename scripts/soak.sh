@@ -7,7 +7,7 @@
 # (the engine, tested against GNU factor) and a sample of each job the same
 # as GNU `factor`'s. Exit 0 when all are right.
 # Usage: scripts/soak.sh [MAX_ROUNDS]   (default 400; a round is 0.1-1.5 s)
-# Not part of scripts/test.sh: the fault tests there kill at fixed moments.
+# scripts/test.sh runs it once (the fault tests there kill at fixed moments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints (native and wasm32), unit tests,
 # end-to-end tests (real server, real worker processes, headless Chromium and
-# Firefox),
-# the wasm factorizer's tests in headless Chromium (dedicated worker), a
-# brief run of every fuzz target, and a smoke run of the benchmarks.
+# Firefox), a crash soak (scripts/soak.sh), the wasm factorizer's tests in
+# headless Chromium (dedicated worker), a brief run of every fuzz target, and
+# a smoke run of the benchmarks.
 # Installs what it needs first (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,11 @@ step "native unit, CLI and end-to-end tests (incl. headless Chromium and Firefox
 # The end-to-end tests start the binaries as real processes.
 cargo build --workspace --bins
 cargo test --workspace
+
+step "crash soak: the server and workers killed with SIGKILL at random moments, then every result checked"
+# The fault tests above kill at fixed moments; this kills wherever it lands
+# (about four minutes, with a release build of the two binaries).
+scripts/soak.sh
 
 step "wasm tests in headless Chromium (dedicated worker)"
 # The runner gives a headless run 20 s by default; the engine's unit tests,
