@@ -228,9 +228,10 @@ impl<const L: usize> Field for Digits<L> {
 
     /// a·a/R as [`Field::mul`] (the same value), the product first and then
     /// its reduction: each cross product once, doubled (L(L+1)/2 products
-    /// instead of L²). A digit of the product holds at most L/2 doubled
-    /// cross products (below 2^61) and a square, then L of the reduction's:
-    /// below 2^62 + 2^61 < 2^63 for L ≤ 5.
+    /// instead of L²). With digits below 2^30 in size, a digit of the
+    /// product holds at most L/2 doubled cross products (each below 2^61)
+    /// and a square (below 2^60), then L of the reduction's (each below
+    /// 2^58): below 2^62 + 2^60 + 5·2^58 < 2^63 for L ≤ 5.
     #[inline(always)]
     fn sqr(&self, a: [i64; L]) -> [i64; L] {
         let mut t = [0i64; 10];
